@@ -1,0 +1,523 @@
+//! The aggregator: event-time windows per metric series, and error counts per hash and window.
+//!
+//! [`Aggregator`] is the logic. Windows are `[k*w, (k+1)*w)` in event time. A window closes
+//! when its series' newest event time passes its end plus the allowed lateness, or when it has
+//! been idle (no event) on the clock for the lateness (at least a second) after its end, or at
+//! shutdown. A closed window is written (final) and handed to the detector; an event for it
+//! that comes later opens a new *epoch* of the same window, which the writer merges onto the
+//! stored one, so nothing is dropped and queries see one window.
+//!
+//! Errors: per `(hash, window)` the first occurrence becomes a High record, every occurrence
+//! is counted into `error_counts`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::counters::Counters;
+use crate::event::EventKind;
+use crate::messages::{Drain, FlushWindows, Tick, Wake};
+use crate::model::{ErrorCountSnapshot, Record, WindowSnapshot, WriteBatch};
+use crate::pipeline::{lock, Stages};
+use crate::sampler::Kept;
+use crate::stats::window::{WindowState, WindowSummary};
+use crate::util::stable_hash_hex;
+
+/// Shortest idle time (ms) after which the clock closes a window.
+const MIN_IDLE_CLOSE_MS: i64 = 1_000;
+
+/// A closed window, for the detector.
+#[derive(Debug, Clone)]
+pub(crate) struct ClosedWindow {
+    pub series: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub summary: WindowSummary,
+}
+
+#[derive(Debug)]
+struct OpenWindow {
+    state: WindowState,
+    epoch: u64,
+    /// Clock time of the last event folded in.
+    touched_ms: i64,
+}
+
+#[derive(Debug)]
+struct Series {
+    metric: String,
+    context: Option<String>,
+    /// Newest event time seen in this series: its watermark.
+    newest_ts: i64,
+    windows: BTreeMap<i64, OpenWindow>,
+}
+
+#[derive(Debug)]
+struct ErrorWindow {
+    error_type: String,
+    category: Option<String>,
+    count: u64,
+    first_ts: i64,
+    last_ts: i64,
+    epoch: u64,
+    touched_ms: i64,
+}
+
+/// What one call produced.
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    /// Window rows to write (snapshots or final).
+    pub windows: Vec<WindowSnapshot>,
+    /// Error-count rows to write.
+    pub errors: Vec<ErrorCountSnapshot>,
+    /// First-of-hash error records, for the queues.
+    pub records: Vec<Record>,
+    /// Closed windows, for the detector.
+    pub closed: Vec<ClosedWindow>,
+    /// Events folded into windows or counts (not written as records).
+    pub aggregated: u64,
+}
+
+/// Per-series event-time windows and per-hash error counts.
+#[derive(Debug)]
+pub(crate) struct Aggregator {
+    window_ms: i64,
+    lateness_ms: i64,
+    series: HashMap<String, Series>,
+    errors: HashMap<(String, i64), ErrorWindow>,
+    /// Newest error time seen: the error counts' watermark.
+    newest_error_ts: i64,
+    next_epoch: u64,
+    key_buf: String,
+    open: usize,
+}
+
+impl Aggregator {
+    pub(crate) fn new(window_ms: i64, lateness_ms: i64) -> Self {
+        Aggregator {
+            window_ms,
+            lateness_ms,
+            series: HashMap::new(),
+            errors: HashMap::new(),
+            newest_error_ts: i64::MIN,
+            next_epoch: 1,
+            key_buf: String::new(),
+            open: 0,
+        }
+    }
+
+    pub(crate) fn set_lateness(&mut self, lateness_ms: i64) {
+        self.lateness_ms = lateness_ms;
+    }
+
+    /// Windows and error counts open in memory.
+    pub(crate) fn open_windows(&self) -> usize {
+        self.open
+    }
+
+    fn window_start(&self, ts: i64) -> i64 {
+        ts.div_euclid(self.window_ms) * self.window_ms
+    }
+
+    fn epoch(&mut self) -> u64 {
+        self.next_epoch += 1;
+        self.next_epoch
+    }
+
+    /// Folds a kept metric sample or error into its window.
+    pub(crate) fn observe(&mut self, kept: Kept, now_ms: i64, out: &mut Output) {
+        let e = &kept.event;
+        let ts = e.ts_ms.unwrap_or(now_ms);
+        let start = self.window_start(ts);
+        let weight = 1.0 / kept.rate;
+        match e.kind {
+            EventKind::Performance | EventKind::Datastore => {
+                let value = e.value.unwrap_or(0.0);
+                self.key_buf.clear();
+                if e.kind == EventKind::Datastore {
+                    self.key_buf.push_str("datastore.");
+                }
+                self.key_buf.push_str(&e.name);
+                let metric_len = self.key_buf.len();
+                if let Some(c) = &e.context {
+                    self.key_buf.push('.');
+                    self.key_buf.push_str(c);
+                }
+                if !self.series.contains_key(self.key_buf.as_str()) {
+                    let series = Series {
+                        metric: self.key_buf[..metric_len].to_string(),
+                        context: e.context.clone(),
+                        newest_ts: ts,
+                        windows: BTreeMap::new(),
+                    };
+                    self.series.insert(self.key_buf.clone(), series);
+                }
+                let epoch = self.next_epoch + 1;
+                let Some(series) = self.series.get_mut(self.key_buf.as_str()) else { return };
+                series.newest_ts = series.newest_ts.max(ts);
+                let window = series.windows.entry(start).or_insert_with(|| OpenWindow {
+                    state: WindowState::new(),
+                    epoch,
+                    touched_ms: now_ms,
+                });
+                if window.epoch == epoch {
+                    self.next_epoch = epoch;
+                    self.open += 1;
+                }
+                window.state.observe(value, weight);
+                window.touched_ms = now_ms;
+                out.aggregated += 1;
+            }
+            EventKind::Error => {
+                let error_type = e.error_type.clone().unwrap_or_else(|| e.name.clone());
+                let hash = match &e.error_hash {
+                    Some(h) => h.clone(),
+                    None => stable_hash_hex(&[&error_type, e.message.as_deref().unwrap_or("")]),
+                };
+                self.newest_error_ts = self.newest_error_ts.max(ts);
+                let key = (hash, start);
+                if let Some(w) = self.errors.get_mut(&key) {
+                    w.count += 1;
+                    w.first_ts = w.first_ts.min(ts);
+                    w.last_ts = w.last_ts.max(ts);
+                    w.touched_ms = now_ms;
+                    out.aggregated += 1;
+                    return;
+                }
+                let mut event = kept.event;
+                if event.error_hash.is_none() {
+                    event.error_hash = Some(key.0.clone());
+                }
+                let epoch = self.epoch();
+                self.errors.insert(
+                    key,
+                    ErrorWindow {
+                        error_type,
+                        category: event.context.clone(),
+                        count: 1,
+                        first_ts: ts,
+                        last_ts: ts,
+                        epoch,
+                        touched_ms: now_ms,
+                    },
+                );
+                self.open += 1;
+                out.records.push(Record::from_event(&event, kept.rate));
+            }
+            // Records never reach the aggregator (the sampler routes them to the queues).
+            EventKind::Command | EventKind::Engagement | EventKind::Custom => {}
+        }
+    }
+
+    /// Closes the windows whose time has come (all of them with `all`), oldest first per series.
+    pub(crate) fn close_due(&mut self, now_ms: i64, all: bool, out: &mut Output) {
+        let w = self.window_ms;
+        let mut closed = 0;
+        for (name, series) in &mut self.series {
+            let due: Vec<i64> = series
+                .windows
+                .iter()
+                .filter(|(&start, win)| {
+                    all || window_due(start + w, self.lateness_ms, series.newest_ts, win.touched_ms, now_ms)
+                })
+                .map(|(&start, _)| start)
+                .collect();
+            for start in due {
+                let Some(win) = series.windows.remove(&start) else { continue };
+                closed += 1;
+                out.closed.push(ClosedWindow {
+                    series: name.clone(),
+                    start_ms: start,
+                    end_ms: start + w,
+                    summary: win.state.summary(),
+                });
+                out.windows.push(WindowSnapshot {
+                    series: name.clone(),
+                    metric: series.metric.clone(),
+                    context: series.context.clone(),
+                    start_ms: start,
+                    end_ms: start + w,
+                    epoch: win.epoch,
+                    state: win.state,
+                    is_final: true,
+                });
+            }
+        }
+        self.series.retain(|_, s| !s.windows.is_empty());
+        let newest = self.newest_error_ts;
+        let due: Vec<(String, i64)> = self
+            .errors
+            .iter()
+            .filter(|((_, start), e)| all || window_due(start + w, self.lateness_ms, newest, e.touched_ms, now_ms))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            if let Some(e) = self.errors.remove(&key) {
+                closed += 1;
+                out.errors.push(error_snapshot(key.0, key.1, e, true));
+            }
+        }
+        self.open -= closed;
+    }
+
+    /// Snapshots of every open window and error count; they stay open.
+    pub(crate) fn snapshot(&self, out: &mut Output) {
+        let w = self.window_ms;
+        for (name, series) in &self.series {
+            for (&start, win) in &series.windows {
+                out.windows.push(WindowSnapshot {
+                    series: name.clone(),
+                    metric: series.metric.clone(),
+                    context: series.context.clone(),
+                    start_ms: start,
+                    end_ms: start + w,
+                    epoch: win.epoch,
+                    state: win.state.clone(),
+                    is_final: false,
+                });
+            }
+        }
+        for ((hash, start), e) in &self.errors {
+            let copy = ErrorWindow { error_type: e.error_type.clone(), category: e.category.clone(), ..*e };
+            out.errors.push(error_snapshot(hash.clone(), *start, copy, false));
+        }
+    }
+}
+
+/// Whether a window ending at `end` closes: its series' newest event time has passed the end
+/// plus the lateness, or the clock has, and the window has been idle for the lateness (at least
+/// [`MIN_IDLE_CLOSE_MS`]).
+fn window_due(end: i64, lateness_ms: i64, newest_ts: i64, touched_ms: i64, now_ms: i64) -> bool {
+    let closes_at = end.saturating_add(lateness_ms);
+    newest_ts >= closes_at || (now_ms >= closes_at && now_ms - touched_ms >= lateness_ms.max(MIN_IDLE_CLOSE_MS))
+}
+
+fn error_snapshot(hash: String, start: i64, e: ErrorWindow, is_final: bool) -> ErrorCountSnapshot {
+    ErrorCountSnapshot {
+        error_hash: hash,
+        error_type: e.error_type,
+        error_category: e.category,
+        start_ms: start,
+        epoch: e.epoch,
+        count: e.count,
+        first_ts_ms: e.first_ts,
+        last_ts_ms: e.last_ts,
+        is_final,
+    }
+}
+
+impl Clone for ErrorWindow {
+    fn clone(&self) -> Self {
+        ErrorWindow { error_type: self.error_type.clone(), category: self.category.clone(), ..*self }
+    }
+}
+
+/// What the aggregator should do besides folding in its inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Close the windows whose time has come.
+    Due,
+    /// Also write a snapshot of every open window (a `Flush`).
+    Snapshot,
+    /// Close every window (shutdown).
+    CloseAll,
+}
+
+/// Drains the aggregator's inbox, closes or snapshots windows as `mode` says, and hands the
+/// results on: windows and error counts to the writer's inbox, first-of-hash error records to
+/// the queue's inbox, closed windows to the detector's. Returns which doorbells to ring:
+/// (queue, detector, writer).
+pub(crate) fn pump(stages: &Stages, mode: Mode) -> (bool, bool, bool) {
+    let incoming = stages.aggregator_in.drain();
+    let now = stages.clock.now_ms();
+    let mut out = Output::default();
+    let open = {
+        let mut agg = lock(&stages.aggregator);
+        for kept in incoming {
+            agg.observe(kept, now, &mut out);
+        }
+        match mode {
+            Mode::Due => agg.close_due(now, false, &mut out),
+            Mode::Snapshot => {
+                agg.close_due(now, false, &mut out);
+                agg.snapshot(&mut out);
+            }
+            Mode::CloseAll => agg.close_due(now, true, &mut out),
+        }
+        agg.open_windows()
+    };
+    let c = &stages.counters;
+    Counters::add(&c.aggregated, out.aggregated);
+    c.windows_open.store(open as u64, Relaxed);
+    let wake_queue = stages.queue_in.extend(out.records);
+    let wake_detector = stages.detector_in.extend(out.closed);
+    let mut wake_writer = false;
+    if !out.windows.is_empty() || !out.errors.is_empty() {
+        let n = out.windows.len();
+        if mode != Mode::Snapshot {
+            log::debug!("closed {n} windows, {} error counts", out.errors.len());
+        }
+        wake_writer = stages.writer_in.push(WriteBatch { windows: out.windows, errors: out.errors, ..WriteBatch::default() });
+    }
+    (wake_queue, wake_detector, wake_writer)
+}
+
+/// The aggregator's actor.
+pub(crate) struct AggregatorActor {
+    pub stages: Arc<Stages>,
+    pub queue: Addr<crate::queue::QueueActor>,
+    pub detector: Addr<crate::detector::DetectorActor>,
+    pub writer: Addr<crate::db::writer::DbWriter>,
+}
+
+impl AggregatorActor {
+    fn run(&mut self, mode: Mode) {
+        let (queue, detector, writer) = pump(&self.stages, mode);
+        if queue {
+            self.queue.do_send(Wake);
+        }
+        if detector {
+            self.detector.do_send(Wake);
+        }
+        if writer {
+            self.writer.do_send(Wake);
+        }
+    }
+}
+
+impl Actor for AggregatorActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let interval = self.stages.settings().batch_interval;
+        ctx.run_interval(interval, |act, _| act.run(Mode::Due));
+    }
+}
+
+impl Handler<Wake> for AggregatorActor {
+    type Result = ();
+    fn handle(&mut self, _: Wake, _: &mut Context<Self>) {
+        self.run(Mode::Due);
+    }
+}
+
+impl Handler<Tick> for AggregatorActor {
+    type Result = ();
+    fn handle(&mut self, _: Tick, _: &mut Context<Self>) {
+        self.run(Mode::Due);
+    }
+}
+
+impl Handler<Drain> for AggregatorActor {
+    type Result = ();
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) {
+        self.run(Mode::Due);
+    }
+}
+
+impl Handler<FlushWindows> for AggregatorActor {
+    type Result = ();
+    fn handle(&mut self, msg: FlushWindows, _: &mut Context<Self>) {
+        self.run(if msg.close { Mode::CloseAll } else { Mode::Snapshot });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::TrackEvent;
+
+    const T0: i64 = 1_764_000_000_000; // a multiple of 60 s
+
+    fn kept(e: TrackEvent, rate: f64) -> Kept {
+        Kept { event: e, rate }
+    }
+
+    #[test]
+    fn folds_samples_into_event_time_windows() {
+        let mut a = Aggregator::new(60_000, 5_000);
+        let mut out = Output::default();
+        for (i, v) in [100.0, 200.0, 300.0].into_iter().enumerate() {
+            let e = TrackEvent::performance("rt", v).context("api").at(T0 + i as i64 * 1000);
+            a.observe(kept(e, 0.5), T0, &mut out);
+        }
+        a.observe(kept(TrackEvent::performance("rt", 5.0).context("api").at(T0 + 60_000), 1.0), T0, &mut out);
+        assert_eq!(out.aggregated, 4);
+        assert_eq!(a.open_windows(), 2);
+        a.snapshot(&mut out);
+        let first = out.windows.iter().find(|w| w.start_ms == T0).unwrap();
+        assert_eq!(first.series, "rt.api");
+        assert_eq!(first.metric, "rt");
+        assert_eq!(first.state.count(), 3);
+        assert_eq!(first.state.weighted_count(), 6.0);
+        assert!(!first.is_final);
+    }
+
+    #[test]
+    fn windows_close_by_watermark_plus_lateness_then_late_events_reopen_them() {
+        let mut a = Aggregator::new(60_000, 5_000);
+        let mut out = Output::default();
+        a.observe(kept(TrackEvent::performance("rt", 1.0).at(T0 + 10), 1.0), T0, &mut out);
+        a.observe(kept(TrackEvent::performance("rt", 1.0).at(T0 + 64_999), 1.0), T0, &mut out);
+        a.close_due(T0, false, &mut out);
+        assert!(out.windows.is_empty());
+        a.observe(kept(TrackEvent::performance("rt", 1.0).at(T0 + 65_000), 1.0), T0, &mut out);
+        a.close_due(T0, false, &mut out);
+        assert_eq!(out.windows.len(), 1);
+        assert!(out.windows[0].is_final);
+        assert_eq!(out.closed.len(), 1);
+        let first_epoch = out.windows[0].epoch;
+        // a late event for the closed window opens a new epoch of it
+        a.observe(kept(TrackEvent::performance("rt", 7.0).at(T0 + 1), 1.0), T0, &mut out);
+        a.close_due(T0, true, &mut out);
+        let reopened = out.windows.iter().find(|w| w.start_ms == T0 && w.epoch != first_epoch).unwrap();
+        assert_eq!(reopened.state.count(), 1);
+        assert_eq!(a.open_windows(), 0);
+    }
+
+    #[test]
+    fn idle_windows_close_by_the_clock() {
+        let mut a = Aggregator::new(60_000, 5_000);
+        let mut out = Output::default();
+        a.observe(kept(TrackEvent::performance("rt", 1.0).at(T0), 1.0), T0, &mut out);
+        a.close_due(T0 + 64_999, false, &mut out);
+        assert!(out.windows.is_empty());
+        a.close_due(T0 + 65_000, false, &mut out);
+        assert_eq!(out.windows.len(), 1);
+    }
+
+    #[test]
+    fn errors_first_of_hash_is_a_record_rest_are_counted() {
+        let mut a = Aggregator::new(60_000, 0);
+        let mut out = Output::default();
+        for i in 0..5 {
+            let e = TrackEvent::error("timeout", "api").message("upstream").at(T0 + i);
+            a.observe(kept(e, 1.0), T0, &mut out);
+        }
+        a.observe(kept(TrackEvent::error("timeout", "api").message("other").at(T0), 1.0), T0, &mut out);
+        a.observe(kept(TrackEvent::error("x", "api").error_hash("h1").at(T0), 1.0), T0, &mut out);
+        a.observe(kept(TrackEvent::error("y", "api").error_hash("h1").at(T0), 1.0), T0, &mut out);
+        assert_eq!(out.records.len(), 3);
+        assert_eq!(out.aggregated, 5);
+        a.close_due(T0, true, &mut out);
+        let mut counts: Vec<u64> = out.errors.iter().map(|e| e.count).collect();
+        counts.sort();
+        assert_eq!(counts, [1, 2, 5]);
+        let five = out.errors.iter().find(|e| e.count == 5).unwrap();
+        assert_eq!((five.first_ts_ms, five.last_ts_ms), (T0, T0 + 4));
+        assert_eq!(five.error_category.as_deref(), Some("api"));
+    }
+
+    #[test]
+    fn datastore_series_names() {
+        let mut a = Aggregator::new(60_000, 0);
+        let mut out = Output::default();
+        a.observe(kept(TrackEvent::datastore("save", "conversation", 12.5).at(T0), 1.0), T0, &mut out);
+        a.snapshot(&mut out);
+        assert_eq!(out.windows[0].series, "datastore.save.conversation");
+        assert_eq!(out.windows[0].metric, "datastore.save");
+        assert_eq!(out.windows[0].context.as_deref(), Some("conversation"));
+    }
+}

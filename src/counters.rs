@@ -1,0 +1,156 @@
+//! Pipeline counters: [`Counters`] (shared atomics every stage bumps, in batches) and [`Stats`]
+//! (a consistent-enough snapshot of them, answered by `GetStats` without touching the store).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::{Deserialize, Serialize};
+
+/// A snapshot of the pipeline's counters.
+///
+/// Conservation: `events_received = events_rejected + events_sampled_out + events_kept`, and each
+/// kept event is written as a record (`records_written`), folded into a window or error count
+/// (`events_aggregated`; durable once its window is written, at the latest by `Flush`),
+/// dropped by the overflow policy (`events_dropped`), or still pending (`events_queued` plus
+/// events between stages). After a `Flush` nothing is pending, so
+/// `events_kept = records_written + events_aggregated + events_dropped`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Events offered to the pipeline (`TrackEvent`s and the elements of `TrackBatch`es).
+    pub events_received: u64,
+    /// Events rejected as invalid (never stored).
+    pub events_rejected: u64,
+    /// Valid events dropped by sampling (their kept peers carry `sample_rate`).
+    pub events_sampled_out: u64,
+    /// Valid events kept by sampling.
+    pub events_kept: u64,
+    /// Kept events folded into metric windows or error counts instead of written one by one.
+    pub events_aggregated: u64,
+    /// Gauge: records waiting in the priority queues or handed to the writer, not yet written.
+    pub events_queued: u64,
+    /// Rows written to `events`.
+    pub records_written: u64,
+    /// Rows written (inserted or replaced) in `metric_windows`, snapshots included.
+    pub windows_written: u64,
+    /// All rows written: events, metric windows, error counts and patterns.
+    pub rows_written: u64,
+    /// Committed store transactions.
+    pub transactions: u64,
+    /// Write batches committed.
+    pub batches_written: u64,
+    /// Rows per committed batch, on average.
+    pub avg_batch_size: f64,
+    /// Failed store operations (each failed attempt counts).
+    pub db_errors: u64,
+    /// Attempts repeated after a failure.
+    pub retries: u64,
+    /// Kept events dropped by the overflow policy (`max_queued_events`), or lost because the
+    /// store was still failing when the pipeline stopped.
+    pub events_dropped: u64,
+    /// Gauge: aggregation windows open in memory.
+    pub windows_open: u64,
+    /// Patterns detected (and handed to the writer).
+    pub patterns_detected: u64,
+    /// Rows written (inserted or replaced) in `error_counts`.
+    pub error_counts_written: u64,
+}
+
+impl Stats {
+    /// `1 - rows_written / events_received`: the share of database writes saved (0 when nothing
+    /// was received).
+    pub fn write_reduction(&self) -> f64 {
+        if self.events_received == 0 {
+            0.0
+        } else {
+            1.0 - self.rows_written as f64 / self.events_received as f64
+        }
+    }
+}
+
+/// The live counters, shared by every stage. Stages add per batch, not per event.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub received: AtomicU64,
+    pub rejected: AtomicU64,
+    pub sampled_out: AtomicU64,
+    pub kept: AtomicU64,
+    pub aggregated: AtomicU64,
+    pub queued: AtomicU64,
+    pub records_written: AtomicU64,
+    pub windows_written: AtomicU64,
+    pub error_counts_written: AtomicU64,
+    pub patterns_written: AtomicU64,
+    pub transactions: AtomicU64,
+    pub batches_written: AtomicU64,
+    pub batch_rows: AtomicU64,
+    pub db_errors: AtomicU64,
+    pub retries: AtomicU64,
+    pub dropped: AtomicU64,
+    pub windows_open: AtomicU64,
+    pub patterns_detected: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Relaxed);
+        }
+    }
+
+    pub(crate) fn sub(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            // saturating: a gauge never wraps below zero
+            let _ = counter.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(n)));
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        let get = |c: &AtomicU64| c.load(Relaxed);
+        let records = get(&self.records_written);
+        let windows = get(&self.windows_written);
+        let errors = get(&self.error_counts_written);
+        let patterns = get(&self.patterns_written);
+        let batches = get(&self.batches_written);
+        Stats {
+            events_received: get(&self.received),
+            events_rejected: get(&self.rejected),
+            events_sampled_out: get(&self.sampled_out),
+            events_kept: get(&self.kept),
+            events_aggregated: get(&self.aggregated),
+            events_queued: get(&self.queued),
+            records_written: records,
+            windows_written: windows,
+            rows_written: records + windows + errors + patterns,
+            transactions: get(&self.transactions),
+            batches_written: batches,
+            avg_batch_size: if batches == 0 { 0.0 } else { get(&self.batch_rows) as f64 / batches as f64 },
+            db_errors: get(&self.db_errors),
+            retries: get(&self.retries),
+            events_dropped: get(&self.dropped),
+            windows_open: get(&self.windows_open),
+            patterns_detected: get(&self.patterns_detected),
+            error_counts_written: errors,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_reduction_and_snapshot() {
+        let c = Counters::default();
+        Counters::add(&c.received, 1000);
+        Counters::add(&c.records_written, 40);
+        Counters::add(&c.windows_written, 10);
+        Counters::add(&c.batches_written, 5);
+        Counters::add(&c.batch_rows, 50);
+        Counters::sub(&c.queued, 3);
+        let s = c.snapshot();
+        assert_eq!(s.rows_written, 50);
+        assert_eq!(s.avg_batch_size, 10.0);
+        assert_eq!(s.events_queued, 0);
+        assert!((s.write_reduction() - 0.95).abs() < 1e-12);
+        assert_eq!(Stats::default().write_reduction(), 0.0);
+    }
+}

@@ -1,0 +1,11 @@
+//! Everything that touches the store: the schema, row types, the SQL for both backends, and the
+//! writer actor.
+
+pub(crate) mod models;
+/// The diesel schema shared by both backends.
+#[allow(missing_docs)]
+pub mod schema;
+pub(crate) mod store;
+pub(crate) mod writer;
+
+pub use store::Store;

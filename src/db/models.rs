@@ -1,0 +1,109 @@
+//! Row types: `New*Row<'a>` borrow from the pipeline's data for inserts; `*Row` are read back.
+//!
+//! Every insert struct sets `treat_none_as_default_value = false`: with the default, diesel
+//! runs a SQLite batch as one INSERT per row.
+
+use diesel::prelude::*;
+
+use super::schema::{error_counts, events, metric_windows, patterns};
+
+/// An `events` row to insert.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = events, treat_none_as_default_value = false)]
+pub(crate) struct NewEventRow<'a> {
+    pub instance_id: &'a str,
+    pub ts_ms: i64,
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub priority: &'a str,
+    pub user_hash: Option<&'a str>,
+    pub server_hash: Option<&'a str>,
+    pub success: Option<bool>,
+    pub duration_ms: Option<f64>,
+    pub value: Option<f64>,
+    pub error_type: Option<&'a str>,
+    pub error_category: Option<&'a str>,
+    pub sample_rate: f64,
+    pub tags: Option<&'a str>,
+    pub payload: Option<&'a str>,
+}
+
+/// A `metric_windows` row to insert or replace.
+#[derive(Debug, Insertable, AsChangeset)]
+#[diesel(table_name = metric_windows, treat_none_as_default_value = false)]
+pub(crate) struct NewWindowRow<'a> {
+    pub instance_id: &'a str,
+    pub series: &'a str,
+    pub metric: &'a str,
+    pub context: Option<&'a str>,
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    pub count: i64,
+    pub estimated_count: f64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub stddev: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub sketch: Option<&'a [u8]>,
+    pub is_final: bool,
+}
+
+/// A `metric_windows` row read back for a query.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = metric_windows)]
+pub(crate) struct WindowRow {
+    pub series: String,
+    pub metric: String,
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    pub sketch: Option<Vec<u8>>,
+}
+
+/// An `error_counts` row to insert or replace.
+#[derive(Debug, Insertable, AsChangeset)]
+#[diesel(table_name = error_counts, treat_none_as_default_value = false)]
+pub(crate) struct NewErrorCountRow<'a> {
+    pub instance_id: &'a str,
+    pub error_hash: &'a str,
+    pub error_type: &'a str,
+    pub error_category: Option<&'a str>,
+    pub window_start_ms: i64,
+    pub count: i64,
+    pub first_ts_ms: i64,
+    pub last_ts_ms: i64,
+}
+
+/// A `patterns` row to insert.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = patterns, treat_none_as_default_value = false)]
+pub(crate) struct NewPatternRow<'a> {
+    pub instance_id: &'a str,
+    pub series: &'a str,
+    pub kind: &'a str,
+    pub confidence: f64,
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    pub observed: f64,
+    pub baseline: f64,
+    pub description: &'a str,
+    pub detected_at_ms: i64,
+}
+
+/// A `patterns` row read back.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = patterns)]
+pub(crate) struct PatternRow {
+    pub series: String,
+    pub kind: String,
+    pub confidence: f64,
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    pub observed: f64,
+    pub baseline: f64,
+    pub description: String,
+}

@@ -1,0 +1,577 @@
+//! The store: where it is ([`Store`]), opening it (pool, pragmas, migrations), and the SQL the
+//! writer runs, compiled once per backend from one body (`backend!` below) so SQLite and
+//! PostgreSQL share every query.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool as R2d2Pool, PooledConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::error::Error;
+use crate::messages::{Pattern, QueryPatterns, QueryWindows, WindowStats};
+use crate::model::WriteBatch;
+use crate::stats::window::WindowState;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Where the pipeline writes: an SQLite file or a PostgreSQL database.
+///
+/// Building a `Store` never fails; a bad URL or an unreachable store is an `Err` from
+/// [`crate::start`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Store {
+    kind: StoreKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StoreKind {
+    Sqlite(PathBuf),
+    Postgres(String),
+    Invalid { url: String, reason: String },
+}
+
+impl Store {
+    /// An SQLite file (created if missing; its directory must exist).
+    pub fn sqlite(path: impl Into<PathBuf>) -> Store {
+        Store { kind: StoreKind::Sqlite(path.into()) }
+    }
+
+    /// A PostgreSQL database, by libpq URL (`postgres://user@host:port/db`).
+    pub fn postgres(url: impl Into<String>) -> Store {
+        Store { kind: StoreKind::Postgres(url.into()) }
+    }
+
+    /// `sqlite://PATH` (`sqlite:///abs/path.db` or `sqlite://relative.db`) or
+    /// `postgres://...` / `postgresql://...`.
+    pub fn from_url(url: &str) -> Store {
+        let invalid = |reason: &str| Store { kind: StoreKind::Invalid { url: url.to_string(), reason: reason.into() } };
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return invalid("sqlite:// needs a file path");
+            }
+            if path == ":memory:" {
+                return invalid("in-memory SQLite is not supported: the writer and the stop path need one shared file");
+            }
+            Store::sqlite(path)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Store::postgres(url)
+        } else {
+            invalid("expected sqlite://PATH or postgres://...")
+        }
+    }
+
+    /// A printable description, without any password.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            StoreKind::Sqlite(p) => format!("sqlite://{}", p.display()),
+            StoreKind::Postgres(url) => redact(url),
+            StoreKind::Invalid { url, .. } => url.clone(),
+        }
+    }
+
+    /// Whether this is a PostgreSQL store.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.kind, StoreKind::Postgres(_))
+    }
+}
+
+fn redact(url: &str) -> String {
+    // postgres://user:secret@host -> postgres://user:***@host
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[derive(Debug)]
+struct SqlitePragmas {
+    busy_timeout: Duration,
+}
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(&sqlite_pragmas(self.busy_timeout)).map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+fn sqlite_pragmas(busy: Duration) -> String {
+    format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = {};",
+        busy.as_millis()
+    )
+}
+
+/// An open store: a small connection pool for one backend.
+#[derive(Clone)]
+pub(crate) enum Pool {
+    Sqlite(R2d2Pool<ConnectionManager<SqliteConnection>>),
+    Pg(R2d2Pool<ConnectionManager<PgConnection>>),
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Pool::Sqlite(_) => "Pool::Sqlite",
+            Pool::Pg(_) => "Pool::Pg",
+        })
+    }
+}
+
+fn pool_builder<C: diesel::r2d2::R2D2Connection + 'static>() -> diesel::r2d2::Builder<ConnectionManager<C>> {
+    R2d2Pool::builder()
+        .max_size(2)
+        .min_idle(Some(0))
+        .connection_timeout(Duration::from_secs(10))
+        .test_on_check_out(true)
+}
+
+/// Opens the store, runs the embedded migrations and builds the pool. Fails fast (no pool
+/// retry loop) when the store cannot be reached.
+pub(crate) fn open(store: &Store, busy_timeout: Duration) -> Result<Pool, Error> {
+    let fail = |reason: String| Error::Store { store: store.describe(), reason };
+    match &store.kind {
+        StoreKind::Invalid { url, reason } => Err(Error::InvalidUrl { url: url.clone(), reason: reason.clone() }),
+        StoreKind::Sqlite(path) => {
+            let url = path.to_str().ok_or_else(|| fail("the path is not valid UTF-8".into()))?;
+            if path.is_dir() {
+                return Err(fail("the path is a directory".into()));
+            }
+            let mut conn = SqliteConnection::establish(url).map_err(|e| fail(e.to_string()))?;
+            conn.batch_execute(&sqlite_pragmas(busy_timeout)).map_err(|e| fail(e.to_string()))?;
+            conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(|e| fail(format!("migrations: {e}")))?;
+            let pool = pool_builder()
+                .connection_customizer(Box::new(SqlitePragmas { busy_timeout }))
+                .build_unchecked(ConnectionManager::new(url));
+            Ok(Pool::Sqlite(pool))
+        }
+        StoreKind::Postgres(url) => {
+            let mut conn = PgConnection::establish(url).map_err(|e| fail(e.to_string()))?;
+            // Several instances may start at once: migrate under an advisory lock.
+            conn.batch_execute("SELECT pg_advisory_lock(727272)").map_err(|e| fail(e.to_string()))?;
+            let migrated = conn.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ());
+            let _ = conn.batch_execute("SELECT pg_advisory_unlock(727272)");
+            migrated.map_err(|e| fail(format!("migrations: {e}")))?;
+            Ok(Pool::Pg(pool_builder().build_unchecked(ConnectionManager::new(url.as_str()))))
+        }
+    }
+}
+
+/// What the writer remembers between transactions: for each window (and error count) epoch,
+/// the state the store held before the epoch began, so that every snapshot of the epoch is
+/// written as `base + epoch` and replaces the previous one.
+#[derive(Debug, Default)]
+pub(crate) struct Bases {
+    windows: HashMap<(String, i64), (u64, WindowState)>,
+    errors: HashMap<(String, i64), (u64, ErrorBase)>,
+}
+
+/// An error count as stored: count, first and last time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ErrorBase {
+    count: i64,
+    first_ts_ms: i64,
+    last_ts_ms: i64,
+}
+
+/// Rows one committed batch wrote, by table.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Written {
+    pub records: u64,
+    pub windows: u64,
+    pub errors: u64,
+    pub patterns: u64,
+}
+
+/// Events rows per INSERT statement: 15 bound columns x 500 = 7,500 parameters, under SQLite's
+/// 32,766 and PostgreSQL's 65,535.
+const EVENT_CHUNK: usize = 500;
+
+/// Per-backend write transaction: SQLite takes the write lock up front (`BEGIN IMMEDIATE`), so
+/// a busy database fails at the start instead of half-way through.
+pub(crate) trait WriteTxn: Connection {
+    fn write_txn<T, F>(&mut self, f: F) -> QueryResult<T>
+    where
+        F: FnOnce(&mut Self) -> QueryResult<T>;
+}
+
+impl WriteTxn for SqliteConnection {
+    fn write_txn<T, F>(&mut self, f: F) -> QueryResult<T>
+    where
+        F: FnOnce(&mut Self) -> QueryResult<T>,
+    {
+        self.immediate_transaction(f)
+    }
+}
+
+impl WriteTxn for PgConnection {
+    fn write_txn<T, F>(&mut self, f: F) -> QueryResult<T>
+    where
+        F: FnOnce(&mut Self) -> QueryResult<T>,
+    {
+        self.transaction(f)
+    }
+}
+
+/// One body of SQL code, compiled for each backend's connection type.
+macro_rules! backend {
+    ($module:ident, $Conn:ty) => {
+        pub(crate) mod $module {
+            use super::*;
+            use crate::db::models::*;
+            use crate::db::schema::{error_counts, events, metric_windows, patterns};
+            use crate::model::Field;
+
+            /// Writes one batch in one transaction. On error nothing is written and `bases`
+            /// is unchanged.
+            pub(crate) fn write_batch(
+                c: &mut $Conn,
+                instance: &str,
+                hash_ids: bool,
+                batch: &WriteBatch,
+                bases: &mut Bases,
+            ) -> QueryResult<Written> {
+                let mut new_window_bases: Vec<((String, i64), (u64, WindowState))> = Vec::new();
+                let mut new_error_bases: Vec<((String, i64), (u64, ErrorBase))> = Vec::new();
+                let written = c.write_txn(|c| {
+                    insert_records(c, instance, hash_ids, batch)?;
+                    for w in &batch.windows {
+                        let key = (w.series.clone(), w.start_ms);
+                        let base = match bases.windows.get(&key) {
+                            Some((epoch, base)) if *epoch == w.epoch => base.clone(),
+                            _ => {
+                                let stored: Option<Option<Vec<u8>>> = metric_windows::table
+                                    .filter(metric_windows::instance_id.eq(instance))
+                                    .filter(metric_windows::series.eq(&w.series))
+                                    .filter(metric_windows::window_start_ms.eq(w.start_ms))
+                                    .select(metric_windows::sketch)
+                                    .first(c)
+                                    .optional()?;
+                                let base = decode_state(stored.flatten().as_deref());
+                                new_window_bases.push((key, (w.epoch, base.clone())));
+                                base
+                            }
+                        };
+                        let mut merged = base;
+                        merged.merge(&w.state);
+                        let s = merged.summary();
+                        let blob = merged.to_bytes();
+                        let row = NewWindowRow {
+                            instance_id: instance,
+                            series: &w.series,
+                            metric: &w.metric,
+                            context: w.context.as_deref(),
+                            window_start_ms: w.start_ms,
+                            window_end_ms: w.end_ms,
+                            count: s.count as i64,
+                            estimated_count: s.estimated_count,
+                            sum: s.sum,
+                            min: s.min,
+                            max: s.max,
+                            mean: s.mean,
+                            stddev: s.stddev,
+                            p50: s.p50,
+                            p90: s.p90,
+                            p95: s.p95,
+                            p99: s.p99,
+                            sketch: Some(&blob),
+                            is_final: w.is_final,
+                        };
+                        diesel::insert_into(metric_windows::table)
+                            .values(&row)
+                            .on_conflict((
+                                metric_windows::instance_id,
+                                metric_windows::series,
+                                metric_windows::window_start_ms,
+                            ))
+                            .do_update()
+                            .set(&row)
+                            .execute(c)?;
+                    }
+                    for e in &batch.errors {
+                        let key = (e.error_hash.clone(), e.start_ms);
+                        let base = match bases.errors.get(&key) {
+                            Some((epoch, base)) if *epoch == e.epoch => Some(*base),
+                            _ => {
+                                let stored: Option<(i64, i64, i64)> = error_counts::table
+                                    .filter(error_counts::instance_id.eq(instance))
+                                    .filter(error_counts::error_hash.eq(&e.error_hash))
+                                    .filter(error_counts::window_start_ms.eq(e.start_ms))
+                                    .select((error_counts::count, error_counts::first_ts_ms, error_counts::last_ts_ms))
+                                    .first(c)
+                                    .optional()?;
+                                let base = stored.map(|(count, first_ts_ms, last_ts_ms)| ErrorBase {
+                                    count,
+                                    first_ts_ms,
+                                    last_ts_ms,
+                                });
+                                let cached = base.unwrap_or(ErrorBase { count: 0, first_ts_ms: i64::MAX, last_ts_ms: i64::MIN });
+                                new_error_bases.push((key, (e.epoch, cached)));
+                                base
+                            }
+                        };
+                        let base = base.unwrap_or(ErrorBase { count: 0, first_ts_ms: i64::MAX, last_ts_ms: i64::MIN });
+                        let row = NewErrorCountRow {
+                            instance_id: instance,
+                            error_hash: &e.error_hash,
+                            error_type: &e.error_type,
+                            error_category: e.error_category.as_deref(),
+                            window_start_ms: e.start_ms,
+                            count: base.count + e.count as i64,
+                            first_ts_ms: base.first_ts_ms.min(e.first_ts_ms),
+                            last_ts_ms: base.last_ts_ms.max(e.last_ts_ms),
+                        };
+                        diesel::insert_into(error_counts::table)
+                            .values(&row)
+                            .on_conflict((
+                                error_counts::instance_id,
+                                error_counts::error_hash,
+                                error_counts::window_start_ms,
+                            ))
+                            .do_update()
+                            .set(&row)
+                            .execute(c)?;
+                    }
+                    if !batch.patterns.is_empty() {
+                        let rows: Vec<NewPatternRow<'_>> = batch
+                            .patterns
+                            .iter()
+                            .map(|p| NewPatternRow {
+                                instance_id: instance,
+                                series: &p.series,
+                                kind: p.kind.as_str(),
+                                confidence: p.confidence,
+                                window_start_ms: p.start_ms,
+                                window_end_ms: p.end_ms,
+                                observed: p.observed,
+                                baseline: p.baseline,
+                                description: &p.description,
+                                detected_at_ms: p.detected_at_ms,
+                            })
+                            .collect();
+                        for chunk in rows.chunks(1000) {
+                            diesel::insert_into(patterns::table).values(chunk).execute(c)?;
+                        }
+                    }
+                    Ok(Written {
+                        records: batch.records.len() as u64,
+                        windows: batch.windows.len() as u64,
+                        errors: batch.errors.len() as u64,
+                        patterns: batch.patterns.len() as u64,
+                    })
+                })?;
+                // Committed: remember the bases read, forget the epochs that ended.
+                bases.windows.extend(new_window_bases);
+                bases.errors.extend(new_error_bases);
+                for w in batch.windows.iter().filter(|w| w.is_final) {
+                    bases.windows.remove(&(w.series.clone(), w.start_ms));
+                }
+                for e in batch.errors.iter().filter(|e| e.is_final) {
+                    bases.errors.remove(&(e.error_hash.clone(), e.start_ms));
+                }
+                Ok(written)
+            }
+
+            fn insert_records(c: &mut $Conn, instance: &str, hash_ids: bool, batch: &WriteBatch) -> QueryResult<()> {
+                if batch.records.is_empty() {
+                    return Ok(());
+                }
+                let hash = |s: Option<&str>| -> Option<String> {
+                    s.map(|s| if hash_ids { crate::util::stable_hash_hex(&[s]) } else { s.to_string() })
+                };
+                let ids: Vec<(Option<String>, Option<String>)> = batch
+                    .records
+                    .iter()
+                    .map(|r| (hash(r.field(Field::User)), hash(r.field(Field::Server))))
+                    .collect();
+                let rows: Vec<NewEventRow<'_>> = batch
+                    .records
+                    .iter()
+                    .zip(&ids)
+                    .map(|(r, (user, server))| NewEventRow {
+                        instance_id: instance,
+                        ts_ms: r.ts_ms,
+                        kind: r.kind.as_str(),
+                        name: r.name(),
+                        priority: r.priority.as_str(),
+                        user_hash: user.as_deref(),
+                        server_hash: server.as_deref(),
+                        success: r.success,
+                        duration_ms: r.duration_ms(),
+                        value: r.value(),
+                        error_type: r.field(Field::ErrorType),
+                        error_category: r.field(Field::ErrorCategory),
+                        sample_rate: r.sample_rate,
+                        tags: r.field(Field::Tags),
+                        payload: r.field(Field::Payload),
+                    })
+                    .collect();
+                for chunk in rows.chunks(EVENT_CHUNK) {
+                    diesel::insert_into(events::table).values(chunk).execute(c)?;
+                }
+                Ok(())
+            }
+
+            /// Windows of one series starting in the query's range, merged per start over
+            /// every instance and snapshot row.
+            pub(crate) fn query_windows(c: &mut $Conn, q: &QueryWindows) -> QueryResult<Vec<WindowStats>> {
+                let series = q.series();
+                let rows: Vec<WindowRow> = metric_windows::table
+                    .filter(metric_windows::series.eq(&series))
+                    .filter(metric_windows::window_start_ms.ge(q.from_ms))
+                    .filter(metric_windows::window_start_ms.lt(q.to_ms))
+                    .order((metric_windows::window_start_ms, metric_windows::id))
+                    .select(WindowRow::as_select())
+                    .load(c)?;
+                Ok(merge_rows(rows))
+            }
+
+            /// Patterns, filtered.
+            pub(crate) fn query_patterns(c: &mut $Conn, q: &QueryPatterns) -> QueryResult<Vec<Pattern>> {
+                let mut query = patterns::table.into_boxed();
+                if let Some(since) = q.since_ms {
+                    query = query.filter(patterns::window_start_ms.ge(since));
+                }
+                if let Some(kind) = q.kind {
+                    query = query.filter(patterns::kind.eq(kind.as_str()));
+                }
+                let rows: Vec<PatternRow> = query
+                    .order((patterns::window_start_ms, patterns::id))
+                    .select(PatternRow::as_select())
+                    .load(c)?;
+                Ok(to_patterns(rows, q.metric.as_deref()))
+            }
+        }
+    };
+}
+
+backend!(sqlite, SqliteConnection);
+backend!(pg, PgConnection);
+
+/// A stored window state, or an empty one when the blob is missing or unreadable (logged).
+fn decode_state(blob: Option<&[u8]>) -> WindowState {
+    match blob.map(WindowState::from_bytes) {
+        Some(Ok(state)) => state,
+        Some(Err(e)) => {
+            log::warn!("unreadable window state in the store ({e}); treating it as empty");
+            WindowState::new()
+        }
+        None => WindowState::new(),
+    }
+}
+
+fn merge_rows(rows: Vec<crate::db::models::WindowRow>) -> Vec<WindowStats> {
+    let mut out: Vec<WindowStats> = Vec::new();
+    let mut current: Option<(crate::db::models::WindowRow, WindowState)> = None;
+    for row in rows {
+        let state = decode_state(row.sketch.as_deref());
+        match &mut current {
+            Some((first, merged)) if first.window_start_ms == row.window_start_ms => merged.merge(&state),
+            _ => {
+                if let Some((first, merged)) = current.take() {
+                    out.push(WindowStats::from_state(first.series, first.metric, first.window_start_ms, first.window_end_ms, merged));
+                }
+                current = Some((row, state));
+            }
+        }
+    }
+    if let Some((first, merged)) = current {
+        out.push(WindowStats::from_state(first.series, first.metric, first.window_start_ms, first.window_end_ms, merged));
+    }
+    out
+}
+
+fn to_patterns(rows: Vec<crate::db::models::PatternRow>, metric: Option<&str>) -> Vec<Pattern> {
+    rows.into_iter()
+        .filter(|r| match metric {
+            None => true,
+            Some(m) => r.series == m || (r.series.starts_with(m) && r.series[m.len()..].starts_with('.')),
+        })
+        .filter_map(|r| {
+            let kind = crate::stats::detect::PatternKind::parse(&r.kind)?;
+            Some(Pattern {
+                series: r.series,
+                kind,
+                confidence: r.confidence,
+                window_start_ms: r.window_start_ms,
+                window_end_ms: r.window_end_ms,
+                observed: r.observed,
+                baseline: r.baseline,
+                description: r.description,
+            })
+        })
+        .collect()
+}
+
+/// A pooled connection of either backend.
+pub(crate) enum Conn {
+    Sqlite(PooledConnection<ConnectionManager<SqliteConnection>>),
+    Pg(PooledConnection<ConnectionManager<PgConnection>>),
+}
+
+impl Pool {
+    /// A connection from the pool.
+    pub(crate) fn get(&self) -> Result<Conn, String> {
+        match self {
+            Pool::Sqlite(p) => p.get().map(Conn::Sqlite).map_err(|e| e.to_string()),
+            Pool::Pg(p) => p.get().map(Conn::Pg).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+impl Conn {
+    pub(crate) fn write_batch(&mut self, instance: &str, hash_ids: bool, batch: &WriteBatch, bases: &mut Bases) -> QueryResult<Written> {
+        match self {
+            Conn::Sqlite(c) => sqlite::write_batch(c, instance, hash_ids, batch, bases),
+            Conn::Pg(c) => pg::write_batch(c, instance, hash_ids, batch, bases),
+        }
+    }
+
+    pub(crate) fn query_windows(&mut self, q: &QueryWindows) -> QueryResult<Vec<WindowStats>> {
+        match self {
+            Conn::Sqlite(c) => sqlite::query_windows(c, q),
+            Conn::Pg(c) => pg::query_windows(c, q),
+        }
+    }
+
+    pub(crate) fn query_patterns(&mut self, q: &QueryPatterns) -> QueryResult<Vec<Pattern>> {
+        match self {
+            Conn::Sqlite(c) => sqlite::query_patterns(c, q),
+            Conn::Pg(c) => pg::query_patterns(c, q),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(Store::from_url("sqlite://a.db"), Store::sqlite("a.db"));
+        assert_eq!(Store::from_url("sqlite:///tmp/a.db"), Store::sqlite("/tmp/a.db"));
+        assert!(Store::from_url("postgres://u@h/db").is_postgres());
+        assert!(matches!(Store::from_url("mysql://x").kind, StoreKind::Invalid { .. }));
+        assert!(matches!(Store::from_url("sqlite://").kind, StoreKind::Invalid { .. }));
+        assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+    }
+
+    #[test]
+    fn bad_stores_fail_fast_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no/such/dir/x.db");
+        assert!(matches!(open(&Store::sqlite(missing), Duration::ZERO), Err(Error::Store { .. })));
+        assert!(matches!(open(&Store::sqlite(dir.path()), Duration::ZERO), Err(Error::Store { .. })));
+        assert!(matches!(open(&Store::from_url("redis://x"), Duration::ZERO), Err(Error::InvalidUrl { .. })));
+    }
+}

@@ -1,0 +1,123 @@
+//! Errors: one `thiserror` enum per audience.
+//!
+//! - [`Error`]: `start` failed (bad configuration, a store that cannot be opened or migrated).
+//! - [`TrackError`]: an event was rejected; the message says what is wrong with it.
+//! - [`ConfigError`]: a configuration value is invalid; names the field and the value.
+//! - [`PipelineError`]: a flush or query could not complete (the store failed, or an actor is gone).
+
+use thiserror::Error;
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why [`crate::start`] failed.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The configuration did not validate.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store URL is not one eventbatch understands.
+    #[error("invalid store url {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The store could not be opened, connected to or migrated.
+    #[error("cannot open store {store}: {reason}")]
+    Store {
+        /// The store, with any password removed.
+        store: String,
+        /// The underlying error, as text.
+        reason: String,
+    },
+}
+
+/// Why an event was rejected. Rejected events are counted in `Stats::events_rejected` and never
+/// reach the store.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum TrackError {
+    /// A required name (command, metric, error type, ...) is empty.
+    #[error("{field} is empty")]
+    EmptyName {
+        /// Which field.
+        field: &'static str,
+    },
+    /// A string is longer than the 256-byte limit.
+    #[error("{field} is {len} bytes long; the limit is {max}")]
+    TooLong {
+        /// Which field.
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A number is NaN or infinite.
+    #[error("{field} is not a finite number: {value}")]
+    NotFinite {
+        /// Which field.
+        field: &'static str,
+        /// The value.
+        value: f64,
+    },
+    /// A duration or latency is negative.
+    #[error("{field} is negative: {value}")]
+    Negative {
+        /// Which field.
+        field: &'static str,
+        /// The value.
+        value: f64,
+    },
+    /// The timestamp is before 2000-01-01 or more than a day in the future.
+    #[error("timestamp {ts_ms} ms is out of range (must be from 2000-01-01 to one day after now, {now_ms})")]
+    TimestampOutOfRange {
+        /// The event time, ms since the Unix epoch.
+        ts_ms: i64,
+        /// The pipeline clock's now.
+        now_ms: i64,
+    },
+    /// The pipeline is shutting down or stopped.
+    #[error("the pipeline is shut down")]
+    ShutDown,
+}
+
+/// An invalid configuration value.
+#[derive(Debug, Clone, PartialEq, Error)]
+#[error("invalid configuration: {field} = {value}: {reason}")]
+pub struct ConfigError {
+    /// The field, as named in `Config` (for sampling rates, `sampling_rates["key"]`).
+    pub field: String,
+    /// The offending value, as text.
+    pub value: String,
+    /// What is required.
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(field: impl Into<String>, value: impl ToString, reason: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A flush or query could not complete.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum PipelineError {
+    /// The store failed and the data is still held for a later retry.
+    #[error("store error: {0}")]
+    Store(String),
+    /// An internal actor did not answer (the pipeline is stopping or stopped).
+    #[error("pipeline actor unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<actix::MailboxError> for PipelineError {
+    fn from(e: actix::MailboxError) -> Self {
+        PipelineError::Unavailable(e.to_string())
+    }
+}

@@ -1,0 +1,392 @@
+//! [`TrackEvent`]: what the application records, its builder, and its validation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::TrackError;
+
+/// Write priority of a record. High is written before Normal before Low, and overflow drops Low
+/// first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Priority {
+    /// Failed commands and errors by default; written first, flushed at once past a threshold.
+    High,
+    /// Everything not High or Low.
+    Normal,
+    /// `memory_usage` and `cache_hit*` metrics by default; dropped first on overflow.
+    Low,
+}
+
+impl Priority {
+    /// The text stored in `events.priority`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+
+    /// Index 0 (High), 1 (Normal), 2 (Low).
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What kind of event this is; decides its sampling key and route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    /// A bot command or API call: written as a record.
+    Command,
+    /// A performance metric sample: aggregated into windows.
+    Performance,
+    /// A datastore operation's latency: aggregated into windows.
+    Datastore,
+    /// An error: counted per hash and window; the first of each hash per window is a record.
+    Error,
+    /// A user engagement (reaction, message, ...): written as a record.
+    Engagement,
+    /// An application-defined event: written as a record.
+    Custom,
+}
+
+impl EventKind {
+    /// The text stored in `events.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Command => "command",
+            EventKind::Performance => "performance",
+            EventKind::Datastore => "datastore",
+            EventKind::Error => "error",
+            EventKind::Engagement => "engagement",
+            EventKind::Custom => "custom",
+        }
+    }
+}
+
+/// Longest accepted name or string field, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Longest accepted error message, in bytes (longer messages are rejected, not cut).
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+/// Earliest accepted event time: 2000-01-01T00:00:00Z.
+pub const MIN_TS_MS: i64 = 946_684_800_000;
+/// How far into the future an event time may be.
+pub const MAX_FUTURE_MS: i64 = 86_400_000;
+
+/// One analytics event. Build it with a constructor for its kind and builder methods, then send
+/// it to the [`crate::Supervisor`]:
+///
+/// ```
+/// use eventbatch::{Priority, TrackEvent};
+/// let e = TrackEvent::command("help").user("user123").server("server456").success(true).duration_ms(250.0);
+/// let m = TrackEvent::performance("response_time", 212.0).context("api").priority(Priority::Low);
+/// # let _ = (e, m);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "Result<(), TrackError>")]
+pub struct TrackEvent {
+    pub(crate) kind: EventKind,
+    /// Command name, metric name, datastore operation, error type, engagement type or custom name.
+    pub(crate) name: String,
+    pub(crate) ts_ms: Option<i64>,
+    pub(crate) priority: Option<Priority>,
+    pub(crate) user: Option<String>,
+    pub(crate) server: Option<String>,
+    pub(crate) success: Option<bool>,
+    pub(crate) duration_ms: Option<f64>,
+    /// Metric value, datastore latency, or custom value.
+    pub(crate) value: Option<f64>,
+    /// Metric context, datastore store type, or error category.
+    pub(crate) context: Option<String>,
+    pub(crate) error_type: Option<String>,
+    pub(crate) message: Option<String>,
+    pub(crate) error_hash: Option<String>,
+    pub(crate) tags: Vec<(String, String)>,
+}
+
+impl TrackEvent {
+    fn new(kind: EventKind, name: impl Into<String>) -> Self {
+        TrackEvent {
+            kind,
+            name: name.into(),
+            ts_ms: None,
+            priority: None,
+            user: None,
+            server: None,
+            success: None,
+            duration_ms: None,
+            value: None,
+            context: None,
+            error_type: None,
+            message: None,
+            error_hash: None,
+            tags: Vec::new(),
+        }
+    }
+
+    /// A command (or API call) named `name`; written as a record.
+    pub fn command(name: impl Into<String>) -> Self {
+        Self::new(EventKind::Command, name)
+    }
+
+    /// A performance sample of `metric`; aggregated per `metric` + `context` and window.
+    pub fn performance(metric: impl Into<String>, value: f64) -> Self {
+        Self::new(EventKind::Performance, metric).value(value)
+    }
+
+    /// A datastore `operation` on `store_type` that took `latency_ms`; aggregated in the series
+    /// `datastore.<operation>.<store_type>`.
+    pub fn datastore(operation: impl Into<String>, store_type: impl Into<String>, latency_ms: f64) -> Self {
+        let mut e = Self::new(EventKind::Datastore, operation).value(latency_ms);
+        e.context = Some(store_type.into());
+        e
+    }
+
+    /// An error of `error_type` in `category`; counted per hash and window.
+    pub fn error(error_type: impl Into<String>, category: impl Into<String>) -> Self {
+        let error_type = error_type.into();
+        let mut e = Self::new(EventKind::Error, error_type.clone());
+        e.error_type = Some(error_type);
+        e.context = Some(category.into());
+        e
+    }
+
+    /// A user engagement of `kind` (reaction, message, ...); written as a record.
+    pub fn engagement(kind: impl Into<String>) -> Self {
+        Self::new(EventKind::Engagement, kind)
+    }
+
+    /// An application-defined event `name`; written as a record.
+    pub fn custom(name: impl Into<String>) -> Self {
+        Self::new(EventKind::Custom, name)
+    }
+
+    /// The user the event is about (stored hashed unless `Config::hash_identities` is false).
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// The server (guild, tenant, host) the event is about (stored hashed like `user`).
+    pub fn server(mut self, server: impl Into<String>) -> Self {
+        self.server = Some(server.into());
+        self
+    }
+
+    /// Whether a command succeeded. A failed command is High priority by default.
+    pub fn success(mut self, success: bool) -> Self {
+        self.success = Some(success);
+        self
+    }
+
+    /// How long a command took, in ms (not negative).
+    pub fn duration_ms(mut self, ms: f64) -> Self {
+        self.duration_ms = Some(ms);
+        self
+    }
+
+    /// The error type of a failed command, or overrides the type of an error event.
+    pub fn error_type(mut self, error_type: impl Into<String>) -> Self {
+        self.error_type = Some(error_type.into());
+        self
+    }
+
+    /// The context of a performance metric (`"api"`, `"db"`, ...): part of its series.
+    pub fn context(mut self, context: impl Into<String>) -> Self {
+        self.context = Some(context.into());
+        self
+    }
+
+    /// An error's message (stored in `payload`, and part of the default error hash).
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// Groups errors: the same hash in one window is counted, not written again.
+    /// Default: a stable hash of the error type and message.
+    pub fn error_hash(mut self, hash: impl Into<String>) -> Self {
+        self.error_hash = Some(hash.into());
+        self
+    }
+
+    /// A numeric value (custom events; replaces a metric's value).
+    pub fn value(mut self, value: f64) -> Self {
+        self.value = Some(value);
+        self
+    }
+
+    /// A tag, stored in `events.tags` as a JSON object.
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.push((key.into(), value.into()));
+        self
+    }
+
+    /// Overrides the rule-based priority.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// The event time in ms since the Unix epoch (default: the pipeline clock's now).
+    pub fn at(mut self, ts_ms: i64) -> Self {
+        self.ts_ms = Some(ts_ms);
+        self
+    }
+
+    /// The event's kind.
+    pub fn kind(&self) -> EventKind {
+        self.kind
+    }
+
+    /// The event's name (command, metric, operation, error type, ...).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The priority: the override if given, else the default rules (failed commands and
+    /// errors High; `memory_usage` and `cache_hit*` metrics Low; the rest Normal).
+    pub fn effective_priority(&self) -> Priority {
+        if let Some(p) = self.priority {
+            return p;
+        }
+        match self.kind {
+            EventKind::Error => Priority::High,
+            EventKind::Command if self.success == Some(false) => Priority::High,
+            EventKind::Performance if self.name == "memory_usage" || self.name.starts_with("cache_hit") => {
+                Priority::Low
+            }
+            _ => Priority::Normal,
+        }
+    }
+
+    /// Checks the event against the rules in the contract and fills in its time; `now_ms` is
+    /// the pipeline clock.
+    pub(crate) fn validate(&mut self, now_ms: i64) -> Result<(), TrackError> {
+        let name_field = match self.kind {
+            EventKind::Command => "command name",
+            EventKind::Performance => "metric name",
+            EventKind::Datastore => "datastore operation",
+            EventKind::Error => "error type",
+            EventKind::Engagement => "engagement type",
+            EventKind::Custom => "event name",
+        };
+        check_name(name_field, &self.name, true)?;
+        let context_field = match self.kind {
+            EventKind::Datastore => "store type",
+            EventKind::Error => "error category",
+            _ => "context",
+        };
+        if self.kind == EventKind::Datastore {
+            check_name(context_field, self.context.as_deref().unwrap_or(""), true)?;
+        } else if let Some(c) = &self.context {
+            check_name(context_field, c, self.kind != EventKind::Error)?;
+        }
+        for (field, v) in [("user", &self.user), ("server", &self.server), ("error_type", &self.error_type)] {
+            if let Some(v) = v {
+                check_name(field, v, true)?;
+            }
+        }
+        if let Some(h) = &self.error_hash {
+            check_name("error_hash", h, true)?;
+        }
+        if let Some(m) = &self.message {
+            if m.len() > MAX_MESSAGE_BYTES {
+                return Err(TrackError::TooLong { field: "message", len: m.len(), max: MAX_MESSAGE_BYTES });
+            }
+        }
+        for (k, v) in &self.tags {
+            check_name("tag key", k, true)?;
+            if v.len() > MAX_NAME_BYTES {
+                return Err(TrackError::TooLong { field: "tag value", len: v.len(), max: MAX_NAME_BYTES });
+            }
+        }
+        let value_field = match self.kind {
+            EventKind::Datastore => "latency_ms",
+            _ => "value",
+        };
+        if let Some(v) = self.value {
+            if !v.is_finite() {
+                return Err(TrackError::NotFinite { field: value_field, value: v });
+            }
+            if self.kind == EventKind::Datastore && v < 0.0 {
+                return Err(TrackError::Negative { field: value_field, value: v });
+            }
+        }
+        if let Some(d) = self.duration_ms {
+            if !d.is_finite() {
+                return Err(TrackError::NotFinite { field: "duration_ms", value: d });
+            }
+            if d < 0.0 {
+                return Err(TrackError::Negative { field: "duration_ms", value: d });
+            }
+        }
+        let ts = *self.ts_ms.get_or_insert(now_ms);
+        if ts < MIN_TS_MS || ts > now_ms.saturating_add(MAX_FUTURE_MS) {
+            return Err(TrackError::TimestampOutOfRange { ts_ms: ts, now_ms });
+        }
+        Ok(())
+    }
+}
+
+fn check_name(field: &'static str, s: &str, required: bool) -> Result<(), TrackError> {
+    if required && s.is_empty() {
+        return Err(TrackError::EmptyName { field });
+    }
+    if s.len() > MAX_NAME_BYTES {
+        return Err(TrackError::TooLong { field, len: s.len(), max: MAX_NAME_BYTES });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_764_000_000_000;
+
+    #[test]
+    fn default_priorities_follow_the_guide() {
+        assert_eq!(TrackEvent::command("a").success(false).effective_priority(), Priority::High);
+        assert_eq!(TrackEvent::command("a").success(true).effective_priority(), Priority::Normal);
+        assert_eq!(TrackEvent::error("t", "c").effective_priority(), Priority::High);
+        assert_eq!(TrackEvent::performance("memory_usage", 1.0).effective_priority(), Priority::Low);
+        assert_eq!(TrackEvent::performance("cache_hit_rate", 1.0).effective_priority(), Priority::Low);
+        assert_eq!(TrackEvent::performance("latency", 1.0).effective_priority(), Priority::Normal);
+        assert_eq!(
+            TrackEvent::error("t", "c").priority(Priority::Low).effective_priority(),
+            Priority::Low
+        );
+    }
+
+    #[test]
+    fn bad_input_is_rejected_with_a_reason() {
+        let cases = vec![
+            (TrackEvent::command(""), "command name is empty"),
+            (TrackEvent::command("x".repeat(257)), "257 bytes"),
+            (TrackEvent::performance("m", f64::NAN), "not a finite number"),
+            (TrackEvent::performance("m", f64::INFINITY), "not a finite number"),
+            (TrackEvent::custom("c").value(f64::NEG_INFINITY), "not a finite number"),
+            (TrackEvent::command("c").duration_ms(-1.0), "duration_ms is negative"),
+            (TrackEvent::datastore("save", "db", -0.5), "latency_ms is negative"),
+            (TrackEvent::datastore("save", "", 1.0), "store type is empty"),
+            (TrackEvent::command("c").at(946_684_799_999), "out of range"),
+            (TrackEvent::command("c").at(NOW + MAX_FUTURE_MS + 1), "out of range"),
+            (TrackEvent::command("c").user("u".repeat(300)), "user is 300 bytes"),
+        ];
+        for (mut e, want) in cases {
+            let err = e.validate(NOW).unwrap_err();
+            assert!(err.to_string().contains(want), "{err} should contain {want}");
+        }
+    }
+
+    #[test]
+    fn valid_events_get_a_time() {
+        let mut e = TrackEvent::command("help");
+        e.validate(NOW).unwrap();
+        assert_eq!(e.ts_ms, Some(NOW));
+        let mut exact = TrackEvent::command("help").at(NOW + MAX_FUTURE_MS).user("x".repeat(256));
+        exact.validate(NOW).unwrap();
+        let mut neg_metric = TrackEvent::performance("temperature", -5.0);
+        neg_metric.validate(NOW).unwrap();
+    }
+}

@@ -1,0 +1,315 @@
+//! Every message in the pipeline. The public ones are the contract (`API.md`) and are all
+//! handled by [`crate::Supervisor`]; the crate-private ones connect the internal actors.
+
+use actix::Message;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, ConfigPatch};
+use crate::counters::Stats;
+use crate::error::{ConfigError, PipelineError, TrackError};
+use crate::event::TrackEvent;
+use crate::stats::detect::PatternKind;
+use crate::stats::window::WindowState;
+
+/// Accept many events at once. Invalid ones are rejected (and counted) individually; the batch
+/// fails as a whole only when the pipeline is shut down.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<BatchAck, TrackError>")]
+pub struct TrackBatch(pub Vec<TrackEvent>);
+
+/// How a [`TrackBatch`] went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchAck {
+    /// Valid events accepted into the pipeline (sampling happens after acceptance).
+    pub accepted: usize,
+    /// Invalid events rejected.
+    pub rejected: usize,
+}
+
+/// Barrier: when it resolves, everything accepted before it is durable in the store, open
+/// windows included (as snapshots a later write replaces). Resolves with the counters then.
+#[derive(Debug, Clone, Copy, Default, Message)]
+#[rtype(result = "Result<Stats, PipelineError>")]
+pub struct Flush;
+
+/// The pipeline counters, read without touching the store.
+#[derive(Debug, Clone, Copy, Default, Message)]
+#[rtype(result = "Stats")]
+pub struct GetStats;
+
+/// The configuration in force.
+#[derive(Debug, Clone, Copy, Default, Message)]
+#[rtype(result = "Config")]
+pub struct GetConfig;
+
+/// Change the configuration at run time; validated like `start` validates. Resolves with the
+/// configuration now in force.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Config, ConfigError>")]
+pub struct Configure(pub ConfigPatch);
+
+/// Flush everything and stop the pipeline's actors; resolves with the final counters.
+#[derive(Debug, Clone, Copy, Default, Message)]
+#[rtype(result = "Stats")]
+pub struct Shutdown;
+
+/// Runs the time-driven work now, as the internal timer does every `batch_interval_ms`: writes
+/// queues whose interval has elapsed on the pipeline clock and closes windows the clock has
+/// passed. For tests driving a [`crate::ManualClock`] (and harmless otherwise).
+#[derive(Debug, Clone, Copy, Default, Message)]
+#[rtype(result = "()")]
+pub struct Tick;
+
+/// Aggregates of one metric series over a time range: every window that starts in
+/// `[from_ms, to_ms)`, persisted or still open, merged across snapshots, runs and instances.
+///
+/// ```
+/// let q = eventbatch::QueryWindows::metric("response_time").context("api").between(0, i64::MAX);
+/// assert_eq!(q.series(), "response_time.api");
+/// ```
+#[derive(Debug, Clone, PartialEq, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Vec<WindowStats>, PipelineError>")]
+pub struct QueryWindows {
+    /// The metric name (`response_time`; for datastore events `datastore.<operation>`).
+    pub metric: String,
+    /// The context (for datastore events the store type); `None` for the series without one.
+    pub context: Option<String>,
+    /// Earliest window start, ms (inclusive).
+    pub from_ms: i64,
+    /// Latest window start, ms (exclusive).
+    pub to_ms: i64,
+}
+
+impl QueryWindows {
+    /// All windows of `metric` (without context) so far.
+    pub fn metric(metric: impl Into<String>) -> Self {
+        QueryWindows { metric: metric.into(), context: None, from_ms: i64::MIN, to_ms: i64::MAX }
+    }
+
+    /// The series of `metric` in this context.
+    pub fn context(mut self, context: impl Into<String>) -> Self {
+        self.context = Some(context.into());
+        self
+    }
+
+    /// Windows starting in `[from_ms, to_ms)`.
+    pub fn between(mut self, from_ms: i64, to_ms: i64) -> Self {
+        self.from_ms = from_ms;
+        self.to_ms = to_ms;
+        self
+    }
+
+    /// The series name this query reads: `metric`, or `metric.context`.
+    pub fn series(&self) -> String {
+        series_name(&self.metric, self.context.as_deref())
+    }
+}
+
+/// The series of a metric in a context: `metric` or `metric.context`.
+pub(crate) fn series_name(metric: &str, context: Option<&str>) -> String {
+    match context {
+        Some(c) => format!("{metric}.{c}"),
+        None => metric.to_string(),
+    }
+}
+
+/// One window of one series, merged over every snapshot, run and instance that wrote it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WindowStats {
+    /// `metric` or `metric.context`.
+    pub series: String,
+    /// The metric name.
+    pub metric: String,
+    /// Window start, ms since the Unix epoch (inclusive).
+    pub window_start_ms: i64,
+    /// Window end, ms (exclusive).
+    pub window_end_ms: i64,
+    /// Events observed.
+    pub count: u64,
+    /// Events corrected for sampling: each observed event counts `1 / sample_rate`.
+    pub estimated_count: f64,
+    /// Sum of observed values.
+    pub sum: f64,
+    /// Smallest observed value.
+    pub min: f64,
+    /// Largest observed value.
+    pub max: f64,
+    /// Mean of observed values.
+    pub mean: f64,
+    /// Sample standard deviation (n - 1); 0 for fewer than two values.
+    pub stddev: f64,
+    /// Median (weighted by `1 / sample_rate`), within 1% relative error.
+    pub p50: f64,
+    /// 90th percentile, within 1% relative error.
+    pub p90: f64,
+    /// 95th percentile, within 1% relative error.
+    pub p95: f64,
+    /// 99th percentile, within 1% relative error.
+    pub p99: f64,
+    /// The merged window state, for [`WindowStats::quantile`] at any `q`.
+    #[serde(skip)]
+    pub(crate) state: Option<WindowState>,
+}
+
+impl PartialEq for WindowStats {
+    fn eq(&self, o: &Self) -> bool {
+        (&self.series, &self.metric, self.window_start_ms, self.window_end_ms, self.count)
+            == (&o.series, &o.metric, o.window_start_ms, o.window_end_ms, o.count)
+            && [self.estimated_count, self.sum, self.min, self.max, self.mean, self.stddev]
+                == [o.estimated_count, o.sum, o.min, o.max, o.mean, o.stddev]
+            && [self.p50, self.p90, self.p95, self.p99] == [o.p50, o.p90, o.p95, o.p99]
+    }
+}
+
+impl WindowStats {
+    pub(crate) fn from_state(series: String, metric: String, start: i64, end: i64, state: WindowState) -> Self {
+        let s = state.summary();
+        WindowStats {
+            series,
+            metric,
+            window_start_ms: start,
+            window_end_ms: end,
+            count: s.count,
+            estimated_count: s.estimated_count,
+            sum: s.sum,
+            min: s.min,
+            max: s.max,
+            mean: s.mean,
+            stddev: s.stddev,
+            p50: s.p50,
+            p90: s.p90,
+            p95: s.p95,
+            p99: s.p99,
+            state: Some(state),
+        }
+    }
+
+    /// The `q`-quantile (`q` in `[0, 1]`, clamped), within 1% relative error of the exact
+    /// weighted order statistic. Without the merged sketch (a value deserialised from JSON),
+    /// interpolates linearly between min, p50, p90, p95, p99 and max.
+    pub fn quantile(&self, q: f64) -> f64 {
+        let q = if q.is_nan() { 0.5 } else { q.clamp(0.0, 1.0) };
+        if let Some(state) = &self.state {
+            return state.quantile(q);
+        }
+        let knots = [
+            (0.0, self.min),
+            (0.5, self.p50),
+            (0.9, self.p90),
+            (0.95, self.p95),
+            (0.99, self.p99),
+            (1.0, self.max),
+        ];
+        for pair in knots.windows(2) {
+            let ((q0, v0), (q1, v1)) = (pair[0], pair[1]);
+            if q <= q1 {
+                return v0 + (v1 - v0) * (q - q0) / (q1 - q0);
+            }
+        }
+        self.max
+    }
+}
+
+/// Detected patterns, filtered by series and time.
+///
+/// ```
+/// let q = eventbatch::QueryPatterns::all().metric("api_latency").since(0);
+/// assert_eq!(q.metric.as_deref(), Some("api_latency"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Vec<Pattern>, PipelineError>")]
+pub struct QueryPatterns {
+    /// Only this metric's series (the metric itself and `metric.<context>`).
+    pub metric: Option<String>,
+    /// Only patterns whose window starts at or after this time, ms.
+    pub since_ms: Option<i64>,
+    /// Only this kind.
+    pub kind: Option<PatternKind>,
+}
+
+impl QueryPatterns {
+    /// Every pattern.
+    pub fn all() -> Self {
+        QueryPatterns::default()
+    }
+
+    /// Only the series of this metric (with or without context).
+    pub fn metric(mut self, metric: impl Into<String>) -> Self {
+        self.metric = Some(metric.into());
+        self
+    }
+
+    /// Only patterns whose window starts at or after `ms`.
+    pub fn since(mut self, ms: i64) -> Self {
+        self.since_ms = Some(ms);
+        self
+    }
+
+    /// Only patterns of this kind.
+    pub fn kind(mut self, kind: PatternKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+}
+
+/// A detected pattern.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pattern {
+    /// The series it was found in.
+    pub series: String,
+    /// Spike, drop, anomaly, trend up or trend down.
+    pub kind: PatternKind,
+    /// How sure the detector is, in `[0, 1]`.
+    pub confidence: f64,
+    /// The window (or, for a trend, the last window) it was found in: start, ms.
+    pub window_start_ms: i64,
+    /// End of that window, ms.
+    pub window_end_ms: i64,
+    /// The value that raised it (the window mean).
+    pub observed: f64,
+    /// What was expected (the robust baseline).
+    pub baseline: f64,
+    /// A sentence for humans.
+    pub description: String,
+}
+
+// ---- internal messages ----------------------------------------------------------------------
+
+/// Doorbell: the receiver's inbox went from empty to non-empty.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Wake;
+
+/// Barrier: process everything in the inbox now, and reply when done.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Drain;
+
+/// To the aggregator: snapshot every open window (`close = false`) or close them all
+/// (`close = true`, at shutdown).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub(crate) struct FlushWindows {
+    pub close: bool,
+}
+
+/// To the queue: write everything queued now, whatever the triggers say.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub(crate) struct FlushQueues;
+
+/// To the writer: write everything handed to it; fails if some batch is still failing after
+/// the retry budget (the batch is kept for later).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<(), PipelineError>")]
+pub(crate) struct WriteAll;
+
+/// To the writer: run a windows query.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Vec<WindowStats>, PipelineError>")]
+pub(crate) struct ReadWindows(pub QueryWindows);
+
+/// To the writer: run a patterns query.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Vec<Pattern>, PipelineError>")]
+pub(crate) struct ReadPatterns(pub QueryPatterns);

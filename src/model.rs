@@ -1,0 +1,252 @@
+//! The data that moves between stages: packed records, window and error-count snapshots,
+//! patterns, and the write batches that carry them to the store.
+
+use crate::event::{EventKind, Priority, TrackEvent};
+use crate::stats::detect::PatternKind;
+use crate::stats::window::WindowState;
+
+/// Most tags one event may carry (bounds the packed record).
+pub const MAX_TAGS: usize = 64;
+
+/// Index of each text field inside [`Record::text`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Field {
+    Name = 0,
+    User,
+    Server,
+    ErrorType,
+    ErrorCategory,
+    Tags,
+    Payload,
+}
+const FIELDS: usize = 7;
+const ABSENT: u32 = u32::MAX;
+
+/// One `events` row waiting to be written, packed for memory: every text field lives in one
+/// boxed string, so a queued record costs `size_of::<Record>()` (80 bytes) plus its text,
+/// instead of ~250 bytes for the `TrackEvent` it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Record {
+    /// Event time, ms since the Unix epoch.
+    pub ts_ms: i64,
+    /// Keep probability the sampler applied (1.0 when not sampled).
+    pub sample_rate: f64,
+    /// `duration_ms`, NaN when absent (NaN is never a valid input, so it cannot collide).
+    duration_ms: f64,
+    /// `value`, NaN when absent.
+    value: f64,
+    /// All text fields, concatenated.
+    text: Box<str>,
+    /// Byte length of each field in `text`, in [`Field`] order; `ABSENT` for `None`.
+    lens: [u32; FIELDS],
+    /// `events.kind`.
+    pub kind: EventKind,
+    /// Write priority.
+    pub priority: Priority,
+    /// Whether a command succeeded.
+    pub success: Option<bool>,
+}
+
+impl Record {
+    /// Packs a validated event. `user`/`server` are the raw ids here; the writer hashes them.
+    pub(crate) fn from_event(e: &TrackEvent, sample_rate: f64) -> Record {
+        let tags = if e.tags.is_empty() {
+            None
+        } else {
+            let map: serde_json::Map<String, serde_json::Value> = e
+                .tags
+                .iter()
+                .take(MAX_TAGS)
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            Some(serde_json::Value::Object(map).to_string())
+        };
+        let payload = match (e.kind, &e.message, &e.error_hash) {
+            (_, None, None) => None,
+            (_, message, hash) => {
+                let mut map = serde_json::Map::new();
+                if let Some(m) = message {
+                    map.insert("message".into(), m.clone().into());
+                }
+                if let Some(h) = hash {
+                    map.insert("error_hash".into(), h.clone().into());
+                }
+                Some(serde_json::Value::Object(map).to_string())
+            }
+        };
+        let (error_type, error_category) = match e.kind {
+            EventKind::Error => (e.error_type.as_deref(), e.context.as_deref()),
+            _ => (e.error_type.as_deref(), None),
+        };
+        let parts: [Option<&str>; FIELDS] = [
+            Some(&e.name),
+            e.user.as_deref(),
+            e.server.as_deref(),
+            error_type,
+            error_category,
+            tags.as_deref(),
+            payload.as_deref(),
+        ];
+        let mut text = String::with_capacity(parts.iter().flatten().map(|s| s.len()).sum());
+        let mut lens = [ABSENT; FIELDS];
+        for (len, part) in lens.iter_mut().zip(parts) {
+            if let Some(p) = part {
+                text.push_str(p);
+                *len = p.len() as u32;
+            }
+        }
+        Record {
+            ts_ms: e.ts_ms.unwrap_or(0),
+            sample_rate,
+            duration_ms: e.duration_ms.unwrap_or(f64::NAN),
+            value: e.value.unwrap_or(f64::NAN),
+            text: text.into_boxed_str(),
+            lens,
+            kind: e.kind,
+            priority: e.effective_priority(),
+            success: e.success,
+        }
+    }
+
+    /// A text field, `None` when absent.
+    pub(crate) fn field(&self, f: Field) -> Option<&str> {
+        let i = f as usize;
+        if self.lens[i] == ABSENT {
+            return None;
+        }
+        let start: usize = self.lens[..i].iter().filter(|&&l| l != ABSENT).map(|&l| l as usize).sum();
+        self.text.get(start..start + self.lens[i] as usize)
+    }
+
+    /// `events.name`.
+    pub(crate) fn name(&self) -> &str {
+        self.field(Field::Name).unwrap_or("")
+    }
+
+    /// `events.duration_ms`.
+    pub(crate) fn duration_ms(&self) -> Option<f64> {
+        Some(self.duration_ms).filter(|v| !v.is_nan())
+    }
+
+    /// `events.value`.
+    pub(crate) fn value(&self) -> Option<f64> {
+        Some(self.value).filter(|v| !v.is_nan())
+    }
+
+    /// Heap bytes beyond the struct itself (the text).
+    #[cfg(test)]
+    pub(crate) fn text_bytes(&self) -> usize {
+        self.text.len()
+    }
+}
+
+/// One metric series' window, on its way to the store: a snapshot (the window stays open) or
+/// its final state.
+#[derive(Debug, Clone)]
+pub(crate) struct WindowSnapshot {
+    /// `metric` or `metric.context`.
+    pub series: String,
+    /// The metric name (for datastore events `datastore.<operation>`).
+    pub metric: String,
+    /// The context (for datastore events the store type).
+    pub context: Option<String>,
+    /// Window start, ms.
+    pub start_ms: i64,
+    /// Window end (exclusive), ms.
+    pub end_ms: i64,
+    /// Identifies this in-memory incarnation of the window. The writer reads what the store
+    /// already holds for the window (an earlier run, or a window closed before a late event
+    /// reopened it) once per epoch and merges the epoch's state onto it, so snapshots replace
+    /// each other instead of adding up.
+    pub epoch: u64,
+    /// Everything observed in this epoch.
+    pub state: WindowState,
+    /// The window closed (no more snapshots of this epoch follow).
+    pub is_final: bool,
+}
+
+/// One error hash's count in one window, on its way to `error_counts` (same epoch rules as
+/// [`WindowSnapshot`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ErrorCountSnapshot {
+    pub error_hash: String,
+    pub error_type: String,
+    pub error_category: Option<String>,
+    pub start_ms: i64,
+    pub epoch: u64,
+    pub count: u64,
+    pub first_ts_ms: i64,
+    pub last_ts_ms: i64,
+    pub is_final: bool,
+}
+
+/// A detected pattern, on its way to `patterns`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PatternRecord {
+    pub series: String,
+    pub kind: PatternKind,
+    pub confidence: f64,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub observed: f64,
+    pub baseline: f64,
+    pub description: String,
+    pub detected_at_ms: i64,
+}
+
+/// What the writer commits in one transaction.
+#[derive(Debug, Default)]
+pub(crate) struct WriteBatch {
+    /// `events` rows, in write order (High before Normal before Low).
+    pub records: Vec<Record>,
+    pub windows: Vec<WindowSnapshot>,
+    pub errors: Vec<ErrorCountSnapshot>,
+    pub patterns: Vec<PatternRecord>,
+    /// Came from the queues (counts against `max_in_flight_batches` until committed).
+    pub from_queue: bool,
+}
+
+impl WriteBatch {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.windows.is_empty() && self.errors.is_empty() && self.patterns.is_empty()
+    }
+
+    pub(crate) fn rows(&self) -> usize {
+        self.records.len() + self.windows.len() + self.errors.len() + self.patterns.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_packs_and_unpacks_every_field() {
+        let mut e = TrackEvent::error("timeout", "api")
+            .message("upstream \"timed\" out")
+            .user("u1")
+            .tag("plan", "pro");
+        e.ts_ms = Some(1_764_000_000_000);
+        let r = Record::from_event(&e, 0.5);
+        assert_eq!(r.name(), "timeout");
+        assert_eq!(r.field(Field::User), Some("u1"));
+        assert_eq!(r.field(Field::Server), None);
+        assert_eq!(r.field(Field::ErrorType), Some("timeout"));
+        assert_eq!(r.field(Field::ErrorCategory), Some("api"));
+        assert_eq!(r.field(Field::Tags), Some(r#"{"plan":"pro"}"#));
+        let payload: serde_json::Value = serde_json::from_str(r.field(Field::Payload).unwrap()).unwrap();
+        assert_eq!(payload["message"], "upstream \"timed\" out");
+        assert_eq!(r.priority, Priority::High);
+        assert_eq!(r.value(), None);
+        assert_eq!(r.sample_rate, 0.5);
+    }
+
+    #[test]
+    fn queued_record_is_under_100_bytes_beyond_its_strings() {
+        assert!(std::mem::size_of::<Record>() <= 80, "{}", std::mem::size_of::<Record>());
+        let r = Record::from_event(&TrackEvent::command("help").user("user123").success(true), 1.0);
+        assert_eq!(r.text_bytes(), "help".len() + "user123".len());
+        assert_eq!(r.duration_ms(), None);
+        assert_eq!(r.success, Some(true));
+    }
+}

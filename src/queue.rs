@@ -1,0 +1,327 @@
+//! The priority queues: records wait here until a trigger writes them.
+//!
+//! [`PriorityQueues`] is the logic: three FIFO queues (High, Normal, Low), the triggers
+//! (a full batch, `high_priority_flush_threshold` High records, the batch interval, a flush)
+//! and the overflow policy. [`QueueActor`] drains its inbox into them when woken, runs the
+//! timer, and hands batches to the writer while fewer than `max_in_flight_batches` are
+//! unconfirmed.
+//!
+//! One actor holds all three queues, so "High before Normal before Low" is a property of one
+//! function ([`PriorityQueues::take_batch`]) rather than a race between actors.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::counters::Counters;
+use crate::event::Priority;
+use crate::messages::{Drain, FlushQueues, Tick, Wake};
+use crate::model::{Record, WriteBatch};
+use crate::pipeline::{lock, Stages};
+
+/// Limits the queues work with (from `Settings`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueLimits {
+    pub max_batch_size: usize,
+    pub high_threshold: usize,
+    pub batch_interval_ms: i64,
+    /// Records queued plus records in flight to the writer, at most.
+    pub max_events: usize,
+}
+
+/// Three FIFO queues with batching triggers and a bounded total.
+#[derive(Debug)]
+pub(crate) struct PriorityQueues {
+    queues: [VecDeque<Record>; 3],
+    limits: QueueLimits,
+    /// Clock time since when records have been waiting (set when the queues go from empty to
+    /// non-empty, and again after each interval-driven write that left records behind).
+    pending_since: Option<i64>,
+    /// Records still owed to an interval-driven write: everything waiting when the interval
+    /// elapsed is written then, even if it takes several batches; newer records wait for the
+    /// next interval.
+    interval_owed: usize,
+}
+
+/// What became of a pushed record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Queued, nothing dropped.
+    Queued,
+    /// Queued, and an older record of lower (or equal) priority was dropped to make room.
+    QueuedWithEviction,
+    /// Dropped: the queues were full of records of the same or higher priority.
+    Dropped,
+}
+
+impl PriorityQueues {
+    pub(crate) fn new(limits: QueueLimits) -> Self {
+        PriorityQueues { queues: Default::default(), limits, pending_since: None, interval_owed: 0 }
+    }
+
+    pub(crate) fn set_limits(&mut self, limits: QueueLimits) {
+        self.limits = limits;
+    }
+
+    /// Records waiting, all priorities.
+    pub(crate) fn len(&self) -> usize {
+        self.queues.iter().map(VecDeque::len).sum()
+    }
+
+    /// Records waiting at one priority.
+    #[cfg(test)]
+    pub(crate) fn len_of(&self, p: Priority) -> usize {
+        self.queues[p.index()].len()
+    }
+
+    /// Queues a record. With `in_flight` records already handed to the writer, the total may
+    /// not exceed `max_events`: the overflow policy then drops the oldest Low record, else the
+    /// incoming record if it is Low, else the oldest Normal, else the incoming record
+    /// (High records are never evicted by others; an incoming High is dropped only when
+    /// everything held is High).
+    pub(crate) fn push(&mut self, record: Record, in_flight: usize, now_ms: i64) -> Pushed {
+        self.pending_since.get_or_insert(now_ms);
+        if self.len() + in_flight < self.limits.max_events {
+            self.queues[record.priority.index()].push_back(record);
+            return Pushed::Queued;
+        }
+        let incoming = record.priority;
+        for victim in [Priority::Low, Priority::Normal] {
+            if incoming == victim {
+                return Pushed::Dropped;
+            }
+            if self.queues[victim.index()].pop_front().is_some() {
+                self.queues[incoming.index()].push_back(record);
+                return Pushed::QueuedWithEviction;
+            }
+        }
+        Pushed::Dropped
+    }
+
+    /// Whether a trigger asks for a write now: a full batch waits, or enough High records, or
+    /// the interval has elapsed on the clock with something waiting.
+    #[cfg(test)]
+    pub(crate) fn due(&self, now_ms: i64) -> bool {
+        self.len() >= self.limits.max_batch_size
+            || self.queues[Priority::High.index()].len() >= self.limits.high_threshold
+            || self.interval_owed > 0
+            || self.interval_elapsed(now_ms)
+    }
+
+    fn interval_elapsed(&self, now_ms: i64) -> bool {
+        self.pending_since.is_some_and(|since| now_ms - since >= self.limits.batch_interval_ms)
+    }
+
+    /// Takes the next batch to write, or `None` when no trigger asks for one (`force`: write
+    /// whatever waits). A batch holds up to `max_batch_size` records, High first, then Normal,
+    /// then Low, each in arrival order.
+    pub(crate) fn take_batch(&mut self, now_ms: i64, force: bool) -> Option<Vec<Record>> {
+        let len = self.len();
+        if len == 0 {
+            self.pending_since = None;
+            self.interval_owed = 0;
+            return None;
+        }
+        if self.interval_owed == 0 && self.interval_elapsed(now_ms) {
+            self.interval_owed = len;
+        }
+        let high = self.queues[Priority::High.index()].len();
+        let take = if force || self.interval_owed > 0 || len >= self.limits.max_batch_size {
+            self.limits.max_batch_size
+        } else if high >= self.limits.high_threshold {
+            high.min(self.limits.max_batch_size)
+        } else {
+            return None;
+        };
+        let mut batch = Vec::with_capacity(take.min(len));
+        for q in &mut self.queues {
+            let n = (take - batch.len()).min(q.len());
+            batch.extend(q.drain(..n));
+        }
+        let owed_before = self.interval_owed;
+        self.interval_owed = owed_before.saturating_sub(batch.len());
+        if self.len() == 0 {
+            self.pending_since = None;
+            self.interval_owed = 0;
+        } else if owed_before > 0 && self.interval_owed == 0 {
+            self.pending_since = Some(now_ms);
+        }
+        Some(batch)
+    }
+}
+
+/// Drains the queue inbox into the queues (applying the overflow policy), then moves due
+/// batches into the writer's inbox while fewer than `max_in_flight` batches are unconfirmed.
+/// Returns whether the writer's inbox went from empty to non-empty.
+pub(crate) fn pump(stages: &Stages, force: bool, max_in_flight: usize) -> bool {
+    let incoming = stages.queue_in.drain();
+    let now = stages.clock.now_ms();
+    let c = &stages.counters;
+    let mut queues = lock(&stages.queues);
+    let mut dropped = 0u64;
+    let mut in_flight = c.queued.load(Relaxed) as usize;
+    in_flight = in_flight.saturating_sub(queues.len());
+    let added = incoming.len() as u64;
+    for record in incoming {
+        match queues.push(record, in_flight, now) {
+            Pushed::Queued => {}
+            Pushed::QueuedWithEviction | Pushed::Dropped => dropped += 1,
+        }
+    }
+    // `queued` counts records in the queues or in flight: add the newcomers that stayed.
+    Counters::add(&c.queued, added - dropped);
+    if dropped > 0 {
+        Counters::add(&c.dropped, dropped);
+        log::warn!("queue full ({} records): dropped {dropped} by the overflow policy", queues.len() + in_flight);
+    }
+    let mut wake_writer = false;
+    while force || stages.batches_in_flight.load(Relaxed) < max_in_flight {
+        let Some(records) = queues.take_batch(now, force) else { break };
+        stages.batches_in_flight.fetch_add(1, Relaxed);
+        wake_writer |= stages.writer_in.push(WriteBatch { records, from_queue: true, ..WriteBatch::default() });
+    }
+    wake_writer
+}
+
+/// The queue's actor.
+pub(crate) struct QueueActor {
+    pub stages: Arc<Stages>,
+    pub writer: Addr<crate::db::writer::DbWriter>,
+}
+
+impl QueueActor {
+    fn run(&mut self, force: bool) {
+        let max_in_flight = self.stages.settings().max_in_flight_batches.get();
+        if pump(&self.stages, force, max_in_flight) {
+            self.writer.do_send(Wake);
+        }
+    }
+}
+
+impl Actor for QueueActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let interval = self.stages.settings().batch_interval;
+        // Tick a few times per interval so the interval is kept to within a quarter of itself.
+        let period = (interval / 4).max(std::time::Duration::from_millis(1));
+        ctx.run_interval(period, |act, _| act.run(false));
+    }
+}
+
+impl Handler<Wake> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, _: Wake, _: &mut Context<Self>) {
+        self.run(false);
+    }
+}
+
+impl Handler<Tick> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, _: Tick, _: &mut Context<Self>) {
+        self.run(false);
+    }
+}
+
+impl Handler<Drain> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) {
+        self.run(false);
+    }
+}
+
+impl Handler<FlushQueues> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, _: FlushQueues, _: &mut Context<Self>) {
+        self.run(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::TrackEvent;
+
+    fn limits() -> QueueLimits {
+        QueueLimits { max_batch_size: 4, high_threshold: 3, batch_interval_ms: 1000, max_events: 10 }
+    }
+
+    fn rec(p: Priority, name: &str) -> Record {
+        Record::from_event(&TrackEvent::command(name).priority(p), 1.0)
+    }
+
+    #[test]
+    fn nothing_is_due_below_the_triggers() {
+        let mut q = PriorityQueues::new(limits());
+        q.push(rec(Priority::Normal, "a"), 0, 0);
+        q.push(rec(Priority::High, "b"), 0, 0);
+        assert!(!q.due(999));
+        assert_eq!(q.take_batch(999, false), None);
+        assert!(q.due(1000));
+    }
+
+    #[test]
+    fn size_trigger_takes_high_first() {
+        let mut q = PriorityQueues::new(limits());
+        for (p, n) in [(Priority::Low, "l"), (Priority::Normal, "n1"), (Priority::Normal, "n2"), (Priority::High, "h")] {
+            q.push(rec(p, n), 0, 0);
+        }
+        let batch = q.take_batch(0, false).unwrap();
+        let names: Vec<_> = batch.iter().map(|r| r.name().to_string()).collect();
+        assert_eq!(names, ["h", "n1", "n2", "l"]);
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn high_threshold_writes_only_high() {
+        let mut q = PriorityQueues::new(limits());
+        q.push(rec(Priority::Normal, "n"), 0, 0);
+        for _ in 0..3 {
+            q.push(rec(Priority::High, "h"), 0, 0);
+        }
+        let batch = q.take_batch(0, false).unwrap();
+        assert_eq!(batch.len(), 3);
+        assert!(batch.iter().all(|r| r.priority == Priority::High));
+        assert_eq!(q.len_of(Priority::Normal), 1);
+    }
+
+    #[test]
+    fn interval_and_force_write_everything_in_batches() {
+        let mut q = PriorityQueues::new(QueueLimits { max_events: 100, ..limits() });
+        for _ in 0..3 {
+            q.push(rec(Priority::Low, "l"), 0, 0);
+        }
+        assert_eq!(q.take_batch(1000, false).unwrap().len(), 3);
+        assert!(!q.due(1500));
+        for _ in 0..6 {
+            q.push(rec(Priority::Low, "l"), 0, 0);
+        }
+        assert_eq!(q.take_batch(1500, true).unwrap().len(), 4);
+        assert_eq!(q.take_batch(1500, true).unwrap().len(), 2);
+        assert_eq!(q.take_batch(1500, true), None);
+    }
+
+    #[test]
+    fn overflow_drops_low_first_and_never_exceeds_the_bound() {
+        let mut q = PriorityQueues::new(QueueLimits { max_batch_size: 100, high_threshold: 100, ..limits() });
+        for _ in 0..8 {
+            assert_eq!(q.push(rec(Priority::Low, "l"), 0, 0), Pushed::Queued);
+        }
+        // 2 in flight: full at 8 + 2
+        assert_eq!(q.push(rec(Priority::Low, "l"), 2, 0), Pushed::Dropped);
+        assert_eq!(q.push(rec(Priority::High, "h"), 2, 0), Pushed::QueuedWithEviction);
+        assert_eq!(q.push(rec(Priority::Normal, "n"), 2, 0), Pushed::QueuedWithEviction);
+        assert_eq!(q.len(), 8);
+        assert_eq!(q.len_of(Priority::Low), 6);
+        for _ in 0..6 {
+            q.push(rec(Priority::High, "h"), 2, 0);
+        }
+        assert_eq!(q.len_of(Priority::Low), 0);
+        assert_eq!(q.push(rec(Priority::High, "h"), 2, 0), Pushed::QueuedWithEviction); // evicts the Normal
+        assert_eq!(q.push(rec(Priority::High, "h"), 2, 0), Pushed::Dropped);
+        assert_eq!(q.len(), 8);
+        assert_eq!(q.len_of(Priority::High), 8);
+    }
+}

@@ -1,0 +1,85 @@
+//! Small helpers with no better home: a stable hash, a fast PRNG, a random instance id.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// FNV-1a, 64 bit: stable across runs, platforms and versions (unlike `DefaultHasher`), so
+/// hashes written by one run match those of the next.
+pub(crate) fn stable_hash(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            // a separator byte that cannot occur in UTF-8, so ("ab","c") != ("a","bc")
+            h ^= 0xff;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        for b in part.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// `stable_hash` as 16 hex digits.
+pub(crate) fn stable_hash_hex(parts: &[&str]) -> String {
+    format!("{:016x}", stable_hash(parts))
+}
+
+/// SplitMix64: a tiny, fast, statistically good PRNG for sampling decisions (not for secrets).
+#[derive(Debug, Clone)]
+pub(crate) struct SplitMix64(u64);
+
+impl SplitMix64 {
+    #[cfg(test)]
+    pub(crate) fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    /// Seeded from the clock and the process id.
+    pub(crate) fn from_entropy() -> Self {
+        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        let mut addr = 0u8;
+        let stack = &mut addr as *mut u8 as u64;
+        SplitMix64(t ^ (u64::from(std::process::id()) << 32) ^ stack.rotate_left(17))
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub(crate) fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+/// A fresh id for this pipeline run: `eb-` and 16 random hex digits.
+pub(crate) fn random_instance_id() -> String {
+    format!("eb-{:016x}", SplitMix64::from_entropy().next_u64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_hash_is_stable_and_separates_parts() {
+        assert_eq!(stable_hash_hex(&["timeout", "api"]), stable_hash_hex(&["timeout", "api"]));
+        assert_ne!(stable_hash(&["ab", "c"]), stable_hash(&["a", "bc"]));
+        // FNV-1a of "a" is a published test vector.
+        assert_eq!(stable_hash(&["a"]), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn rng_is_uniform_enough() {
+        let mut r = SplitMix64::new(42);
+        let n = 100_000;
+        let mean = (0..n).map(|_| r.next_f64()).sum::<f64>() / n as f64;
+        assert!((mean - 0.5).abs() < 0.01, "{mean}");
+        assert_ne!(random_instance_id(), random_instance_id());
+    }
+}

@@ -1,0 +1,108 @@
+//! NAB checks, fast enough for CI in a debug build.
+//!
+//! 1. The scorer reproduces NAB's official scores for the shipped windowedGaussian output
+//!    on all 34 DEV files (`reference/scores.md`: standard 35.02, reward_low_FP_rate 16.66,
+//!    reward_low_FN_rate 43.35, with the same thresholds).
+//! 2. Our detector, run through the `detect` CSV code path on the six realAdExchange files,
+//!    scores above a floor on each profile (threshold optimised over those files). The
+//!    floors sit a few points under what the current detector scores, to catch regressions
+//!    without pinning the exact numbers. Full-corpus numbers: `cargo run --release
+//!    --example nab_eval`.
+//!
+//! The NAB data lives in `shared/data/nab` beside the repository (set `NAB_DIR` to use
+//! another place).
+
+use std::path::PathBuf;
+
+use eventbatch::csv_detect::detect_csv;
+use eventbatch::nab::{self, Labels, Profile, ScoredFile};
+use eventbatch::stats::detect::DetectorSettings;
+
+fn nab_dir() -> PathBuf {
+    let dir = std::env::var_os("NAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nab"));
+    assert!(
+        dir.join("combined_windows.json").is_file(),
+        "NAB data not found at {} (set NAB_DIR)",
+        dir.display()
+    );
+    dir
+}
+
+fn labels() -> Labels {
+    nab::load_windows(&nab_dir().join("combined_windows.json")).expect("labels load")
+}
+
+#[test]
+fn scorer_reproduces_windowed_gaussian_reference() {
+    let labels = labels();
+    assert_eq!(labels.len(), 34);
+    assert_eq!(labels.values().map(Vec::len).sum::<usize>(), 50);
+    let dir = nab_dir().join("reference/windowedGaussian");
+    let files = nab::load_results(&dir, "windowedGaussian_", &labels).expect("results load");
+    let rows: usize = files.iter().map(|f| f.scores.len()).sum();
+    assert_eq!(rows, 121_702);
+
+    // (profile, normalised, raw, threshold, windows hit) from reference/scores.md.
+    let expected = [
+        (Profile::STANDARD, 35.02, -14.976, 0.999999999999, 30),
+        (Profile::REWARD_LOW_FP, 16.66, -33.338, 1.0, 29),
+        (Profile::REWARD_LOW_FN, 43.35, -34.976, 0.999999999999, 30),
+    ];
+    for (profile, normalised, raw, threshold, hit) in expected {
+        let o = nab::optimise(&profile, &files);
+        assert_eq!(
+            format!("{:.2}", o.normalised),
+            format!("{normalised:.2}"),
+            "{o:?}"
+        );
+        assert!((o.raw - raw).abs() < 5e-4, "{o:?}");
+        assert!((o.threshold - threshold).abs() < 1e-12, "{o:?}");
+        assert_eq!(o.windows, 50);
+        if profile == Profile::STANDARD {
+            assert_eq!(o.windows_hit, hit, "{o:?}");
+        }
+        // Scoring at the chosen threshold gives the same answer as the sweep.
+        let at = nab::score_at(&profile, &files, o.threshold);
+        assert!((at.raw - o.raw).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn detector_scores_above_floor_on_ad_exchange() {
+    let labels: Labels = labels()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("realAdExchange/"))
+        .collect();
+    assert_eq!(labels.len(), 6);
+    let out = tempfile::tempdir().expect("temp dir");
+    let settings = DetectorSettings::default();
+    let mut files: Vec<ScoredFile> = Vec::new();
+    for (name, windows) in &labels {
+        let input = nab_dir().join("data").join(name);
+        let output = out.path().join(name.replace('/', "_"));
+        let report = detect_csv(&input, &output, &settings).expect("detect runs");
+        assert!(report.max_score <= 1.0);
+        let (ts, scores) = nab::read_csv_column(&output, "anomaly_score").expect("output reads");
+        let (input_ts, _) = nab::read_csv_column(&input, "value").expect("input reads");
+        assert_eq!(ts, input_ts, "{name}: rows and order kept");
+        assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)));
+        files.push(ScoredFile::new(name, &ts, scores, windows).expect("windows line up"));
+    }
+    // Floors for (standard, reward_low_FP_rate, reward_low_FN_rate), normalised over these
+    // 14 windows (currently 71.00, 70.61, 73.52, 11/14 windows at threshold 0.374).
+    let floors = [
+        (Profile::STANDARD, 65.0),
+        (Profile::REWARD_LOW_FP, 65.0),
+        (Profile::REWARD_LOW_FN, 68.0),
+    ];
+    for (profile, floor) in floors {
+        let o = nab::optimise(&profile, &files);
+        println!(
+            "{}: {:.2} (threshold {}, {}/{} windows)",
+            o.profile, o.normalised, o.threshold, o.windows_hit, o.windows
+        );
+        assert!(o.normalised >= floor, "{o:?} below floor {floor}");
+    }
+}
