@@ -445,7 +445,7 @@ pub fn score_at(profile: &Profile, files: &[ScoredFile], threshold: f64) -> Outc
 /// running total, so the cost is `O(n log n)` for `n` scored rows. Candidates are 1.1 (no
 /// detections) and every distinct score; ties go to the higher threshold.
 pub fn optimise(profile: &Profile, files: &[ScoredFile]) -> Outcome {
-    let (mut rows, n_windows, labelled) = sweep_rows(files);
+    let (mut rows, n_windows, _) = sweep_rows(files);
     let scorable = scorable_windows(files);
     rows.sort_by(|a, b| b.score.total_cmp(&a.score));
     let fn_w = profile.fn_weight;

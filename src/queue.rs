@@ -276,7 +276,7 @@ mod tests {
 
     #[test]
     fn high_threshold_writes_only_high() {
-        let mut q = PriorityQueues::new(limits());
+        let mut q = PriorityQueues::new(QueueLimits { max_batch_size: 100, ..limits() });
         q.push(rec(Priority::Normal, "n"), 0, 0);
         for _ in 0..3 {
             q.push(rec(Priority::High, "h"), 0, 0);
