@@ -1,0 +1,65 @@
+//! Helpers shared by the integration tests: a temporary SQLite file, direct SQL reads, and a
+//! pipeline on a manual clock.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use eventbatch::{Config, ManualClock, Store, Supervisor};
+
+/// 2025-11-24T16:00:00Z, a multiple of a minute and of an hour.
+pub const T0: i64 = 1_764_000_000_000;
+
+pub struct TempDb {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl TempDb {
+    pub fn new() -> TempDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("analytics.db");
+        TempDb { dir, path }
+    }
+
+    pub fn store(&self) -> Store {
+        Store::sqlite(&self.path)
+    }
+
+    pub fn conn(&self) -> SqliteConnection {
+        use diesel::connection::SimpleConnection;
+        let mut c = SqliteConnection::establish(self.path.to_str().unwrap()).expect("open sqlite");
+        // the pipeline's connections may be checkpointing the WAL as they close
+        c.batch_execute("PRAGMA busy_timeout = 10000").expect("busy_timeout");
+        c
+    }
+
+    /// `SELECT <expr> AS n ...` as an i64.
+    pub fn scalar(&self, sql: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let rows: Vec<N> = diesel::sql_query(sql).load(&mut self.conn()).expect(sql);
+        rows.first().map(|r| r.n).unwrap_or(0)
+    }
+
+    pub fn count(&self, table_and_filter: &str) -> i64 {
+        self.scalar(&format!("SELECT count(*) AS n FROM {table_and_filter}"))
+    }
+}
+
+/// A pipeline on a manual clock set to `T0`; the batch timer never fires on its own.
+pub fn start_manual(config: Config, db: &TempDb) -> (actix::Addr<Supervisor>, ManualClock) {
+    let clock = ManualClock::new(T0);
+    let addr = eventbatch::start_with_clock(config, db.store(), Arc::new(clock.clone())).expect("start");
+    (addr, clock)
+}
+
+/// Config for deterministic tests: nothing is written until a trigger or a flush.
+pub fn quiet_config() -> Config {
+    Config { batch_interval_ms: 3_600_000, ..Config::default() }
+}
