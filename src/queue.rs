@@ -303,6 +303,44 @@ mod tests {
         assert_eq!(q.take_batch(1500, true), None);
     }
 
+    proptest::proptest! {
+        /// Whatever is pushed and whenever batches are taken: no batch exceeds the limit, the
+        /// queues never hold more than the bound, and pushed = taken + dropped + waiting.
+        #[test]
+        fn batches_bounded_and_nothing_lost(
+            ops in proptest::collection::vec((0u8..4, 0i64..3000), 1..500),
+            max_batch in 1usize..20,
+            high in 1usize..10,
+            max_events in 1usize..60,
+        ) {
+            let mut q = PriorityQueues::new(QueueLimits { max_batch_size: max_batch, high_threshold: high, batch_interval_ms: 1000, max_events });
+            let (mut pushed, mut taken, mut dropped, mut now) = (0usize, 0usize, 0usize, 0i64);
+            for (op, dt) in ops {
+                now += dt;
+                if op < 3 {
+                    let p = [Priority::High, Priority::Normal, Priority::Low][op as usize];
+                    pushed += 1;
+                    if q.push(rec(p, "x"), 0, now) != Pushed::Queued {
+                        dropped += 1;
+                    }
+                    proptest::prop_assert!(q.len() <= max_events);
+                } else {
+                    while let Some(batch) = q.take_batch(now, false) {
+                        proptest::prop_assert!(!batch.is_empty() && batch.len() <= max_batch);
+                        let ranks: Vec<_> = batch.iter().map(|r| r.priority).collect();
+                        proptest::prop_assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "priority order");
+                        taken += batch.len();
+                    }
+                }
+            }
+            while let Some(batch) = q.take_batch(now, true) {
+                proptest::prop_assert!(batch.len() <= max_batch);
+                taken += batch.len();
+            }
+            proptest::prop_assert_eq!(pushed, taken + dropped);
+        }
+    }
+
     #[test]
     fn overflow_drops_low_first_and_never_exceeds_the_bound() {
         let mut q = PriorityQueues::new(QueueLimits { max_batch_size: 100, high_threshold: 100, ..limits() });
