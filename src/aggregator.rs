@@ -155,7 +155,9 @@ impl Aggregator {
                     self.series.insert(self.key_buf.clone(), series);
                 }
                 let epoch = self.next_epoch + 1;
-                let Some(series) = self.series.get_mut(self.key_buf.as_str()) else { return };
+                let Some(series) = self.series.get_mut(self.key_buf.as_str()) else {
+                    return;
+                };
                 series.newest_ts = series.newest_ts.max(ts);
                 let window = series.windows.entry(start).or_insert_with(|| OpenWindow {
                     state: WindowState::new(),
@@ -220,12 +222,20 @@ impl Aggregator {
                 .windows
                 .iter()
                 .filter(|(&start, win)| {
-                    all || window_due(start + w, self.lateness_ms, series.newest_ts, win.touched_ms, now_ms)
+                    all || window_due(
+                        start + w,
+                        self.lateness_ms,
+                        series.newest_ts,
+                        win.touched_ms,
+                        now_ms,
+                    )
                 })
                 .map(|(&start, _)| start)
                 .collect();
             for start in due {
-                let Some(win) = series.windows.remove(&start) else { continue };
+                let Some(win) = series.windows.remove(&start) else {
+                    continue;
+                };
                 closed += 1;
                 out.closed.push(ClosedWindow {
                     series: name.clone(),
@@ -250,7 +260,9 @@ impl Aggregator {
         let due: Vec<(String, i64)> = self
             .errors
             .iter()
-            .filter(|((_, start), e)| all || window_due(start + w, self.lateness_ms, newest, e.touched_ms, now_ms))
+            .filter(|((_, start), e)| {
+                all || window_due(start + w, self.lateness_ms, newest, e.touched_ms, now_ms)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
@@ -280,8 +292,13 @@ impl Aggregator {
             }
         }
         for ((hash, start), e) in &self.errors {
-            let copy = ErrorWindow { error_type: e.error_type.clone(), category: e.category.clone(), ..*e };
-            out.errors.push(error_snapshot(hash.clone(), *start, copy, false));
+            let copy = ErrorWindow {
+                error_type: e.error_type.clone(),
+                category: e.category.clone(),
+                ..*e
+            };
+            out.errors
+                .push(error_snapshot(hash.clone(), *start, copy, false));
         }
     }
 }
@@ -291,7 +308,8 @@ impl Aggregator {
 /// [`MIN_IDLE_CLOSE_MS`]).
 fn window_due(end: i64, lateness_ms: i64, newest_ts: i64, touched_ms: i64, now_ms: i64) -> bool {
     let closes_at = end.saturating_add(lateness_ms);
-    newest_ts >= closes_at || (now_ms >= closes_at && now_ms - touched_ms >= lateness_ms.max(MIN_IDLE_CLOSE_MS))
+    newest_ts >= closes_at
+        || (now_ms >= closes_at && now_ms - touched_ms >= lateness_ms.max(MIN_IDLE_CLOSE_MS))
 }
 
 fn error_snapshot(hash: String, start: i64, e: ErrorWindow, is_final: bool) -> ErrorCountSnapshot {
@@ -310,7 +328,11 @@ fn error_snapshot(hash: String, start: i64, e: ErrorWindow, is_final: bool) -> E
 
 impl Clone for ErrorWindow {
     fn clone(&self) -> Self {
-        ErrorWindow { error_type: self.error_type.clone(), category: self.category.clone(), ..*self }
+        ErrorWindow {
+            error_type: self.error_type.clone(),
+            category: self.category.clone(),
+            ..*self
+        }
     }
 }
 
@@ -359,7 +381,11 @@ pub(crate) fn pump(stages: &Stages, mode: Mode) -> (bool, bool, bool) {
         if mode != Mode::Snapshot {
             log::debug!("closed {n} windows, {} error counts", out.errors.len());
         }
-        wake_writer = stages.writer_in.push(WriteBatch { windows: out.windows, errors: out.errors, ..WriteBatch::default() });
+        wake_writer = stages.writer_in.push(WriteBatch {
+            windows: out.windows,
+            errors: out.errors,
+            ..WriteBatch::default()
+        });
     }
     (wake_queue, wake_detector, wake_writer)
 }
@@ -391,6 +417,11 @@ impl Actor for AggregatorActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // An actor first polled while the System is being torn down has no runtime for timers
+        // (and needs none: the supervisor's stop path flushes).
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
         let interval = self.stages.settings().batch_interval;
         ctx.run_interval(interval, |act, _| act.run(Mode::Due));
     }
@@ -420,7 +451,11 @@ impl Handler<Drain> for AggregatorActor {
 impl Handler<FlushWindows> for AggregatorActor {
     type Result = ();
     fn handle(&mut self, msg: FlushWindows, _: &mut Context<Self>) {
-        self.run(if msg.close { Mode::CloseAll } else { Mode::Snapshot });
+        self.run(if msg.close {
+            Mode::CloseAll
+        } else {
+            Mode::Snapshot
+        });
     }
 }
 
@@ -440,10 +475,21 @@ mod tests {
         let mut a = Aggregator::new(60_000, 5_000);
         let mut out = Output::default();
         for (i, v) in [100.0, 200.0, 300.0].into_iter().enumerate() {
-            let e = TrackEvent::performance("rt", v).context("api").at(T0 + i as i64 * 1000);
+            let e = TrackEvent::performance("rt", v)
+                .context("api")
+                .at(T0 + i as i64 * 1000);
             a.observe(kept(e, 0.5), T0, &mut out);
         }
-        a.observe(kept(TrackEvent::performance("rt", 5.0).context("api").at(T0 + 60_000), 1.0), T0, &mut out);
+        a.observe(
+            kept(
+                TrackEvent::performance("rt", 5.0)
+                    .context("api")
+                    .at(T0 + 60_000),
+                1.0,
+            ),
+            T0,
+            &mut out,
+        );
         assert_eq!(out.aggregated, 4);
         assert_eq!(a.open_windows(), 2);
         a.snapshot(&mut out);
@@ -459,20 +505,40 @@ mod tests {
     fn windows_close_by_watermark_plus_lateness_then_late_events_reopen_them() {
         let mut a = Aggregator::new(60_000, 5_000);
         let mut out = Output::default();
-        a.observe(kept(TrackEvent::performance("rt", 1.0).at(T0 + 10), 1.0), T0, &mut out);
-        a.observe(kept(TrackEvent::performance("rt", 1.0).at(T0 + 64_999), 1.0), T0, &mut out);
+        a.observe(
+            kept(TrackEvent::performance("rt", 1.0).at(T0 + 10), 1.0),
+            T0,
+            &mut out,
+        );
+        a.observe(
+            kept(TrackEvent::performance("rt", 1.0).at(T0 + 64_999), 1.0),
+            T0,
+            &mut out,
+        );
         a.close_due(T0, false, &mut out);
         assert!(out.windows.is_empty());
-        a.observe(kept(TrackEvent::performance("rt", 1.0).at(T0 + 65_000), 1.0), T0, &mut out);
+        a.observe(
+            kept(TrackEvent::performance("rt", 1.0).at(T0 + 65_000), 1.0),
+            T0,
+            &mut out,
+        );
         a.close_due(T0, false, &mut out);
         assert_eq!(out.windows.len(), 1);
         assert!(out.windows[0].is_final);
         assert_eq!(out.closed.len(), 1);
         let first_epoch = out.windows[0].epoch;
         // a late event for the closed window opens a new epoch of it
-        a.observe(kept(TrackEvent::performance("rt", 7.0).at(T0 + 1), 1.0), T0, &mut out);
+        a.observe(
+            kept(TrackEvent::performance("rt", 7.0).at(T0 + 1), 1.0),
+            T0,
+            &mut out,
+        );
         a.close_due(T0, true, &mut out);
-        let reopened = out.windows.iter().find(|w| w.start_ms == T0 && w.epoch != first_epoch).unwrap();
+        let reopened = out
+            .windows
+            .iter()
+            .find(|w| w.start_ms == T0 && w.epoch != first_epoch)
+            .unwrap();
         assert_eq!(reopened.state.count(), 1);
         assert_eq!(a.open_windows(), 0);
     }
@@ -481,7 +547,11 @@ mod tests {
     fn idle_windows_close_by_the_clock() {
         let mut a = Aggregator::new(60_000, 5_000);
         let mut out = Output::default();
-        a.observe(kept(TrackEvent::performance("rt", 1.0).at(T0), 1.0), T0, &mut out);
+        a.observe(
+            kept(TrackEvent::performance("rt", 1.0).at(T0), 1.0),
+            T0,
+            &mut out,
+        );
         a.close_due(T0 + 64_999, false, &mut out);
         assert!(out.windows.is_empty());
         a.close_due(T0 + 65_000, false, &mut out);
@@ -493,12 +563,29 @@ mod tests {
         let mut a = Aggregator::new(60_000, 0);
         let mut out = Output::default();
         for i in 0..5 {
-            let e = TrackEvent::error("timeout", "api").message("upstream").at(T0 + i);
+            let e = TrackEvent::error("timeout", "api")
+                .message("upstream")
+                .at(T0 + i);
             a.observe(kept(e, 1.0), T0, &mut out);
         }
-        a.observe(kept(TrackEvent::error("timeout", "api").message("other").at(T0), 1.0), T0, &mut out);
-        a.observe(kept(TrackEvent::error("x", "api").error_hash("h1").at(T0), 1.0), T0, &mut out);
-        a.observe(kept(TrackEvent::error("y", "api").error_hash("h1").at(T0), 1.0), T0, &mut out);
+        a.observe(
+            kept(
+                TrackEvent::error("timeout", "api").message("other").at(T0),
+                1.0,
+            ),
+            T0,
+            &mut out,
+        );
+        a.observe(
+            kept(TrackEvent::error("x", "api").error_hash("h1").at(T0), 1.0),
+            T0,
+            &mut out,
+        );
+        a.observe(
+            kept(TrackEvent::error("y", "api").error_hash("h1").at(T0), 1.0),
+            T0,
+            &mut out,
+        );
         assert_eq!(out.records.len(), 3);
         assert_eq!(out.aggregated, 5);
         a.close_due(T0, true, &mut out);
@@ -514,7 +601,14 @@ mod tests {
     fn datastore_series_names() {
         let mut a = Aggregator::new(60_000, 0);
         let mut out = Output::default();
-        a.observe(kept(TrackEvent::datastore("save", "conversation", 12.5).at(T0), 1.0), T0, &mut out);
+        a.observe(
+            kept(
+                TrackEvent::datastore("save", "conversation", 12.5).at(T0),
+                1.0,
+            ),
+            T0,
+            &mut out,
+        );
         a.snapshot(&mut out);
         assert_eq!(out.windows[0].series, "datastore.save.conversation");
         assert_eq!(out.windows[0].metric, "datastore.save");

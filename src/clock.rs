@@ -33,7 +33,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock reading `now_ms`.
     pub fn new(now_ms: i64) -> Self {
-        ManualClock { now: Arc::new(AtomicI64::new(now_ms)) }
+        ManualClock {
+            now: Arc::new(AtomicI64::new(now_ms)),
+        }
     }
 
     /// Sets the time.

@@ -125,13 +125,20 @@ impl Config {
                 return Err(ConfigError::new(
                     "aggregation_window_ms",
                     w,
-                    format!("cannot change at run time (is {})", self.aggregation_window_ms),
+                    format!(
+                        "cannot change at run time (is {})",
+                        self.aggregation_window_ms
+                    ),
                 ));
             }
         }
         if let Some(id) = &patch.instance_id {
             if Some(id) != self.instance_id.as_ref() {
-                return Err(ConfigError::new("instance_id", id, "cannot change at run time"));
+                return Err(ConfigError::new(
+                    "instance_id",
+                    id,
+                    "cannot change at run time",
+                ));
             }
         }
         macro_rules! apply {
@@ -200,17 +207,28 @@ impl Settings {
             if v == 0 && !allow_zero {
                 Err(ConfigError::new(field, v, "must be at least 1 ms"))
             } else if v > MAX_DURATION_MS {
-                Err(ConfigError::new(field, v, format!("must be at most {MAX_DURATION_MS} ms (a week)")))
+                Err(ConfigError::new(
+                    field,
+                    v,
+                    format!("must be at most {MAX_DURATION_MS} ms (a week)"),
+                ))
             } else {
                 Ok(v)
             }
         };
         let max_batch_size = nonzero("max_batch_size", c.max_batch_size)?;
         if c.max_batch_size > 100_000 {
-            return Err(ConfigError::new("max_batch_size", c.max_batch_size, "must be at most 100000"));
+            return Err(ConfigError::new(
+                "max_batch_size",
+                c.max_batch_size,
+                "must be at most 100000",
+            ));
         }
         let batch_interval_ms = millis("batch_interval_ms", c.batch_interval_ms, false)?;
-        let high = nonzero("high_priority_flush_threshold", c.high_priority_flush_threshold)?;
+        let high = nonzero(
+            "high_priority_flush_threshold",
+            c.high_priority_flush_threshold,
+        )?;
         let window_ms = millis("aggregation_window_ms", c.aggregation_window_ms, false)?;
         let lateness = millis("allowed_lateness_ms", c.allowed_lateness_ms, true)?;
         let retry = millis("store_retry_budget_ms", c.store_retry_budget_ms, true)?;
@@ -220,22 +238,34 @@ impl Settings {
         for (key, &rate) in &c.sampling_rates {
             let field = format!("sampling_rates[{key:?}]");
             if key.is_empty() {
-                return Err(ConfigError::new("sampling_rates", "\"\"", "a sampling key must not be empty"));
+                return Err(ConfigError::new(
+                    "sampling_rates",
+                    "\"\"",
+                    "a sampling key must not be empty",
+                ));
             }
             if !(0.0..=1.0).contains(&rate) {
-                return Err(ConfigError::new(field, rate, "must be a probability in [0, 1]"));
+                return Err(ConfigError::new(
+                    field,
+                    rate,
+                    "must be a probability in [0, 1]",
+                ));
             }
         }
         let instance_id = match &c.instance_id {
             Some(id) if id.is_empty() || id.len() > 128 => {
-                return Err(ConfigError::new("instance_id", format!("{id:?}"), "must be 1 to 128 bytes"))
+                return Err(ConfigError::new(
+                    "instance_id",
+                    format!("{id:?}"),
+                    "must be 1 to 128 bytes",
+                ))
             }
             Some(id) => id.clone(),
             None => crate::util::random_instance_id(),
         };
-        c.detection
-            .validate()
-            .map_err(|(field, value)| ConfigError::new(format!("detection.{field}"), value, "out of range"))?;
+        c.detection.validate().map_err(|(field, value)| {
+            ConfigError::new(format!("detection.{field}"), value, "out of range")
+        })?;
         Ok(Settings {
             max_batch_size,
             batch_interval: Duration::from_millis(batch_interval_ms),
@@ -269,27 +299,67 @@ mod tests {
     #[test]
     fn each_bad_value_names_its_field() {
         let cases: Vec<(Config, &str, &str)> = vec![
-            (Config { max_batch_size: 0, ..Config::default() }, "max_batch_size", "0"),
-            (Config { batch_interval_ms: 0, ..Config::default() }, "batch_interval_ms", "0"),
-            (Config { aggregation_window_ms: 0, ..Config::default() }, "aggregation_window_ms", "0"),
             (
-                Config { high_priority_flush_threshold: 0, ..Config::default() },
+                Config {
+                    max_batch_size: 0,
+                    ..Config::default()
+                },
+                "max_batch_size",
+                "0",
+            ),
+            (
+                Config {
+                    batch_interval_ms: 0,
+                    ..Config::default()
+                },
+                "batch_interval_ms",
+                "0",
+            ),
+            (
+                Config {
+                    aggregation_window_ms: 0,
+                    ..Config::default()
+                },
+                "aggregation_window_ms",
+                "0",
+            ),
+            (
+                Config {
+                    high_priority_flush_threshold: 0,
+                    ..Config::default()
+                },
                 "high_priority_flush_threshold",
                 "0",
             ),
-            (Config { max_queued_events: 0, ..Config::default() }, "max_queued_events", "0"),
             (
-                Config { sampling_rates: [("help".to_string(), 1.5)].into(), ..Config::default() },
+                Config {
+                    max_queued_events: 0,
+                    ..Config::default()
+                },
+                "max_queued_events",
+                "0",
+            ),
+            (
+                Config {
+                    sampling_rates: [("help".to_string(), 1.5)].into(),
+                    ..Config::default()
+                },
                 "sampling_rates[\"help\"]",
                 "1.5",
             ),
             (
-                Config { sampling_rates: [("help".to_string(), -1.0)].into(), ..Config::default() },
+                Config {
+                    sampling_rates: [("help".to_string(), -1.0)].into(),
+                    ..Config::default()
+                },
                 "sampling_rates[\"help\"]",
                 "-1",
             ),
             (
-                Config { sampling_rates: [("help".to_string(), f64::NAN)].into(), ..Config::default() },
+                Config {
+                    sampling_rates: [("help".to_string(), f64::NAN)].into(),
+                    ..Config::default()
+                },
                 "sampling_rates[\"help\"]",
                 "NaN",
             ),
@@ -305,17 +375,32 @@ mod tests {
     #[test]
     fn patch_applies_and_validates() {
         let c = Config::default();
-        let p = ConfigPatch { max_batch_size: Some(7), ..ConfigPatch::default() };
+        let p = ConfigPatch {
+            max_batch_size: Some(7),
+            ..ConfigPatch::default()
+        };
         assert_eq!(c.patched(&p).unwrap().max_batch_size, 7);
-        let bad = ConfigPatch { max_batch_size: Some(0), ..ConfigPatch::default() };
+        let bad = ConfigPatch {
+            max_batch_size: Some(0),
+            ..ConfigPatch::default()
+        };
         assert_eq!(c.patched(&bad).unwrap_err().field, "max_batch_size");
-        let window = ConfigPatch { aggregation_window_ms: Some(1), ..ConfigPatch::default() };
-        assert_eq!(c.patched(&window).unwrap_err().field, "aggregation_window_ms");
+        let window = ConfigPatch {
+            aggregation_window_ms: Some(1),
+            ..ConfigPatch::default()
+        };
+        assert_eq!(
+            c.patched(&window).unwrap_err().field,
+            "aggregation_window_ms"
+        );
     }
 
     #[test]
     fn serde_round_trip_and_unknown_fields() {
-        let c = Config { max_batch_size: 5, ..Config::default() };
+        let c = Config {
+            max_batch_size: 5,
+            ..Config::default()
+        };
         let json = serde_json::to_string(&c).unwrap();
         let back: Config = serde_json::from_str(&json).unwrap();
         assert_eq!(back, c);

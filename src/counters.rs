@@ -122,7 +122,11 @@ impl Counters {
             rows_written: records + windows + errors + patterns,
             transactions: get(&self.transactions),
             batches_written: batches,
-            avg_batch_size: if batches == 0 { 0.0 } else { get(&self.batch_rows) as f64 / batches as f64 },
+            avg_batch_size: if batches == 0 {
+                0.0
+            } else {
+                get(&self.batch_rows) as f64 / batches as f64
+            },
             db_errors: get(&self.db_errors),
             retries: get(&self.retries),
             events_dropped: get(&self.dropped),

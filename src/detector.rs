@@ -25,7 +25,10 @@ pub(crate) struct Detectors {
 
 impl Detectors {
     pub(crate) fn new(settings: DetectorSettings) -> Self {
-        Detectors { settings, series: HashMap::new() }
+        Detectors {
+            settings,
+            series: HashMap::new(),
+        }
     }
 
     /// New settings apply to series seen from now on; running detectors keep their history
@@ -35,7 +38,11 @@ impl Detectors {
     }
 
     /// Feeds closed windows (in closing order) and returns the patterns found.
-    pub(crate) fn observe(&mut self, mut closed: Vec<ClosedWindow>, now_ms: i64) -> Vec<PatternRecord> {
+    pub(crate) fn observe(
+        &mut self,
+        mut closed: Vec<ClosedWindow>,
+        now_ms: i64,
+    ) -> Vec<PatternRecord> {
         closed.sort_by(|a, b| a.series.cmp(&b.series).then(a.start_ms.cmp(&b.start_ms)));
         let mut found = Vec::new();
         for w in closed {
@@ -53,7 +60,13 @@ impl Detectors {
             *last = w.start_ms;
             let detection = detector.observe(w.summary.mean);
             for f in detection.findings {
-                log::info!("pattern {} in {} at {}: {}", f.kind.as_str(), w.series, w.start_ms, f.description);
+                log::info!(
+                    "pattern {} in {} at {}: {}",
+                    f.kind.as_str(),
+                    w.series,
+                    w.start_ms,
+                    f.description
+                );
                 found.push(PatternRecord {
                     series: w.series.clone(),
                     kind: f.kind,
@@ -83,7 +96,10 @@ pub(crate) fn pump(stages: &Stages) -> bool {
         return false;
     }
     Counters::add(&stages.counters.patterns_detected, patterns.len() as u64);
-    stages.writer_in.push(WriteBatch { patterns, ..WriteBatch::default() })
+    stages.writer_in.push(WriteBatch {
+        patterns,
+        ..WriteBatch::default()
+    })
 }
 
 /// The detector's actor.

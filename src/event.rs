@@ -135,7 +135,11 @@ impl TrackEvent {
 
     /// A datastore `operation` on `store_type` that took `latency_ms`; aggregated in the series
     /// `datastore.<operation>.<store_type>`.
-    pub fn datastore(operation: impl Into<String>, store_type: impl Into<String>, latency_ms: f64) -> Self {
+    pub fn datastore(
+        operation: impl Into<String>,
+        store_type: impl Into<String>,
+        latency_ms: f64,
+    ) -> Self {
         let mut e = Self::new(EventKind::Datastore, operation).value(latency_ms);
         e.context = Some(store_type.into());
         e
@@ -252,7 +256,9 @@ impl TrackEvent {
         match self.kind {
             EventKind::Error => Priority::High,
             EventKind::Command if self.success == Some(false) => Priority::High,
-            EventKind::Performance if self.name == "memory_usage" || self.name.starts_with("cache_hit") => {
+            EventKind::Performance
+                if self.name == "memory_usage" || self.name.starts_with("cache_hit") =>
+            {
                 Priority::Low
             }
             _ => Priority::Normal,
@@ -281,7 +287,11 @@ impl TrackEvent {
         } else if let Some(c) = &self.context {
             check_name(context_field, c, self.kind != EventKind::Error)?;
         }
-        for (field, v) in [("user", &self.user), ("server", &self.server), ("error_type", &self.error_type)] {
+        for (field, v) in [
+            ("user", &self.user),
+            ("server", &self.server),
+            ("error_type", &self.error_type),
+        ] {
             if let Some(v) = v {
                 check_name(field, v, true)?;
             }
@@ -291,13 +301,21 @@ impl TrackEvent {
         }
         if let Some(m) = &self.message {
             if m.len() > MAX_MESSAGE_BYTES {
-                return Err(TrackError::TooLong { field: "message", len: m.len(), max: MAX_MESSAGE_BYTES });
+                return Err(TrackError::TooLong {
+                    field: "message",
+                    len: m.len(),
+                    max: MAX_MESSAGE_BYTES,
+                });
             }
         }
         for (k, v) in &self.tags {
             check_name("tag key", k, true)?;
             if v.len() > MAX_NAME_BYTES {
-                return Err(TrackError::TooLong { field: "tag value", len: v.len(), max: MAX_NAME_BYTES });
+                return Err(TrackError::TooLong {
+                    field: "tag value",
+                    len: v.len(),
+                    max: MAX_NAME_BYTES,
+                });
             }
         }
         let value_field = match self.kind {
@@ -306,18 +324,30 @@ impl TrackEvent {
         };
         if let Some(v) = self.value {
             if !v.is_finite() {
-                return Err(TrackError::NotFinite { field: value_field, value: v });
+                return Err(TrackError::NotFinite {
+                    field: value_field,
+                    value: v,
+                });
             }
             if self.kind == EventKind::Datastore && v < 0.0 {
-                return Err(TrackError::Negative { field: value_field, value: v });
+                return Err(TrackError::Negative {
+                    field: value_field,
+                    value: v,
+                });
             }
         }
         if let Some(d) = self.duration_ms {
             if !d.is_finite() {
-                return Err(TrackError::NotFinite { field: "duration_ms", value: d });
+                return Err(TrackError::NotFinite {
+                    field: "duration_ms",
+                    value: d,
+                });
             }
             if d < 0.0 {
-                return Err(TrackError::Negative { field: "duration_ms", value: d });
+                return Err(TrackError::Negative {
+                    field: "duration_ms",
+                    value: d,
+                });
             }
         }
         let ts = *self.ts_ms.get_or_insert(now_ms);
@@ -333,7 +363,11 @@ fn check_name(field: &'static str, s: &str, required: bool) -> Result<(), TrackE
         return Err(TrackError::EmptyName { field });
     }
     if s.len() > MAX_NAME_BYTES {
-        return Err(TrackError::TooLong { field, len: s.len(), max: MAX_NAME_BYTES });
+        return Err(TrackError::TooLong {
+            field,
+            len: s.len(),
+            max: MAX_NAME_BYTES,
+        });
     }
     Ok(())
 }
@@ -346,14 +380,34 @@ mod tests {
 
     #[test]
     fn default_priorities_follow_the_guide() {
-        assert_eq!(TrackEvent::command("a").success(false).effective_priority(), Priority::High);
-        assert_eq!(TrackEvent::command("a").success(true).effective_priority(), Priority::Normal);
-        assert_eq!(TrackEvent::error("t", "c").effective_priority(), Priority::High);
-        assert_eq!(TrackEvent::performance("memory_usage", 1.0).effective_priority(), Priority::Low);
-        assert_eq!(TrackEvent::performance("cache_hit_rate", 1.0).effective_priority(), Priority::Low);
-        assert_eq!(TrackEvent::performance("latency", 1.0).effective_priority(), Priority::Normal);
         assert_eq!(
-            TrackEvent::error("t", "c").priority(Priority::Low).effective_priority(),
+            TrackEvent::command("a").success(false).effective_priority(),
+            Priority::High
+        );
+        assert_eq!(
+            TrackEvent::command("a").success(true).effective_priority(),
+            Priority::Normal
+        );
+        assert_eq!(
+            TrackEvent::error("t", "c").effective_priority(),
+            Priority::High
+        );
+        assert_eq!(
+            TrackEvent::performance("memory_usage", 1.0).effective_priority(),
+            Priority::Low
+        );
+        assert_eq!(
+            TrackEvent::performance("cache_hit_rate", 1.0).effective_priority(),
+            Priority::Low
+        );
+        assert_eq!(
+            TrackEvent::performance("latency", 1.0).effective_priority(),
+            Priority::Normal
+        );
+        assert_eq!(
+            TrackEvent::error("t", "c")
+                .priority(Priority::Low)
+                .effective_priority(),
             Priority::Low
         );
     }
@@ -363,19 +417,46 @@ mod tests {
         let cases = vec![
             (TrackEvent::command(""), "command name is empty"),
             (TrackEvent::command("x".repeat(257)), "257 bytes"),
-            (TrackEvent::performance("m", f64::NAN), "not a finite number"),
-            (TrackEvent::performance("m", f64::INFINITY), "not a finite number"),
-            (TrackEvent::custom("c").value(f64::NEG_INFINITY), "not a finite number"),
-            (TrackEvent::command("c").duration_ms(-1.0), "duration_ms is negative"),
-            (TrackEvent::datastore("save", "db", -0.5), "latency_ms is negative"),
-            (TrackEvent::datastore("save", "", 1.0), "store type is empty"),
+            (
+                TrackEvent::performance("m", f64::NAN),
+                "not a finite number",
+            ),
+            (
+                TrackEvent::performance("m", f64::INFINITY),
+                "not a finite number",
+            ),
+            (
+                TrackEvent::custom("c").value(f64::NEG_INFINITY),
+                "not a finite number",
+            ),
+            (
+                TrackEvent::command("c").duration_ms(-1.0),
+                "duration_ms is negative",
+            ),
+            (
+                TrackEvent::datastore("save", "db", -0.5),
+                "latency_ms is negative",
+            ),
+            (
+                TrackEvent::datastore("save", "", 1.0),
+                "store type is empty",
+            ),
             (TrackEvent::command("c").at(946_684_799_999), "out of range"),
-            (TrackEvent::command("c").at(NOW + MAX_FUTURE_MS + 1), "out of range"),
-            (TrackEvent::command("c").user("u".repeat(300)), "user is 300 bytes"),
+            (
+                TrackEvent::command("c").at(NOW + MAX_FUTURE_MS + 1),
+                "out of range",
+            ),
+            (
+                TrackEvent::command("c").user("u".repeat(300)),
+                "user is 300 bytes",
+            ),
         ];
         for (mut e, want) in cases {
             let err = e.validate(NOW).unwrap_err();
-            assert!(err.to_string().contains(want), "{err} should contain {want}");
+            assert!(
+                err.to_string().contains(want),
+                "{err} should contain {want}"
+            );
         }
     }
 
@@ -384,7 +465,9 @@ mod tests {
         let mut e = TrackEvent::command("help");
         e.validate(NOW).unwrap();
         assert_eq!(e.ts_ms, Some(NOW));
-        let mut exact = TrackEvent::command("help").at(NOW + MAX_FUTURE_MS).user("x".repeat(256));
+        let mut exact = TrackEvent::command("help")
+            .at(NOW + MAX_FUTURE_MS)
+            .user("x".repeat(256));
         exact.validate(NOW).unwrap();
         let mut neg_metric = TrackEvent::performance("temperature", -5.0);
         neg_metric.validate(NOW).unwrap();

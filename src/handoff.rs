@@ -20,14 +20,18 @@ pub(crate) struct Inbox<T> {
 
 impl<T> Default for Inbox<T> {
     fn default() -> Self {
-        Inbox { items: Mutex::new(Vec::new()) }
+        Inbox {
+            items: Mutex::new(Vec::new()),
+        }
     }
 }
 
 impl<T> Inbox<T> {
     fn lock(&self) -> MutexGuard<'_, Vec<T>> {
         // A panic while holding this lock cannot leave the Vec inconsistent: recover it.
-        self.items.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.items
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Appends one item; true when the inbox was empty (the caller rings the doorbell).

@@ -82,8 +82,8 @@ pub use db::Store;
 pub use error::{ConfigError, Error, PipelineError, Result, TrackError};
 pub use event::{EventKind, Priority, TrackEvent, MAX_NAME_BYTES};
 pub use messages::{
-    BatchAck, Configure, Flush, GetConfig, GetStats, Pattern, QueryPatterns, QueryWindows, Shutdown, Tick, TrackBatch,
-    WindowStats,
+    BatchAck, Configure, Flush, GetConfig, GetStats, Pattern, QueryPatterns, QueryWindows,
+    Shutdown, Tick, TrackBatch, WindowStats,
 };
 pub use stats::detect::{DetectorSettings, PatternKind};
 pub use supervisor::Supervisor;
@@ -96,10 +96,18 @@ pub fn start(config: Config, store: Store) -> Result<actix::Addr<Supervisor>> {
 }
 
 /// [`start`] with an injected clock (tests drive time with a [`ManualClock`]).
-pub fn start_with_clock(config: Config, store: Store, clock: Arc<dyn Clock>) -> Result<actix::Addr<Supervisor>> {
+pub fn start_with_clock(
+    config: Config,
+    store: Store,
+    clock: Arc<dyn Clock>,
+) -> Result<actix::Addr<Supervisor>> {
     let settings = config.validate()?;
     let pool = db::store::open(&store, settings.sqlite_busy_timeout)?;
-    log::info!("store {} open (instance {})", store.describe(), settings.instance_id);
+    log::info!(
+        "store {} open (instance {})",
+        store.describe(),
+        settings.instance_id
+    );
     let stages = Arc::new(pipeline::Stages::new(config, settings, pool, clock));
     Ok(Supervisor::start_actors(stages))
 }

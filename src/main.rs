@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use eventbatch::{
-    start, Config, DetectorSettings, Flush, GetStats, PatternKind, QueryPatterns, QueryWindows, Shutdown, Store,
-    TrackBatch, TrackEvent,
+    start, Config, DetectorSettings, Flush, GetStats, PatternKind, QueryPatterns, QueryWindows,
+    Shutdown, Store, TrackBatch, TrackEvent,
 };
 
 const USAGE: &str = "usage:
@@ -45,14 +45,22 @@ struct DemoArgs {
 }
 
 fn parse_demo(args: &[String]) -> Result<DemoArgs, String> {
-    let mut out = DemoArgs { db: PathBuf::from("eventbatch-demo.db"), events: 1_000_000 };
+    let mut out = DemoArgs {
+        db: PathBuf::from("eventbatch-demo.db"),
+        events: 1_000_000,
+    };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
         match flag.as_str() {
             "--db" => out.db = PathBuf::from(value),
             "--events" => {
-                out.events = value.replace('_', "").parse().map_err(|_| format!("--events: not a count: {value:?}"))?;
+                out.events = value
+                    .replace('_', "")
+                    .parse()
+                    .map_err(|_| format!("--events: not a count: {value:?}"))?;
                 if out.events == 0 {
                     return Err("--events must be at least 1".into());
                 }
@@ -68,12 +76,16 @@ fn run_detect(args: &[String]) -> Result<(), String> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--output" | "-o" => output = Some(PathBuf::from(it.next().ok_or("--output needs a path")?)),
+            "--output" | "-o" => {
+                output = Some(PathBuf::from(it.next().ok_or("--output needs a path")?))
+            }
             _ if input.is_none() => input = Some(PathBuf::from(a)),
             _ => return Err(format!("unexpected argument {a:?}\n{USAGE}")),
         }
     }
-    let (Some(input), Some(output)) = (input, output) else { return Err(USAGE.to_string()) };
+    let (Some(input), Some(output)) = (input, output) else {
+        return Err(USAGE.to_string());
+    };
     let report = eventbatch::csv_detect::detect_csv(&input, &output, &DetectorSettings::default())
         .map_err(|e| e.to_string())?;
     println!(
@@ -127,9 +139,13 @@ fn make_event(i: usize, n: usize, t0: i64, rng: &mut Rng) -> TrackEvent {
                 w if w >= 200 => 1.0 + (w - 200) as f64 * 0.04,
                 _ => 1.0,
             };
-        TrackEvent::performance("api_latency", rng.latency(base)).context("api").at(ts)
+        TrackEvent::performance("api_latency", rng.latency(base))
+            .context("api")
+            .at(ts)
     } else if r < 0.65 {
-        TrackEvent::performance("response_time", rng.latency(35.0)).context("web").at(ts)
+        TrackEvent::performance("response_time", rng.latency(35.0))
+            .context("web")
+            .at(ts)
     } else if r < 0.75 {
         TrackEvent::performance("cache_hit_rate", rng.next()).at(ts)
     } else if r < 0.85 {
@@ -139,19 +155,35 @@ fn make_event(i: usize, n: usize, t0: i64, rng: &mut Rng) -> TrackEvent {
         let names = ["help", "ask", "play", "stats"];
         let name = names[(rng.next() * 4.0) as usize % 4];
         let ok = rng.next() > 0.03;
-        let e = TrackEvent::command(name).user(user).server("guild-1").success(ok).duration_ms(rng.latency(40.0)).at(ts);
+        let e = TrackEvent::command(name)
+            .user(user)
+            .server("guild-1")
+            .success(ok)
+            .duration_ms(rng.latency(40.0))
+            .at(ts);
         if ok {
             e
         } else {
             e.error_type("timeout")
         }
     } else if r < 0.97 {
-        TrackEvent::engagement("reaction").user(user).server("guild-1").at(ts)
+        TrackEvent::engagement("reaction")
+            .user(user)
+            .server("guild-1")
+            .at(ts)
     } else if r < 0.995 {
-        let (t, msg) = if rng.next() < 0.8 { ("timeout", "upstream timed out after 30s") } else { ("rate_limit", "429 from provider") };
+        let (t, msg) = if rng.next() < 0.8 {
+            ("timeout", "upstream timed out after 30s")
+        } else {
+            ("rate_limit", "429 from provider")
+        };
         TrackEvent::error(t, "api").message(msg).at(ts)
     } else {
-        TrackEvent::custom("checkout").value((rng.next() * 100.0).round()).tag("plan", "pro").user(user).at(ts)
+        TrackEvent::custom("checkout")
+            .value((rng.next() * 100.0).round())
+            .tag("plan", "pro")
+            .user(user)
+            .at(ts)
     }
 }
 
@@ -262,5 +294,9 @@ fn hhmm(ms: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, rem % 3600 / 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
 }

@@ -83,7 +83,12 @@ pub struct QueryWindows {
 impl QueryWindows {
     /// All windows of `metric` (without context) so far.
     pub fn metric(metric: impl Into<String>) -> Self {
-        QueryWindows { metric: metric.into(), context: None, from_ms: i64::MIN, to_ms: i64::MAX }
+        QueryWindows {
+            metric: metric.into(),
+            context: None,
+            from_ms: i64::MIN,
+            to_ms: i64::MAX,
+        }
     }
 
     /// The series of `metric` in this context.
@@ -153,16 +158,38 @@ pub struct WindowStats {
 
 impl PartialEq for WindowStats {
     fn eq(&self, o: &Self) -> bool {
-        (&self.series, &self.metric, self.window_start_ms, self.window_end_ms, self.count)
-            == (&o.series, &o.metric, o.window_start_ms, o.window_end_ms, o.count)
-            && [self.estimated_count, self.sum, self.min, self.max, self.mean, self.stddev]
-                == [o.estimated_count, o.sum, o.min, o.max, o.mean, o.stddev]
+        (
+            &self.series,
+            &self.metric,
+            self.window_start_ms,
+            self.window_end_ms,
+            self.count,
+        ) == (
+            &o.series,
+            &o.metric,
+            o.window_start_ms,
+            o.window_end_ms,
+            o.count,
+        ) && [
+            self.estimated_count,
+            self.sum,
+            self.min,
+            self.max,
+            self.mean,
+            self.stddev,
+        ] == [o.estimated_count, o.sum, o.min, o.max, o.mean, o.stddev]
             && [self.p50, self.p90, self.p95, self.p99] == [o.p50, o.p90, o.p95, o.p99]
     }
 }
 
 impl WindowStats {
-    pub(crate) fn from_state(series: String, metric: String, start: i64, end: i64, state: WindowState) -> Self {
+    pub(crate) fn from_state(
+        series: String,
+        metric: String,
+        start: i64,
+        end: i64,
+        state: WindowState,
+    ) -> Self {
         let s = state.summary();
         WindowStats {
             series,

@@ -114,7 +114,11 @@ impl Record {
         if self.lens[i] == ABSENT {
             return None;
         }
-        let start: usize = self.lens[..i].iter().filter(|&&l| l != ABSENT).map(|&l| l as usize).sum();
+        let start: usize = self.lens[..i]
+            .iter()
+            .filter(|&&l| l != ABSENT)
+            .map(|&l| l as usize)
+            .sum();
         self.text.get(start..start + self.lens[i] as usize)
     }
 
@@ -208,7 +212,10 @@ pub(crate) struct WriteBatch {
 
 impl WriteBatch {
     pub(crate) fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.windows.is_empty() && self.errors.is_empty() && self.patterns.is_empty()
+        self.records.is_empty()
+            && self.windows.is_empty()
+            && self.errors.is_empty()
+            && self.patterns.is_empty()
     }
 
     pub(crate) fn rows(&self) -> usize {
@@ -234,7 +241,8 @@ mod tests {
         assert_eq!(r.field(Field::ErrorType), Some("timeout"));
         assert_eq!(r.field(Field::ErrorCategory), Some("api"));
         assert_eq!(r.field(Field::Tags), Some(r#"{"plan":"pro"}"#));
-        let payload: serde_json::Value = serde_json::from_str(r.field(Field::Payload).unwrap()).unwrap();
+        let payload: serde_json::Value =
+            serde_json::from_str(r.field(Field::Payload).unwrap()).unwrap();
         assert_eq!(payload["message"], "upstream \"timed\" out");
         assert_eq!(r.priority, Priority::High);
         assert_eq!(r.value(), None);
@@ -243,8 +251,15 @@ mod tests {
 
     #[test]
     fn queued_record_is_under_100_bytes_beyond_its_strings() {
-        assert!(std::mem::size_of::<Record>() <= 80, "{}", std::mem::size_of::<Record>());
-        let r = Record::from_event(&TrackEvent::command("help").user("user123").success(true), 1.0);
+        assert!(
+            std::mem::size_of::<Record>() <= 80,
+            "{}",
+            std::mem::size_of::<Record>()
+        );
+        let r = Record::from_event(
+            &TrackEvent::command("help").user("user123").success(true),
+            1.0,
+        );
         assert_eq!(r.text_bytes(), "help".len() + "user123".len());
         assert_eq!(r.duration_ms(), None);
         assert_eq!(r.success, Some(true));

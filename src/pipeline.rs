@@ -67,7 +67,12 @@ pub(crate) fn queue_limits(s: &Settings) -> QueueLimits {
 }
 
 impl Stages {
-    pub(crate) fn new(config: Config, settings: Settings, pool: Pool, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(
+        config: Config,
+        settings: Settings,
+        pool: Pool,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let writer = WriterCore::new(
             pool,
             settings.instance_id.clone(),
@@ -78,9 +83,15 @@ impl Stages {
             counters: Counters::default(),
             clock,
             sampler_in: Inbox::default(),
-            sampler: Mutex::new(Sampler::new(settings.sampling_rates.clone(), SplitMix64::from_entropy())),
+            sampler: Mutex::new(Sampler::new(
+                settings.sampling_rates.clone(),
+                SplitMix64::from_entropy(),
+            )),
             aggregator_in: Inbox::default(),
-            aggregator: Mutex::new(Aggregator::new(settings.window_ms, settings.allowed_lateness_ms)),
+            aggregator: Mutex::new(Aggregator::new(
+                settings.window_ms,
+                settings.allowed_lateness_ms,
+            )),
             queue_in: Inbox::default(),
             queues: Mutex::new(PriorityQueues::new(queue_limits(&settings))),
             detector_in: Inbox::default(),
@@ -121,7 +132,11 @@ impl Stages {
     /// path: it needs no actor, so it works while the System is tearing actors down.
     pub(crate) fn flush_sync(&self, close: bool) -> Result<(), PipelineError> {
         crate::sampler::drain(self);
-        let mode = if close { crate::aggregator::Mode::CloseAll } else { crate::aggregator::Mode::Snapshot };
+        let mode = if close {
+            crate::aggregator::Mode::CloseAll
+        } else {
+            crate::aggregator::Mode::Snapshot
+        };
         crate::aggregator::pump(self, mode);
         crate::detector::pump(self);
         crate::queue::pump(self, true, usize::MAX);

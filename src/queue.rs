@@ -58,7 +58,12 @@ pub(crate) enum Pushed {
 
 impl PriorityQueues {
     pub(crate) fn new(limits: QueueLimits) -> Self {
-        PriorityQueues { queues: Default::default(), limits, pending_since: None, interval_owed: 0 }
+        PriorityQueues {
+            queues: Default::default(),
+            limits,
+            pending_since: None,
+            interval_owed: 0,
+        }
     }
 
     pub(crate) fn set_limits(&mut self, limits: QueueLimits) {
@@ -111,7 +116,8 @@ impl PriorityQueues {
     }
 
     fn interval_elapsed(&self, now_ms: i64) -> bool {
-        self.pending_since.is_some_and(|since| now_ms - since >= self.limits.batch_interval_ms)
+        self.pending_since
+            .is_some_and(|since| now_ms - since >= self.limits.batch_interval_ms)
     }
 
     /// Takes the next batch to write, or `None` when no trigger asks for one (`force`: write
@@ -174,13 +180,22 @@ pub(crate) fn pump(stages: &Stages, force: bool, max_in_flight: usize) -> bool {
     Counters::add(&c.queued, added - dropped);
     if dropped > 0 {
         Counters::add(&c.dropped, dropped);
-        log::warn!("queue full ({} records): dropped {dropped} by the overflow policy", queues.len() + in_flight);
+        log::warn!(
+            "queue full ({} records): dropped {dropped} by the overflow policy",
+            queues.len() + in_flight
+        );
     }
     let mut wake_writer = false;
     while force || stages.batches_in_flight.load(Relaxed) < max_in_flight {
-        let Some(records) = queues.take_batch(now, force) else { break };
+        let Some(records) = queues.take_batch(now, force) else {
+            break;
+        };
         stages.batches_in_flight.fetch_add(1, Relaxed);
-        wake_writer |= stages.writer_in.push(WriteBatch { records, from_queue: true, ..WriteBatch::default() });
+        wake_writer |= stages.writer_in.push(WriteBatch {
+            records,
+            from_queue: true,
+            ..WriteBatch::default()
+        });
     }
     wake_writer
 }
@@ -204,6 +219,11 @@ impl Actor for QueueActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // An actor first polled while the System is being torn down has no runtime for timers
+        // (and needs none: the supervisor's stop path flushes).
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
         let interval = self.stages.settings().batch_interval;
         // Tick a few times per interval so the interval is kept to within a quarter of itself.
         let period = (interval / 4).max(std::time::Duration::from_millis(1));
@@ -245,7 +265,12 @@ mod tests {
     use crate::event::TrackEvent;
 
     fn limits() -> QueueLimits {
-        QueueLimits { max_batch_size: 4, high_threshold: 3, batch_interval_ms: 1000, max_events: 10 }
+        QueueLimits {
+            max_batch_size: 4,
+            high_threshold: 3,
+            batch_interval_ms: 1000,
+            max_events: 10,
+        }
     }
 
     fn rec(p: Priority, name: &str) -> Record {
@@ -265,7 +290,12 @@ mod tests {
     #[test]
     fn size_trigger_takes_high_first() {
         let mut q = PriorityQueues::new(limits());
-        for (p, n) in [(Priority::Low, "l"), (Priority::Normal, "n1"), (Priority::Normal, "n2"), (Priority::High, "h")] {
+        for (p, n) in [
+            (Priority::Low, "l"),
+            (Priority::Normal, "n1"),
+            (Priority::Normal, "n2"),
+            (Priority::High, "h"),
+        ] {
             q.push(rec(p, n), 0, 0);
         }
         let batch = q.take_batch(0, false).unwrap();
@@ -276,7 +306,10 @@ mod tests {
 
     #[test]
     fn high_threshold_writes_only_high() {
-        let mut q = PriorityQueues::new(QueueLimits { max_batch_size: 100, ..limits() });
+        let mut q = PriorityQueues::new(QueueLimits {
+            max_batch_size: 100,
+            ..limits()
+        });
         q.push(rec(Priority::Normal, "n"), 0, 0);
         for _ in 0..3 {
             q.push(rec(Priority::High, "h"), 0, 0);
@@ -289,7 +322,10 @@ mod tests {
 
     #[test]
     fn interval_and_force_write_everything_in_batches() {
-        let mut q = PriorityQueues::new(QueueLimits { max_events: 100, ..limits() });
+        let mut q = PriorityQueues::new(QueueLimits {
+            max_events: 100,
+            ..limits()
+        });
         for _ in 0..3 {
             q.push(rec(Priority::Low, "l"), 0, 0);
         }
@@ -343,21 +379,34 @@ mod tests {
 
     #[test]
     fn overflow_drops_low_first_and_never_exceeds_the_bound() {
-        let mut q = PriorityQueues::new(QueueLimits { max_batch_size: 100, high_threshold: 100, ..limits() });
+        let mut q = PriorityQueues::new(QueueLimits {
+            max_batch_size: 100,
+            high_threshold: 100,
+            ..limits()
+        });
         for _ in 0..8 {
             assert_eq!(q.push(rec(Priority::Low, "l"), 0, 0), Pushed::Queued);
         }
         // 2 in flight: full at 8 + 2
         assert_eq!(q.push(rec(Priority::Low, "l"), 2, 0), Pushed::Dropped);
-        assert_eq!(q.push(rec(Priority::High, "h"), 2, 0), Pushed::QueuedWithEviction);
-        assert_eq!(q.push(rec(Priority::Normal, "n"), 2, 0), Pushed::QueuedWithEviction);
+        assert_eq!(
+            q.push(rec(Priority::High, "h"), 2, 0),
+            Pushed::QueuedWithEviction
+        );
+        assert_eq!(
+            q.push(rec(Priority::Normal, "n"), 2, 0),
+            Pushed::QueuedWithEviction
+        );
         assert_eq!(q.len(), 8);
         assert_eq!(q.len_of(Priority::Low), 6);
         for _ in 0..6 {
             q.push(rec(Priority::High, "h"), 2, 0);
         }
         assert_eq!(q.len_of(Priority::Low), 0);
-        assert_eq!(q.push(rec(Priority::High, "h"), 2, 0), Pushed::QueuedWithEviction); // evicts the Normal
+        assert_eq!(
+            q.push(rec(Priority::High, "h"), 2, 0),
+            Pushed::QueuedWithEviction
+        ); // evicts the Normal
         assert_eq!(q.push(rec(Priority::High, "h"), 2, 0), Pushed::Dropped);
         assert_eq!(q.len(), 8);
         assert_eq!(q.len_of(Priority::High), 8);

@@ -59,7 +59,11 @@ pub(crate) struct Routed {
 
 impl Sampler {
     pub(crate) fn new(rates: HashMap<String, f64>, rng: SplitMix64) -> Self {
-        Sampler { rates, rng, key_buf: String::new() }
+        Sampler {
+            rates,
+            rng,
+            key_buf: String::new(),
+        }
     }
 
     pub(crate) fn set_rates(&mut self, rates: HashMap<String, f64>) {
@@ -167,18 +171,35 @@ mod tests {
     fn keys_follow_the_contract() {
         let mut b = String::new();
         assert_eq!(sampling_key(&TrackEvent::command("help"), &mut b), "help");
-        assert_eq!(sampling_key(&TrackEvent::performance("rt", 1.0), &mut b), "performance.rt");
-        assert_eq!(sampling_key(&TrackEvent::engagement("reaction"), &mut b), "engagement.reaction");
-        assert_eq!(sampling_key(&TrackEvent::datastore("save", "db", 1.0), &mut b), "datastore.save");
-        assert_eq!(sampling_key(&TrackEvent::error("timeout", "api"), &mut b), "error.timeout");
-        assert_eq!(sampling_key(&TrackEvent::custom("checkout"), &mut b), "checkout");
+        assert_eq!(
+            sampling_key(&TrackEvent::performance("rt", 1.0), &mut b),
+            "performance.rt"
+        );
+        assert_eq!(
+            sampling_key(&TrackEvent::engagement("reaction"), &mut b),
+            "engagement.reaction"
+        );
+        assert_eq!(
+            sampling_key(&TrackEvent::datastore("save", "db", 1.0), &mut b),
+            "datastore.save"
+        );
+        assert_eq!(
+            sampling_key(&TrackEvent::error("timeout", "api"), &mut b),
+            "error.timeout"
+        );
+        assert_eq!(
+            sampling_key(&TrackEvent::custom("checkout"), &mut b),
+            "checkout"
+        );
     }
 
     #[test]
     fn keeps_at_the_configured_rate_within_statistical_bounds() {
         let mut s = sampler(&[("help", 0.1)]);
         let n = 100_000;
-        let kept = (0..n).filter(|_| s.decide(&TrackEvent::command("help")).is_some()).count();
+        let kept = (0..n)
+            .filter(|_| s.decide(&TrackEvent::command("help")).is_some())
+            .count();
         // binomial(n, 0.1): sd = sqrt(n p (1-p)) ~ 95; 5 sd = 475
         assert!((kept as f64 - 10_000.0).abs() < 475.0, "kept {kept}");
         assert_eq!(s.decide(&TrackEvent::command("help")).unwrap_or(0.1), 0.1);

@@ -60,7 +60,9 @@ pub struct Supervisor {
 
 impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Supervisor").field("shut_down", &self.shut_down).finish_non_exhaustive()
+        f.debug_struct("Supervisor")
+            .field("shut_down", &self.shut_down)
+            .finish_non_exhaustive()
     }
 }
 
@@ -85,7 +87,10 @@ impl Supervisor {
             actix::Supervisor::start(move |ctx: &mut Context<QueueActor>| {
                 let queue = ctx.address();
                 let for_writer = stages.clone();
-                let writer = SyncArbiter::start(1, move || DbWriter { stages: for_writer.clone(), queue: queue.clone() });
+                let writer = SyncArbiter::start(1, move || DbWriter {
+                    stages: for_writer.clone(),
+                    queue: queue.clone(),
+                });
                 *slot.borrow_mut() = Some(writer.clone());
                 QueueActor { stages, writer }
             })
@@ -98,15 +103,40 @@ impl Supervisor {
             actix::Supervisor::start(move |_| DetectorActor { stages, writer })
         };
         let aggregator = {
-            let (stages, queue, detector, writer) = (stages.clone(), queue.clone(), detector.clone(), writer.clone());
-            actix::Supervisor::start(move |_| AggregatorActor { stages, queue, detector, writer })
+            let (stages, queue, detector, writer) = (
+                stages.clone(),
+                queue.clone(),
+                detector.clone(),
+                writer.clone(),
+            );
+            actix::Supervisor::start(move |_| AggregatorActor {
+                stages,
+                queue,
+                detector,
+                writer,
+            })
         };
         let sampler = {
             let (stages, aggregator, queue) = (stages.clone(), aggregator.clone(), queue.clone());
-            actix::Supervisor::start(move |_| SamplerActor { stages, aggregator, queue })
+            actix::Supervisor::start(move |_| SamplerActor {
+                stages,
+                aggregator,
+                queue,
+            })
         };
-        let actors = Actors { sampler, aggregator, detector, queue, writer };
-        Supervisor { stages, actors, shut_down: false }.start()
+        let actors = Actors {
+            sampler,
+            aggregator,
+            detector,
+            queue,
+            writer,
+        };
+        Supervisor {
+            stages,
+            actors,
+            shut_down: false,
+        }
+        .start()
     }
 
     /// The last, synchronous flush. What the store still refuses after the retry budget is
@@ -117,7 +147,9 @@ impl Supervisor {
             Err(e) => {
                 let lost = crate::pipeline::lock(&self.stages.writer).held_events();
                 Counters::add(&self.stages.counters.dropped, lost);
-                log::error!("pipeline stopped while the store is failing: {lost} events not written ({e})");
+                log::error!(
+                    "pipeline stopped while the store is failing: {lost} events not written ({e})"
+                );
             }
         }
     }
@@ -136,7 +168,10 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, _: &mut Context<Self>) {
-        log::info!("eventbatch pipeline started (instance {})", self.stages.settings().instance_id);
+        log::info!(
+            "eventbatch pipeline started (instance {})",
+            self.stages.settings().instance_id
+        );
     }
 
     /// The System is stopping (or the supervisor was stopped) without `Shutdown`: flush

@@ -37,7 +37,10 @@ impl SplitMix64 {
 
     /// Seeded from the clock and the process id.
     pub(crate) fn from_entropy() -> Self {
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
         let mut addr = 0u8;
         let stack = &mut addr as *mut u8 as u64;
         SplitMix64(t ^ (u64::from(std::process::id()) << 32) ^ stack.rotate_left(17))
@@ -68,7 +71,10 @@ mod tests {
 
     #[test]
     fn stable_hash_is_stable_and_separates_parts() {
-        assert_eq!(stable_hash_hex(&["timeout", "api"]), stable_hash_hex(&["timeout", "api"]));
+        assert_eq!(
+            stable_hash_hex(&["timeout", "api"]),
+            stable_hash_hex(&["timeout", "api"])
+        );
         assert_ne!(stable_hash(&["ab", "c"]), stable_hash(&["a", "bc"]));
         // FNV-1a of "a" is a published test vector.
         assert_eq!(stable_hash(&["a"]), 0xaf63_dc4c_8601_ec8c);

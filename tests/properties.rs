@@ -26,9 +26,8 @@ fn ev() -> impl Strategy<Value = Ev> {
 
 fn to_event(e: &Ev) -> TrackEvent {
     match *e {
-        Ev::Command(p, n) => {
-            TrackEvent::command(format!("cmd{n}")).priority([Priority::High, Priority::Normal, Priority::Low][p as usize])
-        }
+        Ev::Command(p, n) => TrackEvent::command(format!("cmd{n}"))
+            .priority([Priority::High, Priority::Normal, Priority::Low][p as usize]),
         Ev::Metric(s, v, t) => TrackEvent::performance(format!("m{s}"), f64::from(v)).at(T0 + t),
         Ev::Error(k, t) => TrackEvent::error(format!("e{k}"), "cat").at(T0 + t),
     }

@@ -32,7 +32,8 @@ impl TempDb {
         use diesel::connection::SimpleConnection;
         let mut c = SqliteConnection::establish(self.path.to_str().unwrap()).expect("open sqlite");
         // the pipeline's connections may be checkpointing the WAL as they close
-        c.batch_execute("PRAGMA busy_timeout = 10000").expect("busy_timeout");
+        c.batch_execute("PRAGMA busy_timeout = 10000")
+            .expect("busy_timeout");
         c
     }
 
@@ -55,11 +56,15 @@ impl TempDb {
 /// A pipeline on a manual clock set to `T0`; the batch timer never fires on its own.
 pub fn start_manual(config: Config, db: &TempDb) -> (actix::Addr<Supervisor>, ManualClock) {
     let clock = ManualClock::new(T0);
-    let addr = eventbatch::start_with_clock(config, db.store(), Arc::new(clock.clone())).expect("start");
+    let addr =
+        eventbatch::start_with_clock(config, db.store(), Arc::new(clock.clone())).expect("start");
     (addr, clock)
 }
 
 /// Config for deterministic tests: nothing is written until a trigger or a flush.
 pub fn quiet_config() -> Config {
-    Config { batch_interval_ms: 3_600_000, ..Config::default() }
+    Config {
+        batch_interval_ms: 3_600_000,
+        ..Config::default()
+    }
 }

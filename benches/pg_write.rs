@@ -1,0 +1,153 @@
+//! Record-only write throughput into the local PostgreSQL server: the whole pipeline (500 rows
+//! per transaction, binary COPY on PostgreSQL) next to raw diesel doing the same rows 500 per
+//! transaction, as multi-row INSERTs and as COPY.
+//!
+//! `CARGO_TARGET_DIR=/work/target-pg cargo bench --bench pg_write` (needs the server on
+//! 127.0.0.1:5432; each iteration gets a fresh database, created and dropped outside the clock).
+
+#[path = "../tests/support/pg.rs"]
+mod pg;
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use diesel::prelude::*;
+use eventbatch::{start, Config, Flush, Shutdown, Store, TrackBatch, TrackEvent};
+use pg::TestDb;
+
+const N: usize = 200_000;
+const T0: i64 = 1_764_000_000_000;
+
+fn command(i: usize) -> TrackEvent {
+    TrackEvent::command("help")
+        .user("user123")
+        .server("server456")
+        .success(i % 50 != 0)
+        .duration_ms(250.0)
+        .at(T0 + i as i64)
+}
+
+/// A fresh database with the pipeline's schema.
+fn fresh_db() -> TestDb {
+    let db = TestDb::create("bench");
+    actix::System::new().block_on(async {
+        let t = start(Config::default(), Store::postgres(db.url())).unwrap();
+        t.send(Shutdown).await.unwrap();
+    });
+    db
+}
+
+fn run_pipeline(n: usize) -> Duration {
+    let db = fresh_db();
+    let events: Vec<Vec<TrackEvent>> =
+        (0..n).collect::<Vec<_>>().chunks(1000).map(|c| c.iter().map(|&i| command(i)).collect()).collect();
+    let url = db.url();
+    let elapsed = actix::System::new().block_on(async move {
+        let t = start(Config { max_batch_size: 500, ..Config::default() }, Store::postgres(url)).unwrap();
+        let began = Instant::now();
+        for batch in events {
+            t.send(TrackBatch(batch)).await.unwrap().unwrap();
+        }
+        let s = t.send(Flush).await.unwrap().unwrap();
+        let elapsed = began.elapsed();
+        assert_eq!(s.records_written as usize, n);
+        t.send(Shutdown).await.unwrap();
+        elapsed
+    });
+    assert_eq!(db.count("events") as usize, n);
+    elapsed
+}
+
+diesel::table! {
+    events (id) {
+        id -> BigInt, instance_id -> Text, ts_ms -> BigInt, kind -> Text, name -> Text,
+        priority -> Text, user_hash -> Nullable<Text>, server_hash -> Nullable<Text>,
+        success -> Nullable<Bool>, duration_ms -> Nullable<Double>, value -> Nullable<Double>,
+        error_type -> Nullable<Text>, error_category -> Nullable<Text>, sample_rate -> Double,
+        tags -> Nullable<Text>, payload -> Nullable<Text>,
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = events, treat_none_as_default_value = false)]
+struct Row<'a> {
+    instance_id: &'a str,
+    ts_ms: i64,
+    kind: &'a str,
+    name: &'a str,
+    priority: &'a str,
+    user_hash: Option<&'a str>,
+    server_hash: Option<&'a str>,
+    success: Option<bool>,
+    duration_ms: Option<f64>,
+    value: Option<f64>,
+    error_type: Option<&'a str>,
+    error_category: Option<&'a str>,
+    sample_rate: f64,
+    tags: Option<&'a str>,
+    payload: Option<&'a str>,
+}
+
+#[derive(Clone, Copy)]
+enum Raw {
+    /// `insert_into(events).values(&chunk)`, the chunk a slice.
+    Insert,
+    /// `copy_from(events).from_insertable(chunk)`.
+    Copy,
+}
+
+/// The floor: the same rows, already built, written 500 per transaction by hand.
+fn run_raw(n: usize, how: Raw) -> Duration {
+    let db = fresh_db();
+    let mut c = db.conn();
+    let rows: Vec<Row<'_>> = (0..n)
+        .map(|i| Row {
+            instance_id: "raw",
+            ts_ms: T0 + i as i64,
+            kind: "command",
+            name: "help",
+            priority: "normal",
+            user_hash: Some("a3f1c0ffee123456"),
+            server_hash: Some("b3f1c0ffee123456"),
+            success: Some(i % 50 != 0),
+            duration_ms: Some(250.0),
+            value: None,
+            error_type: None,
+            error_category: None,
+            sample_rate: 1.0,
+            tags: None,
+            payload: None,
+        })
+        .collect();
+    let began = Instant::now();
+    for chunk in rows.chunks(500) {
+        c.transaction(|c| match how {
+            Raw::Insert => diesel::insert_into(events::table).values(chunk).execute(c),
+            Raw::Copy => diesel::copy_from(events::table).from_insertable(chunk).execute(c),
+        })
+        .unwrap();
+    }
+    let elapsed = began.elapsed();
+    drop(c);
+    assert_eq!(db.count("events") as usize, n);
+    elapsed
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pg_write");
+    g.sample_size(10).measurement_time(Duration::from_secs(10)).warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function(BenchmarkId::new("pipeline_records_only", N), |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| run_pipeline(N)).sum())
+    });
+    g.bench_function(BenchmarkId::new("raw_diesel_insert_500_per_txn", N), |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| run_raw(N, Raw::Insert)).sum())
+    });
+    g.bench_function(BenchmarkId::new("raw_diesel_copy_500_per_txn", N), |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| run_raw(N, Raw::Copy)).sum())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,168 @@
+//! Throughput of the whole pipeline (validation, sampling, aggregation, batched SQLite writes)
+//! next to raw diesel batched inserts of the same record rows, in one run.
+//!
+//! `cargo bench --bench pipeline` (each iteration: a fresh SQLite file, N events through
+//! `TrackBatch`es of 1,000, then `Flush`, so every event is durable when the clock stops).
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use eventbatch::{start, Config, Flush, Store, TrackBatch, TrackEvent};
+
+const N: usize = 200_000;
+const T0: i64 = 1_764_000_000_000;
+
+/// 90% metrics (two series), 5% datastore latencies, 3% commands, 1% errors, 1% engagement:
+/// the "mostly-metric mixed workload".
+fn mixed(i: usize) -> TrackEvent {
+    let ts = T0 + (i as i64) * 3; // 600 s of event time: ten 1-minute windows
+    match i % 100 {
+        0..=2 => TrackEvent::command("help")
+            .user("user123")
+            .server("s1")
+            .success(true)
+            .duration_ms(12.0)
+            .at(ts),
+        3 => TrackEvent::error("timeout", "api")
+            .message("upstream timed out")
+            .at(ts),
+        4 => TrackEvent::engagement("reaction").user("u1").at(ts),
+        5..=9 => TrackEvent::datastore("save", "conversation", (i % 37) as f64).at(ts),
+        10..=54 => TrackEvent::performance("response_time", (i % 500) as f64 + 1.0)
+            .context("api")
+            .at(ts),
+        _ => TrackEvent::performance("render_ms", (i % 90) as f64 + 0.5)
+            .context("web")
+            .at(ts),
+    }
+}
+
+fn command(i: usize) -> TrackEvent {
+    TrackEvent::command("help")
+        .user("user123")
+        .server("server456")
+        .success(i % 50 != 0)
+        .duration_ms(250.0)
+        .at(T0 + i as i64)
+}
+
+fn run_pipeline(make: fn(usize) -> TrackEvent, n: usize) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.db");
+    let events: Vec<Vec<TrackEvent>> = (0..n)
+        .collect::<Vec<_>>()
+        .chunks(1000)
+        .map(|c| c.iter().map(|&i| make(i)).collect())
+        .collect();
+    actix::System::new().block_on(async move {
+        let config = Config {
+            max_batch_size: 500,
+            ..Config::default()
+        };
+        let t = start(config, Store::sqlite(&path)).unwrap();
+        let began = Instant::now();
+        for batch in events {
+            t.send(TrackBatch(batch)).await.unwrap().unwrap();
+        }
+        let s = t.send(Flush).await.unwrap().unwrap();
+        let elapsed = began.elapsed();
+        assert_eq!(s.events_received as usize, n);
+        assert_eq!(
+            s.events_kept,
+            s.records_written + s.events_aggregated + s.events_dropped
+        );
+        elapsed
+    })
+}
+
+diesel::table! {
+    events (id) {
+        id -> BigInt, instance_id -> Text, ts_ms -> BigInt, kind -> Text, name -> Text,
+        priority -> Text, user_hash -> Nullable<Text>, server_hash -> Nullable<Text>,
+        success -> Nullable<Bool>, duration_ms -> Nullable<Double>, value -> Nullable<Double>,
+        error_type -> Nullable<Text>, error_category -> Nullable<Text>, sample_rate -> Double,
+        tags -> Nullable<Text>, payload -> Nullable<Text>,
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = events, treat_none_as_default_value = false)]
+struct Row<'a> {
+    instance_id: &'a str,
+    ts_ms: i64,
+    kind: &'a str,
+    name: &'a str,
+    priority: &'a str,
+    user_hash: Option<&'a str>,
+    server_hash: Option<&'a str>,
+    success: Option<bool>,
+    duration_ms: Option<f64>,
+    value: Option<f64>,
+    error_type: Option<&'a str>,
+    error_category: Option<&'a str>,
+    sample_rate: f64,
+    tags: Option<&'a str>,
+    payload: Option<&'a str>,
+}
+
+/// The floor: the same rows, already built, inserted 500 per transaction by hand.
+fn run_raw_diesel(n: usize) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raw.db");
+    // reuse the pipeline's schema
+    drop(
+        actix::System::new()
+            .block_on(async { start(Config::default(), Store::sqlite(&path)).map(|_| ()) }),
+    );
+    let mut c = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    c.batch_execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+        .unwrap();
+    let rows: Vec<Row<'_>> = (0..n)
+        .map(|i| Row {
+            instance_id: "raw",
+            ts_ms: T0 + i as i64,
+            kind: "command",
+            name: "help",
+            priority: "normal",
+            user_hash: Some("a3f1c0ffee123456"),
+            server_hash: Some("b3f1c0ffee123456"),
+            success: Some(true),
+            duration_ms: Some(250.0),
+            value: None,
+            error_type: None,
+            error_category: None,
+            sample_rate: 1.0,
+            tags: None,
+            payload: None,
+        })
+        .collect();
+    let began = Instant::now();
+    for chunk in rows.chunks(500) {
+        c.immediate_transaction(|c| diesel::insert_into(events::table).values(chunk).execute(c))
+            .unwrap();
+    }
+    began.elapsed()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ingest");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(8))
+        .warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function(BenchmarkId::new("pipeline_mixed_mostly_metrics", N), |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| run_pipeline(mixed, N)).sum())
+    });
+    g.bench_function(BenchmarkId::new("pipeline_records_only", N), |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| run_pipeline(command, N)).sum())
+    });
+    g.bench_function(BenchmarkId::new("raw_diesel_500_per_txn", N), |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| run_raw_diesel(N)).sum())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
