@@ -541,9 +541,11 @@ impl SeriesDetector {
                 observed: value,
                 baseline,
                 description: format!(
-                    "{} {value} against baseline {baseline}: robust z {z:.1}, surprise \
+                    "{} {} against baseline {}: robust z {z:.1}, surprise \
                      {point:.1} decades, likelihood {likelihood:.1} decades",
-                    kind.as_str()
+                    kind.as_str(),
+                    short(value),
+                    short(baseline)
                 ),
             });
         }
@@ -670,13 +672,23 @@ impl SeriesDetector {
             observed: xs[n - 1],
             baseline: start,
             description: format!(
-                "{} over the last {n} values: Mann-Kendall S {stat}, p {p:.2e}, change {change:.4} \
+                "{} over the last {n} values: Mann-Kendall S {stat}, p {p:.2e}, change {} \
                  ({:.1} x noise)",
                 kind.as_str(),
+                short(change),
                 change.abs() / noise
             ),
         })
     }
+}
+
+/// A number for a sentence: four significant digits.
+fn short(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let digits = (3 - v.abs().log10().floor() as i32).clamp(0, 12) as usize;
+    format!("{v:.digits$}")
 }
 
 #[cfg(test)]
