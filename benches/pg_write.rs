@@ -39,11 +39,23 @@ fn fresh_db() -> TestDb {
 
 fn run_pipeline(n: usize) -> Duration {
     let db = fresh_db();
-    let events: Vec<Vec<TrackEvent>> =
-        (0..n).collect::<Vec<_>>().chunks(1000).map(|c| c.iter().map(|&i| command(i)).collect()).collect();
+    let events: Vec<Vec<TrackEvent>> = (0..n)
+        .collect::<Vec<_>>()
+        .chunks(1000)
+        .map(|c| c.iter().map(|&i| command(i)).collect())
+        .collect();
     let url = db.url();
     let elapsed = actix::System::new().block_on(async move {
-        let t = start(Config { max_batch_size: 500, ..Config::default() }, Store::postgres(url)).unwrap();
+        let t = start(
+            Config {
+                max_batch_size: 500,
+                // Room for every event: the bench measures writes, not the overflow policy.
+                max_queued_events: 2 * n,
+                ..Config::default()
+            },
+            Store::postgres(url),
+        )
+        .unwrap();
         let began = Instant::now();
         for batch in events {
             t.send(TrackBatch(batch)).await.unwrap().unwrap();
@@ -123,7 +135,9 @@ fn run_raw(n: usize, how: Raw) -> Duration {
     for chunk in rows.chunks(500) {
         c.transaction(|c| match how {
             Raw::Insert => diesel::insert_into(events::table).values(chunk).execute(c),
-            Raw::Copy => diesel::copy_from(events::table).from_insertable(chunk).execute(c),
+            Raw::Copy => diesel::copy_from(events::table)
+                .from_insertable(chunk)
+                .execute(c),
         })
         .unwrap();
     }
@@ -135,7 +149,9 @@ fn run_raw(n: usize, how: Raw) -> Duration {
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("pg_write");
-    g.sample_size(10).measurement_time(Duration::from_secs(10)).warm_up_time(Duration::from_secs(1));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(10))
+        .warm_up_time(Duration::from_secs(1));
     g.throughput(Throughput::Elements(N as u64));
     g.bench_function(BenchmarkId::new("pipeline_records_only", N), |b| {
         b.iter_custom(|iters| (0..iters).map(|_| run_pipeline(N)).sum())

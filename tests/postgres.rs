@@ -16,12 +16,24 @@ const T0: i64 = 1_764_000_000_000;
 const MINUTE: i64 = 60_000;
 
 fn config(instance: &str) -> Config {
-    Config { instance_id: Some(instance.into()), max_batch_size: 500, ..Config::default() }
+    Config {
+        instance_id: Some(instance.into()),
+        max_batch_size: 500,
+        ..Config::default()
+    }
 }
 
 fn conservation(s: &Stats) {
-    assert_eq!(s.events_received, s.events_rejected + s.events_sampled_out + s.events_kept, "{s:?}");
-    assert_eq!(s.events_kept, s.records_written + s.events_aggregated + s.events_dropped, "{s:?}");
+    assert_eq!(
+        s.events_received,
+        s.events_rejected + s.events_sampled_out + s.events_kept,
+        "{s:?}"
+    );
+    assert_eq!(
+        s.events_kept,
+        s.records_written + s.events_aggregated + s.events_dropped,
+        "{s:?}"
+    );
 }
 
 async fn send_all(t: &actix::Addr<Supervisor>, events: Vec<TrackEvent>, chunk: usize) {
@@ -40,7 +52,10 @@ struct Truth(BTreeMap<i64, Vec<f64>>);
 
 impl Truth {
     fn add(&mut self, ts: i64, v: f64) {
-        self.0.entry(ts - ts.rem_euclid(MINUTE)).or_default().push(v);
+        self.0
+            .entry(ts - ts.rem_euclid(MINUTE))
+            .or_default()
+            .push(v);
     }
 
     fn check(&mut self, windows: &[WindowStats]) {
@@ -51,10 +66,17 @@ impl Truth {
             assert_eq!(w.window_start_ms, *start);
             assert_eq!(w.count, n as u64, "count of {start}");
             assert_eq!(w.sum, values.iter().sum::<f64>(), "sum of {start}");
-            assert_eq!((w.min, w.max), (values[0], values[n - 1]), "min/max of {start}");
+            assert_eq!(
+                (w.min, w.max),
+                (values[0], values[n - 1]),
+                "min/max of {start}"
+            );
             for (q, est) in [(0.5, w.p50), (0.9, w.p90), (0.95, w.p95), (0.99, w.p99)] {
                 let exact = values[(q * (n - 1) as f64).floor() as usize];
-                assert!((est - exact).abs() <= 0.01 * exact.abs(), "p{q} of {start}: {est} vs {exact}");
+                assert!(
+                    (est - exact).abs() <= 0.01 * exact.abs(),
+                    "p{q} of {start}: {est} vs {exact}"
+                );
             }
         }
     }
@@ -67,21 +89,44 @@ impl Truth {
 async fn records_windows_error_counts_and_patterns_land_in_postgres() {
     let db = TestDb::create("basic");
     let clock = ManualClock::new(T0);
-    let t = start_with_clock(config("basic"), Store::from_url(&db.url()), Arc::new(clock.clone())).unwrap();
+    let t = start_with_clock(
+        config("basic"),
+        Store::from_url(&db.url()),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
     let mut truth = Truth::default();
     for w in 0..80i64 {
         let mut batch = Vec::new();
         for i in 0..20i64 {
             let noise = ((w * 31 + i * 17) % 11) as f64;
-            let v = if w == 60 { 500.0 + noise } else { 100.0 + noise };
+            let v = if w == 60 {
+                500.0 + noise
+            } else {
+                100.0 + noise
+            };
             let ts = T0 + w * MINUTE + i * 1000;
             truth.add(ts, v);
-            batch.push(TrackEvent::performance("api_latency", v).context("api").at(ts));
-            batch.push(TrackEvent::command("help").user(format!("u{i}")).success(i % 4 != 0).duration_ms(v).at(ts));
+            batch.push(
+                TrackEvent::performance("api_latency", v)
+                    .context("api")
+                    .at(ts),
+            );
+            batch.push(
+                TrackEvent::command("help")
+                    .user(format!("u{i}"))
+                    .success(i % 4 != 0)
+                    .duration_ms(v)
+                    .at(ts),
+            );
         }
         if w == 3 {
             for i in 0..5 {
-                batch.push(TrackEvent::error("timeout", "api").message("upstream timed out").at(T0 + w * MINUTE + i));
+                batch.push(
+                    TrackEvent::error("timeout", "api")
+                        .message("upstream timed out")
+                        .at(T0 + w * MINUTE + i),
+                );
             }
         }
         t.send(TrackBatch(batch)).await.unwrap().unwrap();
@@ -90,19 +135,53 @@ async fn records_windows_error_counts_and_patterns_land_in_postgres() {
     let s = t.send(Flush).await.unwrap().unwrap();
     conservation(&s);
     assert_eq!(s.events_received, 80 * 40 + 5);
-    assert_eq!(s.records_written, 80 * 20 + 1, "commands and the first error of its hash");
-    assert_eq!(db.count("events WHERE kind = 'command' AND name = 'help'"), 80 * 20);
-    assert_eq!(db.count("events WHERE kind = 'command' AND success = false"), 80 * 5);
-    assert_eq!(db.count("events WHERE user_hash = 'u1'"), 0, "identities are hashed");
-    assert_eq!(db.count("events WHERE kind = 'error' AND error_type = 'timeout'"), 1);
-    assert_eq!(db.scalar("SELECT sum(count) FROM error_counts WHERE error_type = 'timeout'"), 5);
+    assert_eq!(
+        s.records_written,
+        80 * 20 + 1,
+        "commands and the first error of its hash"
+    );
+    assert_eq!(
+        db.count("events WHERE kind = 'command' AND name = 'help'"),
+        80 * 20
+    );
+    assert_eq!(
+        db.count("events WHERE kind = 'command' AND success = false"),
+        80 * 5
+    );
+    assert_eq!(
+        db.count("events WHERE user_hash = 'u1'"),
+        0,
+        "identities are hashed"
+    );
+    assert_eq!(
+        db.count("events WHERE kind = 'error' AND error_type = 'timeout'"),
+        1
+    );
+    assert_eq!(
+        db.scalar("SELECT sum(count) FROM error_counts WHERE error_type = 'timeout'"),
+        5
+    );
     assert_eq!(db.count("writer_runs WHERE instance_id = 'basic'"), 1);
 
-    let windows = t.send(QueryWindows::metric("api_latency").context("api").between(T0, T0 + 80 * MINUTE)).await.unwrap().unwrap();
+    let windows = t
+        .send(
+            QueryWindows::metric("api_latency")
+                .context("api")
+                .between(T0, T0 + 80 * MINUTE),
+        )
+        .await
+        .unwrap()
+        .unwrap();
     truth.check(&windows);
-    let patterns = t.send(QueryPatterns::all().metric("api_latency")).await.unwrap().unwrap();
+    let patterns = t
+        .send(QueryPatterns::all().metric("api_latency"))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
-        patterns.iter().any(|p| p.kind == PatternKind::Spike && p.window_start_ms == T0 + 60 * MINUTE),
+        patterns
+            .iter()
+            .any(|p| p.kind == PatternKind::Spike && p.window_start_ms == T0 + 60 * MINUTE),
         "{patterns:?}"
     );
     assert_eq!(db.count("patterns") as usize, patterns.len());
@@ -144,7 +223,11 @@ fn merge_workload(k: i64) -> Vec<TrackEvent> {
         out.push(TrackEvent::performance("latency", v).context("api").at(ts));
         let i = n as i64;
         if i % MERGE_WINDOWS == 0 && i / MERGE_WINDOWS < MERGE_RECORDS {
-            out.push(TrackEvent::command("cmd").duration_ms((i / MERGE_WINDOWS) as f64).at(T0 + i));
+            out.push(
+                TrackEvent::command("cmd")
+                    .duration_ms((i / MERGE_WINDOWS) as f64)
+                    .at(T0 + i),
+            );
         }
     }
     out
@@ -154,7 +237,12 @@ fn merge_workload(k: i64) -> Vec<TrackEvent> {
 fn run_instance(url: String, k: i64) {
     actix::System::new().block_on(async move {
         let clock = ManualClock::new(T0 + MERGE_WINDOWS * MINUTE);
-        let t = start_with_clock(config(&format!("inst{k}")), Store::postgres(url), Arc::new(clock)).unwrap();
+        let t = start_with_clock(
+            config(&format!("inst{k}")),
+            Store::postgres(url),
+            Arc::new(clock),
+        )
+        .unwrap();
         for (n, chunk) in merge_workload(k).chunks(1000).enumerate() {
             t.send(TrackBatch(chunk.to_vec())).await.unwrap().unwrap();
             if n % 3 == 0 {
@@ -181,7 +269,13 @@ fn child_instance() {
 fn three_pipelines_in_two_processes_merge_exactly() {
     let db = TestDb::create("merge");
     let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_instance", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_instance",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_URL, db.url())
         .spawn()
         .unwrap();
@@ -203,14 +297,37 @@ fn three_pipelines_in_two_processes_merge_exactly() {
             truth.add(ts, v);
         }
     }
-    assert_eq!(db.count("metric_windows"), 3 * MERGE_WINDOWS, "one row per instance and slot");
-    assert_eq!(db.scalar("SELECT count(DISTINCT instance_id) FROM metric_windows"), 3);
+    assert_eq!(
+        db.count("metric_windows"),
+        3 * MERGE_WINDOWS,
+        "one row per instance and slot"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(DISTINCT instance_id) FROM metric_windows"),
+        3
+    );
     assert_eq!(db.count("events"), 3 * MERGE_RECORDS);
-    assert_eq!(db.scalar("SELECT count(DISTINCT (instance_id, duration_ms)) FROM events"), 3 * MERGE_RECORDS);
+    assert_eq!(
+        db.scalar("SELECT count(DISTINCT (instance_id, duration_ms)) FROM events"),
+        3 * MERGE_RECORDS
+    );
     // A fresh pipeline (a fourth instance) reads the merged windows of all three.
     actix::System::new().block_on(async {
-        let t = start_with_clock(config("reader"), Store::postgres(db.url()), Arc::new(ManualClock::new(T0))).unwrap();
-        let windows = t.send(QueryWindows::metric("latency").context("api").between(T0, T0 + 10 * MINUTE)).await.unwrap().unwrap();
+        let t = start_with_clock(
+            config("reader"),
+            Store::postgres(db.url()),
+            Arc::new(ManualClock::new(T0)),
+        )
+        .unwrap();
+        let windows = t
+            .send(
+                QueryWindows::metric("latency")
+                    .context("api")
+                    .between(T0, T0 + 10 * MINUTE),
+            )
+            .await
+            .unwrap()
+            .unwrap();
         truth.check(&windows);
         t.send(Shutdown).await.unwrap();
     });
@@ -222,7 +339,12 @@ fn three_pipelines_in_two_processes_merge_exactly() {
 #[actix_rt::test]
 async fn killed_connections_lose_and_duplicate_nothing() {
     let db = Arc::new(TestDb::create("kill"));
-    let t = start_with_clock(config("kill"), Store::postgres(db.url()), Arc::new(ManualClock::new(T0 + MINUTE))).unwrap();
+    let t = start_with_clock(
+        config("kill"),
+        Store::postgres(db.url()),
+        Arc::new(ManualClock::new(T0 + MINUTE)),
+    )
+    .unwrap();
     const N: i64 = 60_000;
     let mut truth = Truth::default();
     let events: Vec<TrackEvent> = (0..N)
@@ -230,7 +352,9 @@ async fn killed_connections_lose_and_duplicate_nothing() {
             let v = (1 + i % 997) as f64;
             truth.add(T0 + i % MINUTE, v);
             [
-                TrackEvent::command("cmd").duration_ms(i as f64).at(T0 + i % MINUTE),
+                TrackEvent::command("cmd")
+                    .duration_ms(i as f64)
+                    .at(T0 + i % MINUTE),
                 TrackEvent::performance("rt", v).at(T0 + i % MINUTE),
             ]
         })
@@ -257,11 +381,17 @@ async fn killed_connections_lose_and_duplicate_nothing() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let killed = killer.join().unwrap();
     assert!(killed > 0, "no connection was killed");
-    eprintln!("killed {killed} connections; db_errors {}, retries {}", s.db_errors, s.retries);
+    eprintln!(
+        "killed {killed} connections; db_errors {}, retries {}",
+        s.db_errors, s.retries
+    );
     conservation(&s);
     assert_eq!(s.records_written, N as u64);
     assert_eq!(db.count("events"), N, "nothing lost or duplicated");
-    assert_eq!(db.scalar("SELECT count(DISTINCT duration_ms) FROM events"), N);
+    assert_eq!(
+        db.scalar("SELECT count(DISTINCT duration_ms) FROM events"),
+        N
+    );
     truth.check(&t.send(QueryWindows::metric("rt")).await.unwrap().unwrap());
     t.send(Shutdown).await.unwrap();
 }
@@ -273,16 +403,36 @@ async fn killed_connections_lose_and_duplicate_nothing() {
 async fn an_outage_of_several_seconds_loses_nothing() {
     let db = TestDb::create("outage");
     let proxy = Proxy::start();
-    let cfg = Config { max_batch_size: 100, store_retry_budget_ms: 60_000, ..config("outage") };
-    let t = start_with_clock(cfg, Store::postgres(db.url_via(proxy.port)), Arc::new(ManualClock::new(T0 + MINUTE))).unwrap();
-    let cmds = |from: i64, to: i64| (from..to).map(|i| TrackEvent::command("cmd").duration_ms(i as f64).at(T0 + i)).collect::<Vec<_>>();
+    let cfg = Config {
+        max_batch_size: 100,
+        store_retry_budget_ms: 60_000,
+        ..config("outage")
+    };
+    let t = start_with_clock(
+        cfg,
+        Store::postgres(db.url_via(proxy.port)),
+        Arc::new(ManualClock::new(T0 + MINUTE)),
+    )
+    .unwrap();
+    let cmds = |from: i64, to: i64| {
+        (from..to)
+            .map(|i| TrackEvent::command("cmd").duration_ms(i as f64).at(T0 + i))
+            .collect::<Vec<_>>()
+    };
     send_all(&t, cmds(0, 1000), 250).await;
     t.send(Flush).await.unwrap().unwrap();
     assert_eq!(db.count("events"), 1000);
 
     proxy.cut();
     send_all(&t, cmds(1000, 3000), 250).await;
-    send_all(&t, (0..500).map(|i| TrackEvent::performance("rt", i as f64).at(T0 + i)).collect(), 250).await;
+    send_all(
+        &t,
+        (0..500)
+            .map(|i| TrackEvent::performance("rt", i as f64).at(T0 + i))
+            .collect(),
+        250,
+    )
+    .await;
     let restore = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(5));
         proxy.restore();
@@ -295,8 +445,14 @@ async fn an_outage_of_several_seconds_loses_nothing() {
     conservation(&s);
     assert_eq!(s.records_written, 3000);
     assert_eq!(db.count("events"), 3000);
-    assert_eq!(db.scalar("SELECT count(DISTINCT duration_ms) FROM events"), 3000);
-    assert_eq!(t.send(QueryWindows::metric("rt")).await.unwrap().unwrap()[0].count, 500);
+    assert_eq!(
+        db.scalar("SELECT count(DISTINCT duration_ms) FROM events"),
+        3000
+    );
+    assert_eq!(
+        t.send(QueryWindows::metric("rt")).await.unwrap().unwrap()[0].count,
+        500
+    );
     t.send(Shutdown).await.unwrap();
 }
 
@@ -307,8 +463,16 @@ async fn an_outage_of_several_seconds_loses_nothing() {
 async fn a_batch_whose_commit_reply_is_lost_is_stored_once() {
     let db = TestDb::create("commit");
     let proxy = Proxy::start();
-    let cfg = Config { max_batch_size: 100, ..config("commit") };
-    let t = start_with_clock(cfg, Store::postgres(db.url_via(proxy.port)), Arc::new(ManualClock::new(T0 + MINUTE))).unwrap();
+    let cfg = Config {
+        max_batch_size: 100,
+        ..config("commit")
+    };
+    let t = start_with_clock(
+        cfg,
+        Store::postgres(db.url_via(proxy.port)),
+        Arc::new(ManualClock::new(T0 + MINUTE)),
+    )
+    .unwrap();
     let step = |from: i64, to: i64| {
         (from..to)
             .flat_map(|i| {
@@ -329,10 +493,21 @@ async fn a_batch_whose_commit_reply_is_lost_is_stored_once() {
         assert!(s.db_errors >= round as u64, "{s:?}");
         let n = 250 * (round + 1);
         assert_eq!(s.records_written, n as u64);
-        assert_eq!(db.count("events"), n, "round {round}: a retried batch was stored twice");
-        assert_eq!(db.scalar("SELECT count(DISTINCT duration_ms) FROM events"), n);
+        assert_eq!(
+            db.count("events"),
+            n,
+            "round {round}: a retried batch was stored twice"
+        );
+        assert_eq!(
+            db.scalar("SELECT count(DISTINCT duration_ms) FROM events"),
+            n
+        );
         let w = t.send(QueryWindows::metric("rt")).await.unwrap().unwrap();
-        assert_eq!((w.len(), w[0].count), (1, n as u64), "round {round}: a window snapshot counted twice");
+        assert_eq!(
+            (w.len(), w[0].count),
+            (1, n as u64),
+            "round {round}: a window snapshot counted twice"
+        );
     }
     t.send(Shutdown).await.unwrap();
 }

@@ -38,18 +38,27 @@ enum StoreKind {
 impl Store {
     /// An SQLite file (created if missing; its directory must exist).
     pub fn sqlite(path: impl Into<PathBuf>) -> Store {
-        Store { kind: StoreKind::Sqlite(path.into()) }
+        Store {
+            kind: StoreKind::Sqlite(path.into()),
+        }
     }
 
     /// A PostgreSQL database, by libpq URL (`postgres://user@host:port/db`).
     pub fn postgres(url: impl Into<String>) -> Store {
-        Store { kind: StoreKind::Postgres(url.into()) }
+        Store {
+            kind: StoreKind::Postgres(url.into()),
+        }
     }
 
     /// `sqlite://PATH` (`sqlite:///abs/path.db` or `sqlite://relative.db`) or
     /// `postgres://...` / `postgresql://...`.
     pub fn from_url(url: &str) -> Store {
-        let invalid = |reason: &str| Store { kind: StoreKind::Invalid { url: url.to_string(), reason: reason.into() } };
+        let invalid = |reason: &str| Store {
+            kind: StoreKind::Invalid {
+                url: url.to_string(),
+                reason: reason.into(),
+            },
+        };
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
                 return invalid("sqlite:// needs a file path");
@@ -86,7 +95,12 @@ fn redact(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
             match creds.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
                 None => url.to_string(),
             }
         }
@@ -101,7 +115,8 @@ struct SqlitePragmas {
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(&sqlite_pragmas(self.busy_timeout)).map_err(diesel::r2d2::Error::QueryError)
+        conn.batch_execute(&sqlite_pragmas(self.busy_timeout))
+            .map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
@@ -128,28 +143,44 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-fn pool_builder<C: diesel::r2d2::R2D2Connection + 'static>() -> diesel::r2d2::Builder<ConnectionManager<C>> {
+/// How long `Pool::get` waits for a connection. Short: the writer has its own retry loop with
+/// backoff under `store_retry_budget_ms`, which counts and logs each failure; a long pool wait
+/// would hide an outage from `db_errors` and overrun a retry budget shorter than itself.
+const POOL_WAIT: Duration = Duration::from_secs(2);
+
+fn pool_builder<C: diesel::r2d2::R2D2Connection + 'static>(
+) -> diesel::r2d2::Builder<ConnectionManager<C>> {
     R2d2Pool::builder()
         .max_size(2)
         .min_idle(Some(0))
-        .connection_timeout(Duration::from_secs(10))
+        .connection_timeout(POOL_WAIT)
         .test_on_check_out(true)
 }
 
 /// Opens the store, runs the embedded migrations and builds the pool. Fails fast (no pool
 /// retry loop) when the store cannot be reached.
 pub(crate) fn open(store: &Store, busy_timeout: Duration) -> Result<Pool, Error> {
-    let fail = |reason: String| Error::Store { store: store.describe(), reason };
+    let fail = |reason: String| Error::Store {
+        store: store.describe(),
+        reason,
+    };
     match &store.kind {
-        StoreKind::Invalid { url, reason } => Err(Error::InvalidUrl { url: url.clone(), reason: reason.clone() }),
+        StoreKind::Invalid { url, reason } => Err(Error::InvalidUrl {
+            url: url.clone(),
+            reason: reason.clone(),
+        }),
         StoreKind::Sqlite(path) => {
-            let url = path.to_str().ok_or_else(|| fail("the path is not valid UTF-8".into()))?;
+            let url = path
+                .to_str()
+                .ok_or_else(|| fail("the path is not valid UTF-8".into()))?;
             if path.is_dir() {
                 return Err(fail("the path is a directory".into()));
             }
             let mut conn = SqliteConnection::establish(url).map_err(|e| fail(e.to_string()))?;
-            conn.batch_execute(&sqlite_pragmas(busy_timeout)).map_err(|e| fail(e.to_string()))?;
-            conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(|e| fail(format!("migrations: {e}")))?;
+            conn.batch_execute(&sqlite_pragmas(busy_timeout))
+                .map_err(|e| fail(e.to_string()))?;
+            conn.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(|e| fail(format!("migrations: {e}")))?;
             let pool = pool_builder()
                 .connection_customizer(Box::new(SqlitePragmas { busy_timeout }))
                 .build_unchecked(ConnectionManager::new(url));
@@ -158,11 +189,14 @@ pub(crate) fn open(store: &Store, busy_timeout: Duration) -> Result<Pool, Error>
         StoreKind::Postgres(url) => {
             let mut conn = PgConnection::establish(url).map_err(|e| fail(e.to_string()))?;
             // Several instances may start at once: migrate under an advisory lock.
-            conn.batch_execute("SELECT pg_advisory_lock(727272)").map_err(|e| fail(e.to_string()))?;
+            conn.batch_execute("SELECT pg_advisory_lock(727272)")
+                .map_err(|e| fail(e.to_string()))?;
             let migrated = conn.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ());
             let _ = conn.batch_execute("SELECT pg_advisory_unlock(727272)");
             migrated.map_err(|e| fail(format!("migrations: {e}")))?;
-            Ok(Pool::Pg(pool_builder().build_unchecked(ConnectionManager::new(url.as_str()))))
+            Ok(Pool::Pg(
+                pool_builder().build_unchecked(ConnectionManager::new(url.as_str())),
+            ))
         }
     }
 }
@@ -299,7 +333,9 @@ impl InsertEvents for SqliteConnection {
     fn insert_events(&mut self, rows: &[crate::db::models::NewEventRow<'_>]) -> QueryResult<()> {
         use crate::db::schema::events;
         for chunk in rows.chunks(EVENT_CHUNK) {
-            diesel::insert_into(events::table).values(chunk).execute(self)?;
+            diesel::insert_into(events::table)
+                .values(chunk)
+                .execute(self)?;
         }
         Ok(())
     }
@@ -310,7 +346,9 @@ impl InsertEvents for PgConnection {
     /// multi-row INSERTs (FACTS.md), and no bind-parameter limit.
     fn insert_events(&mut self, rows: &[crate::db::models::NewEventRow<'_>]) -> QueryResult<()> {
         use crate::db::schema::events;
-        diesel::copy_from(events::table).from_insertable(rows).execute(self)?;
+        diesel::copy_from(events::table)
+            .from_insertable(rows)
+            .execute(self)?;
         Ok(())
     }
 }
@@ -410,20 +448,33 @@ macro_rules! backend {
                                     .filter(error_counts::instance_id.eq(instance))
                                     .filter(error_counts::error_hash.eq(&e.error_hash))
                                     .filter(error_counts::window_start_ms.eq(e.start_ms))
-                                    .select((error_counts::count, error_counts::first_ts_ms, error_counts::last_ts_ms))
+                                    .select((
+                                        error_counts::count,
+                                        error_counts::first_ts_ms,
+                                        error_counts::last_ts_ms,
+                                    ))
                                     .first(c)
                                     .optional()?;
-                                let base = stored.map(|(count, first_ts_ms, last_ts_ms)| ErrorBase {
-                                    count,
-                                    first_ts_ms,
-                                    last_ts_ms,
+                                let base =
+                                    stored.map(|(count, first_ts_ms, last_ts_ms)| ErrorBase {
+                                        count,
+                                        first_ts_ms,
+                                        last_ts_ms,
+                                    });
+                                let cached = base.unwrap_or(ErrorBase {
+                                    count: 0,
+                                    first_ts_ms: i64::MAX,
+                                    last_ts_ms: i64::MIN,
                                 });
-                                let cached = base.unwrap_or(ErrorBase { count: 0, first_ts_ms: i64::MAX, last_ts_ms: i64::MIN });
                                 bases.errors.insert(key, (e.epoch, cached));
                                 base
                             }
                         };
-                        let base = base.unwrap_or(ErrorBase { count: 0, first_ts_ms: i64::MAX, last_ts_ms: i64::MIN });
+                        let base = base.unwrap_or(ErrorBase {
+                            count: 0,
+                            first_ts_ms: i64::MAX,
+                            last_ts_ms: i64::MIN,
+                        });
                         let row = NewErrorCountRow {
                             instance_id: instance,
                             error_hash: &e.error_hash,
@@ -463,7 +514,9 @@ macro_rules! backend {
                             })
                             .collect();
                         for chunk in rows.chunks(1000) {
-                            diesel::insert_into(patterns::table).values(chunk).execute(c)?;
+                            diesel::insert_into(patterns::table)
+                                .values(chunk)
+                                .execute(c)?;
                         }
                     }
                     Ok(Written::of(batch))
@@ -473,7 +526,11 @@ macro_rules! backend {
             }
 
             /// The last batch of writer run `run_id` that committed, if any.
-            pub(crate) fn committed_seq(c: &mut $Conn, instance: &str, run_id: i64) -> QueryResult<Option<i64>> {
+            pub(crate) fn committed_seq(
+                c: &mut $Conn,
+                instance: &str,
+                run_id: i64,
+            ) -> QueryResult<Option<i64>> {
                 writer_runs::table
                     .filter(writer_runs::instance_id.eq(instance))
                     .filter(writer_runs::run_id.eq(run_id))
@@ -482,12 +539,23 @@ macro_rules! backend {
                     .optional()
             }
 
-            fn insert_records(c: &mut $Conn, instance: &str, hash_ids: bool, batch: &WriteBatch) -> QueryResult<()> {
+            fn insert_records(
+                c: &mut $Conn,
+                instance: &str,
+                hash_ids: bool,
+                batch: &WriteBatch,
+            ) -> QueryResult<()> {
                 if batch.records.is_empty() {
                     return Ok(());
                 }
                 let hash = |s: Option<&str>| -> Option<String> {
-                    s.map(|s| if hash_ids { crate::util::stable_hash_hex(&[s]) } else { s.to_string() })
+                    s.map(|s| {
+                        if hash_ids {
+                            crate::util::stable_hash_hex(&[s])
+                        } else {
+                            s.to_string()
+                        }
+                    })
                 };
                 let ids: Vec<(Option<String>, Option<String>)> = batch
                     .records
@@ -521,7 +589,10 @@ macro_rules! backend {
 
             /// Windows of one series starting in the query's range, merged per start over
             /// every instance and snapshot row.
-            pub(crate) fn query_windows(c: &mut $Conn, q: &QueryWindows) -> QueryResult<Vec<WindowStats>> {
+            pub(crate) fn query_windows(
+                c: &mut $Conn,
+                q: &QueryWindows,
+            ) -> QueryResult<Vec<WindowStats>> {
                 let series = q.series();
                 let rows: Vec<WindowRow> = metric_windows::table
                     .filter(metric_windows::series.eq(&series))
@@ -534,7 +605,10 @@ macro_rules! backend {
             }
 
             /// Patterns, filtered.
-            pub(crate) fn query_patterns(c: &mut $Conn, q: &QueryPatterns) -> QueryResult<Vec<Pattern>> {
+            pub(crate) fn query_patterns(
+                c: &mut $Conn,
+                q: &QueryPatterns,
+            ) -> QueryResult<Vec<Pattern>> {
                 let mut query = patterns::table.into_boxed();
                 if let Some(since) = q.since_ms {
                     query = query.filter(patterns::window_start_ms.ge(since));
@@ -573,17 +647,31 @@ fn merge_rows(rows: Vec<crate::db::models::WindowRow>) -> Vec<WindowStats> {
     for row in rows {
         let state = decode_state(row.sketch.as_deref());
         match &mut current {
-            Some((first, merged)) if first.window_start_ms == row.window_start_ms => merged.merge(&state),
+            Some((first, merged)) if first.window_start_ms == row.window_start_ms => {
+                merged.merge(&state)
+            }
             _ => {
                 if let Some((first, merged)) = current.take() {
-                    out.push(WindowStats::from_state(first.series, first.metric, first.window_start_ms, first.window_end_ms, merged));
+                    out.push(WindowStats::from_state(
+                        first.series,
+                        first.metric,
+                        first.window_start_ms,
+                        first.window_end_ms,
+                        merged,
+                    ));
                 }
                 current = Some((row, state));
             }
         }
     }
     if let Some((first, merged)) = current {
-        out.push(WindowStats::from_state(first.series, first.metric, first.window_start_ms, first.window_end_ms, merged));
+        out.push(WindowStats::from_state(
+            first.series,
+            first.metric,
+            first.window_start_ms,
+            first.window_end_ms,
+            merged,
+        ));
     }
     out
 }
@@ -592,7 +680,9 @@ fn to_patterns(rows: Vec<crate::db::models::PatternRow>, metric: Option<&str>) -
     rows.into_iter()
         .filter(|r| match metric {
             None => true,
-            Some(m) => r.series == m || (r.series.starts_with(m) && r.series[m.len()..].starts_with('.')),
+            Some(m) => {
+                r.series == m || (r.series.starts_with(m) && r.series[m.len()..].starts_with('.'))
+            }
         })
         .filter_map(|r| {
             let kind = crate::stats::detect::PatternKind::parse(&r.kind)?;
@@ -673,10 +763,19 @@ mod tests {
     #[test]
     fn urls() {
         assert_eq!(Store::from_url("sqlite://a.db"), Store::sqlite("a.db"));
-        assert_eq!(Store::from_url("sqlite:///tmp/a.db"), Store::sqlite("/tmp/a.db"));
+        assert_eq!(
+            Store::from_url("sqlite:///tmp/a.db"),
+            Store::sqlite("/tmp/a.db")
+        );
         assert!(Store::from_url("postgres://u@h/db").is_postgres());
-        assert!(matches!(Store::from_url("mysql://x").kind, StoreKind::Invalid { .. }));
-        assert!(matches!(Store::from_url("sqlite://").kind, StoreKind::Invalid { .. }));
+        assert!(matches!(
+            Store::from_url("mysql://x").kind,
+            StoreKind::Invalid { .. }
+        ));
+        assert!(matches!(
+            Store::from_url("sqlite://").kind,
+            StoreKind::Invalid { .. }
+        ));
         assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
     }
 
@@ -684,8 +783,17 @@ mod tests {
     fn bad_stores_fail_fast_with_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("no/such/dir/x.db");
-        assert!(matches!(open(&Store::sqlite(missing), Duration::ZERO), Err(Error::Store { .. })));
-        assert!(matches!(open(&Store::sqlite(dir.path()), Duration::ZERO), Err(Error::Store { .. })));
-        assert!(matches!(open(&Store::from_url("redis://x"), Duration::ZERO), Err(Error::InvalidUrl { .. })));
+        assert!(matches!(
+            open(&Store::sqlite(missing), Duration::ZERO),
+            Err(Error::Store { .. })
+        ));
+        assert!(matches!(
+            open(&Store::sqlite(dir.path()), Duration::ZERO),
+            Err(Error::Store { .. })
+        ));
+        assert!(matches!(
+            open(&Store::from_url("redis://x"), Duration::ZERO),
+            Err(Error::InvalidUrl { .. })
+        ));
     }
 }

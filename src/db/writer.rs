@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::counters::Counters;
-use crate::db::store::{BatchMark, Bases, Pool, Written};
+use crate::db::store::{Bases, BatchMark, Pool, Written};
 use crate::error::PipelineError;
 use crate::messages::{Pattern, ReadPatterns, ReadWindows, Wake, WindowStats, WriteAll};
 use crate::model::WriteBatch;
@@ -61,7 +61,12 @@ struct Pending {
 }
 
 impl WriterCore {
-    pub(crate) fn new(pool: Pool, instance_id: String, hash_ids: bool, retry_budget: Duration) -> Self {
+    pub(crate) fn new(
+        pool: Pool,
+        instance_id: String,
+        hash_ids: bool,
+        retry_budget: Duration,
+    ) -> Self {
         let run_id = (crate::util::SplitMix64::from_entropy().next_u64() >> 1) as i64;
         WriterCore {
             pool,
@@ -89,8 +94,15 @@ impl WriterCore {
                 continue;
             }
             self.last_seq += 1;
-            let mark = BatchMark { run_id: self.run_id, seq: self.last_seq };
-            self.held.push_back(Pending { batch, mark, maybe_committed: false });
+            let mark = BatchMark {
+                run_id: self.run_id,
+                seq: self.last_seq,
+            };
+            self.held.push_back(Pending {
+                batch,
+                mark,
+                maybe_committed: false,
+            });
         }
         while let Some(mut pending) = self.held.pop_front() {
             match self.write_with_retry(&mut pending, stages) {
@@ -108,14 +120,26 @@ impl WriterCore {
     fn attempt(&mut self, p: &mut Pending) -> Result<Written, String> {
         let mut conn = self.pool.get()?;
         if p.maybe_committed {
-            if conn.is_committed(&self.instance_id, p.mark).map_err(|e| e.to_string())? {
-                log::warn!("batch {} was committed by an attempt that reported failure; not writing it again", p.mark.seq);
+            if conn
+                .is_committed(&self.instance_id, p.mark)
+                .map_err(|e| e.to_string())?
+            {
+                log::warn!(
+                    "batch {} was committed by an attempt that reported failure; not writing it again",
+                    p.mark.seq
+                );
                 self.bases.forget_final(&p.batch);
                 return Ok(Written::of(&p.batch));
             }
             p.maybe_committed = false;
         }
-        let result = conn.write_batch(&self.instance_id, self.hash_ids, &p.batch, p.mark, &mut self.bases);
+        let result = conn.write_batch(
+            &self.instance_id,
+            self.hash_ids,
+            &p.batch,
+            p.mark,
+            &mut self.bases,
+        );
         #[cfg(test)]
         let result = match result {
             Ok(_) if std::mem::take(&mut self.lose_next_commit_reply) => {
@@ -130,7 +154,11 @@ impl WriterCore {
         })
     }
 
-    fn write_with_retry(&mut self, p: &mut Pending, stages: &Stages) -> Result<Written, PipelineError> {
+    fn write_with_retry(
+        &mut self,
+        p: &mut Pending,
+        stages: &Stages,
+    ) -> Result<Written, PipelineError> {
         let c = &stages.counters;
         let deadline = Instant::now() + self.retry_budget;
         let mut delay = FIRST_BACKOFF;
@@ -140,7 +168,10 @@ impl WriterCore {
                 Err(e) => {
                     Counters::add(&c.db_errors, 1);
                     if Instant::now() + delay > deadline {
-                        log::error!("store write failed, holding {} rows for a later retry: {e}", p.batch.rows());
+                        log::error!(
+                            "store write failed, holding {} rows for a later retry: {e}",
+                            p.batch.rows()
+                        );
                         return Err(PipelineError::Store(e));
                     }
                     log::warn!("store write failed, retrying in {delay:?}: {e}");
@@ -157,21 +188,39 @@ impl WriterCore {
         self.held
             .iter()
             .map(|Pending { batch: b, .. }| {
-                let windows: u64 = b.windows.iter().filter(|w| w.is_final).map(|w| w.state.count()).sum();
-                let errors: u64 = b.errors.iter().filter(|e| e.is_final).map(|e| e.count).sum();
+                let windows: u64 = b
+                    .windows
+                    .iter()
+                    .filter(|w| w.is_final)
+                    .map(|w| w.state.count())
+                    .sum();
+                let errors: u64 = b
+                    .errors
+                    .iter()
+                    .filter(|e| e.is_final)
+                    .map(|e| e.count)
+                    .sum();
                 b.records.len() as u64 + windows + errors
             })
             .sum()
     }
 
-    pub(crate) fn query_windows(&mut self, q: &crate::messages::QueryWindows) -> Result<Vec<WindowStats>, PipelineError> {
+    pub(crate) fn query_windows(
+        &mut self,
+        q: &crate::messages::QueryWindows,
+    ) -> Result<Vec<WindowStats>, PipelineError> {
         let mut conn = self.pool.get().map_err(PipelineError::Store)?;
-        conn.query_windows(q).map_err(|e| PipelineError::Store(e.to_string()))
+        conn.query_windows(q)
+            .map_err(|e| PipelineError::Store(e.to_string()))
     }
 
-    pub(crate) fn query_patterns(&mut self, q: &crate::messages::QueryPatterns) -> Result<Vec<Pattern>, PipelineError> {
+    pub(crate) fn query_patterns(
+        &mut self,
+        q: &crate::messages::QueryPatterns,
+    ) -> Result<Vec<Pattern>, PipelineError> {
         let mut conn = self.pool.get().map_err(PipelineError::Store)?;
-        conn.query_patterns(q).map_err(|e| PipelineError::Store(e.to_string()))
+        conn.query_patterns(q)
+            .map_err(|e| PipelineError::Store(e.to_string()))
     }
 }
 
@@ -186,7 +235,9 @@ fn record_success(stages: &Stages, batch: &WriteBatch, w: Written) {
     Counters::add(&c.batch_rows, w.records + w.windows + w.errors + w.patterns);
     Counters::sub(&c.queued, w.records);
     if batch.from_queue {
-        let _ = stages.batches_in_flight.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
+        let _ = stages
+            .batches_in_flight
+            .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
     }
     log::debug!(
         "batch written: {} records, {} windows, {} error counts, {} patterns",
@@ -258,8 +309,14 @@ mod tests {
 
     fn stages(path: &std::path::Path) -> Stages {
         let settings = Config::default().validate().unwrap();
-        let pool = crate::db::store::open(&crate::db::Store::sqlite(path), Duration::from_secs(5)).unwrap();
-        Stages::new(Config::default(), settings, pool, Arc::new(ManualClock::new(T0)))
+        let pool = crate::db::store::open(&crate::db::Store::sqlite(path), Duration::from_secs(5))
+            .unwrap();
+        Stages::new(
+            Config::default(),
+            settings,
+            pool,
+            Arc::new(ManualClock::new(T0)),
+        )
     }
 
     fn batch(records: usize, window_values: &[f64], epoch: u64) -> WriteBatch {
@@ -269,7 +326,9 @@ mod tests {
         }
         WriteBatch {
             records: (0..records)
-                .map(|i| Record::from_event(&TrackEvent::command("c").duration_ms(i as f64).at(T0), 1.0))
+                .map(|i| {
+                    Record::from_event(&TrackEvent::command("c").duration_ms(i as f64).at(T0), 1.0)
+                })
                 .collect(),
             windows: vec![WindowSnapshot {
                 series: "rt".into(),
@@ -289,7 +348,10 @@ mod tests {
         use crate::db::schema::{events, metric_windows};
         let mut c = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
         let events: i64 = events::table.count().get_result(&mut c).unwrap();
-        let window: i64 = metric_windows::table.select(metric_windows::count).first(&mut c).unwrap();
+        let window: i64 = metric_windows::table
+            .select(metric_windows::count)
+            .first(&mut c)
+            .unwrap();
         (events, window)
     }
 
@@ -306,7 +368,10 @@ mod tests {
         }
         assert_eq!(counts(&path), (7, 2));
         let stats = stages.stats();
-        assert_eq!((stats.records_written, stats.db_errors, stats.retries), (7, 1, 1));
+        assert_eq!(
+            (stats.records_written, stats.db_errors, stats.retries),
+            (7, 1, 1)
+        );
         // The next snapshot of the same window epoch still replaces (base read before the
         // lost reply is kept), rather than adding the epoch twice.
         stages.writer_in.push(batch(1, &[1.0, 2.0, 3.0], 1));
@@ -323,7 +388,14 @@ mod tests {
         lock(&stages.writer).write_all(&stages).unwrap();
         // The mark of a batch not committed is not found: it is written, once.
         let mut w = lock(&stages.writer);
-        let mut p = Pending { batch: batch(4, &[5.0, 6.0], 1), mark: BatchMark { run_id: w.run_id, seq: 2 }, maybe_committed: true };
+        let mut p = Pending {
+            batch: batch(4, &[5.0, 6.0], 1),
+            mark: BatchMark {
+                run_id: w.run_id,
+                seq: 2,
+            },
+            maybe_committed: true,
+        };
         w.last_seq = 2;
         let written = w.attempt(&mut p).unwrap();
         assert_eq!(written.records, 4);
@@ -331,7 +403,23 @@ mod tests {
         assert_eq!(counts(&path), (7, 2));
         // A new run never mistakes its batches for an older run's.
         let mut conn = lock(&stages.writer).pool.get().unwrap();
-        assert!(conn.is_committed(&stages.settings().instance_id, BatchMark { run_id: lock(&stages.writer).run_id, seq: 2 }).unwrap());
-        assert!(!conn.is_committed(&stages.settings().instance_id, BatchMark { run_id: 12345, seq: 1 }).unwrap());
+        assert!(conn
+            .is_committed(
+                &stages.settings().instance_id,
+                BatchMark {
+                    run_id: lock(&stages.writer).run_id,
+                    seq: 2
+                }
+            )
+            .unwrap());
+        assert!(!conn
+            .is_committed(
+                &stages.settings().instance_id,
+                BatchMark {
+                    run_id: 12345,
+                    seq: 1
+                }
+            )
+            .unwrap());
     }
 }

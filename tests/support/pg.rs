@@ -20,7 +20,8 @@ pub const PG_HOST: &str = "127.0.0.1";
 pub const PG_PORT: u16 = 5432;
 
 fn admin_url() -> String {
-    std::env::var("EB_PG_ADMIN_URL").unwrap_or_else(|_| format!("postgres://root@{PG_HOST}:{PG_PORT}/postgres"))
+    std::env::var("EB_PG_ADMIN_URL")
+        .unwrap_or_else(|_| format!("postgres://root@{PG_HOST}:{PG_PORT}/postgres"))
 }
 
 fn admin() -> PgConnection {
@@ -47,10 +48,19 @@ pub struct TestDb {
 
 impl TestDb {
     pub fn create(tag: &str) -> TestDb {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
         static N: AtomicU64 = AtomicU64::new(0);
-        let name = format!("eb_test_{tag}_{}_{nanos}_{}", std::process::id(), N.fetch_add(1, SeqCst));
-        admin().batch_execute(&format!("CREATE DATABASE {name}")).expect("CREATE DATABASE");
+        let name = format!(
+            "eb_test_{tag}_{}_{nanos}_{}",
+            std::process::id(),
+            N.fetch_add(1, SeqCst)
+        );
+        admin()
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("CREATE DATABASE");
         TestDb { name }
     }
 
@@ -61,7 +71,10 @@ impl TestDb {
 
     /// URL of the database through a proxy listening on `port`.
     pub fn url_via(&self, port: u16) -> String {
-        format!("postgres://root@{PG_HOST}:{port}/{}?connect_timeout=2", self.name)
+        format!(
+            "postgres://root@{PG_HOST}:{port}/{}?connect_timeout=2",
+            self.name
+        )
     }
 
     pub fn conn(&self) -> PgConnection {
@@ -70,7 +83,10 @@ impl TestDb {
 
     /// `SELECT <expr>` as an i64 (wrap aggregates with `::bigint`).
     pub fn scalar(&self, sql: &str) -> i64 {
-        diesel::sql_query(format!("SELECT ({sql})::bigint AS n")).get_result::<N>(&mut self.conn()).expect(sql).n
+        diesel::sql_query(format!("SELECT ({sql})::bigint AS n"))
+            .get_result::<N>(&mut self.conn())
+            .expect(sql)
+            .n
     }
 
     /// Rows of `events WHERE ...` (or any table expression).
@@ -91,7 +107,10 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Ok(mut c) = PgConnection::establish(&admin_url()) {
-            if let Err(e) = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)) {
+            if let Err(e) = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )) {
                 eprintln!("could not drop test database {}: {e}", self.name);
             }
         }
@@ -141,7 +160,12 @@ impl Proxy {
                     live.push(server.try_clone().unwrap());
                 }
                 let swallow = Arc::new(AtomicBool::new(false));
-                pump(st.clone(), client.try_clone().unwrap(), server.try_clone().unwrap(), Some(swallow.clone()));
+                pump(
+                    st.clone(),
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    Some(swallow.clone()),
+                );
                 pump_back(server, client, swallow);
             }
         });
@@ -172,7 +196,12 @@ impl Proxy {
 }
 
 /// Client -> server, watching for the armed COMMIT.
-fn pump(st: Arc<ProxyState>, mut from: TcpStream, mut to: TcpStream, swallow: Option<Arc<AtomicBool>>) {
+fn pump(
+    st: Arc<ProxyState>,
+    mut from: TcpStream,
+    mut to: TcpStream,
+    swallow: Option<Arc<AtomicBool>>,
+) {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
