@@ -54,6 +54,14 @@ pub struct Config {
     pub hash_identities: bool,
     /// Pattern detection settings (spike, drop, anomaly, trend).
     pub detection: DetectorSettings,
+    /// Roll closed windows up into hour and day windows in the store (`metric_rollups`), for
+    /// `QueryWindows::resolution`. With several instances on one database, one of them (the
+    /// holder of an advisory lock) does it for all. Off: hour and day queries merge the
+    /// windows on the fly instead.
+    pub rollups: bool,
+    /// How often (ms, on the pipeline clock) the writer rolls up the hours and days that
+    /// closed: a bucket is closed once its end plus `allowed_lateness_ms` has passed.
+    pub rollup_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -72,6 +80,8 @@ impl Default for Config {
             max_in_flight_batches: 8,
             hash_identities: true,
             detection: DetectorSettings::default(),
+            rollups: true,
+            rollup_interval_ms: 60_000,
         }
     }
 }
@@ -108,6 +118,10 @@ pub struct ConfigPatch {
     pub hash_identities: Option<bool>,
     /// See [`Config::detection`].
     pub detection: Option<DetectorSettings>,
+    /// See [`Config::rollups`].
+    pub rollups: Option<bool>,
+    /// See [`Config::rollup_interval_ms`].
+    pub rollup_interval_ms: Option<u64>,
 }
 
 impl Config {
@@ -157,7 +171,9 @@ impl Config {
             sqlite_busy_timeout_ms,
             max_in_flight_batches,
             hash_identities,
-            detection
+            detection,
+            rollups,
+            rollup_interval_ms
         );
         next.validate()?;
         Ok(next)
@@ -193,6 +209,10 @@ pub struct Settings {
     pub hash_identities: bool,
     /// See [`Config::detection`].
     pub detection: DetectorSettings,
+    /// See [`Config::rollups`].
+    pub rollups: bool,
+    /// See [`Config::rollup_interval_ms`] (> 0).
+    pub rollup_interval_ms: i64,
 }
 
 /// Largest accepted window or interval: one week, so `i64` ms arithmetic never overflows.
@@ -235,6 +255,7 @@ impl Settings {
         let busy = millis("sqlite_busy_timeout_ms", c.sqlite_busy_timeout_ms, true)?;
         let max_queued_events = nonzero("max_queued_events", c.max_queued_events)?;
         let in_flight = nonzero("max_in_flight_batches", c.max_in_flight_batches)?;
+        let rollup_interval = millis("rollup_interval_ms", c.rollup_interval_ms, false)?;
         for (key, &rate) in &c.sampling_rates {
             let field = format!("sampling_rates[{key:?}]");
             if key.is_empty() {
@@ -280,6 +301,8 @@ impl Settings {
             max_in_flight_batches: in_flight,
             hash_identities: c.hash_identities,
             detection: c.detection.clone(),
+            rollups: c.rollups,
+            rollup_interval_ms: rollup_interval as i64,
         })
     }
 }
@@ -313,6 +336,14 @@ mod tests {
                     ..Config::default()
                 },
                 "batch_interval_ms",
+                "0",
+            ),
+            (
+                Config {
+                    rollup_interval_ms: 0,
+                    ..Config::default()
+                },
+                "rollup_interval_ms",
                 "0",
             ),
             (

@@ -31,7 +31,7 @@ pub struct Stats {
     pub records_written: u64,
     /// Rows written (inserted or replaced) in `metric_windows`, snapshots included.
     pub windows_written: u64,
-    /// All rows written: events, metric windows, error counts and patterns.
+    /// All rows written: events, metric windows, error counts, patterns and roll-ups.
     pub rows_written: u64,
     /// Committed store transactions.
     pub transactions: u64,
@@ -52,6 +52,9 @@ pub struct Stats {
     pub patterns_detected: u64,
     /// Rows written (inserted or replaced) in `error_counts`.
     pub error_counts_written: u64,
+    /// Hour and day roll-up rows written (inserted or replaced) in `metric_rollups` by this
+    /// instance's roll-up runs.
+    pub rollups_written: u64,
 }
 
 impl Stats {
@@ -79,6 +82,7 @@ pub(crate) struct Counters {
     pub windows_written: AtomicU64,
     pub error_counts_written: AtomicU64,
     pub patterns_written: AtomicU64,
+    pub rollups_written: AtomicU64,
     pub transactions: AtomicU64,
     pub batches_written: AtomicU64,
     pub batch_rows: AtomicU64,
@@ -110,6 +114,7 @@ impl Counters {
         let errors = get(&self.error_counts_written);
         let patterns = get(&self.patterns_written);
         let batches = get(&self.batches_written);
+        let rollups = get(&self.rollups_written);
         Stats {
             events_received: get(&self.received),
             events_rejected: get(&self.rejected),
@@ -119,7 +124,7 @@ impl Counters {
             events_queued: get(&self.queued),
             records_written: records,
             windows_written: windows,
-            rows_written: records + windows + errors + patterns,
+            rows_written: records + windows + errors + patterns + rollups,
             transactions: get(&self.transactions),
             batches_written: batches,
             avg_batch_size: if batches == 0 {
@@ -133,6 +138,7 @@ impl Counters {
             windows_open: get(&self.windows_open),
             patterns_detected: get(&self.patterns_detected),
             error_counts_written: errors,
+            rollups_written: rollups,
         }
     }
 }

@@ -68,6 +68,7 @@ mod model;
 pub mod nab;
 mod pipeline;
 mod queue;
+mod rollup;
 mod sampler;
 pub mod stats;
 mod supervisor;
@@ -85,6 +86,7 @@ pub use messages::{
     BatchAck, Configure, Flush, GetConfig, GetStats, Pattern, QueryPatterns, QueryWindows,
     Shutdown, Tick, TrackBatch, WindowStats,
 };
+pub use rollup::Resolution;
 pub use stats::detect::{DetectorSettings, PatternKind};
 pub use supervisor::Supervisor;
 

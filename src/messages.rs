@@ -8,6 +8,7 @@ use crate::config::{Config, ConfigPatch};
 use crate::counters::Stats;
 use crate::error::{ConfigError, PipelineError, TrackError};
 use crate::event::TrackEvent;
+use crate::rollup::Resolution;
 use crate::stats::detect::PatternKind;
 use crate::stats::window::WindowState;
 
@@ -78,6 +79,8 @@ pub struct QueryWindows {
     pub from_ms: i64,
     /// Latest window start, ms (exclusive).
     pub to_ms: i64,
+    /// The windows themselves (default), or hour or day roll-ups of them.
+    pub resolution: Resolution,
 }
 
 impl QueryWindows {
@@ -88,7 +91,16 @@ impl QueryWindows {
             context: None,
             from_ms: i64::MIN,
             to_ms: i64::MAX,
+            resolution: Resolution::Window,
         }
+    }
+
+    /// Answer in buckets of `resolution`: each hour (or day) bucket starting in the range is
+    /// one element, the exact merge of every window starting in it, over every instance.
+    /// Closed buckets are read from the stored roll-ups; the others are merged on the fly.
+    pub fn resolution(mut self, resolution: Resolution) -> Self {
+        self.resolution = resolution;
+        self
     }
 
     /// The series of `metric` in this context.

@@ -2,6 +2,7 @@
 //! writer actor.
 
 pub(crate) mod models;
+pub(crate) mod rollups;
 /// The diesel schema shared by both backends.
 #[allow(missing_docs)]
 pub mod schema;

@@ -5,7 +5,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{error_counts, events, metric_windows, patterns};
+use super::schema::{error_counts, events, metric_rollups, metric_windows, patterns};
 
 /// An `events` row to insert.
 #[derive(Debug, Insertable)]
@@ -57,6 +57,43 @@ pub(crate) struct NewWindowRow<'a> {
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = metric_windows)]
 pub(crate) struct WindowRow {
+    pub series: String,
+    pub metric: String,
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    pub sketch: Option<Vec<u8>>,
+}
+
+/// A `metric_rollups` row to insert or replace.
+#[derive(Debug, Insertable, AsChangeset)]
+#[diesel(table_name = metric_rollups, treat_none_as_default_value = false)]
+pub(crate) struct NewRollupRow<'a> {
+    pub resolution: &'a str,
+    pub series: &'a str,
+    pub metric: &'a str,
+    pub context: Option<&'a str>,
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    pub count: i64,
+    pub estimated_count: f64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub stddev: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub sketch: Option<&'a [u8]>,
+    pub source_rows: i64,
+    pub computed_at_ms: i64,
+}
+
+/// A `metric_rollups` row read back: as a source of a coarser roll-up, or for a query.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = metric_rollups)]
+pub(crate) struct RollupRow {
     pub series: String,
     pub metric: String,
     pub window_start_ms: i64,

@@ -76,4 +76,46 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(events, metric_windows, error_counts, patterns);
+diesel::table! {
+    metric_rollups (id) {
+        id -> BigInt,
+        resolution -> Text,
+        series -> Text,
+        metric -> Text,
+        context -> Nullable<Text>,
+        window_start_ms -> BigInt,
+        window_end_ms -> BigInt,
+        count -> BigInt,
+        estimated_count -> Double,
+        sum -> Double,
+        min -> Double,
+        max -> Double,
+        mean -> Double,
+        stddev -> Double,
+        p50 -> Double,
+        p90 -> Double,
+        p95 -> Double,
+        p99 -> Double,
+        sketch -> Nullable<Binary>,
+        source_rows -> BigInt,
+        computed_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    rollup_pending (resolution, series, bucket_start_ms) {
+        resolution -> Text,
+        series -> Text,
+        bucket_start_ms -> BigInt,
+        gen -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    events,
+    metric_windows,
+    error_counts,
+    patterns,
+    metric_rollups,
+    rollup_pending
+);

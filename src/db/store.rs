@@ -353,6 +353,43 @@ impl InsertEvents for PgConnection {
     }
 }
 
+/// Per-backend lock for the roll-up job, so that with many instances on one database one of
+/// them rolls up at a time (see [`crate::rollup`]). On PostgreSQL a session advisory lock,
+/// taken without waiting (another instance is on it: skip this run); on SQLite every roll-up
+/// transaction is `BEGIN IMMEDIATE`, which already serialises writers.
+pub(crate) trait RollupLock: Connection {
+    fn try_rollup_lock(&mut self) -> QueryResult<bool>;
+    fn rollup_unlock(&mut self) -> QueryResult<()>;
+}
+
+/// The advisory lock key of the roll-up job ("evntbatc").
+const ROLLUP_LOCK_KEY: i64 = 0x6576_6e74_6261_7463;
+
+impl RollupLock for SqliteConnection {
+    fn try_rollup_lock(&mut self) -> QueryResult<bool> {
+        Ok(true)
+    }
+    fn rollup_unlock(&mut self) -> QueryResult<()> {
+        Ok(())
+    }
+}
+
+impl RollupLock for PgConnection {
+    fn try_rollup_lock(&mut self) -> QueryResult<bool> {
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+            "pg_try_advisory_lock({ROLLUP_LOCK_KEY})"
+        )))
+        .get_result(self)
+    }
+    fn rollup_unlock(&mut self) -> QueryResult<()> {
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+            "pg_advisory_unlock({ROLLUP_LOCK_KEY})"
+        )))
+        .get_result::<bool>(self)
+        .map(|_| ())
+    }
+}
+
 /// One body of SQL code, compiled for each backend's connection type.
 macro_rules! backend {
     ($module:ident, $Conn:ty) => {
@@ -439,6 +476,7 @@ macro_rules! backend {
                             .set(&row)
                             .execute(c)?;
                     }
+                    crate::db::rollups::$module::mark_pending(c, batch)?;
                     for e in &batch.errors {
                         let key = (e.error_hash.clone(), e.start_ms);
                         let base = match bases.errors.get(&key) {
@@ -593,6 +631,9 @@ macro_rules! backend {
                 c: &mut $Conn,
                 q: &QueryWindows,
             ) -> QueryResult<Vec<WindowStats>> {
+                if q.resolution.bucket_ms().is_some() {
+                    return crate::db::rollups::$module::query_buckets(c, q, q.resolution);
+                }
                 let series = q.series();
                 let rows: Vec<WindowRow> = metric_windows::table
                     .filter(metric_windows::series.eq(&series))
@@ -630,7 +671,7 @@ backend!(sqlite, SqliteConnection);
 backend!(pg, PgConnection);
 
 /// A stored window state, or an empty one when the blob is missing or unreadable (logged).
-fn decode_state(blob: Option<&[u8]>) -> WindowState {
+pub(crate) fn decode_state(blob: Option<&[u8]>) -> WindowState {
     match blob.map(WindowState::from_bytes) {
         Some(Ok(state)) => state,
         Some(Err(e)) => {
@@ -745,6 +786,18 @@ impl Conn {
         match self {
             Conn::Sqlite(c) => sqlite::query_windows(c, q),
             Conn::Pg(c) => pg::query_windows(c, q),
+        }
+    }
+
+    /// Rolls up the buckets closed by `now_ms` (see [`crate::rollup`]).
+    pub(crate) fn roll_up(
+        &mut self,
+        now_ms: i64,
+        lateness_ms: i64,
+    ) -> QueryResult<crate::db::rollups::RollupRun> {
+        match self {
+            Conn::Sqlite(c) => crate::db::rollups::sqlite::roll_up(c, now_ms, lateness_ms),
+            Conn::Pg(c) => crate::db::rollups::pg::roll_up(c, now_ms, lateness_ms),
         }
     }
 

@@ -46,6 +46,8 @@ pub(crate) struct WriterCore {
     bases: Bases,
     /// How long to retry one batch before holding it.
     retry_budget: Duration,
+    /// When (pipeline clock, ms) the next roll-up run is due.
+    next_rollup_ms: i64,
     /// Test hook: report the next successful commit as a failure (the COMMIT reply lost).
     #[cfg(test)]
     lose_next_commit_reply: bool,
@@ -77,6 +79,7 @@ impl WriterCore {
             last_seq: 0,
             bases: Bases::default(),
             retry_budget,
+            next_rollup_ms: i64::MIN,
             #[cfg(test)]
             lose_next_commit_reply: false,
         }
@@ -113,7 +116,41 @@ impl WriterCore {
                 }
             }
         }
+        self.roll_up_if_due(stages);
         Ok(())
+    }
+
+    /// Every `rollup_interval_ms` on the pipeline clock, once everything is written: rolls up
+    /// the hour and day buckets that closed (see [`crate::rollup`]). A failure is logged and
+    /// counted; the buckets stay pending for the next run.
+    fn roll_up_if_due(&mut self, stages: &Stages) {
+        let (enabled, interval, lateness) = {
+            let s = stages.settings();
+            (s.rollups, s.rollup_interval_ms, s.allowed_lateness_ms)
+        };
+        let now = stages.clock.now_ms();
+        if !enabled || now < self.next_rollup_ms {
+            return;
+        }
+        self.next_rollup_ms = now.saturating_add(interval);
+        let result = self
+            .pool
+            .get()
+            .and_then(|mut conn| conn.roll_up(now, lateness).map_err(|e| e.to_string()));
+        match result {
+            Ok(run) => {
+                Counters::add(&stages.counters.rollups_written, run.rows);
+                if run.skipped {
+                    log::debug!("roll-up skipped: another instance holds the lock");
+                } else if run.rows > 0 {
+                    log::debug!("rolled up {} hour and day buckets", run.rows);
+                }
+            }
+            Err(e) => {
+                Counters::add(&stages.counters.db_errors, 1);
+                log::warn!("roll-up failed, retrying in {interval} ms: {e}");
+            }
+        }
     }
 
     /// One attempt: look the batch up if an earlier attempt may have committed it, else write it.

@@ -1,0 +1,2 @@
+DROP TABLE rollup_pending;
+DROP TABLE metric_rollups;

@@ -1,0 +1,43 @@
+-- Roll-ups: windows of every instance merged into hour and day buckets (from the stored
+-- sketches), computed once by whichever writer holds the roll-up lock.
+CREATE TABLE metric_rollups (
+    id INTEGER PRIMARY KEY,
+    resolution TEXT NOT NULL,
+    series TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    context TEXT,
+    window_start_ms BIGINT NOT NULL,
+    window_end_ms BIGINT NOT NULL,
+    count BIGINT NOT NULL,
+    estimated_count DOUBLE NOT NULL,
+    sum DOUBLE NOT NULL,
+    min DOUBLE NOT NULL,
+    max DOUBLE NOT NULL,
+    mean DOUBLE NOT NULL,
+    stddev DOUBLE NOT NULL,
+    p50 DOUBLE NOT NULL,
+    p90 DOUBLE NOT NULL,
+    p95 DOUBLE NOT NULL,
+    p99 DOUBLE NOT NULL,
+    sketch BLOB,
+    source_rows BIGINT NOT NULL,
+    computed_at_ms BIGINT NOT NULL,
+    UNIQUE (resolution, series, window_start_ms)
+);
+
+-- Buckets whose sources changed since they were last rolled up. Every window write bumps
+-- `gen` for its hour; rolling a bucket up deletes its row only if `gen` is unchanged, so a
+-- write racing with the roll-up leaves the bucket due again.
+CREATE TABLE rollup_pending (
+    resolution TEXT NOT NULL,
+    series TEXT NOT NULL,
+    bucket_start_ms BIGINT NOT NULL,
+    gen BIGINT NOT NULL,
+    PRIMARY KEY (resolution, series, bucket_start_ms)
+);
+
+-- Windows written before this migration: their hours are pending, so they get rolled up.
+INSERT INTO rollup_pending (resolution, series, bucket_start_ms, gen)
+SELECT 'hour', series, window_start_ms - (window_start_ms % 3600000), 1
+FROM metric_windows
+GROUP BY series, window_start_ms - (window_start_ms % 3600000);

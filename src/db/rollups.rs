@@ -1,0 +1,314 @@
+//! The store side of roll-ups (see [`crate::rollup`] for the scheme): marking buckets pending
+//! when windows are written, the roll-up job, and queries at hour or day resolution. One body
+//! of diesel code, compiled for each backend like [`crate::db::store`]; the only
+//! backend-specific part, the roll-up lock, is [`crate::db::store::RollupLock`].
+
+use diesel::prelude::*;
+
+use crate::db::store::{decode_state, RollupLock, WriteTxn};
+use crate::messages::{QueryWindows, WindowStats};
+use crate::model::WriteBatch;
+use crate::rollup::{ceil, due_cutoff, floor, merge_into_buckets, Part, Resolution, LEVELS};
+use crate::stats::window::WindowState;
+
+/// Buckets one roll-up run recomputes per level at most; the rest wait for the next run.
+const MAX_BUCKETS_PER_RUN: i64 = 10_000;
+
+/// The next coarser level that `res` feeds, if any.
+fn coarser(res: Resolution) -> Option<Resolution> {
+    match res {
+        Resolution::Window => Some(Resolution::Hour),
+        Resolution::Hour => Some(Resolution::Day),
+        Resolution::Day => None,
+    }
+}
+
+/// What one roll-up run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RollupRun {
+    /// Another instance held the roll-up lock: nothing was done.
+    pub skipped: bool,
+    /// Roll-up rows written (inserted or replaced).
+    pub rows: u64,
+}
+
+macro_rules! rollup_backend {
+    ($module:ident, $Conn:ty) => {
+        pub(crate) mod $module {
+            use super::*;
+            use crate::db::models::{NewRollupRow, RollupRow, WindowRow};
+            use crate::db::schema::{metric_rollups, metric_windows, rollup_pending};
+
+            /// Marks `(res, series, bucket)` pending, or bumps its generation if it already is.
+            fn bump(c: &mut $Conn, res: Resolution, series: &str, bucket: i64) -> QueryResult<()> {
+                diesel::insert_into(rollup_pending::table)
+                    .values((
+                        rollup_pending::resolution.eq(res.as_str()),
+                        rollup_pending::series.eq(series),
+                        rollup_pending::bucket_start_ms.eq(bucket),
+                        rollup_pending::gen.eq(1i64),
+                    ))
+                    .on_conflict((
+                        rollup_pending::resolution,
+                        rollup_pending::series,
+                        rollup_pending::bucket_start_ms,
+                    ))
+                    .do_update()
+                    .set(rollup_pending::gen.eq(rollup_pending::gen + 1i64))
+                    .execute(c)?;
+                Ok(())
+            }
+
+            /// In the transaction writing `batch`: marks the hour of every window it writes
+            /// pending, once per (series, hour).
+            pub(crate) fn mark_pending(c: &mut $Conn, batch: &WriteBatch) -> QueryResult<()> {
+                let width = Resolution::Hour.bucket_ms().expect("hours have a width");
+                let mut touched: Vec<(i64, &str)> = batch
+                    .windows
+                    .iter()
+                    .map(|w| (floor(w.start_ms, width), w.series.as_str()))
+                    .collect();
+                touched.sort_unstable();
+                touched.dedup();
+                for (bucket, series) in touched {
+                    bump(c, Resolution::Hour, series, bucket)?;
+                }
+                Ok(())
+            }
+
+            /// The sources of one bucket: the windows of an hour, or the hour roll-ups of a day.
+            fn sources(
+                c: &mut $Conn,
+                res: Resolution,
+                series: &str,
+                start: i64,
+                end: i64,
+            ) -> QueryResult<Vec<(String, Option<String>, Option<Vec<u8>>)>> {
+                match res {
+                    Resolution::Day => metric_rollups::table
+                        .filter(metric_rollups::resolution.eq(Resolution::Hour.as_str()))
+                        .filter(metric_rollups::series.eq(series))
+                        .filter(metric_rollups::window_start_ms.ge(start))
+                        .filter(metric_rollups::window_start_ms.lt(end))
+                        .select((
+                            metric_rollups::metric,
+                            metric_rollups::context,
+                            metric_rollups::sketch,
+                        ))
+                        .load(c),
+                    _ => metric_windows::table
+                        .filter(metric_windows::series.eq(series))
+                        .filter(metric_windows::window_start_ms.ge(start))
+                        .filter(metric_windows::window_start_ms.lt(end))
+                        .select((
+                            metric_windows::metric,
+                            metric_windows::context,
+                            metric_windows::sketch,
+                        ))
+                        .load(c),
+                }
+            }
+
+            /// Recomputes one pending bucket in its own transaction: replaces its roll-up row,
+            /// clears the pending mark unless a writer bumped it meanwhile, and marks the
+            /// enclosing coarser bucket. Returns the roll-up rows written (0 or 1).
+            fn roll_up_bucket(
+                c: &mut $Conn,
+                res: Resolution,
+                series: &str,
+                start: i64,
+                gen: i64,
+                now_ms: i64,
+            ) -> QueryResult<u64> {
+                let width = res.bucket_ms().expect("roll-up levels have a width");
+                c.write_txn(|c| {
+                    let rows = sources(c, res, series, start, start + width)?;
+                    let mut written = 0;
+                    if let Some((metric, context, _)) = rows.first() {
+                        let (metric, context) = (metric.clone(), context.clone());
+                        let mut merged = WindowState::new();
+                        for (_, _, blob) in &rows {
+                            merged.merge(&decode_state(blob.as_deref()));
+                        }
+                        let s = merged.summary();
+                        let blob = merged.to_bytes();
+                        let row = NewRollupRow {
+                            resolution: res.as_str(),
+                            series,
+                            metric: &metric,
+                            context: context.as_deref(),
+                            window_start_ms: start,
+                            window_end_ms: start + width,
+                            count: s.count as i64,
+                            estimated_count: s.estimated_count,
+                            sum: s.sum,
+                            min: s.min,
+                            max: s.max,
+                            mean: s.mean,
+                            stddev: s.stddev,
+                            p50: s.p50,
+                            p90: s.p90,
+                            p95: s.p95,
+                            p99: s.p99,
+                            sketch: Some(&blob),
+                            source_rows: rows.len() as i64,
+                            computed_at_ms: now_ms,
+                        };
+                        diesel::insert_into(metric_rollups::table)
+                            .values(&row)
+                            .on_conflict((
+                                metric_rollups::resolution,
+                                metric_rollups::series,
+                                metric_rollups::window_start_ms,
+                            ))
+                            .do_update()
+                            .set(&row)
+                            .execute(c)?;
+                        written = 1;
+                    }
+                    diesel::delete(
+                        rollup_pending::table
+                            .filter(rollup_pending::resolution.eq(res.as_str()))
+                            .filter(rollup_pending::series.eq(series))
+                            .filter(rollup_pending::bucket_start_ms.eq(start))
+                            .filter(rollup_pending::gen.eq(gen)),
+                    )
+                    .execute(c)?;
+                    if let Some(next) = coarser(res) {
+                        let next_width = next.bucket_ms().expect("roll-up levels have a width");
+                        bump(c, next, series, floor(start, next_width))?;
+                    }
+                    Ok(written)
+                })
+            }
+
+            /// Rolls up every pending bucket that closed by `now_ms`, hours before days, if no
+            /// other instance is doing it (the roll-up lock). Each bucket is its own small
+            /// transaction, so writers are never blocked for long and a failure loses nothing
+            /// (the bucket stays pending).
+            pub(crate) fn roll_up(
+                c: &mut $Conn,
+                now_ms: i64,
+                lateness_ms: i64,
+            ) -> QueryResult<RollupRun> {
+                if !c.try_rollup_lock()? {
+                    return Ok(RollupRun {
+                        skipped: true,
+                        rows: 0,
+                    });
+                }
+                let run = (|| -> QueryResult<RollupRun> {
+                    let mut rows = 0;
+                    for res in LEVELS {
+                        let width = res.bucket_ms().expect("roll-up levels have a width");
+                        let due: Vec<(String, i64, i64)> = rollup_pending::table
+                            .filter(rollup_pending::resolution.eq(res.as_str()))
+                            .filter(rollup_pending::bucket_start_ms.le(due_cutoff(
+                                width,
+                                lateness_ms,
+                                now_ms,
+                            )))
+                            .order((rollup_pending::bucket_start_ms, rollup_pending::series))
+                            .limit(MAX_BUCKETS_PER_RUN)
+                            .select((
+                                rollup_pending::series,
+                                rollup_pending::bucket_start_ms,
+                                rollup_pending::gen,
+                            ))
+                            .load(c)?;
+                        for (series, start, gen) in due {
+                            rows += roll_up_bucket(c, res, &series, start, gen, now_ms)?;
+                        }
+                    }
+                    Ok(RollupRun {
+                        skipped: false,
+                        rows,
+                    })
+                })();
+                let unlocked = c.rollup_unlock();
+                let run = run?;
+                unlocked?;
+                Ok(run)
+            }
+
+            /// The buckets of `res` starting in the query's range: a clean stored roll-up as
+            /// is, a bucket with pending changes merged from its windows now.
+            pub(crate) fn query_buckets(
+                c: &mut $Conn,
+                q: &QueryWindows,
+                res: Resolution,
+            ) -> QueryResult<Vec<WindowStats>> {
+                let width = res.bucket_ms().expect("roll-up levels have a width");
+                let series = q.series();
+                let first = ceil(q.from_ms, width);
+                if first >= q.to_ms {
+                    return Ok(Vec::new());
+                }
+                // windows starting before this belong to buckets starting before `to_ms`
+                let sources_end = ceil(q.to_ms, width);
+                let mut dirty: std::collections::BTreeSet<i64> = rollup_pending::table
+                    .filter(rollup_pending::resolution.eq(res.as_str()))
+                    .filter(rollup_pending::series.eq(&series))
+                    .filter(rollup_pending::bucket_start_ms.ge(first))
+                    .filter(rollup_pending::bucket_start_ms.lt(q.to_ms))
+                    .select(rollup_pending::bucket_start_ms)
+                    .load::<i64>(c)?
+                    .into_iter()
+                    .collect();
+                // a day is also stale while one of its hours is
+                if res == Resolution::Day {
+                    let hours: Vec<i64> = rollup_pending::table
+                        .filter(rollup_pending::resolution.eq(Resolution::Hour.as_str()))
+                        .filter(rollup_pending::series.eq(&series))
+                        .filter(rollup_pending::bucket_start_ms.ge(first))
+                        .filter(rollup_pending::bucket_start_ms.lt(sources_end))
+                        .select(rollup_pending::bucket_start_ms)
+                        .load(c)?;
+                    dirty.extend(hours.into_iter().map(|s| floor(s, width)));
+                }
+                let mut parts = Vec::new();
+                for &bucket in &dirty {
+                    let rows: Vec<WindowRow> = metric_windows::table
+                        .filter(metric_windows::series.eq(&series))
+                        .filter(metric_windows::window_start_ms.ge(bucket))
+                        .filter(metric_windows::window_start_ms.lt(bucket.saturating_add(width)))
+                        .select(WindowRow::as_select())
+                        .load(c)?;
+                    parts.extend(rows.into_iter().map(|r| Part {
+                        state: decode_state(r.sketch.as_deref()),
+                        series: r.series,
+                        metric: r.metric,
+                        start_ms: r.window_start_ms,
+                    }));
+                }
+                let mut out = merge_into_buckets(parts, width);
+                let stored: Vec<RollupRow> = metric_rollups::table
+                    .filter(metric_rollups::resolution.eq(res.as_str()))
+                    .filter(metric_rollups::series.eq(&series))
+                    .filter(metric_rollups::window_start_ms.ge(first))
+                    .filter(metric_rollups::window_start_ms.lt(q.to_ms))
+                    .select(RollupRow::as_select())
+                    .load(c)?;
+                out.extend(
+                    stored
+                        .into_iter()
+                        .filter(|r| !dirty.contains(&r.window_start_ms))
+                        .map(|r| {
+                            WindowStats::from_state(
+                                r.series,
+                                r.metric,
+                                r.window_start_ms,
+                                r.window_end_ms,
+                                decode_state(r.sketch.as_deref()),
+                            )
+                        }),
+                );
+                out.sort_by_key(|w| w.window_start_ms);
+                Ok(out)
+            }
+        }
+    };
+}
+
+rollup_backend!(sqlite, diesel::sqlite::SqliteConnection);
+rollup_backend!(pg, diesel::pg::PgConnection);
