@@ -30,19 +30,6 @@ async fn wait_for(t: &actix::Addr<Supervisor>, pred: impl Fn(&Stats) -> bool) ->
     );
 }
 
-fn conservation(s: &Stats) {
-    assert_eq!(
-        s.events_received,
-        s.events_rejected + s.events_sampled_out + s.events_kept,
-        "{s:?}"
-    );
-    assert_eq!(
-        s.events_kept,
-        s.records_written + s.events_aggregated + s.events_dropped,
-        "{s:?}"
-    );
-}
-
 #[actix_rt::test]
 async fn records_wait_in_the_queue_until_flush() {
     let db = TempDb::new();

@@ -1,6 +1,7 @@
 //! The PostgreSQL backend against the real local server (`127.0.0.1:5432`). Each test creates
 //! its own database and drops it when done, also on failure. `.ci/run` starts the server.
 
+mod common;
 #[path = "support/pg.rs"]
 mod pg;
 
@@ -8,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::conservation;
 use eventbatch::*;
 use pg::{Proxy, TestDb};
 
@@ -21,19 +23,6 @@ fn config(instance: &str) -> Config {
         max_batch_size: 500,
         ..Config::default()
     }
-}
-
-fn conservation(s: &Stats) {
-    assert_eq!(
-        s.events_received,
-        s.events_rejected + s.events_sampled_out + s.events_kept,
-        "{s:?}"
-    );
-    assert_eq!(
-        s.events_kept,
-        s.records_written + s.events_aggregated + s.events_dropped,
-        "{s:?}"
-    );
 }
 
 async fn send_all(t: &actix::Addr<Supervisor>, events: Vec<TrackEvent>, chunk: usize) {

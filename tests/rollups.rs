@@ -206,6 +206,7 @@ async fn sqlite_rollups_equal_their_windows_and_follow_late_events() {
     clock.set(day_start + DAY + 10_000);
     let s = t.send(Flush).await.unwrap().unwrap();
     assert_eq!(s.rollups_written, 5);
+    common::conservation(&s);
     assert_eq!(db.count("metric_rollups WHERE resolution = 'day'"), 1);
     assert_eq!(db.count("rollup_pending"), 0);
     let days = query(&t, Resolution::Day).await;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
-use eventbatch::{Config, ManualClock, Store, Supervisor};
+use eventbatch::{Config, ManualClock, Stats, Store, Supervisor};
 
 /// 2025-11-24T16:00:00Z, a multiple of a minute and of an hour.
 pub const T0: i64 = 1_764_000_000_000;
@@ -67,4 +67,20 @@ pub fn quiet_config() -> Config {
         batch_interval_ms: 3_600_000,
         ..Config::default()
     }
+}
+
+/// The conservation law after a `Flush`: every event received is rejected, sampled out or
+/// kept, and every kept event is written, aggregated into a written window, or dropped by the
+/// counted overflow policy.
+pub fn conservation(s: &Stats) {
+    assert_eq!(
+        s.events_received,
+        s.events_rejected + s.events_sampled_out + s.events_kept,
+        "{s:?}"
+    );
+    assert_eq!(
+        s.events_kept,
+        s.records_written + s.events_aggregated + s.events_dropped,
+        "{s:?}"
+    );
 }
