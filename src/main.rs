@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use eventbatch::{
     start, Config, DetectorSettings, Flush, GetStats, PatternKind, QueryPatterns, QueryWindows,
-    Shutdown, Store, TrackBatch, TrackEvent,
+    Resolution, Shutdown, Store, TrackBatch, TrackEvent,
 };
 
 const USAGE: &str = "usage:
@@ -237,6 +237,11 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
+        let hours = tracker
+            .send(QueryWindows::metric("api_latency").context("api").resolution(Resolution::Hour))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         let patterns = tracker.send(QueryPatterns::all()).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
         let s = tracker.send(Shutdown).await.map_err(|e| e.to_string())?;
 
@@ -260,6 +265,14 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
         println!("\napi_latency.api: {} windows; the 5 with the highest p99:", windows.len());
         println!("  {:<20} {:>7} {:>9} {:>9} {:>9} {:>9}", "window (UTC)", "count", "mean", "p50", "p95", "p99");
         for w in top.iter().take(5) {
+            println!(
+                "  {:<20} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                hhmm(w.window_start_ms), w.count, w.mean, w.p50, w.p95, w.p99
+            );
+        }
+        println!("\napi_latency.api by hour (the windows merged; stored roll-ups once an hour closes):");
+        println!("  {:<20} {:>7} {:>9} {:>9} {:>9} {:>9}", "hour (UTC)", "count", "mean", "p50", "p95", "p99");
+        for w in &hours {
             println!(
                 "  {:<20} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
                 hhmm(w.window_start_ms), w.count, w.mean, w.p50, w.p95, w.p99
