@@ -124,7 +124,8 @@ const WINDOW_MS: i64 = 60_000;
 const SIM_WINDOWS: i64 = 240; // four hours of simulated event time
 
 /// The workload: event `i` of `n`, at simulated time spread over `SIM_WINDOWS` windows.
-/// `api_latency` gets a spike (window 120), a drop (window 160) and a rising trend (from 200).
+/// `api_latency` gets a spike (window 60), a drop (window 170: after the detector's 100-window
+/// cooldown) and a rising trend (from 200).
 fn make_event(i: usize, n: usize, t0: i64, rng: &mut Rng) -> TrackEvent {
     let ts = t0 + (i as i128 * (SIM_WINDOWS * WINDOW_MS) as i128 / n as i128) as i64;
     let w = (ts - t0) / WINDOW_MS;
@@ -134,8 +135,8 @@ fn make_event(i: usize, n: usize, t0: i64, rng: &mut Rng) -> TrackEvent {
     if r < 0.45 {
         let base = 120.0
             * match w {
-                120 | 121 => 4.0,
-                160 | 161 => 0.25,
+                60 | 61 => 4.0,
+                170 | 171 => 0.25,
                 w if w >= 200 => 1.0 + (w - 200) as f64 * 0.04,
                 _ => 1.0,
             };
