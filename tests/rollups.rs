@@ -288,7 +288,8 @@ async fn postgres_rollups_merge_every_instance_once() {
         t.send(Flush).await.unwrap().unwrap();
     }
     assert_eq!(db.count("metric_rollups"), 0);
-    assert_eq!(db.count("rollup_pending WHERE resolution = 'hour'"), 2);
+    // one mark per instance and hour: writers of different instances never share a row
+    assert_eq!(db.count("rollup_pending WHERE resolution = 'hour'"), 4);
 
     // Both roll up at once: one holds the lock, the other skips or finds nothing left; a
     // minute later neither finds anything due.

@@ -11,8 +11,14 @@ use crate::model::WriteBatch;
 use crate::rollup::{ceil, due_cutoff, floor, merge_into_buckets, Part, Resolution, LEVELS};
 use crate::stats::window::WindowState;
 
-/// Buckets one roll-up run recomputes per level at most; the rest wait for the next run.
-const MAX_BUCKETS_PER_RUN: i64 = 10_000;
+/// Pending marks one roll-up run takes per level at most; the rest wait for the next run. Runs
+/// happen on the writer's thread, between batches: this bounds how long one can delay writes
+/// (a backlog, say after upgrading a database with months of windows, is worked off a slice
+/// per `rollup_interval_ms`).
+const MAX_MARKS_PER_RUN: i64 = 2_000;
+
+/// The marker of pending marks the roll-up job itself sets (a day whose hours changed).
+const ROLLUP_MARKER: &str = "";
 
 /// The next coarser level that `res` feeds, if any.
 fn coarser(res: Resolution) -> Option<Resolution> {
@@ -39,19 +45,29 @@ macro_rules! rollup_backend {
             use crate::db::models::{NewRollupRow, RollupRow, WindowRow};
             use crate::db::schema::{metric_rollups, metric_windows, rollup_pending};
 
-            /// Marks `(res, series, bucket)` pending, or bumps its generation if it already is.
-            fn bump(c: &mut $Conn, res: Resolution, series: &str, bucket: i64) -> QueryResult<()> {
+            /// Marks `(res, series, bucket)` pending on behalf of `marker` (an instance id, or
+            /// [`ROLLUP_MARKER`]), or bumps the generation of that mark. Each instance has its
+            /// own marks, so writers of different instances never wait for each other's rows.
+            pub(super) fn bump(
+                c: &mut $Conn,
+                res: Resolution,
+                series: &str,
+                bucket: i64,
+                marker: &str,
+            ) -> QueryResult<()> {
                 diesel::insert_into(rollup_pending::table)
                     .values((
                         rollup_pending::resolution.eq(res.as_str()),
                         rollup_pending::series.eq(series),
                         rollup_pending::bucket_start_ms.eq(bucket),
+                        rollup_pending::instance_id.eq(marker),
                         rollup_pending::gen.eq(1i64),
                     ))
                     .on_conflict((
                         rollup_pending::resolution,
                         rollup_pending::series,
                         rollup_pending::bucket_start_ms,
+                        rollup_pending::instance_id,
                     ))
                     .do_update()
                     .set(rollup_pending::gen.eq(rollup_pending::gen + 1i64))
@@ -59,9 +75,13 @@ macro_rules! rollup_backend {
                 Ok(())
             }
 
-            /// In the transaction writing `batch`: marks the hour of every window it writes
-            /// pending, once per (series, hour).
-            pub(crate) fn mark_pending(c: &mut $Conn, batch: &WriteBatch) -> QueryResult<()> {
+            /// In the transaction writing `batch` for `instance`: marks the hour of every window
+            /// it writes pending, once per (series, hour).
+            pub(crate) fn mark_pending(
+                c: &mut $Conn,
+                instance: &str,
+                batch: &WriteBatch,
+            ) -> QueryResult<()> {
                 let width = Resolution::Hour.bucket_ms().expect("hours have a width");
                 let mut touched: Vec<(i64, &str)> = batch
                     .windows
@@ -71,7 +91,7 @@ macro_rules! rollup_backend {
                 touched.sort_unstable();
                 touched.dedup();
                 for (bucket, series) in touched {
-                    bump(c, Resolution::Hour, series, bucket)?;
+                    bump(c, Resolution::Hour, series, bucket, instance)?;
                 }
                 Ok(())
             }
@@ -110,14 +130,15 @@ macro_rules! rollup_backend {
             }
 
             /// Recomputes one pending bucket in its own transaction: replaces its roll-up row,
-            /// clears the pending mark unless a writer bumped it meanwhile, and marks the
-            /// enclosing coarser bucket. Returns the roll-up rows written (0 or 1).
-            fn roll_up_bucket(
+            /// clears each of its `marks` (marker, generation) unless a writer bumped it
+            /// meanwhile, and marks the enclosing coarser bucket. Returns the roll-up rows
+            /// written (0 or 1).
+            pub(super) fn roll_up_bucket(
                 c: &mut $Conn,
                 res: Resolution,
                 series: &str,
                 start: i64,
-                gen: i64,
+                marks: &[(String, i64)],
                 now_ms: i64,
             ) -> QueryResult<u64> {
                 let width = res.bucket_ms().expect("roll-up levels have a width");
@@ -166,17 +187,20 @@ macro_rules! rollup_backend {
                             .execute(c)?;
                         written = 1;
                     }
-                    diesel::delete(
-                        rollup_pending::table
-                            .filter(rollup_pending::resolution.eq(res.as_str()))
-                            .filter(rollup_pending::series.eq(series))
-                            .filter(rollup_pending::bucket_start_ms.eq(start))
-                            .filter(rollup_pending::gen.eq(gen)),
-                    )
-                    .execute(c)?;
+                    for (marker, gen) in marks {
+                        diesel::delete(
+                            rollup_pending::table
+                                .filter(rollup_pending::resolution.eq(res.as_str()))
+                                .filter(rollup_pending::series.eq(series))
+                                .filter(rollup_pending::bucket_start_ms.eq(start))
+                                .filter(rollup_pending::instance_id.eq(marker))
+                                .filter(rollup_pending::gen.eq(gen)),
+                        )
+                        .execute(c)?;
+                    }
                     if let Some(next) = coarser(res) {
                         let next_width = next.bucket_ms().expect("roll-up levels have a width");
-                        bump(c, next, series, floor(start, next_width))?;
+                        bump(c, next, series, floor(start, next_width), ROLLUP_MARKER)?;
                     }
                     Ok(written)
                 })
@@ -201,7 +225,7 @@ macro_rules! rollup_backend {
                     let mut rows = 0;
                     for res in LEVELS {
                         let width = res.bucket_ms().expect("roll-up levels have a width");
-                        let due: Vec<(String, i64, i64)> = rollup_pending::table
+                        let due: Vec<(String, i64, String, i64)> = rollup_pending::table
                             .filter(rollup_pending::resolution.eq(res.as_str()))
                             .filter(rollup_pending::bucket_start_ms.le(due_cutoff(
                                 width,
@@ -209,15 +233,23 @@ macro_rules! rollup_backend {
                                 now_ms,
                             )))
                             .order((rollup_pending::bucket_start_ms, rollup_pending::series))
-                            .limit(MAX_BUCKETS_PER_RUN)
+                            .limit(MAX_MARKS_PER_RUN)
                             .select((
                                 rollup_pending::series,
                                 rollup_pending::bucket_start_ms,
+                                rollup_pending::instance_id,
                                 rollup_pending::gen,
                             ))
                             .load(c)?;
-                        for (series, start, gen) in due {
-                            rows += roll_up_bucket(c, res, &series, start, gen, now_ms)?;
+                        let mut due = due.into_iter().peekable();
+                        while let Some((series, start, marker, gen)) = due.next() {
+                            let mut marks = vec![(marker, gen)];
+                            while let Some((_, _, marker, gen)) =
+                                due.next_if(|(s, b, _, _)| *s == series && *b == start)
+                            {
+                                marks.push((marker, gen));
+                            }
+                            rows += roll_up_bucket(c, res, &series, start, &marks, now_ms)?;
                         }
                     }
                     Ok(RollupRun {
@@ -312,3 +344,71 @@ macro_rules! rollup_backend {
 
 rollup_backend!(sqlite, diesel::sqlite::SqliteConnection);
 rollup_backend!(pg, diesel::pg::PgConnection);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::schema::rollup_pending;
+    use crate::db::store::{open, Pool};
+    use crate::db::Store;
+    use crate::rollup::DAY_MS;
+    use std::time::Duration;
+
+    const T0: i64 = 1_764_000_000_000;
+
+    fn marks(c: &mut diesel::SqliteConnection) -> Vec<(String, i64, String, i64)> {
+        rollup_pending::table
+            .select((
+                rollup_pending::resolution,
+                rollup_pending::bucket_start_ms,
+                rollup_pending::instance_id,
+                rollup_pending::gen,
+            ))
+            .order((rollup_pending::resolution, rollup_pending::instance_id))
+            .load(c)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_mark_bumped_during_a_roll_up_stays_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let Pool::Sqlite(pool) =
+            open(&Store::sqlite(dir.path().join("r.db")), Duration::ZERO).unwrap()
+        else {
+            unreachable!("an SQLite store opens an SQLite pool")
+        };
+        let c = &mut *pool.get().unwrap();
+        sqlite::bump(c, Resolution::Hour, "rt", T0, "a").unwrap();
+        sqlite::bump(c, Resolution::Hour, "rt", T0, "b").unwrap();
+        // "a" writes again after the roll-up read its mark at generation 1
+        sqlite::bump(c, Resolution::Hour, "rt", T0, "a").unwrap();
+        let seen = [("a".to_string(), 1), ("b".to_string(), 1)];
+        sqlite::roll_up_bucket(c, Resolution::Hour, "rt", T0, &seen, T0 + DAY_MS).unwrap();
+        let day = T0 - T0.rem_euclid(DAY_MS);
+        assert_eq!(
+            marks(c),
+            vec![
+                ("day".into(), day, "".into(), 1),
+                ("hour".into(), T0, "a".into(), 2),
+            ],
+            "b's mark is cleared, a's bumped one stays, the day is marked"
+        );
+        sqlite::roll_up_bucket(
+            c,
+            Resolution::Hour,
+            "rt",
+            T0,
+            &[("a".into(), 2)],
+            T0 + DAY_MS,
+        )
+        .unwrap();
+        assert_eq!(marks(c), vec![("day".into(), day, "".into(), 2)]);
+        // a run takes due marks only: the day is not due until it ends plus the lateness
+        let run = sqlite::roll_up(c, day + DAY_MS + 4_999, 5_000).unwrap();
+        assert_eq!(run.rows, 0);
+        assert_eq!(marks(c).len(), 1);
+        let run = sqlite::roll_up(c, day + DAY_MS + 5_000, 5_000).unwrap();
+        assert!(!run.skipped);
+        assert!(marks(c).is_empty());
+    }
+}

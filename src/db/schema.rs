@@ -103,10 +103,11 @@ diesel::table! {
 }
 
 diesel::table! {
-    rollup_pending (resolution, series, bucket_start_ms) {
+    rollup_pending (resolution, series, bucket_start_ms, instance_id) {
         resolution -> Text,
         series -> Text,
         bucket_start_ms -> BigInt,
+        instance_id -> Text,
         gen -> BigInt,
     }
 }

@@ -476,7 +476,7 @@ macro_rules! backend {
                             .set(&row)
                             .execute(c)?;
                     }
-                    crate::db::rollups::$module::mark_pending(c, batch)?;
+                    crate::db::rollups::$module::mark_pending(c, instance, batch)?;
                     for e in &batch.errors {
                         let key = (e.error_hash.clone(), e.start_ms);
                         let base = match bases.errors.get(&key) {

@@ -25,19 +25,21 @@ CREATE TABLE metric_rollups (
     UNIQUE (resolution, series, window_start_ms)
 );
 
--- Buckets whose sources changed since they were last rolled up. Every window write bumps
--- `gen` for its hour; rolling a bucket up deletes its row only if `gen` is unchanged, so a
--- write racing with the roll-up leaves the bucket due again.
+-- Buckets whose sources changed since they were last rolled up, one mark per instance (so
+-- writers of different instances never contend for a row; '' marks set by the roll-up job).
+-- Every window write bumps `gen` of its hour's mark; rolling a bucket up deletes a mark only
+-- if its `gen` is unchanged, so a write racing with the roll-up leaves the bucket due again.
 CREATE TABLE rollup_pending (
     resolution TEXT NOT NULL,
     series TEXT NOT NULL,
     bucket_start_ms BIGINT NOT NULL,
+    instance_id TEXT NOT NULL,
     gen BIGINT NOT NULL,
-    PRIMARY KEY (resolution, series, bucket_start_ms)
+    PRIMARY KEY (resolution, series, bucket_start_ms, instance_id)
 );
 
 -- Windows written before this migration: their hours are pending, so they get rolled up.
-INSERT INTO rollup_pending (resolution, series, bucket_start_ms, gen)
-SELECT 'hour', series, window_start_ms - (window_start_ms % 3600000), 1
+INSERT INTO rollup_pending (resolution, series, bucket_start_ms, instance_id, gen)
+SELECT 'hour', series, window_start_ms - (window_start_ms % 3600000), '', 1
 FROM metric_windows
 GROUP BY series, window_start_ms - (window_start_ms % 3600000);
