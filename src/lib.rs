@@ -33,6 +33,14 @@
 //! # }
 //! ```
 //!
+//! ## Hours and days
+//!
+//! `QueryWindows::metric("response_time").resolution(Resolution::Hour)` (or `Day`) answers one
+//! element per hour (day), the exact merge of every window starting in it, over every instance
+//! writing to the database. Closed hours and days are rolled up once into `metric_rollups`
+//! (from the stored sketches, by whichever instance holds the roll-up lock); the others are
+//! merged on the fly, so the answer never lags behind the windows. See `Config::rollups`.
+//!
 //! ## Layout
 //!
 //! ```text
