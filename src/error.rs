@@ -7,7 +7,7 @@
 
 use thiserror::Error;
 
-/// `Result` with the crate's [`Error`].
+/// `Result` with the crate's [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Why [`crate::start`] failed.
