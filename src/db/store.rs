@@ -552,6 +552,22 @@ macro_rules! backend {
                 Ok(written)
             }
 
+            /// Writes the records of several records-only batches in one transaction, marked
+            /// `mark` (the last batch's: commits are in order, so it stands for them all).
+            /// Returns the number of records written.
+            pub(crate) fn write_records(
+                c: &mut $Conn,
+                instance: &str,
+                hash_ids: bool,
+                records: &[&[Record]],
+                mark: BatchMark,
+            ) -> QueryResult<u64> {
+                c.write_txn(|c| {
+                    set_mark(c, instance, mark)?;
+                    insert_records(c, instance, hash_ids, records)
+                })
+            }
+
             /// Records in `writer_runs` that batch `mark` is committed (see [`BatchMark`]).
             fn set_mark(c: &mut $Conn, instance: &str, mark: BatchMark) -> QueryResult<()> {
                 let run = WriterRunRow {
@@ -768,6 +784,21 @@ impl Conn {
         match self {
             Conn::Sqlite(c) => sqlite::write_batch(c, instance, hash_ids, batch, mark, bases),
             Conn::Pg(c) => pg::write_batch(c, instance, hash_ids, batch, mark, bases),
+        }
+    }
+
+    /// Writes several records-only batches' `records` in one transaction, marked `mark` (the
+    /// last batch's); returns the number of records written.
+    pub(crate) fn write_records(
+        &mut self,
+        instance: &str,
+        hash_ids: bool,
+        records: &[&[crate::model::Record]],
+        mark: BatchMark,
+    ) -> QueryResult<u64> {
+        match self {
+            Conn::Sqlite(c) => sqlite::write_records(c, instance, hash_ids, records, mark),
+            Conn::Pg(c) => pg::write_records(c, instance, hash_ids, records, mark),
         }
     }
 
