@@ -1,5 +1,8 @@
 //! Throughput of the whole pipeline (validation, sampling, aggregation, batched SQLite writes)
-//! next to raw diesel batched inserts of the same record rows, in one run.
+//! next to raw diesel batched inserts of the same record rows, in one run: 500 rows per
+//! transaction as a slice (re-prepared every call), as a fixed-size array of `'static` rows
+//! (prepared once, cached), as an array of rows copied into owned strings (what the store
+//! does), and as 500 single-row INSERTs.
 //!
 //! `cargo bench --bench pipeline` (each iteration: a fresh SQLite file, N events through
 //! `TrackBatch`es of 1,000, then `Flush`, so every event is durable when the clock stops).
@@ -113,8 +116,65 @@ struct Row<'a> {
     payload: Option<&'a str>,
 }
 
+/// How the raw bench sends each transaction's 500 rows.
+#[derive(Clone, Copy)]
+enum Raw {
+    /// `values(chunk)` with `chunk: &[Row]`: diesel prepares the statement on every call.
+    Slice,
+    /// `values(chunk)` with `chunk: &[Row; 500]`: the prepared statement is cached.
+    Array,
+    /// 500 single-row INSERTs (one cached statement) in the transaction.
+    SingleRows,
+    /// Each chunk copied into an array of rows that own their strings (an array of rows that
+    /// borrow is not cached: its query id would not be `'static`), then inserted as `Array`.
+    OwnedArray,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = events, treat_none_as_default_value = false)]
+struct OwnedRow {
+    instance_id: String,
+    ts_ms: i64,
+    kind: String,
+    name: String,
+    priority: String,
+    user_hash: Option<String>,
+    server_hash: Option<String>,
+    success: Option<bool>,
+    duration_ms: Option<f64>,
+    value: Option<f64>,
+    error_type: Option<String>,
+    error_category: Option<String>,
+    sample_rate: f64,
+    tags: Option<String>,
+    payload: Option<String>,
+}
+
+impl From<&Row<'_>> for OwnedRow {
+    fn from(r: &Row<'_>) -> Self {
+        let own = |s: Option<&str>| s.map(str::to_string);
+        OwnedRow {
+            instance_id: r.instance_id.to_string(),
+            ts_ms: r.ts_ms,
+            kind: r.kind.to_string(),
+            name: r.name.to_string(),
+            priority: r.priority.to_string(),
+            user_hash: own(r.user_hash),
+            server_hash: own(r.server_hash),
+            success: r.success,
+            duration_ms: r.duration_ms,
+            value: r.value,
+            error_type: own(r.error_type),
+            error_category: own(r.error_category),
+            sample_rate: r.sample_rate,
+            tags: own(r.tags),
+            payload: own(r.payload),
+        }
+    }
+}
+
 /// The floor: the same rows, already built, inserted 500 per transaction by hand.
-fn run_raw_diesel(n: usize) -> Duration {
+fn run_raw_diesel(n: usize, how: Raw) -> Duration {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("raw.db");
     // reuse the pipeline's schema
@@ -145,9 +205,25 @@ fn run_raw_diesel(n: usize) -> Duration {
         })
         .collect();
     let began = Instant::now();
-    for chunk in rows.chunks(500) {
-        c.immediate_transaction(|c| diesel::insert_into(events::table).values(chunk).execute(c))
-            .unwrap();
+    let (chunks, rest) = rows.as_chunks::<500>();
+    assert!(rest.is_empty());
+    for chunk in chunks {
+        c.immediate_transaction(|c| match how {
+            Raw::Slice => diesel::insert_into(events::table)
+                .values(&chunk[..])
+                .execute(c),
+            Raw::Array => diesel::insert_into(events::table).values(chunk).execute(c),
+            Raw::SingleRows => chunk.iter().try_fold(0, |n, row| {
+                Ok(n + diesel::insert_into(events::table).values(row).execute(c)?)
+            }),
+            Raw::OwnedArray => {
+                let owned: Box<[OwnedRow; 500]> = Box::new(chunk.each_ref().map(OwnedRow::from));
+                diesel::insert_into(events::table)
+                    .values(&*owned)
+                    .execute(c)
+            }
+        })
+        .unwrap();
     }
     began.elapsed()
 }
@@ -165,8 +241,19 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| (0..iters).map(|_| run_pipeline(command, N)).sum())
     });
     g.bench_function(BenchmarkId::new("raw_diesel_500_per_txn", N), |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| run_raw_diesel(N)).sum())
+        b.iter_custom(|iters| (0..iters).map(|_| run_raw_diesel(N, Raw::Slice)).sum())
     });
+    g.bench_function(BenchmarkId::new("raw_diesel_array_500_per_txn", N), |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| run_raw_diesel(N, Raw::Array)).sum())
+    });
+    g.bench_function(
+        BenchmarkId::new("raw_diesel_owned_array_500_per_txn", N),
+        |b| b.iter_custom(|iters| (0..iters).map(|_| run_raw_diesel(N, Raw::OwnedArray)).sum()),
+    );
+    g.bench_function(
+        BenchmarkId::new("raw_diesel_single_rows_500_per_txn", N),
+        |b| b.iter_custom(|iters| (0..iters).map(|_| run_raw_diesel(N, Raw::SingleRows)).sum()),
+    );
     g.finish();
 }
 

@@ -25,6 +25,28 @@ pub(crate) fn stable_hash_hex(parts: &[&str]) -> String {
     format!("{:016x}", stable_hash(parts))
 }
 
+/// [`stable_hash_hex`] without the allocation: the 16 hex digits in place, for the writer's
+/// per-row user and server hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HashHex([u8; 16]);
+
+impl HashHex {
+    pub(crate) fn of(parts: &[&str]) -> HashHex {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let h = stable_hash(parts);
+        let mut hex = [0u8; 16];
+        for (i, digit) in hex.iter_mut().enumerate() {
+            *digit = DIGITS[((h >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        HashHex(hex)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII hex digits: always valid UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 /// SplitMix64: a tiny, fast, statistically good PRNG for sampling decisions (not for secrets).
 #[derive(Debug, Clone)]
 pub(crate) struct SplitMix64(u64);
@@ -68,6 +90,13 @@ pub(crate) fn random_instance_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_hex_is_stable_hash_hex() {
+        for parts in [&["user123"][..], &[""], &["a", "b"], &["\u{e9}t\u{e9}"]] {
+            assert_eq!(HashHex::of(parts).as_str(), stable_hash_hex(parts));
+        }
+    }
 
     #[test]
     fn stable_hash_is_stable_and_separates_parts() {

@@ -76,10 +76,10 @@ async fn full_batches_are_written_without_a_flush_and_never_exceed_the_limit() {
     assert_eq!(s.batches_written, 2);
     assert_eq!(s.events_queued, 5);
     let s = t.send(Flush).await.unwrap().unwrap();
-    assert_eq!(
-        (s.records_written, s.batches_written, s.transactions),
-        (25, 3, 3)
-    );
+    assert_eq!((s.records_written, s.batches_written), (25, 3));
+    // Batches that wait for the writer together share a transaction: the two full ones do if
+    // the writer had not taken the first before the second arrived.
+    assert!((2..=3).contains(&s.transactions), "{}", s.transactions);
     assert!(s.avg_batch_size <= 10.0);
 }
 
