@@ -35,6 +35,8 @@ pub enum Resolution {
     #[default]
     Window,
     /// Hour buckets `[k*3600000, (k+1)*3600000)` (UTC): every window starting in the hour.
+    /// A window is never split: with an `aggregation_window_ms` that does not divide an hour,
+    /// a window crossing the hour's end counts wholly in the hour where it starts.
     Hour,
     /// Day buckets (UTC midnight to midnight): every window starting in the day.
     Day,
