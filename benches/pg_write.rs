@@ -23,7 +23,7 @@ fn command(i: usize) -> TrackEvent {
     TrackEvent::command("help")
         .user("user123")
         .server("server456")
-        .success(i % 50 != 0)
+        .success(!i.is_multiple_of(50))
         .duration_ms(250.0)
         .at(T0 + i as i64)
 }

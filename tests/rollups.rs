@@ -339,7 +339,7 @@ async fn futures_join<A: std::future::Future, B: std::future::Future + 'static>(
 where
     B::Output: 'static,
 {
-    let b = actix_rt::spawn(async move { b.await });
+    let b = actix_rt::spawn(b);
     let a = a.await;
     (a, b.await.unwrap())
 }
