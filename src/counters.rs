@@ -31,9 +31,12 @@ pub struct Stats {
     pub records_written: u64,
     /// Rows written (inserted or replaced) in `metric_windows`, snapshots included.
     pub windows_written: u64,
-    /// All rows written: events, metric windows, error counts, patterns and roll-ups.
+    /// All rows written: events, metric windows, error counts, patterns and roll-ups (so
+    /// `write_reduction` counts roll-up rows as writes). Bookkeeping rows (`writer_runs`,
+    /// `rollup_pending`) are not counted.
     pub rows_written: u64,
-    /// Committed store transactions.
+    /// Committed write transactions (batches; several records-only batches may share one).
+    /// Roll-up runs commit separately and are not counted here.
     pub transactions: u64,
     /// Write batches committed.
     pub batches_written: u64,

@@ -80,6 +80,7 @@ pub struct QueryWindows {
     /// Latest window start, ms (exclusive).
     pub to_ms: i64,
     /// The windows themselves (default), or hour or day roll-ups of them.
+    #[serde(default)]
     pub resolution: Resolution,
 }
 
@@ -109,7 +110,10 @@ impl QueryWindows {
         self
     }
 
-    /// Windows starting in `[from_ms, to_ms)`.
+    /// Elements starting in `[from_ms, to_ms)`: windows, or at hour or day resolution whole
+    /// buckets, selected by their start (an hour bucket starting before `from_ms` is left out
+    /// and one starting before `to_ms` is whole, so align the range to the resolution for
+    /// exactly the windows in it).
     pub fn between(mut self, from_ms: i64, to_ms: i64) -> Self {
         self.from_ms = from_ms;
         self.to_ms = to_ms;

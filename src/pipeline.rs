@@ -5,7 +5,7 @@
 //! lock only their own stage, briefly; the writer's lock is held for a transaction, on the
 //! writer's own thread. Lock order (never reversed): a stage, then a downstream inbox.
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use crate::aggregator::{Aggregator, ClosedWindow};
@@ -55,6 +55,9 @@ pub(crate) struct Stages {
     pub writer: Mutex<WriterCore>,
     /// Record batches handed to the writer and not yet committed.
     pub batches_in_flight: AtomicUsize,
+    /// When (pipeline clock, ms) the writer's next roll-up run is due; the queue's timer wakes
+    /// an idle writer then.
+    pub next_rollup_ms: AtomicI64,
 }
 
 pub(crate) fn queue_limits(s: &Settings) -> QueueLimits {
@@ -99,6 +102,7 @@ impl Stages {
             writer_in: Inbox::default(),
             writer: Mutex::new(writer),
             batches_in_flight: AtomicUsize::new(0),
+            next_rollup_ms: AtomicI64::new(i64::MIN),
             config: RwLock::new((config, settings)),
         }
     }
@@ -121,6 +125,11 @@ impl Stages {
         lock(&self.detector).set_settings(settings.detection.clone());
         lock(&self.writer).set_retry_budget(settings.store_retry_budget);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = (config, settings);
+    }
+
+    /// Roll-ups are on and their next run is due on the clock.
+    pub(crate) fn rollup_due(&self) -> bool {
+        self.settings().rollups && self.clock.now_ms() >= self.next_rollup_ms.load(Relaxed)
     }
 
     pub(crate) fn stats(&self) -> Stats {

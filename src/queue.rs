@@ -209,7 +209,8 @@ pub(crate) struct QueueActor {
 impl QueueActor {
     fn run(&mut self, force: bool) {
         let max_in_flight = self.stages.settings().max_in_flight_batches.get();
-        if pump(&self.stages, force, max_in_flight) {
+        // The writer also wakes for a due roll-up run, so an idle pipeline rolls up too.
+        if pump(&self.stages, force, max_in_flight) || self.stages.rollup_due() {
             self.writer.do_send(Wake);
         }
     }

@@ -29,6 +29,7 @@ pub const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// The time resolution of a [`crate::QueryWindows`] answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Resolution {
     /// The aggregation windows themselves (`Config::aggregation_window_ms`, a minute by
     /// default).

@@ -228,6 +228,38 @@ async fn sqlite_rollups_equal_their_windows_and_follow_late_events() {
     t.send(Shutdown).await.unwrap();
 }
 
+/// With no events arriving, the timer still wakes the writer for a due roll-up run (no
+/// `Tick` here: the real timer, reading the manual clock).
+#[actix_rt::test]
+async fn an_idle_pipeline_rolls_up_on_the_timer() {
+    let db = TempDb::new();
+    let clock = ManualClock::new(T0);
+    let config = Config {
+        rollup_interval_ms: 2 * HOUR as u64,
+        batch_interval_ms: 20, // the real timer, ticking every 5 ms of wall time
+        ..config("a")
+    };
+    let t = start_with_clock(config, db.store(), Arc::new(clock.clone())).unwrap();
+    let mut truth = Truth::default();
+    send(&t, events(T0, 10_000, 360, 0, &mut truth)).await;
+    t.send(Flush).await.unwrap().unwrap(); // the first run: nothing due; the next at T0 + 2 h
+    clock.set(T0 + HOUR + 10_000);
+    let s = t.send(Flush).await.unwrap().unwrap(); // every window closes and is written final
+    assert_eq!((s.rollups_written, s.windows_open), (0, 0));
+    // Nothing more arrives; when the run is due, the timer alone wakes the writer.
+    clock.set(T0 + 2 * HOUR);
+    for _ in 0..1000 {
+        if t.send(GetStats).await.unwrap().rollups_written == 1 {
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(t.send(GetStats).await.unwrap().rollups_written, 1);
+    assert_eq!(db.count("metric_rollups WHERE resolution = 'hour'"), 1);
+    truth.check(&query(&t, Resolution::Hour).await, HOUR);
+    t.send(Shutdown).await.unwrap();
+}
+
 #[actix_rt::test]
 async fn rollups_off_still_answer_hours_from_the_windows() {
     let db = TempDb::new();
@@ -342,4 +374,11 @@ where
     let b = actix_rt::spawn(b);
     let a = a.await;
     (a, b.await.unwrap())
+}
+
+#[test]
+fn query_windows_json_without_a_resolution_means_windows() {
+    let json = r#"{"metric":"rt","context":null,"from_ms":0,"to_ms":10}"#;
+    let q: QueryWindows = serde_json::from_str(json).unwrap();
+    assert_eq!(q.resolution, Resolution::Window);
 }

@@ -29,6 +29,19 @@ fn coarser(res: Resolution) -> Option<Resolution> {
     }
 }
 
+/// The dirty buckets (starts, ascending) as runs of adjacent buckets `[from, to)`.
+fn runs(dirty: &std::collections::BTreeSet<i64>, width: i64) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for &start in dirty {
+        let end = start.saturating_add(width);
+        match out.last_mut() {
+            Some((_, to)) if *to == start => *to = end,
+            _ => out.push((start, end)),
+        }
+    }
+    out
+}
+
 /// What one roll-up run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RollupRun {
@@ -143,6 +156,22 @@ macro_rules! rollup_backend {
             ) -> QueryResult<u64> {
                 let width = res.bucket_ms().expect("roll-up levels have a width");
                 c.write_txn(|c| {
+                    // Another instance (on SQLite, where there is no advisory lock) may have
+                    // rolled the bucket up since the marks were read: then there is nothing to do.
+                    let mut still_marked = 0;
+                    for (marker, gen) in marks {
+                        still_marked += rollup_pending::table
+                            .filter(rollup_pending::resolution.eq(res.as_str()))
+                            .filter(rollup_pending::series.eq(series))
+                            .filter(rollup_pending::bucket_start_ms.eq(start))
+                            .filter(rollup_pending::instance_id.eq(marker))
+                            .filter(rollup_pending::gen.eq(gen))
+                            .count()
+                            .get_result::<i64>(c)?;
+                    }
+                    if still_marked == 0 {
+                        return Ok(0);
+                    }
                     let rows = sources(c, res, series, start, start + width)?;
                     let mut written = 0;
                     if let Some((metric, context, _)) = rows.first() {
@@ -209,20 +238,19 @@ macro_rules! rollup_backend {
             /// Rolls up every pending bucket that closed by `now_ms`, hours before days, if no
             /// other instance is doing it (the roll-up lock). Each bucket is its own small
             /// transaction, so writers are never blocked for long and a failure loses nothing
-            /// (the bucket stays pending).
+            /// (the bucket stays pending). `run.rows` counts the rows committed, also when a
+            /// later bucket fails.
             pub(crate) fn roll_up(
                 c: &mut $Conn,
                 now_ms: i64,
                 lateness_ms: i64,
-            ) -> QueryResult<RollupRun> {
+                run: &mut RollupRun,
+            ) -> QueryResult<()> {
                 if !c.try_rollup_lock()? {
-                    return Ok(RollupRun {
-                        skipped: true,
-                        rows: 0,
-                    });
+                    run.skipped = true;
+                    return Ok(());
                 }
-                let run = (|| -> QueryResult<RollupRun> {
-                    let mut rows = 0;
+                let result = (|| -> QueryResult<()> {
                     for res in LEVELS {
                         let width = res.bucket_ms().expect("roll-up levels have a width");
                         let due: Vec<(String, i64, String, i64)> = rollup_pending::table
@@ -249,18 +277,14 @@ macro_rules! rollup_backend {
                             {
                                 marks.push((marker, gen));
                             }
-                            rows += roll_up_bucket(c, res, &series, start, &marks, now_ms)?;
+                            run.rows += roll_up_bucket(c, res, &series, start, &marks, now_ms)?;
                         }
                     }
-                    Ok(RollupRun {
-                        skipped: false,
-                        rows,
-                    })
+                    Ok(())
                 })();
                 let unlocked = c.rollup_unlock();
-                let run = run?;
-                unlocked?;
-                Ok(run)
+                result?;
+                unlocked
             }
 
             /// The buckets of `res` starting in the query's range: a clean stored roll-up as
@@ -278,17 +302,12 @@ macro_rules! rollup_backend {
                 }
                 // windows starting before this belong to buckets starting before `to_ms`
                 let sources_end = ceil(q.to_ms, width);
-                let mut dirty: std::collections::BTreeSet<i64> = rollup_pending::table
-                    .filter(rollup_pending::resolution.eq(res.as_str()))
-                    .filter(rollup_pending::series.eq(&series))
-                    .filter(rollup_pending::bucket_start_ms.ge(first))
-                    .filter(rollup_pending::bucket_start_ms.lt(q.to_ms))
-                    .select(rollup_pending::bucket_start_ms)
-                    .load::<i64>(c)?
-                    .into_iter()
-                    .collect();
-                // a day is also stale while one of its hours is
+                // Hour marks before the bucket's own marks: the roll-up job clears an hour's
+                // marks and marks its day in one transaction, so in this order a change in
+                // between is seen in one read or the other.
+                let mut dirty = std::collections::BTreeSet::new();
                 if res == Resolution::Day {
+                    // a day is also stale while one of its hours is
                     let hours: Vec<i64> = rollup_pending::table
                         .filter(rollup_pending::resolution.eq(Resolution::Hour.as_str()))
                         .filter(rollup_pending::series.eq(&series))
@@ -298,12 +317,21 @@ macro_rules! rollup_backend {
                         .load(c)?;
                     dirty.extend(hours.into_iter().map(|s| floor(s, width)));
                 }
+                let own: Vec<i64> = rollup_pending::table
+                    .filter(rollup_pending::resolution.eq(res.as_str()))
+                    .filter(rollup_pending::series.eq(&series))
+                    .filter(rollup_pending::bucket_start_ms.ge(first))
+                    .filter(rollup_pending::bucket_start_ms.lt(q.to_ms))
+                    .select(rollup_pending::bucket_start_ms)
+                    .load(c)?;
+                dirty.extend(own);
+                // the windows of the dirty buckets, one read per run of adjacent buckets
                 let mut parts = Vec::new();
-                for &bucket in &dirty {
+                for (from, to) in runs(&dirty, width) {
                     let rows: Vec<WindowRow> = metric_windows::table
                         .filter(metric_windows::series.eq(&series))
-                        .filter(metric_windows::window_start_ms.ge(bucket))
-                        .filter(metric_windows::window_start_ms.lt(bucket.saturating_add(width)))
+                        .filter(metric_windows::window_start_ms.ge(from))
+                        .filter(metric_windows::window_start_ms.lt(to))
                         .select(WindowRow::as_select())
                         .load(c)?;
                     parts.extend(rows.into_iter().map(|r| Part {
@@ -370,6 +398,13 @@ mod tests {
     }
 
     #[test]
+    fn dirty_buckets_are_read_in_runs() {
+        let dirty: std::collections::BTreeSet<i64> = [0, 10, 20, 50, 70, 80].into();
+        assert_eq!(runs(&dirty, 10), vec![(0, 30), (50, 60), (70, 90)]);
+        assert!(runs(&Default::default(), 10).is_empty());
+    }
+
+    #[test]
     fn a_mark_bumped_during_a_roll_up_stays_pending() {
         let dir = tempfile::tempdir().unwrap();
         let Pool::Sqlite(pool) =
@@ -404,11 +439,19 @@ mod tests {
         .unwrap();
         assert_eq!(marks(c), vec![("day".into(), day, "".into(), 2)]);
         // a run takes due marks only: the day is not due until it ends plus the lateness
-        let run = sqlite::roll_up(c, day + DAY_MS + 4_999, 5_000).unwrap();
+        let mut run = RollupRun::default();
+        sqlite::roll_up(c, day + DAY_MS + 4_999, 5_000, &mut run).unwrap();
         assert_eq!(run.rows, 0);
         assert_eq!(marks(c).len(), 1);
-        let run = sqlite::roll_up(c, day + DAY_MS + 5_000, 5_000).unwrap();
+        sqlite::roll_up(c, day + DAY_MS + 5_000, 5_000, &mut run).unwrap();
         assert!(!run.skipped);
+        assert!(marks(c).is_empty());
+        // marks read before another instance cleared them: nothing is rewritten
+        let stale = [("a".to_string(), 2)];
+        assert_eq!(
+            sqlite::roll_up_bucket(c, Resolution::Hour, "rt", T0, &stale, T0 + DAY_MS).unwrap(),
+            0
+        );
         assert!(marks(c).is_empty());
     }
 }

@@ -864,10 +864,11 @@ impl Conn {
         &mut self,
         now_ms: i64,
         lateness_ms: i64,
-    ) -> QueryResult<crate::db::rollups::RollupRun> {
+        run: &mut crate::db::rollups::RollupRun,
+    ) -> QueryResult<()> {
         match self {
-            Conn::Sqlite(c) => crate::db::rollups::sqlite::roll_up(c, now_ms, lateness_ms),
-            Conn::Pg(c) => crate::db::rollups::pg::roll_up(c, now_ms, lateness_ms),
+            Conn::Sqlite(c) => crate::db::rollups::sqlite::roll_up(c, now_ms, lateness_ms, run),
+            Conn::Pg(c) => crate::db::rollups::pg::roll_up(c, now_ms, lateness_ms, run),
         }
     }
 

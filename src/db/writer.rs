@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::counters::Counters;
+use crate::db::rollups::RollupRun;
 use crate::db::store::{Bases, BatchMark, Pool, Written};
 use crate::error::PipelineError;
 use crate::messages::{Pattern, ReadPatterns, ReadWindows, Wake, WindowStats, WriteAll};
@@ -59,8 +60,6 @@ pub(crate) struct WriterCore {
     bases: Bases,
     /// How long to retry one batch before holding it.
     retry_budget: Duration,
-    /// When (pipeline clock, ms) the next roll-up run is due.
-    next_rollup_ms: i64,
     /// Test hook: report the next successful commit as a failure (the COMMIT reply lost).
     #[cfg(test)]
     lose_next_commit_reply: bool,
@@ -113,7 +112,6 @@ impl WriterCore {
             last_seq: 0,
             bases: Bases::default(),
             retry_budget,
-            next_rollup_ms: i64::MIN,
             #[cfg(test)]
             lose_next_commit_reply: false,
         }
@@ -161,23 +159,24 @@ impl WriterCore {
             (s.rollups, s.rollup_interval_ms, s.allowed_lateness_ms)
         };
         let now = stages.clock.now_ms();
-        if !enabled || now < self.next_rollup_ms {
+        if !enabled || now < stages.next_rollup_ms.load(Relaxed) {
             return;
         }
-        self.next_rollup_ms = now.saturating_add(interval);
-        let result = self
-            .pool
-            .get()
-            .and_then(|mut conn| conn.roll_up(now, lateness).map_err(|e| e.to_string()));
+        stages
+            .next_rollup_ms
+            .store(now.saturating_add(interval), Relaxed);
+        let mut run = RollupRun::default();
+        let result = self.pool.get().and_then(|mut conn| {
+            conn.roll_up(now, lateness, &mut run)
+                .map_err(|e| e.to_string())
+        });
+        Counters::add(&stages.counters.rollups_written, run.rows);
         match result {
-            Ok(run) => {
-                Counters::add(&stages.counters.rollups_written, run.rows);
-                if run.skipped {
-                    log::debug!("roll-up skipped: another instance holds the lock");
-                } else if run.rows > 0 {
-                    log::debug!("rolled up {} hour and day buckets", run.rows);
-                }
+            Ok(()) if run.skipped => {
+                log::debug!("roll-up skipped: another instance holds the lock")
             }
+            Ok(()) if run.rows > 0 => log::debug!("rolled up {} hour and day buckets", run.rows),
+            Ok(()) => {}
             Err(e) => {
                 Counters::add(&stages.counters.db_errors, 1);
                 log::warn!("roll-up failed, retrying in {interval} ms: {e}");
