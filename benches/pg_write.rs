@@ -9,12 +9,16 @@
 #[path = "../tests/support/pg.rs"]
 mod pg;
 
+#[path = "support/raw_events.rs"]
+mod raw_events;
+
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use diesel::prelude::*;
 use eventbatch::{start, Config, Flush, Shutdown, Store, TrackBatch, TrackEvent};
 use pg::TestDb;
+use raw_events::{command_rows, events};
 
 const N: usize = 200_000;
 const T0: i64 = 1_764_000_000_000;
@@ -71,36 +75,6 @@ fn run_pipeline(n: usize) -> Duration {
     elapsed
 }
 
-diesel::table! {
-    events (id) {
-        id -> BigInt, instance_id -> Text, ts_ms -> BigInt, kind -> Text, name -> Text,
-        priority -> Text, user_hash -> Nullable<Text>, server_hash -> Nullable<Text>,
-        success -> Nullable<Bool>, duration_ms -> Nullable<Double>, value -> Nullable<Double>,
-        error_type -> Nullable<Text>, error_category -> Nullable<Text>, sample_rate -> Double,
-        tags -> Nullable<Text>, payload -> Nullable<Text>,
-    }
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = events, treat_none_as_default_value = false)]
-struct Row<'a> {
-    instance_id: &'a str,
-    ts_ms: i64,
-    kind: &'a str,
-    name: &'a str,
-    priority: &'a str,
-    user_hash: Option<&'a str>,
-    server_hash: Option<&'a str>,
-    success: Option<bool>,
-    duration_ms: Option<f64>,
-    value: Option<f64>,
-    error_type: Option<&'a str>,
-    error_category: Option<&'a str>,
-    sample_rate: f64,
-    tags: Option<&'a str>,
-    payload: Option<&'a str>,
-}
-
 #[derive(Clone, Copy)]
 enum Raw {
     /// `insert_into(events).values(&chunk)`, the chunk a slice.
@@ -113,25 +87,7 @@ enum Raw {
 fn run_raw(n: usize, how: Raw, per_txn: usize) -> Duration {
     let db = fresh_db();
     let mut c = db.conn();
-    let rows: Vec<Row<'_>> = (0..n)
-        .map(|i| Row {
-            instance_id: "raw",
-            ts_ms: T0 + i as i64,
-            kind: "command",
-            name: "help",
-            priority: "normal",
-            user_hash: Some("a3f1c0ffee123456"),
-            server_hash: Some("b3f1c0ffee123456"),
-            success: Some(i % 50 != 0),
-            duration_ms: Some(250.0),
-            value: None,
-            error_type: None,
-            error_category: None,
-            sample_rate: 1.0,
-            tags: None,
-            payload: None,
-        })
-        .collect();
+    let rows = command_rows(n, T0);
     let began = Instant::now();
     for chunk in rows.chunks(per_txn) {
         c.transaction(|c| match how {

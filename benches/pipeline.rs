@@ -7,12 +7,16 @@
 //! `cargo bench --bench pipeline` (each iteration: a fresh SQLite file, N events through
 //! `TrackBatch`es of 1,000, then `Flush`, so every event is durable when the clock stops).
 
+#[path = "support/raw_events.rs"]
+mod raw_events;
+
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use eventbatch::{start, Config, Flush, Store, TrackBatch, TrackEvent};
+use raw_events::{command_rows, events, Row};
 
 const N: usize = 200_000;
 const T0: i64 = 1_764_000_000_000;
@@ -86,36 +90,6 @@ fn run_pipeline(make: fn(usize) -> TrackEvent, n: usize) -> Duration {
     })
 }
 
-diesel::table! {
-    events (id) {
-        id -> BigInt, instance_id -> Text, ts_ms -> BigInt, kind -> Text, name -> Text,
-        priority -> Text, user_hash -> Nullable<Text>, server_hash -> Nullable<Text>,
-        success -> Nullable<Bool>, duration_ms -> Nullable<Double>, value -> Nullable<Double>,
-        error_type -> Nullable<Text>, error_category -> Nullable<Text>, sample_rate -> Double,
-        tags -> Nullable<Text>, payload -> Nullable<Text>,
-    }
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = events, treat_none_as_default_value = false)]
-struct Row<'a> {
-    instance_id: &'a str,
-    ts_ms: i64,
-    kind: &'a str,
-    name: &'a str,
-    priority: &'a str,
-    user_hash: Option<&'a str>,
-    server_hash: Option<&'a str>,
-    success: Option<bool>,
-    duration_ms: Option<f64>,
-    value: Option<f64>,
-    error_type: Option<&'a str>,
-    error_category: Option<&'a str>,
-    sample_rate: f64,
-    tags: Option<&'a str>,
-    payload: Option<&'a str>,
-}
-
 /// How the raw bench sends each transaction's 500 rows.
 #[derive(Clone, Copy)]
 enum Raw {
@@ -185,25 +159,7 @@ fn run_raw_diesel(n: usize, how: Raw) -> Duration {
     let mut c = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
     c.batch_execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
         .unwrap();
-    let rows: Vec<Row<'_>> = (0..n)
-        .map(|i| Row {
-            instance_id: "raw",
-            ts_ms: T0 + i as i64,
-            kind: "command",
-            name: "help",
-            priority: "normal",
-            user_hash: Some("a3f1c0ffee123456"),
-            server_hash: Some("b3f1c0ffee123456"),
-            success: Some(true),
-            duration_ms: Some(250.0),
-            value: None,
-            error_type: None,
-            error_category: None,
-            sample_rate: 1.0,
-            tags: None,
-            payload: None,
-        })
-        .collect();
+    let rows = command_rows(n, T0);
     let began = Instant::now();
     let (chunks, rest) = rows.as_chunks::<500>();
     assert!(rest.is_empty());
