@@ -16,26 +16,18 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::clock::Clock;
+use crate::config::Settings;
 use crate::counters::Counters;
 use crate::event::EventKind;
-use crate::messages::{Drain, FlushWindows, Tick, Wake};
-use crate::model::{ErrorCountSnapshot, Record, WindowSnapshot, WriteBatch};
-use crate::pipeline::{lock, Stages};
-use crate::sampler::Kept;
-use crate::stats::window::{WindowState, WindowSummary};
+use crate::messages::{Closed, Control, Records, Samples, Write};
+use crate::model::{ClosedWindow, ErrorCountSnapshot, Kept, Record, WindowSnapshot, WriteBatch};
+use crate::remains::{deliver, Remains};
+use crate::stats::window::WindowState;
 use crate::util::stable_hash_hex;
 
 /// Shortest idle time (ms) after which the clock closes a window.
 const MIN_IDLE_CLOSE_MS: i64 = 1_000;
-
-/// A closed window, for the detector.
-#[derive(Debug, Clone)]
-pub(crate) struct ClosedWindow {
-    pub series: String,
-    pub start_ms: i64,
-    pub end_ms: i64,
-    pub summary: WindowSummary,
-}
 
 #[derive(Debug)]
 struct OpenWindow {
@@ -83,8 +75,14 @@ pub(crate) struct Output {
 /// Per-series event-time windows and per-hash error counts.
 #[derive(Debug)]
 pub(crate) struct Aggregator {
-    window_ms: i64,
-    lateness_ms: i64,
+    pub(crate) window_ms: i64,
+    pub(crate) lateness_ms: i64,
+    /// Newest event time seen in any series or error count.
+    newest_any_ts: i64,
+    /// No window closes by event time before some series' newest event reaches this: the
+    /// earliest `end + lateness` of the open windows (a lower bound). Lets a batch of samples
+    /// skip the scan of every open window when nothing can be due.
+    next_close_ts: i64,
     series: HashMap<String, Series>,
     errors: HashMap<(String, i64), ErrorWindow>,
     /// Newest error time seen: the error counts' watermark.
@@ -99,6 +97,8 @@ impl Aggregator {
         Aggregator {
             window_ms,
             lateness_ms,
+            newest_any_ts: i64::MIN,
+            next_close_ts: i64::MAX,
             series: HashMap::new(),
             errors: HashMap::new(),
             newest_error_ts: i64::MIN,
@@ -108,8 +108,40 @@ impl Aggregator {
         }
     }
 
+    pub(crate) fn from_settings(s: &Settings) -> Self {
+        Aggregator::new(s.window_ms, s.allowed_lateness_ms)
+    }
+
     pub(crate) fn set_lateness(&mut self, lateness_ms: i64) {
         self.lateness_ms = lateness_ms;
+        self.next_close_ts = i64::MIN;
+    }
+
+    /// Closes the windows that event time has passed, scanning them only when some may be.
+    pub(crate) fn close_passed(&mut self, now_ms: i64, out: &mut Output) {
+        if self.newest_any_ts >= self.next_close_ts {
+            self.close_due(now_ms, false, out);
+        }
+    }
+
+    /// Copies of the open windows of `series` starting in `[from_ms, to_ms)`.
+    pub(crate) fn open_copies(&self, series: &str, from_ms: i64, to_ms: i64) -> Vec<WindowSnapshot> {
+        let Some(s) = self.series.get(series) else {
+            return Vec::new();
+        };
+        s.windows
+            .range(from_ms..to_ms.max(from_ms))
+            .map(|(&start, win)| WindowSnapshot {
+                series: series.to_string(),
+                metric: s.metric.clone(),
+                context: s.context.clone(),
+                start_ms: start,
+                end_ms: start + self.window_ms,
+                epoch: win.epoch,
+                state: win.state.clone(),
+                is_final: false,
+            })
+            .collect()
     }
 
     /// Windows and error counts open in memory.
@@ -132,6 +164,9 @@ impl Aggregator {
         let ts = e.ts_ms.unwrap_or(now_ms);
         let start = self.window_start(ts);
         let weight = 1.0 / kept.rate;
+        self.newest_any_ts = self.newest_any_ts.max(ts);
+        let closes_at = (start + self.window_ms).saturating_add(self.lateness_ms);
+        self.next_close_ts = self.next_close_ts.min(closes_at);
         match e.kind {
             EventKind::Performance | EventKind::Datastore => {
                 let value = e.value.unwrap_or(0.0);
@@ -272,6 +307,10 @@ impl Aggregator {
             }
         }
         self.open -= closed;
+        let closes_at = |start: i64| (start + w).saturating_add(self.lateness_ms);
+        let windows = self.series.values().filter_map(|s| s.windows.keys().next());
+        let errors = self.errors.keys().map(|(_, start)| start);
+        self.next_close_ts = windows.chain(errors).map(|&start| closes_at(start)).min().unwrap_or(i64::MAX);
     }
 
     /// Snapshots of every open window and error count; they stay open.
@@ -336,79 +375,42 @@ impl Clone for ErrorWindow {
     }
 }
 
-/// What the aggregator should do besides folding in its inbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// Close the windows whose time has come.
-    Due,
-    /// Also write a snapshot of every open window (a `Flush`).
-    Snapshot,
-    /// Close every window (shutdown).
-    CloseAll,
-}
-
-/// Drains the aggregator's inbox, closes or snapshots windows as `mode` says, and hands the
-/// results on: windows and error counts to the writer's inbox, first-of-hash error records to
-/// the queue's inbox, closed windows to the detector's. Returns which doorbells to ring:
-/// (queue, detector, writer).
-pub(crate) fn pump(stages: &Stages, mode: Mode) -> (bool, bool, bool) {
-    let incoming = stages.aggregator_in.drain();
-    let now = stages.clock.now_ms();
-    let mut out = Output::default();
-    let open = {
-        let mut agg = lock(&stages.aggregator);
-        for kept in incoming {
-            agg.observe(kept, now, &mut out);
-        }
-        match mode {
-            Mode::Due => agg.close_due(now, false, &mut out),
-            Mode::Snapshot => {
-                agg.close_due(now, false, &mut out);
-                agg.snapshot(&mut out);
-            }
-            Mode::CloseAll => agg.close_due(now, true, &mut out),
-        }
-        agg.open_windows()
-    };
-    let c = &stages.counters;
-    Counters::add(&c.aggregated, out.aggregated);
-    c.windows_open.store(open as u64, Relaxed);
-    let wake_queue = stages.queue_in.extend(out.records);
-    let wake_detector = stages.detector_in.extend(out.closed);
-    let mut wake_writer = false;
-    if !out.windows.is_empty() || !out.errors.is_empty() {
-        let n = out.windows.len();
-        if mode != Mode::Snapshot {
-            log::debug!("closed {n} windows, {} error counts", out.errors.len());
-        }
-        wake_writer = stages.writer_in.push(WriteBatch {
-            windows: out.windows,
-            errors: out.errors,
-            ..WriteBatch::default()
-        });
-    }
-    (wake_queue, wake_detector, wake_writer)
-}
-
-/// The aggregator's actor.
+/// The aggregator's actor: folds each batch of samples in, closes windows as event time and
+/// the clock pass them, and hands on what comes out: window and error-count rows and
+/// first-of-hash error records to the queue, closed windows to the detector.
 pub(crate) struct AggregatorActor {
-    pub stages: Arc<Stages>,
-    pub queue: Addr<crate::queue::QueueActor>,
-    pub detector: Addr<crate::detector::DetectorActor>,
-    pub writer: Addr<crate::db::writer::DbWriter>,
+    pub aggregator: Aggregator,
+    pub counters: Arc<Counters>,
+    pub clock: Arc<dyn Clock>,
+    pub records: Recipient<Records>,
+    pub write: Recipient<Write>,
+    pub detector: Recipient<Closed>,
+    /// Markers go on to the detector.
+    pub next: Recipient<Control>,
+    pub remains: Arc<Remains>,
 }
 
 impl AggregatorActor {
-    fn run(&mut self, mode: Mode) {
-        let (queue, detector, writer) = pump(&self.stages, mode);
-        if queue {
-            self.queue.do_send(Wake);
+    /// Hands on what one step produced.
+    fn emit(&mut self, out: Output) {
+        let c = &self.counters;
+        Counters::add(&c.aggregated, out.aggregated);
+        c.windows_open
+            .store(self.aggregator.open_windows() as u64, Relaxed);
+        if !out.records.is_empty() {
+            deliver(&self.records, Records(out.records), &self.remains);
         }
-        if detector {
-            self.detector.do_send(Wake);
+        if !out.windows.is_empty() || !out.errors.is_empty() {
+            let batch = WriteBatch {
+                windows: out.windows,
+                errors: out.errors,
+                ..WriteBatch::default()
+            };
+            deliver(&self.write, Write(batch), &self.remains);
         }
-        if writer {
-            self.writer.do_send(Wake);
+        if !out.closed.is_empty() {
+            log::debug!("closed {} windows", out.closed.len());
+            deliver(&self.detector, Closed(out.closed), &self.remains);
         }
     }
 }
@@ -417,45 +419,59 @@ impl Actor for AggregatorActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // An actor first polled while the System is being torn down has no runtime for timers
-        // (and needs none: the supervisor's stop path flushes).
-        if tokio::runtime::Handle::try_current().is_err() {
-            return;
+        ctx.set_mailbox_capacity(crate::remains::UNBOUNDED);
+        Counters::add(&self.counters.actors_running, 1);
+    }
+
+    /// Hands the open windows to the last flush.
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        Counters::sub(&self.counters.actors_running, 1);
+        if self.aggregator.open_windows() > 0 {
+            let empty = Aggregator::new(self.aggregator.window_ms, self.aggregator.lateness_ms);
+            let aggregator = std::mem::replace(&mut self.aggregator, empty);
+            self.remains.left().aggregator = Some(aggregator);
         }
-        let interval = self.stages.settings().batch_interval;
-        ctx.run_interval(interval, |act, _| act.run(Mode::Due));
     }
 }
 
-impl Handler<Wake> for AggregatorActor {
+impl Handler<Samples> for AggregatorActor {
     type Result = ();
-    fn handle(&mut self, _: Wake, _: &mut Context<Self>) {
-        self.run(Mode::Due);
+    fn handle(&mut self, Samples(samples): Samples, _: &mut Context<Self>) {
+        let now = self.clock.now_ms();
+        let mut out = Output::default();
+        for kept in samples {
+            self.aggregator.observe(kept, now, &mut out);
+        }
+        self.aggregator.close_passed(now, &mut out);
+        self.emit(out);
     }
 }
 
-impl Handler<Tick> for AggregatorActor {
+impl Handler<Control> for AggregatorActor {
     type Result = ();
-    fn handle(&mut self, _: Tick, _: &mut Context<Self>) {
-        self.run(Mode::Due);
-    }
-}
-
-impl Handler<Drain> for AggregatorActor {
-    type Result = ();
-    fn handle(&mut self, _: Drain, _: &mut Context<Self>) {
-        self.run(Mode::Due);
-    }
-}
-
-impl Handler<FlushWindows> for AggregatorActor {
-    type Result = ();
-    fn handle(&mut self, msg: FlushWindows, _: &mut Context<Self>) {
-        self.run(if msg.close {
-            Mode::CloseAll
-        } else {
-            Mode::Snapshot
-        });
+    fn handle(&mut self, mut marker: Control, ctx: &mut Context<Self>) {
+        let now = self.clock.now_ms();
+        let mut out = Output::default();
+        match &mut marker {
+            Control::Tick => self.aggregator.close_due(now, false, &mut out),
+            Control::Flush(_) => {
+                self.aggregator.close_due(now, false, &mut out);
+                self.aggregator.snapshot(&mut out);
+            }
+            Control::Shutdown(_) => {
+                self.aggregator.close_due(now, true, &mut out);
+                ctx.stop();
+            }
+            Control::Windows(q) => {
+                q.open = self
+                    .aggregator
+                    .open_copies(&q.query.series(), q.query.from_ms, q.query.to_ms)
+            }
+            Control::Settings(s) => self.aggregator.set_lateness(s.allowed_lateness_ms),
+            Control::Patterns(..) => {}
+        }
+        self.emit(out);
+        deliver(&self.next, marker, &self.remains);
     }
 }
 

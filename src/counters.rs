@@ -58,6 +58,9 @@ pub struct Stats {
     /// Hour and day roll-up rows written (inserted or replaced) in `metric_rollups` by this
     /// instance's roll-up runs.
     pub rollups_written: u64,
+    /// Gauge: the pipeline's internal actors (sampler, aggregator, detector, queue, writer)
+    /// running; 0 once `Shutdown` has answered.
+    pub actors_running: u64,
 }
 
 impl Stats {
@@ -94,6 +97,7 @@ pub(crate) struct Counters {
     pub dropped: AtomicU64,
     pub windows_open: AtomicU64,
     pub patterns_detected: AtomicU64,
+    pub actors_running: AtomicU64,
 }
 
 impl Counters {
@@ -142,6 +146,7 @@ impl Counters {
             patterns_detected: get(&self.patterns_detected),
             error_counts_written: errors,
             rollups_written: rollups,
+            actors_running: get(&self.actors_running),
         }
     }
 }

@@ -8,18 +8,18 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::aggregator::ClosedWindow;
+use crate::clock::Clock;
 use crate::counters::Counters;
-use crate::messages::{Drain, Wake};
-use crate::model::{PatternRecord, WriteBatch};
-use crate::pipeline::{lock, Stages};
+use crate::messages::{Closed, Control, Write};
+use crate::model::{ClosedWindow, PatternRecord, WriteBatch};
+use crate::remains::{deliver, Remains};
 use crate::stats::detect::{DetectorSettings, SeriesDetector};
 
 /// One detector per series, plus the last window each has seen (a window reopened by late
 /// events closes again, out of order: it is written but not fed to the detector twice).
 #[derive(Debug)]
 pub(crate) struct Detectors {
-    settings: DetectorSettings,
+    pub(crate) settings: DetectorSettings,
     series: HashMap<String, (SeriesDetector, i64)>,
 }
 
@@ -84,52 +84,58 @@ impl Detectors {
     }
 }
 
-/// Drains the detector's inbox; patterns go to the writer's inbox. Returns whether to ring the
-/// writer.
-pub(crate) fn pump(stages: &Stages) -> bool {
-    let closed = stages.detector_in.drain();
-    if closed.is_empty() {
-        return false;
-    }
-    let patterns = lock(&stages.detector).observe(closed, stages.clock.now_ms());
-    if patterns.is_empty() {
-        return false;
-    }
-    Counters::add(&stages.counters.patterns_detected, patterns.len() as u64);
-    stages.writer_in.push(WriteBatch {
-        patterns,
-        ..WriteBatch::default()
-    })
-}
-
-/// The detector's actor.
+/// The detector's actor: feeds each batch of closed windows to [`Detectors`] and sends the
+/// patterns found to the queue (which passes them to the writer).
 pub(crate) struct DetectorActor {
-    pub stages: Arc<Stages>,
-    pub writer: Addr<crate::db::writer::DbWriter>,
-}
-
-impl DetectorActor {
-    fn run(&mut self) {
-        if pump(&self.stages) {
-            self.writer.do_send(Wake);
-        }
-    }
+    pub detectors: Detectors,
+    pub counters: Arc<Counters>,
+    pub clock: Arc<dyn Clock>,
+    pub write: Recipient<Write>,
+    /// Markers go on to the queue.
+    pub next: Recipient<Control>,
+    pub remains: Arc<Remains>,
 }
 
 impl Actor for DetectorActor {
     type Context = Context<Self>;
-}
 
-impl Handler<Wake> for DetectorActor {
-    type Result = ();
-    fn handle(&mut self, _: Wake, _: &mut Context<Self>) {
-        self.run();
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(crate::remains::UNBOUNDED);
+        Counters::add(&self.counters.actors_running, 1);
+    }
+
+    /// Hands the detectors to the last flush (windows closed there are checked too).
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        Counters::sub(&self.counters.actors_running, 1);
+        let settings = self.detectors.settings.clone();
+        let detectors = std::mem::replace(&mut self.detectors, Detectors::new(settings));
+        self.remains.left().detectors = Some(detectors);
     }
 }
 
-impl Handler<Drain> for DetectorActor {
+impl Handler<Closed> for DetectorActor {
     type Result = ();
-    fn handle(&mut self, _: Drain, _: &mut Context<Self>) {
-        self.run();
+    fn handle(&mut self, Closed(closed): Closed, _: &mut Context<Self>) {
+        let patterns = self.detectors.observe(closed, self.clock.now_ms());
+        if !patterns.is_empty() {
+            Counters::add(&self.counters.patterns_detected, patterns.len() as u64);
+            let batch = WriteBatch {
+                patterns,
+                ..WriteBatch::default()
+            };
+            deliver(&self.write, Write(batch), &self.remains);
+        }
+    }
+}
+
+impl Handler<Control> for DetectorActor {
+    type Result = ();
+    fn handle(&mut self, marker: Control, ctx: &mut Context<Self>) {
+        match &marker {
+            Control::Settings(s) => self.detectors.set_settings(s.detection.clone()),
+            Control::Shutdown(_) => ctx.stop(),
+            _ => {}
+        }
+        deliver(&self.next, marker, &self.remains);
     }
 }

@@ -70,12 +70,11 @@ pub mod db;
 mod detector;
 mod error;
 mod event;
-mod handoff;
 mod messages;
 mod model;
 pub mod nab;
-mod pipeline;
 mod queue;
+mod remains;
 mod rollup;
 mod sampler;
 pub mod stats;
@@ -118,6 +117,62 @@ pub fn start_with_clock(
         store.describe(),
         settings.instance_id
     );
-    let stages = Arc::new(pipeline::Stages::new(config, settings, pool, clock));
-    Ok(Supervisor::start_actors(stages))
+    Ok(Supervisor::start_pipeline(config, settings, pool, clock))
+}
+
+/// Waits for SIGTERM or SIGINT (Ctrl-C), then shuts the pipeline down (everything accepted
+/// is written) and resolves with the final [`Stats`] (`None` if the pipeline had already
+/// stopped). The guide's advice, "always flush on SIGTERM", in one call:
+///
+/// ```no_run
+/// # use eventbatch::{start, Config, Store};
+/// #[actix::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let tracker = start(Config::default(), Store::sqlite("analytics.db"))?;
+///     // ... hand `tracker.clone()` to the parts of the service that track events ...
+///     let stats = eventbatch::shutdown_on_signal(tracker).await;
+///     println!("stopped after {:?} events", stats.map(|s| s.events_received));
+///     Ok(())
+/// }
+/// ```
+///
+/// Installing the handler replaces the default action of these signals (ending the process),
+/// so something must end the program after it resolves: return from `main` as above, or, in
+/// a spawned task, call `actix::System::current().stop()`.
+pub async fn shutdown_on_signal(tracker: actix::Addr<Supervisor>) -> Option<Stats> {
+    wait_for_signal().await;
+    log::info!("signal received: shutting the eventbatch pipeline down");
+    tracker.send(Shutdown).await.ok()
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            std::future::poll_fn(|cx| {
+                if term.poll_recv(cx).is_ready() || int.poll_recv(cx).is_ready() {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            })
+            .await
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            log::error!("cannot listen for SIGTERM/SIGINT ({e}); shutdown_on_signal waits forever");
+            std::future::pending::<()>().await
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        log::error!("cannot listen for Ctrl-C ({e}); shutdown_on_signal waits forever");
+        std::future::pending::<()>().await
+    }
 }

@@ -4,10 +4,15 @@
 use actix::Message;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ConfigPatch};
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use crate::config::{Config, ConfigPatch, Settings};
 use crate::counters::Stats;
 use crate::error::{ConfigError, PipelineError, TrackError};
 use crate::event::TrackEvent;
+use crate::model::{ClosedWindow, Kept, Record, WindowSnapshot, WriteBatch};
 use crate::rollup::Resolution;
 use crate::stats::detect::PatternKind;
 use crate::stats::window::WindowState;
@@ -317,42 +322,82 @@ pub struct Pattern {
 }
 
 // ---- internal messages ----------------------------------------------------------------------
+//
+// What moves between the internal actors, in flow order (ARCHITECTURE.md draws the graph).
+// Every data message carries a batch, so a hop costs per batch, not per event. Each actor
+// receives its inputs as `Recipient`s of these types, so no actor file names another.
 
-/// Doorbell: the receiver's inbox went from empty to non-empty.
+/// Supervisor -> sampler: validated events, in arrival order.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Events(pub Vec<TrackEvent>);
+
+/// Sampler -> aggregator: kept metric samples and errors, each with the rate it was kept at.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Samples(pub Vec<Kept>);
+
+/// Sampler and aggregator -> queue: `events` rows to queue by priority (commands, engagement,
+/// custom events, and the first error of each hash in a window).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Records(pub Vec<Record>);
+
+/// Aggregator -> detector: windows that closed, in closing order.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Closed(pub Vec<ClosedWindow>);
+
+/// Aggregator and detector -> queue -> writer: rows to commit in one transaction. The queue
+/// passes window, error-count and pattern batches straight on, and sends its record batches
+/// the same way.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Write(pub WriteBatch);
+
+/// Writer -> queue: record batches that came from the queue are committed, which makes room
+/// under `max_in_flight_batches` and `max_queued_events`.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
-pub(crate) struct Wake;
-
-/// Barrier: process everything in the inbox now, and reply when done.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub(crate) struct Drain;
-
-/// To the aggregator: snapshot every open window (`close = false`) or close them all
-/// (`close = true`, at shutdown).
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub(crate) struct FlushWindows {
-    pub close: bool,
+pub(crate) struct Committed {
+    /// Queue batches committed.
+    pub batches: usize,
+    /// Records in them.
+    pub records: usize,
 }
 
-/// To the queue: write everything queued now, whatever the triggers say.
-#[derive(Debug, Clone, Copy, Message)]
+/// A control marker. It travels the data path (supervisor -> sampler -> aggregator ->
+/// detector -> queue -> writer) behind everything sent before it: each actor's mailbox is
+/// FIFO and each forwards the marker only after what the marker follows, so when it reaches
+/// an actor, everything accepted before it has too.
+#[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub(crate) struct FlushQueues;
+pub(crate) enum Control {
+    /// The timer: time-driven work (close windows the clock passed, write queues whose
+    /// interval elapsed, roll up).
+    Tick,
+    /// Snapshot the open windows, write everything; the writer answers.
+    Flush(Reply<()>),
+    /// Close every window, write everything, and stop, upstream first; the writer answers
+    /// from its `stopped()`, so every internal actor has stopped when the answer arrives.
+    Shutdown(Reply<()>),
+    /// A windows query: the aggregator adds copies of the open windows asked for, the
+    /// writer reads the store and merges them.
+    Windows(Box<WindowsQuery>),
+    /// A patterns query, answered by the writer.
+    Patterns(QueryPatterns, Reply<Vec<Pattern>>),
+    /// New settings, applied by each actor as the marker passes.
+    Settings(Arc<Settings>),
+}
 
-/// To the writer: write everything handed to it; fails if some batch is still failing after
-/// the retry budget (the batch is kept for later).
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Result<(), PipelineError>")]
-pub(crate) struct WriteAll;
+/// The answer channel a control marker carries to the writer.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, PipelineError>>;
 
-/// To the writer: run a windows query.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<Vec<WindowStats>, PipelineError>")]
-pub(crate) struct ReadWindows(pub QueryWindows);
-
-/// To the writer: run a patterns query.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<Vec<Pattern>, PipelineError>")]
-pub(crate) struct ReadPatterns(pub QueryPatterns);
+/// A [`QueryWindows`] on its way through the pipeline.
+#[derive(Debug)]
+pub(crate) struct WindowsQuery {
+    pub query: QueryWindows,
+    /// Copies of the asked series' open windows (added by the aggregator).
+    pub open: Vec<WindowSnapshot>,
+    pub reply: Reply<Vec<WindowStats>>,
+}

@@ -3,7 +3,24 @@
 
 use crate::event::{EventKind, Priority, TrackEvent};
 use crate::stats::detect::PatternKind;
-use crate::stats::window::WindowState;
+use crate::stats::window::{WindowState, WindowSummary};
+
+/// An event the sampler kept, with the rate it was kept at (1.0 when no rate applies): a
+/// metric sample or an error on its way to the aggregator.
+#[derive(Debug)]
+pub(crate) struct Kept {
+    pub event: TrackEvent,
+    pub rate: f64,
+}
+
+/// A closed window, on its way to the detector.
+#[derive(Debug, Clone)]
+pub(crate) struct ClosedWindow {
+    pub series: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub summary: WindowSummary,
+}
 
 /// Most tags one event may carry (bounds the packed record).
 pub const MAX_TAGS: usize = 64;

@@ -2,24 +2,26 @@
 //!
 //! [`PriorityQueues`] is the logic: three FIFO queues (High, Normal, Low), the triggers
 //! (a full batch, `high_priority_flush_threshold` High records, the batch interval, a flush)
-//! and the overflow policy. [`QueueActor`] drains its inbox into them when woken, runs the
-//! timer, and hands batches to the writer while fewer than `max_in_flight_batches` are
-//! unconfirmed.
+//! and the overflow policy. [`QueueActor`] queues the [`Records`] it receives, and on each
+//! record batch, timer tick and confirmation ([`Committed`]) hands the due batches to the writer
+//! while fewer than `max_in_flight_batches` are unconfirmed. Window, error-count and pattern
+//! batches pass straight through, so the writer has one sender and markers stay in order.
 //!
 //! One actor holds all three queues, so "High before Normal before Low" is a property of one
 //! function ([`PriorityQueues::take_batch`]) rather than a race between actors.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::clock::Clock;
+use crate::config::Settings;
 use crate::counters::Counters;
 use crate::event::Priority;
-use crate::messages::{Drain, FlushQueues, Tick, Wake};
+use crate::messages::{Committed, Control, Records, Write};
 use crate::model::{Record, WriteBatch};
-use crate::pipeline::{lock, Stages};
+use crate::remains::{deliver, Remains};
 
 /// Limits the queues work with (from `Settings`).
 #[derive(Debug, Clone, Copy)]
@@ -31,11 +33,22 @@ pub(crate) struct QueueLimits {
     pub max_events: usize,
 }
 
+impl QueueLimits {
+    pub(crate) fn from_settings(s: &Settings) -> Self {
+        QueueLimits {
+            max_batch_size: s.max_batch_size.get(),
+            high_threshold: s.high_priority_flush_threshold.get(),
+            batch_interval_ms: s.batch_interval.as_millis() as i64,
+            max_events: s.max_queued_events.get(),
+        }
+    }
+}
+
 /// Three FIFO queues with batching triggers and a bounded total.
 #[derive(Debug)]
 pub(crate) struct PriorityQueues {
     queues: [VecDeque<Record>; 3],
-    limits: QueueLimits,
+    pub(crate) limits: QueueLimits,
     /// Clock time since when records have been waiting (set when the queues go from empty to
     /// non-empty, and again after each interval-driven write that left records behind).
     pending_since: Option<i64>,
@@ -64,6 +77,10 @@ impl PriorityQueues {
             pending_since: None,
             interval_owed: 0,
         }
+    }
+
+    pub(crate) fn from_settings(s: &Settings) -> Self {
+        PriorityQueues::new(QueueLimits::from_settings(s))
     }
 
     pub(crate) fn set_limits(&mut self, limits: QueueLimits) {
@@ -158,60 +175,61 @@ impl PriorityQueues {
     }
 }
 
-/// Drains the queue inbox into the queues (applying the overflow policy), then moves due
-/// batches into the writer's inbox while fewer than `max_in_flight` batches are unconfirmed.
-/// Returns whether the writer's inbox went from empty to non-empty.
-pub(crate) fn pump(stages: &Stages, force: bool, max_in_flight: usize) -> bool {
-    let incoming = stages.queue_in.drain();
-    let now = stages.clock.now_ms();
-    let c = &stages.counters;
-    let mut queues = lock(&stages.queues);
-    let mut dropped = 0u64;
-    let mut in_flight = c.queued.load(Relaxed) as usize;
-    in_flight = in_flight.saturating_sub(queues.len());
-    let added = incoming.len() as u64;
-    for record in incoming {
-        match queues.push(record, in_flight, now) {
-            Pushed::Queued => {}
-            Pushed::QueuedWithEviction | Pushed::Dropped => dropped += 1,
-        }
-    }
-    // `queued` counts records in the queues or in flight: add the newcomers that stayed.
-    Counters::add(&c.queued, added - dropped);
-    if dropped > 0 {
-        Counters::add(&c.dropped, dropped);
-        log::warn!(
-            "queue full ({} records): dropped {dropped} by the overflow policy",
-            queues.len() + in_flight
-        );
-    }
-    let mut wake_writer = false;
-    while force || stages.batches_in_flight.load(Relaxed) < max_in_flight {
-        let Some(records) = queues.take_batch(now, force) else {
-            break;
-        };
-        stages.batches_in_flight.fetch_add(1, Relaxed);
-        wake_writer |= stages.writer_in.push(WriteBatch {
-            records,
-            from_queue: true,
-            ..WriteBatch::default()
-        });
-    }
-    wake_writer
-}
-
-/// The queue's actor.
+/// The queue's actor: queues records, hands due batches to the writer while fewer than
+/// `max_in_flight_batches` are unconfirmed, and passes other write batches straight on.
 pub(crate) struct QueueActor {
-    pub stages: Arc<Stages>,
-    pub writer: Addr<crate::db::writer::DbWriter>,
+    pub queues: PriorityQueues,
+    pub max_in_flight: usize,
+    /// Record batches handed to the writer and not yet confirmed ([`Committed`]).
+    pub in_flight_batches: usize,
+    /// Records in them (they count against `max_queued_events`).
+    pub in_flight_records: usize,
+    pub counters: Arc<Counters>,
+    pub clock: Arc<dyn Clock>,
+    pub writer: Recipient<Write>,
+    /// Markers go on to the writer.
+    pub next: Recipient<Control>,
+    pub remains: Arc<Remains>,
 }
 
 impl QueueActor {
-    fn run(&mut self, force: bool) {
-        let max_in_flight = self.stages.settings().max_in_flight_batches.get();
-        // The writer also wakes for a due roll-up run, so an idle pipeline rolls up too.
-        if pump(&self.stages, force, max_in_flight) || self.stages.rollup_due() {
-            self.writer.do_send(Wake);
+    pub(crate) fn new(
+        settings: &Settings,
+        counters: Arc<Counters>,
+        clock: Arc<dyn Clock>,
+        writer: Recipient<Write>,
+        next: Recipient<Control>,
+        remains: Arc<Remains>,
+    ) -> Self {
+        QueueActor {
+            queues: PriorityQueues::from_settings(settings),
+            max_in_flight: settings.max_in_flight_batches.get(),
+            in_flight_batches: 0,
+            in_flight_records: 0,
+            counters,
+            clock,
+            writer,
+            next,
+            remains,
+        }
+    }
+
+    /// Hands due batches (every batch with `force`) to the writer, within the in-flight limit
+    /// unless forced.
+    fn send_due(&mut self, force: bool) {
+        let now = self.clock.now_ms();
+        while force || self.in_flight_batches < self.max_in_flight {
+            let Some(records) = self.queues.take_batch(now, force) else {
+                break;
+            };
+            self.in_flight_batches += 1;
+            self.in_flight_records += records.len();
+            let batch = WriteBatch {
+                records,
+                from_queue: true,
+                ..WriteBatch::default()
+            };
+            deliver(&self.writer, Write(batch), &self.remains);
         }
     }
 }
@@ -220,43 +238,80 @@ impl Actor for QueueActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // An actor first polled while the System is being torn down has no runtime for timers
-        // (and needs none: the supervisor's stop path flushes).
-        if tokio::runtime::Handle::try_current().is_err() {
-            return;
+        ctx.set_mailbox_capacity(crate::remains::UNBOUNDED);
+        Counters::add(&self.counters.actors_running, 1);
+    }
+
+    /// Hands the queued records to the last flush.
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        Counters::sub(&self.counters.actors_running, 1);
+        let limits = self.queues.limits;
+        let queues = std::mem::replace(&mut self.queues, PriorityQueues::new(limits));
+        if queues.len() > 0 {
+            self.remains.left().queues = Some(queues);
         }
-        let interval = self.stages.settings().batch_interval;
-        // Tick a few times per interval so the interval is kept to within a quarter of itself.
-        let period = (interval / 4).max(std::time::Duration::from_millis(1));
-        ctx.run_interval(period, |act, _| act.run(false));
     }
 }
 
-impl Handler<Wake> for QueueActor {
+impl Handler<Records> for QueueActor {
     type Result = ();
-    fn handle(&mut self, _: Wake, _: &mut Context<Self>) {
-        self.run(false);
+    fn handle(&mut self, Records(records): Records, _: &mut Context<Self>) {
+        let now = self.clock.now_ms();
+        let c = &self.counters;
+        let (added, mut dropped) = (records.len() as u64, 0u64);
+        for record in records {
+            match self.queues.push(record, self.in_flight_records, now) {
+                Pushed::Queued => {}
+                Pushed::QueuedWithEviction | Pushed::Dropped => dropped += 1,
+            }
+        }
+        // `queued` counts records in the queues or in flight: add the newcomers that stayed.
+        Counters::add(&c.queued, added - dropped);
+        if dropped > 0 {
+            Counters::add(&c.dropped, dropped);
+            log::warn!(
+                "queue full ({} records): dropped {dropped} by the overflow policy",
+                self.queues.len() + self.in_flight_records
+            );
+        }
+        self.send_due(false);
     }
 }
 
-impl Handler<Tick> for QueueActor {
+impl Handler<Write> for QueueActor {
     type Result = ();
-    fn handle(&mut self, _: Tick, _: &mut Context<Self>) {
-        self.run(false);
+    fn handle(&mut self, batch: Write, _: &mut Context<Self>) {
+        deliver(&self.writer, batch, &self.remains);
     }
 }
 
-impl Handler<Drain> for QueueActor {
+impl Handler<Committed> for QueueActor {
     type Result = ();
-    fn handle(&mut self, _: Drain, _: &mut Context<Self>) {
-        self.run(false);
+    fn handle(&mut self, done: Committed, _: &mut Context<Self>) {
+        self.in_flight_batches = self.in_flight_batches.saturating_sub(done.batches);
+        self.in_flight_records = self.in_flight_records.saturating_sub(done.records);
+        self.send_due(false);
     }
 }
 
-impl Handler<FlushQueues> for QueueActor {
+impl Handler<Control> for QueueActor {
     type Result = ();
-    fn handle(&mut self, _: FlushQueues, _: &mut Context<Self>) {
-        self.run(true);
+    fn handle(&mut self, marker: Control, ctx: &mut Context<Self>) {
+        match &marker {
+            Control::Tick => self.send_due(false),
+            Control::Flush(_) => self.send_due(true),
+            Control::Shutdown(_) => {
+                self.send_due(true);
+                ctx.stop();
+            }
+            Control::Settings(s) => {
+                self.queues.set_limits(QueueLimits::from_settings(s));
+                self.max_in_flight = s.max_in_flight_batches.get();
+                self.send_due(false);
+            }
+            Control::Windows(_) | Control::Patterns(..) => {}
+        }
+        deliver(&self.next, marker, &self.remains);
     }
 }
 

@@ -1,17 +1,19 @@
 //! The sampler: per-key keep/drop decisions, then routing of kept events.
 //!
-//! [`Sampler`] is the logic (plain, unit-tested); [`SamplerActor`] drains the sampler's inbox
-//! when woken and rings the aggregator and the queue.
+//! [`Sampler`] is the logic (plain, unit-tested); [`SamplerActor`] routes each [`Events`] batch
+//! the supervisor sends: kept samples and errors to the aggregator, kept records to the queue.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::config::Settings;
+use crate::counters::Counters;
 use crate::event::{EventKind, TrackEvent};
-use crate::messages::{Drain, Wake};
-use crate::model::Record;
-use crate::pipeline::{lock, Stages};
+use crate::messages::{Control, Events, Records, Samples};
+use crate::model::{Kept, Record};
+use crate::remains::{deliver, Remains};
 use crate::util::SplitMix64;
 
 /// The sampling key of an event (see the contract's routing rules), written into `buf`.
@@ -27,13 +29,6 @@ pub(crate) fn sampling_key<'a>(e: &TrackEvent, buf: &'a mut String) -> &'a str {
     buf.push_str(prefix);
     buf.push_str(&e.name);
     buf.as_str()
-}
-
-/// An event the sampler kept, with the rate it was kept at (1.0 when no rate applies).
-#[derive(Debug)]
-pub(crate) struct Kept {
-    pub event: TrackEvent,
-    pub rate: f64,
 }
 
 /// Per-key Bernoulli sampling. A key with rate `r` keeps each event with probability `r`;
@@ -64,6 +59,11 @@ impl Sampler {
             rng,
             key_buf: String::new(),
         }
+    }
+
+    /// A sampler with the configured rates and a random seed from the OS.
+    pub(crate) fn from_settings(s: &Settings) -> Self {
+        Sampler::new(s.sampling_rates.clone(), SplitMix64::from_entropy())
     }
 
     pub(crate) fn set_rates(&mut self, rates: HashMap<String, f64>) {
@@ -103,58 +103,62 @@ impl Sampler {
     }
 }
 
-/// Drains the sampler's inbox into the aggregator's and the queue's. Returns which of the two
-/// went from empty to non-empty (their doorbells to ring).
-pub(crate) fn drain(stages: &Stages) -> (bool, bool) {
-    let events = stages.sampler_in.drain();
-    if events.is_empty() {
-        return (false, false);
-    }
-    let n = events.len() as u64;
-    let mut routed = Routed::default();
-    lock(&stages.sampler).route(events, &mut routed);
-    let c = &stages.counters;
-    crate::counters::Counters::add(&c.sampled_out, routed.sampled_out);
-    crate::counters::Counters::add(&c.kept, n - routed.sampled_out);
-    let wake_aggregator = stages.aggregator_in.extend(routed.aggregate);
-    let wake_queue = stages.queue_in.extend(routed.records);
-    (wake_aggregator, wake_queue)
-}
-
-/// The sampler's actor: drains its inbox when woken.
+/// The sampler's actor: routes each batch of events as it comes.
 pub(crate) struct SamplerActor {
-    pub stages: Arc<Stages>,
-    pub aggregator: Addr<crate::aggregator::AggregatorActor>,
-    pub queue: Addr<crate::queue::QueueActor>,
-}
-
-impl SamplerActor {
-    fn run(&mut self) {
-        let (wake_aggregator, wake_queue) = drain(&self.stages);
-        if wake_aggregator {
-            self.aggregator.do_send(Wake);
-        }
-        if wake_queue {
-            self.queue.do_send(Wake);
-        }
-    }
+    pub sampler: Sampler,
+    pub counters: Arc<Counters>,
+    /// Kept metric samples and errors go here.
+    pub aggregator: Recipient<Samples>,
+    /// Kept records go here.
+    pub queue: Recipient<Records>,
+    /// Markers go on to the aggregator.
+    pub next: Recipient<Control>,
+    pub remains: Arc<Remains>,
 }
 
 impl Actor for SamplerActor {
     type Context = Context<Self>;
-}
 
-impl Handler<Wake> for SamplerActor {
-    type Result = ();
-    fn handle(&mut self, _: Wake, _: &mut Context<Self>) {
-        self.run();
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(crate::remains::UNBOUNDED);
+        Counters::add(&self.counters.actors_running, 1);
+    }
+
+    /// Hands the sampler (its rates and random state) to the last flush.
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        Counters::sub(&self.counters.actors_running, 1);
+        let empty = Sampler::new(HashMap::new(), SplitMix64::new(0));
+        let sampler = std::mem::replace(&mut self.sampler, empty);
+        self.remains.left().sampler = Some(sampler);
     }
 }
 
-impl Handler<Drain> for SamplerActor {
+impl Handler<Events> for SamplerActor {
     type Result = ();
-    fn handle(&mut self, _: Drain, _: &mut Context<Self>) {
-        self.run();
+    fn handle(&mut self, Events(events): Events, _: &mut Context<Self>) {
+        let n = events.len() as u64;
+        let mut routed = Routed::default();
+        self.sampler.route(events, &mut routed);
+        Counters::add(&self.counters.sampled_out, routed.sampled_out);
+        Counters::add(&self.counters.kept, n - routed.sampled_out);
+        if !routed.aggregate.is_empty() {
+            deliver(&self.aggregator, Samples(routed.aggregate), &self.remains);
+        }
+        if !routed.records.is_empty() {
+            deliver(&self.queue, Records(routed.records), &self.remains);
+        }
+    }
+}
+
+impl Handler<Control> for SamplerActor {
+    type Result = ();
+    fn handle(&mut self, marker: Control, ctx: &mut Context<Self>) {
+        match &marker {
+            Control::Settings(s) => self.sampler.set_rates(s.sampling_rates.clone()),
+            Control::Shutdown(_) => ctx.stop(),
+            _ => {}
+        }
+        deliver(&self.next, marker, &self.remains);
     }
 }
 

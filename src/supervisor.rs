@@ -1,202 +1,299 @@
-//! The [`Supervisor`]: the application's only address. It validates events, answers stats,
-//! configuration and queries, and drives flushes and the stop.
+//! The [`Supervisor`]: the application's only address. It validates events, answers stats and
+//! configuration, starts the internal actors, and sends the control markers (flush, queries,
+//! shutdown, ticks) down the data path.
 //!
-//! A flush is an awaited chain through the stages, in flow order: sampler, aggregator
-//! (snapshot or close windows), detector, queues (write everything), writer (commit). Each
-//! step drains the stage's inbox, so by the time the writer answers, everything accepted
-//! before the flush is in the store.
+//! ```text
+//! Supervisor ─Events─▶ Sampler ─Samples─▶ Aggregator ─Closed─▶ Detector
+//!                         │                 │  │                  │
+//!                         │ Records         │  │ Records, Write   │ Write (patterns)
+//!                         └────────────────▶ Queue ◀──────────────┘
+//!                                             │ Write
+//!                                             ▼
+//!                                          DbWriter (own thread) ─Committed─▶ Queue
+//! ```
 //!
-//! Stopping the actix `System` without `Shutdown` runs the same stages synchronously from
-//! [`Supervisor::stopped`]: all data lives in the shared [`Stages`], never only in a mailbox.
+//! Control markers ([`Control`]) take the path Supervisor → Sampler → Aggregator → Detector →
+//! Queue → DbWriter, behind the data sent before them; the writer answers through the
+//! marker's reply channel.
+//!
+//! Validated events are buffered and handed to the sampler in batches: when
+//! [`INTAKE_BATCH`] are waiting, and otherwise once the supervisor's mailbox is empty (a
+//! self-notification runs after the mailbox), so one event sent alone travels at once and a
+//! burst of them travels in batches.
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use tokio::sync::oneshot;
 
-use crate::aggregator::AggregatorActor;
-use crate::config::Config;
+use crate::aggregator::{Aggregator, AggregatorActor};
+use crate::clock::Clock;
+use crate::config::{Config, Settings};
 use crate::counters::{Counters, Stats};
-use crate::db::writer::DbWriter;
-use crate::detector::DetectorActor;
+use crate::db::store::Pool;
+use crate::db::writer::{DbWriter, WriterCore};
+use crate::detector::{DetectorActor, Detectors};
 use crate::error::{ConfigError, PipelineError, TrackError};
 use crate::event::TrackEvent;
 use crate::messages::*;
-use crate::pipeline::Stages;
 use crate::queue::QueueActor;
-use crate::sampler::SamplerActor;
+use crate::remains::{deliver, Remains};
+use crate::sampler::{Sampler, SamplerActor};
 
-/// The addresses of the internal actors.
-#[derive(Clone)]
-struct Actors {
-    sampler: Addr<SamplerActor>,
-    aggregator: Addr<AggregatorActor>,
-    detector: Addr<DetectorActor>,
-    queue: Addr<QueueActor>,
-    writer: Addr<DbWriter>,
-}
-
-impl Actors {
-    /// The flush chain (see the module docs).
-    async fn flush(self, close: bool) -> Result<(), PipelineError> {
-        self.sampler.send(Drain).await?;
-        self.aggregator.send(FlushWindows { close }).await?;
-        self.detector.send(Drain).await?;
-        self.queue.send(FlushQueues).await?;
-        self.writer.send(WriteAll).await?
-    }
-}
+/// Most validated events handed to the sampler in one message; after each such batch the
+/// supervisor yields, so the stages behind it (and the writer's thread) start on it while a
+/// long burst is still being accepted.
+pub(crate) const INTAKE_BATCH: usize = 1024;
 
 /// The pipeline's front door; see the crate docs for the messages it handles.
 pub struct Supervisor {
-    /// Everything the pipeline holds.
-    stages: Arc<Stages>,
-    /// The internal actors.
-    actors: Actors,
-    /// Set by `Shutdown`: later events are refused, and the stop path has nothing left to do.
-    shut_down: bool,
+    /// The configuration in force, as the application gave it.
+    config: Config,
+    /// The same, validated.
+    settings: Arc<Settings>,
+    /// The pipeline's counters (shared: every actor adds to them).
+    counters: Arc<Counters>,
+    clock: Arc<dyn Clock>,
+    /// Validated events not yet handed to the sampler.
+    intake: Vec<TrackEvent>,
+    /// A [`ForwardIntake`] is on its way.
+    intake_scheduled: bool,
+    /// Where events go.
+    sampler: Recipient<Events>,
+    /// Where control markers go (the sampler, first on their path).
+    chain: Recipient<Control>,
+    /// What the actors leave when torn down without `Shutdown`.
+    remains: Arc<Remains>,
+    /// The writer's thread, joined when the supervisor goes, so the last flush is done
+    /// before the System's teardown returns.
+    writer_thread: Option<Arbiter>,
+    /// The timer that sends [`Control::Tick`].
+    timer: Option<SpawnHandle>,
+    /// Set when `Shutdown` arrives: every event after it is refused.
+    shutting_down: bool,
 }
 
 impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Supervisor")
-            .field("shut_down", &self.shut_down)
+            .field("shutting_down", &self.shutting_down)
+            .field("intake", &self.intake.len())
             .finish_non_exhaustive()
     }
 }
 
-macro_rules! restartable {
-    ($($actor:ty),*) => {$(
-        impl actix::Supervised for $actor {
-            fn restarting(&mut self, _: &mut Context<Self>) {
-                // All state lives in `Stages`: a restart loses nothing.
-                log::warn!("restarting {}", stringify!($actor));
-            }
-        }
-    )*};
-}
-restartable!(SamplerActor, AggregatorActor, DetectorActor, QueueActor);
+/// To the supervisor itself: hand the intake to the sampler (sent when the first event of a
+/// burst arrives; handled after the mailbox is empty).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+struct ForwardIntake;
 
 impl Supervisor {
-    /// Starts the internal actors on the current arbiter (the writer on its own thread).
-    pub(crate) fn start_actors(stages: Arc<Stages>) -> Addr<Supervisor> {
-        let writer_slot: Rc<RefCell<Option<Addr<DbWriter>>>> = Rc::default();
-        let queue = {
-            let (stages, slot) = (stages.clone(), writer_slot.clone());
-            actix::Supervisor::start(move |ctx: &mut Context<QueueActor>| {
-                let queue = ctx.address();
-                let for_writer = stages.clone();
-                let writer = SyncArbiter::start(1, move || DbWriter {
-                    stages: for_writer.clone(),
-                    queue: queue.clone(),
-                });
-                *slot.borrow_mut() = Some(writer.clone());
-                QueueActor { stages, writer }
-            })
-        };
-        let Some(writer) = writer_slot.borrow_mut().take() else {
-            unreachable!("actix::Supervisor::start runs its factory before returning")
-        };
-        let detector = {
-            let (stages, writer) = (stages.clone(), writer.clone());
-            actix::Supervisor::start(move |_| DetectorActor { stages, writer })
-        };
-        let aggregator = {
-            let (stages, queue, detector, writer) = (
-                stages.clone(),
-                queue.clone(),
-                detector.clone(),
-                writer.clone(),
-            );
-            actix::Supervisor::start(move |_| AggregatorActor {
-                stages,
+    /// Starts every actor: the writer on a thread of its own, the others on the current
+    /// Arbiter. Returns the supervisor's address.
+    pub(crate) fn start_pipeline(
+        config: Config,
+        settings: Settings,
+        pool: Pool,
+        clock: Arc<dyn Clock>,
+    ) -> Addr<Supervisor> {
+        let settings = Arc::new(settings);
+        let counters = Arc::new(Counters::default());
+        let remains = Arc::new(Remains::new(
+            settings.clone(),
+            counters.clone(),
+            clock.clone(),
+            pool.clone(),
+        ));
+        // The queue and the writer send to each other: make the queue's address first.
+        let queue_ctx = Context::<QueueActor>::new();
+        let queue_addr = queue_ctx.address();
+        let writer_thread = Arbiter::new();
+        let writer = {
+            let (counters, clock, remains) = (counters.clone(), clock.clone(), remains.clone());
+            let core = WriterCore::new(pool, &settings);
+            let queue = queue_addr.clone().recipient();
+            DbWriter::start_in_arbiter(&writer_thread.handle(), move |_| DbWriter {
+                core,
+                counters,
+                clock,
                 queue,
-                detector,
-                writer,
+                remains,
+                write_scheduled: false,
+                shutdown: None,
+                own_address: None,
             })
         };
-        let sampler = {
-            let (stages, aggregator, queue) = (stages.clone(), aggregator.clone(), queue.clone());
-            actix::Supervisor::start(move |_| SamplerActor {
-                stages,
-                aggregator,
-                queue,
-            })
-        };
-        let actors = Actors {
-            sampler,
-            aggregator,
-            detector,
-            queue,
-            writer,
-        };
+        let queue = queue_ctx.run(QueueActor::new(
+            &settings,
+            counters.clone(),
+            clock.clone(),
+            writer.clone().recipient(),
+            writer.recipient(),
+            remains.clone(),
+        ));
+        let detector = DetectorActor {
+            detectors: Detectors::new(settings.detection.clone()),
+            counters: counters.clone(),
+            clock: clock.clone(),
+            write: queue.clone().recipient(),
+            next: queue.clone().recipient(),
+            remains: remains.clone(),
+        }
+        .start();
+        let aggregator = AggregatorActor {
+            aggregator: Aggregator::from_settings(&settings),
+            counters: counters.clone(),
+            clock: clock.clone(),
+            records: queue.clone().recipient(),
+            write: queue.clone().recipient(),
+            detector: detector.clone().recipient(),
+            next: detector.recipient(),
+            remains: remains.clone(),
+        }
+        .start();
+        let sampler = SamplerActor {
+            sampler: Sampler::from_settings(&settings),
+            counters: counters.clone(),
+            aggregator: aggregator.clone().recipient(),
+            queue: queue.recipient(),
+            next: aggregator.recipient(),
+            remains: remains.clone(),
+        }
+        .start();
         Supervisor {
-            stages,
-            actors,
-            shut_down: false,
+            config,
+            settings,
+            counters,
+            clock,
+            intake: Vec::new(),
+            intake_scheduled: false,
+            sampler: sampler.clone().recipient(),
+            chain: sampler.recipient(),
+            remains,
+            writer_thread: Some(writer_thread),
+            timer: None,
+            shutting_down: false,
         }
         .start()
     }
 
-    /// The last, synchronous flush. What the store still refuses after the retry budget is
-    /// counted in `events_dropped` and logged.
-    fn final_flush(&mut self) {
-        match self.stages.flush_sync(true) {
-            Ok(()) => log::info!("pipeline flushed on stop"),
-            Err(e) => {
-                let lost = crate::pipeline::lock(&self.stages.writer).held_events();
-                Counters::add(&self.stages.counters.dropped, lost);
-                log::error!(
-                    "pipeline stopped while the store is failing: {lost} events not written ({e})"
-                );
-            }
+    /// Hands the intake to the sampler.
+    fn forward_intake(&mut self) {
+        if !self.intake.is_empty() {
+            let events = std::mem::replace(&mut self.intake, Vec::with_capacity(INTAKE_BATCH));
+            deliver(&self.sampler, Events(events), &self.remains);
         }
     }
 
-    /// Validates and accepts one event; returns whether the sampler's inbox was empty.
-    fn accept(&mut self, mut event: TrackEvent, now_ms: i64) -> Result<bool, TrackError> {
-        if let Err(e) = event.validate(now_ms) {
-            Counters::add(&self.stages.counters.rejected, 1);
+    /// Sends a marker down the data path, behind every event accepted so far.
+    fn send_marker(&mut self, marker: Control) {
+        self.forward_intake();
+        deliver(&self.chain, marker, &self.remains);
+    }
+
+    /// Counts and refuses, or validates and buffers, one event.
+    fn accept(&mut self, mut event: TrackEvent, now_ms: i64) -> Result<(), TrackError> {
+        let refused = if self.shutting_down {
+            Err(TrackError::ShutDown)
+        } else {
+            event.validate(now_ms)
+        };
+        if let Err(e) = refused {
+            Counters::add(&self.counters.rejected, 1);
             return Err(e);
         }
-        Ok(self.stages.sampler_in.push(event))
+        self.intake.push(event);
+        Ok(())
+    }
+
+    /// (Re)arms the timer: a tick four times per batch interval, so the interval is kept to
+    /// within a quarter of itself.
+    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.timer.take() {
+            ctx.cancel_future(handle);
+        }
+        // An actor first polled while the System is being torn down has no runtime for timers
+        // (and needs none: the teardown flushes).
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let period = (self.settings.batch_interval / 4).max(std::time::Duration::from_millis(1));
+        self.timer = Some(ctx.run_interval(period, |act, _| act.send_marker(Control::Tick)));
+    }
+
+    /// A marker whose answer comes back through a channel, as a future of the answer.
+    fn ask<T: Send + 'static>(
+        &mut self,
+        marker: impl FnOnce(Reply<T>) -> Control,
+    ) -> impl std::future::Future<Output = Result<T, PipelineError>> {
+        let (tx, rx) = oneshot::channel();
+        self.send_marker(marker(tx));
+        async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(PipelineError::Unavailable(
+                    "the pipeline stopped before answering".into(),
+                ))
+            })
+        }
     }
 }
 
 impl Actor for Supervisor {
     type Context = Context<Self>;
 
-    fn started(&mut self, _: &mut Context<Self>) {
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(crate::remains::UNBOUNDED);
+        self.arm_timer(ctx);
         log::info!(
             "eventbatch pipeline started (instance {})",
-            self.stages.settings().instance_id
+            self.settings.instance_id
         );
     }
 
-    /// The System is stopping (or the supervisor was stopped) without `Shutdown`: flush
-    /// synchronously so nothing accepted is lost.
+    /// Stopped without `Shutdown` (the System is going): what is still in the intake goes to
+    /// the last flush (see [`crate::remains`]).
     fn stopped(&mut self, _: &mut Context<Self>) {
-        if self.shut_down {
-            return;
+        if !self.intake.is_empty() {
+            self.remains.left().events.append(&mut self.intake);
         }
-        self.shut_down = true;
-        self.final_flush();
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if let Some(thread) = self.writer_thread.take() {
+            thread.stop();
+            if thread.join().is_err() {
+                log::error!("the writer's thread panicked");
+            }
+        }
     }
 }
 
 impl Handler<TrackEvent> for Supervisor {
     type Result = Result<(), TrackError>;
 
-    fn handle(&mut self, event: TrackEvent, _: &mut Context<Self>) -> Self::Result {
-        if self.shut_down {
-            return Err(TrackError::ShutDown);
-        }
-        Counters::add(&self.stages.counters.received, 1);
-        if self.accept(event, self.stages.clock.now_ms())? {
-            self.actors.sampler.do_send(Wake);
+    fn handle(&mut self, event: TrackEvent, ctx: &mut Context<Self>) -> Self::Result {
+        Counters::add(&self.counters.received, 1);
+        self.accept(event, self.clock.now_ms())?;
+        if self.intake.len() >= INTAKE_BATCH {
+            self.forward_intake();
+            // Let the stages behind run on this batch before the mailbox is read on.
+            ctx.wait(actix::fut::wrap_future(YieldOnce(false)));
+        } else if !self.intake_scheduled {
+            self.intake_scheduled = true;
+            ctx.notify(ForwardIntake);
         }
         Ok(())
+    }
+}
+
+impl Handler<ForwardIntake> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, _: ForwardIntake, _: &mut Context<Self>) {
+        self.intake_scheduled = false;
+        self.forward_intake();
     }
 }
 
@@ -204,25 +301,22 @@ impl Handler<TrackBatch> for Supervisor {
     type Result = Result<BatchAck, TrackError>;
 
     fn handle(&mut self, batch: TrackBatch, _: &mut Context<Self>) -> Self::Result {
-        if self.shut_down {
+        if self.shutting_down {
+            let n = batch.0.len() as u64;
+            Counters::add(&self.counters.received, n);
+            Counters::add(&self.counters.rejected, n);
             return Err(TrackError::ShutDown);
         }
-        let now = self.stages.clock.now_ms();
-        Counters::add(&self.stages.counters.received, batch.0.len() as u64);
+        let now = self.clock.now_ms();
+        Counters::add(&self.counters.received, batch.0.len() as u64);
         let mut ack = BatchAck::default();
-        let mut wake = false;
         for event in batch.0 {
             match self.accept(event, now) {
-                Ok(was_empty) => {
-                    ack.accepted += 1;
-                    wake |= was_empty;
-                }
+                Ok(()) => ack.accepted += 1,
                 Err(_) => ack.rejected += 1,
             }
         }
-        if wake {
-            self.actors.sampler.do_send(Wake);
-        }
+        self.forward_intake();
         Ok(ack)
     }
 }
@@ -230,29 +324,33 @@ impl Handler<TrackBatch> for Supervisor {
 impl Handler<GetStats> for Supervisor {
     type Result = MessageResult<GetStats>;
     fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.stages.stats())
+        MessageResult(self.counters.snapshot())
     }
 }
 
 impl Handler<GetConfig> for Supervisor {
     type Result = MessageResult<GetConfig>;
     fn handle(&mut self, _: GetConfig, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.stages.config())
+        MessageResult(self.config.clone())
     }
 }
 
 impl Handler<Configure> for Supervisor {
     type Result = Result<Config, ConfigError>;
-    fn handle(&mut self, Configure(patch): Configure, _: &mut Context<Self>) -> Self::Result {
-        let mut next = self.stages.config().patched(&patch)?;
+    fn handle(&mut self, Configure(patch): Configure, ctx: &mut Context<Self>) -> Self::Result {
+        let next = self.config.patched(&patch)?;
         let mut settings = next.validate()?;
-        // the instance id stays the one generated at start
-        settings.instance_id = self.stages.settings().instance_id.clone();
-        if next.instance_id.is_none() {
-            next.instance_id = None;
-        }
+        // the instance id stays the one in force (generated at start when not configured)
+        settings.instance_id = self.settings.instance_id.clone();
         log::info!("configuration changed: {patch:?}");
-        self.stages.reconfigure(next.clone(), settings);
+        let interval_changed = settings.batch_interval != self.settings.batch_interval;
+        self.settings = Arc::new(settings);
+        self.config = next.clone();
+        self.remains.set_settings(self.settings.clone());
+        self.send_marker(Control::Settings(self.settings.clone()));
+        if interval_changed {
+            self.arm_timer(ctx);
+        }
         Ok(next)
     }
 }
@@ -260,60 +358,81 @@ impl Handler<Configure> for Supervisor {
 impl Handler<Tick> for Supervisor {
     type Result = ();
     fn handle(&mut self, _: Tick, _: &mut Context<Self>) {
-        self.actors.sampler.do_send(Drain);
-        self.actors.aggregator.do_send(Tick);
-        self.actors.queue.do_send(Tick);
-        self.actors.writer.do_send(Wake);
+        self.send_marker(Control::Tick);
     }
 }
 
 impl Handler<Flush> for Supervisor {
     type Result = ResponseFuture<Result<Stats, PipelineError>>;
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
-        let (actors, stages) = (self.actors.clone(), self.stages.clone());
+        let answer = self.ask(Control::Flush);
+        let counters = self.counters.clone();
         Box::pin(async move {
-            actors.flush(false).await?;
-            Ok(stages.stats())
+            answer.await?;
+            Ok(counters.snapshot())
         })
     }
 }
 
 impl Handler<QueryWindows> for Supervisor {
     type Result = ResponseFuture<Result<Vec<WindowStats>, PipelineError>>;
-    fn handle(&mut self, q: QueryWindows, _: &mut Context<Self>) -> Self::Result {
-        let actors = self.actors.clone();
-        Box::pin(async move {
-            // Open windows are written as snapshots first, so one read sees every window once.
-            actors.clone().flush(false).await?;
-            actors.writer.send(ReadWindows(q)).await?
-        })
+    fn handle(&mut self, query: QueryWindows, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(self.ask(|reply| {
+            Control::Windows(Box::new(WindowsQuery {
+                query,
+                open: Vec::new(),
+                reply,
+            }))
+        }))
     }
 }
 
 impl Handler<QueryPatterns> for Supervisor {
     type Result = ResponseFuture<Result<Vec<Pattern>, PipelineError>>;
-    fn handle(&mut self, q: QueryPatterns, _: &mut Context<Self>) -> Self::Result {
-        let actors = self.actors.clone();
-        Box::pin(async move {
-            actors.clone().flush(false).await?;
-            actors.writer.send(ReadPatterns(q)).await?
-        })
+    fn handle(&mut self, query: QueryPatterns, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(self.ask(|reply| Control::Patterns(query, reply)))
     }
 }
 
 impl Handler<Shutdown> for Supervisor {
     type Result = ResponseActFuture<Self, Stats>;
-    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
-        let actors = self.actors.clone();
-        Box::pin(actors.flush(true).into_actor(self).map(|result, act, ctx| {
-            act.shut_down = true;
-            if let Err(e) = result {
-                log::error!("shutdown flush failed ({e}); trying once more on this thread");
-                act.final_flush();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        if self.shutting_down {
+            // A second Shutdown: the first one is under way.
+            return Box::pin(actix::fut::ready(self.counters.snapshot()));
+        }
+        self.shutting_down = true;
+        if let Some(handle) = self.timer.take() {
+            ctx.cancel_future(handle);
+        }
+        let answer = self.ask(Control::Shutdown);
+        Box::pin(answer.into_actor(self).map(|result, act, ctx| {
+            match result {
+                Ok(()) => log::info!("eventbatch pipeline shut down"),
+                Err(e) => log::error!(
+                    "shutdown flush failed ({e}); the last flush retries once as the pipeline stops"
+                ),
             }
             ctx.stop();
-            log::info!("eventbatch pipeline shut down");
-            act.stages.stats()
+            act.counters.snapshot()
         }))
+    }
+}
+
+/// A future that is pending once (waking itself), then ready: a yield to the event loop.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
     }
 }

@@ -52,7 +52,6 @@ impl HashHex {
 pub(crate) struct SplitMix64(u64);
 
 impl SplitMix64 {
-    #[cfg(test)]
     pub(crate) fn new(seed: u64) -> Self {
         SplitMix64(seed)
     }

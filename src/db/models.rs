@@ -103,6 +103,7 @@ pub(crate) struct NewWindowRow<'a> {
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = metric_windows)]
 pub(crate) struct WindowRow {
+    pub instance_id: String,
     pub series: String,
     pub metric: String,
     pub window_start_ms: i64,

@@ -217,6 +217,15 @@ pub(crate) struct Bases {
 }
 
 impl Bases {
+    /// What the store held for a window before `epoch` began, if a snapshot of that epoch
+    /// was written (the stored row is then `base + an earlier snapshot of the epoch`).
+    pub(crate) fn window_base(&self, series: &str, start_ms: i64, epoch: u64) -> Option<&WindowState> {
+        match self.windows.get(&(series.to_string(), start_ms)) {
+            Some((e, base)) if *e == epoch => Some(base),
+            _ => None,
+        }
+    }
+
     /// After `batch` is known committed: windows and error counts that closed with it start a
     /// new epoch next time (a late event re-reads what the store now holds).
     pub(crate) fn forget_final(&mut self, batch: &WriteBatch) {
@@ -689,15 +698,24 @@ macro_rules! backend {
                 if q.resolution.bucket_ms().is_some() {
                     return crate::db::rollups::$module::query_buckets(c, q, q.resolution);
                 }
-                let series = q.series();
-                let rows: Vec<WindowRow> = metric_windows::table
-                    .filter(metric_windows::series.eq(&series))
-                    .filter(metric_windows::window_start_ms.ge(q.from_ms))
-                    .filter(metric_windows::window_start_ms.lt(q.to_ms))
+                Ok(merge_rows(window_rows(c, &q.series(), q.from_ms, q.to_ms)?))
+            }
+
+            /// The stored rows of one series starting in `[from_ms, to_ms)`, every instance,
+            /// ordered by start.
+            pub(crate) fn window_rows(
+                c: &mut $Conn,
+                series: &str,
+                from_ms: i64,
+                to_ms: i64,
+            ) -> QueryResult<Vec<WindowRow>> {
+                metric_windows::table
+                    .filter(metric_windows::series.eq(series))
+                    .filter(metric_windows::window_start_ms.ge(from_ms))
+                    .filter(metric_windows::window_start_ms.lt(to_ms))
                     .order((metric_windows::window_start_ms, metric_windows::id))
                     .select(WindowRow::as_select())
-                    .load(c)?;
-                Ok(merge_rows(rows))
+                    .load(c)
             }
 
             /// Patterns, filtered.
@@ -712,11 +730,22 @@ macro_rules! backend {
                 if let Some(kind) = q.kind {
                     query = query.filter(patterns::kind.eq(kind.as_str()));
                 }
+                if let Some(m) = &q.metric {
+                    // the metric's own series, or `metric.<context>`: every name in
+                    // ["m.", "m/") starts with "m." ('/' follows '.')
+                    query = query.filter(
+                        patterns::series
+                            .eq(m.clone())
+                            .or(patterns::series
+                                .ge(format!("{m}."))
+                                .and(patterns::series.lt(format!("{m}/")))),
+                    );
+                }
                 let rows: Vec<PatternRow> = query
                     .order((patterns::window_start_ms, patterns::id))
                     .select(PatternRow::as_select())
                     .load(c)?;
-                Ok(to_patterns(rows, q.metric.as_deref()))
+                Ok(to_patterns(rows))
             }
         }
     };
@@ -737,7 +766,7 @@ pub(crate) fn decode_state(blob: Option<&[u8]>) -> WindowState {
     }
 }
 
-fn merge_rows(rows: Vec<crate::db::models::WindowRow>) -> Vec<WindowStats> {
+pub(crate) fn merge_rows(rows: Vec<crate::db::models::WindowRow>) -> Vec<WindowStats> {
     let mut out: Vec<WindowStats> = Vec::new();
     let mut current: Option<(crate::db::models::WindowRow, WindowState)> = None;
     for row in rows {
@@ -772,14 +801,8 @@ fn merge_rows(rows: Vec<crate::db::models::WindowRow>) -> Vec<WindowStats> {
     out
 }
 
-fn to_patterns(rows: Vec<crate::db::models::PatternRow>, metric: Option<&str>) -> Vec<Pattern> {
+fn to_patterns(rows: Vec<crate::db::models::PatternRow>) -> Vec<Pattern> {
     rows.into_iter()
-        .filter(|r| match metric {
-            None => true,
-            Some(m) => {
-                r.series == m || (r.series.starts_with(m) && r.series[m.len()..].starts_with('.'))
-            }
-        })
         .filter_map(|r| {
             let kind = crate::stats::detect::PatternKind::parse(&r.kind)?;
             Some(Pattern {
@@ -850,6 +873,18 @@ impl Conn {
             Conn::Pg(c) => pg::committed_seq(c, instance, mark.run_id)?,
         };
         Ok(last.is_some_and(|last| last >= mark.seq))
+    }
+
+    pub(crate) fn window_rows(
+        &mut self,
+        series: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> QueryResult<Vec<crate::db::models::WindowRow>> {
+        match self {
+            Conn::Sqlite(c) => sqlite::window_rows(c, series, from_ms, to_ms),
+            Conn::Pg(c) => pg::window_rows(c, series, from_ms, to_ms),
+        }
     }
 
     pub(crate) fn query_windows(&mut self, q: &QueryWindows) -> QueryResult<Vec<WindowStats>> {

@@ -1,10 +1,12 @@
 //! The DB writer: the only actor that touches the store.
 //!
 //! [`WriterCore`] holds the pool, the batches waiting to be written (`held`, in order) and the
-//! per-epoch bases; [`DbWriter`] runs it on a `SyncArbiter` thread so blocking I/O never stalls
-//! the event loop. A failing batch is retried with exponential backoff for
-//! `store_retry_budget_ms`, then held (in order, before anything newer) and retried on the next
-//! wake, tick or flush: nothing is dropped while the pipeline runs.
+//! per-epoch bases; [`DbWriter`] owns it on an Arbiter (thread) of its own, so blocking I/O
+//! never stalls the event loop. Batches arrive as [`Write`] messages; the writer writes once
+//! its mailbox is empty (a self-notification runs after the mailbox), so everything that
+//! arrived meanwhile is written together. A failing batch is retried with exponential backoff
+//! for `store_retry_budget_ms`, then held (in order, before anything newer) and retried on the
+//! next batch, tick or flush: nothing is dropped while the pipeline runs.
 //!
 //! Retries are idempotent: every batch carries a [`BatchMark`] committed with it, and a batch
 //! whose previous attempt failed (possibly after the server committed it, e.g. the connection
@@ -19,19 +21,23 @@
 //! counts batches, `Stats::transactions` commits.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use crate::clock::Clock;
+use crate::config::Settings;
 use crate::counters::Counters;
 use crate::db::rollups::RollupRun;
-use crate::db::store::{Bases, BatchMark, Pool, Written};
+use crate::db::store::{merge_rows, Bases, BatchMark, Pool, Written};
 use crate::error::PipelineError;
-use crate::messages::{Pattern, ReadPatterns, ReadWindows, Wake, WindowStats, WriteAll};
-use crate::model::{Record, WriteBatch};
-use crate::pipeline::{lock, Stages};
+use crate::messages::{
+    Committed, Control, Pattern, QueryPatterns, QueryWindows, WindowStats, Write,
+};
+use crate::model::{Record, WindowSnapshot, WriteBatch};
+use crate::remains::{deliver, Remains};
+use crate::rollup::{ceil, merge_into_buckets, Part};
 
 /// First retry delay; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
@@ -42,7 +48,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// at 10k rows per COPY), small enough to keep a retry, or SQLite's write lock, short.
 const MAX_COALESCED_RECORDS: usize = 10_000;
 
-/// The writer's state, shared with the supervisor's synchronous stop path.
+/// The writer's state.
 #[derive(Debug)]
 pub(crate) struct WriterCore {
     pool: Pool,
@@ -50,16 +56,24 @@ pub(crate) struct WriterCore {
     instance_id: String,
     /// Store users and servers hashed.
     hash_ids: bool,
-    /// Batches taken from the inbox and not yet committed, oldest first.
+    /// Batches received and not yet committed, oldest first.
     held: VecDeque<Pending>,
     /// This writer run's id (see [`BatchMark`]).
     run_id: i64,
-    /// The `seq` of the last batch taken from the inbox.
+    /// The `seq` of the last batch received.
     last_seq: i64,
     /// What the store held before each open window epoch (see [`Bases`]).
     bases: Bases,
     /// How long to retry one batch before holding it.
     retry_budget: Duration,
+    /// The aggregation window (ms), for merging open windows into query answers.
+    window_ms: i64,
+    /// Roll-ups on, how often (ms), and the lateness a bucket waits for.
+    rollups: bool,
+    rollup_interval_ms: i64,
+    lateness_ms: i64,
+    /// When (pipeline clock, ms) the next roll-up run is due.
+    next_rollup_ms: i64,
     /// Test hook: report the next successful commit as a failure (the COMMIT reply lost).
     #[cfg(test)]
     lose_next_commit_reply: bool,
@@ -96,81 +110,113 @@ fn records_only(b: &WriteBatch) -> bool {
 }
 
 impl WriterCore {
-    pub(crate) fn new(
-        pool: Pool,
-        instance_id: String,
-        hash_ids: bool,
-        retry_budget: Duration,
-    ) -> Self {
+    pub(crate) fn new(pool: Pool, settings: &Settings) -> Self {
         let run_id = (crate::util::SplitMix64::from_entropy().next_u64() >> 1) as i64;
         WriterCore {
             pool,
-            instance_id,
-            hash_ids,
+            instance_id: settings.instance_id.clone(),
+            hash_ids: settings.hash_identities,
             held: VecDeque::new(),
             run_id,
             last_seq: 0,
             bases: Bases::default(),
-            retry_budget,
+            retry_budget: settings.store_retry_budget,
+            window_ms: settings.window_ms,
+            rollups: settings.rollups,
+            rollup_interval_ms: settings.rollup_interval_ms,
+            lateness_ms: settings.allowed_lateness_ms,
+            next_rollup_ms: i64::MIN,
             #[cfg(test)]
             lose_next_commit_reply: false,
         }
     }
 
-    pub(crate) fn set_retry_budget(&mut self, budget: Duration) {
-        self.retry_budget = budget;
+    /// Takes the settings that can change at run time.
+    pub(crate) fn set_settings(&mut self, s: &Settings) {
+        self.retry_budget = s.store_retry_budget;
+        self.rollups = s.rollups;
+        self.rollup_interval_ms = s.rollup_interval_ms;
+        self.lateness_ms = s.allowed_lateness_ms;
     }
 
-    /// Writes everything in the inbox and everything held, in order. Stops at the first batch
-    /// that still fails after the retry budget; it and the rest stay held.
-    pub(crate) fn write_all(&mut self, stages: &Stages) -> Result<(), PipelineError> {
-        for batch in stages.writer_in.drain() {
-            if batch.is_empty() {
-                continue;
-            }
-            self.last_seq += 1;
-            let mark = BatchMark {
-                run_id: self.run_id,
-                seq: self.last_seq,
-            };
-            self.held.push_back(Pending {
-                batch,
-                mark,
-                maybe_committed: false,
-            });
+    /// Moves everything held, and the bases its windows were read against, into a new core
+    /// with the same settings and run (so retries stay idempotent), leaving this one empty.
+    pub(crate) fn take(&mut self) -> WriterCore {
+        WriterCore {
+            pool: self.pool.clone(),
+            instance_id: self.instance_id.clone(),
+            hash_ids: self.hash_ids,
+            held: std::mem::take(&mut self.held),
+            run_id: self.run_id,
+            last_seq: self.last_seq,
+            bases: std::mem::take(&mut self.bases),
+            retry_budget: self.retry_budget,
+            window_ms: self.window_ms,
+            rollups: self.rollups,
+            rollup_interval_ms: self.rollup_interval_ms,
+            lateness_ms: self.lateness_ms,
+            next_rollup_ms: self.next_rollup_ms,
+            #[cfg(test)]
+            lose_next_commit_reply: false,
         }
+    }
+
+    /// Queues a batch behind everything held; it is written by the next [`Self::write_held`].
+    pub(crate) fn hold(&mut self, batch: WriteBatch) {
+        if batch.is_empty() {
+            return;
+        }
+        self.last_seq += 1;
+        let mark = BatchMark {
+            run_id: self.run_id,
+            seq: self.last_seq,
+        };
+        self.held.push_back(Pending {
+            batch,
+            mark,
+            maybe_committed: false,
+        });
+    }
+
+    /// Writes everything held, in order, and returns what came from the queue among what
+    /// was committed. Stops at the first batch that still fails after the retry budget; it
+    /// and the rest stay held, and the error is returned with the progress so far.
+    pub(crate) fn write_held(&mut self, c: &Counters) -> (Committed, Result<(), PipelineError>) {
+        let mut done = Committed {
+            batches: 0,
+            records: 0,
+        };
         while !self.held.is_empty() {
-            let n = self.write_with_retry(stages)?;
-            Counters::add(&stages.counters.transactions, 1);
+            let n = match self.write_with_retry(c) {
+                Ok(n) => n,
+                Err(e) => return (done, Err(e)),
+            };
+            Counters::add(&c.transactions, 1);
             for p in self.held.drain(..n) {
-                record_success(stages, &p.batch);
+                record_success(c, &p.batch);
+                if p.batch.from_queue {
+                    done.batches += 1;
+                    done.records += p.batch.records.len();
+                }
             }
         }
-        self.roll_up_if_due(stages);
-        Ok(())
+        (done, Ok(()))
     }
 
     /// Every `rollup_interval_ms` on the pipeline clock, once everything is written: rolls up
     /// the hour and day buckets that closed (see [`crate::rollup`]). A failure is logged and
     /// counted; the buckets stay pending for the next run.
-    fn roll_up_if_due(&mut self, stages: &Stages) {
-        let (enabled, interval, lateness) = {
-            let s = stages.settings();
-            (s.rollups, s.rollup_interval_ms, s.allowed_lateness_ms)
-        };
-        let now = stages.clock.now_ms();
-        if !enabled || now < stages.next_rollup_ms.load(Relaxed) {
+    pub(crate) fn roll_up_if_due(&mut self, now: i64, c: &Counters) {
+        if !self.rollups || now < self.next_rollup_ms || !self.held.is_empty() {
             return;
         }
-        stages
-            .next_rollup_ms
-            .store(now.saturating_add(interval), Relaxed);
+        self.next_rollup_ms = now.saturating_add(self.rollup_interval_ms);
         let mut run = RollupRun::default();
         let result = self.pool.get().and_then(|mut conn| {
-            conn.roll_up(now, lateness, &mut run)
+            conn.roll_up(now, self.lateness_ms, &mut run)
                 .map_err(|e| e.to_string())
         });
-        Counters::add(&stages.counters.rollups_written, run.rows);
+        Counters::add(&c.rollups_written, run.rows);
         match result {
             Ok(()) if run.skipped => {
                 log::debug!("roll-up skipped: another instance holds the lock")
@@ -178,8 +224,11 @@ impl WriterCore {
             Ok(()) if run.rows > 0 => log::debug!("rolled up {} hour and day buckets", run.rows),
             Ok(()) => {}
             Err(e) => {
-                Counters::add(&stages.counters.db_errors, 1);
-                log::warn!("roll-up failed, retrying in {interval} ms: {e}");
+                Counters::add(&c.db_errors, 1);
+                log::warn!(
+                    "roll-up failed, retrying in {} ms: {e}",
+                    self.rollup_interval_ms
+                );
             }
         }
     }
@@ -250,8 +299,7 @@ impl WriterCore {
 
     /// Writes the front of `held`: the first attempt coalesces records-only batches, retries
     /// write one batch. Returns how many batches at the front are committed (at least one).
-    fn write_with_retry(&mut self, stages: &Stages) -> Result<usize, PipelineError> {
-        let c = &stages.counters;
+    fn write_with_retry(&mut self, c: &Counters) -> Result<usize, PipelineError> {
         let deadline = Instant::now() + self.retry_budget;
         let mut delay = FIRST_BACKOFF;
         let mut n = coalesced_len(&self.held, MAX_COALESCED_RECORDS);
@@ -299,19 +347,64 @@ impl WriterCore {
             .sum()
     }
 
+    /// The windows of one series: what the store holds, merged over instances, with the open
+    /// windows (`open`, this instance's, in memory) merged in. Writes nothing.
+    ///
+    /// An open window whose epoch already has a snapshot in the store (an earlier `Flush`)
+    /// replaces this instance's row with `base + open state`; otherwise it is added to the row.
     pub(crate) fn query_windows(
         &mut self,
-        q: &crate::messages::QueryWindows,
+        q: &QueryWindows,
+        open: Vec<WindowSnapshot>,
     ) -> Result<Vec<WindowStats>, PipelineError> {
         let mut conn = self.pool.get().map_err(PipelineError::Store)?;
-        conn.query_windows(q)
-            .map_err(|e| PipelineError::Store(e.to_string()))
+        let store_err = |e: diesel::result::Error| PipelineError::Store(e.to_string());
+        let width = q.resolution.bucket_ms();
+        if open.is_empty() {
+            return conn.query_windows(q).map_err(store_err);
+        }
+        // Buckets starting in [from, to) hold the windows starting in [ceil(from), ceil(to)).
+        let (from, to) = match width {
+            Some(w) => (ceil(q.from_ms, w), ceil(q.to_ms, w)),
+            None => (q.from_ms, q.to_ms),
+        };
+        let rows = conn.window_rows(&q.series(), from, to).map_err(store_err)?;
+        let mut replaced = std::collections::HashSet::new();
+        let mut parts: Vec<Part> = Vec::with_capacity(open.len());
+        for w in open {
+            let mut state = w.state;
+            if let Some(base) = self.bases.window_base(&w.series, w.start_ms, w.epoch) {
+                replaced.insert(w.start_ms);
+                state.merge(base);
+            }
+            parts.push(Part {
+                series: w.series,
+                metric: w.metric,
+                start_ms: w.start_ms,
+                state,
+            });
+        }
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|r| !(r.instance_id == self.instance_id && replaced.contains(&r.window_start_ms)))
+            .collect();
+        for stored in merge_rows(rows) {
+            if let Some(state) = stored.state {
+                parts.push(Part {
+                    series: stored.series,
+                    metric: stored.metric,
+                    start_ms: stored.window_start_ms,
+                    state,
+                });
+            }
+        }
+        // In window order, as the store's own merges go, so an answer does not depend on
+        // which windows happened to be open (floating-point sums depend on the order).
+        parts.sort_by_key(|p| p.start_ms);
+        Ok(merge_into_buckets(parts, width.unwrap_or(self.window_ms)))
     }
 
-    pub(crate) fn query_patterns(
-        &mut self,
-        q: &crate::messages::QueryPatterns,
-    ) -> Result<Vec<Pattern>, PipelineError> {
+    pub(crate) fn query_patterns(&mut self, q: &QueryPatterns) -> Result<Vec<Pattern>, PipelineError> {
         let mut conn = self.pool.get().map_err(PipelineError::Store)?;
         conn.query_patterns(q)
             .map_err(|e| PipelineError::Store(e.to_string()))
@@ -319,9 +412,8 @@ impl WriterCore {
 }
 
 /// Counts one committed batch (the caller counts its transaction).
-fn record_success(stages: &Stages, batch: &WriteBatch) {
+fn record_success(c: &Counters, batch: &WriteBatch) {
     let w = Written::of(batch);
-    let c = &stages.counters;
     Counters::add(&c.records_written, w.records);
     Counters::add(&c.windows_written, w.windows);
     Counters::add(&c.error_counts_written, w.errors);
@@ -329,11 +421,6 @@ fn record_success(stages: &Stages, batch: &WriteBatch) {
     Counters::add(&c.batches_written, 1);
     Counters::add(&c.batch_rows, w.records + w.windows + w.errors + w.patterns);
     Counters::sub(&c.queued, w.records);
-    if batch.from_queue {
-        let _ = stages
-            .batches_in_flight
-            .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
-    }
     log::debug!(
         "batch written: {} records, {} windows, {} error counts, {} patterns",
         w.records,
@@ -343,57 +430,119 @@ fn record_success(stages: &Stages, batch: &WriteBatch) {
     );
 }
 
-/// The writer's actor, on its own thread (`SyncArbiter`).
-pub(crate) struct DbWriter {
-    pub stages: Arc<Stages>,
-    /// Woken after each write so it can hand over more batches (it limits those in flight).
-    pub queue: Addr<crate::queue::QueueActor>,
-}
+/// Writes its own pending batches once its mailbox is empty (see the module docs).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+struct WriteHeld;
 
-impl Actor for DbWriter {
-    type Context = SyncContext<Self>;
+/// The writer's actor, alone on its Arbiter.
+pub(crate) struct DbWriter {
+    pub core: WriterCore,
+    pub counters: Arc<Counters>,
+    pub clock: Arc<dyn Clock>,
+    /// Told what of the queue's batches is committed.
+    pub queue: Recipient<Committed>,
+    pub remains: Arc<Remains>,
+    /// A [`WriteHeld`] is on its way.
+    pub write_scheduled: bool,
+    /// The `Shutdown` answer, sent from `stopped()`.
+    pub shutdown: Option<(crate::messages::Reply<()>, Result<(), PipelineError>)>,
+    /// The writer's own address, held so that it stops only when told to (`Shutdown`) or when
+    /// its thread stops, never because its senders went away: actix stops an actor whose
+    /// senders are gone without reading what arrived while it was busy writing.
+    pub own_address: Option<Addr<DbWriter>>,
 }
 
 impl DbWriter {
     fn write(&mut self) -> Result<(), PipelineError> {
-        let result = lock(&self.stages.writer).write_all(&self.stages);
-        self.queue.do_send(Wake);
+        let (done, result) = self.core.write_held(&self.counters);
+        if done.batches > 0 {
+            deliver(&self.queue, done, &self.remains);
+        }
         result
     }
 }
 
-impl Handler<Wake> for DbWriter {
+impl Actor for DbWriter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(crate::remains::UNBOUNDED);
+        self.own_address = Some(ctx.address());
+        Counters::add(&self.counters.actors_running, 1);
+    }
+
+    /// Hands what is still held to the last flush, answers a `Shutdown`, and ends the
+    /// writer's thread.
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        Counters::sub(&self.counters.actors_running, 1);
+        self.own_address = None;
+        if !self.core.held.is_empty() {
+            self.remains.left().writer = Some(self.core.take());
+        }
+        if let Some((reply, result)) = self.shutdown.take() {
+            let _ = reply.send(result);
+        }
+        actix::Arbiter::current().stop();
+    }
+}
+
+impl Handler<Write> for DbWriter {
     type Result = ();
-    fn handle(&mut self, _: Wake, _: &mut SyncContext<Self>) {
+    fn handle(&mut self, Write(batch): Write, ctx: &mut Context<Self>) {
+        self.core.hold(batch);
+        if !self.write_scheduled {
+            self.write_scheduled = true;
+            ctx.notify(WriteHeld);
+        }
+    }
+}
+
+impl Handler<WriteHeld> for DbWriter {
+    type Result = ();
+    fn handle(&mut self, _: WriteHeld, _: &mut Context<Self>) {
+        self.write_scheduled = false;
         let _ = self.write();
     }
 }
 
-impl Handler<WriteAll> for DbWriter {
-    type Result = Result<(), PipelineError>;
-    fn handle(&mut self, _: WriteAll, _: &mut SyncContext<Self>) -> Self::Result {
-        self.write()
-    }
-}
-
-impl Handler<ReadWindows> for DbWriter {
-    type Result = Result<Vec<WindowStats>, PipelineError>;
-    fn handle(&mut self, msg: ReadWindows, _: &mut SyncContext<Self>) -> Self::Result {
-        lock(&self.stages.writer).query_windows(&msg.0)
-    }
-}
-
-impl Handler<ReadPatterns> for DbWriter {
-    type Result = Result<Vec<Pattern>, PipelineError>;
-    fn handle(&mut self, msg: ReadPatterns, _: &mut SyncContext<Self>) -> Self::Result {
-        lock(&self.stages.writer).query_patterns(&msg.0)
+impl Handler<Control> for DbWriter {
+    type Result = ();
+    fn handle(&mut self, marker: Control, ctx: &mut Context<Self>) {
+        match marker {
+            Control::Tick => {
+                let _ = self.write();
+                self.core.roll_up_if_due(self.clock.now_ms(), &self.counters);
+            }
+            Control::Flush(reply) => {
+                let result = self.write();
+                self.core.roll_up_if_due(self.clock.now_ms(), &self.counters);
+                let _ = reply.send(result);
+            }
+            Control::Shutdown(reply) => {
+                let result = self.write();
+                self.shutdown = Some((reply, result));
+                ctx.stop();
+            }
+            // A query answers after what arrived before it is written (it writes nothing
+            // of its own).
+            Control::Windows(q) => {
+                let _ = self.write();
+                let q = *q;
+                let _ = q.reply.send(self.core.query_windows(&q.query, q.open));
+            }
+            Control::Patterns(q, reply) => {
+                let _ = self.write();
+                let _ = reply.send(self.core.query_patterns(&q));
+            }
+            Control::Settings(s) => self.core.set_settings(&s),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
     use crate::config::Config;
     use crate::event::TrackEvent;
     use crate::model::{Record, WindowSnapshot};
@@ -402,16 +551,12 @@ mod tests {
 
     const T0: i64 = 1_764_000_000_000;
 
-    fn stages(path: &std::path::Path) -> Stages {
+    /// A writer on a new SQLite file, and the counters it adds to.
+    fn writer(path: &std::path::Path) -> (WriterCore, Counters) {
         let settings = Config::default().validate().unwrap();
         let pool = crate::db::store::open(&crate::db::Store::sqlite(path), Duration::from_secs(5))
             .unwrap();
-        Stages::new(
-            Config::default(),
-            settings,
-            pool,
-            Arc::new(ManualClock::new(T0)),
-        )
+        (WriterCore::new(pool, &settings), Counters::default())
     }
 
     fn batch(records: usize, window_values: &[f64], epoch: u64) -> WriteBatch {
@@ -481,23 +626,20 @@ mod tests {
     fn a_batch_whose_commit_reply_was_lost_is_not_written_twice() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let stages = stages(&path);
-        stages.writer_in.push(batch(7, &[1.0, 2.0], 1));
-        {
-            let mut w = lock(&stages.writer);
-            w.lose_next_commit_reply = true;
-            w.write_all(&stages).unwrap();
-        }
+        let (mut w, c) = writer(&path);
+        w.hold(batch(7, &[1.0, 2.0], 1));
+        w.lose_next_commit_reply = true;
+        w.write_held(&c).1.unwrap();
         assert_eq!(counts(&path), (7, 2));
-        let stats = stages.stats();
+        let stats = c.snapshot();
         assert_eq!(
             (stats.records_written, stats.db_errors, stats.retries),
             (7, 1, 1)
         );
         // The next snapshot of the same window epoch still replaces (base read before the
         // lost reply is kept), rather than adding the epoch twice.
-        stages.writer_in.push(batch(1, &[1.0, 2.0, 3.0], 1));
-        lock(&stages.writer).write_all(&stages).unwrap();
+        w.hold(batch(1, &[1.0, 2.0, 3.0], 1));
+        w.write_held(&c).1.unwrap();
         assert_eq!(counts(&path), (8, 3));
     }
 
@@ -505,11 +647,10 @@ mod tests {
     fn a_batch_that_failed_before_commit_is_written_on_retry() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let stages = stages(&path);
-        stages.writer_in.push(batch(3, &[5.0], 1));
-        lock(&stages.writer).write_all(&stages).unwrap();
+        let (mut w, c) = writer(&path);
+        w.hold(batch(3, &[5.0], 1));
+        w.write_held(&c).1.unwrap();
         // The mark of a batch not committed is not found: it is written, once.
-        let mut w = lock(&stages.writer);
         let mark = BatchMark {
             run_id: w.run_id,
             seq: 2,
@@ -522,22 +663,21 @@ mod tests {
         w.last_seq = 2;
         assert_eq!(w.attempt(1), Ok(1));
         assert!(!w.held[0].maybe_committed);
-        drop(w);
         assert_eq!(counts(&path), (7, 2));
         // A new run never mistakes its batches for an older run's.
-        let mut conn = lock(&stages.writer).pool.get().unwrap();
+        let mut conn = w.pool.get().unwrap();
         assert!(conn
             .is_committed(
-                &stages.settings().instance_id,
+                &w.instance_id,
                 BatchMark {
-                    run_id: lock(&stages.writer).run_id,
+                    run_id: w.run_id,
                     seq: 2
                 }
             )
             .unwrap());
         assert!(!conn
             .is_committed(
-                &stages.settings().instance_id,
+                &w.instance_id,
                 BatchMark {
                     run_id: 12345,
                     seq: 1
@@ -573,20 +713,20 @@ mod tests {
     fn waiting_records_only_batches_share_one_transaction_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let stages = stages(&path);
-        stages.batches_in_flight.store(3, Relaxed);
-        stages.writer_in.push(records(3, 0));
-        stages.writer_in.push(records(4, 3));
-        stages.writer_in.push(batch(0, &[1.0], 1));
-        stages.writer_in.push(records(2, 7));
-        lock(&stages.writer).write_all(&stages).unwrap();
-        let s = stages.stats();
+        let (mut w, c) = writer(&path);
+        w.hold(records(3, 0));
+        w.hold(records(4, 3));
+        w.hold(batch(0, &[1.0], 1));
+        w.hold(records(2, 7));
+        let (done, result) = w.write_held(&c);
+        result.unwrap();
+        let s = c.snapshot();
         assert_eq!(
             (s.records_written, s.batches_written, s.transactions),
             (9, 4, 3),
             "[3 + 4 records], [window], [2 records]"
         );
-        assert_eq!(stages.batches_in_flight.load(Relaxed), 0);
+        assert_eq!((done.batches, done.records), (3, 9), "the queue's batches, confirmed");
         let expected: Vec<f64> = (0..9).map(|i| i as f64).collect();
         assert_eq!(durations(&path), expected);
     }
@@ -595,16 +735,13 @@ mod tests {
     fn a_coalesced_transaction_whose_commit_reply_was_lost_is_not_written_twice() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let stages = stages(&path);
-        stages.writer_in.push(records(3, 0));
-        stages.writer_in.push(records(4, 3));
-        stages.writer_in.push(records(1, 7));
-        {
-            let mut w = lock(&stages.writer);
-            w.lose_next_commit_reply = true;
-            w.write_all(&stages).unwrap();
-        }
-        let s = stages.stats();
+        let (mut w, c) = writer(&path);
+        w.hold(records(3, 0));
+        w.hold(records(4, 3));
+        w.hold(records(1, 7));
+        w.lose_next_commit_reply = true;
+        w.write_held(&c).1.unwrap();
+        let s = c.snapshot();
         assert_eq!(
             (s.records_written, s.batches_written, s.transactions),
             (8, 3, 1)
@@ -618,8 +755,7 @@ mod tests {
     fn a_failed_coalesced_transaction_is_retried_one_batch_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let stages = stages(&path);
-        let mut w = lock(&stages.writer);
+        let (mut w, _) = writer(&path);
         let run_id = w.run_id;
         w.held.extend(
             [records(3, 0), records(4, 3)]

@@ -55,6 +55,7 @@ impl TempDb {
 
 /// A pipeline on a manual clock set to `T0`; the batch timer never fires on its own.
 pub fn start_manual(config: Config, db: &TempDb) -> (actix::Addr<Supervisor>, ManualClock) {
+    let _ = env_logger::builder().is_test(true).try_init();
     let clock = ManualClock::new(T0);
     let addr =
         eventbatch::start_with_clock(config, db.store(), Arc::new(clock.clone())).expect("start");
