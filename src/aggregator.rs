@@ -418,8 +418,7 @@ impl AggregatorActor {
 impl Actor for AggregatorActor {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(crate::remains::UNBOUNDED);
+    fn started(&mut self, _: &mut Context<Self>) {
         Counters::add(&self.counters.actors_running, 1);
     }
 

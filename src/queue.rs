@@ -237,8 +237,7 @@ impl QueueActor {
 impl Actor for QueueActor {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(crate::remains::UNBOUNDED);
+    fn started(&mut self, _: &mut Context<Self>) {
         Counters::add(&self.counters.actors_running, 1);
     }
 

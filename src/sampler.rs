@@ -119,8 +119,7 @@ pub(crate) struct SamplerActor {
 impl Actor for SamplerActor {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(crate::remains::UNBOUNDED);
+    fn started(&mut self, _: &mut Context<Self>) {
         Counters::add(&self.counters.actors_running, 1);
     }
 

@@ -37,13 +37,20 @@ use crate::error::{ConfigError, PipelineError, TrackError};
 use crate::event::TrackEvent;
 use crate::messages::*;
 use crate::queue::QueueActor;
-use crate::remains::{deliver, Remains};
+use crate::remains::{deliver, Remains, UNBOUNDED};
 use crate::sampler::{Sampler, SamplerActor};
 
-/// Most validated events handed to the sampler in one message; after each such batch the
-/// supervisor yields, so the stages behind it (and the writer's thread) start on it while a
-/// long burst is still being accepted.
+/// Most validated events handed to the sampler in one message.
 pub(crate) const INTAKE_BATCH: usize = 1024;
+
+/// Starts `actor` on the current Arbiter with an unbounded mailbox (set before its address
+/// exists, so no send can meet the default capacity of 16 and be held back or reordered).
+fn unbounded<A: Actor<Context = Context<A>>>(actor: A) -> Addr<A> {
+    A::create(|ctx| {
+        ctx.set_mailbox_capacity(UNBOUNDED);
+        actor
+    })
+}
 
 /// The pipeline's front door; see the crate docs for the messages it handles.
 pub struct Supervisor {
@@ -106,7 +113,8 @@ impl Supervisor {
             pool.clone(),
         ));
         // The queue and the writer send to each other: make the queue's address first.
-        let queue_ctx = Context::<QueueActor>::new();
+        let mut queue_ctx = Context::<QueueActor>::new();
+        queue_ctx.set_mailbox_capacity(UNBOUNDED);
         let queue_addr = queue_ctx.address();
         let writer_thread = Arbiter::new();
         let writer = {
@@ -132,16 +140,15 @@ impl Supervisor {
             writer.recipient(),
             remains.clone(),
         ));
-        let detector = DetectorActor {
+        let detector = unbounded(DetectorActor {
             detectors: Detectors::new(settings.detection.clone()),
             counters: counters.clone(),
             clock: clock.clone(),
             write: queue.clone().recipient(),
             next: queue.clone().recipient(),
             remains: remains.clone(),
-        }
-        .start();
-        let aggregator = AggregatorActor {
+        });
+        let aggregator = unbounded(AggregatorActor {
             aggregator: Aggregator::from_settings(&settings),
             counters: counters.clone(),
             clock: clock.clone(),
@@ -150,18 +157,16 @@ impl Supervisor {
             detector: detector.clone().recipient(),
             next: detector.recipient(),
             remains: remains.clone(),
-        }
-        .start();
-        let sampler = SamplerActor {
+        });
+        let sampler = unbounded(SamplerActor {
             sampler: Sampler::from_settings(&settings),
             counters: counters.clone(),
             aggregator: aggregator.clone().recipient(),
             queue: queue.recipient(),
             next: aggregator.recipient(),
             remains: remains.clone(),
-        }
-        .start();
-        Supervisor {
+        });
+        unbounded(Supervisor {
             config,
             settings,
             counters,
@@ -174,8 +179,7 @@ impl Supervisor {
             writer_thread: Some(writer_thread),
             timer: None,
             shutting_down: false,
-        }
-        .start()
+        })
     }
 
     /// Hands the intake to the sampler.
@@ -243,7 +247,6 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(crate::remains::UNBOUNDED);
         self.arm_timer(ctx);
         log::info!(
             "eventbatch pipeline started (instance {})",
@@ -279,8 +282,6 @@ impl Handler<TrackEvent> for Supervisor {
         self.accept(event, self.clock.now_ms())?;
         if self.intake.len() >= INTAKE_BATCH {
             self.forward_intake();
-            // Let the stages behind run on this batch before the mailbox is read on.
-            ctx.wait(actix::fut::wrap_future(YieldOnce(false)));
         } else if !self.intake_scheduled {
             self.intake_scheduled = true;
             ctx.notify(ForwardIntake);
@@ -416,23 +417,5 @@ impl Handler<Shutdown> for Supervisor {
             ctx.stop();
             act.counters.snapshot()
         }))
-    }
-}
-
-/// A future that is pending once (waking itself), then ready: a yield to the event loop.
-struct YieldOnce(bool);
-
-impl std::future::Future for YieldOnce {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.0 {
-            return std::task::Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
     }
 }
