@@ -64,7 +64,10 @@ fn pipeline(n: usize) -> Duration {
         let s = t.send(Flush).await.expect("mailbox").expect("flush");
         let elapsed = began.elapsed();
         assert_eq!(s.events_received as usize, n);
-        assert_eq!(s.events_dropped, 0, "the bench must not measure dropped events");
+        assert_eq!(
+            s.events_dropped, 0,
+            "the bench must not measure dropped events"
+        );
         assert_eq!(
             s.events_kept,
             s.records_written + s.events_aggregated,
@@ -240,8 +243,10 @@ fn hand_written_loop(n: usize) -> Duration {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("loop.db");
     let mut c = SqliteConnection::establish(path.to_str().expect("utf-8 path")).expect("open");
-    c.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-        .expect("pragmas");
+    c.batch_execute(
+        "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+    )
+    .expect("pragmas");
     c.batch_execute(include_str!(
         "../migrations/sqlite/2026-11-26-000000_create/up.sql"
     ))
@@ -347,7 +352,10 @@ fn main() {
     if std::env::var("ONLY").as_deref() == Ok("pipeline") {
         // for profiling: the pipeline alone
         for _ in 0..rounds {
-            println!("pipeline {:.0} events/s", n as f64 / pipeline(n).as_secs_f64());
+            println!(
+                "pipeline {:.0} events/s",
+                n as f64 / pipeline(n).as_secs_f64()
+            );
         }
         return;
     }

@@ -4,15 +4,8 @@
 //! The maths (baselines, tests, confidence, alert hygiene) lives in [`crate::stats::detect`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use actix::prelude::*;
-
-use crate::clock::Clock;
-use crate::counters::Counters;
-use crate::messages::{Closed, Control, Write};
-use crate::model::{ClosedWindow, PatternRecord, WriteBatch};
-use crate::remains::{deliver, Remains};
+use crate::model::{ClosedWindow, PatternRecord};
 use crate::stats::detect::{DetectorSettings, SeriesDetector};
 
 /// One detector per series, plus the last window each has seen (a window reopened by late
@@ -81,60 +74,5 @@ impl Detectors {
             }
         }
         found
-    }
-}
-
-/// The detector's actor: feeds each batch of closed windows to [`Detectors`] and sends the
-/// patterns found to the queue (which passes them to the writer).
-pub(crate) struct DetectorActor {
-    pub detectors: Detectors,
-    pub counters: Arc<Counters>,
-    pub clock: Arc<dyn Clock>,
-    pub write: Recipient<Write>,
-    /// Markers go on to the queue.
-    pub next: Recipient<Control>,
-    pub remains: Arc<Remains>,
-}
-
-impl Actor for DetectorActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, _: &mut Context<Self>) {
-        Counters::add(&self.counters.actors_running, 1);
-    }
-
-    /// Hands the detectors to the last flush (windows closed there are checked too).
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        Counters::sub(&self.counters.actors_running, 1);
-        let settings = self.detectors.settings.clone();
-        let detectors = std::mem::replace(&mut self.detectors, Detectors::new(settings));
-        self.remains.left().detectors = Some(detectors);
-    }
-}
-
-impl Handler<Closed> for DetectorActor {
-    type Result = ();
-    fn handle(&mut self, Closed(closed): Closed, _: &mut Context<Self>) {
-        let patterns = self.detectors.observe(closed, self.clock.now_ms());
-        if !patterns.is_empty() {
-            Counters::add(&self.counters.patterns_detected, patterns.len() as u64);
-            let batch = WriteBatch {
-                patterns,
-                ..WriteBatch::default()
-            };
-            deliver(&self.write, Write(batch), &self.remains);
-        }
-    }
-}
-
-impl Handler<Control> for DetectorActor {
-    type Result = ();
-    fn handle(&mut self, marker: Control, ctx: &mut Context<Self>) {
-        match &marker {
-            Control::Settings(s) => self.detectors.set_settings(s.detection.clone()),
-            Control::Shutdown(_) => ctx.stop(),
-            _ => {}
-        }
-        deliver(&self.next, marker, &self.remains);
     }
 }

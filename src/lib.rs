@@ -61,6 +61,7 @@
 
 #![warn(missing_docs)]
 
+mod actors;
 mod aggregator;
 mod clock;
 mod config;
@@ -74,7 +75,6 @@ mod messages;
 mod model;
 pub mod nab;
 mod queue;
-mod remains;
 mod rollup;
 mod sampler;
 pub mod stats;
@@ -120,39 +120,73 @@ pub fn start_with_clock(
     Ok(Supervisor::start_pipeline(config, settings, pool, clock))
 }
 
-/// Waits for SIGTERM or SIGINT (Ctrl-C), then shuts the pipeline down (everything accepted
-/// is written) and resolves with the final [`Stats`] (`None` if the pipeline had already
-/// stopped). The guide's advice, "always flush on SIGTERM", in one call:
+/// Listens for SIGTERM and SIGINT (Ctrl-C) from the moment it is called; the returned future
+/// resolves after one arrives and the pipeline has shut down (everything accepted is
+/// written), with the final [`Stats`] (`None` if the pipeline had already stopped). The
+/// guide's advice, "always flush on SIGTERM", in one call:
 ///
 /// ```no_run
 /// # use eventbatch::{start, Config, Store};
 /// #[actix::main]
 /// async fn main() -> Result<(), Box<dyn std::error::Error>> {
 ///     let tracker = start(Config::default(), Store::sqlite("analytics.db"))?;
-///     // ... hand `tracker.clone()` to the parts of the service that track events ...
-///     let stats = eventbatch::shutdown_on_signal(tracker).await;
+///     let stopped = eventbatch::shutdown_on_signal(tracker.clone());
+///     // ... hand `tracker` to the parts of the service that track events ...
+///     let stats = stopped.await;
 ///     println!("stopped after {:?} events", stats.map(|s| s.events_received));
 ///     Ok(())
 /// }
 /// ```
 ///
-/// Installing the handler replaces the default action of these signals (ending the process),
-/// so something must end the program after it resolves: return from `main` as above, or, in
-/// a spawned task, call `actix::System::current().stop()`.
-pub async fn shutdown_on_signal(tracker: actix::Addr<Supervisor>) -> Option<Stats> {
-    wait_for_signal().await;
-    log::info!("signal received: shutting the eventbatch pipeline down");
-    tracker.send(Shutdown).await.ok()
+/// Listening replaces the default action of these signals (ending the process), so something
+/// must end the program once the future resolves: return from `main` as above, or, in a
+/// spawned task, call `actix::System::current().stop()`. Call it inside the actix system.
+pub fn shutdown_on_signal(
+    tracker: actix::Addr<Supervisor>,
+) -> impl std::future::Future<Output = Option<Stats>> {
+    let signal = signals::Signals::listen();
+    async move {
+        signal.recv().await;
+        log::info!("signal received: shutting the eventbatch pipeline down");
+        tracker.send(Shutdown).await.ok()
+    }
 }
 
-#[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
+mod signals {
+    //! SIGTERM and SIGINT on Unix, Ctrl-C elsewhere, on the runtime actix runs.
+
+    /// Signal listeners, registered when made.
+    pub(crate) struct Signals {
+        #[cfg(unix)]
+        streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+    }
+
+    impl Signals {
+        #[cfg(unix)]
+        pub(crate) fn listen() -> Self {
+            use tokio::signal::unix::{signal, SignalKind};
+            match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                (Ok(term), Ok(int)) => Signals {
+                    streams: Some((term, int)),
+                },
+                (Err(e), _) | (_, Err(e)) => {
+                    log::error!("cannot listen for SIGTERM/SIGINT ({e}); no shutdown on signal");
+                    Signals { streams: None }
+                }
+            }
+        }
+
+        #[cfg(not(unix))]
+        pub(crate) fn listen() -> Self {
+            Signals {}
+        }
+
+        /// Resolves when a signal arrives (never, if listening failed).
+        #[cfg(unix)]
+        pub(crate) async fn recv(self) {
+            let Some((mut term, mut int)) = self.streams else {
+                return std::future::pending().await;
+            };
             std::future::poll_fn(|cx| {
                 if term.poll_recv(cx).is_ready() || int.poll_recv(cx).is_ready() {
                     std::task::Poll::Ready(())
@@ -162,17 +196,13 @@ async fn wait_for_signal() {
             })
             .await
         }
-        (Err(e), _) | (_, Err(e)) => {
-            log::error!("cannot listen for SIGTERM/SIGINT ({e}); shutdown_on_signal waits forever");
-            std::future::pending::<()>().await
-        }
-    }
-}
 
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        log::error!("cannot listen for Ctrl-C ({e}); shutdown_on_signal waits forever");
-        std::future::pending::<()>().await
+        #[cfg(not(unix))]
+        pub(crate) async fn recv(self) {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                log::error!("cannot listen for Ctrl-C ({e}); no shutdown on signal");
+                std::future::pending::<()>().await
+            }
+        }
     }
 }

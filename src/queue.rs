@@ -11,17 +11,10 @@
 //! function ([`PriorityQueues::take_batch`]) rather than a race between actors.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
-use actix::prelude::*;
-
-use crate::clock::Clock;
 use crate::config::Settings;
-use crate::counters::Counters;
 use crate::event::Priority;
-use crate::messages::{Committed, Control, Records, Write};
-use crate::model::{Record, WriteBatch};
-use crate::remains::{deliver, Remains};
+use crate::model::Record;
 
 /// Limits the queues work with (from `Settings`).
 #[derive(Debug, Clone, Copy)]
@@ -172,145 +165,6 @@ impl PriorityQueues {
             self.pending_since = Some(now_ms);
         }
         Some(batch)
-    }
-}
-
-/// The queue's actor: queues records, hands due batches to the writer while fewer than
-/// `max_in_flight_batches` are unconfirmed, and passes other write batches straight on.
-pub(crate) struct QueueActor {
-    pub queues: PriorityQueues,
-    pub max_in_flight: usize,
-    /// Record batches handed to the writer and not yet confirmed ([`Committed`]).
-    pub in_flight_batches: usize,
-    /// Records in them (they count against `max_queued_events`).
-    pub in_flight_records: usize,
-    pub counters: Arc<Counters>,
-    pub clock: Arc<dyn Clock>,
-    pub writer: Recipient<Write>,
-    /// Markers go on to the writer.
-    pub next: Recipient<Control>,
-    pub remains: Arc<Remains>,
-}
-
-impl QueueActor {
-    pub(crate) fn new(
-        settings: &Settings,
-        counters: Arc<Counters>,
-        clock: Arc<dyn Clock>,
-        writer: Recipient<Write>,
-        next: Recipient<Control>,
-        remains: Arc<Remains>,
-    ) -> Self {
-        QueueActor {
-            queues: PriorityQueues::from_settings(settings),
-            max_in_flight: settings.max_in_flight_batches.get(),
-            in_flight_batches: 0,
-            in_flight_records: 0,
-            counters,
-            clock,
-            writer,
-            next,
-            remains,
-        }
-    }
-
-    /// Hands due batches (every batch with `force`) to the writer, within the in-flight limit
-    /// unless forced.
-    fn send_due(&mut self, force: bool) {
-        let now = self.clock.now_ms();
-        while force || self.in_flight_batches < self.max_in_flight {
-            let Some(records) = self.queues.take_batch(now, force) else {
-                break;
-            };
-            self.in_flight_batches += 1;
-            self.in_flight_records += records.len();
-            let batch = WriteBatch {
-                records,
-                from_queue: true,
-                ..WriteBatch::default()
-            };
-            deliver(&self.writer, Write(batch), &self.remains);
-        }
-    }
-}
-
-impl Actor for QueueActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, _: &mut Context<Self>) {
-        Counters::add(&self.counters.actors_running, 1);
-    }
-
-    /// Hands the queued records to the last flush.
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        Counters::sub(&self.counters.actors_running, 1);
-        let limits = self.queues.limits;
-        let queues = std::mem::replace(&mut self.queues, PriorityQueues::new(limits));
-        if queues.len() > 0 {
-            self.remains.left().queues = Some(queues);
-        }
-    }
-}
-
-impl Handler<Records> for QueueActor {
-    type Result = ();
-    fn handle(&mut self, Records(records): Records, _: &mut Context<Self>) {
-        let now = self.clock.now_ms();
-        let c = &self.counters;
-        let (added, mut dropped) = (records.len() as u64, 0u64);
-        for record in records {
-            match self.queues.push(record, self.in_flight_records, now) {
-                Pushed::Queued => {}
-                Pushed::QueuedWithEviction | Pushed::Dropped => dropped += 1,
-            }
-        }
-        // `queued` counts records in the queues or in flight: add the newcomers that stayed.
-        Counters::add(&c.queued, added - dropped);
-        if dropped > 0 {
-            Counters::add(&c.dropped, dropped);
-            log::warn!(
-                "queue full ({} records): dropped {dropped} by the overflow policy",
-                self.queues.len() + self.in_flight_records
-            );
-        }
-        self.send_due(false);
-    }
-}
-
-impl Handler<Write> for QueueActor {
-    type Result = ();
-    fn handle(&mut self, batch: Write, _: &mut Context<Self>) {
-        deliver(&self.writer, batch, &self.remains);
-    }
-}
-
-impl Handler<Committed> for QueueActor {
-    type Result = ();
-    fn handle(&mut self, done: Committed, _: &mut Context<Self>) {
-        self.in_flight_batches = self.in_flight_batches.saturating_sub(done.batches);
-        self.in_flight_records = self.in_flight_records.saturating_sub(done.records);
-        self.send_due(false);
-    }
-}
-
-impl Handler<Control> for QueueActor {
-    type Result = ();
-    fn handle(&mut self, marker: Control, ctx: &mut Context<Self>) {
-        match &marker {
-            Control::Tick => self.send_due(false),
-            Control::Flush(_) => self.send_due(true),
-            Control::Shutdown(_) => {
-                self.send_due(true);
-                ctx.stop();
-            }
-            Control::Settings(s) => {
-                self.queues.set_limits(QueueLimits::from_settings(s));
-                self.max_in_flight = s.max_in_flight_batches.get();
-                self.send_due(false);
-            }
-            Control::Windows(_) | Control::Patterns(..) => {}
-        }
-        deliver(&self.next, marker, &self.remains);
     }
 }
 

@@ -26,19 +26,23 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::aggregator::{Aggregator, AggregatorActor};
+use crate::actors::aggregator::AggregatorActor;
+use crate::actors::detector::DetectorActor;
+use crate::actors::queue::QueueActor;
+use crate::actors::remains::{deliver, Remains, UNBOUNDED};
+use crate::actors::sampler::SamplerActor;
+use crate::actors::writer::DbWriter;
+use crate::aggregator::Aggregator;
 use crate::clock::Clock;
 use crate::config::{Config, Settings};
 use crate::counters::{Counters, Stats};
 use crate::db::store::Pool;
-use crate::db::writer::{DbWriter, WriterCore};
-use crate::detector::{DetectorActor, Detectors};
+use crate::db::writer::WriterCore;
+use crate::detector::Detectors;
 use crate::error::{ConfigError, PipelineError, TrackError};
 use crate::event::TrackEvent;
 use crate::messages::*;
-use crate::queue::QueueActor;
-use crate::remains::{deliver, Remains, UNBOUNDED};
-use crate::sampler::{Sampler, SamplerActor};
+use crate::sampler::Sampler;
 
 /// Most validated events handed to the sampler in one message.
 pub(crate) const INTAKE_BATCH: usize = 1024;

@@ -74,7 +74,8 @@ async fn events_racing_a_shutdown_are_refused_or_written_never_acknowledged_and_
 async fn a_shutdown_stops_every_internal_actor_and_later_events_are_refused() {
     let db = TempDb::new();
     let (t, _) = start_manual(quiet_config(), &db);
-    let running = t.send(GetStats).await.unwrap().actors_running;
+    // the writer starts on its own thread: once it has answered a flush it runs
+    let running = t.send(Flush).await.unwrap().unwrap().actors_running;
     assert_eq!(running, 5, "sampler, aggregator, detector, queue, writer");
     t.send(TrackEvent::performance("rt", 1.0).at(T0))
         .await
@@ -106,10 +107,14 @@ async fn a_query_writes_nothing_with_many_other_series_open() {
     }
     // a snapshot of the window in the store, then more events in the same (open) window
     t.send(Flush).await.unwrap().unwrap();
-    t.send(TrackEvent::performance("rt", 40.0).context("api").at(T0 + 2))
-        .await
-        .unwrap()
-        .unwrap();
+    t.send(
+        TrackEvent::performance("rt", 40.0)
+            .context("api")
+            .at(T0 + 2),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let rows = row_counts(&db);
     let written = t.send(GetStats).await.unwrap().rows_written;
     for _ in 0..3 {
@@ -155,10 +160,11 @@ fn sigterm_child() {
                 .unwrap()
                 .unwrap();
         }
+        let stopped = eventbatch::shutdown_on_signal(t);
         println!("READY");
         use std::io::Write;
         std::io::stdout().flush().unwrap();
-        let stats = eventbatch::shutdown_on_signal(t).await.expect("stats");
+        let stats = stopped.await.expect("stats");
         println!("STOPPED {}", stats.records_written);
     });
 }
@@ -223,7 +229,10 @@ fn a_bare_system_stop_writes_what_every_stage_held() {
     });
     sys.run().unwrap();
     assert_eq!(db.count("events WHERE kind = 'command'"), 2_550);
-    assert_eq!(db.scalar("SELECT sum(count) AS n FROM metric_windows"), 2_550);
+    assert_eq!(
+        db.scalar("SELECT sum(count) AS n FROM metric_windows"),
+        2_550
+    );
     assert_eq!(db.scalar("SELECT sum(count) AS n FROM error_counts"), 2_550);
 }
 

@@ -219,7 +219,12 @@ pub(crate) struct Bases {
 impl Bases {
     /// What the store held for a window before `epoch` began, if a snapshot of that epoch
     /// was written (the stored row is then `base + an earlier snapshot of the epoch`).
-    pub(crate) fn window_base(&self, series: &str, start_ms: i64, epoch: u64) -> Option<&WindowState> {
+    pub(crate) fn window_base(
+        &self,
+        series: &str,
+        start_ms: i64,
+        epoch: u64,
+    ) -> Option<&WindowState> {
         match self.windows.get(&(series.to_string(), start_ms)) {
             Some((e, base)) if *e == epoch => Some(base),
             _ => None,
@@ -734,11 +739,9 @@ macro_rules! backend {
                     // the metric's own series, or `metric.<context>`: every name in
                     // ["m.", "m/") starts with "m." ('/' follows '.')
                     query = query.filter(
-                        patterns::series
-                            .eq(m.clone())
-                            .or(patterns::series
-                                .ge(format!("{m}."))
-                                .and(patterns::series.lt(format!("{m}/")))),
+                        patterns::series.eq(m.clone()).or(patterns::series
+                            .ge(format!("{m}."))
+                            .and(patterns::series.lt(format!("{m}/")))),
                     );
                 }
                 let rows: Vec<PatternRow> = query

@@ -21,22 +21,15 @@
 //! counts batches, `Stats::transactions` commits.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
-
-use crate::clock::Clock;
 use crate::config::Settings;
 use crate::counters::Counters;
 use crate::db::rollups::RollupRun;
 use crate::db::store::{merge_rows, Bases, BatchMark, Pool, Written};
 use crate::error::PipelineError;
-use crate::messages::{
-    Committed, Control, Pattern, QueryPatterns, QueryWindows, WindowStats, Write,
-};
+use crate::messages::{Committed, Pattern, QueryPatterns, QueryWindows, WindowStats};
 use crate::model::{Record, WindowSnapshot, WriteBatch};
-use crate::remains::{deliver, Remains};
 use crate::rollup::{ceil, merge_into_buckets, Part};
 
 /// First retry delay; doubles up to [`MAX_BACKOFF`].
@@ -159,6 +152,11 @@ impl WriterCore {
             #[cfg(test)]
             lose_next_commit_reply: false,
         }
+    }
+
+    /// Nothing is held.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.held.is_empty()
     }
 
     /// Queues a batch behind everything held; it is written by the next [`Self::write_held`].
@@ -386,7 +384,9 @@ impl WriterCore {
         }
         let rows: Vec<_> = rows
             .into_iter()
-            .filter(|r| !(r.instance_id == self.instance_id && replaced.contains(&r.window_start_ms)))
+            .filter(|r| {
+                !(r.instance_id == self.instance_id && replaced.contains(&r.window_start_ms))
+            })
             .collect();
         for stored in merge_rows(rows) {
             if let Some(state) = stored.state {
@@ -404,7 +404,10 @@ impl WriterCore {
         Ok(merge_into_buckets(parts, width.unwrap_or(self.window_ms)))
     }
 
-    pub(crate) fn query_patterns(&mut self, q: &QueryPatterns) -> Result<Vec<Pattern>, PipelineError> {
+    pub(crate) fn query_patterns(
+        &mut self,
+        q: &QueryPatterns,
+    ) -> Result<Vec<Pattern>, PipelineError> {
         let mut conn = self.pool.get().map_err(PipelineError::Store)?;
         conn.query_patterns(q)
             .map_err(|e| PipelineError::Store(e.to_string()))
@@ -428,116 +431,6 @@ fn record_success(c: &Counters, batch: &WriteBatch) {
         w.errors,
         w.patterns
     );
-}
-
-/// Writes its own pending batches once its mailbox is empty (see the module docs).
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-struct WriteHeld;
-
-/// The writer's actor, alone on its Arbiter.
-pub(crate) struct DbWriter {
-    pub core: WriterCore,
-    pub counters: Arc<Counters>,
-    pub clock: Arc<dyn Clock>,
-    /// Told what of the queue's batches is committed.
-    pub queue: Recipient<Committed>,
-    pub remains: Arc<Remains>,
-    /// A [`WriteHeld`] is on its way.
-    pub write_scheduled: bool,
-    /// The `Shutdown` answer, sent from `stopped()`.
-    pub shutdown: Option<(crate::messages::Reply<()>, Result<(), PipelineError>)>,
-    /// The writer's own address, held so that it stops only when told to (`Shutdown`) or when
-    /// its thread stops, never because its senders went away: actix stops an actor whose
-    /// senders are gone without reading what arrived while it was busy writing.
-    pub own_address: Option<Addr<DbWriter>>,
-}
-
-impl DbWriter {
-    fn write(&mut self) -> Result<(), PipelineError> {
-        let (done, result) = self.core.write_held(&self.counters);
-        if done.batches > 0 {
-            deliver(&self.queue, done, &self.remains);
-        }
-        result
-    }
-}
-
-impl Actor for DbWriter {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(crate::remains::UNBOUNDED);
-        self.own_address = Some(ctx.address());
-        Counters::add(&self.counters.actors_running, 1);
-    }
-
-    /// Hands what is still held to the last flush, answers a `Shutdown`, and ends the
-    /// writer's thread.
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        Counters::sub(&self.counters.actors_running, 1);
-        self.own_address = None;
-        if !self.core.held.is_empty() {
-            self.remains.left().writer = Some(self.core.take());
-        }
-        if let Some((reply, result)) = self.shutdown.take() {
-            let _ = reply.send(result);
-        }
-        actix::Arbiter::current().stop();
-    }
-}
-
-impl Handler<Write> for DbWriter {
-    type Result = ();
-    fn handle(&mut self, Write(batch): Write, ctx: &mut Context<Self>) {
-        self.core.hold(batch);
-        if !self.write_scheduled {
-            self.write_scheduled = true;
-            ctx.notify(WriteHeld);
-        }
-    }
-}
-
-impl Handler<WriteHeld> for DbWriter {
-    type Result = ();
-    fn handle(&mut self, _: WriteHeld, _: &mut Context<Self>) {
-        self.write_scheduled = false;
-        let _ = self.write();
-    }
-}
-
-impl Handler<Control> for DbWriter {
-    type Result = ();
-    fn handle(&mut self, marker: Control, ctx: &mut Context<Self>) {
-        match marker {
-            Control::Tick => {
-                let _ = self.write();
-                self.core.roll_up_if_due(self.clock.now_ms(), &self.counters);
-            }
-            Control::Flush(reply) => {
-                let result = self.write();
-                self.core.roll_up_if_due(self.clock.now_ms(), &self.counters);
-                let _ = reply.send(result);
-            }
-            Control::Shutdown(reply) => {
-                let result = self.write();
-                self.shutdown = Some((reply, result));
-                ctx.stop();
-            }
-            // A query answers after what arrived before it is written (it writes nothing
-            // of its own).
-            Control::Windows(q) => {
-                let _ = self.write();
-                let q = *q;
-                let _ = q.reply.send(self.core.query_windows(&q.query, q.open));
-            }
-            Control::Patterns(q, reply) => {
-                let _ = self.write();
-                let _ = reply.send(self.core.query_patterns(&q));
-            }
-            Control::Settings(s) => self.core.set_settings(&s),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -726,7 +619,11 @@ mod tests {
             (9, 4, 3),
             "[3 + 4 records], [window], [2 records]"
         );
-        assert_eq!((done.batches, done.records), (3, 9), "the queue's batches, confirmed");
+        assert_eq!(
+            (done.batches, done.records),
+            (3, 9),
+            "the queue's batches, confirmed"
+        );
         let expected: Vec<f64> = (0..9).map(|i| i as f64).collect();
         assert_eq!(durations(&path), expected);
     }

@@ -53,7 +53,10 @@ impl Left {
         let holds = |q: &Option<PriorityQueues>| q.as_ref().is_some_and(|q| q.len() > 0);
         self.events.is_empty()
             && self.samples.is_empty()
-            && self.aggregator.as_ref().is_none_or(|a| a.open_windows() == 0)
+            && self
+                .aggregator
+                .as_ref()
+                .is_none_or(|a| a.open_windows() == 0)
             && self.closed.is_empty()
             && self.records.is_empty()
             && !holds(&self.queues)
@@ -99,7 +102,11 @@ impl Remains {
 
     /// Runs everything kept through the pipeline's cores and writes it.
     fn flush(&self, left: Left) {
-        let settings = self.settings.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let settings = self
+            .settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let c = &self.counters;
         let now = self.clock.now_ms();
         let Left {
@@ -130,7 +137,8 @@ impl Remains {
         }
         aggregator.close_due(now, true, &mut out);
         Counters::add(&c.aggregated, out.aggregated);
-        c.windows_open.store(0, std::sync::atomic::Ordering::Relaxed);
+        c.windows_open
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         records.append(&mut out.records);
         closed.append(&mut out.closed);
         if !out.windows.is_empty() || !out.errors.is_empty() {
@@ -257,7 +265,10 @@ pub(crate) fn deliver<M: Spill>(to: &Recipient<M>, msg: M, remains: &Remains) {
         // Only before the receiver has set its capacity (it is starting): it is there.
         Err(SendError::Full(msg)) => to.do_send(msg),
         Err(SendError::Closed(msg)) => {
-            log::debug!("{} kept for the last flush: its receiver is gone", std::any::type_name::<M>());
+            log::debug!(
+                "{} kept for the last flush: its receiver is gone",
+                std::any::type_name::<M>()
+            );
             msg.spill(&mut remains.left())
         }
     }

@@ -1,0 +1,113 @@
+//! The aggregator's actor: folds each batch of samples into its [`Aggregator`], closes windows
+//! as event time and the clock pass them, and hands on what comes out.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::actors::remains::{deliver, Remains};
+use crate::aggregator::{Aggregator, Output};
+use crate::clock::Clock;
+use crate::counters::Counters;
+use crate::messages::{Closed, Control, Records, Samples, Write};
+use crate::model::WriteBatch;
+
+/// The aggregator's actor: folds each batch of samples in, closes windows as event time and
+/// the clock pass them, and hands on what comes out: window and error-count rows and
+/// first-of-hash error records to the queue, closed windows to the detector.
+pub(crate) struct AggregatorActor {
+    pub aggregator: Aggregator,
+    pub counters: Arc<Counters>,
+    pub clock: Arc<dyn Clock>,
+    pub records: Recipient<Records>,
+    pub write: Recipient<Write>,
+    pub detector: Recipient<Closed>,
+    /// Markers go on to the detector.
+    pub next: Recipient<Control>,
+    pub remains: Arc<Remains>,
+}
+
+impl AggregatorActor {
+    /// Hands on what one step produced.
+    fn emit(&mut self, out: Output) {
+        let c = &self.counters;
+        Counters::add(&c.aggregated, out.aggregated);
+        c.windows_open
+            .store(self.aggregator.open_windows() as u64, Relaxed);
+        if !out.records.is_empty() {
+            deliver(&self.records, Records(out.records), &self.remains);
+        }
+        if !out.windows.is_empty() || !out.errors.is_empty() {
+            let batch = WriteBatch {
+                windows: out.windows,
+                errors: out.errors,
+                ..WriteBatch::default()
+            };
+            deliver(&self.write, Write(batch), &self.remains);
+        }
+        if !out.closed.is_empty() {
+            log::debug!("closed {} windows", out.closed.len());
+            deliver(&self.detector, Closed(out.closed), &self.remains);
+        }
+    }
+}
+
+impl Actor for AggregatorActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        Counters::add(&self.counters.actors_running, 1);
+    }
+
+    /// Hands the open windows to the last flush.
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        Counters::sub(&self.counters.actors_running, 1);
+        if self.aggregator.open_windows() > 0 {
+            let empty = Aggregator::new(self.aggregator.window_ms, self.aggregator.lateness_ms);
+            let aggregator = std::mem::replace(&mut self.aggregator, empty);
+            self.remains.left().aggregator = Some(aggregator);
+        }
+    }
+}
+
+impl Handler<Samples> for AggregatorActor {
+    type Result = ();
+    fn handle(&mut self, Samples(samples): Samples, _: &mut Context<Self>) {
+        let now = self.clock.now_ms();
+        let mut out = Output::default();
+        for kept in samples {
+            self.aggregator.observe(kept, now, &mut out);
+        }
+        self.aggregator.close_passed(now, &mut out);
+        self.emit(out);
+    }
+}
+
+impl Handler<Control> for AggregatorActor {
+    type Result = ();
+    fn handle(&mut self, mut marker: Control, ctx: &mut Context<Self>) {
+        let now = self.clock.now_ms();
+        let mut out = Output::default();
+        match &mut marker {
+            Control::Tick => self.aggregator.close_due(now, false, &mut out),
+            Control::Flush(_) => {
+                self.aggregator.close_due(now, false, &mut out);
+                self.aggregator.snapshot(&mut out);
+            }
+            Control::Shutdown(_) => {
+                self.aggregator.close_due(now, true, &mut out);
+                ctx.stop();
+            }
+            Control::Windows(q) => {
+                q.open =
+                    self.aggregator
+                        .open_copies(&q.query.series(), q.query.from_ms, q.query.to_ms)
+            }
+            Control::Settings(s) => self.aggregator.set_lateness(s.allowed_lateness_ms),
+            Control::Patterns(..) => {}
+        }
+        self.emit(out);
+        deliver(&self.next, marker, &self.remains);
+    }
+}

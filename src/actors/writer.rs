@@ -1,0 +1,127 @@
+//! The DB writer's actor, alone on its Arbiter (thread), so blocking I/O never stalls the event
+//! loop. It owns the [`WriterCore`]. Batches arrive as [`Write`] messages; the writer writes
+//! once its mailbox is empty (a self-notification runs after the mailbox), so everything that
+//! arrived meanwhile is written together, and answers the markers ([`Control`]).
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::actors::remains::{deliver, Remains, UNBOUNDED};
+use crate::clock::Clock;
+use crate::counters::Counters;
+use crate::db::writer::WriterCore;
+use crate::error::PipelineError;
+use crate::messages::{Committed, Control, Reply, Write};
+
+/// Writes its own pending batches once its mailbox is empty (see the module docs).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+struct WriteHeld;
+
+/// The writer's actor, alone on its Arbiter.
+pub(crate) struct DbWriter {
+    pub core: WriterCore,
+    pub counters: Arc<Counters>,
+    pub clock: Arc<dyn Clock>,
+    /// Told what of the queue's batches is committed.
+    pub queue: Recipient<Committed>,
+    pub remains: Arc<Remains>,
+    /// A [`WriteHeld`] is on its way.
+    pub write_scheduled: bool,
+    /// The `Shutdown` answer, sent from `stopped()`.
+    pub shutdown: Option<(Reply<()>, Result<(), PipelineError>)>,
+    /// The writer's own address, held so that it stops only when told to (`Shutdown`) or when
+    /// its thread stops, never because its senders went away: actix stops an actor whose
+    /// senders are gone without reading what arrived while it was busy writing.
+    pub own_address: Option<Addr<DbWriter>>,
+}
+
+impl DbWriter {
+    fn write(&mut self) -> Result<(), PipelineError> {
+        let (done, result) = self.core.write_held(&self.counters);
+        if done.batches > 0 {
+            deliver(&self.queue, done, &self.remains);
+        }
+        result
+    }
+}
+
+impl Actor for DbWriter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(UNBOUNDED);
+        self.own_address = Some(ctx.address());
+        Counters::add(&self.counters.actors_running, 1);
+    }
+
+    /// Hands what is still held to the last flush, answers a `Shutdown`, and ends the
+    /// writer's thread.
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        Counters::sub(&self.counters.actors_running, 1);
+        self.own_address = None;
+        if !self.core.is_idle() {
+            self.remains.left().writer = Some(self.core.take());
+        }
+        if let Some((reply, result)) = self.shutdown.take() {
+            let _ = reply.send(result);
+        }
+        actix::Arbiter::current().stop();
+    }
+}
+
+impl Handler<Write> for DbWriter {
+    type Result = ();
+    fn handle(&mut self, Write(batch): Write, ctx: &mut Context<Self>) {
+        self.core.hold(batch);
+        if !self.write_scheduled {
+            self.write_scheduled = true;
+            ctx.notify(WriteHeld);
+        }
+    }
+}
+
+impl Handler<WriteHeld> for DbWriter {
+    type Result = ();
+    fn handle(&mut self, _: WriteHeld, _: &mut Context<Self>) {
+        self.write_scheduled = false;
+        let _ = self.write();
+    }
+}
+
+impl Handler<Control> for DbWriter {
+    type Result = ();
+    fn handle(&mut self, marker: Control, ctx: &mut Context<Self>) {
+        match marker {
+            Control::Tick => {
+                let _ = self.write();
+                self.core
+                    .roll_up_if_due(self.clock.now_ms(), &self.counters);
+            }
+            Control::Flush(reply) => {
+                let result = self.write();
+                self.core
+                    .roll_up_if_due(self.clock.now_ms(), &self.counters);
+                let _ = reply.send(result);
+            }
+            Control::Shutdown(reply) => {
+                let result = self.write();
+                self.shutdown = Some((reply, result));
+                ctx.stop();
+            }
+            // A query answers after what arrived before it is written (it writes nothing
+            // of its own).
+            Control::Windows(q) => {
+                let _ = self.write();
+                let q = *q;
+                let _ = q.reply.send(self.core.query_windows(&q.query, q.open));
+            }
+            Control::Patterns(q, reply) => {
+                let _ = self.write();
+                let _ = reply.send(self.core.query_patterns(&q));
+            }
+            Control::Settings(s) => self.core.set_settings(&s),
+        }
+    }
+}
