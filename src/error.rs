@@ -32,6 +32,9 @@ pub enum Error {
         /// The underlying error, as text.
         reason: String,
     },
+    /// The pipeline's threads could not be started.
+    #[error("cannot start the pipeline: {0}")]
+    Start(String),
 }
 
 /// Why an event was rejected. Rejected events are counted in `Stats::events_rejected` and never

@@ -117,7 +117,7 @@ pub fn start_with_clock(
         store.describe(),
         settings.instance_id
     );
-    Ok(Supervisor::start_pipeline(config, settings, pool, clock))
+    Supervisor::start_pipeline(config, settings, pool, clock)
 }
 
 /// Listens for SIGTERM and SIGINT (Ctrl-C) from the moment it is called; the returned future

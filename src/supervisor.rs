@@ -31,7 +31,7 @@ use crate::actors::detector::DetectorActor;
 use crate::actors::queue::QueueActor;
 use crate::actors::remains::{deliver, Remains, UNBOUNDED};
 use crate::actors::sampler::SamplerActor;
-use crate::actors::writer::DbWriter;
+use crate::actors::writer::{DbWriter, StopWriter};
 use crate::aggregator::Aggregator;
 use crate::clock::Clock;
 use crate::config::{Config, Settings};
@@ -39,7 +39,7 @@ use crate::counters::{Counters, Stats};
 use crate::db::store::Pool;
 use crate::db::writer::WriterCore;
 use crate::detector::Detectors;
-use crate::error::{ConfigError, PipelineError, TrackError};
+use crate::error::{ConfigError, Error, PipelineError, TrackError};
 use crate::event::TrackEvent;
 use crate::messages::*;
 use crate::sampler::Sampler;
@@ -75,9 +75,9 @@ pub struct Supervisor {
     chain: Recipient<Control>,
     /// What the actors leave when torn down without `Shutdown`.
     remains: Arc<Remains>,
-    /// The writer's thread, joined when the supervisor goes, so the last flush is done
-    /// before the System's teardown returns.
-    writer_thread: Option<Arbiter>,
+    /// The writer (to stop it when the supervisor goes) and its thread.
+    writer: Addr<DbWriter>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
     /// The timer that sends [`Control::Tick`].
     timer: Option<SpawnHandle>,
     /// Set when `Shutdown` arrives: every event after it is refused.
@@ -107,7 +107,7 @@ impl Supervisor {
         settings: Settings,
         pool: Pool,
         clock: Arc<dyn Clock>,
-    ) -> Addr<Supervisor> {
+    ) -> Result<Addr<Supervisor>, Error> {
         let settings = Arc::new(settings);
         let counters = Arc::new(Counters::default());
         let remains = Arc::new(Remains::new(
@@ -120,12 +120,11 @@ impl Supervisor {
         let mut queue_ctx = Context::<QueueActor>::new();
         queue_ctx.set_mailbox_capacity(UNBOUNDED);
         let queue_addr = queue_ctx.address();
-        let writer_thread = Arbiter::new();
-        let writer = {
+        let (writer, writer_thread) = {
             let (counters, clock, remains) = (counters.clone(), clock.clone(), remains.clone());
             let core = WriterCore::new(pool, &settings);
             let queue = queue_addr.clone().recipient();
-            DbWriter::start_in_arbiter(&writer_thread.handle(), move |_| DbWriter {
+            spawn_writer(move || DbWriter {
                 core,
                 counters,
                 clock,
@@ -134,8 +133,9 @@ impl Supervisor {
                 write_scheduled: false,
                 shutdown: None,
                 own_address: None,
-            })
+            })?
         };
+        let writer_addr = writer.clone();
         let queue = queue_ctx.run(QueueActor::new(
             &settings,
             counters.clone(),
@@ -170,7 +170,7 @@ impl Supervisor {
             next: aggregator.recipient(),
             remains: remains.clone(),
         });
-        unbounded(Supervisor {
+        Ok(unbounded(Supervisor {
             config,
             settings,
             counters,
@@ -180,10 +180,11 @@ impl Supervisor {
             sampler: sampler.clone().recipient(),
             chain: sampler.recipient(),
             remains,
+            writer: writer_addr,
             writer_thread: Some(writer_thread),
             timer: None,
             shutting_down: false,
-        })
+        }))
     }
 
     /// Hands the intake to the sampler.
@@ -267,15 +268,45 @@ impl Actor for Supervisor {
     }
 }
 
+/// Stops the writer when the supervisor goes without `Shutdown` (a bare System stop, or the
+/// application returning from `main`), and waits for its thread: the writer hands what it
+/// holds to the last flush (see [`crate::actors::remains`]). Nothing on this thread runs
+/// meanwhile, so nothing is sent to the writer while it stops.
 impl Drop for Supervisor {
     fn drop(&mut self) {
+        self.writer.do_send(StopWriter);
         if let Some(thread) = self.writer_thread.take() {
-            thread.stop();
             if thread.join().is_err() {
                 log::error!("the writer's thread panicked");
             }
         }
     }
+}
+
+/// Starts the writer on a thread of its own, in an actix System of its own: the
+/// application's System stopping does not stop it, the supervisor does (see its `Drop`), so
+/// no message can reach the writer while it is being torn down.
+fn spawn_writer(
+    make: impl FnOnce() -> DbWriter + Send + 'static,
+) -> Result<(Addr<DbWriter>, std::thread::JoinHandle<()>), Error> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("eventbatch-writer".into())
+        .spawn(move || {
+            let system = actix::System::new();
+            system.block_on(async move {
+                let writer = make();
+                let _ = tx.send(unbounded(writer));
+            });
+            if let Err(e) = system.run() {
+                log::error!("the writer's thread ended with an error: {e}");
+            }
+        })
+        .map_err(|e| Error::Start(format!("cannot start the writer's thread: {e}")))?;
+    let writer = rx
+        .recv()
+        .map_err(|_| Error::Start("the writer's thread did not start".into()))?;
+    Ok((writer, thread))
 }
 
 impl Handler<TrackEvent> for Supervisor {

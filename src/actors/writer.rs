@@ -1,4 +1,4 @@
-//! The DB writer's actor, alone on its Arbiter (thread), so blocking I/O never stalls the event
+//! The DB writer's actor, alone on a thread of its own, so blocking I/O never stalls the event
 //! loop. It owns the [`WriterCore`]. Batches arrive as [`Write`] messages; the writer writes
 //! once its mailbox is empty (a self-notification runs after the mailbox), so everything that
 //! arrived meanwhile is written together, and answers the markers ([`Control`]).
@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::remains::{deliver, Remains, UNBOUNDED};
+use crate::actors::remains::{deliver, Remains};
 use crate::clock::Clock;
 use crate::counters::Counters;
 use crate::db::writer::WriterCore;
@@ -19,7 +19,7 @@ use crate::messages::{Committed, Control, Reply, Write};
 #[rtype(result = "()")]
 struct WriteHeld;
 
-/// The writer's actor, alone on its Arbiter.
+/// The writer's actor, alone on its thread.
 pub(crate) struct DbWriter {
     pub core: WriterCore,
     pub counters: Arc<Counters>,
@@ -51,7 +51,6 @@ impl Actor for DbWriter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(UNBOUNDED);
         self.own_address = Some(ctx.address());
         Counters::add(&self.counters.actors_running, 1);
     }
@@ -67,7 +66,21 @@ impl Actor for DbWriter {
         if let Some((reply, result)) = self.shutdown.take() {
             let _ = reply.send(result);
         }
-        actix::Arbiter::current().stop();
+        // the writer's thread runs a System of its own (see `spawn_writer`)
+        System::current().stop();
+    }
+}
+
+/// From the supervisor as it goes without `Shutdown`: stop (what is held goes to the last
+/// flush). Everything sent before it has been handled.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub(crate) struct StopWriter;
+
+impl Handler<StopWriter> for DbWriter {
+    type Result = ();
+    fn handle(&mut self, _: StopWriter, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 
