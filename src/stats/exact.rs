@@ -17,8 +17,9 @@
 //! With the values sorted, `x_(0) <= ... <= x_(n-1)`, the `q`-quantile is found at the
 //! virtual index `h = (n - 1) q`: with `j = floor(h)` and `g = h - j`, it is
 //! `x_(j) + g (x_(j+1) - x_(j))` (and `x_(n-1)` at `q = 1`), computed as numpy's `_lerp` does
-//! (from the upper neighbour when `g >= 0.5`), so it equals `numpy.quantile(x, q)` to the bit.
-//! Five samples 100, 200, 300, 400, 500 give p99 = 496.
+//! (from the upper neighbour when `g >= 0.5`), so it equals `numpy.quantile(x, q)` to the bit
+//! (test `matches_numpy_bit_for_bit`, against numpy 2.4.6). Five samples 100, 200, 300, 400,
+//! 500 give p99 = 496.
 //!
 //! # Definition (differing weights)
 //!
@@ -402,7 +403,7 @@ mod tests {
 
     #[test]
     fn type_7_matches_numpy_on_known_cases() {
-        // numpy.quantile(x, q) for these, worked by hand from the definition.
+        // numpy.quantile(x, q) for these.
         let five = uniform(&[300.0, 100.0, 500.0, 200.0, 400.0]);
         assert_eq!(five.quantile(0.99), Some(496.0));
         assert_eq!(five.quantile(0.5), Some(300.0));
@@ -416,6 +417,112 @@ mod tests {
         assert_eq!(uniform(&[1.0, 2.0]).quantile(0.3), Some(1.3));
         assert_eq!(Exact::new().quantile(0.5), None);
         assert_eq!(uniform(&[7.0]).quantile(0.42), Some(7.0));
+    }
+
+    #[test]
+    fn matches_numpy_bit_for_bit() {
+        // numpy 2.4.6: numpy.quantile(x, QS) for each x (default method "linear").
+        const QS: [f64; 10] = [0.0, 0.01, 0.1, 1.0 / 3.0, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0];
+        let cases: [(Vec<f64>, [f64; 10]); 6] = [
+            (
+                vec![100.0, 200.0, 300.0, 400.0, 500.0],
+                [
+                    100.0,
+                    104.0,
+                    140.0,
+                    233.33333333333331,
+                    300.0,
+                    460.0,
+                    480.0,
+                    496.0,
+                    499.6,
+                    500.0,
+                ],
+            ),
+            (
+                vec![1.0, 2.0],
+                [
+                    1.0,
+                    1.01,
+                    1.1,
+                    1.3333333333333333,
+                    1.5,
+                    1.9,
+                    1.95,
+                    1.99,
+                    1.999,
+                    2.0,
+                ],
+            ),
+            (
+                vec![3.0, 1.0, 3.0, 3.0, 2.0, 1.0, 7.5],
+                [
+                    1.0,
+                    1.0,
+                    1.0,
+                    2.0,
+                    3.0,
+                    4.800000000000002,
+                    6.149999999999997,
+                    7.229999999999998,
+                    7.472999999999999,
+                    7.5,
+                ],
+            ),
+            (
+                vec![-1e-3, 250.0, -7.25, 0.0, 1e6, 3.3, -42.0, 0.1],
+                [
+                    -42.0,
+                    -39.5675,
+                    -17.674999999999997,
+                    -0.000666666666666667,
+                    0.05,
+                    300174.9999999998,
+                    650087.4999999995,
+                    930017.4999999998,
+                    993001.7500000003,
+                    1000000.0,
+                ],
+            ),
+            (
+                vec![1e-300, 1e300, -1e300, 5.0, 1e-10],
+                [
+                    -1e+300,
+                    -9.600000000000001e+299,
+                    -6e+299,
+                    3.333333333333333e-11,
+                    1e-10,
+                    6.000000000000001e+299,
+                    7.999999999999999e+299,
+                    9.6e+299,
+                    9.96e+299,
+                    1e+300,
+                ],
+            ),
+            (
+                (0..256u32)
+                    .map(|i| f64::from((i * 7919) % 1000) * 1.37 - 300.0)
+                    .collect(),
+                [
+                    -300.0,
+                    -289.5195,
+                    -166.42499999999998,
+                    164.43000000000006,
+                    388.425,
+                    930.945,
+                    998.4175,
+                    1049.9295,
+                    1059.3619500000002,
+                    1060.41,
+                ],
+            ),
+        ];
+        for (values, want) in cases {
+            let e = uniform(&values);
+            for (q, want) in QS.iter().zip(want) {
+                assert_eq!(e.quantile(*q), Some(want), "q={q} of {values:?}");
+            }
+        }
     }
 
     #[test]
