@@ -42,6 +42,9 @@
 /// Scaled values stay below `2^SAFE_EXP`; see the module docs for why 448 leaves room.
 pub(crate) const SAFE_EXP: i32 = 448;
 
+/// `2^SAFE_EXP`: values below it need no scaling.
+const SAFE_LIMIT: f64 = f64::from_bits(((SAFE_EXP + 1023) as u64) << 52);
+
 /// The largest scale exponent a finite value can need (`f64::MAX < 2^1024`).
 pub(crate) const MAX_SCALE: i32 = 1024 - SAFE_EXP;
 
@@ -120,7 +123,6 @@ impl Moments {
     /// Records `v`, which must be finite.
     pub(crate) fn observe(&mut self, v: f64) {
         debug_assert!(v.is_finite());
-        self.raise_scale(scale_for(v.abs()));
         if self.count == 0 {
             self.min = v;
             self.max = v;
@@ -129,6 +131,15 @@ impl Moments {
             self.max = self.max.max(v);
         }
         self.count = self.count.saturating_add(1);
+        if self.scale == 0 && v.abs() < SAFE_LIMIT {
+            // Scale 0, the usual case: the unscaled update, without the multiplications by 1.
+            self.sum += v;
+            let delta = v - self.mean;
+            self.mean += delta / self.count as f64;
+            self.m2 += delta * (v - self.mean);
+            return;
+        }
+        self.raise_scale(scale_for(v.abs()));
         let (down, up) = (pow2(-self.scale), pow2(self.scale));
         let scaled = v * down;
         self.sum += scaled;
@@ -223,7 +234,7 @@ impl Moments {
 /// The scale exponent a value of magnitude `a` needs: 0 below `2^SAFE_EXP`, otherwise the `e`
 /// that brings `a * 2^-e` into `[2^(SAFE_EXP - 1), 2^SAFE_EXP)`.
 pub(crate) fn scale_for(a: f64) -> i32 {
-    if a < pow2(SAFE_EXP) {
+    if a < SAFE_LIMIT {
         return 0;
     }
     // `a` is normal here, so its biased exponent field is its binary exponent plus 1023.
@@ -258,6 +269,7 @@ mod tests {
     #[test]
     fn pow2_and_scale_for() {
         assert_eq!(pow2(0), 1.0);
+        assert_eq!(SAFE_LIMIT, pow2(SAFE_EXP));
         assert_eq!(pow2(10), 1024.0);
         assert_eq!(pow2(-1), 0.5);
         assert_eq!(pow2(1023), 2f64.powi(1023));
