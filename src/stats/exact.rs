@@ -37,6 +37,10 @@
 //! - a value with `u_k >= 1` behaves as `u_k` unit values would: it holds the quantile
 //!   function for `u_k - 1` of the `n - 1` units (one value sampled at rate 0.1 among values
 //!   kept at rate 1 is most of the window, as the ten events it stands for would be);
+//! - `q = 0` and `q = 1` give the smallest and the largest value whatever their weights, as
+//!   in type 7; a value of tiny weight is a point at its place on the line, so next to a heavy
+//!   neighbour it still draws half a unit of the line towards itself (weights 1.5, 1.5, ~0 on
+//!   1, 2, 3 give a median of 1.75, not 1.5);
 //! - ties are ordered by weight, so the answer depends only on the multiset of pairs.
 
 use std::cmp::Ordering;
