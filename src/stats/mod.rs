@@ -2,9 +2,14 @@
 //!
 //! - [`sketch`]: a DDSketch with 0.9% relative accuracy (a compact, mergeable quantile sketch).
 //! - [`window`]: one series' window state (count, weighted count, sum, min, max, Welford mean
-//!   and variance, sketch), merged with Chan's formula.
+//!   and variance, exact quantiles up to 256 values and the sketch beyond), merged with Chan's
+//!   formula; finite for every finite input.
+//! - `exact`: the small window's sorted values and their quantiles (numpy's `linear`).
+//! - `moments`: sum, mean and variance in power-of-two scaled units, so they stay finite.
 //! - [`detect`]: the pattern detector (spike, drop, anomaly, trend).
 
 pub mod detect;
+mod exact;
+mod moments;
 pub mod sketch;
 pub mod window;

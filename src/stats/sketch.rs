@@ -39,6 +39,11 @@
 //! Estimates are clamped to `[-f64::MAX, f64::MAX]` (the representative of the top bin can
 //! lie just above `f64::MAX`).
 //!
+//! Weights are finite and positive but otherwise free; a weighted bin saturates at
+//! `f64::MAX` rather than overflow (which would make the sketch undecodable), and a query
+//! whose total weight overflows `f64` ranks in units of `2^64`. Neither happens with weights
+//! that are reciprocals of sample rates.
+//!
 //! # Memory
 //!
 //! Each sign has a dense store: an offset and a `Vec` covering only the keys between the
@@ -259,11 +264,12 @@ impl Sketch {
         self.make_weighted();
         if let Bins::Weighted { zero, pos, neg } = &mut self.bins {
             let w = weight * f64::from(n);
-            match key {
-                Key::Zero => *zero += w,
-                Key::Pos(k) => *pos.bin_mut(k) += w,
-                Key::Neg(k) => *neg.bin_mut(k) += w,
-            }
+            let bin = match key {
+                Key::Zero => zero,
+                Key::Pos(k) => pos.bin_mut(k),
+                Key::Neg(k) => neg.bin_mut(k),
+            };
+            *bin = saturating_add(*bin, w);
         }
         self.observations = self.observations.saturating_add(u64::from(n));
     }
@@ -321,18 +327,18 @@ impl Sketch {
                     neg: other_neg,
                 } => {
                     let w = *unit_weight;
-                    *zero += *other_zero as f64 * w;
-                    pos.add_store(other_pos, |a, c| a + f64::from(c) * w);
-                    neg.add_store(other_neg, |a, c| a + f64::from(c) * w);
+                    *zero = saturating_add(*zero, *other_zero as f64 * w);
+                    pos.add_store(other_pos, |a, c| saturating_add(a, f64::from(c) * w));
+                    neg.add_store(other_neg, |a, c| saturating_add(a, f64::from(c) * w));
                 }
                 Bins::Weighted {
                     zero: other_zero,
                     pos: other_pos,
                     neg: other_neg,
                 } => {
-                    *zero += *other_zero;
-                    pos.add_store(other_pos, |a, b| a + b);
-                    neg.add_store(other_neg, |a, b| a + b);
+                    *zero = saturating_add(*zero, *other_zero);
+                    pos.add_store(other_pos, saturating_add);
+                    neg.add_store(other_neg, saturating_add);
                 }
             }
         }
@@ -356,9 +362,18 @@ impl Sketch {
                 find_rank(rank, *zero as f64, pos, neg, f64::from)
             }
             Bins::Weighted { zero, pos, neg } => {
-                let total = self.count();
+                // Bins saturate at f64::MAX, so their total can overflow; then rank in units
+                // of 2^64 (exact: a power of two), which keeps every comparison as it was.
+                let unit = if self.raw_total().is_finite() {
+                    1.0
+                } else {
+                    SATURATED_UNIT
+                };
+                let total = *zero * unit
+                    + pos.iter().map(|(_, w)| w * unit).sum::<f64>()
+                    + neg.iter().map(|(_, w)| w * unit).sum::<f64>();
                 let rank = q * total * (n - 1.0) / n;
-                find_rank(rank, *zero, pos, neg, |w| w)
+                find_rank(rank, *zero * unit, pos, neg, |w| w * unit)
             }
         };
         Some(match key {
@@ -368,8 +383,20 @@ impl Sketch {
         })
     }
 
-    /// Total weight inserted: the number of events corrected for sampling.
+    /// Total weight inserted: the number of events corrected for sampling (saturated at
+    /// `f64::MAX`).
     pub fn count(&self) -> f64 {
+        match &self.bins {
+            Bins::Uniform { unit_weight, .. } => {
+                (self.observations as f64 * unit_weight).min(f64::MAX)
+            }
+            Bins::Weighted { .. } => self.raw_total().min(f64::MAX),
+        }
+    }
+
+    /// The sum of the weighted bins in `f64` (infinite if it overflows); with uniform bins,
+    /// the observations times the unit weight.
+    fn raw_total(&self) -> f64 {
         match &self.bins {
             Bins::Uniform { unit_weight, .. } => self.observations as f64 * unit_weight,
             Bins::Weighted { zero, pos, neg } => {
@@ -561,9 +588,9 @@ impl Sketch {
         {
             let w = *unit_weight;
             self.bins = Bins::Weighted {
-                zero: *zero as f64 * w,
-                pos: pos.map(|c| f64::from(c) * w),
-                neg: neg.map(|c| f64::from(c) * w),
+                zero: saturating_add(0.0, *zero as f64 * w),
+                pos: pos.map(|c| saturating_add(0.0, f64::from(c) * w)),
+                neg: neg.map(|c| saturating_add(0.0, f64::from(c) * w)),
             };
         }
     }
@@ -574,6 +601,16 @@ impl Sketch {
         self.insert(v, weight, n);
     }
 }
+
+/// `a + b` for weights, saturated at `f64::MAX`, so that a weighted bin stays finite (and
+/// decodable) whatever finite weights arrive.
+fn saturating_add(a: f64, b: f64) -> f64 {
+    (a + b).min(f64::MAX)
+}
+
+/// The weight unit of a quantile query whose total weight overflows `f64`: `2^-64`, small
+/// enough that the ~160 000 bins a sketch can hold, each at most `f64::MAX`, sum finitely.
+const SATURATED_UNIT: f64 = 1.0 / 18_446_744_073_709_551_616.0;
 
 /// Adds `n` to a `u32` bin; `None` (bin unchanged) if it would overflow.
 fn checked_add_to(bin: &mut u32, n: u32) -> Option<()> {
@@ -1032,6 +1069,29 @@ mod tests {
         assert_eq!(a.count(), u64::from(u32::MAX) as f64 + 2.0);
         assert!(close(a.quantile(1.0).unwrap_or(0.0), 7.0));
         assert!(close(a.quantile(0.5).unwrap_or(0.0), 5.0));
+    }
+
+    #[test]
+    fn huge_weights_saturate_and_still_decode() {
+        let mut s = Sketch::new();
+        s.add_weighted(1.0, f64::MAX);
+        s.add_weighted(1.0, f64::MAX);
+        assert!(s.is_uniform());
+        assert_eq!(s.count(), f64::MAX);
+        s.add_weighted(10.0, 1e308);
+        assert!(!s.is_uniform());
+        s.add_weighted(100.0, f64::MAX);
+        assert_eq!(s.count(), f64::MAX);
+        // Weights MAX, 1e308, MAX (the first bin saturated): rank 0.6 * 3/4 of the total is
+        // past the first bin (0.39 of it) and within the second.
+        assert!(close(s.quantile(0.6).unwrap_or(0.0), 10.0));
+        assert!(close(s.quantile(1.0).unwrap_or(0.0), 100.0));
+        let mut merged = s.clone();
+        merged.merge(&s).unwrap();
+        assert_eq!(merged.count(), f64::MAX);
+        assert!(close(merged.quantile(0.6).unwrap_or(0.0), 10.0));
+        assert_eq!(Sketch::from_bytes(&merged.to_bytes()), Ok(merged));
+        assert_eq!(Sketch::from_bytes(&s.to_bytes()), Ok(s));
     }
 
     #[test]
