@@ -44,18 +44,24 @@
 //! ## Layout
 //!
 //! ```text
-//! app ─TrackEvent─▶ Supervisor ─▶ Sampler ─records─▶ Queue (High|Normal|Low) ─▶ DbWriter ─▶ store
-//!                                    └─samples, errors─▶ Aggregator ─windows──────────▲
-//!                                                            └─closed─▶ Detector ─patterns┘
+//! app ─TrackEvent─▶ Supervisor ─Events─▶ Sampler ─Records─▶ Queue (High|Normal|Low) ─Write─▶ DbWriter ─▶ store
+//!                                           └─Samples─▶ Aggregator ─Write, Records──▶▲        (own thread)
+//!                                                           └─Closed─▶ Detector ─Write┘
 //! ```
 //!
-//! - [`supervisor`](Supervisor): the front door (validation, stats, config, queries, flush, stop).
-//! - `sampler.rs`, `queue.rs`, `aggregator.rs`, `detector.rs`, `db/writer.rs`: one actor each,
-//!   a thin shell over a plain, unit-tested type.
-//! - [`stats`]: the sketch, the window state and the detector's maths.
-//! - `db/`: schema, rows, the SQL for both backends, the writer.
-//! - `handoff.rs` and `pipeline.rs`: how data moves between stages and why it never lives only in
-//!   a mailbox (so stopping the System loses nothing).
+//! - [`Supervisor`]: the front door (validation, stats, config), and the markers (`Flush`,
+//!   queries, `Shutdown`, ticks) that travel the data path behind the data.
+//! - `src/actors/`: one thin actor per stage; each owns a plain, unit-tested core
+//!   (`sampler.rs`, `aggregator.rs`, `detector.rs`, `queue.rs`, `db/writer.rs`) and passes
+//!   typed batches on. `actors/remains.rs`: what they leave when torn down without
+//!   `Shutdown`, written by the last one to go.
+//! - [`stats`]: the window state (exact small windows, DDSketch), the detector's maths.
+//! - `db/`: schema, rows, the SQL for both backends, the writer's core.
+//!
+//! ## Stopping
+//!
+//! `Shutdown` flushes everything and stops every actor. Stopping the actix `System` without it,
+//! or returning from `main`, loses nothing either. For SIGTERM, see [`shutdown_on_signal`].
 //!
 //! `ARCHITECTURE.md` in the repository maps every actor and message to its file.
 
@@ -165,7 +171,10 @@ mod signals {
         #[cfg(unix)]
         pub(crate) fn listen() -> Self {
             use tokio::signal::unix::{signal, SignalKind};
-            match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
                 (Ok(term), Ok(int)) => Signals {
                     streams: Some((term, int)),
                 },

@@ -260,7 +260,7 @@ impl Actor for Supervisor {
     }
 
     /// Stopped without `Shutdown` (the System is going): what is still in the intake goes to
-    /// the last flush (see [`crate::remains`]).
+    /// the last flush (see `actors/remains.rs`).
     fn stopped(&mut self, _: &mut Context<Self>) {
         if !self.intake.is_empty() {
             self.remains.left().events.append(&mut self.intake);
@@ -270,7 +270,7 @@ impl Actor for Supervisor {
 
 /// Stops the writer when the supervisor goes without `Shutdown` (a bare System stop, or the
 /// application returning from `main`), and waits for its thread: the writer hands what it
-/// holds to the last flush (see [`crate::actors::remains`]). Nothing on this thread runs
+/// holds to the last flush (see `actors/remains.rs`). Nothing on this thread runs
 /// meanwhile, so nothing is sent to the writer while it stops.
 impl Drop for Supervisor {
     fn drop(&mut self) {
