@@ -297,7 +297,7 @@ fn hand_written_loop(n: usize) -> Duration {
                 .entry(series)
                 .or_default()
                 .entry(start)
-                .or_insert_with(WindowState::new)
+                .or_default()
                 .observe(e.value.unwrap_or(0.0), 1.0 / rate);
         }
     }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// (`events_aggregated`; durable once its window is written, at the latest by `Flush`),
 /// dropped by the overflow policy (`events_dropped`), or still pending (`events_queued` plus
 /// events between stages). After a `Flush` nothing is pending, so
-/// `events_kept = records_written + events_aggregated + events_dropped`.
+/// `events_kept = records_written + events_aggregated + events_dropped + events_quarantined`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// Events offered to the pipeline (`TrackEvent`s and the elements of `TrackBatch`es).
@@ -61,6 +61,13 @@ pub struct Stats {
     /// Gauge: the pipeline's internal actors (sampler, aggregator, detector, queue, writer)
     /// running; 0 once `Shutdown` has answered.
     pub actors_running: u64,
+    /// Rows the store refused for a reason a retry cannot fix, kept in the `quarantine` table
+    /// with the error instead (see `StoreError::retryable`).
+    pub rows_quarantined: u64,
+    /// Kept events among them that were records (a quarantined window's events stay counted in
+    /// `events_aggregated`). Conservation after a `Flush`: `events_kept = records_written +
+    /// events_aggregated + events_dropped + events_quarantined`.
+    pub events_quarantined: u64,
 }
 
 impl Stats {
@@ -98,6 +105,8 @@ pub(crate) struct Counters {
     pub windows_open: AtomicU64,
     pub patterns_detected: AtomicU64,
     pub actors_running: AtomicU64,
+    pub rows_quarantined: AtomicU64,
+    pub events_quarantined: AtomicU64,
 }
 
 impl Counters {
@@ -147,6 +156,8 @@ impl Counters {
             error_counts_written: errors,
             rollups_written: rollups,
             actors_running: get(&self.actors_running),
+            rows_quarantined: get(&self.rows_quarantined),
+            events_quarantined: get(&self.events_quarantined),
         }
     }
 }

@@ -117,10 +117,79 @@ impl ConfigError {
 pub enum PipelineError {
     /// The store failed and the data is still held for a later retry.
     #[error("store error: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
     /// An internal actor did not answer (the pipeline is stopping or stopped).
     #[error("pipeline actor unavailable: {0}")]
     Unavailable(String),
+}
+
+/// A store operation failed: what failed, whether trying again can help, and the cause.
+#[derive(Debug, Clone, Error)]
+#[error("{message}")]
+pub struct StoreError {
+    /// Whether a retry may succeed: the store is busy or locked, the connection was lost, the
+    /// disk is full, a timeout. `false`: the store refused the data itself (a constraint, a
+    /// value the column cannot hold), so the writer isolates the rows it refuses and puts them
+    /// in the `quarantine` table instead of retrying.
+    pub retryable: bool,
+    message: String,
+    #[source]
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl PartialEq for StoreError {
+    fn eq(&self, other: &Self) -> bool {
+        self.retryable == other.retryable && self.message == other.message
+    }
+}
+
+impl StoreError {
+    /// A failure that may pass, without a typed cause (a pool that cannot hand out a
+    /// connection, a file gone).
+    pub(crate) fn retryable(message: impl Into<String>) -> Self {
+        StoreError {
+            retryable: true,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Classifies a diesel error: refused data is not retryable, everything else is.
+    pub(crate) fn from_diesel(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind as K, Error as E};
+        let retryable = match &e {
+            E::DatabaseError(
+                K::UniqueViolation
+                | K::ForeignKeyViolation
+                | K::NotNullViolation
+                | K::CheckViolation,
+                _,
+            ) => false,
+            E::DatabaseError(_, info) => !refuses_data(info.message()),
+            E::QueryBuilderError(_) | E::SerializationError(_) => false,
+            _ => true,
+        };
+        StoreError {
+            retryable,
+            message: e.to_string(),
+            source: Some(std::sync::Arc::new(e)),
+        }
+    }
+}
+
+/// Messages of SQLite and PostgreSQL errors that refuse a value rather than fail for a while.
+fn refuses_data(message: &str) -> bool {
+    const REFUSALS: [&str; 7] = [
+        "constraint failed",
+        "violates",
+        "invalid byte sequence",
+        "out of range",
+        "datatype mismatch",
+        "value too long",
+        "invalid input syntax",
+    ];
+    let m = message.to_ascii_lowercase();
+    REFUSALS.iter().any(|r| m.contains(r))
 }
 
 impl From<actix::MailboxError> for PipelineError {

@@ -238,6 +238,41 @@ impl WriteBatch {
     pub(crate) fn rows(&self) -> usize {
         self.records.len() + self.windows.len() + self.errors.len() + self.patterns.len()
     }
+
+    /// Splits the rows in two halves, in order (records, windows, error counts, patterns),
+    /// each with at least one row when the batch has two or more.
+    pub(crate) fn split(self) -> (WriteBatch, WriteBatch) {
+        let WriteBatch {
+            mut records,
+            mut windows,
+            mut errors,
+            mut patterns,
+            from_queue,
+        } = self;
+        let mut take = (records.len() + windows.len() + errors.len() + patterns.len()) / 2;
+        let mut first = WriteBatch {
+            from_queue: false,
+            ..WriteBatch::default()
+        };
+        fn front<T>(v: &mut Vec<T>, take: &mut usize) -> Vec<T> {
+            let n = (*take).min(v.len());
+            *take -= n;
+            let rest = v.split_off(n);
+            std::mem::replace(v, rest)
+        }
+        first.records = front(&mut records, &mut take);
+        first.windows = front(&mut windows, &mut take);
+        first.errors = front(&mut errors, &mut take);
+        first.patterns = front(&mut patterns, &mut take);
+        let second = WriteBatch {
+            records,
+            windows,
+            errors,
+            patterns,
+            from_queue,
+        };
+        (first, second)
+    }
 }
 
 #[cfg(test)]

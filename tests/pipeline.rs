@@ -699,3 +699,37 @@ async fn a_mostly_metric_workload_cuts_writes_by_over_95_percent() {
     );
     assert_eq!(db.scalar("SELECT sum(count) AS n FROM error_counts"), 1000);
 }
+
+#[actix_rt::test]
+async fn a_row_the_store_refuses_is_quarantined_and_writes_keep_flowing() {
+    let db = TempDb::new();
+    let (t, _) = start_manual(quiet_config(), &db);
+    t.send(Flush).await.unwrap().unwrap(); // the schema exists
+    {
+        use diesel::connection::SimpleConnection;
+        // a real UNIQUE violation for every command named "poison"
+        db.conn()
+            .batch_execute(
+                "CREATE TABLE guard (x INTEGER PRIMARY KEY); INSERT INTO guard VALUES (1);
+                 CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.name = 'poison'
+                 BEGIN INSERT INTO guard VALUES (1); END;",
+            )
+            .unwrap();
+    }
+    track(&t, TrackEvent::command("poison").at(T0)).await;
+    for i in 0..1000 {
+        track(&t, TrackEvent::command("after").at(T0 + i)).await;
+    }
+    let s = t.send(Flush).await.unwrap().unwrap();
+    assert_eq!((s.rows_quarantined, s.events_quarantined), (1, 1));
+    assert_eq!(db.count("events WHERE name = 'after'"), 1000);
+    assert_eq!(db.count("quarantine WHERE kind = 'event'"), 1);
+    conservation(&s);
+    let s = t.send(Shutdown).await.unwrap();
+    conservation(&s);
+    assert!(s.db_errors >= 1);
+    assert_eq!(
+        s.retries, 0,
+        "a refusal is isolated at once, not retried with backoff"
+    );
+}

@@ -5,7 +5,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{error_counts, events, metric_rollups, metric_windows, patterns};
+use super::schema::{error_counts, events, metric_rollups, metric_windows, patterns, quarantine};
 
 /// An `events` row to insert.
 #[derive(Debug, Insertable)]
@@ -190,4 +190,15 @@ pub(crate) struct PatternRow {
     pub observed: f64,
     pub baseline: f64,
     pub description: String,
+}
+
+/// A `quarantine` row: one row the store refused, as JSON, with the error.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = quarantine, treat_none_as_default_value = false)]
+pub(crate) struct NewQuarantineRow<'a> {
+    pub instance_id: &'a str,
+    pub kind: &'a str,
+    pub payload: &'a str,
+    pub error: &'a str,
+    pub quarantined_at_ms: i64,
 }

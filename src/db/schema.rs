@@ -112,11 +112,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    quarantine (id) {
+        id -> BigInt,
+        instance_id -> Text,
+        kind -> Text,
+        payload -> Text,
+        error -> Text,
+        quarantined_at_ms -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     events,
     metric_windows,
     error_counts,
     patterns,
     metric_rollups,
-    rollup_pending
+    rollup_pending,
+    quarantine
 );

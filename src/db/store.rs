@@ -620,6 +620,36 @@ macro_rules! backend {
                 })
             }
 
+            /// Puts the rows of `batch` (refused by the store) in `quarantine` with `error`,
+            /// marked `mark`, in one transaction.
+            pub(crate) fn quarantine(
+                c: &mut $Conn,
+                instance: &str,
+                batch: &WriteBatch,
+                error: &str,
+                mark: BatchMark,
+            ) -> QueryResult<()> {
+                use crate::db::schema::quarantine;
+                let error = error.replace('\0', "\\0");
+                let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+                let rows = quarantine_payloads(batch);
+                c.write_txn(|c| {
+                    set_mark(c, instance, mark)?;
+                    for (kind, payload) in &rows {
+                        diesel::insert_into(quarantine::table)
+                            .values(&NewQuarantineRow {
+                                instance_id: instance,
+                                kind,
+                                payload,
+                                error: &error,
+                                quarantined_at_ms: now,
+                            })
+                            .execute(c)?;
+                    }
+                    Ok(())
+                })
+            }
+
             /// Records in `writer_runs` that batch `mark` is committed (see [`BatchMark`]).
             fn set_mark(c: &mut $Conn, instance: &str, mark: BatchMark) -> QueryResult<()> {
                 let run = WriterRunRow {
@@ -822,6 +852,54 @@ fn to_patterns(rows: Vec<crate::db::models::PatternRow>) -> Vec<Pattern> {
         .collect()
 }
 
+/// Each row of `batch` as `(kind, JSON)` for the `quarantine` table: every field, and for a
+/// window its whole state (`state_hex`, as in `metric_windows.sketch`), so it can be
+/// recovered. JSON escapes what the store may refuse (a NUL byte becomes `\u0000`).
+fn quarantine_payloads(batch: &WriteBatch) -> Vec<(&'static str, String)> {
+    use crate::model::Field;
+    use serde_json::json;
+    let hex = |bytes: Vec<u8>| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut out = Vec::with_capacity(batch.rows());
+    for r in &batch.records {
+        let v = json!({
+            "ts_ms": r.ts_ms, "kind": r.kind.as_str(), "name": r.name(),
+            "priority": r.priority.as_str(), "user": r.field(Field::User),
+            "server": r.field(Field::Server), "success": r.success,
+            "duration_ms": r.duration_ms(), "value": r.value(),
+            "error_type": r.field(Field::ErrorType),
+            "error_category": r.field(Field::ErrorCategory), "sample_rate": r.sample_rate,
+            "tags": r.field(Field::Tags), "payload": r.field(Field::Payload),
+        });
+        out.push(("event", v.to_string()));
+    }
+    for w in &batch.windows {
+        let v = json!({
+            "series": w.series, "metric": w.metric, "context": w.context,
+            "window_start_ms": w.start_ms, "window_end_ms": w.end_ms, "epoch": w.epoch,
+            "count": w.state.count(), "is_final": w.is_final,
+            "state_hex": hex(w.state.to_bytes()),
+        });
+        out.push(("window", v.to_string()));
+    }
+    for e in &batch.errors {
+        let v = json!({
+            "error_hash": e.error_hash, "error_type": e.error_type,
+            "error_category": e.error_category, "window_start_ms": e.start_ms,
+            "count": e.count, "first_ts_ms": e.first_ts_ms, "last_ts_ms": e.last_ts_ms,
+        });
+        out.push(("error_count", v.to_string()));
+    }
+    for p in &batch.patterns {
+        let v = json!({
+            "series": p.series, "kind": p.kind.as_str(), "confidence": p.confidence,
+            "window_start_ms": p.start_ms, "window_end_ms": p.end_ms,
+            "observed": p.observed, "baseline": p.baseline, "description": p.description,
+        });
+        out.push(("pattern", v.to_string()));
+    }
+    out
+}
+
 /// A pooled connection of either backend.
 pub(crate) enum Conn {
     Sqlite(PooledConnection<ConnectionManager<SqliteConnection>>),
@@ -866,6 +944,20 @@ impl Conn {
         match self {
             Conn::Sqlite(c) => sqlite::write_records(c, instance, hash_ids, records, mark),
             Conn::Pg(c) => pg::write_records(c, instance, hash_ids, records, mark),
+        }
+    }
+
+    /// Puts the rows of a refused batch in the `quarantine` table (see [`quarantine_payloads`]).
+    pub(crate) fn quarantine(
+        &mut self,
+        instance: &str,
+        batch: &WriteBatch,
+        error: &str,
+        mark: BatchMark,
+    ) -> QueryResult<()> {
+        match self {
+            Conn::Sqlite(c) => sqlite::quarantine(c, instance, batch, error, mark),
+            Conn::Pg(c) => pg::quarantine(c, instance, batch, error, mark),
         }
     }
 

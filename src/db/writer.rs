@@ -27,7 +27,7 @@ use crate::config::Settings;
 use crate::counters::Counters;
 use crate::db::rollups::RollupRun;
 use crate::db::store::{merge_rows, Bases, BatchMark, Pool, Written};
-use crate::error::PipelineError;
+use crate::error::{PipelineError, StoreError};
 use crate::messages::{Committed, Pattern, QueryPatterns, QueryWindows, WindowStats};
 use crate::model::{Record, WindowSnapshot, WriteBatch};
 use crate::rollup::{ceil, merge_into_buckets, Part};
@@ -72,11 +72,21 @@ pub(crate) struct WriterCore {
     lose_next_commit_reply: bool,
 }
 
+/// Room between the `seq`s of consecutive batches: a batch the store refuses is split in
+/// halves, each with a `seq` of its own inside its parent's range `(lo, mark.seq]`, so commits
+/// stay in `seq` order (20 levels of halving: more than the 10,000 records of a batch).
+const SEQ_SPACING: i64 = 1 << 20;
+
 /// A batch waiting to be written.
 #[derive(Debug)]
 struct Pending {
     batch: WriteBatch,
     mark: BatchMark,
+    /// The `seq` below this batch's range (the previous batch's, or its split sibling's).
+    lo: i64,
+    /// The queue batch this (part of a) batch confirms when it is done, with its record count:
+    /// the whole batch, or the last part of one that was split.
+    confirms: Option<usize>,
     /// The last attempt, which wrote this batch (and perhaps the following ones in the same
     /// transaction), failed: the store may hold it already (look before writing).
     maybe_committed: bool,
@@ -164,14 +174,18 @@ impl WriterCore {
         if batch.is_empty() {
             return;
         }
-        self.last_seq += 1;
+        let lo = self.last_seq;
+        self.last_seq += SEQ_SPACING;
         let mark = BatchMark {
             run_id: self.run_id,
             seq: self.last_seq,
         };
+        let confirms = batch.from_queue.then_some(batch.records.len());
         self.held.push_back(Pending {
             batch,
             mark,
+            lo,
+            confirms,
             maybe_committed: false,
         });
     }
@@ -185,20 +199,74 @@ impl WriterCore {
             records: 0,
         };
         while !self.held.is_empty() {
-            let n = match self.write_with_retry(c) {
-                Ok(n) => n,
+            let step = match self.write_with_retry(c) {
+                Ok(step) => step,
                 Err(e) => return (done, Err(e)),
+            };
+            let n = match step {
+                Step::Split => continue,
+                Step::Committed(n) => {
+                    for p in self.held.range(..n) {
+                        record_success(c, &p.batch);
+                    }
+                    n
+                }
+                Step::Quarantined => {
+                    let b = &self.held[0].batch;
+                    Counters::add(&c.rows_quarantined, b.rows() as u64);
+                    Counters::add(&c.events_quarantined, b.records.len() as u64);
+                    Counters::sub(&c.queued, b.records.len() as u64);
+                    1
+                }
             };
             Counters::add(&c.transactions, 1);
             for p in self.held.drain(..n) {
-                record_success(c, &p.batch);
-                if p.batch.from_queue {
+                if let Some(records) = p.confirms {
                     done.batches += 1;
-                    done.records += p.batch.records.len();
+                    done.records += records;
                 }
             }
         }
         (done, Ok(()))
+    }
+
+    /// The front batch was refused for a reason a retry cannot fix: a single row goes to the
+    /// quarantine table; a larger batch is split in halves (each with a `seq` of its own in
+    /// the batch's range), which are tried in turn, so the refused rows are isolated in
+    /// `log2(rows)` steps and the rest is written.
+    fn isolate_front(&mut self, e: &StoreError) -> Result<Step, StoreError> {
+        let Some(front) = self.held.pop_front() else {
+            return Ok(Step::Split);
+        };
+        if front.batch.rows() <= 1 {
+            let mut conn = self.pool.get().map_err(StoreError::retryable)?;
+            let quarantined =
+                conn.quarantine(&self.instance_id, &front.batch, &e.to_string(), front.mark);
+            self.held.push_front(front);
+            quarantined.map_err(StoreError::from_diesel)?;
+            log::error!(
+                "the store refused a row ({e}); it is in the quarantine table and the rest is written"
+            );
+            return Ok(Step::Quarantined);
+        }
+        let (first, second) = front.batch.split();
+        let mid = front.lo + (front.mark.seq - front.lo) / 2;
+        let run_id = front.mark.run_id;
+        self.held.push_front(Pending {
+            batch: second,
+            mark: front.mark,
+            lo: mid,
+            confirms: front.confirms,
+            maybe_committed: false,
+        });
+        self.held.push_front(Pending {
+            batch: first,
+            mark: BatchMark { run_id, seq: mid },
+            lo: front.lo,
+            confirms: None,
+            maybe_committed: false,
+        });
+        Ok(Step::Split)
     }
 
     /// Every `rollup_interval_ms` on the pipeline clock, once everything is written: rolls up
@@ -234,15 +302,15 @@ impl WriterCore {
     /// One attempt at the first `n` held batches: if the last attempt may have committed them,
     /// looks them up; else writes them in one transaction. Returns how many batches at the
     /// front are now committed.
-    fn attempt(&mut self, n: usize) -> Result<usize, String> {
-        let mut conn = self.pool.get()?;
+    fn attempt(&mut self, n: usize) -> Result<usize, StoreError> {
+        let mut conn = self.pool.get().map_err(StoreError::retryable)?;
         let Some(front) = self.held.front() else {
             return Ok(0);
         };
         if front.maybe_committed {
             if conn
                 .is_committed(&self.instance_id, front.mark)
-                .map_err(|e| e.to_string())?
+                .map_err(StoreError::from_diesel)?
             {
                 // The flagged batches are exactly the failed attempt's transaction.
                 let committed = self.held.iter().take_while(|p| p.maybe_committed).count();
@@ -286,40 +354,50 @@ impl WriterCore {
             other => other,
         };
         result.map_err(|e| {
-            // Any failure once the transaction began may hide a commit (a lost COMMIT reply).
+            let e = StoreError::from_diesel(e);
+            // Any failure once the transaction began may hide a commit (a lost COMMIT reply);
+            // a refusal of the data rolled the transaction back.
             for p in self.held.iter_mut().take(n) {
-                p.maybe_committed = true;
+                p.maybe_committed = e.retryable;
             }
-            e.to_string()
+            e
         })?;
         Ok(n)
     }
 
     /// Writes the front of `held`: the first attempt coalesces records-only batches, retries
-    /// write one batch. Returns how many batches at the front are committed (at least one).
-    fn write_with_retry(&mut self, c: &Counters) -> Result<usize, PipelineError> {
+    /// write one batch. A retryable failure is retried with backoff for the retry budget; a
+    /// refusal of the data isolates the refused rows ([`Self::isolate_front`]).
+    fn write_with_retry(&mut self, c: &Counters) -> Result<Step, PipelineError> {
         let deadline = Instant::now() + self.retry_budget;
         let mut delay = FIRST_BACKOFF;
         let mut n = coalesced_len(&self.held, MAX_COALESCED_RECORDS);
         loop {
-            match self.attempt(n) {
-                Ok(committed) => return Ok(committed),
-                Err(e) => {
-                    Counters::add(&c.db_errors, 1);
-                    n = 1;
-                    if Instant::now() + delay > deadline {
-                        let rows: usize = self.held.iter().map(|p| p.batch.rows()).sum();
-                        log::error!(
-                            "store write failed, holding {rows} rows for a later retry: {e}"
-                        );
-                        return Err(PipelineError::Store(e));
-                    }
-                    log::warn!("store write failed, retrying in {delay:?}: {e}");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(MAX_BACKOFF);
-                    Counters::add(&c.retries, 1);
+            let e = match self.attempt(n) {
+                Ok(committed) => return Ok(Step::Committed(committed)),
+                Err(e) => e,
+            };
+            Counters::add(&c.db_errors, 1);
+            if !e.retryable {
+                if n > 1 {
+                    n = 1; // which of the coalesced batches was refused?
+                    continue;
+                }
+                match self.isolate_front(&e) {
+                    Ok(step) => return Ok(step),
+                    Err(q) => log::warn!("quarantining a refused row failed: {q}"),
                 }
             }
+            n = 1;
+            if Instant::now() + delay > deadline {
+                let rows: usize = self.held.iter().map(|p| p.batch.rows()).sum();
+                log::error!("store write failed, holding {rows} rows for a later retry: {e}");
+                return Err(PipelineError::Store(e));
+            }
+            log::warn!("store write failed, retrying in {delay:?}: {e}");
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(MAX_BACKOFF);
+            Counters::add(&c.retries, 1);
         }
     }
 
@@ -355,8 +433,8 @@ impl WriterCore {
         q: &QueryWindows,
         open: Vec<WindowSnapshot>,
     ) -> Result<Vec<WindowStats>, PipelineError> {
-        let mut conn = self.pool.get().map_err(PipelineError::Store)?;
-        let store_err = |e: diesel::result::Error| PipelineError::Store(e.to_string());
+        let mut conn = self.pool.get().map_err(StoreError::retryable)?;
+        let store_err = |e| PipelineError::Store(StoreError::from_diesel(e));
         let width = q.resolution.bucket_ms();
         if open.is_empty() {
             return conn.query_windows(q).map_err(store_err);
@@ -408,10 +486,21 @@ impl WriterCore {
         &mut self,
         q: &QueryPatterns,
     ) -> Result<Vec<Pattern>, PipelineError> {
-        let mut conn = self.pool.get().map_err(PipelineError::Store)?;
+        let mut conn = self.pool.get().map_err(StoreError::retryable)?;
         conn.query_patterns(q)
-            .map_err(|e| PipelineError::Store(e.to_string()))
+            .map_err(|e| PipelineError::Store(StoreError::from_diesel(e)))
     }
+}
+
+/// What one step of [`WriterCore::write_held`] did to the front of `held`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The first `n` batches are committed.
+    Committed(usize),
+    /// The front batch was split in halves (nothing committed yet).
+    Split,
+    /// The front batch, a single refused row, is in the quarantine table.
+    Quarantined,
 }
 
 /// Counts one committed batch (the caller counts its transaction).
@@ -546,14 +635,16 @@ mod tests {
         // The mark of a batch not committed is not found: it is written, once.
         let mark = BatchMark {
             run_id: w.run_id,
-            seq: 2,
+            seq: 2 * SEQ_SPACING,
         };
         w.held.push_back(Pending {
             batch: batch(4, &[5.0, 6.0], 1),
             mark,
+            lo: SEQ_SPACING,
+            confirms: None,
             maybe_committed: true,
         });
-        w.last_seq = 2;
+        w.last_seq = 2 * SEQ_SPACING;
         assert_eq!(w.attempt(1), Ok(1));
         assert!(!w.held[0].maybe_committed);
         assert_eq!(counts(&path), (7, 2));
@@ -564,7 +655,7 @@ mod tests {
                 &w.instance_id,
                 BatchMark {
                     run_id: w.run_id,
-                    seq: 2
+                    seq: 2 * SEQ_SPACING
                 }
             )
             .unwrap());
@@ -587,6 +678,8 @@ mod tests {
                 .map(|(seq, batch)| Pending {
                     batch,
                     mark: BatchMark { run_id: 1, seq },
+                    lo: seq - 1,
+                    confirms: None,
                     maybe_committed: false,
                 })
                 .collect()
@@ -661,6 +754,8 @@ mod tests {
                 .map(|(batch, seq)| Pending {
                     batch,
                     mark: BatchMark { run_id, seq },
+                    lo: seq - 1,
+                    confirms: None,
                     // as after a failed attempt that did not commit
                     maybe_committed: true,
                 }),
@@ -673,5 +768,121 @@ mod tests {
         );
         assert!(w.held.iter().all(|p| !p.maybe_committed));
         assert_eq!(durations(&path).len(), 3);
+    }
+
+    /// Makes the store refuse (a real UNIQUE violation, from a trigger) every `events` row
+    /// named `poison` and every window of series `poison`.
+    fn poison(path: &std::path::Path) {
+        use diesel::connection::SimpleConnection;
+        let mut c = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        c.batch_execute(
+            "CREATE TABLE guard (x INTEGER PRIMARY KEY); INSERT INTO guard VALUES (1);
+             CREATE TRIGGER poison_events BEFORE INSERT ON events WHEN NEW.name = 'poison'
+             BEGIN INSERT INTO guard VALUES (1); END;
+             CREATE TRIGGER poison_windows BEFORE INSERT ON metric_windows
+             WHEN NEW.series = 'poison' BEGIN INSERT INTO guard VALUES (1); END;",
+        )
+        .unwrap();
+    }
+
+    fn named(names: &[&str]) -> WriteBatch {
+        WriteBatch {
+            records: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    Record::from_event(&TrackEvent::command(*n).duration_ms(i as f64).at(T0), 1.0)
+                })
+                .collect(),
+            from_queue: true,
+            ..WriteBatch::default()
+        }
+    }
+
+    #[test]
+    fn refused_rows_are_quarantined_and_the_rest_is_written_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (mut w, c) = writer(&path);
+        poison(&path);
+        let mut names = vec!["ok"; 13];
+        names[4] = "poison";
+        names[11] = "poison";
+        w.hold(named(&names));
+        w.hold(named(&["after"; 3]));
+        let (done, result) = w.write_held(&c);
+        result.unwrap();
+        let s = c.snapshot();
+        assert_eq!(
+            (s.records_written, s.rows_quarantined, s.events_quarantined),
+            (14, 2, 2)
+        );
+        assert_eq!(
+            (done.batches, done.records),
+            (2, 16),
+            "both queue batches confirmed once"
+        );
+        let expected: Vec<f64> = (0..13)
+            .filter(|&i| i != 4 && i != 11)
+            .chain(0..3)
+            .map(|i| i as f64)
+            .collect();
+        assert_eq!(durations(&path), expected, "in order, none twice");
+        assert!(w.is_idle());
+        use crate::db::schema::quarantine;
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        let rows: Vec<(String, String, String)> = quarantine::table
+            .select((quarantine::kind, quarantine::payload, quarantine::error))
+            .load(&mut conn)
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|(k, p, e)| k == "event"
+            && p.contains("\"name\":\"poison\"")
+            && e.contains("UNIQUE")));
+    }
+
+    #[test]
+    fn a_refused_window_does_not_block_the_windows_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (mut w, c) = writer(&path);
+        poison(&path);
+        let mut b = batch(0, &[1.0, 2.0], 1);
+        let mut bad = b.windows[0].clone();
+        bad.series = "poison".into();
+        b.windows.insert(0, bad);
+        w.hold(b);
+        w.hold(batch(2, &[5.0], 2));
+        w.write_held(&c).1.unwrap();
+        let s = c.snapshot();
+        assert_eq!((s.rows_quarantined, s.events_quarantined), (1, 0));
+        assert_eq!(s.records_written, 2);
+        assert_eq!(counts(&path).0, 2);
+    }
+
+    #[test]
+    fn store_errors_say_whether_a_retry_can_help() {
+        use diesel::result::{DatabaseErrorKind as K, Error as E};
+        let db = |kind, msg: &str| E::DatabaseError(kind, Box::new(msg.to_string()));
+        assert!(
+            !StoreError::from_diesel(db(K::UniqueViolation, "UNIQUE constraint failed")).retryable
+        );
+        assert!(
+            !StoreError::from_diesel(db(K::NotNullViolation, "NOT NULL constraint failed"))
+                .retryable
+        );
+        assert!(
+            !StoreError::from_diesel(db(
+                K::Unknown,
+                "invalid byte sequence for encoding \"UTF8\": 0x00"
+            ))
+            .retryable
+        );
+        assert!(StoreError::from_diesel(db(K::Unknown, "database is locked")).retryable);
+        assert!(
+            StoreError::from_diesel(db(K::ClosedConnection, "server closed the connection"))
+                .retryable
+        );
+        assert!(StoreError::from_diesel(E::BrokenTransactionManager).retryable);
     }
 }

@@ -71,8 +71,8 @@ pub fn quiet_config() -> Config {
 }
 
 /// The conservation law after a `Flush`: every event received is rejected, sampled out or
-/// kept, and every kept event is written, aggregated into a written window, or dropped by the
-/// counted overflow policy.
+/// kept, and every kept event is written, aggregated into a written window, dropped by the
+/// counted overflow policy, or quarantined (a row the store refused, kept with its error).
 pub fn conservation(s: &Stats) {
     assert_eq!(
         s.events_received,
@@ -81,7 +81,7 @@ pub fn conservation(s: &Stats) {
     );
     assert_eq!(
         s.events_kept,
-        s.records_written + s.events_aggregated + s.events_dropped,
+        s.records_written + s.events_aggregated + s.events_dropped + s.events_quarantined,
         "{s:?}"
     );
 }
