@@ -288,6 +288,9 @@ impl Aggregator {
             }
         }
         self.series.retain(|_, s| !s.windows.is_empty());
+        if self.series.len() < self.series.capacity() / 4 {
+            self.series.shrink_to_fit();
+        }
         let newest = self.newest_error_ts;
         let due: Vec<(String, i64)> = self
             .errors

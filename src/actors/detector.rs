@@ -58,6 +58,15 @@ impl Handler<Control> for DetectorActor {
     type Result = ();
     fn handle(&mut self, marker: Control, ctx: &mut Context<Self>) {
         match &marker {
+            Control::Tick => {
+                let evicted = self.detectors.evict_idle(self.clock.now_ms());
+                if evicted > 0 {
+                    log::debug!("dropped the detectors of {evicted} idle series");
+                }
+                if evicted >= 1_000 {
+                    crate::util::release_freed_memory();
+                }
+            }
             Control::Settings(s) => self.detectors.set_settings(s.detection.clone()),
             Control::Shutdown(_) => ctx.stop(),
             _ => {}
