@@ -42,6 +42,7 @@ impl Detectors {
     }
 
     /// Series with a detector in memory.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.series.len()
     }

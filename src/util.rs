@@ -86,6 +86,22 @@ pub(crate) fn random_instance_id() -> String {
     format!("eb-{:016x}", SplitMix64::from_entropy().next_u64())
 }
 
+/// Hands memory freed by the allocator back to the OS, after a large drop of state (many idle
+/// series at once): glibc's malloc otherwise keeps freed pages in its arenas, and the process
+/// looks as large as at its peak. A no-op elsewhere.
+pub(crate) fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: malloc_trim only walks glibc's own arenas; it takes no pointers of ours.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,21 +131,5 @@ mod tests {
         let mean = (0..n).map(|_| r.next_f64()).sum::<f64>() / n as f64;
         assert!((mean - 0.5).abs() < 0.01, "{mean}");
         assert_ne!(random_instance_id(), random_instance_id());
-    }
-}
-
-/// Hands memory freed by the allocator back to the OS, after a large drop of state (many idle
-/// series at once): glibc's malloc otherwise keeps freed pages in its arenas, and the process
-/// looks as large as at its peak. A no-op elsewhere.
-pub(crate) fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn malloc_trim(pad: usize) -> std::ffi::c_int;
-        }
-        // SAFETY: malloc_trim only walks glibc's own arenas; it takes no pointers of ours.
-        unsafe {
-            malloc_trim(0);
-        }
     }
 }
