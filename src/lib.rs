@@ -67,6 +67,11 @@
 
 #![warn(missing_docs)]
 
+/// The README's examples, compiled as doctests (`cargo test --doc`).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 mod actors;
 mod aggregator;
 mod clock;
