@@ -63,6 +63,9 @@ pub struct Config {
     /// closed, busy or idle: a bucket is closed once its end plus `allowed_lateness_ms` has
     /// passed.
     pub rollup_interval_ms: u64,
+    /// The tail percentile the detector watches besides the window mean: 90, 95 or 99, or 0
+    /// for the mean only. A tail finding is its own pattern, its description starting `p99:`.
+    pub watch_percentile: u8,
 }
 
 impl Default for Config {
@@ -83,6 +86,7 @@ impl Default for Config {
             detection: DetectorSettings::default(),
             rollups: true,
             rollup_interval_ms: 60_000,
+            watch_percentile: 99,
         }
     }
 }
@@ -123,6 +127,8 @@ pub struct ConfigPatch {
     pub rollups: Option<bool>,
     /// See [`Config::rollup_interval_ms`].
     pub rollup_interval_ms: Option<u64>,
+    /// See [`Config::watch_percentile`].
+    pub watch_percentile: Option<u8>,
 }
 
 impl Config {
@@ -174,7 +180,8 @@ impl Config {
             hash_identities,
             detection,
             rollups,
-            rollup_interval_ms
+            rollup_interval_ms,
+            watch_percentile
         );
         next.validate()?;
         Ok(next)
@@ -214,6 +221,8 @@ pub struct Settings {
     pub rollups: bool,
     /// See [`Config::rollup_interval_ms`] (> 0).
     pub rollup_interval_ms: i64,
+    /// See [`Config::watch_percentile`]; `None` for 0.
+    pub watch_percentile: Option<u8>,
 }
 
 /// Largest accepted window or interval: one week, so `i64` ms arithmetic never overflows.
@@ -257,6 +266,17 @@ impl Settings {
         let max_queued_events = nonzero("max_queued_events", c.max_queued_events)?;
         let in_flight = nonzero("max_in_flight_batches", c.max_in_flight_batches)?;
         let rollup_interval = millis("rollup_interval_ms", c.rollup_interval_ms, false)?;
+        let watch_percentile = match c.watch_percentile {
+            0 => None,
+            q @ (90 | 95 | 99) => Some(q),
+            q => {
+                return Err(ConfigError::new(
+                    "watch_percentile",
+                    q,
+                    "must be 90, 95 or 99 (or 0 to watch the mean only)",
+                ))
+            }
+        };
         for (key, &rate) in &c.sampling_rates {
             let field = format!("sampling_rates[{key:?}]");
             if key.is_empty() {
@@ -304,6 +324,7 @@ impl Settings {
             detection: c.detection.clone(),
             rollups: c.rollups,
             rollup_interval_ms: rollup_interval as i64,
+            watch_percentile,
         })
     }
 }

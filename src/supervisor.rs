@@ -122,7 +122,7 @@ impl Supervisor {
         let queue_addr = queue_ctx.address();
         let (writer, writer_thread) = {
             let (counters, clock, remains) = (counters.clone(), clock.clone(), remains.clone());
-            let core = WriterCore::new(pool, &settings);
+            let core = WriterCore::new(pool.clone(), &settings);
             let queue = queue_addr.clone().recipient();
             spawn_writer(move || DbWriter {
                 core,
@@ -145,7 +145,10 @@ impl Supervisor {
             remains.clone(),
         ));
         let detector = unbounded(DetectorActor {
-            detectors: Detectors::new(settings.detection.clone()),
+            detectors: Detectors::new(settings.detection.clone())
+                .with_tail(settings.watch_percentile),
+            history: pool.clone(),
+            window_ms: settings.window_ms,
             counters: counters.clone(),
             clock: clock.clone(),
             write: queue.clone().recipient(),

@@ -1,4 +1,7 @@
-//! The detector's actor: feeds each batch of closed windows to its [`Detectors`].
+//! The detector's actor: feeds each batch of closed windows to its [`Detectors`]. A series it
+//! has no detectors for (after a start, or after they were dropped as idle) is first warmed
+//! from its latest stored windows, so a restart does not start the detector over: the one
+//! read this actor makes from the store, once per series, batched.
 
 use std::sync::Arc;
 
@@ -7,20 +10,73 @@ use actix::prelude::*;
 use crate::actors::remains::{deliver, Remains};
 use crate::clock::Clock;
 use crate::counters::Counters;
-use crate::detector::Detectors;
-use crate::messages::{Closed, Control, Write};
+use crate::db::store::Pool;
+use crate::detector::{Detectors, HISTORY_WINDOWS};
+use crate::model::ClosedWindow;
+use crate::messages::{Closed, Control, WindowStats, Write};
 use crate::model::WriteBatch;
 
 /// The detector's actor: feeds each batch of closed windows to [`Detectors`] and sends the
 /// patterns found to the queue (which passes them to the writer).
 pub(crate) struct DetectorActor {
     pub detectors: Detectors,
+    /// For warming detectors from stored windows (read only).
+    pub history: Pool,
+    /// The aggregation window, ms.
+    pub window_ms: i64,
     pub counters: Arc<Counters>,
     pub clock: Arc<dyn Clock>,
     pub write: Recipient<Write>,
     /// Markers go on to the queue.
     pub next: Recipient<Control>,
     pub remains: Arc<Remains>,
+}
+
+impl DetectorActor {
+    /// Warms the detectors of the series among `closed` that have none, from their stored
+    /// windows before the first closed one (at most [`HISTORY_WINDOWS`] windows back). A
+    /// failed read is logged: the series then starts cold.
+    fn warm(&mut self, closed: &[ClosedWindow]) {
+        let unknown = self.detectors.unknown(closed);
+        if unknown.is_empty() {
+            return;
+        }
+        let now = self.clock.now_ms();
+        let mut conn = match self.history.get() {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("cannot read window history to warm the detectors: {e}");
+                return;
+            }
+        };
+        for chunk in unknown.chunks(500) {
+            let names: Vec<String> = chunk.iter().map(|(s, _)| s.clone()).collect();
+            let to = chunk.iter().map(|&(_, t)| t).max().unwrap_or(i64::MIN);
+            let from = chunk
+                .iter()
+                .map(|&(_, t)| t)
+                .min()
+                .unwrap_or(i64::MIN)
+                .saturating_sub(HISTORY_WINDOWS.saturating_mul(self.window_ms));
+            let windows = match conn.recent_windows(&names, from, to) {
+                Ok(w) => w,
+                Err(e) => {
+                    log::warn!("cannot read window history to warm the detectors: {e}");
+                    return;
+                }
+            };
+            // by series, then start
+            let mut by_series: std::collections::HashMap<&str, &[WindowStats]> =
+                std::collections::HashMap::new();
+            for run in windows.chunk_by(|a, b| a.series == b.series) {
+                by_series.insert(&run[0].series, run);
+            }
+            for (series, first) in chunk {
+                let history = by_series.get(series.as_str()).copied().unwrap_or(&[]);
+                self.detectors.warm(series, history, *first, now);
+            }
+        }
+    }
 }
 
 impl Actor for DetectorActor {
@@ -42,6 +98,7 @@ impl Actor for DetectorActor {
 impl Handler<Closed> for DetectorActor {
     type Result = ();
     fn handle(&mut self, Closed(closed): Closed, _: &mut Context<Self>) {
+        self.warm(&closed);
         let patterns = self.detectors.observe(closed, self.clock.now_ms());
         if !patterns.is_empty() {
             Counters::add(&self.counters.patterns_detected, patterns.len() as u64);
@@ -67,7 +124,9 @@ impl Handler<Control> for DetectorActor {
                     crate::util::release_freed_memory();
                 }
             }
-            Control::Settings(s) => self.detectors.set_settings(s.detection.clone()),
+            Control::Settings(s) => self
+                .detectors
+                .set_settings(s.detection.clone(), s.watch_percentile),
             Control::Shutdown(_) => ctx.stop(),
             _ => {}
         }

@@ -149,7 +149,9 @@ impl Remains {
             });
         }
 
-        let mut detectors = detectors.unwrap_or_else(|| Detectors::new(settings.detection.clone()));
+        let mut detectors = detectors.unwrap_or_else(|| {
+            Detectors::new(settings.detection.clone()).with_tail(settings.watch_percentile)
+        });
         let patterns = detectors.observe(closed, now);
         if !patterns.is_empty() {
             Counters::add(&c.patterns_detected, patterns.len() as u64);

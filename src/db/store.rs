@@ -736,6 +736,37 @@ macro_rules! backend {
                 Ok(merge_rows(window_rows(c, &q.series(), q.from_ms, q.to_ms)?))
             }
 
+            /// The stored windows of several series starting in `[from_ms, to_ms)`, merged
+            /// over instances: one element per series and window, by series then start.
+            pub(crate) fn recent_windows(
+                c: &mut $Conn,
+                series: &[String],
+                from_ms: i64,
+                to_ms: i64,
+            ) -> QueryResult<Vec<WindowStats>> {
+                let rows: Vec<WindowRow> = metric_windows::table
+                    .filter(metric_windows::series.eq_any(series))
+                    .filter(metric_windows::window_start_ms.ge(from_ms))
+                    .filter(metric_windows::window_start_ms.lt(to_ms))
+                    .order((
+                        metric_windows::series,
+                        metric_windows::window_start_ms,
+                        metric_windows::id,
+                    ))
+                    .select(WindowRow::as_select())
+                    .load(c)?;
+                let mut out = Vec::new();
+                let mut run: Vec<WindowRow> = Vec::new();
+                for row in rows {
+                    if run.last().is_some_and(|r| r.series != row.series) {
+                        out.extend(merge_rows(std::mem::take(&mut run)));
+                    }
+                    run.push(row);
+                }
+                out.extend(merge_rows(run));
+                Ok(out)
+            }
+
             /// The stored rows of one series starting in `[from_ms, to_ms)`, every instance,
             /// ordered by start.
             pub(crate) fn window_rows(
@@ -968,6 +999,18 @@ impl Conn {
             Conn::Pg(c) => pg::committed_seq(c, instance, mark.run_id)?,
         };
         Ok(last.is_some_and(|last| last >= mark.seq))
+    }
+
+    pub(crate) fn recent_windows(
+        &mut self,
+        series: &[String],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> QueryResult<Vec<WindowStats>> {
+        match self {
+            Conn::Sqlite(c) => sqlite::recent_windows(c, series, from_ms, to_ms),
+            Conn::Pg(c) => pg::recent_windows(c, series, from_ms, to_ms),
+        }
     }
 
     pub(crate) fn window_rows(
