@@ -9,8 +9,8 @@
 //!    without pinning the exact numbers. Full-corpus numbers: `cargo run --release
 //!    --example nab_eval`.
 //!
-//! The NAB data lives in `shared/data/nab` beside the repository (set `NAB_DIR` to use
-//! another place).
+//! The NAB data lives in the repository, `tests/data/nab` (its README says what it holds and
+//! where it comes from); set `NAB_DIR` to use another copy with the same layout.
 
 use std::path::PathBuf;
 
@@ -21,7 +21,7 @@ use eventbatch::stats::detect::DetectorSettings;
 fn nab_dir() -> PathBuf {
     let dir = std::env::var_os("NAB_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nab"));
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/nab"));
     assert!(
         dir.join("combined_windows.json").is_file(),
         "NAB data not found at {} (set NAB_DIR)",
@@ -40,7 +40,9 @@ fn scorer_reproduces_windowed_gaussian_reference() {
     assert_eq!(labels.len(), 34);
     assert_eq!(labels.values().map(Vec::len).sum::<usize>(), 50);
     let dir = nab_dir().join("reference/windowedGaussian");
-    let files = nab::load_results(&dir, "windowedGaussian_", &labels).expect("results load");
+    let files =
+        nab::load_score_columns(&nab_dir().join("data"), &dir, "windowedGaussian_", &labels)
+            .expect("results load");
     let rows: usize = files.iter().map(|f| f.scores.len()).sum();
     assert_eq!(rows, 121_702);
 
