@@ -120,7 +120,7 @@ fn fnv1a(s: &str) -> u64 {
 
 /// Half A of the fixed split (see the module docs).
 fn in_half_a(name: &str) -> bool {
-    fnv1a(name) % 2 == 0
+    fnv1a(name).is_multiple_of(2)
 }
 
 /// Runs the detector in memory over the files of `labels` (the same `SeriesDetector` the
