@@ -575,6 +575,15 @@ impl SeriesDetector {
         self.season.period()
     }
 
+    /// Feeds past values (oldest first) to rebuild the state after a restart, as if they
+    /// had been observed, without reporting anything: their findings were reported the
+    /// first time. Afterwards the detector answers exactly as one that saw them live.
+    pub fn warm_up(&mut self, values: impl IntoIterator<Item = f64>) {
+        for v in values {
+            self.observe(v);
+        }
+    }
+
     /// Feeds the next value; see the module docs.
     pub fn observe(&mut self, value: f64) -> Detection {
         let mut detection = Detection::default();
@@ -1371,5 +1380,20 @@ mod new_behaviour {
             let d = SeriesDetector::new(s);
             assert_eq!(d.settings(), &DetectorSettings::default());
         }
+    }
+
+    #[test]
+    fn warm_up_resumes_without_a_new_warm_up() {
+        let mut values = steady(400);
+        values[350] = 400.0;
+        let live = run_with(DetectorSettings::default(), &values);
+        let mut restarted = SeriesDetector::new(DetectorSettings::default());
+        restarted.warm_up(values[..300].iter().copied());
+        let resumed: Vec<_> = values[300..]
+            .iter()
+            .map(|&v| restarted.observe(v))
+            .collect();
+        assert_eq!(&live[300..], &resumed[..]);
+        assert_eq!(alarms(&resumed), vec![(50, PatternKind::Spike)]);
     }
 }
