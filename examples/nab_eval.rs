@@ -5,21 +5,32 @@
 //! cargo run --release --example nab_eval
 //! # the same with settings changed (JSON fields of DetectorSettings):
 //! cargo run --release --example nab_eval -- --set baseline_window=400 --set cooldown=50
+//! # choose settings on half A only (every combination of the listed values), score on B:
+//! cargo run --release --example nab_eval -- --grid context_length=4,8,16 --grid cooldown=50,100
 //! # check the scorer on NAB's shipped windowedGaussian output:
 //! cargo run --release --example nab_eval -- \
-//!     --score-dir ../shared/data/nab/reference/windowedGaussian --prefix windowedGaussian_
+//!     --score-dir tests/data/nab/reference/windowedGaussian --prefix windowedGaussian_
 //! ```
 //!
-//! Options: `--nab DIR` (default `$NAB_DIR`, else `../shared/data/nab` beside the crate),
+//! Options: `--nab DIR` (default `$NAB_DIR`, else the copy in `tests/data/nab`),
 //! `--out DIR` (where our result CSVs go; default a directory under the system temp dir),
 //! `--per-file` (a line per file at each profile's optimal threshold).
+//!
+//! # Half-and-half
+//!
+//! The files are split into two fixed halves by a hash of their NAB name (FNV-1a 64 of
+//! `category/file.csv`: even is half A, odd is half B; 20 files and 31 windows in A, 14 files
+//! and 19 windows in B). Besides the full score, every run prints each half on its own and
+//! "B at A's threshold": half B scored with the threshold optimised on half A, so nothing
+//! about B is chosen by looking at B. With `--grid`, the settings too are chosen on half A
+//! (best standard score on A among all combinations) and then scored on B and on all files.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use eventbatch::csv_detect::detect_csv;
-use eventbatch::nab::{self, Profile, ScoredFile};
-use eventbatch::stats::detect::DetectorSettings;
+use eventbatch::nab::{self, Labels, Profile, ScoredFile};
+use eventbatch::stats::detect::{DetectorSettings, SeriesDetector};
 
 struct Args {
     nab: PathBuf,
@@ -28,12 +39,13 @@ struct Args {
     prefix: String,
     per_file: bool,
     sets: Vec<(String, String)>,
+    grid: Vec<(String, Vec<String>)>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
     let default_nab = std::env::var_os("NAB_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nab"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/nab"));
     let mut args = Args {
         nab: default_nab,
         out: std::env::temp_dir().join("eventbatch-nab-results"),
@@ -41,6 +53,7 @@ fn parse_args() -> anyhow::Result<Args> {
         prefix: String::new(),
         per_file: false,
         sets: Vec::new(),
+        grid: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -56,9 +69,16 @@ fn parse_args() -> anyhow::Result<Args> {
                 let (k, v) = kv.split_once('=').context("--set takes name=value")?;
                 args.sets.push((k.to_string(), v.to_string()));
             }
+            "--grid" => {
+                let kv = value("--grid")?;
+                let (k, vs) = kv.split_once('=').context("--grid takes name=v1,v2,...")?;
+                let vs = vs.split(',').map(str::to_string).collect();
+                args.grid.push((k.to_string(), vs));
+            }
             "-h" | "--help" => {
                 println!(
-                    "nab_eval [--nab DIR] [--out DIR] [--per-file] [--set field=value ...]\n\
+                    "nab_eval [--nab DIR] [--out DIR] [--per-file] [--set field=value ...] \
+                     [--grid field=v1,v2,... ...]\n\
                      nab_eval --score-dir DIR [--prefix PREFIX] [--nab DIR] [--per-file]"
                 );
                 std::process::exit(0);
@@ -69,7 +89,7 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(args)
 }
 
-/// Default settings with `--set` overrides applied through their JSON form.
+/// Default settings with `name=value` overrides applied through their JSON form.
 fn settings(sets: &[(String, String)]) -> anyhow::Result<DetectorSettings> {
     let mut json = serde_json::to_value(DetectorSettings::default())?;
     for (k, v) in sets {
@@ -91,6 +111,148 @@ fn settings(sets: &[(String, String)]) -> anyhow::Result<DetectorSettings> {
     Ok(s)
 }
 
+/// FNV-1a, 64 bits: a fixed, documented hash so the split never depends on the platform.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Half A of the fixed split (see the module docs).
+fn in_half_a(name: &str) -> bool {
+    fnv1a(name).is_multiple_of(2)
+}
+
+/// Runs the detector in memory over the files of `labels` (the same `SeriesDetector` the
+/// `detect` command runs; used for grids, where writing CSVs would only cost time).
+fn run_in_memory(
+    nab_dir: &Path,
+    labels: &Labels,
+    settings: &DetectorSettings,
+) -> anyhow::Result<Vec<ScoredFile>> {
+    let mut files = Vec::with_capacity(labels.len());
+    for (name, windows) in labels {
+        let (ts, values) = nab::read_csv_column(&nab_dir.join("data").join(name), "value")?;
+        let mut detector = SeriesDetector::new(settings.clone());
+        let scores = values.iter().map(|&v| detector.observe(v).score).collect();
+        files.push(ScoredFile::new(name, &ts, scores, windows)?);
+    }
+    Ok(files)
+}
+
+/// Runs the detector through `detect_csv` (the `eventbatch detect` code path) and reads the
+/// result CSVs back.
+fn run_via_csv(
+    args: &Args,
+    labels: &Labels,
+    s: &DetectorSettings,
+) -> anyhow::Result<Vec<ScoredFile>> {
+    let started = std::time::Instant::now();
+    let prefix = "eventbatch_";
+    for name in labels.keys() {
+        let (category, file) = name.split_once('/').context("labels name category/file")?;
+        let dir = args.out.join(category);
+        std::fs::create_dir_all(&dir)?;
+        let input = args.nab.join("data").join(name);
+        let output = dir.join(format!("{prefix}{file}"));
+        detect_csv(&input, &output, s)
+            .with_context(|| format!("detecting on {}", input.display()))?;
+    }
+    println!(
+        "ran the detector on {} files in {:.2?}; results in {}",
+        labels.len(),
+        started.elapsed(),
+        args.out.display()
+    );
+    Ok(nab::load_results(&args.out, prefix, labels)?)
+}
+
+/// Every combination of the grid's values, as `--set` lists on top of `base`.
+fn combinations(
+    base: &[(String, String)],
+    grid: &[(String, Vec<String>)],
+) -> Vec<Vec<(String, String)>> {
+    let mut out = vec![base.to_vec()];
+    for (k, vs) in grid {
+        out = out
+            .into_iter()
+            .flat_map(|c| {
+                vs.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.push((k.clone(), v.clone()));
+                    c
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+/// Chooses the settings with the best standard score on half A among the grid's
+/// combinations.
+fn choose_on_a(args: &Args, labels_a: &Labels) -> anyhow::Result<DetectorSettings> {
+    let mut best: Option<(f64, DetectorSettings, String)> = None;
+    for combo in combinations(&args.sets, &args.grid) {
+        let s = settings(&combo)?;
+        let files = run_in_memory(&args.nab, labels_a, &s)?;
+        let o = nab::optimise(&Profile::STANDARD, &files);
+        let text = combo
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        println!("  half A standard {:>6.2}  {text}", o.normalised);
+        if best.as_ref().is_none_or(|b| o.normalised > b.0) {
+            best = Some((o.normalised, s, text));
+        }
+    }
+    let (score, s, text) = best.context("the grid is empty")?;
+    println!("chosen on half A ({score:.2} standard): {text}");
+    Ok(s)
+}
+
+fn print_outcome(label: &str, o: &nab::Outcome) {
+    println!(
+        "{:<20} {:<14} {:>10.2} {:>10.3} {:>16.12} {:>5}/{:<2} {:>8}",
+        o.profile, label, o.normalised, o.raw, o.threshold, o.windows_hit, o.windows, o.fp_rows
+    );
+}
+
+/// The full table: all files, each half with its own threshold, and B at A's threshold.
+fn report(files: &[ScoredFile], per_file: bool) {
+    let (a, b): (Vec<ScoredFile>, Vec<ScoredFile>) =
+        files.iter().cloned().partition(|f| in_half_a(&f.name));
+    println!(
+        "{:<20} {:<14} {:>10} {:>10} {:>16} {:>8} {:>8}",
+        "profile", "files", "normalised", "raw", "threshold", "hit", "fp rows"
+    );
+    for profile in Profile::ALL {
+        let all = nab::optimise(&profile, files);
+        print_outcome("all 34", &all);
+        let on_a = nab::optimise(&profile, &a);
+        print_outcome("half A", &on_a);
+        print_outcome("half B", &nab::optimise(&profile, &b));
+        print_outcome(
+            "B at A's thr.",
+            &nab::score_at(&profile, &b, on_a.threshold),
+        );
+        if per_file {
+            for f in files {
+                let one = nab::score_at(&profile, std::slice::from_ref(f), all.threshold);
+                println!(
+                    "    {} {:<58} raw {:>8.3} hit {}/{} fp rows {}",
+                    if in_half_a(&f.name) { 'A' } else { 'B' },
+                    f.name,
+                    one.raw,
+                    one.windows_hit,
+                    one.windows,
+                    one.fp_rows
+                );
+            }
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let labels_path = args.nab.join("combined_windows.json");
@@ -100,51 +262,23 @@ fn main() -> anyhow::Result<()> {
     let files: Vec<ScoredFile> = match &args.score_dir {
         Some(dir) => {
             println!("scoring result files in {}", dir.display());
-            nab::load_results(dir, &args.prefix, &labels)?
+            nab::load_score_columns(&args.nab.join("data"), dir, &args.prefix, &labels)?
         }
         None => {
-            let settings = settings(&args.sets)?;
+            let settings = if args.grid.is_empty() {
+                settings(&args.sets)?
+            } else {
+                let labels_a: Labels = labels
+                    .iter()
+                    .filter(|(name, _)| in_half_a(name))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                choose_on_a(&args, &labels_a)?
+            };
             println!("detector settings: {}", serde_json::to_string(&settings)?);
-            let started = std::time::Instant::now();
-            let prefix = "eventbatch_";
-            for name in labels.keys() {
-                let (category, file) = name.split_once('/').context("labels name category/file")?;
-                let dir = args.out.join(category);
-                std::fs::create_dir_all(&dir)?;
-                let input = args.nab.join("data").join(name);
-                let output = dir.join(format!("{prefix}{file}"));
-                detect_csv(&input, &output, &settings)
-                    .with_context(|| format!("detecting on {}", input.display()))?;
-            }
-            println!(
-                "ran the detector on {} files in {:.2?}; results in {}",
-                labels.len(),
-                started.elapsed(),
-                args.out.display()
-            );
-            nab::load_results(&args.out, prefix, &labels)?
+            run_via_csv(&args, &labels, &settings)?
         }
     };
-
-    println!(
-        "{:<20} {:>10} {:>10} {:>16} {:>8} {:>8}",
-        "profile", "normalised", "raw", "threshold", "hit", "fp rows"
-    );
-    for profile in Profile::ALL {
-        let o = nab::optimise(&profile, &files);
-        println!(
-            "{:<20} {:>10.2} {:>10.3} {:>16.12} {:>5}/{:<2} {:>8}",
-            o.profile, o.normalised, o.raw, o.threshold, o.windows_hit, o.windows, o.fp_rows
-        );
-        if args.per_file {
-            for f in &files {
-                let one = nab::score_at(&profile, std::slice::from_ref(f), o.threshold);
-                println!(
-                    "    {:<58} raw {:>8.3} hit {}/{} fp rows {}",
-                    f.name, one.raw, one.windows_hit, one.windows, one.fp_rows
-                );
-            }
-        }
-    }
+    report(&files, args.per_file);
     Ok(())
 }

@@ -490,54 +490,100 @@ pub fn optimise(profile: &Profile, files: &[ScoredFile]) -> Outcome {
     exact
 }
 
+/// The header and data lines of a CSV file: `(line number, fields)` per non-blank line
+/// (1-based numbers, fields trimmed), and for each name in `columns` its index in the header
+/// (case-insensitive).
+struct CsvTable {
+    path: PathBuf,
+    columns: Vec<usize>,
+    rows: Vec<(usize, Vec<String>)>,
+}
+
+impl CsvTable {
+    fn read(path: &Path, columns: &[&str]) -> Result<Self, NabError> {
+        let text = std::fs::read_to_string(path).map_err(|source| NabError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(n, l)| (n + 1, l.split(',').map(|f| f.trim().to_string()).collect()));
+        let (header_line, names): (usize, Vec<String>) =
+            lines.next().ok_or_else(|| NabError::Csv {
+                path: path.to_path_buf(),
+                line: 1,
+                reason: "empty file: no header".into(),
+            })?;
+        let columns = columns
+            .iter()
+            .map(|c| {
+                names
+                    .iter()
+                    .position(|n| n.eq_ignore_ascii_case(c))
+                    .ok_or_else(|| NabError::Csv {
+                        path: path.to_path_buf(),
+                        line: header_line,
+                        reason: format!("header has no `{c}` column"),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(CsvTable {
+            path: path.to_path_buf(),
+            columns,
+            rows: lines.collect(),
+        })
+    }
+
+    fn error(&self, line: usize, reason: String) -> NabError {
+        NabError::Csv {
+            path: self.path.clone(),
+            line,
+            reason,
+        }
+    }
+
+    /// Field `k` (index into the requested columns) of one row.
+    fn field<'a>(&self, row: &'a (usize, Vec<String>), k: usize) -> Result<&'a str, NabError> {
+        let c = self.columns[k];
+        row.1
+            .get(c)
+            .map(String::as_str)
+            .ok_or_else(|| self.error(row.0, format!("missing field {}", c + 1)))
+    }
+
+    fn number(&self, row: &(usize, Vec<String>), k: usize, name: &str) -> Result<f64, NabError> {
+        let raw = self.field(row, k)?;
+        raw.parse()
+            .map_err(|_| self.error(row.0, format!("`{name}` is not a number: {raw:?}")))
+    }
+}
+
 /// Reads a CSV with a header naming at least `timestamp` and `column`; returns the
 /// timestamps (microseconds) and the column's values, in file order.
 pub fn read_csv_column(path: &Path, column: &str) -> Result<(Vec<i64>, Vec<f64>), NabError> {
-    let text = std::fs::read_to_string(path).map_err(|source| NabError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let csv_error = |line: usize, reason: String| NabError::Csv {
-        path: path.to_path_buf(),
-        line,
-        reason,
-    };
-    let mut lines = text.lines().enumerate();
-    let header = loop {
-        match lines.next() {
-            Some((_, l)) if l.trim().is_empty() => continue,
-            Some((n, l)) => break (n + 1, l),
-            None => return Err(csv_error(1, "empty file: no header".into())),
-        }
-    };
-    let names: Vec<&str> = header.1.split(',').map(|s| s.trim()).collect();
-    let find = |name: &str| names.iter().position(|n| n.eq_ignore_ascii_case(name));
-    let t_col = find("timestamp")
-        .ok_or_else(|| csv_error(header.0, "header has no `timestamp` column".into()))?;
-    let v_col = find(column)
-        .ok_or_else(|| csv_error(header.0, format!("header has no `{column}` column")))?;
-    let mut ts = Vec::new();
-    let mut vs = Vec::new();
-    for (n, line) in lines {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(',').map(|s| s.trim()).collect();
-        let get = |c: usize| {
-            fields
-                .get(c)
-                .copied()
-                .ok_or_else(|| csv_error(n + 1, format!("missing field {}", c + 1)))
-        };
-        let t = parse_timestamp_us(get(t_col)?).map_err(|e| csv_error(n + 1, e.to_string()))?;
-        let raw = get(v_col)?;
-        let v: f64 = raw
-            .parse()
-            .map_err(|_| csv_error(n + 1, format!("`{column}` is not a number: {raw:?}")))?;
+    let table = CsvTable::read(path, &["timestamp", column])?;
+    let mut ts = Vec::with_capacity(table.rows.len());
+    let mut vs = Vec::with_capacity(table.rows.len());
+    for row in &table.rows {
+        let t = parse_timestamp_us(table.field(row, 0)?)
+            .map_err(|e| table.error(row.0, e.to_string()))?;
         ts.push(t);
-        vs.push(v);
+        vs.push(table.number(row, 1, column)?);
     }
     Ok((ts, vs))
+}
+
+/// Reads one numeric column of a CSV whose header names it (no timestamp needed), in file
+/// order.
+pub fn read_number_column(path: &Path, column: &str) -> Result<Vec<f64>, NabError> {
+    let table = CsvTable::read(path, &[column])?;
+    table
+        .rows
+        .iter()
+        .map(|row| table.number(row, 0, column))
+        .collect()
 }
 
 /// Loads the result CSVs of one detector laid out as NAB's `results/<detector>/` directory
@@ -549,12 +595,35 @@ pub fn load_results(
 ) -> Result<Vec<ScoredFile>, NabError> {
     let mut files = Vec::with_capacity(labels.len());
     for (name, windows) in labels {
-        let (category, file) = name.split_once('/').unwrap_or(("", name.as_str()));
-        let path = dir.join(category).join(format!("{prefix}{file}"));
-        let (ts, scores) = read_csv_column(&path, "anomaly_score")?;
+        let (ts, scores) = read_csv_column(&result_path(dir, prefix, name), "anomaly_score")?;
         files.push(ScoredFile::new(name, &ts, scores, windows)?);
     }
     Ok(files)
+}
+
+/// Like [`load_results`] for result files that hold only an `anomaly_score` column, one
+/// line per row of the data file: the timestamps come from `<data_dir>/<category>/<file>.csv`.
+/// This is how the repository stores NAB's reference output (`tests/data/nab/reference`),
+/// a third of the size of the full result files.
+pub fn load_score_columns(
+    data_dir: &Path,
+    dir: &Path,
+    prefix: &str,
+    labels: &Labels,
+) -> Result<Vec<ScoredFile>, NabError> {
+    let mut files = Vec::with_capacity(labels.len());
+    for (name, windows) in labels {
+        let (ts, _) = read_csv_column(&data_dir.join(name), "value")?;
+        let scores = read_number_column(&result_path(dir, prefix, name), "anomaly_score")?;
+        files.push(ScoredFile::new(name, &ts, scores, windows)?);
+    }
+    Ok(files)
+}
+
+/// `<dir>/<category>/<prefix><file>` for the NAB file name `category/file`.
+fn result_path(dir: &Path, prefix: &str, name: &str) -> PathBuf {
+    let (category, file) = name.split_once('/').unwrap_or(("", name));
+    dir.join(category).join(format!("{prefix}{file}"))
 }
 
 #[cfg(test)]
