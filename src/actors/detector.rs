@@ -12,8 +12,8 @@ use crate::clock::Clock;
 use crate::counters::Counters;
 use crate::db::store::Pool;
 use crate::detector::{Detectors, HISTORY_WINDOWS};
-use crate::model::ClosedWindow;
 use crate::messages::{Closed, Control, WindowStats, Write};
+use crate::model::ClosedWindow;
 use crate::model::WriteBatch;
 
 /// The detector's actor: feeds each batch of closed windows to [`Detectors`] and sends the
