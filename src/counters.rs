@@ -31,10 +31,17 @@ pub struct Stats {
     pub records_written: u64,
     /// Rows written (inserted or replaced) in `metric_windows`, snapshots included.
     pub windows_written: u64,
-    /// All rows written: events, metric windows, error counts, patterns and roll-ups (so
-    /// `write_reduction` counts roll-up rows as writes). Bookkeeping rows (`writer_runs`,
-    /// `rollup_pending`) are not counted.
+    /// Rows the pipeline produced in the store: events, closed metric windows, closed error
+    /// counts, patterns and roll-up rows (each roll-up run's rows count). A window written
+    /// once when it closes counts once, however many snapshots a `Flush` wrote of it before
+    /// (those are `snapshot_rows_written`); a window reopened by late events counts again when
+    /// it closes again. Bookkeeping rows (`writer_runs`, `rollup_pending`, `quarantine`) are
+    /// not counted.
     pub rows_written: u64,
+    /// Rewrites of still-open windows and error counts made by `Flush` (each replaces the
+    /// previous snapshot of its row; the final write replaces the last). Writes the database
+    /// did, but no new rows: reported here, not in `rows_written`.
+    pub snapshot_rows_written: u64,
     /// Committed write transactions (batches; several records-only batches may share one).
     /// Roll-up runs commit separately and are not counted here.
     pub transactions: u64,
@@ -71,13 +78,25 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// `1 - rows_written / events_received`: the share of database writes saved (0 when nothing
-    /// was received).
+    /// `1 - rows_written / events_received`: the share of rows saved against writing every
+    /// event as a row (0 when nothing was received). Sampling, aggregation into windows and
+    /// error counting are what save rows; snapshot rewrites by `Flush` are not rows (see
+    /// `snapshot_rows_written`).
     pub fn write_reduction(&self) -> f64 {
         if self.events_received == 0 {
             0.0
         } else {
             1.0 - self.rows_written as f64 / self.events_received as f64
+        }
+    }
+
+    /// `1 - transactions / events_received`: the share of commits saved against one
+    /// transaction per event (0 when nothing was received).
+    pub fn transaction_reduction(&self) -> f64 {
+        if self.events_received == 0 {
+            0.0
+        } else {
+            1.0 - self.transactions as f64 / self.events_received as f64
         }
     }
 }
@@ -93,6 +112,8 @@ pub(crate) struct Counters {
     pub queued: AtomicU64,
     pub records_written: AtomicU64,
     pub windows_written: AtomicU64,
+    /// Snapshot (not final) window and error-count rows written.
+    pub snapshot_rows: AtomicU64,
     pub error_counts_written: AtomicU64,
     pub patterns_written: AtomicU64,
     pub rollups_written: AtomicU64,
@@ -140,7 +161,9 @@ impl Counters {
             events_queued: get(&self.queued),
             records_written: records,
             windows_written: windows,
-            rows_written: records + windows + errors + patterns + rollups,
+            rows_written: (records + windows + errors + patterns + rollups)
+                .saturating_sub(get(&self.snapshot_rows)),
+            snapshot_rows_written: get(&self.snapshot_rows),
             transactions: get(&self.transactions),
             batches_written: batches,
             avg_batch_size: if batches == 0 {

@@ -510,6 +510,9 @@ fn record_success(c: &Counters, batch: &WriteBatch) {
     Counters::add(&c.windows_written, w.windows);
     Counters::add(&c.error_counts_written, w.errors);
     Counters::add(&c.patterns_written, w.patterns);
+    let snapshots = batch.windows.iter().filter(|w| !w.is_final).count()
+        + batch.errors.iter().filter(|e| !e.is_final).count();
+    Counters::add(&c.snapshot_rows, snapshots as u64);
     Counters::add(&c.batches_written, 1);
     Counters::add(&c.batch_rows, w.records + w.windows + w.errors + w.patterns);
     Counters::sub(&c.queued, w.records);

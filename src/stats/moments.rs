@@ -144,8 +144,10 @@ impl Moments {
         let scaled = v * down;
         self.sum += scaled;
         // Welford: update the mean, then m2 with the deviations before and after.
+        // (the mean is updated in scaled units: adding a real-unit step to a real-unit mean
+        // can overflow on the way although both ends lie within [min, max])
         let delta = scaled - self.mean * down;
-        self.mean += delta / self.count as f64 * up;
+        self.mean = saturate((self.mean * down + delta / self.count as f64) * up);
         self.m2 += delta * (scaled - self.mean * down);
     }
 
@@ -166,7 +168,7 @@ impl Moments {
         let (na, nb) = (self.count as f64, other.count as f64);
         let n = na + nb;
         let delta = other.mean * down - self.mean * down;
-        self.mean += delta * (nb / n) * up;
+        self.mean = saturate((self.mean * down + delta * (nb / n)) * up);
         self.m2 += other.m2 + delta * delta * (na * nb / n);
         self.count = self.count.saturating_add(other.count);
         self.sum += other.sum;
