@@ -30,6 +30,10 @@ pub struct BatchAck {
     pub accepted: usize,
     /// Invalid events rejected.
     pub rejected: usize,
+    /// Records the overflow policy (`max_queued_events`) dropped while this batch was queued:
+    /// its own, or older Low and Normal ones its records displaced (counted in
+    /// `Stats::events_dropped` too). 0 when everything fits.
+    pub dropped: usize,
 }
 
 /// Barrier: when it resolves, everything accepted before it is durable in the store, open
@@ -388,6 +392,9 @@ pub(crate) enum Control {
     Patterns(QueryPatterns, Reply<Vec<Pattern>>),
     /// New settings, applied by each actor as the marker passes.
     Settings(Arc<Settings>),
+    /// Follows a `TrackBatch`: the queue answers how many records its overflow policy
+    /// dropped since the previous such marker, and does not pass it on.
+    Admitted(Reply<usize>),
 }
 
 /// The answer channel a control marker carries to the writer.

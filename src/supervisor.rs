@@ -337,14 +337,16 @@ impl Handler<ForwardIntake> for Supervisor {
 }
 
 impl Handler<TrackBatch> for Supervisor {
-    type Result = Result<BatchAck, TrackError>;
+    type Result = ResponseFuture<Result<BatchAck, TrackError>>;
 
+    /// Answers once the batch has passed the queue, so the ack can say how many of its
+    /// records the overflow policy dropped.
     fn handle(&mut self, batch: TrackBatch, _: &mut Context<Self>) -> Self::Result {
         if self.shutting_down {
             let n = batch.0.len() as u64;
             Counters::add(&self.counters.received, n);
             Counters::add(&self.counters.rejected, n);
-            return Err(TrackError::ShutDown);
+            return Box::pin(async { Err(TrackError::ShutDown) });
         }
         let now = self.clock.now_ms();
         Counters::add(&self.counters.received, batch.0.len() as u64);
@@ -355,8 +357,14 @@ impl Handler<TrackBatch> for Supervisor {
                 Err(_) => ack.rejected += 1,
             }
         }
-        self.forward_intake();
-        Ok(ack)
+        let admitted = self.ask(Control::Admitted);
+        Box::pin(async move {
+            match admitted.await {
+                Ok(dropped) => ack.dropped = dropped,
+                Err(e) => log::warn!("batch accepted; its overflow count is unknown: {e}"),
+            }
+            Ok(ack)
+        })
     }
 }
 

@@ -185,7 +185,8 @@ async fn sampling_keeps_the_configured_share_and_counts_scale_back() {
         ack,
         BatchAck {
             accepted: n,
-            rejected: 0
+            rejected: 0,
+            dropped: 0
         }
     );
     let batch: Vec<TrackEvent> = (0..n)
@@ -479,6 +480,37 @@ async fn overflow_drops_low_first_and_counts_it() {
 }
 
 #[actix_rt::test]
+async fn a_batch_ack_says_how_many_the_overflow_policy_dropped() {
+    let db = TempDb::new();
+    let config = Config {
+        max_queued_events: 1_000,
+        max_batch_size: 100_000,
+        high_priority_flush_threshold: 100_000,
+        ..quiet_config()
+    };
+    let (t, _) = start_manual(config, &db);
+    let batch: Vec<TrackEvent> = (0..10_000)
+        .map(|i| TrackEvent::command("c").at(T0 + i))
+        .collect();
+    let ack = t.send(TrackBatch(batch)).await.unwrap().unwrap();
+    assert_eq!(
+        (ack.accepted, ack.rejected, ack.dropped),
+        (10_000, 0, 9_000)
+    );
+    let fits: Vec<TrackEvent> = (0..10)
+        .map(|_| TrackEvent::performance("rt", 1.0))
+        .collect();
+    let ack = t.send(TrackBatch(fits)).await.unwrap().unwrap();
+    assert_eq!(
+        ack.dropped, 0,
+        "metric samples are aggregated, never queued"
+    );
+    let s = t.send(Flush).await.unwrap().unwrap();
+    assert_eq!(s.events_dropped, 9_000);
+    conservation(&s);
+}
+
+#[actix_rt::test]
 async fn bad_input_is_rejected_counted_and_never_stored() {
     let db = TempDb::new();
     let (t, _) = start_manual(quiet_config(), &db);
@@ -507,7 +539,8 @@ async fn bad_input_is_rejected_counted_and_never_stored() {
         ack,
         BatchAck {
             accepted: 1,
-            rejected: 8
+            rejected: 8,
+            dropped: 0
         }
     );
     // strings are bound, never spliced into SQL

@@ -105,7 +105,7 @@ impl Handler<Control> for AggregatorActor {
                         .open_copies(&q.query.series(), q.query.from_ms, q.query.to_ms)
             }
             Control::Settings(s) => self.aggregator.set_lateness(s.allowed_lateness_ms),
-            Control::Patterns(..) => {}
+            Control::Patterns(..) | Control::Admitted(_) => {}
         }
         self.emit(out);
         deliver(&self.next, marker, &self.remains);

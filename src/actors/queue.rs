@@ -25,6 +25,8 @@ pub(crate) struct QueueActor {
     pub in_flight_batches: usize,
     /// Records in them (they count against `max_queued_events`).
     pub in_flight_records: usize,
+    /// Records dropped by the overflow policy since the last [`Control::Admitted`].
+    pub dropped_since_admitted: usize,
     pub counters: Arc<Counters>,
     pub clock: Arc<dyn Clock>,
     pub writer: Recipient<Write>,
@@ -47,6 +49,7 @@ impl QueueActor {
             max_in_flight: settings.max_in_flight_batches.get(),
             in_flight_batches: 0,
             in_flight_records: 0,
+            dropped_since_admitted: 0,
             counters,
             clock,
             writer,
@@ -108,6 +111,7 @@ impl Handler<Records> for QueueActor {
         // `queued` counts records in the queues or in flight: add the newcomers that stayed.
         Counters::add(&c.queued, added - dropped);
         if dropped > 0 {
+            self.dropped_since_admitted += dropped as usize;
             Counters::add(&c.dropped, dropped);
             log::warn!(
                 "queue full ({} records): dropped {dropped} by the overflow policy",
@@ -150,6 +154,12 @@ impl Handler<Control> for QueueActor {
                 self.send_due(false);
             }
             Control::Windows(_) | Control::Patterns(..) => {}
+            Control::Admitted(_) => {
+                if let Control::Admitted(reply) = marker {
+                    let _ = reply.send(Ok(std::mem::take(&mut self.dropped_since_admitted)));
+                }
+                return;
+            }
         }
         deliver(&self.next, marker, &self.remains);
     }

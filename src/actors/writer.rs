@@ -135,6 +135,10 @@ impl Handler<Control> for DbWriter {
                 let _ = reply.send(self.core.query_patterns(&q));
             }
             Control::Settings(s) => self.core.set_settings(&s),
+            // answered by the queue; never reaches the writer
+            Control::Admitted(reply) => {
+                let _ = reply.send(Ok(0));
+            }
         }
     }
 }
