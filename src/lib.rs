@@ -88,7 +88,7 @@ pub use config::{Config, ConfigPatch, Settings};
 pub use counters::Stats;
 pub use db::Store;
 pub use error::{ConfigError, Error, PipelineError, Result, TrackError};
-pub use event::{EventKind, Priority, TrackEvent, MAX_NAME_BYTES};
+pub use event::{EventKind, Priority, TrackEvent, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_TAGS};
 pub use messages::{
     BatchAck, Configure, Flush, GetConfig, GetStats, Pattern, QueryPatterns, QueryWindows,
     Shutdown, Tick, TrackBatch, WindowStats,
