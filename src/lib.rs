@@ -111,7 +111,7 @@ pub fn start_with_clock(
     clock: Arc<dyn Clock>,
 ) -> Result<actix::Addr<Supervisor>> {
     let settings = config.validate()?;
-    let pool = db::store::open(&store, settings.sqlite_busy_timeout)?;
+    let pool = db::store::open_with(&store, &db::store::OpenOptions::from_settings(&settings))?;
     log::info!(
         "store {} open (instance {})",
         store.describe(),
@@ -165,7 +165,10 @@ mod signals {
         #[cfg(unix)]
         pub(crate) fn listen() -> Self {
             use tokio::signal::unix::{signal, SignalKind};
-            match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
                 (Ok(term), Ok(int)) => Signals {
                     streams: Some((term, int)),
                 },
