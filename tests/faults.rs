@@ -329,24 +329,44 @@ async fn configure_of_identity_key_applies_to_events_written_afterwards() {
     );
 }
 
-/// A server that accepts TCP connections and never says a word.
-fn silent_server() -> u16 {
+/// A server that accepts TCP connections and never says a word; it keeps what clients send
+/// (libpq's startup message, with its parameters in plain text).
+fn silent_server() -> (u16, Arc<std::sync::Mutex<Vec<u8>>>) {
+    use std::io::Read;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let ears = heard.clone();
     std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in listener.incoming().flatten() {
-            held.push(conn);
+        for mut conn in listener.incoming().flatten() {
+            let ears = ears.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    ears.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
         }
     });
-    port
+    (port, heard)
 }
 
 #[actix_rt::test]
 async fn start_returns_err_within_its_budget_against_a_silent_postgres() {
-    let port = silent_server();
+    let (port, heard) = silent_server();
     let url = format!("postgres://root@127.0.0.1:{port}/silent");
-    for budget_ms in [2_000, Config::default().store_retry_budget_ms] {
+    // the URL's own settings win over the defaults
+    let own = format!("{url}?connect_timeout=3&options=-c%20statement_timeout%3D777");
+    for (url, budget_ms, statement_timeout) in [
+        (&url, 2_000, "statement_timeout=10000"),
+        (
+            &url,
+            Config::default().store_retry_budget_ms,
+            "statement_timeout=30000",
+        ),
+        (&own, 2_000, "statement_timeout=777"),
+    ] {
+        heard.lock().unwrap().clear();
         let started = Instant::now();
         let result = start(
             Config {
@@ -356,12 +376,15 @@ async fn start_returns_err_within_its_budget_against_a_silent_postgres() {
             Store::postgres(url.clone()),
         );
         let took = started.elapsed();
-        eprintln!("budget {budget_ms} ms: start() failed after {took:?}");
+        eprintln!("{url}, budget {budget_ms} ms: start() failed after {took:?}");
         match result {
             Err(Error::Store { reason, .. }) => assert!(reason.contains("timeout"), "{reason}"),
             other => panic!("start against a silent server: {:?}", other.map(|_| ())),
         }
         assert!(took < Duration::from_secs(60), "{took:?}");
+        // the startup message carried the default statement timeout to the server
+        let sent = String::from_utf8_lossy(&heard.lock().unwrap()).into_owned();
+        assert!(sent.contains(statement_timeout), "{sent:?}");
     }
 }
 
