@@ -1307,6 +1307,22 @@ mod tests {
         assert!(!format!("{p:?}").contains("Jefe"));
     }
 
+    /// Cost of a pseudonym: `cargo test --release --lib pseudonym_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn pseudonym_cost() {
+        let p = Pseudonyms::keyed("a key of at least sixteen bytes");
+        let ids: Vec<String> = (0..1_000_000).map(|i| format!("user-{i}")).collect();
+        let started = std::time::Instant::now();
+        let mut sink = 0usize;
+        for id in &ids {
+            sink += p.stored(Some(id)).map_or(0, |s| s.as_str().len());
+        }
+        let per_id = started.elapsed() / ids.len() as u32;
+        assert_eq!(sink, ids.len() * PSEUDONYM_HEX_DIGITS);
+        eprintln!("HMAC-SHA256 pseudonym: {per_id:?} per id");
+    }
+
     #[test]
     fn pg_timeouts_are_added_unless_the_url_sets_them() {
         let budget = Duration::from_secs(30);
