@@ -51,9 +51,9 @@ impl Store {
     /// Time toward the server is bounded by default: each of these libpq parameters is added
     /// unless the URL sets it already (`budget` is `Config::store_retry_budget_ms`):
     /// `connect_timeout` = budget in whole seconds, clamped to 2..=10; TCP `keepalives=1`,
-    /// `keepalives_idle=10`, `keepalives_interval=5`, `keepalives_count=3`;
-    /// `tcp_user_timeout` = budget clamped to 5..=120 s (sent data unacknowledged that long
-    /// closes the connection: a black-holed server); and
+    /// `keepalives_idle` = budget / 2 (1..=10 s), `keepalives_interval` = budget / 4
+    /// (1..=5 s), `keepalives_count=3`; `tcp_user_timeout` = budget clamped to 2..=120 s
+    /// (sent data unacknowledged that long closes the connection: a black-holed network); and
     /// `options=-c statement_timeout=` budget clamped to 10..=300 s (a URL with its own
     /// `options` keeps them, without the statement timeout unless it sets one).
     pub fn postgres(url: impl Into<String>) -> Store {
@@ -342,17 +342,30 @@ fn quick_check(conn: &mut SqliteConnection) -> Result<(), String> {
 }
 
 /// The libpq parameters [`Store::postgres`] adds by default, for a retry budget.
+///
+/// On a network that drops every packet (a black hole), `tcp_user_timeout` closes a connection
+/// whose sent data stays unacknowledged, and keepalive probes (whose failure Linux also judges
+/// by `tcp_user_timeout`) close one that waits for a reply; both scale with the budget so a
+/// short budget detects the outage quickly. A peer that acknowledges and never answers (a hung
+/// proxy) is beyond what libpq parameters can bound.
 fn pg_timeout_params(budget: Duration) -> [(&'static str, String); 7] {
-    let secs = |lo: u64, hi: u64| budget.as_secs_f64().ceil().clamp(lo as f64, hi as f64) as u64;
-    let statement_ms = secs(10, 300) * 1000;
+    // budget / divisor in whole seconds (rounded up), clamped to lo..=hi
+    let secs = |divisor: f64, lo: u64, hi: u64| {
+        (budget.as_secs_f64() / divisor)
+            .ceil()
+            .clamp(lo as f64, hi as f64) as u64
+    };
     [
-        ("connect_timeout", secs(2, 10).to_string()),
+        ("connect_timeout", secs(1.0, 2, 10).to_string()),
         ("keepalives", "1".into()),
-        ("keepalives_idle", "10".into()),
-        ("keepalives_interval", "5".into()),
+        ("keepalives_idle", secs(2.0, 1, 10).to_string()),
+        ("keepalives_interval", secs(4.0, 1, 5).to_string()),
         ("keepalives_count", "3".into()),
-        ("tcp_user_timeout", (secs(5, 120) * 1000).to_string()),
-        ("options", format!("-c statement_timeout={statement_ms}")),
+        ("tcp_user_timeout", (secs(1.0, 2, 120) * 1000).to_string()),
+        (
+            "options",
+            format!("-c statement_timeout={}", secs(1.0, 10, 300) * 1000),
+        ),
     ]
 }
 
@@ -1341,14 +1354,17 @@ mod tests {
         assert_eq!(own.matches("connect_timeout").count(), 1);
         assert_eq!(own.matches("options").count(), 1);
         assert!(
-            own.ends_with("&keepalives_count=3&tcp_user_timeout=5000"),
+            own.ends_with(
+                "&sslmode=disable&keepalives=1&keepalives_idle=1&keepalives_interval=1\
+                 &keepalives_count=3&tcp_user_timeout=2000"
+            ),
             "{own}"
         );
         let kv = pg_url_with_timeouts("host=h dbname=db keepalives=0", Duration::ZERO);
         assert_eq!(
             kv,
-            "host=h dbname=db keepalives=0 connect_timeout='2' keepalives_idle='10' \
-             keepalives_interval='5' keepalives_count='3' tcp_user_timeout='5000' \
+            "host=h dbname=db keepalives=0 connect_timeout='2' keepalives_idle='1' \
+             keepalives_interval='1' keepalives_count='3' tcp_user_timeout='2000' \
              options='-c statement_timeout=10000'"
         );
         assert_eq!(pool_wait(Duration::ZERO), Duration::from_millis(50));
