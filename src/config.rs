@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::db::store::Pseudonyms;
 use crate::error::ConfigError;
 use crate::stats::detect::DetectorSettings;
 
 /// The pipeline's configuration. Every field has a default (`Config::default()`), so
 /// `Config { max_batch_size: 500, ..Config::default() }` works; serde fills missing fields with
 /// the same defaults and rejects unknown ones.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Records per write batch: a priority queue is written as soon as it holds this many.
@@ -33,7 +34,7 @@ pub struct Config {
     pub sampling_rates: HashMap<String, f64>,
     /// Memory bound: records queued or in flight to the store. Beyond it, the overflow
     /// policy drops Low first, then Normal, then the incoming High record, and counts each
-    /// drop in `Stats::events_dropped`.
+    /// drop in `Stats::events_dropped`. At most 10,000,000 (about 1.5 GB of records).
     pub max_queued_events: usize,
     /// Identifies this pipeline's rows in a shared database. `None`: a fresh random id per start.
     pub instance_id: Option<String>,
@@ -42,16 +43,26 @@ pub struct Config {
     /// Events later than that are still folded into the stored window.
     pub allowed_lateness_ms: u64,
     /// How long (ms) the writer keeps retrying a failing batch, with exponential backoff,
-    /// before it holds the batch and retries it on the next tick or flush.
+    /// before it holds the batch and retries it on the next tick or flush. Also bounds the
+    /// time toward the store: the connection pool's wait and, on PostgreSQL, the connect,
+    /// statement and TCP timeouts derive from it (see `Store::postgres`). At most an hour.
     pub store_retry_budget_ms: u64,
-    /// SQLite busy timeout (ms): how long a write waits for another connection's lock.
+    /// SQLite busy timeout (ms): how long a write waits for another connection's lock. At
+    /// most an hour.
     pub sqlite_busy_timeout_ms: u64,
     /// Write batches handed to the writer and not yet confirmed, at most. Bounds memory
     /// while the store is slow or down (records then wait in the queues, under
-    /// `max_queued_events`).
+    /// `max_queued_events`). At most 1,000.
     pub max_in_flight_batches: usize,
-    /// Store users and servers as stable 64-bit hashes (hex) instead of the ids given.
-    pub hash_identities: bool,
+    /// Secret key for pseudonyms. Set: `events.user_hash` and `events.server_hash` hold
+    /// HMAC-SHA256(key, id), hex, first 32 digits (128 bits), so the ids cannot be recovered
+    /// without the key, even by trying every possible id. `None`: they hold the ids as the
+    /// application gave them (the guide's applications pass their own hashes). 16 to 1024
+    /// bytes; never printed by `Debug` or in a [`ConfigError`]. Changing it at run time
+    /// applies to events written afterwards (rows already written keep their old pseudonym).
+    /// Replaces the former `hash_identities` flag (an unkeyed 64-bit hash); a config that
+    /// still sets that is refused as an unknown field.
+    pub identity_key: Option<String>,
     /// Pattern detection settings (spike, drop, anomaly, trend).
     pub detection: DetectorSettings,
     /// Roll closed windows up into hour and day windows in the store (`metric_rollups`), for
@@ -82,7 +93,7 @@ impl Default for Config {
             store_retry_budget_ms: 30_000,
             sqlite_busy_timeout_ms: 5_000,
             max_in_flight_batches: 8,
-            hash_identities: true,
+            identity_key: None,
             detection: DetectorSettings::default(),
             rollups: true,
             rollup_interval_ms: 60_000,
@@ -94,7 +105,7 @@ impl Default for Config {
 /// A run-time change to the configuration: every `Some` field replaces the current value.
 /// `aggregation_window_ms` and `instance_id` cannot change while running (windows and rows
 /// already written depend on them).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConfigPatch {
     /// See [`Config::max_batch_size`].
@@ -119,8 +130,8 @@ pub struct ConfigPatch {
     pub sqlite_busy_timeout_ms: Option<u64>,
     /// See [`Config::max_in_flight_batches`].
     pub max_in_flight_batches: Option<usize>,
-    /// See [`Config::hash_identities`].
-    pub hash_identities: Option<bool>,
+    /// See [`Config::identity_key`] (sets or changes the key; removing it needs a restart).
+    pub identity_key: Option<String>,
     /// See [`Config::detection`].
     pub detection: Option<DetectorSettings>,
     /// See [`Config::rollups`].
@@ -177,14 +188,81 @@ impl Config {
             store_retry_budget_ms,
             sqlite_busy_timeout_ms,
             max_in_flight_batches,
-            hash_identities,
             detection,
             rollups,
             rollup_interval_ms,
             watch_percentile
         );
+        if let Some(key) = &patch.identity_key {
+            next.identity_key = Some(key.clone());
+        }
         next.validate()?;
         Ok(next)
+    }
+}
+
+/// `{:?}` of a secret: its length, never its bytes.
+struct Redacted(usize);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<secret, {} bytes>", self.0)
+    }
+}
+
+fn redacted(key: &Option<String>) -> Option<Redacted> {
+    key.as_ref().map(|k| Redacted(k.len()))
+}
+
+/// Like a derived `Debug`, with `identity_key` redacted (configs end up in logs).
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("max_batch_size", &self.max_batch_size)
+            .field("batch_interval_ms", &self.batch_interval_ms)
+            .field(
+                "high_priority_flush_threshold",
+                &self.high_priority_flush_threshold,
+            )
+            .field("aggregation_window_ms", &self.aggregation_window_ms)
+            .field("sampling_rates", &self.sampling_rates)
+            .field("max_queued_events", &self.max_queued_events)
+            .field("instance_id", &self.instance_id)
+            .field("allowed_lateness_ms", &self.allowed_lateness_ms)
+            .field("store_retry_budget_ms", &self.store_retry_budget_ms)
+            .field("sqlite_busy_timeout_ms", &self.sqlite_busy_timeout_ms)
+            .field("max_in_flight_batches", &self.max_in_flight_batches)
+            .field("identity_key", &redacted(&self.identity_key))
+            .field("detection", &self.detection)
+            .field("rollups", &self.rollups)
+            .field("rollup_interval_ms", &self.rollup_interval_ms)
+            .finish()
+    }
+}
+
+/// Like a derived `Debug`, with `identity_key` redacted.
+impl std::fmt::Debug for ConfigPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigPatch")
+            .field("max_batch_size", &self.max_batch_size)
+            .field("batch_interval_ms", &self.batch_interval_ms)
+            .field(
+                "high_priority_flush_threshold",
+                &self.high_priority_flush_threshold,
+            )
+            .field("aggregation_window_ms", &self.aggregation_window_ms)
+            .field("sampling_rates", &self.sampling_rates)
+            .field("max_queued_events", &self.max_queued_events)
+            .field("instance_id", &self.instance_id)
+            .field("allowed_lateness_ms", &self.allowed_lateness_ms)
+            .field("store_retry_budget_ms", &self.store_retry_budget_ms)
+            .field("sqlite_busy_timeout_ms", &self.sqlite_busy_timeout_ms)
+            .field("max_in_flight_batches", &self.max_in_flight_batches)
+            .field("identity_key", &redacted(&self.identity_key))
+            .field("detection", &self.detection)
+            .field("rollups", &self.rollups)
+            .field("rollup_interval_ms", &self.rollup_interval_ms)
+            .finish()
     }
 }
 
@@ -213,8 +291,11 @@ pub struct Settings {
     pub sqlite_busy_timeout: Duration,
     /// See [`Config::max_in_flight_batches`].
     pub max_in_flight_batches: NonZeroUsize,
-    /// See [`Config::hash_identities`].
-    pub hash_identities: bool,
+    /// Whether an identity key is set. Deprecated, for the writer's current signature only:
+    /// what is stored is decided by [`Settings::pseudonyms`] (through the store's pool).
+    pub(crate) hash_identities: bool,
+    /// How users and servers are stored: see [`Config::identity_key`].
+    pub(crate) pseudonyms: Pseudonyms,
     /// See [`Config::detection`].
     pub detection: DetectorSettings,
     /// See [`Config::rollups`].
@@ -227,45 +308,85 @@ pub struct Settings {
 
 /// Largest accepted window or interval: one week, so `i64` ms arithmetic never overflows.
 const MAX_DURATION_MS: u64 = 7 * 24 * 3_600_000;
+/// Largest retry budget and SQLite busy timeout: an hour (a flush waits at most that long).
+const MAX_WAIT_MS: u64 = 3_600_000;
+/// Largest write batch (records per transaction).
+const MAX_BATCH_SIZE: usize = 100_000;
+/// Largest `max_queued_events`: 10 million records, about 1.5 GB at 150 bytes each.
+const MAX_QUEUED_EVENTS: usize = 10_000_000;
+/// Largest `max_in_flight_batches`.
+const MAX_IN_FLIGHT_BATCHES: usize = 1_000;
+/// Most sampling keys, and the longest (a sampling key is a prefix such as `performance.` and
+/// a name of at most [`crate::MAX_NAME_BYTES`]).
+const MAX_SAMPLING_KEYS: usize = 10_000;
+const MAX_SAMPLING_KEY_BYTES: usize = 2 * crate::event::MAX_NAME_BYTES;
+/// Bounds of `identity_key`: at least 128 bits' worth of bytes, and no megabyte secrets.
+const MIN_IDENTITY_KEY_BYTES: usize = 16;
+const MAX_IDENTITY_KEY_BYTES: usize = 1024;
+/// Longest `instance_id`.
+const MAX_INSTANCE_ID_BYTES: usize = 128;
+
+/// `v` in `1..=max`, else a [`ConfigError`] naming `field` and `v`.
+fn count(field: &str, v: usize, max: usize) -> Result<NonZeroUsize, ConfigError> {
+    let n = NonZeroUsize::new(v).ok_or_else(|| ConfigError::new(field, v, "must be at least 1"))?;
+    if v > max {
+        return Err(ConfigError::new(field, v, format!("must be at most {max}")));
+    }
+    Ok(n)
+}
+
+/// `v` ms within `max`, and not zero unless `allow_zero`.
+fn millis(field: &str, v: u64, allow_zero: bool, max: u64) -> Result<u64, ConfigError> {
+    if v == 0 && !allow_zero {
+        Err(ConfigError::new(field, v, "must be at least 1 ms"))
+    } else if v > max {
+        Err(ConfigError::new(
+            field,
+            v,
+            format!("must be at most {max} ms"),
+        ))
+    } else {
+        Ok(v)
+    }
+}
 
 impl Settings {
     fn from_config(c: &Config) -> Result<Settings, ConfigError> {
-        let nonzero = |field: &str, v: usize| {
-            NonZeroUsize::new(v).ok_or_else(|| ConfigError::new(field, v, "must be at least 1"))
-        };
-        let millis = |field: &str, v: u64, allow_zero: bool| {
-            if v == 0 && !allow_zero {
-                Err(ConfigError::new(field, v, "must be at least 1 ms"))
-            } else if v > MAX_DURATION_MS {
-                Err(ConfigError::new(
-                    field,
-                    v,
-                    format!("must be at most {MAX_DURATION_MS} ms (a week)"),
-                ))
-            } else {
-                Ok(v)
-            }
-        };
-        let max_batch_size = nonzero("max_batch_size", c.max_batch_size)?;
-        if c.max_batch_size > 100_000 {
-            return Err(ConfigError::new(
-                "max_batch_size",
-                c.max_batch_size,
-                "must be at most 100000",
-            ));
-        }
-        let batch_interval_ms = millis("batch_interval_ms", c.batch_interval_ms, false)?;
-        let high = nonzero(
+        const WEEK: u64 = MAX_DURATION_MS;
+        let max_batch_size = count("max_batch_size", c.max_batch_size, MAX_BATCH_SIZE)?;
+        let batch_interval_ms = millis("batch_interval_ms", c.batch_interval_ms, false, WEEK)?;
+        let high = count(
             "high_priority_flush_threshold",
             c.high_priority_flush_threshold,
+            MAX_BATCH_SIZE,
         )?;
-        let window_ms = millis("aggregation_window_ms", c.aggregation_window_ms, false)?;
-        let lateness = millis("allowed_lateness_ms", c.allowed_lateness_ms, true)?;
-        let retry = millis("store_retry_budget_ms", c.store_retry_budget_ms, true)?;
-        let busy = millis("sqlite_busy_timeout_ms", c.sqlite_busy_timeout_ms, true)?;
-        let max_queued_events = nonzero("max_queued_events", c.max_queued_events)?;
-        let in_flight = nonzero("max_in_flight_batches", c.max_in_flight_batches)?;
-        let rollup_interval = millis("rollup_interval_ms", c.rollup_interval_ms, false)?;
+        let window_ms = millis(
+            "aggregation_window_ms",
+            c.aggregation_window_ms,
+            false,
+            WEEK,
+        )?;
+        let lateness = millis("allowed_lateness_ms", c.allowed_lateness_ms, true, WEEK)?;
+        let retry = millis(
+            "store_retry_budget_ms",
+            c.store_retry_budget_ms,
+            true,
+            MAX_WAIT_MS,
+        )?;
+        let busy = millis(
+            "sqlite_busy_timeout_ms",
+            c.sqlite_busy_timeout_ms,
+            true,
+            MAX_WAIT_MS,
+        )?;
+        let max_queued_events = count("max_queued_events", c.max_queued_events, MAX_QUEUED_EVENTS)?;
+        let in_flight = count(
+            "max_in_flight_batches",
+            c.max_in_flight_batches,
+            MAX_IN_FLIGHT_BATCHES,
+        )?;
+        let rollup_interval = millis("rollup_interval_ms", c.rollup_interval_ms, false, WEEK)?;
+        check_sampling_rates(&c.sampling_rates)?;
         let watch_percentile = match c.watch_percentile {
             0 => None,
             q @ (90 | 95 | 99) => Some(q),
@@ -277,33 +398,13 @@ impl Settings {
                 ))
             }
         };
-        for (key, &rate) in &c.sampling_rates {
-            let field = format!("sampling_rates[{key:?}]");
-            if key.is_empty() {
-                return Err(ConfigError::new(
-                    "sampling_rates",
-                    "\"\"",
-                    "a sampling key must not be empty",
-                ));
-            }
-            if !(0.0..=1.0).contains(&rate) {
-                return Err(ConfigError::new(
-                    field,
-                    rate,
-                    "must be a probability in [0, 1]",
-                ));
-            }
-        }
         let instance_id = match &c.instance_id {
-            Some(id) if id.is_empty() || id.len() > 128 => {
-                return Err(ConfigError::new(
-                    "instance_id",
-                    format!("{id:?}"),
-                    "must be 1 to 128 bytes",
-                ))
-            }
-            Some(id) => id.clone(),
+            Some(id) => check_instance_id(id)?,
             None => crate::util::random_instance_id(),
+        };
+        let pseudonyms = match &c.identity_key {
+            Some(key) => Pseudonyms::keyed(check_identity_key(key)?),
+            None => Pseudonyms::as_given(),
         };
         c.detection.validate().map_err(|(field, value)| {
             ConfigError::new(format!("detection.{field}"), value, "out of range")
@@ -320,13 +421,84 @@ impl Settings {
             store_retry_budget: Duration::from_millis(retry),
             sqlite_busy_timeout: Duration::from_millis(busy),
             max_in_flight_batches: in_flight,
-            hash_identities: c.hash_identities,
+            hash_identities: pseudonyms.is_keyed(),
+            pseudonyms,
             detection: c.detection.clone(),
             rollups: c.rollups,
             rollup_interval_ms: rollup_interval as i64,
             watch_percentile,
         })
     }
+}
+
+/// Every key non-empty and of a sensible length, every rate a probability, not too many keys.
+fn check_sampling_rates(rates: &HashMap<String, f64>) -> Result<(), ConfigError> {
+    if rates.len() > MAX_SAMPLING_KEYS {
+        return Err(ConfigError::new(
+            "sampling_rates",
+            format!("{} keys", rates.len()),
+            format!("at most {MAX_SAMPLING_KEYS} keys"),
+        ));
+    }
+    for (key, &rate) in rates {
+        if key.is_empty() {
+            return Err(ConfigError::new(
+                "sampling_rates",
+                "\"\"",
+                "a sampling key must not be empty",
+            ));
+        }
+        if key.len() > MAX_SAMPLING_KEY_BYTES {
+            return Err(ConfigError::new(
+                "sampling_rates",
+                format!("a key of {} bytes", key.len()),
+                format!("a sampling key is at most {MAX_SAMPLING_KEY_BYTES} bytes"),
+            ));
+        }
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(ConfigError::new(
+                format!("sampling_rates[{key:?}]"),
+                rate,
+                "must be a probability in [0, 1]",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// 1 to 128 bytes without control characters (it is stored on every row; PostgreSQL refuses
+/// a NUL in `TEXT`).
+fn check_instance_id(id: &str) -> Result<String, ConfigError> {
+    if id.is_empty() || id.len() > MAX_INSTANCE_ID_BYTES {
+        return Err(ConfigError::new(
+            "instance_id",
+            format!("{id:?}"),
+            format!("must be 1 to {MAX_INSTANCE_ID_BYTES} bytes"),
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(ConfigError::new(
+            "instance_id",
+            format!("{id:?}"),
+            "must not contain control characters (NUL, newline, ...)",
+        ));
+    }
+    Ok(id.to_string())
+}
+
+/// 16 to 1024 bytes. The error shows the length, never the key.
+fn check_identity_key(key: &str) -> Result<&str, ConfigError> {
+    if !(MIN_IDENTITY_KEY_BYTES..=MAX_IDENTITY_KEY_BYTES).contains(&key.len()) {
+        return Err(ConfigError::new(
+            "identity_key",
+            format!("<secret, {} bytes>", key.len()),
+            format!(
+                "must be {MIN_IDENTITY_KEY_BYTES} to {MAX_IDENTITY_KEY_BYTES} bytes \
+                 (a short key can be guessed, and with it every pseudonym reversed)"
+            ),
+        ));
+    }
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -423,6 +595,198 @@ mod tests {
             assert_eq!(err.value, value);
             assert!(err.to_string().contains(field), "{err}");
         }
+    }
+
+    #[test]
+    fn every_size_has_an_upper_bound_naming_field_and_value() {
+        let d = Config::default;
+        let cases: Vec<(Config, &str, String)> = vec![
+            (
+                Config {
+                    max_batch_size: 100_001,
+                    ..d()
+                },
+                "max_batch_size",
+                "100001".into(),
+            ),
+            (
+                Config {
+                    high_priority_flush_threshold: usize::MAX,
+                    ..d()
+                },
+                "high_priority_flush_threshold",
+                usize::MAX.to_string(),
+            ),
+            (
+                Config {
+                    max_queued_events: 1 << 40,
+                    ..d()
+                },
+                "max_queued_events",
+                (1u64 << 40).to_string(),
+            ),
+            (
+                Config {
+                    max_in_flight_batches: usize::MAX,
+                    ..d()
+                },
+                "max_in_flight_batches",
+                usize::MAX.to_string(),
+            ),
+            (
+                Config {
+                    store_retry_budget_ms: u64::MAX,
+                    ..d()
+                },
+                "store_retry_budget_ms",
+                u64::MAX.to_string(),
+            ),
+            (
+                Config {
+                    sqlite_busy_timeout_ms: 3_600_001,
+                    ..d()
+                },
+                "sqlite_busy_timeout_ms",
+                "3600001".into(),
+            ),
+            (
+                Config {
+                    batch_interval_ms: u64::MAX,
+                    ..d()
+                },
+                "batch_interval_ms",
+                u64::MAX.to_string(),
+            ),
+            (
+                Config {
+                    aggregation_window_ms: MAX_DURATION_MS + 1,
+                    ..d()
+                },
+                "aggregation_window_ms",
+                (MAX_DURATION_MS + 1).to_string(),
+            ),
+            (
+                Config {
+                    allowed_lateness_ms: u64::MAX,
+                    ..d()
+                },
+                "allowed_lateness_ms",
+                u64::MAX.to_string(),
+            ),
+            (
+                Config {
+                    rollup_interval_ms: u64::MAX,
+                    ..d()
+                },
+                "rollup_interval_ms",
+                u64::MAX.to_string(),
+            ),
+            (
+                Config {
+                    max_in_flight_batches: 0,
+                    ..d()
+                },
+                "max_in_flight_batches",
+                "0".into(),
+            ),
+            (
+                Config {
+                    sampling_rates: [("x".repeat(513), 0.5)].into(),
+                    ..d()
+                },
+                "sampling_rates",
+                "a key of 513 bytes".into(),
+            ),
+            (
+                Config {
+                    sampling_rates: (0..10_001).map(|i| (format!("k{i}"), 0.5)).collect(),
+                    ..d()
+                },
+                "sampling_rates",
+                "10001 keys".into(),
+            ),
+            (
+                Config {
+                    instance_id: Some("a\0b".into()),
+                    ..d()
+                },
+                "instance_id",
+                "\"a\\0b\"".into(),
+            ),
+            (
+                Config {
+                    instance_id: Some("x".repeat(129)),
+                    ..d()
+                },
+                "instance_id",
+                format!("{:?}", "x".repeat(129)),
+            ),
+        ];
+        for (config, field, value) in cases {
+            let err = config.validate().unwrap_err();
+            assert_eq!(
+                (err.field.as_str(), err.value.as_str()),
+                (field, value.as_str())
+            );
+            assert!(err.to_string().contains(field), "{err}");
+        }
+        // the bounds themselves are accepted
+        Config {
+            max_batch_size: MAX_BATCH_SIZE,
+            high_priority_flush_threshold: MAX_BATCH_SIZE,
+            max_queued_events: MAX_QUEUED_EVENTS,
+            max_in_flight_batches: MAX_IN_FLIGHT_BATCHES,
+            store_retry_budget_ms: MAX_WAIT_MS,
+            sqlite_busy_timeout_ms: MAX_WAIT_MS,
+            aggregation_window_ms: MAX_DURATION_MS,
+            ..d()
+        }
+        .validate()
+        .unwrap();
+    }
+
+    #[test]
+    fn identity_key_is_bounded_and_never_shown() {
+        let secret = "correct horse battery staple";
+        let keyed = Config {
+            identity_key: Some(secret.into()),
+            ..Config::default()
+        };
+        let s = keyed.validate().unwrap();
+        assert!(s.pseudonyms.is_keyed() && s.hash_identities);
+        assert!(!Config::default().validate().unwrap().pseudonyms.is_keyed());
+        for shown in [
+            format!("{keyed:?}"),
+            format!("{s:?}"),
+            format!(
+                "{:?}",
+                ConfigPatch {
+                    identity_key: Some(secret.into()),
+                    ..ConfigPatch::default()
+                }
+            ),
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        let short = Config {
+            identity_key: Some("hunter2".into()),
+            ..Config::default()
+        };
+        let err = short.validate().unwrap_err();
+        assert_eq!(err.field, "identity_key");
+        assert_eq!(err.value, "<secret, 7 bytes>");
+        assert!(!err.to_string().contains("hunter2"));
+        // set at run time
+        let patched = Config::default()
+            .patched(&ConfigPatch {
+                identity_key: Some(secret.into()),
+                ..ConfigPatch::default()
+            })
+            .unwrap();
+        assert_eq!(patched.identity_key.as_deref(), Some(secret));
+        // the old flag is refused by name, not silently ignored
+        let old = serde_json::from_str::<Config>(r#"{"hash_identities": true}"#).unwrap_err();
+        assert!(old.to_string().contains("hash_identities"), "{old}");
     }
 
     #[test]

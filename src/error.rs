@@ -47,7 +47,8 @@ pub enum TrackError {
         /// Which field.
         field: &'static str,
     },
-    /// A string is longer than the 256-byte limit.
+    /// A string is longer than its limit ([`crate::MAX_NAME_BYTES`] for names, ids, tags;
+    /// [`crate::MAX_MESSAGE_BYTES`] for an error message).
     #[error("{field} is {len} bytes long; the limit is {max}")]
     TooLong {
         /// Which field.
@@ -72,6 +73,29 @@ pub enum TrackError {
         field: &'static str,
         /// The value.
         value: f64,
+    },
+    /// A text field contains a NUL byte (0x00): PostgreSQL cannot store it in `TEXT`, so the
+    /// event is refused on every backend alike.
+    #[error("{field} contains a NUL byte (0x00) at byte {at}; text fields cannot hold it")]
+    NulByte {
+        /// Which field.
+        field: &'static str,
+        /// Byte offset of the first NUL.
+        at: usize,
+    },
+    /// More tags than [`crate::MAX_TAGS`].
+    #[error("{count} tags; the limit is {max}")]
+    TooManyTags {
+        /// How many the event carries.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The same tag key twice (the JSON object stored could keep only one).
+    #[error("tag key {key:?} is given twice")]
+    DuplicateTag {
+        /// The repeated key.
+        key: String,
     },
     /// The timestamp is before 2000-01-01 or more than a day in the future.
     #[error("timestamp {ts_ms} ms is out of range (must be from 2000-01-01 to one day after now, {now_ms})")]

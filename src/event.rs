@@ -67,6 +67,8 @@ impl EventKind {
 pub const MAX_NAME_BYTES: usize = 256;
 /// Longest accepted error message, in bytes (longer messages are rejected, not cut).
 pub const MAX_MESSAGE_BYTES: usize = 4096;
+/// Most tags one event may carry; more is a [`TrackError::TooManyTags`], never a silent cut.
+pub const MAX_TAGS: usize = 64;
 /// Earliest accepted event time: 2000-01-01T00:00:00Z.
 pub const MIN_TS_MS: i64 = 946_684_800_000;
 /// How far into the future an event time may be.
@@ -164,7 +166,8 @@ impl TrackEvent {
         Self::new(EventKind::Custom, name)
     }
 
-    /// The user the event is about (stored hashed unless `Config::hash_identities` is false).
+    /// The user the event is about: stored as given, or as a keyed hash when
+    /// `Config::identity_key` is set.
     pub fn user(mut self, user: impl Into<String>) -> Self {
         self.user = Some(user.into());
         self
@@ -219,7 +222,8 @@ impl TrackEvent {
         self
     }
 
-    /// A tag, stored in `events.tags` as a JSON object.
+    /// A tag, stored in `events.tags` as a JSON object. At most [`MAX_TAGS`] per event, each
+    /// key once (more, or a key twice, rejects the event rather than dropping a tag).
     pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.tags.push((key.into(), value.into()));
         self
@@ -268,6 +272,18 @@ impl TrackEvent {
     /// Checks the event against the rules in the contract and fills in its time; `now_ms` is
     /// the pipeline clock.
     pub(crate) fn validate(&mut self, now_ms: i64) -> Result<(), TrackError> {
+        self.check_text()?;
+        self.check_numbers()?;
+        let ts = *self.ts_ms.get_or_insert(now_ms);
+        if ts < MIN_TS_MS || ts > now_ms.saturating_add(MAX_FUTURE_MS) {
+            return Err(TrackError::TimestampOutOfRange { ts_ms: ts, now_ms });
+        }
+        Ok(())
+    }
+
+    /// Every text field: present when required, within its length, free of NUL bytes (which
+    /// PostgreSQL cannot store in `TEXT`); tags within [`MAX_TAGS`], keys unique.
+    fn check_text(&self) -> Result<(), TrackError> {
         let name_field = match self.kind {
             EventKind::Command => "command name",
             EventKind::Performance => "metric name",
@@ -276,98 +292,86 @@ impl TrackEvent {
             EventKind::Engagement => "engagement type",
             EventKind::Custom => "event name",
         };
-        check_name(name_field, &self.name, true)?;
+        check_text(name_field, &self.name, true, MAX_NAME_BYTES)?;
         let context_field = match self.kind {
             EventKind::Datastore => "store type",
             EventKind::Error => "error category",
             _ => "context",
         };
         if self.kind == EventKind::Datastore {
-            check_name(context_field, self.context.as_deref().unwrap_or(""), true)?;
+            let store_type = self.context.as_deref().unwrap_or("");
+            check_text(context_field, store_type, true, MAX_NAME_BYTES)?;
         } else if let Some(c) = &self.context {
-            check_name(context_field, c, self.kind != EventKind::Error)?;
+            let required = self.kind != EventKind::Error;
+            check_text(context_field, c, required, MAX_NAME_BYTES)?;
         }
         for (field, v) in [
             ("user", &self.user),
             ("server", &self.server),
             ("error_type", &self.error_type),
+            ("error_hash", &self.error_hash),
         ] {
             if let Some(v) = v {
-                check_name(field, v, true)?;
+                check_text(field, v, true, MAX_NAME_BYTES)?;
             }
-        }
-        if let Some(h) = &self.error_hash {
-            check_name("error_hash", h, true)?;
         }
         if let Some(m) = &self.message {
-            if m.len() > MAX_MESSAGE_BYTES {
-                return Err(TrackError::TooLong {
-                    field: "message",
-                    len: m.len(),
-                    max: MAX_MESSAGE_BYTES,
-                });
+            check_text("message", m, false, MAX_MESSAGE_BYTES)?;
+        }
+        if self.tags.len() > MAX_TAGS {
+            return Err(TrackError::TooManyTags {
+                count: self.tags.len(),
+                max: MAX_TAGS,
+            });
+        }
+        for (i, (k, v)) in self.tags.iter().enumerate() {
+            check_text("tag key", k, true, MAX_NAME_BYTES)?;
+            check_text("tag value", v, false, MAX_NAME_BYTES)?;
+            // at most 64 tags: the quadratic scan is cheaper than a set
+            if self.tags[..i].iter().any(|(earlier, _)| earlier == k) {
+                return Err(TrackError::DuplicateTag { key: k.clone() });
             }
         }
-        for (k, v) in &self.tags {
-            check_name("tag key", k, true)?;
-            if v.len() > MAX_NAME_BYTES {
-                return Err(TrackError::TooLong {
-                    field: "tag value",
-                    len: v.len(),
-                    max: MAX_NAME_BYTES,
-                });
-            }
-        }
+        Ok(())
+    }
+
+    /// Values finite; durations and latencies not negative.
+    fn check_numbers(&self) -> Result<(), TrackError> {
         let value_field = match self.kind {
             EventKind::Datastore => "latency_ms",
             _ => "value",
         };
-        if let Some(v) = self.value {
+        let must_be_positive = self.kind == EventKind::Datastore;
+        for (field, v, non_negative) in [
+            (value_field, self.value, must_be_positive),
+            ("duration_ms", self.duration_ms, true),
+        ] {
+            let Some(v) = v else { continue };
             if !v.is_finite() {
-                return Err(TrackError::NotFinite {
-                    field: value_field,
-                    value: v,
-                });
+                return Err(TrackError::NotFinite { field, value: v });
             }
-            if self.kind == EventKind::Datastore && v < 0.0 {
-                return Err(TrackError::Negative {
-                    field: value_field,
-                    value: v,
-                });
+            if non_negative && v < 0.0 {
+                return Err(TrackError::Negative { field, value: v });
             }
-        }
-        if let Some(d) = self.duration_ms {
-            if !d.is_finite() {
-                return Err(TrackError::NotFinite {
-                    field: "duration_ms",
-                    value: d,
-                });
-            }
-            if d < 0.0 {
-                return Err(TrackError::Negative {
-                    field: "duration_ms",
-                    value: d,
-                });
-            }
-        }
-        let ts = *self.ts_ms.get_or_insert(now_ms);
-        if ts < MIN_TS_MS || ts > now_ms.saturating_add(MAX_FUTURE_MS) {
-            return Err(TrackError::TimestampOutOfRange { ts_ms: ts, now_ms });
         }
         Ok(())
     }
 }
 
-fn check_name(field: &'static str, s: &str, required: bool) -> Result<(), TrackError> {
+/// One text field: not empty when `required`, at most `max` bytes, no NUL byte.
+fn check_text(field: &'static str, s: &str, required: bool, max: usize) -> Result<(), TrackError> {
     if required && s.is_empty() {
         return Err(TrackError::EmptyName { field });
     }
-    if s.len() > MAX_NAME_BYTES {
+    if s.len() > max {
         return Err(TrackError::TooLong {
             field,
             len: s.len(),
-            max: MAX_NAME_BYTES,
+            max,
         });
+    }
+    if let Some(at) = s.bytes().position(|b| b == 0) {
+        return Err(TrackError::NulByte { field, at });
     }
     Ok(())
 }
@@ -458,6 +462,90 @@ mod tests {
                 "{err} should contain {want}"
             );
         }
+    }
+
+    #[test]
+    fn a_nul_byte_in_any_text_field_is_rejected_naming_the_field() {
+        let nul = "a\0b";
+        let cases = vec![
+            (TrackEvent::command(nul), "command name"),
+            (TrackEvent::performance(nul, 1.0), "metric name"),
+            (TrackEvent::performance("m", 1.0).context(nul), "context"),
+            (TrackEvent::datastore(nul, "db", 1.0), "datastore operation"),
+            (TrackEvent::datastore("save", nul, 1.0), "store type"),
+            (TrackEvent::error(nul, "api"), "error type"),
+            (TrackEvent::error("t", nul), "error category"),
+            (TrackEvent::engagement(nul), "engagement type"),
+            (TrackEvent::custom(nul), "event name"),
+            (TrackEvent::command("c").user(nul), "user"),
+            (TrackEvent::command("c").server(nul), "server"),
+            (TrackEvent::command("c").error_type(nul), "error_type"),
+            (TrackEvent::error("t", "c").message(nul), "message"),
+            (TrackEvent::error("t", "c").error_hash(nul), "error_hash"),
+            (TrackEvent::custom("c").tag(nul, "v"), "tag key"),
+            (TrackEvent::custom("c").tag("k", nul), "tag value"),
+        ];
+        for (mut e, field) in cases {
+            let err = e.validate(NOW).unwrap_err();
+            assert_eq!(err, TrackError::NulByte { field, at: 1 }, "{e:?}");
+            assert!(err
+                .to_string()
+                .starts_with(&format!("{field} contains a NUL")));
+        }
+    }
+
+    #[test]
+    fn tags_beyond_the_limit_or_repeated_are_rejected_not_dropped() {
+        let tagged =
+            |n: usize| (0..n).fold(TrackEvent::custom("c"), |e, i| e.tag(format!("k{i}"), "v"));
+        tagged(MAX_TAGS).validate(NOW).unwrap();
+        let err = tagged(MAX_TAGS + 1).validate(NOW).unwrap_err();
+        assert_eq!(
+            err,
+            TrackError::TooManyTags {
+                count: MAX_TAGS + 1,
+                max: MAX_TAGS
+            }
+        );
+        assert_eq!(err.to_string(), "65 tags; the limit is 64");
+        let err = TrackEvent::custom("c")
+            .tag("plan", "pro")
+            .tag("plan", "free")
+            .validate(NOW)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "tag key \"plan\" is given twice");
+    }
+
+    #[test]
+    fn lengths_are_bounded_per_field() {
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        for (mut e, field) in [
+            (TrackEvent::custom("c").tag(long.clone(), "v"), "tag key"),
+            (TrackEvent::custom("c").tag("k", long.clone()), "tag value"),
+            (
+                TrackEvent::error("t", "c").error_hash(long.clone()),
+                "error_hash",
+            ),
+            (
+                TrackEvent::performance("m", 1.0).context(long.clone()),
+                "context",
+            ),
+            (
+                TrackEvent::error("t", "c").message("m".repeat(MAX_MESSAGE_BYTES + 1)),
+                "message",
+            ),
+        ] {
+            let err = e.validate(NOW).unwrap_err();
+            assert!(
+                matches!(err, TrackError::TooLong { field: f, .. } if f == field),
+                "{err}"
+            );
+        }
+        let mut longest = TrackEvent::error("t", "c")
+            .message("m".repeat(MAX_MESSAGE_BYTES))
+            .tag("k".repeat(MAX_NAME_BYTES), "v".repeat(MAX_NAME_BYTES))
+            .tag("empty value", "");
+        longest.validate(NOW).unwrap();
     }
 
     #[test]

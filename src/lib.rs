@@ -99,7 +99,7 @@ pub use config::{Config, ConfigPatch, Settings};
 pub use counters::Stats;
 pub use db::Store;
 pub use error::{ConfigError, Error, PipelineError, Result, TrackError};
-pub use event::{EventKind, Priority, TrackEvent, MAX_NAME_BYTES};
+pub use event::{EventKind, Priority, TrackEvent, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_TAGS};
 pub use messages::{
     BatchAck, Configure, Flush, GetConfig, GetStats, Pattern, QueryPatterns, QueryWindows,
     Shutdown, Tick, TrackBatch, WindowStats,
@@ -122,7 +122,7 @@ pub fn start_with_clock(
     clock: Arc<dyn Clock>,
 ) -> Result<actix::Addr<Supervisor>> {
     let settings = config.validate()?;
-    let pool = db::store::open(&store, settings.sqlite_busy_timeout)?;
+    let pool = db::store::open_with(&store, &db::store::OpenOptions::from_settings(&settings))?;
     log::info!(
         "store {} open (instance {})",
         store.describe(),

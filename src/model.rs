@@ -22,9 +22,6 @@ pub(crate) struct ClosedWindow {
     pub summary: WindowSummary,
 }
 
-/// Most tags one event may carry (bounds the packed record).
-pub const MAX_TAGS: usize = 64;
-
 /// Index of each text field inside [`Record::text`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Field {
@@ -65,7 +62,9 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    /// Packs a validated event. `user`/`server` are the raw ids here; the writer hashes them.
+    /// Packs a validated event (every tag kept: validation refused more than
+    /// [`crate::MAX_TAGS`] and repeated keys). `user`/`server` are the raw ids here; the store
+    /// hashes them when an identity key is set.
     pub(crate) fn from_event(e: &TrackEvent, sample_rate: f64) -> Record {
         let tags = if e.tags.is_empty() {
             None
@@ -73,7 +72,6 @@ impl Record {
             let map: serde_json::Map<String, serde_json::Value> = e
                 .tags
                 .iter()
-                .take(MAX_TAGS)
                 .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
                 .collect();
             Some(serde_json::Value::Object(map).to_string())

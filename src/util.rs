@@ -1,4 +1,5 @@
-//! Small helpers with no better home: a stable hash, a fast PRNG, a random instance id.
+//! Small helpers with no better home: a stable hash (for error hashes, not secrets), the OS
+//! random source, a fast PRNG, a random instance id.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,28 +26,6 @@ pub(crate) fn stable_hash_hex(parts: &[&str]) -> String {
     format!("{:016x}", stable_hash(parts))
 }
 
-/// [`stable_hash_hex`] without the allocation: the 16 hex digits in place, for the writer's
-/// per-row user and server hashes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct HashHex([u8; 16]);
-
-impl HashHex {
-    pub(crate) fn of(parts: &[&str]) -> HashHex {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let h = stable_hash(parts);
-        let mut hex = [0u8; 16];
-        for (i, digit) in hex.iter_mut().enumerate() {
-            *digit = DIGITS[((h >> (60 - 4 * i)) & 0xf) as usize];
-        }
-        HashHex(hex)
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        // Only ASCII hex digits: always valid UTF-8.
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-}
-
 /// SplitMix64: a tiny, fast, statistically good PRNG for sampling decisions (not for secrets).
 #[derive(Debug, Clone)]
 pub(crate) struct SplitMix64(u64);
@@ -56,8 +35,19 @@ impl SplitMix64 {
         SplitMix64(seed)
     }
 
-    /// Seeded from the clock and the process id.
+    /// Seeded from the OS random source ([`os_random_u64`]), or, should that fail, from the
+    /// clock, the process id and a stack address.
     pub(crate) fn from_entropy() -> Self {
+        match getrandom::u64() {
+            Ok(seed) => SplitMix64(seed),
+            Err(e) => {
+                log::warn!("OS random source unavailable ({e}); seeding from the clock");
+                Self::from_clock()
+            }
+        }
+    }
+
+    fn from_clock() -> Self {
         let t = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -81,9 +71,20 @@ impl SplitMix64 {
     }
 }
 
+/// 64 bits from the OS random source (`getrandom(2)` on Linux), for ids that must not
+/// repeat across runs, hosts or restarts within the same clock tick: writer run ids and
+/// instance ids. Falls back to a clock-and-pid seed (logged) if the OS source fails, which
+/// it does not on any supported platform once the system has booted.
+pub(crate) fn os_random_u64() -> u64 {
+    getrandom::u64().unwrap_or_else(|e| {
+        log::warn!("OS random source unavailable ({e}); using a clock-seeded id");
+        SplitMix64::from_clock().next_u64()
+    })
+}
+
 /// A fresh id for this pipeline run: `eb-` and 16 random hex digits.
 pub(crate) fn random_instance_id() -> String {
-    format!("eb-{:016x}", SplitMix64::from_entropy().next_u64())
+    format!("eb-{:016x}", os_random_u64())
 }
 
 /// Hands memory freed by the allocator back to the OS, after a large drop of state (many idle
@@ -107,13 +108,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hash_hex_is_stable_hash_hex() {
-        for parts in [&["user123"][..], &[""], &["a", "b"], &["\u{e9}t\u{e9}"]] {
-            assert_eq!(HashHex::of(parts).as_str(), stable_hash_hex(parts));
-        }
-    }
-
-    #[test]
     fn stable_hash_is_stable_and_separates_parts() {
         assert_eq!(
             stable_hash_hex(&["timeout", "api"]),
@@ -131,5 +125,16 @@ mod tests {
         let mean = (0..n).map(|_| r.next_f64()).sum::<f64>() / n as f64;
         assert!((mean - 0.5).abs() < 0.01, "{mean}");
         assert_ne!(random_instance_id(), random_instance_id());
+    }
+
+    #[test]
+    fn os_random_ids_do_not_repeat() {
+        let ids: std::collections::HashSet<u64> = (0..1000).map(|_| os_random_u64()).collect();
+        assert_eq!(ids.len(), 1000);
+        // seeds from the OS source differ even when drawn in the same instant
+        assert_ne!(
+            SplitMix64::from_entropy().next_u64(),
+            SplitMix64::from_entropy().next_u64()
+        );
     }
 }

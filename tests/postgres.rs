@@ -79,7 +79,10 @@ async fn records_windows_error_counts_and_patterns_land_in_postgres() {
     let db = TestDb::create("basic");
     let clock = ManualClock::new(T0);
     let t = start_with_clock(
-        config("basic"),
+        Config {
+            identity_key: Some("postgres test key, 16 bytes or more".into()),
+            ..config("basic")
+        },
         Store::from_url(&db.url()),
         Arc::new(clock.clone()),
     )

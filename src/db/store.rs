@@ -3,7 +3,8 @@
 //! PostgreSQL share every query.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -44,7 +45,17 @@ impl Store {
         }
     }
 
-    /// A PostgreSQL database, by libpq URL (`postgres://user@host:port/db`).
+    /// A PostgreSQL database, by libpq URL (`postgres://user@host:port/db`) or key=value
+    /// connection string.
+    ///
+    /// Time toward the server is bounded by default: each of these libpq parameters is added
+    /// unless the URL sets it already (`budget` is `Config::store_retry_budget_ms`):
+    /// `connect_timeout` = budget in whole seconds, clamped to 2..=10; TCP `keepalives=1`,
+    /// `keepalives_idle` = budget / 2 (1..=10 s), `keepalives_interval` = budget / 4
+    /// (1..=5 s), `keepalives_count=3`; `tcp_user_timeout` = budget clamped to 2..=120 s
+    /// (sent data unacknowledged that long closes the connection: a black-holed network); and
+    /// `options=-c statement_timeout=` budget clamped to 10..=300 s (a URL with its own
+    /// `options` keeps them, without the statement timeout unless it sets one).
     pub fn postgres(url: impl Into<String>) -> Store {
         Store {
             kind: StoreKind::Postgres(url.into()),
@@ -128,11 +139,53 @@ fn sqlite_pragmas(busy: Duration) -> String {
     )
 }
 
-/// An open store: a small connection pool for one backend.
+/// An open store: a small connection pool for one backend, the pseudonym policy every
+/// connection writes ids with, and (SQLite) the file it was opened on.
+///
+/// Clones share both the pool and the pseudonym policy, so [`Pool::set_pseudonyms`] on the
+/// writer's pool also reaches the stop path's clone.
 #[derive(Clone)]
 pub(crate) enum Pool {
-    Sqlite(R2d2Pool<ConnectionManager<SqliteConnection>>),
-    Pg(R2d2Pool<ConnectionManager<PgConnection>>),
+    Sqlite(StorePool<SqliteConnection>),
+    Pg(StorePool<PgConnection>),
+}
+
+/// One backend's pool (see [`Pool`]).
+pub(crate) struct StorePool<C: diesel::r2d2::R2D2Connection + 'static> {
+    pool: R2d2Pool<ConnectionManager<C>>,
+    /// How users and servers are written; shared by every clone.
+    pseudonyms: Arc<RwLock<Pseudonyms>>,
+    /// SQLite: the file and its identity when opened, checked on every checkout.
+    file: Option<(PathBuf, FileIdentity)>,
+}
+
+impl<C: diesel::r2d2::R2D2Connection + 'static> Clone for StorePool<C> {
+    fn clone(&self) -> Self {
+        StorePool {
+            pool: self.pool.clone(),
+            pseudonyms: self.pseudonyms.clone(),
+            file: self.file.clone(),
+        }
+    }
+}
+
+impl<C: diesel::r2d2::R2D2Connection + 'static> StorePool<C> {
+    /// A connection, after checking that the SQLite file is still the one opened (see
+    /// [`check_sqlite_file_identity`]): a deleted or replaced file is an error, not writes
+    /// into an unlinked inode that vanish when the last connection closes.
+    pub(crate) fn get(&self) -> Result<PooledConnection<ConnectionManager<C>>, String> {
+        if let Some((path, opened)) = &self.file {
+            check_sqlite_file_identity(path, *opened)?;
+        }
+        self.pool.get().map_err(|e| e.to_string())
+    }
+
+    fn pseudonyms(&self) -> Pseudonyms {
+        self.pseudonyms
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -144,27 +197,73 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// How long `Pool::get` waits for a connection. Short: the writer has its own retry loop with
-/// backoff under `store_retry_budget_ms`, which counts and logs each failure; a long pool wait
-/// would hide an outage from `db_errors` and overrun a retry budget shorter than itself.
+/// Longest that `Pool::get` waits for a connection. Short: the writer has its own retry loop
+/// with backoff under `store_retry_budget_ms`, which counts and logs each failure; a long pool
+/// wait would hide an outage from `db_errors`. A shorter retry budget shortens it too (see
+/// [`pool_wait`]), so one attempt never overruns the budget.
 const POOL_WAIT: Duration = Duration::from_secs(2);
 
+/// The pool's `connection_timeout` for a retry budget: the budget, within 50 ms (r2d2 needs a
+/// positive wait) and [`POOL_WAIT`].
+fn pool_wait(retry_budget: Duration) -> Duration {
+    retry_budget.clamp(Duration::from_millis(50), POOL_WAIT)
+}
+
 fn pool_builder<C: diesel::r2d2::R2D2Connection + 'static>(
+    retry_budget: Duration,
 ) -> diesel::r2d2::Builder<ConnectionManager<C>> {
     R2d2Pool::builder()
         .max_size(2)
         .min_idle(Some(0))
-        .connection_timeout(POOL_WAIT)
+        .connection_timeout(pool_wait(retry_budget))
         .test_on_check_out(true)
 }
 
-/// Opens the store, runs the embedded migrations and builds the pool. Fails fast (no pool
-/// retry loop) when the store cannot be reached.
+/// How to open a store: the parts of [`crate::Settings`] that opening needs.
+#[derive(Debug, Clone)]
+pub(crate) struct OpenOptions {
+    /// SQLite busy timeout.
+    pub busy_timeout: Duration,
+    /// `store_retry_budget_ms`: bounds the pool wait and the PostgreSQL timeouts.
+    pub retry_budget: Duration,
+    /// How users and servers are written.
+    pub pseudonyms: Pseudonyms,
+}
+
+impl OpenOptions {
+    /// The options `settings` asks for.
+    pub(crate) fn from_settings(settings: &crate::config::Settings) -> OpenOptions {
+        OpenOptions {
+            busy_timeout: settings.sqlite_busy_timeout,
+            retry_budget: settings.store_retry_budget,
+            pseudonyms: settings.pseudonyms.clone(),
+        }
+    }
+}
+
+/// [`open_with`] the default retry budget (30 s) and ids stored as given (for tests).
+#[cfg(test)]
 pub(crate) fn open(store: &Store, busy_timeout: Duration) -> Result<Pool, Error> {
+    open_with(
+        store,
+        &OpenOptions {
+            busy_timeout,
+            retry_budget: Duration::from_secs(30),
+            pseudonyms: Pseudonyms::as_given(),
+        },
+    )
+}
+
+/// Opens the store, checks it (SQLite: `PRAGMA quick_check` on an existing file), runs the
+/// embedded migrations and builds the pool. Fails fast (no pool retry loop) when the store
+/// cannot be reached, and within the connect timeout (see [`Store::postgres`]) when a
+/// PostgreSQL server accepts the connection and never answers.
+pub(crate) fn open_with(store: &Store, opts: &OpenOptions) -> Result<Pool, Error> {
     let fail = |reason: String| Error::Store {
         store: store.describe(),
         reason,
     };
+    let pseudonyms = Arc::new(RwLock::new(opts.pseudonyms.clone()));
     match &store.kind {
         StoreKind::Invalid { url, reason } => Err(Error::InvalidUrl {
             url: url.clone(),
@@ -177,28 +276,184 @@ pub(crate) fn open(store: &Store, busy_timeout: Duration) -> Result<Pool, Error>
             if path.is_dir() {
                 return Err(fail("the path is a directory".into()));
             }
+            let existed = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
             let mut conn = SqliteConnection::establish(url).map_err(|e| fail(e.to_string()))?;
-            conn.batch_execute(&sqlite_pragmas(busy_timeout))
+            conn.batch_execute(&sqlite_pragmas(opts.busy_timeout))
                 .map_err(|e| fail(e.to_string()))?;
+            if existed {
+                quick_check(&mut conn).map_err(fail)?;
+            }
             conn.run_pending_migrations(SQLITE_MIGRATIONS)
                 .map_err(|e| fail(format!("migrations: {e}")))?;
-            let pool = pool_builder()
-                .connection_customizer(Box::new(SqlitePragmas { busy_timeout }))
+            let identity = FileIdentity::of(path)
+                .map_err(|e| fail(format!("cannot stat the database file: {e}")))?;
+            let pool = pool_builder(opts.retry_budget)
+                .connection_customizer(Box::new(SqlitePragmas {
+                    busy_timeout: opts.busy_timeout,
+                }))
                 .build_unchecked(ConnectionManager::new(url));
-            Ok(Pool::Sqlite(pool))
+            Ok(Pool::Sqlite(StorePool {
+                pool,
+                pseudonyms,
+                file: Some((path.clone(), identity)),
+            }))
         }
         StoreKind::Postgres(url) => {
-            let mut conn = PgConnection::establish(url).map_err(|e| fail(e.to_string()))?;
+            let url = pg_url_with_timeouts(url, opts.retry_budget);
+            let mut conn = PgConnection::establish(&url).map_err(|e| fail(e.to_string()))?;
             // Several instances may start at once: migrate under an advisory lock.
             conn.batch_execute("SELECT pg_advisory_lock(727272)")
                 .map_err(|e| fail(e.to_string()))?;
             let migrated = conn.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ());
             let _ = conn.batch_execute("SELECT pg_advisory_unlock(727272)");
             migrated.map_err(|e| fail(format!("migrations: {e}")))?;
-            Ok(Pool::Pg(
-                pool_builder().build_unchecked(ConnectionManager::new(url.as_str())),
-            ))
+            Ok(Pool::Pg(StorePool {
+                pool: pool_builder(opts.retry_budget).build_unchecked(ConnectionManager::new(url)),
+                pseudonyms,
+                file: None,
+            }))
         }
+    }
+}
+
+/// `PRAGMA quick_check` (every page's b-tree structure, in time linear in the file size; not
+/// the index-vs-table cross-check of `integrity_check`): `Err` with SQLite's first findings
+/// unless it answers `ok`.
+fn quick_check(conn: &mut SqliteConnection) -> Result<(), String> {
+    #[derive(QueryableByName)]
+    struct Finding {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        quick_check: String,
+    }
+    let findings: Vec<Finding> = diesel::sql_query("PRAGMA quick_check(5)")
+        .load(conn)
+        .map_err(|e| format!("the file is corrupt or unreadable (PRAGMA quick_check failed: {e})"))?;
+    match findings.as_slice() {
+        [only] if only.quick_check == "ok" => Ok(()),
+        _ => Err(format!(
+            "the database file is corrupt (PRAGMA quick_check: {})",
+            findings
+                .iter()
+                .map(|f| f.quick_check.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+    }
+}
+
+/// The libpq parameters [`Store::postgres`] adds by default, for a retry budget.
+///
+/// On a network that drops every packet (a black hole), `tcp_user_timeout` closes a connection
+/// whose sent data stays unacknowledged, and keepalive probes (whose failure Linux also judges
+/// by `tcp_user_timeout`) close one that waits for a reply; both scale with the budget so a
+/// short budget detects the outage quickly. A peer that acknowledges and never answers (a hung
+/// proxy) is beyond what libpq parameters can bound.
+fn pg_timeout_params(budget: Duration) -> [(&'static str, String); 7] {
+    // budget / divisor in whole seconds (rounded up), clamped to lo..=hi
+    let secs = |divisor: f64, lo: u64, hi: u64| {
+        (budget.as_secs_f64() / divisor)
+            .ceil()
+            .clamp(lo as f64, hi as f64) as u64
+    };
+    [
+        ("connect_timeout", secs(1.0, 2, 10).to_string()),
+        ("keepalives", "1".into()),
+        ("keepalives_idle", secs(2.0, 1, 10).to_string()),
+        ("keepalives_interval", secs(4.0, 1, 5).to_string()),
+        ("keepalives_count", "3".into()),
+        ("tcp_user_timeout", (secs(1.0, 2, 120) * 1000).to_string()),
+        (
+            "options",
+            format!("-c statement_timeout={}", secs(1.0, 10, 300) * 1000),
+        ),
+    ]
+}
+
+/// `url` with the default timeouts (see [`Store::postgres`]) added where it does not set them.
+/// Understands both libpq forms: a `postgres://` URI (query parameters, percent-encoded) and a
+/// `key=value` connection string.
+pub(crate) fn pg_url_with_timeouts(url: &str, budget: Duration) -> String {
+    let is_uri = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let given: Vec<String> = if is_uri {
+        url.split_once('?')
+            .map(|(_, q)| q)
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|kv| kv.split('=').next())
+            .map(str::to_ascii_lowercase)
+            .collect()
+    } else {
+        url.split_whitespace()
+            .filter_map(|kv| kv.split('=').next())
+            .map(|k| k.trim().to_ascii_lowercase())
+            .collect()
+    };
+    let mut out = url.to_string();
+    for (key, value) in pg_timeout_params(budget) {
+        if given.iter().any(|g| g == key) {
+            continue;
+        }
+        if is_uri {
+            out.push(if out.contains('?') { '&' } else { '?' });
+            out.push_str(key);
+            out.push('=');
+            out.push_str(&value.replace(' ', "%20").replace('=', "%3D"));
+        } else {
+            out.push_str(&format!(" {key}='{value}'"));
+        }
+    }
+    out
+}
+
+/// Which file a path named when the store was opened: device and inode on Unix (a deleted
+/// file's connections keep writing to its unlinked inode, and a new file at the same path is
+/// a different inode). Elsewhere only the file's existence is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileIdentity {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileIdentity {
+    /// The identity of the file at `path` now.
+    pub(crate) fn of(path: &Path) -> std::io::Result<FileIdentity> {
+        let meta = std::fs::metadata(path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Ok(FileIdentity {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            Ok(FileIdentity { dev: 0, ino: 0 })
+        }
+    }
+}
+
+/// `Ok` if `path` still names the file that had identity `opened`; otherwise an error saying
+/// the database file was deleted or replaced. One `stat(2)`, about a microsecond: cheap
+/// enough before every transaction ([`StorePool::get`] runs it on every checkout). `PRAGMA
+/// data_version` cannot tell: it sees only commits, and the unlinked file still takes them.
+pub(crate) fn check_sqlite_file_identity(path: &Path, opened: FileIdentity) -> Result<(), String> {
+    match FileIdentity::of(path) {
+        Ok(now) if now == opened => Ok(()),
+        Ok(_) => Err(format!(
+            "the database file {} was replaced by another file since the store was opened; \
+             refusing to write (restart the pipeline to use the new file)",
+            path.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "the database file {} was deleted since the store was opened; writes would be lost",
+            path.display()
+        )),
+        Err(e) => Err(format!(
+            "cannot stat the database file {}: {e}",
+            path.display()
+        )),
     }
 }
 
@@ -416,28 +671,97 @@ impl RollupLock for PgConnection {
     }
 }
 
-/// A user or server id as `events` stores it: its hash (`hash_identities`), else the id.
-/// Hashes live in place, so building a row allocates nothing for them.
-enum StoredId<'a> {
-    Plain(&'a str),
-    Hashed(crate::util::HashHex),
+/// How `events` stores users and servers (`Config::identity_key`): as the application gave
+/// them, or as HMAC-SHA256 under the key, the first [`PSEUDONYM_HEX_DIGITS`] hex digits.
+///
+/// Keyed: without the key, a pseudonym cannot be reversed by trying candidate ids (the
+/// unkeyed 64-bit FNV it replaces gave up a 6-digit numeric id in under a second). Anyone
+/// holding the key can recompute a pseudonym to find a known user's rows, e.g. in Python:
+/// `hmac.new(key, b"user123", "sha256").hexdigest()[:32]`.
+#[derive(Clone, Default)]
+pub struct Pseudonyms {
+    /// The HMAC state after absorbing the key (the key's inner and outer pads), cloned per id
+    /// so hashing one costs two SHA-256 compressions.
+    keyed: Option<Arc<Hmac<Sha256>>>,
 }
 
-impl<'a> StoredId<'a> {
-    fn of(id: Option<&'a str>, hash: bool) -> Option<Self> {
-        id.map(|id| {
-            if hash {
-                StoredId::Hashed(crate::util::HashHex::of(&[id]))
-            } else {
-                StoredId::Plain(id)
-            }
-        })
+/// Hex digits of a stored pseudonym: 128 bits, collision-free in practice for any number of
+/// users a database holds.
+pub const PSEUDONYM_HEX_DIGITS: usize = 32;
+
+type Hmac<D> = hmac::Hmac<D>;
+type Sha256 = sha2::Sha256;
+
+impl Pseudonyms {
+    /// Ids stored as given.
+    pub(crate) fn as_given() -> Pseudonyms {
+        Pseudonyms { keyed: None }
     }
 
+    /// Ids stored as HMAC-SHA256 under `key`.
+    pub(crate) fn keyed(key: &str) -> Pseudonyms {
+        use hmac::KeyInit;
+        // HMAC takes keys of any length (longer than a block is hashed first): never an error.
+        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"));
+        Pseudonyms {
+            keyed: Some(Arc::new(mac)),
+        }
+    }
+
+    /// Whether ids are hashed.
+    pub(crate) fn is_keyed(&self) -> bool {
+        self.keyed.is_some()
+    }
+
+    /// What `events` stores for `id`.
+    pub(crate) fn stored<'a>(&self, id: Option<&'a str>) -> Option<StoredId<'a>> {
+        let id = id?;
+        Some(match &self.keyed {
+            None => StoredId::Plain(id),
+            Some(mac) => StoredId::Hashed(pseudonym(mac, id)),
+        })
+    }
+}
+
+impl std::fmt::Debug for Pseudonyms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_keyed() {
+            "Pseudonyms(HMAC-SHA256, key redacted)"
+        } else {
+            "Pseudonyms(as given)"
+        })
+    }
+}
+
+/// HMAC-SHA256(key, id), the first [`PSEUDONYM_HEX_DIGITS`] hex digits, in place.
+fn pseudonym(mac: &Hmac<Sha256>, id: &str) -> [u8; PSEUDONYM_HEX_DIGITS] {
+    use hmac::Mac;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut mac = mac.clone();
+    mac.update(id.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    let mut hex = [0u8; PSEUDONYM_HEX_DIGITS];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(tag.iter()) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
+    }
+    hex
+}
+
+/// A user or server id as `events` stores it: the id, or its pseudonym (in place, so building
+/// a row allocates nothing for it).
+pub(crate) enum StoredId<'a> {
+    Plain(&'a str),
+    Hashed([u8; PSEUDONYM_HEX_DIGITS]),
+}
+
+impl StoredId<'_> {
     fn as_str(&self) -> &str {
         match self {
             StoredId::Plain(id) => id,
-            StoredId::Hashed(hex) => hex.as_str(),
+            // only ASCII hex digits: always valid UTF-8
+            StoredId::Hashed(hex) => std::str::from_utf8(hex).unwrap_or_default(),
         }
     }
 }
@@ -456,14 +780,14 @@ macro_rules! backend {
             pub(crate) fn write_batch(
                 c: &mut $Conn,
                 instance: &str,
-                hash_ids: bool,
+                ids: &Pseudonyms,
                 batch: &WriteBatch,
                 mark: BatchMark,
                 bases: &mut Bases,
             ) -> QueryResult<Written> {
                 let written = c.write_txn(|c| {
                     set_mark(c, instance, mark)?;
-                    insert_records(c, instance, hash_ids, &[&batch.records])?;
+                    insert_records(c, instance, ids, &[&batch.records])?;
                     for w in &batch.windows {
                         let key = (w.series.clone(), w.start_ms);
                         let base = match bases.windows.get(&key) {
@@ -610,13 +934,13 @@ macro_rules! backend {
             pub(crate) fn write_records(
                 c: &mut $Conn,
                 instance: &str,
-                hash_ids: bool,
+                ids: &Pseudonyms,
                 records: &[&[Record]],
                 mark: BatchMark,
             ) -> QueryResult<u64> {
                 c.write_txn(|c| {
                     set_mark(c, instance, mark)?;
-                    insert_records(c, instance, hash_ids, records)
+                    insert_records(c, instance, ids, records)
                 })
             }
 
@@ -685,15 +1009,15 @@ macro_rules! backend {
             fn insert_records(
                 c: &mut $Conn,
                 instance: &str,
-                hash_ids: bool,
+                pseudonyms: &Pseudonyms,
                 records: &[&[Record]],
             ) -> QueryResult<u64> {
                 let records = || records.iter().flat_map(|batch| batch.iter());
                 let ids: Vec<(Option<StoredId<'_>>, Option<StoredId<'_>>)> = records()
                     .map(|r| {
                         (
-                            StoredId::of(r.field(Field::User), hash_ids),
-                            StoredId::of(r.field(Field::Server), hash_ids),
+                            pseudonyms.stored(r.field(Field::User)),
+                            pseudonyms.stored(r.field(Field::Server)),
                         )
                     })
                     .collect();
@@ -931,8 +1255,14 @@ fn quarantine_payloads(batch: &WriteBatch) -> Vec<(&'static str, String)> {
     out
 }
 
-/// A pooled connection of either backend.
-pub(crate) enum Conn {
+/// A pooled connection of either backend, with the pseudonym policy in force when it was
+/// taken from the pool.
+pub(crate) struct Conn {
+    backend: Backend,
+    pseudonyms: Pseudonyms,
+}
+
+enum Backend {
     Sqlite(PooledConnection<ConnectionManager<SqliteConnection>>),
     Pg(PooledConnection<ConnectionManager<PgConnection>>),
 }
@@ -941,25 +1271,44 @@ impl Pool {
     /// A connection from the pool.
     pub(crate) fn get(&self) -> Result<Conn, String> {
         match self {
-            Pool::Sqlite(p) => p.get().map(Conn::Sqlite).map_err(|e| e.to_string()),
-            Pool::Pg(p) => p.get().map(Conn::Pg).map_err(|e| e.to_string()),
+            Pool::Sqlite(p) => Ok(Conn {
+                backend: Backend::Sqlite(p.get()?),
+                pseudonyms: p.pseudonyms(),
+            }),
+            Pool::Pg(p) => Ok(Conn {
+                backend: Backend::Pg(p.get()?),
+                pseudonyms: p.pseudonyms(),
+            }),
         }
+    }
+
+    /// Writes users and servers as `pseudonyms` says from the next connection taken on, on
+    /// every clone of this pool (`Configure` of `identity_key`).
+    pub(crate) fn set_pseudonyms(&self, pseudonyms: Pseudonyms) {
+        let shared = match self {
+            Pool::Sqlite(p) => &p.pseudonyms,
+            Pool::Pg(p) => &p.pseudonyms,
+        };
+        *shared.write().unwrap_or_else(|p| p.into_inner()) = pseudonyms;
     }
 }
 
 impl Conn {
-    /// Writes `batch` in one transaction, marked as batch `mark` (see [`BatchMark`]).
+    /// Writes `batch` in one transaction, marked as batch `mark` (see [`BatchMark`]). Users
+    /// and servers are written as the pool's [`Pseudonyms`] say; `_hash_ids` is ignored (kept
+    /// until the writer stops passing it).
     pub(crate) fn write_batch(
         &mut self,
         instance: &str,
-        hash_ids: bool,
+        _hash_ids: bool,
         batch: &WriteBatch,
         mark: BatchMark,
         bases: &mut Bases,
     ) -> QueryResult<Written> {
-        match self {
-            Conn::Sqlite(c) => sqlite::write_batch(c, instance, hash_ids, batch, mark, bases),
-            Conn::Pg(c) => pg::write_batch(c, instance, hash_ids, batch, mark, bases),
+        let ids = &self.pseudonyms;
+        match &mut self.backend {
+            Backend::Sqlite(c) => sqlite::write_batch(c, instance, ids, batch, mark, bases),
+            Backend::Pg(c) => pg::write_batch(c, instance, ids, batch, mark, bases),
         }
     }
 
@@ -968,13 +1317,14 @@ impl Conn {
     pub(crate) fn write_records(
         &mut self,
         instance: &str,
-        hash_ids: bool,
+        _hash_ids: bool,
         records: &[&[crate::model::Record]],
         mark: BatchMark,
     ) -> QueryResult<u64> {
-        match self {
-            Conn::Sqlite(c) => sqlite::write_records(c, instance, hash_ids, records, mark),
-            Conn::Pg(c) => pg::write_records(c, instance, hash_ids, records, mark),
+        let ids = &self.pseudonyms;
+        match &mut self.backend {
+            Backend::Sqlite(c) => sqlite::write_records(c, instance, ids, records, mark),
+            Backend::Pg(c) => pg::write_records(c, instance, ids, records, mark),
         }
     }
 
@@ -986,17 +1336,17 @@ impl Conn {
         error: &str,
         mark: BatchMark,
     ) -> QueryResult<()> {
-        match self {
-            Conn::Sqlite(c) => sqlite::quarantine(c, instance, batch, error, mark),
-            Conn::Pg(c) => pg::quarantine(c, instance, batch, error, mark),
+        match &mut self.backend {
+            Backend::Sqlite(c) => sqlite::quarantine(c, instance, batch, error, mark),
+            Backend::Pg(c) => pg::quarantine(c, instance, batch, error, mark),
         }
     }
 
     /// Whether batch `mark` of this instance is already committed.
     pub(crate) fn is_committed(&mut self, instance: &str, mark: BatchMark) -> QueryResult<bool> {
-        let last = match self {
-            Conn::Sqlite(c) => sqlite::committed_seq(c, instance, mark.run_id)?,
-            Conn::Pg(c) => pg::committed_seq(c, instance, mark.run_id)?,
+        let last = match &mut self.backend {
+            Backend::Sqlite(c) => sqlite::committed_seq(c, instance, mark.run_id)?,
+            Backend::Pg(c) => pg::committed_seq(c, instance, mark.run_id)?,
         };
         Ok(last.is_some_and(|last| last >= mark.seq))
     }
@@ -1007,9 +1357,9 @@ impl Conn {
         from_ms: i64,
         to_ms: i64,
     ) -> QueryResult<Vec<WindowStats>> {
-        match self {
-            Conn::Sqlite(c) => sqlite::recent_windows(c, series, from_ms, to_ms),
-            Conn::Pg(c) => pg::recent_windows(c, series, from_ms, to_ms),
+        match &mut self.backend {
+            Backend::Sqlite(c) => sqlite::recent_windows(c, series, from_ms, to_ms),
+            Backend::Pg(c) => pg::recent_windows(c, series, from_ms, to_ms),
         }
     }
 
@@ -1019,16 +1369,16 @@ impl Conn {
         from_ms: i64,
         to_ms: i64,
     ) -> QueryResult<Vec<crate::db::models::WindowRow>> {
-        match self {
-            Conn::Sqlite(c) => sqlite::window_rows(c, series, from_ms, to_ms),
-            Conn::Pg(c) => pg::window_rows(c, series, from_ms, to_ms),
+        match &mut self.backend {
+            Backend::Sqlite(c) => sqlite::window_rows(c, series, from_ms, to_ms),
+            Backend::Pg(c) => pg::window_rows(c, series, from_ms, to_ms),
         }
     }
 
     pub(crate) fn query_windows(&mut self, q: &QueryWindows) -> QueryResult<Vec<WindowStats>> {
-        match self {
-            Conn::Sqlite(c) => sqlite::query_windows(c, q),
-            Conn::Pg(c) => pg::query_windows(c, q),
+        match &mut self.backend {
+            Backend::Sqlite(c) => sqlite::query_windows(c, q),
+            Backend::Pg(c) => pg::query_windows(c, q),
         }
     }
 
@@ -1039,16 +1389,16 @@ impl Conn {
         lateness_ms: i64,
         run: &mut crate::db::rollups::RollupRun,
     ) -> QueryResult<()> {
-        match self {
-            Conn::Sqlite(c) => crate::db::rollups::sqlite::roll_up(c, now_ms, lateness_ms, run),
-            Conn::Pg(c) => crate::db::rollups::pg::roll_up(c, now_ms, lateness_ms, run),
+        match &mut self.backend {
+            Backend::Sqlite(c) => crate::db::rollups::sqlite::roll_up(c, now_ms, lateness_ms, run),
+            Backend::Pg(c) => crate::db::rollups::pg::roll_up(c, now_ms, lateness_ms, run),
         }
     }
 
     pub(crate) fn query_patterns(&mut self, q: &QueryPatterns) -> QueryResult<Vec<Pattern>> {
-        match self {
-            Conn::Sqlite(c) => sqlite::query_patterns(c, q),
-            Conn::Pg(c) => pg::query_patterns(c, q),
+        match &mut self.backend {
+            Backend::Sqlite(c) => sqlite::query_patterns(c, q),
+            Backend::Pg(c) => pg::query_patterns(c, q),
         }
     }
 }
@@ -1074,6 +1424,173 @@ mod tests {
             StoreKind::Invalid { .. }
         ));
         assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+    }
+
+    /// RFC 4231, test case 2: HMAC-SHA256 with key "Jefe".
+    #[test]
+    fn pseudonyms_are_hmac_sha256_truncated_to_32_hex_digits() {
+        let p = Pseudonyms::keyed("Jefe");
+        let stored = p.stored(Some("what do ya want for nothing?")).unwrap();
+        assert_eq!(stored.as_str(), "5bdcc146bf60754e6a042426089575c7");
+        assert_eq!(stored.as_str().len(), PSEUDONYM_HEX_DIGITS);
+        // another key, another pseudonym; the same key, the same one
+        let other = Pseudonyms::keyed("Jeff");
+        let id = Some("123456");
+        assert_ne!(
+            other.stored(id).unwrap().as_str(),
+            p.stored(id).unwrap().as_str()
+        );
+        assert_eq!(
+            p.clone().stored(id).unwrap().as_str(),
+            p.stored(id).unwrap().as_str()
+        );
+        // as given, and absent stays absent
+        assert_eq!(
+            Pseudonyms::as_given().stored(id).unwrap().as_str(),
+            "123456"
+        );
+        assert!(p.stored(None).is_none());
+        assert!(!format!("{p:?}").contains("Jefe"));
+    }
+
+    /// Cost of a pseudonym: `cargo test --release --lib pseudonym_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn pseudonym_cost() {
+        let p = Pseudonyms::keyed("a key of at least sixteen bytes");
+        let ids: Vec<String> = (0..1_000_000).map(|i| format!("user-{i}")).collect();
+        let started = std::time::Instant::now();
+        let mut sink = 0usize;
+        for id in &ids {
+            sink += p.stored(Some(id)).map_or(0, |s| s.as_str().len());
+        }
+        let per_id = started.elapsed() / ids.len() as u32;
+        assert_eq!(sink, ids.len() * PSEUDONYM_HEX_DIGITS);
+        eprintln!("HMAC-SHA256 pseudonym: {per_id:?} per id");
+    }
+
+    #[test]
+    fn pg_timeouts_are_added_unless_the_url_sets_them() {
+        let budget = Duration::from_secs(30);
+        let url = pg_url_with_timeouts("postgres://u@h/db", budget);
+        assert_eq!(
+            url,
+            "postgres://u@h/db?connect_timeout=10&keepalives=1&keepalives_idle=10\
+             &keepalives_interval=5&keepalives_count=3&tcp_user_timeout=30000\
+             &options=-c%20statement_timeout%3D30000"
+        );
+        let own = pg_url_with_timeouts(
+            "postgresql://u@h/db?connect_timeout=2&options=-c%20work_mem%3D64MB&sslmode=disable",
+            Duration::from_millis(500),
+        );
+        assert!(own.starts_with("postgresql://u@h/db?connect_timeout=2&options=-c%20work_mem"));
+        assert_eq!(own.matches("connect_timeout").count(), 1);
+        assert_eq!(own.matches("options").count(), 1);
+        assert!(
+            own.ends_with(
+                "&sslmode=disable&keepalives=1&keepalives_idle=1&keepalives_interval=1\
+                 &keepalives_count=3&tcp_user_timeout=2000"
+            ),
+            "{own}"
+        );
+        let kv = pg_url_with_timeouts("host=h dbname=db keepalives=0", Duration::ZERO);
+        assert_eq!(
+            kv,
+            "host=h dbname=db keepalives=0 connect_timeout='2' keepalives_idle='1' \
+             keepalives_interval='1' keepalives_count='3' tcp_user_timeout='2000' \
+             options='-c statement_timeout=10000'"
+        );
+        assert_eq!(pool_wait(Duration::ZERO), Duration::from_millis(50));
+        assert_eq!(pool_wait(Duration::from_secs(30)), POOL_WAIT);
+    }
+
+    #[test]
+    fn a_deleted_or_replaced_sqlite_file_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        std::fs::write(&path, b"x").unwrap();
+        let opened = FileIdentity::of(&path).unwrap();
+        check_sqlite_file_identity(&path, opened).unwrap();
+        // replaced: a new file at the same path (a new inode)
+        std::fs::write(dir.path().join("b.db"), b"y").unwrap();
+        std::fs::rename(dir.path().join("b.db"), &path).unwrap();
+        let err = check_sqlite_file_identity(&path, opened).unwrap_err();
+        assert!(err.contains("was replaced"), "{err}");
+        std::fs::remove_file(&path).unwrap();
+        let err = check_sqlite_file_identity(&path, opened).unwrap_err();
+        assert!(err.contains("was deleted"), "{err}");
+    }
+
+    #[test]
+    fn the_pool_refuses_a_deleted_sqlite_file_and_writes_pseudonyms() {
+        use crate::model::Record;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let opts = OpenOptions {
+            busy_timeout: Duration::from_secs(5),
+            retry_budget: Duration::from_secs(1),
+            pseudonyms: Pseudonyms::keyed("0123456789abcdef"),
+        };
+        let pool = open_with(&Store::sqlite(&path), &opts).unwrap();
+        let mut e = crate::TrackEvent::command("help")
+            .user("user123")
+            .server("s1");
+        e.ts_ms = Some(1_764_000_000_000);
+        let records = [Record::from_event(&e, 1.0)];
+        let mark = |seq| BatchMark { run_id: 1, seq };
+        let mut c = pool.get().unwrap();
+        c.write_records("i", true, &[&records], mark(1)).unwrap();
+        pool.set_pseudonyms(Pseudonyms::as_given());
+        let mut c = pool.clone().get().unwrap();
+        c.write_records("i", true, &[&records], mark(2)).unwrap();
+        let Backend::Sqlite(raw) = &mut c.backend else {
+            unreachable!()
+        };
+        let users: Vec<Option<String>> = crate::db::schema::events::table
+            .select(crate::db::schema::events::user_hash)
+            .order(crate::db::schema::events::id)
+            .load(&mut **raw)
+            .unwrap();
+        let keyed = Pseudonyms::keyed("0123456789abcdef");
+        assert_eq!(
+            users,
+            vec![
+                Some(keyed.stored(Some("user123")).unwrap().as_str().to_string()),
+                Some("user123".to_string())
+            ]
+        );
+        drop(c);
+        std::fs::remove_file(&path).unwrap();
+        let err = pool.get().map(drop).unwrap_err();
+        assert!(err.contains("was deleted"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_sqlite_file_fails_quick_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        {
+            let mut c = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+            c.batch_execute(
+                "CREATE TABLE t (x TEXT); \
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) \
+                 INSERT INTO t SELECT printf('%0200d', i) FROM n;",
+            )
+            .unwrap();
+        }
+        open(&Store::sqlite(&path), Duration::ZERO)
+            .map(drop)
+            .unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        for (i, b) in bytes[mid..mid + 8192].iter_mut().enumerate() {
+            *b = (i * 7 % 251) as u8;
+        }
+        std::fs::write(&path, bytes).unwrap();
+        match open(&Store::sqlite(&path), Duration::ZERO) {
+            Err(Error::Store { reason, .. }) => assert!(reason.contains("corrupt"), "{reason}"),
+            other => panic!("a corrupt file opened: {other:?}"),
+        }
     }
 
     #[test]

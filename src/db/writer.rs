@@ -114,7 +114,7 @@ fn records_only(b: &WriteBatch) -> bool {
 
 impl WriterCore {
     pub(crate) fn new(pool: Pool, settings: &Settings) -> Self {
-        let run_id = (crate::util::SplitMix64::from_entropy().next_u64() >> 1) as i64;
+        let run_id = (crate::util::os_random_u64() >> 1) as i64;
         WriterCore {
             pool,
             instance_id: settings.instance_id.clone(),
@@ -136,6 +136,7 @@ impl WriterCore {
 
     /// Takes the settings that can change at run time.
     pub(crate) fn set_settings(&mut self, s: &Settings) {
+        self.pool.set_pseudonyms(s.pseudonyms.clone());
         self.retry_budget = s.store_retry_budget;
         self.rollups = s.rollups;
         self.rollup_interval_ms = s.rollup_interval_ms;

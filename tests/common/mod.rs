@@ -85,3 +85,19 @@ pub fn conservation(s: &Stats) {
         "{s:?}"
     );
 }
+
+/// The conservation law while some kept events are still pending (e.g. held by the writer
+/// after a failed `Flush`): every kept event is written, aggregated, dropped by a counted
+/// policy, or counted in the `events_queued` gauge.
+pub fn conservation_pending(s: &Stats) {
+    assert_eq!(
+        s.events_received,
+        s.events_rejected + s.events_sampled_out + s.events_kept,
+        "{s:?}"
+    );
+    assert_eq!(
+        s.events_kept,
+        s.records_written + s.events_aggregated + s.events_dropped + s.events_queued,
+        "{s:?}"
+    );
+}

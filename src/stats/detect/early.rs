@@ -51,8 +51,17 @@ pub(super) fn judge(
         .max(relative_floor * mean.abs())
         .max(f64::MIN_POSITIVE.sqrt());
     let t = (value - mean) / (sd * (1.0 + 1.0 / nf).sqrt());
+    if t.is_nan() {
+        // values so large that their mean or spread overflowed: no verdict
+        return None;
+    }
     let dist = StudentsT::new(0.0, 1.0, nf - 1.0).ok()?;
-    let p = 2.0 * dist.sf(t.abs());
+    // (statrs panics on a NaN or infinite argument)
+    let p = if t.is_finite() {
+        2.0 * dist.sf(t.abs())
+    } else {
+        0.0
+    };
     let decades = if p > 0.0 {
         (-p.log10()).clamp(0.0, MAX_DECADES)
     } else {
