@@ -100,7 +100,7 @@ fn detector_scores_above_floor_on_all_files() {
     }
     // Floors for (standard, reward_low_FP_rate, reward_low_FN_rate) on all 34 files, about
     // three points under what the detector scores (`cargo run --release --example
-    // nab_eval`: 70.06, 66.09, 73.37, 40/50 windows at threshold 0.373).
+    // nab_eval`: 70.28, 66.53, 73.52, 40/50 windows at threshold 0.373).
     let floors = [
         (Profile::STANDARD, 67.0),
         (Profile::REWARD_LOW_FP, 63.0),
@@ -121,5 +121,5 @@ fn detector_scores_above_floor_on_all_files() {
     let on_a = nab::optimise(&Profile::STANDARD, &a);
     let b_at_a = nab::score_at(&Profile::STANDARD, &b, on_a.threshold);
     println!("half B at half A's threshold: {:.2}", b_at_a.normalised);
-    assert!(b_at_a.normalised >= 67.0, "{b_at_a:?}");
+    assert!(b_at_a.normalised >= 68.0, "{b_at_a:?}");
 }
