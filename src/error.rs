@@ -156,6 +156,9 @@ pub struct StoreError {
     /// value the column cannot hold), so the writer isolates the rows it refuses and puts them
     /// in the `quarantine` table instead of retrying.
     pub retryable: bool,
+    /// The store itself is gone (its SQLite file deleted or replaced): no retry and no
+    /// quarantine can help; what is held stays held.
+    gone: bool,
     message: String,
     #[source]
     source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
@@ -173,9 +176,26 @@ impl StoreError {
     pub(crate) fn retryable(message: impl Into<String>) -> Self {
         StoreError {
             retryable: true,
+            gone: false,
             message: message.into(),
             source: None,
         }
+    }
+
+    /// The store is gone (see [`StoreError::is_gone`]).
+    pub(crate) fn gone(message: impl Into<String>) -> Self {
+        StoreError {
+            retryable: false,
+            gone: true,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The store itself is gone (its SQLite file was deleted or replaced under the running
+    /// pipeline): neither a retry nor quarantining the rows can help.
+    pub fn is_gone(&self) -> bool {
+        self.gone
     }
 
     /// Classifies a diesel error: refused data is not retryable, everything else is.
@@ -195,6 +215,7 @@ impl StoreError {
         };
         StoreError {
             retryable,
+            gone: false,
             message: e.to_string(),
             source: Some(std::sync::Arc::new(e)),
         }

@@ -13,7 +13,7 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool as R2d2Pool, Poo
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::db::models::{NewEventRow, OwnedEventRow};
-use crate::error::Error;
+use crate::error::{Error, StoreError};
 use crate::messages::{Pattern, QueryPatterns, QueryWindows, WindowStats};
 use crate::model::WriteBatch;
 use crate::stats::window::WindowState;
@@ -173,11 +173,13 @@ impl<C: diesel::r2d2::R2D2Connection + 'static> StorePool<C> {
     /// A connection, after checking that the SQLite file is still the one opened (see
     /// [`check_sqlite_file_identity`]): a deleted or replaced file is an error, not writes
     /// into an unlinked inode that vanish when the last connection closes.
-    pub(crate) fn get(&self) -> Result<PooledConnection<ConnectionManager<C>>, String> {
+    pub(crate) fn get(&self) -> Result<PooledConnection<ConnectionManager<C>>, StoreError> {
         if let Some((path, opened)) = &self.file {
-            check_sqlite_file_identity(path, *opened)?;
+            check_sqlite_file_identity(path, *opened).map_err(StoreError::gone)?;
         }
-        self.pool.get().map_err(|e| e.to_string())
+        self.pool
+            .get()
+            .map_err(|e| StoreError::retryable(e.to_string()))
     }
 
     fn pseudonyms(&self) -> Pseudonyms {
@@ -327,7 +329,9 @@ fn quick_check(conn: &mut SqliteConnection) -> Result<(), String> {
     }
     let findings: Vec<Finding> = diesel::sql_query("PRAGMA quick_check(5)")
         .load(conn)
-        .map_err(|e| format!("the file is corrupt or unreadable (PRAGMA quick_check failed: {e})"))?;
+        .map_err(|e| {
+            format!("the file is corrupt or unreadable (PRAGMA quick_check failed: {e})")
+        })?;
     match findings.as_slice() {
         [only] if only.quick_check == "ok" => Ok(()),
         _ => Err(format!(
@@ -1269,7 +1273,7 @@ enum Backend {
 
 impl Pool {
     /// A connection from the pool.
-    pub(crate) fn get(&self) -> Result<Conn, String> {
+    pub(crate) fn get(&self) -> Result<Conn, StoreError> {
         match self {
             Pool::Sqlite(p) => Ok(Conn {
                 backend: Backend::Sqlite(p.get()?),
@@ -1562,7 +1566,10 @@ mod tests {
         drop(c);
         std::fs::remove_file(&path).unwrap();
         let err = pool.get().map(drop).unwrap_err();
-        assert!(err.contains("was deleted"), "{err}");
+        assert!(
+            err.is_gone() && err.to_string().contains("was deleted"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -240,7 +240,7 @@ impl WriterCore {
             return Ok(Step::Split);
         };
         if front.batch.rows() <= 1 {
-            let mut conn = self.pool.get().map_err(StoreError::retryable)?;
+            let mut conn = self.pool.get()?;
             let quarantined =
                 conn.quarantine(&self.instance_id, &front.batch, &e.to_string(), front.mark);
             self.held.push_front(front);
@@ -281,7 +281,7 @@ impl WriterCore {
         let mut run = RollupRun::default();
         let result = self.pool.get().and_then(|mut conn| {
             conn.roll_up(now, self.lateness_ms, &mut run)
-                .map_err(|e| e.to_string())
+                .map_err(StoreError::from_diesel)
         });
         Counters::add(&c.rollups_written, run.rows);
         match result {
@@ -304,7 +304,7 @@ impl WriterCore {
     /// looks them up; else writes them in one transaction. Returns how many batches at the
     /// front are now committed.
     fn attempt(&mut self, n: usize) -> Result<usize, StoreError> {
-        let mut conn = self.pool.get().map_err(StoreError::retryable)?;
+        let mut conn = self.pool.get()?;
         let Some(front) = self.held.front() else {
             return Ok(0);
         };
@@ -379,6 +379,11 @@ impl WriterCore {
                 Err(e) => e,
             };
             Counters::add(&c.db_errors, 1);
+            if e.is_gone() {
+                let rows: usize = self.held.iter().map(|p| p.batch.rows()).sum();
+                log::error!("{e}; holding {rows} rows");
+                return Err(PipelineError::Store(e));
+            }
             if !e.retryable {
                 if n > 1 {
                     n = 1; // which of the coalesced batches was refused?
@@ -434,7 +439,7 @@ impl WriterCore {
         q: &QueryWindows,
         open: Vec<WindowSnapshot>,
     ) -> Result<Vec<WindowStats>, PipelineError> {
-        let mut conn = self.pool.get().map_err(StoreError::retryable)?;
+        let mut conn = self.pool.get()?;
         let store_err = |e| PipelineError::Store(StoreError::from_diesel(e));
         let width = q.resolution.bucket_ms();
         if open.is_empty() {
@@ -487,7 +492,7 @@ impl WriterCore {
         &mut self,
         q: &QueryPatterns,
     ) -> Result<Vec<Pattern>, PipelineError> {
-        let mut conn = self.pool.get().map_err(StoreError::retryable)?;
+        let mut conn = self.pool.get()?;
         conn.query_patterns(q)
             .map_err(|e| PipelineError::Store(StoreError::from_diesel(e)))
     }
