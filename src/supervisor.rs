@@ -31,7 +31,7 @@ use crate::actors::detector::DetectorActor;
 use crate::actors::queue::QueueActor;
 use crate::actors::remains::{deliver, Remains, UNBOUNDED};
 use crate::actors::sampler::SamplerActor;
-use crate::actors::writer::{DbWriter, StopWriter};
+use crate::actors::writer::{ConnectQueue, DbWriter, StopWriter};
 use crate::aggregator::Aggregator;
 use crate::clock::Clock;
 use crate::config::{Config, Settings};
@@ -75,9 +75,10 @@ pub struct Supervisor {
     chain: Recipient<Control>,
     /// What the actors leave when torn down without `Shutdown`.
     remains: Arc<Remains>,
-    /// The writer (to stop it when the supervisor goes) and its thread.
+    /// The writer (to stop it should the stages' thread have failed).
     writer: Addr<DbWriter>,
-    writer_thread: Option<std::thread::JoinHandle<()>>,
+    /// The stages' thread and the writer's, joined when the supervisor goes.
+    threads: Vec<std::thread::JoinHandle<()>>,
     /// The timer that sends [`Control::Tick`].
     timer: Option<SpawnHandle>,
     /// Set when `Shutdown` arrives: every event after it is refused.
@@ -116,63 +117,37 @@ impl Supervisor {
             clock.clone(),
             pool.clone(),
         ));
-        // The queue and the writer send to each other: make the queue's address first.
-        let mut queue_ctx = Context::<QueueActor>::new();
-        queue_ctx.set_mailbox_capacity(UNBOUNDED);
-        let queue_addr = queue_ctx.address();
         let (writer, writer_thread) = {
             let (counters, clock, remains) = (counters.clone(), clock.clone(), remains.clone());
             let core = WriterCore::new(pool.clone(), &settings);
-            let queue = queue_addr.clone().recipient();
-            spawn_writer(move || DbWriter {
-                core,
-                counters,
-                clock,
-                queue,
-                remains,
-                write_scheduled: false,
-                shutdown: None,
-                own_address: None,
+            spawn_system_thread("eventbatch-writer", move || {
+                unbounded(DbWriter {
+                    core,
+                    counters,
+                    clock,
+                    queue: None,
+                    remains,
+                    write_scheduled: false,
+                    shutdown: None,
+                    own_address: None,
+                })
             })?
         };
-        let writer_addr = writer.clone();
-        let queue = queue_ctx.run(QueueActor::new(
-            &settings,
-            counters.clone(),
-            clock.clone(),
-            writer.clone().recipient(),
-            writer.recipient(),
-            remains.clone(),
-        ));
-        let detector = unbounded(DetectorActor {
-            detectors: Detectors::new(settings.detection.clone())
-                .with_tail(settings.watch_percentile),
-            history: pool.clone(),
-            window_ms: settings.window_ms,
-            counters: counters.clone(),
-            clock: clock.clone(),
-            write: queue.clone().recipient(),
-            next: queue.clone().recipient(),
-            remains: remains.clone(),
-        });
-        let aggregator = unbounded(AggregatorActor {
-            aggregator: Aggregator::from_settings(&settings),
-            counters: counters.clone(),
-            clock: clock.clone(),
-            records: queue.clone().recipient(),
-            write: queue.clone().recipient(),
-            detector: detector.clone().recipient(),
-            next: detector.recipient(),
-            remains: remains.clone(),
-        });
-        let sampler = unbounded(SamplerActor {
-            sampler: Sampler::from_settings(&settings),
-            counters: counters.clone(),
-            aggregator: aggregator.clone().recipient(),
-            queue: queue.recipient(),
-            next: aggregator.recipient(),
-            remains: remains.clone(),
-        });
+        let (sampler, stages_thread) = {
+            let (settings, counters, clock, remains, pool, writer) = (
+                settings.clone(),
+                counters.clone(),
+                clock.clone(),
+                remains.clone(),
+                pool.clone(),
+                writer.clone(),
+            );
+            spawn_system_thread("eventbatch-stages", move || {
+                start_stages(&settings, counters, clock, remains, pool, writer)
+            })?
+        };
+        writer.do_send(ConnectQueue(sampler.1));
+        let sampler = sampler.0;
         Ok(unbounded(Supervisor {
             config,
             settings,
@@ -183,8 +158,8 @@ impl Supervisor {
             sampler: sampler.clone().recipient(),
             chain: sampler.recipient(),
             remains,
-            writer: writer_addr,
-            writer_thread: Some(writer_thread),
+            writer,
+            threads: vec![stages_thread, writer_thread],
             timer: None,
             shutting_down: false,
         }))
@@ -262,54 +237,119 @@ impl Actor for Supervisor {
         );
     }
 
-    /// Stopped without `Shutdown` (the System is going): what is still in the intake goes to
-    /// the last flush (see `actors/remains.rs`).
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        if !self.intake.is_empty() {
-            self.remains.left().events.append(&mut self.intake);
-        }
-    }
+    /// Stopped without `Shutdown` (the System is going): `Drop` runs the shutdown.
+    fn stopped(&mut self, _: &mut Context<Self>) {}
 }
 
-/// Stops the writer when the supervisor goes without `Shutdown` (a bare System stop, or the
-/// application returning from `main`), and waits for its thread: the writer hands what it
-/// holds to the last flush (see `actors/remains.rs`). Nothing on this thread runs
-/// meanwhile, so nothing is sent to the writer while it stops.
+/// Starts the stages on the current (the stages' own) thread: queue, detector, aggregator,
+/// sampler, each wired to the next. Returns the sampler and where the writer confirms the
+/// queue's batches.
+fn start_stages(
+    settings: &Settings,
+    counters: Arc<Counters>,
+    clock: Arc<dyn Clock>,
+    remains: Arc<Remains>,
+    pool: Pool,
+    writer: Addr<DbWriter>,
+) -> (Addr<SamplerActor>, Recipient<Committed>) {
+    let queue = unbounded(QueueActor::new(
+        settings,
+        counters.clone(),
+        clock.clone(),
+        writer.clone().recipient(),
+        writer.recipient(),
+        remains.clone(),
+    ));
+    let detector = unbounded(DetectorActor {
+        detectors: Detectors::new(settings.detection.clone()).with_tail(settings.watch_percentile),
+        history: pool,
+        window_ms: settings.window_ms,
+        counters: counters.clone(),
+        clock: clock.clone(),
+        write: queue.clone().recipient(),
+        next: queue.clone().recipient(),
+        remains: remains.clone(),
+    });
+    let aggregator = unbounded(AggregatorActor {
+        aggregator: Aggregator::from_settings(settings),
+        counters: counters.clone(),
+        clock,
+        records: queue.clone().recipient(),
+        write: queue.clone().recipient(),
+        detector: detector.clone().recipient(),
+        next: detector.recipient(),
+        remains: remains.clone(),
+    });
+    let sampler = unbounded(SamplerActor {
+        sampler: Sampler::from_settings(settings),
+        counters,
+        aggregator: aggregator.clone().recipient(),
+        queue: queue.clone().recipient(),
+        next: aggregator.recipient(),
+        remains,
+    });
+    (sampler, queue.recipient())
+}
+
+/// When the supervisor goes without `Shutdown` (a bare System stop, or the application
+/// returning from `main`), it runs the shutdown: the intake and a `Shutdown` marker go down
+/// the chain, and it waits, on this thread, until the writer has answered (within the retry
+/// budget when the store fails). The stages and the writer run in Systems of their own on
+/// their own threads, so this System going does not stop them. Then it joins their threads.
 impl Drop for Supervisor {
     fn drop(&mut self) {
+        if !self.shutting_down {
+            self.shutting_down = true;
+            let (tx, mut rx) = oneshot::channel();
+            self.send_marker(Control::Shutdown(tx));
+            loop {
+                match rx.try_recv() {
+                    Ok(Ok(())) => break,
+                    Ok(Err(e)) => {
+                        log::error!("the pipeline stopped while the store is failing: {e}");
+                        break;
+                    }
+                    Err(oneshot::error::TryRecvError::Closed) => break,
+                    Err(oneshot::error::TryRecvError::Empty) => {
+                        std::thread::sleep(std::time::Duration::from_millis(1))
+                    }
+                }
+            }
+            log::info!("eventbatch pipeline flushed and stopped with its System");
+        }
+        // A no-op if the writer has stopped; ends it if the stages' thread failed.
         self.writer.do_send(StopWriter);
-        if let Some(thread) = self.writer_thread.take() {
+        for thread in self.threads.drain(..) {
             if thread.join().is_err() {
-                log::error!("the writer's thread panicked");
+                log::error!("a pipeline thread panicked");
             }
         }
     }
 }
 
-/// Starts the writer on a thread of its own, in an actix System of its own: the
-/// application's System stopping does not stop it, the supervisor does (see its `Drop`), so
-/// no message can reach the writer while it is being torn down.
-fn spawn_writer(
-    make: impl FnOnce() -> DbWriter + Send + 'static,
-) -> Result<(Addr<DbWriter>, std::thread::JoinHandle<()>), Error> {
+/// Runs `make` on a new thread inside an actix System of its own (the application's System
+/// stopping does not stop it; the supervisor does, see its `Drop`), and returns what it made.
+fn spawn_system_thread<T: Send + 'static>(
+    name: &str,
+    make: impl FnOnce() -> T + Send + 'static,
+) -> Result<(T, std::thread::JoinHandle<()>), Error> {
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
-        .name("eventbatch-writer".into())
+        .name(name.into())
         .spawn(move || {
             let system = actix::System::new();
             system.block_on(async move {
-                let writer = make();
-                let _ = tx.send(unbounded(writer));
+                let _ = tx.send(make());
             });
             if let Err(e) = system.run() {
-                log::error!("the writer's thread ended with an error: {e}");
+                log::error!("a pipeline thread ended with an error: {e}");
             }
         })
-        .map_err(|e| Error::Start(format!("cannot start the writer's thread: {e}")))?;
-    let writer = rx
+        .map_err(|e| Error::Start(format!("cannot start thread {name}: {e}")))?;
+    let made = rx
         .recv()
-        .map_err(|_| Error::Start("the writer's thread did not start".into()))?;
-    Ok((writer, thread))
+        .map_err(|_| Error::Start(format!("thread {name} did not start")))?;
+    Ok((made, thread))
 }
 
 impl Handler<TrackEvent> for Supervisor {

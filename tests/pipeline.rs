@@ -43,11 +43,9 @@ async fn records_wait_in_the_queue_until_flush() {
         )
         .await;
     }
-    let s = t.send(GetStats).await.unwrap();
-    assert_eq!(
-        (s.events_received, s.records_written, s.events_queued),
-        (5, 0, 5)
-    );
+    // the stages run on their own thread: wait until all five are queued
+    let s = wait_for(&t, |s| s.events_queued == 5).await;
+    assert_eq!((s.events_received, s.records_written), (5, 0));
     assert_eq!(db.count("events"), 0);
     let s = t.send(Flush).await.unwrap().unwrap();
     assert_eq!(s.records_written, 5);
@@ -94,6 +92,8 @@ async fn the_interval_writes_on_the_clock() {
         &db,
     );
     track(&t, TrackEvent::command("help")).await;
+    // queued (on the stages' thread) at the clock's current time
+    wait_for(&t, |s| s.events_queued == 1).await;
     t.send(Tick).await.unwrap();
     assert_eq!(t.send(GetStats).await.unwrap().records_written, 0);
     clock.advance(1000);

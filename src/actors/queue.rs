@@ -93,6 +93,9 @@ impl Actor for QueueActor {
         if queues.len() > 0 {
             self.remains.left().queues = Some(queues);
         }
+        // The queue stops last of the stages on their thread (a marker stops them in flow
+        // order): that thread's System can end.
+        System::current().stop();
     }
 }
 

@@ -24,8 +24,9 @@ pub(crate) struct DbWriter {
     pub core: WriterCore,
     pub counters: Arc<Counters>,
     pub clock: Arc<dyn Clock>,
-    /// Told what of the queue's batches is committed.
-    pub queue: Recipient<Committed>,
+    /// Told what of the queue's batches is committed (set by [`ConnectQueue`], the first
+    /// message the writer gets: the queue is started after it).
+    pub queue: Option<Recipient<Committed>>,
     pub remains: Arc<Remains>,
     /// A [`WriteHeld`] is on its way.
     pub write_scheduled: bool,
@@ -40,8 +41,8 @@ pub(crate) struct DbWriter {
 impl DbWriter {
     fn write(&mut self) -> Result<(), PipelineError> {
         let (done, result) = self.core.write_held(&self.counters);
-        if done.batches > 0 {
-            deliver(&self.queue, done, &self.remains);
+        if let (true, Some(queue)) = (done.batches > 0, &self.queue) {
+            deliver(queue, done, &self.remains);
         }
         result
     }
@@ -68,6 +69,18 @@ impl Actor for DbWriter {
         }
         // the writer's thread runs a System of its own (see `spawn_writer`)
         System::current().stop();
+    }
+}
+
+/// From the supervisor, first: where to confirm the queue's batches.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ConnectQueue(pub Recipient<Committed>);
+
+impl Handler<ConnectQueue> for DbWriter {
+    type Result = ();
+    fn handle(&mut self, ConnectQueue(queue): ConnectQueue, _: &mut Context<Self>) {
+        self.queue = Some(queue);
     }
 }
 
