@@ -126,6 +126,10 @@ pub(crate) struct Counters {
     pub windows_open: AtomicU64,
     pub patterns_detected: AtomicU64,
     pub actors_running: AtomicU64,
+    /// Records the queue has taken in (queued or dropped), ever: with the others, bounds how
+    /// many records can still reach the queue (see the supervisor's `TrackBatch`). Added to
+    /// with `Release` after `queued`, read with `Acquire` before it.
+    pub admitted: AtomicU64,
     pub rows_quarantined: AtomicU64,
     pub events_quarantined: AtomicU64,
 }

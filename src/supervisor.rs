@@ -194,6 +194,22 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Whether `accepted` more events could make the queue's overflow policy drop records:
+    /// true unless every event not yet past the queue, as if each became a record, plus the
+    /// records queued or in flight, plus these, fit under `max_queued_events`. When false a
+    /// `TrackBatch` answers at once with `dropped: 0`; when true it waits for the queue.
+    fn may_overflow(&self, accepted: usize) -> bool {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed};
+        let c = &self.counters;
+        let admitted = c.admitted.load(Acquire);
+        let queued = c.queued.load(Relaxed);
+        let settled = c.sampled_out.load(Relaxed) + c.aggregated.load(Relaxed) + admitted;
+        let accepted_so_far = c.received.load(Relaxed) - c.rejected.load(Relaxed);
+        let on_the_way = accepted_so_far.saturating_sub(settled);
+        queued + on_the_way > self.settings.max_queued_events.get() as u64
+            || accepted as u64 > self.settings.max_queued_events.get() as u64
+    }
+
     /// (Re)arms the timer: a tick four times per batch interval, so the interval is kept to
     /// within a quarter of itself.
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
@@ -381,21 +397,32 @@ impl Handler<TrackBatch> for Supervisor {
 
     /// Answers once the batch has passed the queue, so the ack can say how many of its
     /// records the overflow policy dropped.
-    fn handle(&mut self, batch: TrackBatch, _: &mut Context<Self>) -> Self::Result {
+    fn handle(
+        &mut self,
+        TrackBatch(mut events): TrackBatch,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let n = events.len();
+        Counters::add(&self.counters.received, n as u64);
         if self.shutting_down {
-            let n = batch.0.len() as u64;
-            Counters::add(&self.counters.received, n);
-            Counters::add(&self.counters.rejected, n);
+            Counters::add(&self.counters.rejected, n as u64);
             return Box::pin(async { Err(TrackError::ShutDown) });
         }
         let now = self.clock.now_ms();
-        Counters::add(&self.counters.received, batch.0.len() as u64);
-        let mut ack = BatchAck::default();
-        for event in batch.0 {
-            match self.accept(event, now) {
-                Ok(()) => ack.accepted += 1,
-                Err(_) => ack.rejected += 1,
-            }
+        // validated in place: the batch travels on as it came, without copying its events
+        events.retain_mut(|e| e.validate(now).is_ok());
+        let mut ack = BatchAck {
+            accepted: events.len(),
+            rejected: n - events.len(),
+            dropped: 0,
+        };
+        Counters::add(&self.counters.rejected, ack.rejected as u64);
+        self.forward_intake();
+        if !events.is_empty() {
+            deliver(&self.sampler, Events(events), &self.remains);
+        }
+        if !self.may_overflow(ack.accepted) {
+            return Box::pin(async move { Ok(ack) });
         }
         let admitted = self.ask(Control::Admitted);
         Box::pin(async move {

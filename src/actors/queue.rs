@@ -113,6 +113,8 @@ impl Handler<Records> for QueueActor {
         }
         // `queued` counts records in the queues or in flight: add the newcomers that stayed.
         Counters::add(&c.queued, added - dropped);
+        c.admitted
+            .fetch_add(added, std::sync::atomic::Ordering::Release);
         if dropped > 0 {
             self.dropped_since_admitted += dropped as usize;
             Counters::add(&c.dropped, dropped);
