@@ -42,6 +42,7 @@ use crate::detector::Detectors;
 use crate::error::{ConfigError, Error, PipelineError, TrackError};
 use crate::event::TrackEvent;
 use crate::messages::*;
+use crate::messages::{Closed, Records, Write};
 use crate::sampler::Sampler;
 
 /// Most validated events handed to the sampler in one message.
@@ -77,6 +78,9 @@ pub struct Supervisor {
     remains: Arc<Remains>,
     /// The writer (to stop it should the stages' thread have failed).
     writer: Addr<DbWriter>,
+    /// The first of the stages on their own thread (the detector), for a shutdown when the
+    /// stages on this thread are already gone (see `Drop`).
+    back: Recipient<Control>,
     /// The stages' thread and the writer's, joined when the supervisor goes.
     threads: Vec<std::thread::JoinHandle<()>>,
     /// The timer that sends [`Control::Tick`].
@@ -133,7 +137,7 @@ impl Supervisor {
                 })
             })?
         };
-        let (sampler, stages_thread) = {
+        let (back, stages_thread) = {
             let (settings, counters, clock, remains, pool, writer) = (
                 settings.clone(),
                 counters.clone(),
@@ -143,11 +147,28 @@ impl Supervisor {
                 writer.clone(),
             );
             spawn_system_thread("eventbatch-stages", move || {
-                start_stages(&settings, counters, clock, remains, pool, writer)
+                start_back_stages(&settings, counters, clock, remains, pool, writer)
             })?
         };
-        writer.do_send(ConnectQueue(sampler.1));
-        let sampler = sampler.0;
+        writer.do_send(ConnectQueue(back.committed.clone()));
+        let aggregator = unbounded(AggregatorActor {
+            aggregator: Aggregator::from_settings(&settings),
+            counters: counters.clone(),
+            clock: clock.clone(),
+            records: back.records.clone(),
+            write: back.write.clone(),
+            detector: back.closed.clone(),
+            next: back.control.clone(),
+            remains: remains.clone(),
+        });
+        let sampler = unbounded(SamplerActor {
+            sampler: Sampler::from_settings(&settings),
+            counters: counters.clone(),
+            aggregator: aggregator.clone().recipient(),
+            queue: back.records.clone(),
+            next: aggregator.recipient(),
+            remains: remains.clone(),
+        });
         Ok(unbounded(Supervisor {
             config,
             settings,
@@ -159,6 +180,7 @@ impl Supervisor {
             chain: sampler.recipient(),
             remains,
             writer,
+            back: back.control,
             threads: vec![stages_thread, writer_thread],
             timer: None,
             shutting_down: false,
@@ -257,17 +279,28 @@ impl Actor for Supervisor {
     fn stopped(&mut self, _: &mut Context<Self>) {}
 }
 
-/// Starts the stages on the current (the stages' own) thread: queue, detector, aggregator,
-/// sampler, each wired to the next. Returns the sampler and where the writer confirms the
-/// queue's batches.
-fn start_stages(
+/// Where the stages on their own thread take their input.
+struct BackStages {
+    records: Recipient<Records>,
+    write: Recipient<Write>,
+    closed: Recipient<Closed>,
+    /// The detector's: markers enter the back stages there.
+    control: Recipient<Control>,
+    committed: Recipient<Committed>,
+}
+
+/// Starts the back stages on the current (their own) thread: the queue and the detector.
+/// The sampler and the aggregator run on the application's thread, where the events are
+/// (cache-hot, and nothing crosses threads per event); what crosses is compact: records,
+/// closed windows, row batches.
+fn start_back_stages(
     settings: &Settings,
     counters: Arc<Counters>,
     clock: Arc<dyn Clock>,
     remains: Arc<Remains>,
     pool: Pool,
     writer: Addr<DbWriter>,
-) -> (Addr<SamplerActor>, Recipient<Committed>) {
+) -> BackStages {
     let queue = unbounded(QueueActor::new(
         settings,
         counters.clone(),
@@ -280,31 +313,19 @@ fn start_stages(
         detectors: Detectors::new(settings.detection.clone()).with_tail(settings.watch_percentile),
         history: pool,
         window_ms: settings.window_ms,
-        counters: counters.clone(),
-        clock: clock.clone(),
+        counters,
+        clock,
         write: queue.clone().recipient(),
         next: queue.clone().recipient(),
-        remains: remains.clone(),
-    });
-    let aggregator = unbounded(AggregatorActor {
-        aggregator: Aggregator::from_settings(settings),
-        counters: counters.clone(),
-        clock,
-        records: queue.clone().recipient(),
-        write: queue.clone().recipient(),
-        detector: detector.clone().recipient(),
-        next: detector.recipient(),
-        remains: remains.clone(),
-    });
-    let sampler = unbounded(SamplerActor {
-        sampler: Sampler::from_settings(settings),
-        counters,
-        aggregator: aggregator.clone().recipient(),
-        queue: queue.clone().recipient(),
-        next: aggregator.recipient(),
         remains,
     });
-    (sampler, queue.recipient())
+    BackStages {
+        records: queue.clone().recipient(),
+        write: queue.clone().recipient(),
+        closed: detector.clone().recipient(),
+        control: detector.recipient(),
+        committed: queue.recipient(),
+    }
 }
 
 /// When the supervisor goes without `Shutdown` (a bare System stop, or the application
@@ -316,20 +337,14 @@ impl Drop for Supervisor {
     fn drop(&mut self) {
         if !self.shutting_down {
             self.shutting_down = true;
-            let (tx, mut rx) = oneshot::channel();
-            self.send_marker(Control::Shutdown(tx));
-            loop {
-                match rx.try_recv() {
-                    Ok(Ok(())) => break,
-                    Ok(Err(e)) => {
-                        log::error!("the pipeline stopped while the store is failing: {e}");
-                        break;
-                    }
-                    Err(oneshot::error::TryRecvError::Closed) => break,
-                    Err(oneshot::error::TryRecvError::Empty) => {
-                        std::thread::sleep(std::time::Duration::from_millis(1))
-                    }
-                }
+            self.forward_intake();
+            // Through the whole chain; if the stages on this thread are already gone (the
+            // System is tearing them down: they handed their state to `Remains`), through
+            // the back stages, so the stages' and the writer's threads stop.
+            let chain = self.chain.clone();
+            if !shut_down_through(&chain, &self.remains) {
+                let back = self.back.clone();
+                shut_down_through(&back, &self.remains);
             }
             log::info!("eventbatch pipeline flushed and stopped with its System");
         }
@@ -338,6 +353,26 @@ impl Drop for Supervisor {
         for thread in self.threads.drain(..) {
             if thread.join().is_err() {
                 log::error!("a pipeline thread panicked");
+            }
+        }
+    }
+}
+
+/// Sends a `Shutdown` marker to `first` and waits (blocking this thread) for the writer's
+/// answer. False if the marker could not get through (a stage on the way is gone).
+fn shut_down_through(first: &Recipient<Control>, remains: &Remains) -> bool {
+    let (tx, mut rx) = oneshot::channel();
+    deliver(first, Control::Shutdown(tx), remains);
+    loop {
+        match rx.try_recv() {
+            Ok(Ok(())) => return true,
+            Ok(Err(e)) => {
+                log::error!("the pipeline stopped while the store is failing: {e}");
+                return true;
+            }
+            Err(oneshot::error::TryRecvError::Closed) => return false,
+            Err(oneshot::error::TryRecvError::Empty) => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
             }
         }
     }
