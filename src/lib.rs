@@ -76,6 +76,7 @@ mod actors;
 mod aggregator;
 mod clock;
 mod config;
+mod config_file;
 mod counters;
 pub mod csv_detect;
 pub mod db;
@@ -96,6 +97,7 @@ use std::sync::Arc;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, ConfigPatch, Settings};
+pub use config_file::ENV_PREFIX;
 pub use counters::Stats;
 pub use db::Store;
 pub use error::{ConfigError, Error, PipelineError, Result, TrackError};

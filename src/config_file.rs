@@ -1,0 +1,192 @@
+//! Loading a [`Config`] from a TOML file and from `EVENTBATCH_*` environment variables, with the
+//! same validation (and the same [`ConfigError`]s) as [`Config::validate`].
+//!
+//! ```
+//! let config = eventbatch::Config::from_toml_str("max_batch_size = 500\n[detection]\nspike_ratio = 3.0\n")?;
+//! assert_eq!(config.max_batch_size, 500);
+//! let config = config.with_overrides([("EVENTBATCH_BATCH_INTERVAL_MS", "250")])?;
+//! assert_eq!(config.batch_interval_ms, 250);
+//! # Ok::<(), eventbatch::ConfigError>(())
+//! ```
+
+use std::path::Path;
+
+use crate::config::Config;
+use crate::error::ConfigError;
+
+/// The prefix of the environment variables [`Config::with_env_overrides`] reads.
+pub const ENV_PREFIX: &str = "EVENTBATCH_";
+
+/// Fields that hold text and are absent from a serialized default (`None`).
+const OPTIONAL_TEXT: [&str; 2] = ["instance_id", "identity_key"];
+
+impl Config {
+    /// A configuration from TOML text: every field optional (defaults as [`Config::default`]),
+    /// unknown fields refused, then validated.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::new("config", "(TOML)", e.message().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`Config::from_toml_str`] of a file's content.
+    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("config file", path.display(), e.to_string()))?;
+        Config::from_toml_str(&text).map_err(|e| match e.field.as_str() {
+            "config" => ConfigError::new("config file", path.display(), e.reason),
+            _ => e,
+        })
+    }
+
+    /// This configuration as TOML, every field with its value (the key is never written).
+    pub fn to_toml(&self) -> String {
+        let shown = Config {
+            identity_key: None,
+            ..self.clone()
+        };
+        toml::to_string(&shown).unwrap_or_default()
+    }
+
+    /// This configuration with the `EVENTBATCH_*` environment variables applied, then validated:
+    /// `EVENTBATCH_MAX_BATCH_SIZE=500`, `EVENTBATCH_DETECTION_SPIKE_RATIO=3`,
+    /// `EVENTBATCH_SAMPLING_RATES='{ "help" = 0.1 }'` (a TOML inline table).
+    pub fn with_env_overrides(self) -> Result<Config, ConfigError> {
+        self.with_overrides(std::env::vars().filter(|(k, _)| k.starts_with(ENV_PREFIX)))
+    }
+
+    /// [`Config::with_env_overrides`] with the variables given (name, value).
+    pub fn with_overrides<K: AsRef<str>, V: AsRef<str>>(
+        self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = toml::Table::try_from(&self)
+            .map_err(|e| ConfigError::new("config", "(current)", e.to_string()))?;
+        for (name, value) in vars {
+            let (name, value) = (name.as_ref(), value.as_ref());
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            set(&mut table, &key, name, value)?;
+        }
+        let config: Config = table.try_into().map_err(|e: toml::de::Error| {
+            ConfigError::new("config", "(environment)", e.message().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Sets `key` (a top-level field, or `detection_<field>`) from an environment value, typed
+/// like the field it replaces.
+fn set(table: &mut toml::Table, key: &str, name: &str, value: &str) -> Result<(), ConfigError> {
+    if OPTIONAL_TEXT.contains(&key) {
+        table.insert(key.to_string(), toml::Value::String(value.to_string()));
+        return Ok(());
+    }
+    if let Some(current) = table.get(key) {
+        let parsed = typed_like(current, value).ok_or_else(|| bad(name, key, value))?;
+        table.insert(key.to_string(), parsed);
+        return Ok(());
+    }
+    if let Some(field) = key.strip_prefix("detection_") {
+        if let Some(toml::Value::Table(detection)) = table.get_mut("detection") {
+            if let Some(current) = detection.get(field) {
+                let parsed = typed_like(current, value).ok_or_else(|| bad(name, key, value))?;
+                detection.insert(field.to_string(), parsed);
+                return Ok(());
+            }
+        }
+    }
+    Err(ConfigError::new(name, value, "no such configuration field"))
+}
+
+fn bad(name: &str, key: &str, value: &str) -> ConfigError {
+    ConfigError::new(name, value, format!("not a valid value for {key}"))
+}
+
+/// `value` parsed as the same TOML type as `current`.
+fn typed_like(current: &toml::Value, value: &str) -> Option<toml::Value> {
+    use toml::Value as V;
+    Some(match current {
+        V::Integer(_) => V::Integer(value.trim().parse().ok()?),
+        V::Float(_) => V::Float(value.trim().parse().ok()?),
+        V::Boolean(_) => V::Boolean(value.trim().parse().ok()?),
+        V::String(_) => V::String(value.to_string()),
+        V::Table(_) => {
+            let wrapped: toml::Table = toml::from_str(&format!("v = {value}")).ok()?;
+            wrapped.get("v")?.clone()
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_round_trips_through_toml() {
+        let config = Config {
+            max_batch_size: 250,
+            instance_id: Some("api-1".into()),
+            ..Config::default()
+        };
+        let text = config.to_toml();
+        assert_eq!(Config::from_toml_str(&text).unwrap().max_batch_size, 250);
+        assert!(Config::from_toml_str(&Config::default().to_toml()).is_ok());
+    }
+
+    #[test]
+    fn files_are_validated_like_code() {
+        let e = Config::from_toml_str("max_batch_size = 0").unwrap_err();
+        assert_eq!(e.field, "max_batch_size");
+        let e = Config::from_toml_str("max_batch_sise = 10").unwrap_err();
+        assert!(e.reason.contains("max_batch_sise"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eventbatch.toml");
+        std::fs::write(
+            &path,
+            "batch_interval_ms = 250\n[sampling_rates]\nhelp = 0.5\n",
+        )
+        .unwrap();
+        let c = Config::from_toml_file(&path).unwrap();
+        assert_eq!((c.batch_interval_ms, c.sampling_rates["help"]), (250, 0.5));
+        let e = Config::from_toml_file(dir.path().join("missing.toml")).unwrap_err();
+        assert_eq!(e.field, "config file");
+    }
+
+    #[test]
+    fn environment_overrides_are_typed_and_validated() {
+        let c = Config::default()
+            .with_overrides([
+                ("EVENTBATCH_MAX_BATCH_SIZE", "500"),
+                ("EVENTBATCH_ROLLUPS", "false"),
+                ("EVENTBATCH_DETECTION_SPIKE_RATIO", "3.5"),
+                ("EVENTBATCH_INSTANCE_ID", "api-2"),
+                ("EVENTBATCH_SAMPLING_RATES", "{ \"help\" = 0.25 }"),
+                ("OTHER_VAR", "ignored"),
+            ])
+            .unwrap();
+        assert_eq!(c.max_batch_size, 500);
+        assert!(!c.rollups);
+        assert_eq!(c.detection.spike_ratio, 3.5);
+        assert_eq!(c.instance_id.as_deref(), Some("api-2"));
+        assert_eq!(c.sampling_rates["help"], 0.25);
+        let e = Config::default()
+            .with_overrides([("EVENTBATCH_MAX_BATCH_SIZE", "lots")])
+            .unwrap_err();
+        assert_eq!(e.field, "EVENTBATCH_MAX_BATCH_SIZE");
+        let e = Config::default()
+            .with_overrides([("EVENTBATCH_MAX_BATCH_SIZE", "0")])
+            .unwrap_err();
+        assert_eq!(e.field, "max_batch_size");
+        let e = Config::default()
+            .with_overrides([("EVENTBATCH_NO_SUCH", "1")])
+            .unwrap_err();
+        assert!(e.reason.contains("no such"));
+    }
+}
