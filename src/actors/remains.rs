@@ -189,8 +189,7 @@ impl Remains {
         match writer.write_held(c).1 {
             Ok(()) => log::info!("pipeline flushed on stop"),
             Err(e) => {
-                let lost = writer.held_events();
-                Counters::add(&c.dropped, lost);
+                let lost = writer.abandon_held(c);
                 log::error!(
                     "pipeline stopped while the store is failing: {lost} events not written ({e})"
                 );

@@ -133,6 +133,12 @@ impl Handler<Control> for DbWriter {
             }
             Control::Shutdown(reply) => {
                 let result = self.write();
+                if let Err(e) = &result {
+                    // the retry budget is spent: what is still held is lost, and counted so
+                    // before the answer (the answer's Stats keep the conservation laws)
+                    let lost = self.core.abandon_held(&self.counters);
+                    log::error!("pipeline stopped while the store is failing: {lost} events not written ({e})");
+                }
                 self.shutdown = Some((reply, result));
                 ctx.stop();
             }

@@ -429,6 +429,34 @@ impl WriterCore {
             .sum()
     }
 
+    /// Gives up everything held (the store kept failing through the retry budget while the
+    /// pipeline stops), keeping the counters' laws: records held are counted dropped and leave
+    /// `events_queued`; events folded into held windows and error counts move from
+    /// `events_aggregated` to `events_dropped`. Returns the events given up.
+    pub(crate) fn abandon_held(&mut self, c: &Counters) -> u64 {
+        let (mut records, mut folded) = (0u64, 0u64);
+        for Pending { batch: b, .. } in self.held.drain(..) {
+            records += b.records.len() as u64;
+            folded += b
+                .windows
+                .iter()
+                .filter(|w| w.is_final)
+                .map(|w| w.state.count())
+                .sum::<u64>();
+            // the first of each hash in a window is a record, the rest are folded
+            folded += b
+                .errors
+                .iter()
+                .filter(|e| e.is_final)
+                .map(|e| e.count.saturating_sub(1))
+                .sum::<u64>();
+        }
+        Counters::sub(&c.queued, records);
+        Counters::sub(&c.aggregated, folded);
+        Counters::add(&c.dropped, records + folded);
+        records + folded
+    }
+
     /// The windows of one series: what the store holds, merged over instances, with the open
     /// windows (`open`, this instance's, in memory) merged in. Writes nothing.
     ///
