@@ -77,6 +77,10 @@ pub struct Config {
     /// The tail percentile the detector watches besides the window mean: 90, 95 or 99, or 0
     /// for the mean only. A tail finding is its own pattern, its description starting `p99:`.
     pub watch_percentile: u8,
+    /// How often (ms) the pipeline logs one line of its batching metrics (events in, kept,
+    /// rows and transactions written, write reduction, queued, open windows, errors) at
+    /// `info` level, the guide's "log batching metrics every minute"; 0: never.
+    pub stats_log_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -98,6 +102,7 @@ impl Default for Config {
             rollups: true,
             rollup_interval_ms: 60_000,
             watch_percentile: 99,
+            stats_log_interval_ms: 60_000,
         }
     }
 }
@@ -140,6 +145,8 @@ pub struct ConfigPatch {
     pub rollup_interval_ms: Option<u64>,
     /// See [`Config::watch_percentile`].
     pub watch_percentile: Option<u8>,
+    /// See [`Config::stats_log_interval_ms`].
+    pub stats_log_interval_ms: Option<u64>,
 }
 
 impl Config {
@@ -191,7 +198,8 @@ impl Config {
             detection,
             rollups,
             rollup_interval_ms,
-            watch_percentile
+            watch_percentile,
+            stats_log_interval_ms
         );
         if let Some(key) = &patch.identity_key {
             next.identity_key = Some(key.clone());
@@ -304,6 +312,8 @@ pub struct Settings {
     pub rollup_interval_ms: i64,
     /// See [`Config::watch_percentile`]; `None` for 0.
     pub watch_percentile: Option<u8>,
+    /// See [`Config::stats_log_interval_ms`]; `None` for 0.
+    pub stats_log_interval: Option<Duration>,
 }
 
 /// Largest accepted window or interval: one week, so `i64` ms arithmetic never overflows.
@@ -398,6 +408,7 @@ impl Settings {
                 ))
             }
         };
+        let stats_log = millis("stats_log_interval_ms", c.stats_log_interval_ms, true, WEEK)?;
         let instance_id = match &c.instance_id {
             Some(id) => check_instance_id(id)?,
             None => crate::util::random_instance_id(),
@@ -427,6 +438,7 @@ impl Settings {
             rollups: c.rollups,
             rollup_interval_ms: rollup_interval as i64,
             watch_percentile,
+            stats_log_interval: (stats_log > 0).then(|| Duration::from_millis(stats_log)),
         })
     }
 }

@@ -85,6 +85,8 @@ pub struct Supervisor {
     threads: Vec<std::thread::JoinHandle<()>>,
     /// The timer that sends [`Control::Tick`].
     timer: Option<SpawnHandle>,
+    /// The timer that logs the batching metrics (`stats_log_interval_ms`).
+    stats_timer: Option<SpawnHandle>,
     /// Set when `Shutdown` arrives: every event after it is refused.
     shutting_down: bool,
 }
@@ -183,6 +185,7 @@ impl Supervisor {
             back: back.control,
             threads: vec![stages_thread, writer_thread],
             timer: None,
+            stats_timer: None,
             shutting_down: false,
         }))
     }
@@ -245,6 +248,14 @@ impl Supervisor {
         }
         let period = (self.settings.batch_interval / 4).max(std::time::Duration::from_millis(1));
         self.timer = Some(ctx.run_interval(period, |act, _| act.send_marker(Control::Tick)));
+        if let Some(handle) = self.stats_timer.take() {
+            ctx.cancel_future(handle);
+        }
+        if let Some(every) = self.settings.stats_log_interval {
+            self.stats_timer = Some(ctx.run_interval(every, |act, _| {
+                log::info!("{}", batching_line(&act.counters.snapshot()))
+            }));
+        }
     }
 
     /// A marker whose answer comes back through a channel, as a future of the answer.
@@ -326,6 +337,24 @@ fn start_back_stages(
         control: detector.recipient(),
         committed: queue.recipient(),
     }
+}
+
+/// One line of batching metrics, for the periodic log (`stats_log_interval_ms`).
+fn batching_line(s: &Stats) -> String {
+    format!(
+        "eventbatch: {} events in ({} kept, {} rejected, {} sampled out), {} rows in {} transactions (write reduction {:.1}%), {} queued, {} windows open, {} dropped, {} db errors",
+        s.events_received,
+        s.events_kept,
+        s.events_rejected,
+        s.events_sampled_out,
+        s.rows_written,
+        s.transactions,
+        s.write_reduction() * 100.0,
+        s.events_queued,
+        s.windows_open,
+        s.events_dropped,
+        s.db_errors
+    )
 }
 
 /// When the supervisor goes without `Shutdown` (a bare System stop, or the application
@@ -492,7 +521,8 @@ impl Handler<Configure> for Supervisor {
         // the instance id stays the one in force (generated at start when not configured)
         settings.instance_id = self.settings.instance_id.clone();
         log::info!("configuration changed: {patch:?}");
-        let interval_changed = settings.batch_interval != self.settings.batch_interval;
+        let interval_changed = settings.batch_interval != self.settings.batch_interval
+            || settings.stats_log_interval != self.settings.stats_log_interval;
         self.settings = Arc::new(settings);
         self.config = next.clone();
         self.remains.set_settings(self.settings.clone());
@@ -565,5 +595,27 @@ impl Handler<Shutdown> for Supervisor {
             ctx.stop();
             act.counters.snapshot()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_periodic_line_says_what_was_batched() {
+        let s = Stats {
+            events_received: 1000,
+            events_kept: 990,
+            rows_written: 50,
+            transactions: 3,
+            ..Stats::default()
+        };
+        let line = batching_line(&s);
+        assert!(line.contains("1000 events in (990 kept"), "{line}");
+        assert!(
+            line.contains("50 rows in 3 transactions (write reduction 95.0%)"),
+            "{line}"
+        );
     }
 }
