@@ -339,6 +339,25 @@ fn start_back_stages(
     }
 }
 
+/// A future that is pending once (waking itself), then ready: a turn for the other actors
+/// of this thread.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
 /// One line of batching metrics, for the periodic log (`stats_log_interval_ms`).
 fn batching_line(s: &Stats) -> String {
     format!(
@@ -440,6 +459,9 @@ impl Handler<TrackEvent> for Supervisor {
         self.accept(event, self.clock.now_ms())?;
         if self.intake.len() >= INTAKE_BATCH {
             self.forward_intake();
+            // Let the stages behind run on this batch before the mailbox is read on, so a
+            // long burst is processed (and written, on the other threads) while it arrives.
+            ctx.wait(actix::fut::wrap_future(YieldOnce(false)));
         } else if !self.intake_scheduled {
             self.intake_scheduled = true;
             ctx.notify(ForwardIntake);
