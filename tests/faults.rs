@@ -520,3 +520,50 @@ async fn a_sqlite_file_replaced_under_a_running_pipeline_fails_the_flush() {
     // kind of mix-up that refusing to write avoids adding to)
     assert_eq!(db.count("events WHERE name = 'after'"), 0);
 }
+
+#[actix_rt::test]
+async fn extreme_but_finite_samples_give_finite_windows_and_writes_keep_flowing() {
+    let db = TempDb::new();
+    let t = start_at_t0(config("extreme"), db.store());
+    let series: [(&str, &[f64]); 3] = [
+        ("nan_mean_before", &[1e308, -1e308, 1e308]),
+        ("inf_stddev_before", &[1e200, -1e200]),
+        ("inf_sum_before", &[1e308, 1e308]),
+    ];
+    for (metric, values) in series {
+        for &v in values {
+            t.send(TrackEvent::performance(metric, v).at(T0))
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{metric} {v}: {e}"));
+        }
+    }
+    for i in 0..1000 {
+        t.send(TrackEvent::command("after").at(T0 + i))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let s = t.send(Flush).await.unwrap().unwrap();
+    conservation(&s);
+    assert_eq!((s.db_errors, s.rows_quarantined), (0, 0), "{s:?}");
+    assert_eq!(db.count("events WHERE name = 'after'"), 1000);
+    for (metric, values) in series {
+        let w = t.send(QueryWindows::metric(metric)).await.unwrap().unwrap();
+        assert_eq!(w.len(), 1, "{metric}");
+        let w = &w[0];
+        assert_eq!(w.count, values.len() as u64, "{metric}: read back whole");
+        for (name, x) in [
+            ("sum", w.sum),
+            ("mean", w.mean),
+            ("stddev", w.stddev),
+            ("p50", w.p50),
+            ("p99", w.p99),
+        ] {
+            assert!(x.is_finite(), "{metric}: {name} = {x}");
+        }
+        assert!(w.min <= w.mean && w.mean <= w.max, "{metric}: {w:?}");
+    }
+    let s = t.send(Shutdown).await.unwrap();
+    conservation(&s);
+}
