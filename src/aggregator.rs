@@ -62,6 +62,9 @@ pub(crate) struct Output {
     pub closed: Vec<ClosedWindow>,
     /// Events folded into windows or counts (not written as records).
     pub aggregated: u64,
+    /// Samples of new series refused because `max_open_series` series were open (counted
+    /// in `events_dropped`).
+    pub dropped: u64,
 }
 
 /// Per-series event-time windows and per-hash error counts.
@@ -82,7 +85,12 @@ pub(crate) struct Aggregator {
     next_epoch: u64,
     key_buf: String,
     open: usize,
+    /// Most series with open windows; a sample of a new series beyond it is dropped.
+    max_series: usize,
 }
+
+/// Default of `Config::max_open_series`.
+pub(crate) const DEFAULT_MAX_OPEN_SERIES: usize = 200_000;
 
 impl Aggregator {
     pub(crate) fn new(window_ms: i64, lateness_ms: i64) -> Self {
@@ -97,11 +105,27 @@ impl Aggregator {
             next_epoch: 1,
             key_buf: String::new(),
             open: 0,
+            max_series: DEFAULT_MAX_OPEN_SERIES,
         }
     }
 
+    pub(crate) fn set_max_series(&mut self, max_series: usize) {
+        self.max_series = max_series;
+    }
+
+    /// Series with open windows.
+    pub(crate) fn open_series(&self) -> usize {
+        self.series.len()
+    }
+
+    /// At most this many series with open windows (see [`Output::dropped`]).
+    pub(crate) fn with_max_series(mut self, max_series: usize) -> Self {
+        self.max_series = max_series;
+        self
+    }
+
     pub(crate) fn from_settings(s: &Settings) -> Self {
-        Aggregator::new(s.window_ms, s.allowed_lateness_ms)
+        Aggregator::new(s.window_ms, s.allowed_lateness_ms).with_max_series(s.max_open_series)
     }
 
     pub(crate) fn set_lateness(&mut self, lateness_ms: i64) {
@@ -178,6 +202,10 @@ impl Aggregator {
                     self.key_buf.push_str(c);
                 }
                 if !self.series.contains_key(self.key_buf.as_str()) {
+                    if self.series.len() >= self.max_series {
+                        out.dropped += 1;
+                        return;
+                    }
                     let series = Series {
                         metric: self.key_buf[..metric_len].to_string(),
                         context: e.context.clone(),
@@ -533,5 +561,27 @@ mod tests {
         assert_eq!(out.windows[0].series, "datastore.save.conversation");
         assert_eq!(out.windows[0].metric, "datastore.save");
         assert_eq!(out.windows[0].context.as_deref(), Some("conversation"));
+    }
+
+    #[test]
+    fn samples_of_new_series_beyond_the_cap_are_dropped_and_counted() {
+        let mut a = Aggregator::new(60_000, 0).with_max_series(2);
+        let mut out = Output::default();
+        for name in ["a", "b", "c", "a"] {
+            a.observe(
+                kept(TrackEvent::performance(name, 1.0).at(T0), 1.0),
+                T0,
+                &mut out,
+            );
+        }
+        assert_eq!((out.aggregated, out.dropped), (3, 1));
+        assert_eq!(a.open_series(), 2);
+        a.close_due(T0, true, &mut out);
+        a.observe(
+            kept(TrackEvent::performance("c", 1.0).at(T0), 1.0),
+            T0,
+            &mut out,
+        );
+        assert_eq!(out.dropped, 1, "closed series leave room");
     }
 }

@@ -81,6 +81,10 @@ pub struct Config {
     /// rows and transactions written, write reduction, queued, open windows, errors) at
     /// `info` level, the guide's "log batching metrics every minute"; 0: never.
     pub stats_log_interval_ms: u64,
+    /// Most metric series with open windows at once (memory: about 2.6 KB per open series
+    /// at the default window). A sample of a new series beyond it is dropped, counted in
+    /// `Stats::events_dropped` and logged; series whose windows closed do not count.
+    pub max_open_series: usize,
 }
 
 impl Default for Config {
@@ -103,6 +107,7 @@ impl Default for Config {
             rollup_interval_ms: 60_000,
             watch_percentile: 99,
             stats_log_interval_ms: 60_000,
+            max_open_series: crate::aggregator::DEFAULT_MAX_OPEN_SERIES,
         }
     }
 }
@@ -147,6 +152,8 @@ pub struct ConfigPatch {
     pub watch_percentile: Option<u8>,
     /// See [`Config::stats_log_interval_ms`].
     pub stats_log_interval_ms: Option<u64>,
+    /// See [`Config::max_open_series`].
+    pub max_open_series: Option<usize>,
 }
 
 impl Config {
@@ -199,7 +206,8 @@ impl Config {
             rollups,
             rollup_interval_ms,
             watch_percentile,
-            stats_log_interval_ms
+            stats_log_interval_ms,
+            max_open_series
         );
         if let Some(key) = &patch.identity_key {
             next.identity_key = Some(key.clone());
@@ -314,6 +322,8 @@ pub struct Settings {
     pub watch_percentile: Option<u8>,
     /// See [`Config::stats_log_interval_ms`]; `None` for 0.
     pub stats_log_interval: Option<Duration>,
+    /// See [`Config::max_open_series`] (1 to 10,000,000).
+    pub max_open_series: usize,
 }
 
 /// Largest accepted window or interval: one week, so `i64` ms arithmetic never overflows.
@@ -409,6 +419,7 @@ impl Settings {
             }
         };
         let stats_log = millis("stats_log_interval_ms", c.stats_log_interval_ms, true, WEEK)?;
+        let max_open_series = count("max_open_series", c.max_open_series, MAX_QUEUED_EVENTS)?;
         let instance_id = match &c.instance_id {
             Some(id) => check_instance_id(id)?,
             None => crate::util::random_instance_id(),
@@ -439,6 +450,7 @@ impl Settings {
             rollup_interval_ms: rollup_interval as i64,
             watch_percentile,
             stats_log_interval: (stats_log > 0).then(|| Duration::from_millis(stats_log)),
+            max_open_series: max_open_series.get(),
         })
     }
 }

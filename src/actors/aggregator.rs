@@ -33,6 +33,14 @@ impl AggregatorActor {
     fn emit(&mut self, out: Output) {
         let c = &self.counters;
         Counters::add(&c.aggregated, out.aggregated);
+        if out.dropped > 0 {
+            Counters::add(&c.dropped, out.dropped);
+            log::warn!(
+                "{} open series (max_open_series): dropped {} samples of new series",
+                self.aggregator.open_series(),
+                out.dropped
+            );
+        }
         c.windows_open
             .store(self.aggregator.open_windows() as u64, Relaxed);
         if !out.records.is_empty() {
@@ -104,7 +112,10 @@ impl Handler<Control> for AggregatorActor {
                     self.aggregator
                         .open_copies(&q.query.series(), q.query.from_ms, q.query.to_ms)
             }
-            Control::Settings(s) => self.aggregator.set_lateness(s.allowed_lateness_ms),
+            Control::Settings(s) => {
+                self.aggregator.set_lateness(s.allowed_lateness_ms);
+                self.aggregator.set_max_series(s.max_open_series);
+            }
             Control::Patterns(..) | Control::Admitted(_) => {}
         }
         self.emit(out);

@@ -137,6 +137,7 @@ impl Remains {
         }
         aggregator.close_due(now, true, &mut out);
         Counters::add(&c.aggregated, out.aggregated);
+        Counters::add(&c.dropped, out.dropped);
         c.windows_open
             .store(0, std::sync::atomic::Ordering::Relaxed);
         records.append(&mut out.records);
