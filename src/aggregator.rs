@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::config::Settings;
+use crate::config::{Settings, DEFAULT_MAX_OPEN_SERIES};
 use crate::event::EventKind;
 use crate::model::{ClosedWindow, ErrorCountSnapshot, Kept, Record, WindowSnapshot};
 use crate::stats::window::WindowState;
@@ -88,9 +88,6 @@ pub(crate) struct Aggregator {
     /// Most series with open windows; a sample of a new series beyond it is dropped.
     max_series: usize,
 }
-
-/// Default of `Config::max_open_series`.
-pub(crate) const DEFAULT_MAX_OPEN_SERIES: usize = 200_000;
 
 impl Aggregator {
     pub(crate) fn new(window_ms: i64, lateness_ms: i64) -> Self {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::store::Pseudonyms;
 use crate::error::ConfigError;
+use crate::pseudonyms::Pseudonyms;
 use crate::stats::detect::DetectorSettings;
 
 /// The pipeline's configuration. Every field has a default (`Config::default()`), so
@@ -107,7 +107,7 @@ impl Default for Config {
             rollup_interval_ms: 60_000,
             watch_percentile: 99,
             stats_log_interval_ms: 60_000,
-            max_open_series: crate::aggregator::DEFAULT_MAX_OPEN_SERIES,
+            max_open_series: DEFAULT_MAX_OPEN_SERIES,
         }
     }
 }
@@ -334,6 +334,9 @@ const MAX_WAIT_MS: u64 = 3_600_000;
 const MAX_BATCH_SIZE: usize = 100_000;
 /// Largest `max_queued_events`: 10 million records, about 1.5 GB at 150 bytes each.
 const MAX_QUEUED_EVENTS: usize = 10_000_000;
+
+/// Default of [`Config::max_open_series`].
+pub(crate) const DEFAULT_MAX_OPEN_SERIES: usize = 200_000;
 /// Largest `max_in_flight_batches`.
 const MAX_IN_FLIGHT_BATCHES: usize = 1_000;
 /// Most sampling keys, and the longest (a sampling key is a prefix such as `performance.` and

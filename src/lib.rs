@@ -86,6 +86,7 @@ mod event;
 mod messages;
 mod model;
 pub mod nab;
+mod pseudonyms;
 mod queue;
 mod rollup;
 mod sampler;
