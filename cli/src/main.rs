@@ -5,30 +5,228 @@
 //! - `eventbatch detect INPUT.csv --output OUT.csv`: the pattern detector over a
 //!   `timestamp,value` CSV.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use eventbatch::{
     start, Config, DetectorSettings, Flush, GetStats, PatternKind, QueryPatterns, QueryWindows,
     Resolution, Shutdown, Store, TrackBatch, TrackEvent,
 };
 
-const USAGE: &str = "usage:
-  eventbatch demo [--db PATH] [--events N]
-  eventbatch detect INPUT.csv --output OUT.csv";
+/// Try the eventbatch pipeline and its pattern detector without writing an application.
+///
+/// Logging goes to stderr; set RUST_LOG (default `warn`) to see more, e.g. RUST_LOG=info
+/// prints every finding of `detect`.
+#[derive(Debug, Parser)]
+#[command(name = "eventbatch", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a synthetic workload (with an injected spike, drop and trend) through the real
+    /// pipeline into an SQLite file, then print what it did.
+    Demo(DemoArgs),
+    /// Run the pattern detector over a `timestamp,value` CSV and write
+    /// `timestamp,value,anomaly_score,pattern`.
+    Detect(DetectArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// SQLite file to write (replaced if it exists, with its -wal and -shm files).
+    #[arg(long, value_name = "PATH", default_value = "eventbatch-demo.db")]
+    db: PathBuf,
+    /// Number of events to generate (underscores allowed: 1_000_000).
+    #[arg(long, value_name = "N", default_value = "1000000", value_parser = parse_count)]
+    events: usize,
+}
+
+/// A positive count; `_` separators allowed.
+fn parse_count(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("not a count: {text:?}"))?;
+    if n == 0 {
+        return Err("must be at least 1".into());
+    }
+    Ok(n)
+}
+
+#[derive(Debug, Args)]
+struct DetectArgs {
+    /// Input CSV: a header naming a `timestamp` and a `value` column (others are ignored);
+    /// timestamps `YYYY-MM-DD HH:MM:SS[.ffffff]` or integer milliseconds since the epoch.
+    #[arg(value_name = "INPUT.csv")]
+    input: PathBuf,
+    /// Output CSV: the input's rows in the same order, with their anomaly score and findings.
+    #[arg(short, long, value_name = "OUT.csv")]
+    output: PathBuf,
+    /// Detector settings from a TOML file (or JSON if the name ends in .json) with any of the
+    /// fields below in snake_case, e.g. `spike_ratio = 3.0`; flags given on the command line
+    /// override the file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: SettingFlags,
+}
+
+/// The `DetectorSettings` fields as flags; their defaults are the library's.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Detector settings")]
+struct SettingFlags {
+    /// A spike is `observed > spike_ratio * baseline` (> 1).
+    #[arg(long, value_name = "R", default_value_t = defaults().spike_ratio)]
+    spike_ratio: f64,
+    /// A drop is `observed < drop_ratio * baseline`, in (0, 1).
+    #[arg(long, value_name = "R", default_value_t = defaults().drop_ratio)]
+    drop_ratio: f64,
+    /// Minimum robust z-score for a spike, drop or anomaly (> 0).
+    #[arg(long, value_name = "SIGMA", default_value_t = defaults().anomaly_sigma)]
+    anomaly_sigma: f64,
+    /// Minimum anomaly score for a spike, drop or anomaly, in (0, 1).
+    #[arg(long, value_name = "SCORE", default_value_t = defaults().alarm_score)]
+    alarm_score: f64,
+    /// Values behind the baseline median and scale (at least 3).
+    #[arg(long, value_name = "N", default_value_t = defaults().baseline_window)]
+    baseline_window: usize,
+    /// Values behind the short-term median: a level shift longer than half of this becomes
+    /// the baseline (1 to baseline-window).
+    #[arg(long, value_name = "N", default_value_t = defaults().shift_window)]
+    shift_window: usize,
+    /// Values remembered for "seen before" and the seasonal view (0 disables both).
+    #[arg(long, value_name = "N", default_value_t = defaults().memory_window)]
+    memory_window: usize,
+    /// Minimum autocorrelation at a period for the seasonal view, in (0, 1].
+    #[arg(long, value_name = "ACF", default_value_t = defaults().season_min_acf)]
+    season_min_acf: f64,
+    /// Quantile (each side) that bounds the normal spread of the baseline, in (0, 0.5).
+    #[arg(long, value_name = "Q", default_value_t = defaults().tail_quantile)]
+    tail_quantile: f64,
+    /// Floor of the scale relative to |median|.
+    #[arg(long, value_name = "F", default_value_t = defaults().relative_scale_floor)]
+    relative_scale_floor: f64,
+    /// Surprises averaged before the likelihood test.
+    #[arg(long, value_name = "N", default_value_t = defaults().smoothing_window)]
+    smoothing_window: usize,
+    /// Averages behind the likelihood test's mean and standard deviation (at least 2).
+    #[arg(long, value_name = "N", default_value_t = defaults().likelihood_window)]
+    likelihood_window: usize,
+    /// Floor of the likelihood test's standard deviation, in decades.
+    #[arg(long, value_name = "D", default_value_t = defaults().likelihood_sd_floor)]
+    likelihood_sd_floor: f64,
+    /// Combined surprise (decades) at which the score is 0.5.
+    #[arg(long, value_name = "D", default_value_t = defaults().score_half_decades)]
+    score_half_decades: f64,
+    /// Values seen before the short-history rules apply (3 to warmup).
+    #[arg(long, value_name = "N", default_value_t = defaults().early_min_history)]
+    early_min_history: usize,
+    /// Values seen before the statistical detector takes over.
+    #[arg(long, value_name = "N", default_value_t = defaults().warmup)]
+    warmup: usize,
+    /// Values after an alarm during which the same event is not reported again.
+    #[arg(long, value_name = "N", default_value_t = defaults().cooldown)]
+    cooldown: usize,
+    /// Factor applied to the scores of an event's continuation during the cooldown, in [0, 1].
+    #[arg(long, value_name = "F", default_value_t = defaults().cooldown_factor)]
+    cooldown_factor: f64,
+    /// Values in the Mann-Kendall trend test (0 disables trends; else at least 4).
+    #[arg(long, value_name = "N", default_value_t = defaults().trend_window)]
+    trend_window: usize,
+    /// Significance level of the trend test, in (0, 1).
+    #[arg(long, value_name = "ALPHA", default_value_t = defaults().trend_alpha)]
+    trend_alpha: f64,
+}
+
+fn defaults() -> DetectorSettings {
+    DetectorSettings::default()
+}
+
+impl DetectArgs {
+    /// The library's defaults, then the config file, then the flags given on the command
+    /// line; validated.
+    fn detector_settings(&self, matches: &ArgMatches) -> Result<DetectorSettings, String> {
+        let mut s = match &self.config {
+            Some(path) => load_settings(path)?,
+            None => DetectorSettings::default(),
+        };
+        let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+        let f = &self.settings;
+        macro_rules! overlay {
+            ($($field:ident),* $(,)?) => {
+                $(if given(stringify!($field)) {
+                    s.$field = f.$field;
+                })*
+            };
+        }
+        overlay!(
+            spike_ratio,
+            drop_ratio,
+            anomaly_sigma,
+            alarm_score,
+            baseline_window,
+            shift_window,
+            memory_window,
+            season_min_acf,
+            tail_quantile,
+            relative_scale_floor,
+            smoothing_window,
+            likelihood_window,
+            likelihood_sd_floor,
+            score_half_decades,
+            early_min_history,
+            warmup,
+            cooldown,
+            cooldown_factor,
+            trend_window,
+            trend_alpha,
+        );
+        s.validate().map_err(|(field, value)| {
+            format!(
+                "invalid detector setting {field} = {value} (--{}; see `eventbatch detect --help`)",
+                field.replace('_', "-")
+            )
+        })?;
+        Ok(s)
+    }
+}
+
+/// `DetectorSettings` from a TOML file, or JSON when the name ends in `.json`.
+fn load_settings(path: &Path) -> Result<DetectorSettings, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read --config {}: {e}", path.display()))?;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        serde_json::from_str(&text).map_err(|e| format!("--config {}: {e}", path.display()))
+    } else {
+        toml::from_str(&text).map_err(|e| format!("--config {}: {e}", path.display()))
+    }
+}
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("demo") => parse_demo(&args[1..]).and_then(run_demo),
-        Some("detect") => run_detect(&args[1..]),
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            Ok(())
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let result = match cli.command {
+        Command::Demo(args) => run_demo(args),
+        Command::Detect(args) => {
+            let sub = matches
+                .subcommand_matches("detect")
+                .expect("the detect subcommand's matches");
+            args.detector_settings(sub)
+                .and_then(|settings| run_detect(&args, &settings))
         }
-        _ => Err(USAGE.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -39,54 +237,9 @@ fn main() -> ExitCode {
     }
 }
 
-struct DemoArgs {
-    db: PathBuf,
-    events: usize,
-}
-
-fn parse_demo(args: &[String]) -> Result<DemoArgs, String> {
-    let mut out = DemoArgs {
-        db: PathBuf::from("eventbatch-demo.db"),
-        events: 1_000_000,
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        match flag.as_str() {
-            "--db" => out.db = PathBuf::from(value),
-            "--events" => {
-                out.events = value
-                    .replace('_', "")
-                    .parse()
-                    .map_err(|_| format!("--events: not a count: {value:?}"))?;
-                if out.events == 0 {
-                    return Err("--events must be at least 1".into());
-                }
-            }
-            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
-        }
-    }
-    Ok(out)
-}
-
-fn run_detect(args: &[String]) -> Result<(), String> {
-    let (mut input, mut output) = (None, None);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--output" | "-o" => {
-                output = Some(PathBuf::from(it.next().ok_or("--output needs a path")?))
-            }
-            _ if input.is_none() => input = Some(PathBuf::from(a)),
-            _ => return Err(format!("unexpected argument {a:?}\n{USAGE}")),
-        }
-    }
-    let (Some(input), Some(output)) = (input, output) else {
-        return Err(USAGE.to_string());
-    };
-    let report = eventbatch::csv_detect::detect_csv(&input, &output, &DetectorSettings::default())
+fn run_detect(args: &DetectArgs, settings: &DetectorSettings) -> Result<(), String> {
+    let (input, output) = (&args.input, &args.output);
+    let report = eventbatch_cli::csv_detect::detect_csv(input, output, settings)
         .map_err(|e| e.to_string())?;
     println!(
         "{} rows scored -> {} (max score {:.3}; findings: {} spike, {} drop, {} anomaly, {} trend up, {} trend down)",
