@@ -339,7 +339,14 @@ mod tests {
             parse_timestamp_us("1397114100000"),
             Ok(1_397_114_100_000_000)
         );
+        assert_eq!(
+            parse_timestamp_us("2014-04-10T07:15:00"),
+            Ok(1_397_114_100_000_000)
+        );
+        assert_eq!(parse_timestamp_us("-1000"), Ok(-1_000_000));
         assert!(parse_timestamp_us("2001-02-29 00:00:00").is_err());
+        assert!(parse_timestamp_us("2014-04-10 07:15:00.").is_err());
+        assert!(parse_timestamp_us("2014-04-10 07:15:00 junk").is_err());
         assert!(parse_timestamp_us("2014-04-10").is_err());
         assert!(parse_timestamp_us("2014-04-10 25:00:00").is_err());
         assert!(parse_timestamp_us("").is_err());
@@ -405,6 +412,16 @@ mod tests {
         assert!(matches!(r, Err(DetectCsvError::Header { .. })));
         let (r, _) = run("");
         assert!(matches!(r, Err(DetectCsvError::Header { .. })));
+    }
+
+    #[test]
+    fn quoted_fields_may_hold_commas() {
+        let (r, out) = run("note,timestamp,value\n\"a, b\",2014-01-01 00:00:00,\"1.5\"\n");
+        assert_eq!(r.unwrap().rows, 1);
+        assert_eq!(
+            out.unwrap().lines().nth(1),
+            Some("2014-01-01 00:00:00,1.5,0,")
+        );
     }
 
     #[test]
