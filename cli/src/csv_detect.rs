@@ -1,7 +1,7 @@
 //! The `eventbatch detect INPUT.csv --output OUT.csv` subcommand: run the pattern detector
 //! over a `timestamp,value` CSV.
 //!
-//! Contract (see `API.md`): the input has a header row naming a `timestamp` and a `value`
+//! Contract: the input has a header row naming a `timestamp` and a `value`
 //! column (other columns are ignored); timestamps are `YYYY-MM-DD HH:MM:SS[.ffffff]` or
 //! integer milliseconds since the Unix epoch; the values are fed to one
 //! [`SeriesDetector`] in file order (never sorted, duplicates kept), which is the same
@@ -12,14 +12,14 @@
 //!
 //! A malformed row (wrong number of fields, bad timestamp, value that is not a number) is a
 //! [`DetectCsvError::Row`] naming the 1-based line number; blank lines are skipped. Fields
-//! may be wrapped in double quotes (without embedded commas). A value spelled `NaN` or
+//! may be quoted as RFC 4180 says (embedded commas and quotes included: the [`csv`] crate
+//! reads the file). A value spelled `NaN` or
 //! `inf` is accepted and scored 0, as the detector ignores non-finite values.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::stats::detect::{DetectorSettings, PatternKind, SeriesDetector};
+use eventbatch::stats::detect::{DetectorSettings, PatternKind, SeriesDetector};
 
 /// Why `detect` failed.
 #[derive(Debug, thiserror::Error)]
@@ -105,113 +105,97 @@ pub struct TimestampError {
     /// The text as given.
     pub text: String,
     /// What is wrong with it.
-    pub reason: &'static str,
+    pub reason: String,
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+/// `YYYY-MM-DD HH:MM:SS[.f...]`, a `T` allowed for the space; the fraction's length is
+/// checked separately (at most six digits).
+const CALENDAR: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day][first [ ][T]][hour]:[minute]:[second][optional [.[subsecond digits:1+]]]"
+);
 
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
-    }
-}
+const EXPECTED: &str = "expected `YYYY-MM-DD HH:MM:SS[.ffffff]` or integer milliseconds";
 
 /// Parses a timestamp as microseconds since the Unix epoch (UTC).
 ///
 /// Accepts `YYYY-MM-DD HH:MM:SS` with an optional fraction of up to six digits (a `T` may
 /// stand for the space), or an integer number of milliseconds (optionally negative).
 pub fn parse_timestamp_us(text: &str) -> Result<i64, TimestampError> {
-    let err = |reason| TimestampError {
+    let err = |reason: String| TimestampError {
         text: text.to_string(),
         reason,
     };
     let s = text.trim();
     if s.is_empty() {
-        return Err(err("empty"));
+        return Err(err("empty".into()));
     }
     let digits = s.strip_prefix('-').unwrap_or(s);
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        let ms: i64 = s
-            .parse()
-            .map_err(|_| err("integer milliseconds out of range"))?;
-        return ms
-            .checked_mul(1000)
-            .ok_or_else(|| err("integer milliseconds out of range"));
+        let out_of_range = || err("integer milliseconds out of range".into());
+        let ms: i64 = s.parse().map_err(|_| out_of_range())?;
+        return ms.checked_mul(1000).ok_or_else(out_of_range);
     }
-    let b = s.as_bytes();
-    if b.len() < 19 {
-        return Err(err(
-            "expected `YYYY-MM-DD HH:MM:SS[.ffffff]` or integer milliseconds",
-        ));
-    }
-    let num = |range: std::ops::Range<usize>| -> Result<i64, TimestampError> {
-        let part = &b[range];
-        if part.iter().all(|c| c.is_ascii_digit()) {
-            Ok(part
-                .iter()
-                .fold(0i64, |acc, &c| acc * 10 + i64::from(c - b'0')))
-        } else {
-            Err(err(
-                "expected `YYYY-MM-DD HH:MM:SS[.ffffff]` or integer milliseconds",
-            ))
+    if let Some((_, fraction)) = s.split_once('.') {
+        if fraction.is_empty() || fraction.len() > 6 {
+            return Err(err(
+                "fraction of a second must be `.` and 1 to 6 digits".into()
+            ));
         }
-    };
-    if b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b' ' || b[10] == b'T')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return Err(err(
-            "expected `YYYY-MM-DD HH:MM:SS[.ffffff]` or integer milliseconds",
-        ));
     }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) {
-        return Err(err("month out of range"));
-    }
-    if d < 1 || d > days_in_month(y, mo) {
-        return Err(err("day out of range"));
-    }
-    if h > 23 || mi > 59 || sec > 59 {
-        return Err(err("time of day out of range"));
-    }
-    let mut micros = 0i64;
-    if b.len() > 19 {
-        let frac = &b[19..];
-        if frac[0] != b'.' || frac.len() < 2 || frac.len() > 7 {
-            return Err(err("fraction of a second must be `.` and 1 to 6 digits"));
-        }
-        let digits = num(20..b.len())?;
-        micros = digits * 10i64.pow(7 - frac.len() as u32);
-    }
-    let days = days_from_civil(y, mo, d);
-    Ok(((days * 24 + h) * 60 + mi) * 60_000_000 + sec * 1_000_000 + micros)
+    let parsed = time::PrimitiveDateTime::parse(s, CALENDAR).map_err(|e| {
+        use time::error::{Parse, ParseFromDescription, TryFromParsed};
+        err(match e {
+            Parse::ParseFromDescription(ParseFromDescription::InvalidComponent(name)) => {
+                format!("invalid {name}: {EXPECTED}")
+            }
+            Parse::TryFromParsed(TryFromParsed::ComponentRange(range)) => {
+                format!("{} out of range", range.name())
+            }
+            _ => EXPECTED.to_string(),
+        })
+    })?;
+    let us = parsed.assume_utc().unix_timestamp_nanos() / 1000;
+    i64::try_from(us).map_err(|_| err("out of range".into()))
+}
+/// A CSV reader as both file formats here want it: no header handling (the caller reads the
+/// header row itself, to name the missing column), rows of any length (the caller names the
+/// line of a short or long one), and fields trimmed of surrounding spaces.
+pub(crate) fn csv_reader<R: std::io::Read>(input: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(input)
 }
 
-/// Splits one CSV line into fields, trimming spaces and one pair of surrounding quotes.
-fn split_fields(line: &str) -> Vec<&str> {
-    line.split(',')
-        .map(|f| {
-            let f = f.trim();
-            f.strip_prefix('"')
-                .and_then(|g| g.strip_suffix('"'))
-                .unwrap_or(f)
-        })
-        .collect()
+/// The 1-based line on which `record` starts.
+pub(crate) fn record_line(record: &csv::StringRecord) -> usize {
+    record
+        .position()
+        .map_or(0, |p| usize::try_from(p.line()).unwrap_or(usize::MAX))
+}
+
+/// A line holding nothing but spaces (the reader already skips empty ones).
+pub(crate) fn is_blank(record: &csv::StringRecord) -> bool {
+    record.len() == 1 && record[0].is_empty()
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> DetectCsvError {
+    let line = e
+        .position()
+        .map_or(0, |p| usize::try_from(p.line()).unwrap_or(usize::MAX));
+    let reason = e.to_string();
+    match e.into_kind() {
+        csv::ErrorKind::Io(source) => DetectCsvError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+        _ => DetectCsvError::Row {
+            path: path.to_path_buf(),
+            line,
+            reason,
+        },
+    }
 }
 
 /// Runs the detector over the `timestamp,value` CSV at `input` and writes
@@ -231,26 +215,33 @@ pub fn detect_csv(
         path: input.to_path_buf(),
         source,
     };
-    let reader = BufReader::new(File::open(input).map_err(read_err)?);
+    let mut reader = csv_reader(File::open(input).map_err(read_err)?);
     let mut rows: Vec<(String, String, f64)> = Vec::new();
     let mut columns: Option<(usize, usize, usize)> = None;
-    for (n, line) in reader.lines().enumerate() {
-        let line_no = n + 1;
-        let line = line.map_err(read_err)?;
-        let line = line.strip_prefix('\u{feff}').unwrap_or(&line);
-        if line.trim().is_empty() {
+    let mut record = csv::StringRecord::new();
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(csv_error(input, e)),
+        }
+        let line_no = record_line(&record);
+        if is_blank(&record) {
             continue;
         }
-        let fields = split_fields(line);
         let Some((t_col, v_col, width)) = columns else {
-            let find = |name: &str| fields.iter().position(|f| f.eq_ignore_ascii_case(name));
+            let find = |name: &str| {
+                record
+                    .iter()
+                    .position(|f| f.trim_start_matches('\u{feff}').eq_ignore_ascii_case(name))
+            };
             let header_err = |reason: &str| DetectCsvError::Header {
                 path: input.to_path_buf(),
                 reason: reason.to_string(),
             };
             let t = find("timestamp").ok_or_else(|| header_err("no `timestamp` column"))?;
             let v = find("value").ok_or_else(|| header_err("no `value` column"))?;
-            columns = Some((t, v, fields.len()));
+            columns = Some((t, v, record.len()));
             continue;
         };
         let row_err = |reason: String| DetectCsvError::Row {
@@ -258,13 +249,13 @@ pub fn detect_csv(
             line: line_no,
             reason,
         };
-        if fields.len() != width {
+        if record.len() != width {
             return Err(row_err(format!(
                 "expected {width} fields, found {}",
-                fields.len()
+                record.len()
             )));
         }
-        let (t, v) = (fields[t_col], fields[v_col]);
+        let (t, v) = (&record[t_col], &record[v_col]);
         parse_timestamp_us(t).map_err(|e| row_err(e.to_string()))?;
         let value: f64 = v
             .parse()
@@ -311,10 +302,13 @@ pub fn detect_csv(
     tmp_name.push(".tmp");
     let tmp = output.with_file_name(tmp_name);
     {
-        let mut w = BufWriter::new(File::create(&tmp).map_err(write_err)?);
-        writeln!(w, "timestamp,value,anomaly_score,pattern").map_err(write_err)?;
+        let csv_write_err = |e: csv::Error| write_err(e.into());
+        let mut w = csv::Writer::from_writer(File::create(&tmp).map_err(write_err)?);
+        w.write_record(["timestamp", "value", "anomaly_score", "pattern"])
+            .map_err(csv_write_err)?;
         for (t, v, score, kinds) in &out_rows {
-            writeln!(w, "{t},{v},{score},{kinds}").map_err(write_err)?;
+            w.write_record([t.as_str(), v.as_str(), &score.to_string(), kinds.as_str()])
+                .map_err(csv_write_err)?;
         }
         w.flush().map_err(write_err)?;
     }
@@ -345,7 +339,14 @@ mod tests {
             parse_timestamp_us("1397114100000"),
             Ok(1_397_114_100_000_000)
         );
+        assert_eq!(
+            parse_timestamp_us("2014-04-10T07:15:00"),
+            Ok(1_397_114_100_000_000)
+        );
+        assert_eq!(parse_timestamp_us("-1000"), Ok(-1_000_000));
         assert!(parse_timestamp_us("2001-02-29 00:00:00").is_err());
+        assert!(parse_timestamp_us("2014-04-10 07:15:00.").is_err());
+        assert!(parse_timestamp_us("2014-04-10 07:15:00 junk").is_err());
         assert!(parse_timestamp_us("2014-04-10").is_err());
         assert!(parse_timestamp_us("2014-04-10 25:00:00").is_err());
         assert!(parse_timestamp_us("").is_err());
@@ -411,6 +412,16 @@ mod tests {
         assert!(matches!(r, Err(DetectCsvError::Header { .. })));
         let (r, _) = run("");
         assert!(matches!(r, Err(DetectCsvError::Header { .. })));
+    }
+
+    #[test]
+    fn quoted_fields_may_hold_commas() {
+        let (r, out) = run("note,timestamp,value\n\"a, b\",2014-01-01 00:00:00,\"1.5\"\n");
+        assert_eq!(r.unwrap().rows, 1);
+        assert_eq!(
+            out.unwrap().lines().nth(1),
+            Some("2014-01-01 00:00:00,1.5,0,")
+        );
     }
 
     #[test]

@@ -10,19 +10,19 @@
 //!    pinning the exact numbers. The numbers themselves: `cargo run --release --example
 //!    nab_eval`.
 //!
-//! The NAB data lives in the repository, `tests/data/nab` (its README says what it holds and
+//! The NAB data lives at the repository root, `tests/data/nab` (its README says what it holds and
 //! where it comes from); set `NAB_DIR` to use another copy with the same layout.
 
 use std::path::PathBuf;
 
-use eventbatch::csv_detect::detect_csv;
-use eventbatch::nab::{self, Labels, Profile, ScoredFile};
 use eventbatch::stats::detect::DetectorSettings;
+use eventbatch_cli::csv_detect::detect_csv;
+use eventbatch_cli::nab::{self, Labels, Profile, ScoredFile};
 
 fn nab_dir() -> PathBuf {
     let dir = std::env::var_os("NAB_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/nab"));
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/nab"));
     assert!(
         dir.join("combined_windows.json").is_file(),
         "NAB data not found at {} (set NAB_DIR)",

@@ -32,7 +32,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::csv_detect::parse_timestamp_us;
+use crate::csv_detect::{csv_reader, is_blank, parse_timestamp_us, record_line};
 
 /// Everything that can go wrong while loading NAB labels or result files.
 #[derive(Debug, thiserror::Error)]
@@ -490,38 +490,54 @@ pub fn optimise(profile: &Profile, files: &[ScoredFile]) -> Outcome {
     exact
 }
 
-/// The header and data lines of a CSV file: `(line number, fields)` per non-blank line
+/// The header and data rows of a CSV file: `(line number, fields)` per non-blank row
 /// (1-based numbers, fields trimmed), and for each name in `columns` its index in the header
 /// (case-insensitive).
 struct CsvTable {
     path: PathBuf,
     columns: Vec<usize>,
-    rows: Vec<(usize, Vec<String>)>,
+    rows: Vec<(usize, csv::StringRecord)>,
 }
 
 impl CsvTable {
     fn read(path: &Path, columns: &[&str]) -> Result<Self, NabError> {
-        let text = std::fs::read_to_string(path).map_err(|source| NabError::Io {
+        let io_err = |source| NabError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
-        let mut lines = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(n, l)| (n + 1, l.split(',').map(|f| f.trim().to_string()).collect()));
-        let (header_line, names): (usize, Vec<String>) =
-            lines.next().ok_or_else(|| NabError::Csv {
-                path: path.to_path_buf(),
-                line: 1,
-                reason: "empty file: no header".into(),
+        };
+        let mut reader = csv_reader(std::fs::File::open(path).map_err(io_err)?);
+        let mut records = Vec::new();
+        for record in reader.records() {
+            let record = record.map_err(|e| {
+                let line = e
+                    .position()
+                    .map_or(0, |p| usize::try_from(p.line()).unwrap_or(usize::MAX));
+                let reason = e.to_string();
+                match e.into_kind() {
+                    csv::ErrorKind::Io(source) => io_err(source),
+                    _ => NabError::Csv {
+                        path: path.to_path_buf(),
+                        line,
+                        reason,
+                    },
+                }
             })?;
+            if !is_blank(&record) {
+                records.push((record_line(&record), record));
+            }
+        }
+        let mut lines = records.into_iter();
+        let (header_line, names) = lines.next().ok_or_else(|| NabError::Csv {
+            path: path.to_path_buf(),
+            line: 1,
+            reason: "empty file: no header".into(),
+        })?;
         let columns = columns
             .iter()
             .map(|c| {
                 names
                     .iter()
-                    .position(|n| n.eq_ignore_ascii_case(c))
+                    .position(|n| n.trim_start_matches('\u{feff}').eq_ignore_ascii_case(c))
                     .ok_or_else(|| NabError::Csv {
                         path: path.to_path_buf(),
                         line: header_line,
@@ -545,15 +561,23 @@ impl CsvTable {
     }
 
     /// Field `k` (index into the requested columns) of one row.
-    fn field<'a>(&self, row: &'a (usize, Vec<String>), k: usize) -> Result<&'a str, NabError> {
+    fn field<'a>(
+        &self,
+        row: &'a (usize, csv::StringRecord),
+        k: usize,
+    ) -> Result<&'a str, NabError> {
         let c = self.columns[k];
         row.1
             .get(c)
-            .map(String::as_str)
             .ok_or_else(|| self.error(row.0, format!("missing field {}", c + 1)))
     }
 
-    fn number(&self, row: &(usize, Vec<String>), k: usize, name: &str) -> Result<f64, NabError> {
+    fn number(
+        &self,
+        row: &(usize, csv::StringRecord),
+        k: usize,
+        name: &str,
+    ) -> Result<f64, NabError> {
         let raw = self.field(row, k)?;
         raw.parse()
             .map_err(|_| self.error(row.0, format!("`{name}` is not a number: {raw:?}")))

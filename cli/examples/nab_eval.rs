@@ -12,7 +12,7 @@
 //!     --score-dir tests/data/nab/reference/windowedGaussian --prefix windowedGaussian_
 //! ```
 //!
-//! Options: `--nab DIR` (default `$NAB_DIR`, else the copy in `tests/data/nab`),
+//! Options: `--nab DIR` (default `$NAB_DIR`, else the copy in the repository root's `tests/data/nab`),
 //! `--out DIR` (where our result CSVs go; default a directory under the system temp dir),
 //! `--per-file` (a line per file at each profile's optimal threshold).
 //!
@@ -28,9 +28,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use eventbatch::csv_detect::detect_csv;
-use eventbatch::nab::{self, Labels, Profile, ScoredFile};
 use eventbatch::stats::detect::{DetectorSettings, SeriesDetector};
+use eventbatch_cli::csv_detect::detect_csv;
+use eventbatch_cli::nab::{self, Labels, Profile, ScoredFile};
 
 struct Args {
     nab: PathBuf,
@@ -45,7 +45,7 @@ struct Args {
 fn parse_args() -> anyhow::Result<Args> {
     let default_nab = std::env::var_os("NAB_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/nab"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/nab"));
     let mut args = Args {
         nab: default_nab,
         out: std::env::temp_dir().join("eventbatch-nab-results"),

@@ -1,0 +1,468 @@
+//! The `eventbatch` command: try the pipeline and its detector without writing an application.
+//!
+//! - `eventbatch demo [--db PATH] [--events N]`: a synthetic workload through the real pipeline
+//!   into an SQLite file, with a summary of what it did.
+//! - `eventbatch detect INPUT.csv --output OUT.csv`: the pattern detector over a
+//!   `timestamp,value` CSV.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use eventbatch::{
+    start, Config, DetectorSettings, Flush, GetStats, PatternKind, QueryPatterns, QueryWindows,
+    Resolution, Shutdown, Store, TrackBatch, TrackEvent,
+};
+
+/// Try the eventbatch pipeline and its pattern detector without writing an application.
+///
+/// Logging goes to stderr; set RUST_LOG (default `warn`) to see more, e.g. RUST_LOG=info
+/// prints every finding of `detect`.
+#[derive(Debug, Parser)]
+#[command(name = "eventbatch", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a synthetic workload (with an injected spike, drop and trend) through the real
+    /// pipeline into an SQLite file, then print what it did.
+    Demo(DemoArgs),
+    /// Run the pattern detector over a `timestamp,value` CSV and write
+    /// `timestamp,value,anomaly_score,pattern`.
+    Detect(DetectArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// SQLite file to write (replaced if it exists, with its -wal and -shm files).
+    #[arg(long, value_name = "PATH", default_value = "eventbatch-demo.db")]
+    db: PathBuf,
+    /// Number of events to generate (underscores allowed: 1_000_000).
+    #[arg(long, value_name = "N", default_value = "1000000", value_parser = parse_count)]
+    events: usize,
+    /// Pipeline configuration (TOML, every field optional; `EVENTBATCH_*` environment
+    /// variables apply on top). Default: max_batch_size 500 and cache_hit_rate sampled at 10%,
+    /// the rest as `Config::default()`.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// A positive count; `_` separators allowed.
+fn parse_count(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("not a count: {text:?}"))?;
+    if n == 0 {
+        return Err("must be at least 1".into());
+    }
+    Ok(n)
+}
+
+#[derive(Debug, Args)]
+struct DetectArgs {
+    /// Input CSV: a header naming a `timestamp` and a `value` column (others are ignored);
+    /// timestamps `YYYY-MM-DD HH:MM:SS[.ffffff]` or integer milliseconds since the epoch.
+    #[arg(value_name = "INPUT.csv")]
+    input: PathBuf,
+    /// Output CSV: the input's rows in the same order, with their anomaly score and findings.
+    #[arg(short, long, value_name = "OUT.csv")]
+    output: PathBuf,
+    /// Detector settings from a TOML file (or JSON if the name ends in .json) with any of the
+    /// fields below in snake_case, e.g. `spike_ratio = 3.0`; flags given on the command line
+    /// override the file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: SettingFlags,
+}
+
+/// The `DetectorSettings` fields as flags; their defaults are the library's.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Detector settings")]
+struct SettingFlags {
+    /// A spike is `observed > spike_ratio * baseline` (> 1).
+    #[arg(long, value_name = "R", default_value_t = defaults().spike_ratio)]
+    spike_ratio: f64,
+    /// A drop is `observed < drop_ratio * baseline`, in (0, 1).
+    #[arg(long, value_name = "R", default_value_t = defaults().drop_ratio)]
+    drop_ratio: f64,
+    /// Minimum robust z-score for a spike, drop or anomaly (> 0).
+    #[arg(long, value_name = "SIGMA", default_value_t = defaults().anomaly_sigma)]
+    anomaly_sigma: f64,
+    /// Minimum anomaly score for a spike, drop or anomaly, in (0, 1).
+    #[arg(long, value_name = "SCORE", default_value_t = defaults().alarm_score)]
+    alarm_score: f64,
+    /// Values behind the baseline median and scale (at least 3).
+    #[arg(long, value_name = "N", default_value_t = defaults().baseline_window)]
+    baseline_window: usize,
+    /// Values behind the short-term median: a level shift longer than half of this becomes
+    /// the baseline (1 to baseline-window).
+    #[arg(long, value_name = "N", default_value_t = defaults().shift_window)]
+    shift_window: usize,
+    /// Values remembered for "seen before" and the seasonal view (0 disables both).
+    #[arg(long, value_name = "N", default_value_t = defaults().memory_window)]
+    memory_window: usize,
+    /// Minimum autocorrelation at a period for the seasonal view, in (0, 1].
+    #[arg(long, value_name = "ACF", default_value_t = defaults().season_min_acf)]
+    season_min_acf: f64,
+    /// Quantile (each side) that bounds the normal spread of the baseline, in (0, 0.5).
+    #[arg(long, value_name = "Q", default_value_t = defaults().tail_quantile)]
+    tail_quantile: f64,
+    /// Floor of the scale relative to |median|.
+    #[arg(long, value_name = "F", default_value_t = defaults().relative_scale_floor)]
+    relative_scale_floor: f64,
+    /// Surprises averaged before the likelihood test.
+    #[arg(long, value_name = "N", default_value_t = defaults().smoothing_window)]
+    smoothing_window: usize,
+    /// Averages behind the likelihood test's mean and standard deviation (at least 2).
+    #[arg(long, value_name = "N", default_value_t = defaults().likelihood_window)]
+    likelihood_window: usize,
+    /// Floor of the likelihood test's standard deviation, in decades.
+    #[arg(long, value_name = "D", default_value_t = defaults().likelihood_sd_floor)]
+    likelihood_sd_floor: f64,
+    /// Combined surprise (decades) at which the score is 0.5.
+    #[arg(long, value_name = "D", default_value_t = defaults().score_half_decades)]
+    score_half_decades: f64,
+    /// Values seen before the short-history rules apply (3 to warmup).
+    #[arg(long, value_name = "N", default_value_t = defaults().early_min_history)]
+    early_min_history: usize,
+    /// Values seen before the statistical detector takes over.
+    #[arg(long, value_name = "N", default_value_t = defaults().warmup)]
+    warmup: usize,
+    /// Values after an alarm during which the same event is not reported again.
+    #[arg(long, value_name = "N", default_value_t = defaults().cooldown)]
+    cooldown: usize,
+    /// Factor applied to the scores of an event's continuation during the cooldown, in [0, 1].
+    #[arg(long, value_name = "F", default_value_t = defaults().cooldown_factor)]
+    cooldown_factor: f64,
+    /// Values in the Mann-Kendall trend test (0 disables trends; else at least 4).
+    #[arg(long, value_name = "N", default_value_t = defaults().trend_window)]
+    trend_window: usize,
+    /// Significance level of the trend test, in (0, 1).
+    #[arg(long, value_name = "ALPHA", default_value_t = defaults().trend_alpha)]
+    trend_alpha: f64,
+}
+
+fn defaults() -> DetectorSettings {
+    DetectorSettings::default()
+}
+
+impl DetectArgs {
+    /// The library's defaults, then the config file, then the flags given on the command
+    /// line; validated.
+    fn detector_settings(&self, matches: &ArgMatches) -> Result<DetectorSettings, String> {
+        let mut s = match &self.config {
+            Some(path) => load_settings(path)?,
+            None => DetectorSettings::default(),
+        };
+        let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+        let f = &self.settings;
+        macro_rules! overlay {
+            ($($field:ident),* $(,)?) => {
+                $(if given(stringify!($field)) {
+                    s.$field = f.$field;
+                })*
+            };
+        }
+        overlay!(
+            spike_ratio,
+            drop_ratio,
+            anomaly_sigma,
+            alarm_score,
+            baseline_window,
+            shift_window,
+            memory_window,
+            season_min_acf,
+            tail_quantile,
+            relative_scale_floor,
+            smoothing_window,
+            likelihood_window,
+            likelihood_sd_floor,
+            score_half_decades,
+            early_min_history,
+            warmup,
+            cooldown,
+            cooldown_factor,
+            trend_window,
+            trend_alpha,
+        );
+        s.validate().map_err(|(field, value)| {
+            format!(
+                "invalid detector setting {field} = {value} (--{}; see `eventbatch detect --help`)",
+                field.replace('_', "-")
+            )
+        })?;
+        Ok(s)
+    }
+}
+
+/// `DetectorSettings` from a TOML file, or JSON when the name ends in `.json`.
+fn load_settings(path: &Path) -> Result<DetectorSettings, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read --config {}: {e}", path.display()))?;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        serde_json::from_str(&text).map_err(|e| format!("--config {}: {e}", path.display()))
+    } else {
+        toml::from_str(&text).map_err(|e| format!("--config {}: {e}", path.display()))
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let result = match cli.command {
+        Command::Demo(args) => run_demo(args),
+        Command::Detect(args) => {
+            let sub = matches
+                .subcommand_matches("detect")
+                .expect("the detect subcommand's matches");
+            args.detector_settings(sub)
+                .and_then(|settings| run_detect(&args, &settings))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_detect(args: &DetectArgs, settings: &DetectorSettings) -> Result<(), String> {
+    let (input, output) = (&args.input, &args.output);
+    let report = eventbatch_cli::csv_detect::detect_csv(input, output, settings)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "{} rows scored -> {} (max score {:.3}; findings: {} spike, {} drop, {} anomaly, {} trend up, {} trend down)",
+        report.rows,
+        output.display(),
+        report.max_score,
+        report.count(PatternKind::Spike),
+        report.count(PatternKind::Drop),
+        report.count(PatternKind::Anomaly),
+        report.count(PatternKind::TrendUp),
+        report.count(PatternKind::TrendDown)
+    );
+    Ok(())
+}
+
+/// A small deterministic PRNG for the workload (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Log-normal-ish latency around `median` ms.
+    fn latency(&mut self, median: f64) -> f64 {
+        let z = (self.next() + self.next() + self.next() - 1.5) * 2.0;
+        median * (0.35 * z).exp()
+    }
+}
+
+const WINDOW_MS: i64 = 60_000;
+const SIM_WINDOWS: i64 = 240; // four hours of simulated event time
+
+/// The workload: event `i` of `n`, at simulated time spread over `SIM_WINDOWS` windows.
+/// `api_latency` gets a spike (window 60), a drop (window 170: after the detector's 100-window
+/// cooldown) and a rising trend (from 200).
+fn make_event(i: usize, n: usize, t0: i64, rng: &mut Rng) -> TrackEvent {
+    let ts = t0 + (i as i128 * (SIM_WINDOWS * WINDOW_MS) as i128 / n as i128) as i64;
+    let w = (ts - t0) / WINDOW_MS;
+    let r = rng.next();
+    let users = ["alice", "bob", "carol", "dave", "erin", "frank"];
+    let user = users[(rng.next() * users.len() as f64) as usize % users.len()];
+    if r < 0.45 {
+        let base = 120.0
+            * match w {
+                60 | 61 => 4.0,
+                170 | 171 => 0.25,
+                w if w >= 200 => 1.0 + (w - 200) as f64 * 0.04,
+                _ => 1.0,
+            };
+        TrackEvent::performance("api_latency", rng.latency(base))
+            .context("api")
+            .at(ts)
+    } else if r < 0.65 {
+        TrackEvent::performance("response_time", rng.latency(35.0))
+            .context("web")
+            .at(ts)
+    } else if r < 0.75 {
+        TrackEvent::performance("cache_hit_rate", rng.next()).at(ts)
+    } else if r < 0.85 {
+        let op = if rng.next() < 0.7 { "load" } else { "save" };
+        TrackEvent::datastore(op, "conversation", rng.latency(8.0)).at(ts)
+    } else if r < 0.93 {
+        let names = ["help", "ask", "play", "stats"];
+        let name = names[(rng.next() * 4.0) as usize % 4];
+        let ok = rng.next() > 0.03;
+        let e = TrackEvent::command(name)
+            .user(user)
+            .server("guild-1")
+            .success(ok)
+            .duration_ms(rng.latency(40.0))
+            .at(ts);
+        if ok {
+            e
+        } else {
+            e.error_type("timeout")
+        }
+    } else if r < 0.97 {
+        TrackEvent::engagement("reaction")
+            .user(user)
+            .server("guild-1")
+            .at(ts)
+    } else if r < 0.995 {
+        let (t, msg) = if rng.next() < 0.8 {
+            ("timeout", "upstream timed out after 30s")
+        } else {
+            ("rate_limit", "429 from provider")
+        };
+        TrackEvent::error(t, "api").message(msg).at(ts)
+    } else {
+        TrackEvent::custom("checkout")
+            .value((rng.next() * 100.0).round())
+            .tag("plan", "pro")
+            .user(user)
+            .at(ts)
+    }
+}
+
+fn run_demo(args: DemoArgs) -> Result<(), String> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = args.db.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+    let system = actix::System::new();
+    system.block_on(async move {
+        let config = match &args.config {
+            Some(path) => Config::from_toml_file(path),
+            None => Ok(Config {
+                max_batch_size: 500,
+                sampling_rates: [("performance.cache_hit_rate".to_string(), 0.1)].into(),
+                ..Config::default()
+            }),
+        }
+        .and_then(Config::with_env_overrides)
+        .map_err(|e| e.to_string())?;
+        let tracker = start(config, Store::sqlite(&args.db)).map_err(|e| e.to_string())?;
+        println!("eventbatch demo: {} events into {}", args.events, args.db.display());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_millis() as i64;
+        let t0 = (now / WINDOW_MS - SIM_WINDOWS - 1) * WINDOW_MS;
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let began = Instant::now();
+        let chunk = 1000;
+        let mut next_report = 0;
+        let mut i = 0;
+        while i < args.events {
+            let end = (i + chunk).min(args.events);
+            let batch: Vec<TrackEvent> = (i..end).map(|j| make_event(j, args.events, t0, &mut rng)).collect();
+            tracker.send(TrackBatch(batch)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            i = end;
+            if i * 10 / args.events >= next_report {
+                let s = tracker.send(GetStats).await.map_err(|e| e.to_string())?;
+                println!(
+                    "  {:>3}%  {:>9} events in, {:>7} rows written, {:>5} windows open, {:.0} events/s",
+                    i * 100 / args.events,
+                    s.events_received,
+                    s.rows_written,
+                    s.windows_open,
+                    i as f64 / began.elapsed().as_secs_f64()
+                );
+                next_report = i * 10 / args.events + 1;
+            }
+        }
+        tracker.send(Flush).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        let elapsed = began.elapsed();
+        let windows = tracker
+            .send(QueryWindows::metric("api_latency").context("api"))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let hours = tracker
+            .send(QueryWindows::metric("api_latency").context("api").resolution(Resolution::Hour))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let patterns = tracker.send(QueryPatterns::all()).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        let s = tracker.send(Shutdown).await.map_err(|e| e.to_string())?;
+
+        println!("\nsummary ({:.2} s, {:.0} events/s end to end, flush included)", elapsed.as_secs_f64(), s.events_received as f64 / elapsed.as_secs_f64());
+        println!("  events in          {:>10}", s.events_received);
+        println!("  rejected           {:>10}", s.events_rejected);
+        println!("  sampled out        {:>10}   (cache_hit_rate kept at 10%)", s.events_sampled_out);
+        println!("  aggregated         {:>10}   (into windows and error counts)", s.events_aggregated);
+        println!("  records written    {:>10}", s.records_written);
+        println!("  window rows        {:>10}   (written as windows closed; plus {} snapshot rewrites by Flush)", s.windows_written - s.snapshot_rows_written.min(s.windows_written), s.snapshot_rows_written);
+        println!("  error counts       {:>10}", s.error_counts_written);
+        println!("  rows written       {:>10}   in {} transactions (avg {:.1} rows/batch)", s.rows_written, s.transactions, s.avg_batch_size);
+        println!("  write reduction    {:>9.2}%   rows: 1 - rows written / events in", s.write_reduction() * 100.0);
+        println!("  commit reduction   {:>9.3}%   transactions: 1 - transactions / events in", s.transaction_reduction() * 100.0);
+        println!("  dropped            {:>10}   db errors {}  retries {}", s.events_dropped, s.db_errors, s.retries);
+        println!("  patterns detected  {:>10}", s.patterns_detected);
+        let lost = s.events_received - s.events_rejected - s.events_sampled_out - s.records_written - s.events_aggregated - s.events_dropped - s.events_quarantined;
+        println!("  unaccounted        {:>10}   (received - rejected - sampled - written - aggregated - dropped - quarantined)", lost);
+
+        let mut top = windows.clone();
+        top.sort_by(|a, b| b.p99.total_cmp(&a.p99));
+        println!("\napi_latency.api: {} windows; the 5 with the highest p99:", windows.len());
+        println!("  {:<20} {:>7} {:>9} {:>9} {:>9} {:>9}", "window (UTC)", "count", "mean", "p50", "p95", "p99");
+        for w in top.iter().take(5) {
+            println!(
+                "  {:<20} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                hhmm(w.window_start_ms), w.count, w.mean, w.p50, w.p95, w.p99
+            );
+        }
+        println!("\napi_latency.api by hour (the windows merged; stored roll-ups once an hour closes):");
+        println!("  {:<20} {:>7} {:>9} {:>9} {:>9} {:>9}", "hour (UTC)", "count", "mean", "p50", "p95", "p99");
+        for w in &hours {
+            println!(
+                "  {:<20} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                hhmm(w.window_start_ms), w.count, w.mean, w.p50, w.p95, w.p99
+            );
+        }
+        println!("\npatterns ({}):", patterns.len());
+        for p in patterns.iter().take(20) {
+            println!(
+                "  {:<10} {:<24} at {}  confidence {:.2}  {}",
+                p.kind.as_str(), p.series, hhmm(p.window_start_ms), p.confidence, p.description
+            );
+        }
+        if patterns.len() > 20 {
+            println!("  ... and {} more", patterns.len() - 20);
+        }
+        println!("\nwritten to {} (try: sqlite3 {} 'select kind, count(*) from events group by kind')", args.db.display(), args.db.display());
+        Ok::<(), String>(())
+    })
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC (the milliseconds as they are if out of the calendar's range).
+fn hhmm(ms: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
