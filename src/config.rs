@@ -252,6 +252,9 @@ impl std::fmt::Debug for Config {
             .field("detection", &self.detection)
             .field("rollups", &self.rollups)
             .field("rollup_interval_ms", &self.rollup_interval_ms)
+            .field("watch_percentile", &self.watch_percentile)
+            .field("stats_log_interval_ms", &self.stats_log_interval_ms)
+            .field("max_open_series", &self.max_open_series)
             .finish()
     }
 }
@@ -278,6 +281,9 @@ impl std::fmt::Debug for ConfigPatch {
             .field("detection", &self.detection)
             .field("rollups", &self.rollups)
             .field("rollup_interval_ms", &self.rollup_interval_ms)
+            .field("watch_percentile", &self.watch_percentile)
+            .field("stats_log_interval_ms", &self.stats_log_interval_ms)
+            .field("max_open_series", &self.max_open_series)
             .finish()
     }
 }

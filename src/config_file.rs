@@ -189,4 +189,18 @@ mod tests {
             .unwrap_err();
         assert!(e.reason.contains("no such"));
     }
+
+    #[test]
+    fn debug_shows_every_field_and_never_the_key() {
+        let config = Config {
+            identity_key: Some("a secret key of some length".into()),
+            ..Config::default()
+        };
+        let shown = format!("{config:?}");
+        let table = toml::Table::try_from(&config).unwrap();
+        for field in table.keys().filter(|k| *k != "identity_key") {
+            assert!(shown.contains(field.as_str()), "{field} missing from {shown}");
+        }
+        assert!(!shown.contains("a secret key"), "{shown}");
+    }
 }
