@@ -199,7 +199,10 @@ mod tests {
         let shown = format!("{config:?}");
         let table = toml::Table::try_from(&config).unwrap();
         for field in table.keys().filter(|k| *k != "identity_key") {
-            assert!(shown.contains(field.as_str()), "{field} missing from {shown}");
+            assert!(
+                shown.contains(field.as_str()),
+                "{field} missing from {shown}"
+            );
         }
         assert!(!shown.contains("a secret key"), "{shown}");
     }
