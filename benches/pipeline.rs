@@ -16,7 +16,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use eventbatch::{start, Config, Flush, Store, TrackBatch, TrackEvent};
-use raw_events::{command_rows, events, Row};
+use raw_events::{command_rows, events, OwnedRow};
 
 const N: usize = 200_000;
 const T0: i64 = 1_764_000_000_000;
@@ -102,49 +102,6 @@ enum Raw {
     /// Each chunk copied into an array of rows that own their strings (an array of rows that
     /// borrow is not cached: its query id would not be `'static`), then inserted as `Array`.
     OwnedArray,
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = events, treat_none_as_default_value = false)]
-struct OwnedRow {
-    instance_id: String,
-    ts_ms: i64,
-    kind: String,
-    name: String,
-    priority: String,
-    user_hash: Option<String>,
-    server_hash: Option<String>,
-    success: Option<bool>,
-    duration_ms: Option<f64>,
-    value: Option<f64>,
-    error_type: Option<String>,
-    error_category: Option<String>,
-    sample_rate: f64,
-    tags: Option<String>,
-    payload: Option<String>,
-}
-
-impl From<&Row<'_>> for OwnedRow {
-    fn from(r: &Row<'_>) -> Self {
-        let own = |s: Option<&str>| s.map(str::to_string);
-        OwnedRow {
-            instance_id: r.instance_id.to_string(),
-            ts_ms: r.ts_ms,
-            kind: r.kind.to_string(),
-            name: r.name.to_string(),
-            priority: r.priority.to_string(),
-            user_hash: own(r.user_hash),
-            server_hash: own(r.server_hash),
-            success: r.success,
-            duration_ms: r.duration_ms,
-            value: r.value,
-            error_type: own(r.error_type),
-            error_category: own(r.error_category),
-            sample_rate: r.sample_rate,
-            tags: own(r.tags),
-            payload: own(r.payload),
-        }
-    }
 }
 
 /// The floor: the same rows, already built, inserted 500 per transaction by hand.

@@ -20,6 +20,11 @@ use diesel::prelude::*;
 use eventbatch::stats::window::WindowState;
 use eventbatch::{start, Config, Flush, Store, TrackEvent};
 
+#[path = "../benches/support/raw_events.rs"]
+#[allow(dead_code)]
+mod raw_events;
+use raw_events::{events, OwnedRow as Row};
+
 const T0: i64 = 1_764_000_000_000;
 
 /// The i-th event of the mix (event time 1 ms apart: windows close as time passes).
@@ -84,16 +89,6 @@ fn pipeline(n: usize, yield_every: usize) -> Duration {
 }
 
 diesel::table! {
-    events (id) {
-        id -> BigInt, instance_id -> Text, ts_ms -> BigInt, kind -> Text, name -> Text,
-        priority -> Text, user_hash -> Nullable<Text>, server_hash -> Nullable<Text>,
-        success -> Nullable<Bool>, duration_ms -> Nullable<Double>, value -> Nullable<Double>,
-        error_type -> Nullable<Text>, error_category -> Nullable<Text>, sample_rate -> Double,
-        tags -> Nullable<Text>, payload -> Nullable<Text>,
-    }
-}
-
-diesel::table! {
     metric_windows (id) {
         id -> BigInt, instance_id -> Text, series -> Text, metric -> Text,
         context -> Nullable<Text>, window_start_ms -> BigInt, window_end_ms -> BigInt,
@@ -101,27 +96,6 @@ diesel::table! {
         max -> Double, mean -> Double, stddev -> Double, p50 -> Double, p90 -> Double,
         p95 -> Double, p99 -> Double, sketch -> Nullable<Binary>, is_final -> Bool,
     }
-}
-
-/// An `events` row owning its strings (a fixed-size array of these has a cached statement).
-#[derive(Insertable, Default)]
-#[diesel(table_name = events, treat_none_as_default_value = false)]
-struct Row {
-    instance_id: String,
-    ts_ms: i64,
-    kind: String,
-    name: String,
-    priority: String,
-    user_hash: Option<String>,
-    server_hash: Option<String>,
-    success: Option<bool>,
-    duration_ms: Option<f64>,
-    value: Option<f64>,
-    error_type: Option<String>,
-    error_category: Option<String>,
-    sample_rate: f64,
-    tags: Option<String>,
-    payload: Option<String>,
 }
 
 #[derive(Insertable)]

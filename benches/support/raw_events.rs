@@ -57,3 +57,50 @@ pub fn command_rows(n: usize, t0: i64) -> Vec<Row<'static>> {
         })
         .collect()
 }
+
+/// An `events` row owning its strings: a fixed-size array of these has a cached statement
+/// (one of borrowing rows does not: its query id is not `'static`).
+#[allow(dead_code)] // used by the pipeline bench and the do_send example, not pg_write
+#[derive(Insertable, Default)]
+#[diesel(table_name = events, treat_none_as_default_value = false)]
+pub struct OwnedRow {
+    pub instance_id: String,
+    pub ts_ms: i64,
+    pub kind: String,
+    pub name: String,
+    pub priority: String,
+    pub user_hash: Option<String>,
+    pub server_hash: Option<String>,
+    pub success: Option<bool>,
+    pub duration_ms: Option<f64>,
+    pub value: Option<f64>,
+    pub error_type: Option<String>,
+    pub error_category: Option<String>,
+    pub sample_rate: f64,
+    pub tags: Option<String>,
+    pub payload: Option<String>,
+}
+
+#[allow(dead_code)] // the pipeline bench's conversion; pg_write does not use it
+impl From<&Row<'_>> for OwnedRow {
+    fn from(r: &Row<'_>) -> Self {
+        let own = |s: Option<&str>| s.map(str::to_string);
+        OwnedRow {
+            instance_id: r.instance_id.to_string(),
+            ts_ms: r.ts_ms,
+            kind: r.kind.to_string(),
+            name: r.name.to_string(),
+            priority: r.priority.to_string(),
+            user_hash: own(r.user_hash),
+            server_hash: own(r.server_hash),
+            success: r.success,
+            duration_ms: r.duration_ms,
+            value: r.value,
+            error_type: own(r.error_type),
+            error_category: own(r.error_category),
+            sample_rate: r.sample_rate,
+            tags: own(r.tags),
+            payload: own(r.payload),
+        }
+    }
+}
