@@ -65,12 +65,12 @@ pub struct Config {
     pub identity_key: Option<String>,
     /// Pattern detection settings (spike, drop, anomaly, trend).
     pub detection: DetectorSettings,
-    /// Roll closed windows up into hour and day windows in the store (`metric_rollups`), for
-    /// `QueryWindows::resolution`. With several instances on one database, one of them does
+    /// Roll closed windows up into hour, day and week windows in the store (`metric_rollups`),
+    /// for `QueryWindows::resolution`. With several instances on one database, one of them does
     /// it for all (on PostgreSQL the holder of an advisory lock; on SQLite whichever takes the
-    /// write lock first). Off: hour and day queries merge the windows on the fly instead.
+    /// write lock first). Off: hour, day and week queries merge the windows on the fly instead.
     pub rollups: bool,
-    /// How often (ms, on the pipeline clock) the writer rolls up the hours and days that
+    /// How often (ms, on the pipeline clock) the writer rolls up the hours, days and weeks that
     /// closed, busy or idle: a bucket is closed once its end plus `allowed_lateness_ms` has
     /// passed.
     pub rollup_interval_ms: u64,

@@ -62,7 +62,7 @@ pub struct Stats {
     pub patterns_detected: u64,
     /// Rows written (inserted or replaced) in `error_counts`.
     pub error_counts_written: u64,
-    /// Hour and day roll-up rows written (inserted or replaced) in `metric_rollups` by this
+    /// Hour, day and week roll-up rows written (inserted or replaced) in `metric_rollups` by this
     /// instance's roll-up runs.
     pub rollups_written: u64,
     /// Gauge: the pipeline's internal actors (sampler, aggregator, detector, queue, writer)

@@ -33,13 +33,15 @@
 //! # }
 //! ```
 //!
-//! ## Hours and days
+//! ## Hours, days and weeks
 //!
-//! `QueryWindows::metric("response_time").resolution(Resolution::Hour)` (or `Day`) answers one
-//! element per hour (day), the exact merge of every window starting in it, over every instance
-//! writing to the database. Closed hours and days are rolled up once into `metric_rollups`
-//! (from the stored sketches, by whichever instance holds the roll-up lock); the others are
-//! merged on the fly, so the answer never lags behind the windows. See `Config::rollups`.
+//! `QueryWindows::metric("response_time").resolution(Resolution::Hour)` (or `Day`, or `Week`)
+//! answers one element per hour (day, week), the exact merge of every window starting in it,
+//! over every instance writing to the database. Days are UTC days; weeks are ISO weeks, from
+//! Monday 00:00 UTC to the next Monday. Closed hours, days and weeks are rolled up once into
+//! `metric_rollups` (from the stored sketches, by whichever instance holds the roll-up lock);
+//! the others are merged on the fly, so the answer never lags behind the windows. See
+//! `Config::rollups`.
 //!
 //! ## Layout
 //!

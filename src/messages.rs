@@ -88,7 +88,8 @@ pub struct QueryWindows {
     pub from_ms: i64,
     /// Latest window start, ms (exclusive).
     pub to_ms: i64,
-    /// The windows themselves (default), or hour or day roll-ups of them.
+    /// The windows themselves (default), or hour, day or week (ISO, from Monday 00:00 UTC)
+    /// roll-ups of them.
     #[serde(default)]
     pub resolution: Resolution,
 }
@@ -105,7 +106,7 @@ impl QueryWindows {
         }
     }
 
-    /// Answer in buckets of `resolution`: each hour (or day) bucket starting in the range is
+    /// Answer in buckets of `resolution`: each hour (day, week) bucket starting in the range is
     /// one element, the exact merge of every window starting in it, over every instance.
     /// Closed buckets are read from the stored roll-ups; the others are merged on the fly.
     pub fn resolution(mut self, resolution: Resolution) -> Self {
@@ -119,7 +120,7 @@ impl QueryWindows {
         self
     }
 
-    /// Elements starting in `[from_ms, to_ms)`: windows, or at hour or day resolution whole
+    /// Elements starting in `[from_ms, to_ms)`: windows, or at hour, day or week resolution whole
     /// buckets, selected by their start (an hour bucket starting before `from_ms` is left out
     /// and one starting before `to_ms` is whole, so align the range to the resolution for
     /// exactly the windows in it).

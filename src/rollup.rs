@@ -1,6 +1,7 @@
 //! Roll-ups, the guide's multi-level aggregation: closed aggregation windows (a minute by
-//! default) merge into hour windows, and hour windows into day windows, from the stored
-//! sketches, never from raw events. Because a window's whole state (counts, Welford moments,
+//! default) merge into hour windows, hour windows into day windows, and day windows into week
+//! windows (ISO weeks: Monday 00:00 UTC to the next Monday), from the stored sketches, never
+//! from raw events. Because a window's whole state (counts, Welford moments,
 //! DDSketch) merges exactly, a roll-up equals the window it would be had all its events fallen
 //! into one window: count, sum, min and max exactly, mean and stddev up to float rounding,
 //! quantiles within the sketch's 1%.
@@ -26,6 +27,11 @@ use crate::stats::window::WindowState;
 pub const HOUR_MS: i64 = 3_600_000;
 /// One day (UTC), in ms.
 pub const DAY_MS: i64 = 24 * HOUR_MS;
+/// One week, in ms.
+pub const WEEK_MS: i64 = 7 * DAY_MS;
+/// 1970-01-05T00:00:00Z, the first Monday after the Unix epoch (a Thursday): week buckets are
+/// `[FIRST_MONDAY_MS + k * WEEK_MS, ...)`, ISO weeks.
+pub(crate) const FIRST_MONDAY_MS: i64 = 4 * DAY_MS;
 
 /// The time resolution of a [`crate::QueryWindows`] answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -41,6 +47,9 @@ pub enum Resolution {
     Hour,
     /// Day buckets (UTC midnight to midnight): every window starting in the day.
     Day,
+    /// ISO week buckets, Monday 00:00 UTC to the next Monday 00:00 UTC: every window starting
+    /// in the week (computed from its days).
+    Week,
 }
 
 impl Resolution {
@@ -50,7 +59,18 @@ impl Resolution {
             Resolution::Window => None,
             Resolution::Hour => Some(HOUR_MS),
             Resolution::Day => Some(DAY_MS),
+            Resolution::Week => Some(WEEK_MS),
         }
+    }
+
+    /// Where the buckets lie; `None` for [`Resolution::Window`].
+    pub(crate) fn grid(self) -> Option<Grid> {
+        let width = self.bucket_ms()?;
+        let origin = match self {
+            Resolution::Week => FIRST_MONDAY_MS,
+            _ => 0,
+        };
+        Some(Grid { width, origin })
     }
 
     /// The name stored in `metric_rollups.resolution` and `rollup_pending.resolution`.
@@ -59,25 +79,45 @@ impl Resolution {
             Resolution::Window => "window",
             Resolution::Hour => "hour",
             Resolution::Day => "day",
+            Resolution::Week => "week",
         }
     }
 }
 
 /// The roll-up levels, finest first: each is computed from the one before.
-pub(crate) const LEVELS: [Resolution; 2] = [Resolution::Hour, Resolution::Day];
+pub(crate) const LEVELS: [Resolution; 3] = [Resolution::Hour, Resolution::Day, Resolution::Week];
 
-/// Start of the bucket of width `width` holding `ts` (saturating at `i64::MIN`).
-pub(crate) fn floor(ts: i64, width: i64) -> i64 {
-    ts.saturating_sub(ts.rem_euclid(width))
+/// Buckets `[origin + k * width, origin + (k + 1) * width)` for every integer `k`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Grid {
+    /// Bucket width in ms (> 0).
+    pub width: i64,
+    /// A bucket start: the Unix epoch, or [`FIRST_MONDAY_MS`] for weeks.
+    origin: i64,
 }
 
-/// Start of the first bucket of width `width` starting at or after `ts` (saturating).
-pub(crate) fn ceil(ts: i64, width: i64) -> i64 {
-    let f = floor(ts, width);
-    if f == ts {
-        ts
-    } else {
-        f.saturating_add(width)
+impl Grid {
+    /// Buckets of `width` ms aligned to the Unix epoch, as the aggregation windows are.
+    pub(crate) fn epoch(width: i64) -> Grid {
+        Grid { width, origin: 0 }
+    }
+
+    /// Start of the bucket holding `ts` (saturating at `i64::MIN`).
+    pub(crate) fn floor(self, ts: i64) -> i64 {
+        // (ts - origin) mod width, without overflowing near i64::MIN
+        let offset =
+            (ts.rem_euclid(self.width) - self.origin.rem_euclid(self.width)).rem_euclid(self.width);
+        ts.saturating_sub(offset)
+    }
+
+    /// Start of the first bucket starting at or after `ts` (saturating).
+    pub(crate) fn ceil(self, ts: i64) -> i64 {
+        let f = self.floor(ts);
+        if f == ts {
+            ts
+        } else {
+            f.saturating_add(self.width)
+        }
     }
 }
 
@@ -96,13 +136,14 @@ pub(crate) struct Part {
     pub state: WindowState,
 }
 
-/// Merges `parts` (any order) into buckets of `width` ms, one [`WindowStats`] per bucket that
+/// Merges `parts` (any order) into the buckets of `grid`, one [`WindowStats`] per bucket that
 /// holds a part, ordered by start.
-pub(crate) fn merge_into_buckets(parts: Vec<Part>, width: i64) -> Vec<WindowStats> {
+pub(crate) fn merge_into_buckets(parts: Vec<Part>, grid: Grid) -> Vec<WindowStats> {
+    let width = grid.width;
     let mut buckets: std::collections::BTreeMap<i64, (String, String, WindowState)> =
         std::collections::BTreeMap::new();
     for p in parts {
-        let start = floor(p.start_ms, width);
+        let start = grid.floor(p.start_ms);
         match buckets.get_mut(&start) {
             Some((_, _, merged)) => merged.merge(&p.state),
             None => {
@@ -139,21 +180,55 @@ mod tests {
 
     #[test]
     fn bucket_arithmetic() {
+        let (hour, day) = (Grid::epoch(HOUR_MS), Grid::epoch(DAY_MS));
         assert_eq!(T0 % HOUR_MS, 0);
-        assert_eq!(floor(T0 + 59 * 60_000, HOUR_MS), T0);
-        assert_eq!(floor(T0 - 1, HOUR_MS), T0 - HOUR_MS);
-        assert_eq!(floor(-1, HOUR_MS), -HOUR_MS);
-        assert_eq!(ceil(T0, HOUR_MS), T0);
-        assert_eq!(ceil(T0 + 1, HOUR_MS), T0 + HOUR_MS);
-        assert_eq!(ceil(i64::MAX, DAY_MS), i64::MAX);
-        assert_eq!(floor(i64::MIN, DAY_MS), i64::MIN);
-        assert_eq!(ceil(i64::MIN, DAY_MS), i64::MIN);
+        assert_eq!(hour.floor(T0 + 59 * 60_000), T0);
+        assert_eq!(hour.floor(T0 - 1), T0 - HOUR_MS);
+        assert_eq!(hour.floor(-1), -HOUR_MS);
+        assert_eq!(hour.ceil(T0), T0);
+        assert_eq!(hour.ceil(T0 + 1), T0 + HOUR_MS);
+        assert_eq!(day.ceil(i64::MAX), i64::MAX);
+        assert_eq!(day.floor(i64::MIN), i64::MIN);
+        assert_eq!(day.ceil(i64::MIN), i64::MIN);
+        assert_eq!(Resolution::Hour.grid(), Some(hour));
+        assert_eq!(Resolution::Day.grid(), Some(day));
+        assert_eq!(Resolution::Window.grid(), None);
         // The hour [T0, T0+1h) with 5 s lateness is due from T0 + 1h + 5 s.
         assert!(T0 > due_cutoff(HOUR_MS, 5_000, T0 + HOUR_MS + 4_999));
         assert!(T0 <= due_cutoff(HOUR_MS, 5_000, T0 + HOUR_MS + 5_000));
         assert_eq!(due_cutoff(DAY_MS, 0, i64::MIN), i64::MIN);
         assert_eq!(Resolution::default(), Resolution::Window);
         assert_eq!(Resolution::Day.bucket_ms(), Some(DAY_MS));
+        assert_eq!(Resolution::Week.bucket_ms(), Some(WEEK_MS));
+    }
+
+    #[test]
+    fn weeks_start_on_monday_midnight_utc() {
+        let week = Resolution::Week.grid().unwrap();
+        // T0 is Monday 2025-11-24 16:00 UTC; its week began that day at 00:00 UTC.
+        let monday = 1_763_942_400_000;
+        assert_eq!(week.floor(T0), monday);
+        assert_eq!(week.floor(monday), monday);
+        assert_eq!(
+            week.floor(monday - 1),
+            monday - WEEK_MS,
+            "Sunday 23:59:59.999"
+        );
+        assert_eq!(week.floor(monday + WEEK_MS - 1), monday);
+        assert_eq!(week.ceil(T0), monday + WEEK_MS);
+        assert_eq!(week.ceil(monday), monday);
+        // the Unix epoch was a Thursday: its week began on Monday 1969-12-29
+        assert_eq!(week.floor(0), -3 * DAY_MS);
+        assert_eq!(week.floor(FIRST_MONDAY_MS), FIRST_MONDAY_MS);
+        assert_eq!(week.floor(i64::MIN), i64::MIN);
+        assert_eq!(week.ceil(i64::MAX), i64::MAX);
+        // 2000-01-03 and 2024-01-01 were Mondays
+        for m in [946_857_600_000, 1_704_067_200_000] {
+            assert_eq!(week.floor(m + 3 * DAY_MS + 5), m);
+            assert_eq!((m - FIRST_MONDAY_MS) % WEEK_MS, 0);
+        }
+        // the day of the week moves; an epoch-aligned week would start on Thursdays
+        assert_ne!(week.floor(T0), Grid::epoch(WEEK_MS).floor(T0));
     }
 
     #[test]
@@ -164,7 +239,7 @@ mod tests {
             part(T0 + 30 * 60_000, &[3.0, 4.0, 5.0]),
             part(T0 + 59 * 60_000, &[6.0]),
         ];
-        let hours = merge_into_buckets(parts.clone(), HOUR_MS);
+        let hours = merge_into_buckets(parts.clone(), Grid::epoch(HOUR_MS));
         assert_eq!(hours.len(), 2);
         let h = &hours[0];
         assert_eq!((h.window_start_ms, h.window_end_ms), (T0, T0 + HOUR_MS));
@@ -173,9 +248,13 @@ mod tests {
         // sample stddev of 1..=6
         assert!((h.stddev - 1.8708286933869707).abs() < 1e-12);
         assert_eq!(hours[1].count, 1);
-        let days = merge_into_buckets(parts, DAY_MS);
+        let days = merge_into_buckets(parts.clone(), Grid::epoch(DAY_MS));
         assert_eq!(days.len(), 1);
         assert_eq!((days[0].count, days[0].sum), (7, 28.0));
-        assert!(merge_into_buckets(Vec::new(), HOUR_MS).is_empty());
+        let weeks = merge_into_buckets(parts, Resolution::Week.grid().unwrap());
+        assert_eq!(weeks.len(), 1);
+        assert_eq!((weeks[0].count, weeks[0].sum), (7, 28.0));
+        assert_eq!(weeks[0].window_end_ms - weeks[0].window_start_ms, WEEK_MS);
+        assert!(merge_into_buckets(Vec::new(), Grid::epoch(HOUR_MS)).is_empty());
     }
 }

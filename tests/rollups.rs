@@ -1,6 +1,6 @@
-//! Hour and day roll-ups: stored once, equal to the merge of their windows (and to the ground
-//! truth of the raw values), kept right by late events, on SQLite and across instances on
-//! PostgreSQL. Time is a manual clock: buckets close when the test moves it.
+//! Hour, day and week roll-ups: stored once, equal to the merge of their windows (and to the
+//! ground truth of the raw values), kept right by late events and restarts, on SQLite and
+//! across instances on PostgreSQL. Time is a manual clock: buckets close when the test moves it.
 
 mod common;
 #[path = "support/pg.rs"]
@@ -15,6 +15,16 @@ use eventbatch::*;
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
+const WEEK: i64 = 7 * DAY;
+/// Monday 2025-11-24 00:00 UTC: the ISO week holding `T0` begins here.
+const MONDAY: i64 = 1_763_942_400_000;
+
+/// Start of the bucket of `width` holding `ts`: weeks begin on Mondays 00:00 UTC (the epoch
+/// was a Thursday, 1970-01-05 the first Monday), hours and days at multiples of their width.
+fn bucket_start(ts: i64, width: i64) -> i64 {
+    let origin = if width == WEEK { 4 * DAY } else { 0 };
+    ts - (ts - origin).rem_euclid(width)
+}
 
 /// Every value tracked, by event time, to check any bucket width against.
 #[derive(Debug, Default, Clone)]
@@ -24,7 +34,7 @@ impl Truth {
     fn buckets(&self, width: i64) -> BTreeMap<i64, Vec<f64>> {
         let mut out: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
         for &(ts, v) in &self.0 {
-            out.entry(ts - ts.rem_euclid(width)).or_default().push(v);
+            out.entry(bucket_start(ts, width)).or_default().push(v);
         }
         for values in out.values_mut() {
             values.sort_by(f64::total_cmp);
@@ -79,7 +89,7 @@ fn merge_summaries(
 ) -> BTreeMap<i64, (u64, f64, f64, f64, f64)> {
     let mut out: BTreeMap<i64, (u64, f64, f64, f64, f64, f64)> = BTreeMap::new();
     for w in windows {
-        let start = w.window_start_ms - w.window_start_ms.rem_euclid(width);
+        let start = bucket_start(w.window_start_ms, width);
         let m2 = w.stddev * w.stddev * (w.count as f64 - 1.0).max(0.0);
         let e = out
             .entry(start)
@@ -220,10 +230,30 @@ async fn sqlite_rollups_equal_their_windows_and_follow_late_events() {
     assert_eq!(s.rollups_written, 5);
     common::conservation(&s);
     assert_eq!(db.count("metric_rollups WHERE resolution = 'day'"), 1);
-    assert_eq!(db.count("rollup_pending"), 0);
+    assert_eq!(db.count("rollup_pending WHERE resolution <> 'week'"), 0);
     let days = query(&t, Resolution::Day).await;
     truth.check(&days, DAY);
     assert_equals_merge(&days, &query(&t, Resolution::Window).await, DAY);
+
+    // The day marked its week (T0's Monday at midnight UTC), which closes a week later.
+    assert_eq!(
+        db.count(&format!(
+            "rollup_pending WHERE resolution = 'week' AND bucket_start_ms = {MONDAY}"
+        )),
+        1
+    );
+    clock.set(MONDAY + WEEK + 10_000);
+    let s = t.send(Flush).await.unwrap().unwrap();
+    assert_eq!(s.rollups_written, 6);
+    assert_eq!(db.count("metric_rollups WHERE resolution = 'week'"), 1);
+    assert_eq!(db.count("rollup_pending"), 0);
+    let weeks = query(&t, Resolution::Week).await;
+    assert_eq!(
+        (weeks[0].window_start_ms, weeks[0].window_end_ms),
+        (MONDAY, MONDAY + WEEK)
+    );
+    truth.check(&weeks, WEEK);
+    assert_equals_merge(&weeks, &query(&t, Resolution::Window).await, WEEK);
 
     // Ranges select buckets by start.
     let second = t
@@ -238,6 +268,100 @@ async fn sqlite_rollups_equal_their_windows_and_follow_late_events() {
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].window_start_ms, T0 + HOUR);
     t.send(Shutdown).await.unwrap();
+}
+
+/// Weeks are ISO weeks, from Monday 00:00 UTC: events from a Sunday noon to the Tuesday noon
+/// after fall in two weeks. A second run of the pipeline on the same file adds to both weeks
+/// (and to a window the first run wrote); the week roll-ups, computed from the days, merge
+/// both runs, and a late event reopens a closed week until the next roll-up run.
+#[actix_rt::test]
+async fn sqlite_week_rollups_start_on_mondays_and_merge_across_a_restart() {
+    let db = TempDb::new();
+    let mut truth = Truth::default();
+    let sunday_noon = MONDAY - 12 * HOUR;
+    let clock = ManualClock::new(MONDAY + 36 * HOUR);
+    let t = start_with_clock(config("a"), db.store(), Arc::new(clock.clone())).unwrap();
+    send(
+        &t,
+        events(sunday_noon, 10 * MINUTE, 2 * 24 * 6, 0, &mut truth),
+    )
+    .await;
+    t.send(Flush).await.unwrap().unwrap();
+    let weeks = query(&t, Resolution::Week).await;
+    assert_eq!(
+        weeks
+            .iter()
+            .map(|w| (w.window_start_ms, w.window_end_ms))
+            .collect::<Vec<_>>(),
+        vec![(MONDAY - WEEK, MONDAY), (MONDAY, MONDAY + WEEK)],
+        "Sunday's events in the week before, Monday's and Tuesday's in T0's"
+    );
+    truth.check(&weeks, WEEK);
+    let s = t.send(Shutdown).await.unwrap();
+    common::conservation(&s);
+
+    // The restart: the same instance on the same file, later. It adds a Saturday to the first
+    // week, a Wednesday to the second, and a sample to the window of Monday 00:00 that the
+    // first run wrote.
+    let clock = ManualClock::new(MONDAY + 3 * DAY);
+    let t = start_with_clock(config("a"), db.store(), Arc::new(clock.clone())).unwrap();
+    send(
+        &t,
+        events(MONDAY - 2 * DAY, 15 * MINUTE, 96, 1_000, &mut truth),
+    )
+    .await;
+    send(
+        &t,
+        events(MONDAY + 2 * DAY, 15 * MINUTE, 96, 2_000, &mut truth),
+    )
+    .await;
+    send(&t, events(MONDAY + 30_000, 1, 1, 3_000, &mut truth)).await;
+    t.send(Flush).await.unwrap().unwrap();
+    let on_the_fly = query(&t, Resolution::Week).await;
+    truth.check(&on_the_fly, WEEK);
+
+    // Both weeks close: every hour, day and week is rolled up; each week from its days.
+    clock.set(MONDAY + WEEK + 10_000);
+    let s = t.send(Flush).await.unwrap().unwrap();
+    common::conservation(&s);
+    assert_eq!(db.count("rollup_pending"), 0);
+    assert_eq!(db.count("metric_rollups WHERE resolution = 'week'"), 2);
+    assert_eq!(
+        db.count("metric_rollups WHERE resolution = 'day'"),
+        5,
+        "Saturday, Sunday, Monday, Tuesday, Wednesday"
+    );
+    assert_eq!(
+        db.scalar("SELECT sum(source_rows) AS n FROM metric_rollups WHERE resolution = 'week'"),
+        5,
+        "two days in the first week, three in the second"
+    );
+    let stored = query(&t, Resolution::Week).await;
+    truth.check(&stored, WEEK);
+    let windows = query(&t, Resolution::Window).await;
+    truth.check(&windows, MINUTE);
+    assert_equals_merge(&stored, &windows, WEEK);
+    assert_equals_merge(&query(&t, Resolution::Day).await, &windows, DAY);
+
+    // A late event on the Saturday: the first week is stale at once (its hour is pending), so
+    // the query merges it from the windows; the next run rewrites the hour, day and week.
+    let before = stored[0].count;
+    send(&t, events(MONDAY - 2 * DAY + 1, 1, 1, 4_000, &mut truth)).await;
+    t.send(Flush).await.unwrap().unwrap();
+    truth.check(&query(&t, Resolution::Week).await, WEEK);
+    clock.advance(61_000);
+    let written = s.rollups_written;
+    let s = t.send(Flush).await.unwrap().unwrap();
+    assert_eq!(s.rollups_written, written + 3, "an hour, a day and a week");
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count AS n FROM metric_rollups WHERE resolution = 'week' AND window_start_ms = {}",
+            MONDAY - WEEK
+        )),
+        before as i64 + 1
+    );
+    truth.check(&query(&t, Resolution::Week).await, WEEK);
+    common::conservation(&t.send(Shutdown).await.unwrap());
 }
 
 /// With no events arriving, the timer still wakes the writer for a due roll-up run (no
@@ -289,6 +413,7 @@ async fn rollups_off_still_answer_hours_from_the_windows() {
     assert_eq!(db.count("metric_rollups"), 0);
     truth.check(&query(&t, Resolution::Hour).await, HOUR);
     truth.check(&query(&t, Resolution::Day).await, DAY);
+    truth.check(&query(&t, Resolution::Week).await, WEEK);
     t.send(Shutdown).await.unwrap();
 }
 
@@ -315,8 +440,8 @@ async fn postgres_rollups_merge_every_instance_once() {
     send(&a, events(T0, 5_000, 2 * 720, 0, &mut truth)).await;
     send(&b, events(T0 + 1, 9_000, 2 * 400, 77, &mut truth)).await;
 
-    // Both clocks pass both hours and the day, with roll-ups off: every window closes and is
-    // written final.
+    // Both clocks pass both hours, the day and the week, with roll-ups off: every window
+    // closes and is written final.
     let off = ConfigPatch {
         rollups: Some(false),
         ..ConfigPatch::default()
@@ -325,7 +450,7 @@ async fn postgres_rollups_merge_every_instance_once() {
         rollups: Some(true),
         ..ConfigPatch::default()
     };
-    let later = T0 - T0.rem_euclid(DAY) + DAY + 10_000;
+    let later = MONDAY + WEEK + 10_000;
     for (t, clock) in [(&a, &clock_a), (&b, &clock_b)] {
         t.send(Configure(off.clone())).await.unwrap().unwrap();
         clock.set(later);
@@ -348,11 +473,12 @@ async fn postgres_rollups_merge_every_instance_once() {
     let sb = b.send(Flush).await.unwrap().unwrap();
     assert_eq!(
         sa.rollups_written + sb.rollups_written,
-        3,
-        "two hours and one day, each written once by one of the instances"
+        4,
+        "two hours, one day and one week, each written once by one of the instances"
     );
     assert_eq!(db.count("metric_rollups WHERE resolution = 'hour'"), 2);
     assert_eq!(db.count("metric_rollups WHERE resolution = 'day'"), 1);
+    assert_eq!(db.count("metric_rollups WHERE resolution = 'week'"), 1);
     assert_eq!(db.count("rollup_pending"), 0);
     assert_eq!(
         db.scalar(
@@ -370,6 +496,9 @@ async fn postgres_rollups_merge_every_instance_once() {
         let days = query(t, Resolution::Day).await;
         truth.check(&days, DAY);
         assert_equals_merge(&days, &windows, DAY);
+        let weeks = query(t, Resolution::Week).await;
+        truth.check(&weeks, WEEK);
+        assert_equals_merge(&weeks, &windows, WEEK);
     }
     a.send(Shutdown).await.unwrap();
     b.send(Shutdown).await.unwrap();

@@ -1,5 +1,5 @@
 //! The store side of roll-ups (see [`crate::rollup`] for the scheme): marking buckets pending
-//! when windows are written, the roll-up job, and queries at hour or day resolution. One body
+//! when windows are written, the roll-up job, and queries at hour, day or week resolution. One body
 //! of diesel code, compiled for each backend like [`crate::db::store`]; the only
 //! backend-specific part, the roll-up lock, is [`crate::db::store::RollupLock`].
 
@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use crate::db::store::{decode_state, RollupLock, WriteTxn};
 use crate::messages::{QueryWindows, WindowStats};
 use crate::model::WriteBatch;
-use crate::rollup::{ceil, due_cutoff, floor, merge_into_buckets, Part, Resolution, LEVELS};
+use crate::rollup::{due_cutoff, merge_into_buckets, Part, Resolution, LEVELS};
 use crate::stats::window::WindowState;
 
 /// Pending marks one roll-up run takes per level at most; the rest wait for the next run. Runs
@@ -25,7 +25,17 @@ fn coarser(res: Resolution) -> Option<Resolution> {
     match res {
         Resolution::Window => Some(Resolution::Hour),
         Resolution::Hour => Some(Resolution::Day),
-        Resolution::Day => None,
+        Resolution::Day => Some(Resolution::Week),
+        Resolution::Week => None,
+    }
+}
+
+/// The roll-up level that `res` is computed from; `None` for hours (computed from windows).
+fn finer(res: Resolution) -> Option<Resolution> {
+    match res {
+        Resolution::Day => Some(Resolution::Hour),
+        Resolution::Week => Some(Resolution::Day),
+        Resolution::Window | Resolution::Hour => None,
     }
 }
 
@@ -95,11 +105,11 @@ macro_rules! rollup_backend {
                 instance: &str,
                 batch: &WriteBatch,
             ) -> QueryResult<()> {
-                let width = Resolution::Hour.bucket_ms().expect("hours have a width");
+                let hour = Resolution::Hour.grid().expect("hours have a width");
                 let mut touched: Vec<(i64, &str)> = batch
                     .windows
                     .iter()
-                    .map(|w| (floor(w.start_ms, width), w.series.as_str()))
+                    .map(|w| (hour.floor(w.start_ms), w.series.as_str()))
                     .collect();
                 touched.sort_unstable();
                 touched.dedup();
@@ -109,7 +119,8 @@ macro_rules! rollup_backend {
                 Ok(())
             }
 
-            /// The sources of one bucket: the windows of an hour, or the hour roll-ups of a day.
+            /// The sources of one bucket: the windows of an hour, the hour roll-ups of a day, or
+            /// the day roll-ups of a week.
             fn sources(
                 c: &mut $Conn,
                 res: Resolution,
@@ -117,9 +128,9 @@ macro_rules! rollup_backend {
                 start: i64,
                 end: i64,
             ) -> QueryResult<Vec<(String, Option<String>, Option<Vec<u8>>)>> {
-                match res {
-                    Resolution::Day => metric_rollups::table
-                        .filter(metric_rollups::resolution.eq(Resolution::Hour.as_str()))
+                match finer(res) {
+                    Some(from) => metric_rollups::table
+                        .filter(metric_rollups::resolution.eq(from.as_str()))
                         .filter(metric_rollups::series.eq(series))
                         .filter(metric_rollups::window_start_ms.ge(start))
                         .filter(metric_rollups::window_start_ms.lt(end))
@@ -129,7 +140,7 @@ macro_rules! rollup_backend {
                             metric_rollups::sketch,
                         ))
                         .load(c),
-                    _ => metric_windows::table
+                    None => metric_windows::table
                         .filter(metric_windows::series.eq(series))
                         .filter(metric_windows::window_start_ms.ge(start))
                         .filter(metric_windows::window_start_ms.lt(end))
@@ -228,17 +239,17 @@ macro_rules! rollup_backend {
                         .execute(c)?;
                     }
                     if let Some(next) = coarser(res) {
-                        let next_width = next.bucket_ms().expect("roll-up levels have a width");
-                        bump(c, next, series, floor(start, next_width), ROLLUP_MARKER)?;
+                        let next_grid = next.grid().expect("roll-up levels have a width");
+                        bump(c, next, series, next_grid.floor(start), ROLLUP_MARKER)?;
                     }
                     Ok(written)
                 })
             }
 
-            /// Rolls up every pending bucket that closed by `now_ms`, hours before days, if no
-            /// other instance is doing it (the roll-up lock). Each bucket is its own small
-            /// transaction, so writers are never blocked for long and a failure loses nothing
-            /// (the bucket stays pending). `run.rows` counts the rows committed, also when a
+            /// Rolls up every pending bucket that closed by `now_ms`, hours before days before
+            /// weeks, if no other instance is doing it (the roll-up lock). Each bucket is its
+            /// own small transaction, so writers are never blocked for long and a failure loses
+            /// nothing (the bucket stays pending). `run.rows` counts the rows committed, also when a
             /// later bucket fails.
             pub(crate) fn roll_up(
                 c: &mut $Conn,
@@ -294,28 +305,31 @@ macro_rules! rollup_backend {
                 q: &QueryWindows,
                 res: Resolution,
             ) -> QueryResult<Vec<WindowStats>> {
-                let width = res.bucket_ms().expect("roll-up levels have a width");
+                let grid = res.grid().expect("roll-up levels have a width");
+                let width = grid.width;
                 let series = q.series();
-                let first = ceil(q.from_ms, width);
+                let first = grid.ceil(q.from_ms);
                 if first >= q.to_ms {
                     return Ok(Vec::new());
                 }
                 // windows starting before this belong to buckets starting before `to_ms`
-                let sources_end = ceil(q.to_ms, width);
-                // Hour marks before the bucket's own marks: the roll-up job clears an hour's
-                // marks and marks its day in one transaction, so in this order a change in
-                // between is seen in one read or the other.
+                let sources_end = grid.ceil(q.to_ms);
+                // Finer marks before the bucket's own marks, hours first: the roll-up job
+                // clears an hour's marks and marks its day in one transaction (a day's, and
+                // marks its week), so in this order a change in between is seen in one read or
+                // the other.
                 let mut dirty = std::collections::BTreeSet::new();
-                if res == Resolution::Day {
-                    // a day is also stale while one of its hours is
-                    let hours: Vec<i64> = rollup_pending::table
-                        .filter(rollup_pending::resolution.eq(Resolution::Hour.as_str()))
+                for finer in LEVELS.into_iter().take_while(|l| *l != res) {
+                    // a day is also stale while one of its hours is, a week while one of its
+                    // days or hours is
+                    let marks: Vec<i64> = rollup_pending::table
+                        .filter(rollup_pending::resolution.eq(finer.as_str()))
                         .filter(rollup_pending::series.eq(&series))
                         .filter(rollup_pending::bucket_start_ms.ge(first))
                         .filter(rollup_pending::bucket_start_ms.lt(sources_end))
                         .select(rollup_pending::bucket_start_ms)
                         .load(c)?;
-                    dirty.extend(hours.into_iter().map(|s| floor(s, width)));
+                    dirty.extend(marks.into_iter().map(|s| grid.floor(s)));
                 }
                 let own: Vec<i64> = rollup_pending::table
                     .filter(rollup_pending::resolution.eq(res.as_str()))
@@ -341,7 +355,7 @@ macro_rules! rollup_backend {
                         start_ms: r.window_start_ms,
                     }));
                 }
-                let mut out = merge_into_buckets(parts, width);
+                let mut out = merge_into_buckets(parts, grid);
                 let stored: Vec<RollupRow> = metric_rollups::table
                     .filter(metric_rollups::resolution.eq(res.as_str()))
                     .filter(metric_rollups::series.eq(&series))
@@ -379,7 +393,7 @@ mod tests {
     use crate::db::schema::rollup_pending;
     use crate::db::store::{open, Pool};
     use crate::db::Store;
-    use crate::rollup::DAY_MS;
+    use crate::rollup::{DAY_MS, WEEK_MS};
     use std::time::Duration;
 
     const T0: i64 = 1_764_000_000_000;
@@ -445,6 +459,15 @@ mod tests {
         assert_eq!(marks(c).len(), 1);
         sqlite::roll_up(c, day + DAY_MS + 5_000, 5_000, &mut run).unwrap();
         assert!(!run.skipped);
+        // the day is rolled up and marks its week (ISO: T0 is a Monday, so it starts that day)
+        assert_eq!(marks(c), vec![("week".into(), day, "".into(), 1)]);
+        sqlite::roll_up(c, day + WEEK_MS + 4_999, 5_000, &mut run).unwrap();
+        assert_eq!(
+            marks(c).len(),
+            1,
+            "the week is not due before its end plus the lateness"
+        );
+        sqlite::roll_up(c, day + WEEK_MS + 5_000, 5_000, &mut run).unwrap();
         assert!(marks(c).is_empty());
         // marks read before another instance cleared them: nothing is rewritten
         let stale = [("a".to_string(), 2)];
@@ -453,5 +476,61 @@ mod tests {
             0
         );
         assert!(marks(c).is_empty());
+    }
+
+    /// Upgrading a database with day roll-ups: the migration marks their (ISO) weeks pending,
+    /// so the next roll-up run computes them.
+    #[test]
+    fn the_week_migration_marks_the_weeks_of_stored_days() {
+        use crate::db::store::SQLITE_MIGRATIONS;
+        use diesel::connection::SimpleConnection;
+        use diesel_migrations::MigrationHarness;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let c = &mut SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        loop {
+            let pending = c.pending_migrations(SQLITE_MIGRATIONS).unwrap();
+            let next = pending.first().expect("the week migration exists");
+            if next.name().to_string().ends_with("_week_rollups") {
+                break;
+            }
+            c.run_migration(next).unwrap();
+        }
+        // Sunday 2025-11-23 and Monday 2025-11-24 (two ISO weeks), twice the Monday's series
+        let (sunday, monday) = (
+            T0 - T0.rem_euclid(DAY_MS) - DAY_MS,
+            T0 - T0.rem_euclid(DAY_MS),
+        );
+        let mut rows = String::new();
+        for (series, start) in [("rt", sunday), ("rt", monday), ("db", monday)] {
+            rows.push_str(&format!(
+                "INSERT INTO metric_rollups (resolution, series, metric, window_start_ms, \
+                 window_end_ms, count, estimated_count, sum, min, max, mean, stddev, p50, p90, \
+                 p95, p99, source_rows, computed_at_ms) VALUES ('day', '{series}', '{series}', \
+                 {start}, {}, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0);",
+                start + DAY_MS
+            ));
+        }
+        c.batch_execute(&rows).unwrap();
+        c.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+        let mut weeks: Vec<(String, i64, String, i64)> = rollup_pending::table
+            .filter(rollup_pending::resolution.eq("week"))
+            .select((
+                rollup_pending::series,
+                rollup_pending::bucket_start_ms,
+                rollup_pending::instance_id,
+                rollup_pending::gen,
+            ))
+            .load(c)
+            .unwrap();
+        weeks.sort();
+        assert_eq!(
+            weeks,
+            vec![
+                ("db".into(), monday, "".into(), 1),
+                ("rt".into(), monday - WEEK_MS, "".into(), 1),
+                ("rt".into(), monday, "".into(), 1),
+            ]
+        );
     }
 }

@@ -19,7 +19,7 @@ use crate::model::WriteBatch;
 use crate::pseudonyms::{Pseudonyms, StoredId};
 use crate::stats::window::WindowState;
 
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub(crate) const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// Where the pipeline writes: an SQLite file or a PostgreSQL database.

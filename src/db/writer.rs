@@ -30,7 +30,7 @@ use crate::db::store::{merge_rows, Bases, BatchMark, Pool, Written};
 use crate::error::{PipelineError, StoreError};
 use crate::messages::{Committed, Pattern, QueryPatterns, QueryWindows, WindowStats};
 use crate::model::{Record, WindowSnapshot, WriteBatch};
-use crate::rollup::{ceil, merge_into_buckets, Part};
+use crate::rollup::{merge_into_buckets, Grid, Part};
 
 /// First retry delay; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
@@ -271,7 +271,7 @@ impl WriterCore {
     }
 
     /// Every `rollup_interval_ms` on the pipeline clock, once everything is written: rolls up
-    /// the hour and day buckets that closed (see [`crate::rollup`]). A failure is logged and
+    /// the hour, day and week buckets that closed (see [`crate::rollup`]). A failure is logged and
     /// counted; the buckets stay pending for the next run.
     pub(crate) fn roll_up_if_due(&mut self, now: i64, c: &Counters) {
         if !self.rollups || now < self.next_rollup_ms || !self.held.is_empty() {
@@ -288,7 +288,9 @@ impl WriterCore {
             Ok(()) if run.skipped => {
                 log::debug!("roll-up skipped: another instance holds the lock")
             }
-            Ok(()) if run.rows > 0 => log::debug!("rolled up {} hour and day buckets", run.rows),
+            Ok(()) if run.rows > 0 => {
+                log::debug!("rolled up {} hour, day and week buckets", run.rows)
+            }
             Ok(()) => {}
             Err(e) => {
                 Counters::add(&c.db_errors, 1);
@@ -469,13 +471,13 @@ impl WriterCore {
     ) -> Result<Vec<WindowStats>, PipelineError> {
         let mut conn = self.pool.get()?;
         let store_err = |e| PipelineError::Store(StoreError::from_diesel(e));
-        let width = q.resolution.bucket_ms();
+        let grid = q.resolution.grid();
         if open.is_empty() {
             return conn.query_windows(q).map_err(store_err);
         }
         // Buckets starting in [from, to) hold the windows starting in [ceil(from), ceil(to)).
-        let (from, to) = match width {
-            Some(w) => (ceil(q.from_ms, w), ceil(q.to_ms, w)),
+        let (from, to) = match grid {
+            Some(g) => (g.ceil(q.from_ms), g.ceil(q.to_ms)),
             None => (q.from_ms, q.to_ms),
         };
         let rows = conn.window_rows(&q.series(), from, to).map_err(store_err)?;
@@ -513,7 +515,10 @@ impl WriterCore {
         // In window order, as the store's own merges go, so an answer does not depend on
         // which windows happened to be open (floating-point sums depend on the order).
         parts.sort_by_key(|p| p.start_ms);
-        Ok(merge_into_buckets(parts, width.unwrap_or(self.window_ms)))
+        Ok(merge_into_buckets(
+            parts,
+            grid.unwrap_or(Grid::epoch(self.window_ms)),
+        ))
     }
 
     pub(crate) fn query_patterns(
