@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 use crate::pseudonyms::Pseudonyms;
+use crate::retention::Retention;
 use crate::stats::detect::DetectorSettings;
 
 /// The pipeline's configuration. Every field has a default (`Config::default()`), so
@@ -85,6 +86,10 @@ pub struct Config {
     /// at the default window). A sample of a new series beyond it is dropped, counted in
     /// `Stats::events_dropped` and logged; series whose windows closed do not count.
     pub max_open_series: usize,
+    /// How long each table keeps its rows, by event time (every table forever by default),
+    /// and how pruning runs: see [`Retention`]. Rows removed are counted in
+    /// `Stats::rows_pruned`.
+    pub retention: Retention,
 }
 
 impl Default for Config {
@@ -108,6 +113,7 @@ impl Default for Config {
             watch_percentile: 99,
             stats_log_interval_ms: 60_000,
             max_open_series: DEFAULT_MAX_OPEN_SERIES,
+            retention: Retention::default(),
         }
     }
 }
@@ -154,6 +160,8 @@ pub struct ConfigPatch {
     pub stats_log_interval_ms: Option<u64>,
     /// See [`Config::max_open_series`].
     pub max_open_series: Option<usize>,
+    /// See [`Config::retention`] (replaces the whole section; applies at once).
+    pub retention: Option<Retention>,
 }
 
 impl Config {
@@ -207,7 +215,8 @@ impl Config {
             rollup_interval_ms,
             watch_percentile,
             stats_log_interval_ms,
-            max_open_series
+            max_open_series,
+            retention
         );
         if let Some(key) = &patch.identity_key {
             next.identity_key = Some(key.clone());
@@ -255,6 +264,7 @@ impl std::fmt::Debug for Config {
             .field("watch_percentile", &self.watch_percentile)
             .field("stats_log_interval_ms", &self.stats_log_interval_ms)
             .field("max_open_series", &self.max_open_series)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -284,6 +294,7 @@ impl std::fmt::Debug for ConfigPatch {
             .field("watch_percentile", &self.watch_percentile)
             .field("stats_log_interval_ms", &self.stats_log_interval_ms)
             .field("max_open_series", &self.max_open_series)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -330,6 +341,8 @@ pub struct Settings {
     pub stats_log_interval: Option<Duration>,
     /// See [`Config::max_open_series`] (1 to 10,000,000).
     pub max_open_series: usize,
+    /// See [`Config::retention`] (validated).
+    pub retention: Retention,
 }
 
 /// Largest accepted window or interval: one week, so `i64` ms arithmetic never overflows.
@@ -440,6 +453,7 @@ impl Settings {
         c.detection.validate().map_err(|(field, value)| {
             ConfigError::new(format!("detection.{field}"), value, "out of range")
         })?;
+        c.retention.validate()?;
         Ok(Settings {
             max_batch_size,
             batch_interval: Duration::from_millis(batch_interval_ms),
@@ -460,6 +474,7 @@ impl Settings {
             watch_percentile,
             stats_log_interval: (stats_log > 0).then(|| Duration::from_millis(stats_log)),
             max_open_series: max_open_series.get(),
+            retention: c.retention.clone(),
         })
     }
 }
@@ -820,6 +835,47 @@ mod tests {
         // the old flag is refused by name, not silently ignored
         let old = serde_json::from_str::<Config>(r#"{"hash_identities": true}"#).unwrap_err();
         assert!(old.to_string().contains("hash_identities"), "{old}");
+    }
+
+    #[test]
+    fn retention_is_validated_and_patched_whole() {
+        let keep_a_day = Retention {
+            events_max_age_ms: 86_400_000,
+            ..Retention::default()
+        };
+        let c = Config::default();
+        let patched = c
+            .patched(&ConfigPatch {
+                retention: Some(keep_a_day.clone()),
+                ..ConfigPatch::default()
+            })
+            .unwrap();
+        assert_eq!(patched.retention, keep_a_day);
+        assert_eq!(patched.validate().unwrap().retention, keep_a_day);
+        let bad = ConfigPatch {
+            retention: Some(Retention {
+                windows_max_age_ms: 10,
+                hour_rollups_max_age_ms: 5,
+                ..Retention::default()
+            }),
+            ..ConfigPatch::default()
+        };
+        let e = c.patched(&bad).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.value.as_str()),
+            ("retention.hour_rollups_max_age_ms", "5")
+        );
+        let json = r#"{"retention": {"events_max_age_ms": 5, "batch_sise": 1}}"#;
+        assert!(
+            serde_json::from_str::<Config>(json).is_err(),
+            "unknown field"
+        );
+        let json = r#"{"retention": {"events_max_age_ms": 5}}"#;
+        let partial: Config = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            partial.retention.batch_size,
+            Retention::default().batch_size
+        );
     }
 
     #[test]

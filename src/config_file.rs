@@ -80,8 +80,12 @@ impl Config {
     }
 }
 
-/// Sets `key` (a top-level field, or `detection_<field>`) from an environment value, typed
-/// like the field it replaces.
+/// The sections of a [`Config`] (tables in TOML) whose fields `EVENTBATCH_<SECTION>_<FIELD>`
+/// sets.
+const SECTIONS: [&str; 2] = ["detection", "retention"];
+
+/// Sets `key` (a top-level field, or `<section>_<field>` of a [`SECTIONS`] table) from an
+/// environment value, typed like the field it replaces.
 fn set(table: &mut toml::Table, key: &str, name: &str, value: &str) -> Result<(), ConfigError> {
     if OPTIONAL_TEXT.contains(&key) {
         table.insert(key.to_string(), toml::Value::String(value.to_string()));
@@ -92,11 +96,17 @@ fn set(table: &mut toml::Table, key: &str, name: &str, value: &str) -> Result<()
         table.insert(key.to_string(), parsed);
         return Ok(());
     }
-    if let Some(field) = key.strip_prefix("detection_") {
-        if let Some(toml::Value::Table(detection)) = table.get_mut("detection") {
-            if let Some(current) = detection.get(field) {
+    for section in SECTIONS {
+        let Some(field) = key
+            .strip_prefix(section)
+            .and_then(|rest| rest.strip_prefix('_'))
+        else {
+            continue;
+        };
+        if let Some(toml::Value::Table(fields)) = table.get_mut(section) {
+            if let Some(current) = fields.get(field) {
                 let parsed = typed_like(current, value).ok_or_else(|| bad(name, key, value))?;
-                detection.insert(field.to_string(), parsed);
+                fields.insert(field.to_string(), parsed);
                 return Ok(());
             }
         }
@@ -166,6 +176,8 @@ mod tests {
                 ("EVENTBATCH_MAX_BATCH_SIZE", "500"),
                 ("EVENTBATCH_ROLLUPS", "false"),
                 ("EVENTBATCH_DETECTION_SPIKE_RATIO", "3.5"),
+                ("EVENTBATCH_RETENTION_EVENTS_MAX_AGE_MS", "86400000"),
+                ("EVENTBATCH_RETENTION_BATCH_SIZE", "250"),
                 ("EVENTBATCH_INSTANCE_ID", "api-2"),
                 ("EVENTBATCH_SAMPLING_RATES", "{ \"help\" = 0.25 }"),
                 ("OTHER_VAR", "ignored"),
@@ -174,6 +186,8 @@ mod tests {
         assert_eq!(c.max_batch_size, 500);
         assert!(!c.rollups);
         assert_eq!(c.detection.spike_ratio, 3.5);
+        assert_eq!(c.retention.events_max_age_ms, 86_400_000);
+        assert_eq!(c.retention.batch_size, 250);
         assert_eq!(c.instance_id.as_deref(), Some("api-2"));
         assert_eq!(c.sampling_rates["help"], 0.25);
         let e = Config::default()
@@ -186,6 +200,14 @@ mod tests {
         assert_eq!(e.field, "max_batch_size");
         let e = Config::default()
             .with_overrides([("EVENTBATCH_NO_SUCH", "1")])
+            .unwrap_err();
+        assert!(e.reason.contains("no such"));
+        let e = Config::default()
+            .with_overrides([("EVENTBATCH_RETENTION_BATCH_SIZE", "0")])
+            .unwrap_err();
+        assert_eq!(e.field, "retention.batch_size");
+        let e = Config::default()
+            .with_overrides([("EVENTBATCH_RETENTION_NO_SUCH", "1")])
             .unwrap_err();
         assert!(e.reason.contains("no such"));
     }

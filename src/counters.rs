@@ -75,6 +75,10 @@ pub struct Stats {
     /// `events_aggregated`). Conservation after a `Flush`: `events_kept = records_written +
     /// events_aggregated + events_dropped + events_quarantined`.
     pub events_quarantined: u64,
+    /// Rows this instance's retention rounds deleted, every table together (`Config::retention`;
+    /// the log line of each round says how many of each table). Outside the conservation
+    /// laws: pruning removes rows already counted as written.
+    pub rows_pruned: u64,
 }
 
 impl Stats {
@@ -132,6 +136,7 @@ pub(crate) struct Counters {
     pub admitted: AtomicU64,
     pub rows_quarantined: AtomicU64,
     pub events_quarantined: AtomicU64,
+    pub rows_pruned: AtomicU64,
 }
 
 impl Counters {
@@ -185,6 +190,7 @@ impl Counters {
             actors_running: get(&self.actors_running),
             rows_quarantined: get(&self.rows_quarantined),
             events_quarantined: get(&self.events_quarantined),
+            rows_pruned: get(&self.rows_pruned),
         }
     }
 }

@@ -43,6 +43,13 @@
 //! the others are merged on the fly, so the answer never lags behind the windows. See
 //! `Config::rollups`.
 //!
+//! ## Retention
+//!
+//! Nothing is deleted unless asked: [`Config::retention`] ([`Retention`]) gives each table a
+//! maximum age by event time; the writer deletes older rows every `interval_ms`, in short
+//! transactions between its batches (on PostgreSQL one instance at a time, under an advisory
+//! lock), and counts them in `Stats::rows_pruned`.
+//!
 //! ## Layout
 //!
 //! ```text
@@ -88,6 +95,7 @@ mod messages;
 mod model;
 mod pseudonyms;
 mod queue;
+mod retention;
 mod rollup;
 mod sampler;
 pub mod stats;
@@ -107,6 +115,7 @@ pub use messages::{
     BatchAck, Configure, Flush, GetConfig, GetStats, Pattern, QueryPatterns, QueryWindows,
     Shutdown, Tick, TrackBatch, WindowStats,
 };
+pub use retention::Retention;
 pub use rollup::Resolution;
 pub use stats::detect::{DetectorSettings, PatternKind};
 pub use supervisor::Supervisor;

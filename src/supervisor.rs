@@ -134,6 +134,7 @@ impl Supervisor {
                     queue: None,
                     remains,
                     write_scheduled: false,
+                    prune_scheduled: false,
                     shutdown: None,
                     own_address: None,
                 })

@@ -1,7 +1,9 @@
 //! The DB writer's actor, alone on a thread of its own, so blocking I/O never stalls the event
 //! loop. It owns the [`WriterCore`]. Batches arrive as [`Write`] messages; the writer writes
 //! once its mailbox is empty (a self-notification runs after the mailbox), so everything that
-//! arrived meanwhile is written together, and answers the markers ([`Control`]).
+//! arrived meanwhile is written together, and answers the markers ([`Control`]). Between
+//! batches it runs the roll-up job and the retention rounds, a chunk per turn ([`PruneNext`]),
+//! so what arrives meanwhile is written between two chunks.
 
 use std::sync::Arc;
 
@@ -19,6 +21,12 @@ use crate::messages::{Committed, Control, Reply, Write};
 #[rtype(result = "()")]
 struct WriteHeld;
 
+/// Deletes the next chunk of the retention round under way, once the mailbox is empty (a
+/// self-notification runs after it), and sends itself again while the round has more to do.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+struct PruneNext;
+
 /// The writer's actor, alone on its thread.
 pub(crate) struct DbWriter {
     pub core: WriterCore,
@@ -30,6 +38,8 @@ pub(crate) struct DbWriter {
     pub remains: Arc<Remains>,
     /// A [`WriteHeld`] is on its way.
     pub write_scheduled: bool,
+    /// A [`PruneNext`] is on its way.
+    pub prune_scheduled: bool,
     /// The `Shutdown` answer, sent from `stopped()`.
     pub shutdown: Option<(Reply<()>, Result<(), PipelineError>)>,
     /// The writer's own address, held so that it stops only when told to (`Shutdown`) or when
@@ -45,6 +55,23 @@ impl DbWriter {
             deliver(queue, done, &self.remains);
         }
         result
+    }
+
+    /// Starts a retention round if one is due, deletes its first chunk, and leaves the rest to
+    /// [`PruneNext`], a chunk per turn.
+    fn prune(&mut self, ctx: &mut Context<Self>) {
+        self.core
+            .start_prune_if_due(self.clock.now_ms(), &self.counters);
+        if self.core.prune_chunk(&self.counters) {
+            self.schedule_prune(ctx);
+        }
+    }
+
+    fn schedule_prune(&mut self, ctx: &mut Context<Self>) {
+        if !self.prune_scheduled {
+            self.prune_scheduled = true;
+            ctx.notify(PruneNext);
+        }
     }
 }
 
@@ -116,6 +143,18 @@ impl Handler<WriteHeld> for DbWriter {
     }
 }
 
+impl Handler<PruneNext> for DbWriter {
+    type Result = ();
+    fn handle(&mut self, _: PruneNext, ctx: &mut Context<Self>) {
+        self.prune_scheduled = false;
+        // what arrived while the last chunk ran goes first
+        let _ = self.write();
+        if self.core.prune_chunk(&self.counters) {
+            self.schedule_prune(ctx);
+        }
+    }
+}
+
 impl Handler<Control> for DbWriter {
     type Result = ();
     fn handle(&mut self, marker: Control, ctx: &mut Context<Self>) {
@@ -124,11 +163,17 @@ impl Handler<Control> for DbWriter {
                 let _ = self.write();
                 self.core
                     .roll_up_if_due(self.clock.now_ms(), &self.counters);
+                self.prune(ctx);
             }
+            // Also finishes a retention round that is due or under way, so that once a Flush
+            // has answered, rows older than the maximum ages are gone (unless another instance
+            // was pruning, or the store failed).
             Control::Flush(reply) => {
                 let result = self.write();
-                self.core
-                    .roll_up_if_due(self.clock.now_ms(), &self.counters);
+                let now = self.clock.now_ms();
+                self.core.roll_up_if_due(now, &self.counters);
+                self.core.start_prune_if_due(now, &self.counters);
+                while self.core.prune_chunk(&self.counters) {}
                 let _ = reply.send(result);
             }
             Control::Shutdown(reply) => {

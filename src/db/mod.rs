@@ -2,6 +2,7 @@
 //! writer actor.
 
 pub(crate) mod models;
+pub(crate) mod retention;
 pub(crate) mod rollups;
 /// The diesel schema shared by both backends.
 #[allow(missing_docs)]
@@ -9,4 +10,4 @@ pub mod schema;
 pub(crate) mod store;
 pub(crate) mod writer;
 
-pub use store::Store;
+pub use store::{Store, RETENTION_LOCK_KEY};

@@ -676,6 +676,35 @@ impl RollupLock for PgConnection {
     }
 }
 
+/// Per-backend lock for one chunk of a retention round, so that with many instances on one
+/// database one of them prunes at a time (see [`crate::retention`]). On PostgreSQL a
+/// transaction-level advisory lock on [`RETENTION_LOCK_KEY`], taken without waiting (another
+/// instance is pruning: this round ends, the next comes an interval later) and released by the
+/// chunk's COMMIT; on SQLite the chunk's `BEGIN IMMEDIATE` already serialises writers.
+pub(crate) trait PruneLock: Connection {
+    fn try_prune_lock(&mut self) -> QueryResult<bool>;
+}
+
+/// The PostgreSQL advisory lock key that retention rounds take for each chunk ("evntprun").
+/// An operator can pause pruning on every instance by holding it
+/// (`SELECT pg_advisory_lock(7311152491464389998)`, e.g. during a backup).
+pub const RETENTION_LOCK_KEY: i64 = 0x6576_6e74_7072_756e;
+
+impl PruneLock for SqliteConnection {
+    fn try_prune_lock(&mut self) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl PruneLock for PgConnection {
+    fn try_prune_lock(&mut self) -> QueryResult<bool> {
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+            "pg_try_advisory_xact_lock({RETENTION_LOCK_KEY})"
+        )))
+        .get_result(self)
+    }
+}
+
 /// One body of SQL code, compiled for each backend's connection type.
 macro_rules! backend {
     ($module:ident, $Conn:ty) => {
@@ -1302,6 +1331,29 @@ impl Conn {
         match &mut self.backend {
             Backend::Sqlite(c) => crate::db::rollups::sqlite::roll_up(c, now_ms, lateness_ms, run),
             Backend::Pg(c) => crate::db::rollups::pg::roll_up(c, now_ms, lateness_ms, run),
+        }
+    }
+
+    /// The oldest pending roll-up mark of each level (see [`crate::retention`]).
+    pub(crate) fn oldest_pending(&mut self) -> QueryResult<crate::retention::OldestPending> {
+        match &mut self.backend {
+            Backend::Sqlite(c) => crate::db::retention::sqlite::oldest_pending(c),
+            Backend::Pg(c) => crate::db::retention::pg::oldest_pending(c),
+        }
+    }
+
+    /// Deletes at most `batch_size` rows of `table` older than `cutoff` in one transaction;
+    /// `None` when another instance holds the retention lock.
+    pub(crate) fn prune_chunk(
+        &mut self,
+        table: crate::retention::Table,
+        cutoff: i64,
+        batch_size: usize,
+    ) -> QueryResult<Option<u64>> {
+        use crate::db::retention::{pg, sqlite};
+        match &mut self.backend {
+            Backend::Sqlite(c) => sqlite::prune_chunk(c, table, cutoff, batch_size),
+            Backend::Pg(c) => pg::prune_chunk(c, table, cutoff, batch_size),
         }
     }
 

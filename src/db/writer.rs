@@ -19,6 +19,11 @@
 //! patterns keep a transaction of their own, and a retry writes one batch at a time, so a
 //! store that keeps failing long transactions still makes progress. `Stats::batches_written`
 //! counts batches, `Stats::transactions` commits.
+//!
+//! Between batches the writer also runs the roll-up job and the retention rounds
+//! ([`crate::retention`]): a round deletes old rows one short transaction (chunk) at a time,
+//! and only while nothing is held, so the writer's own batches always go first and it never
+//! waits for SQLite's write lock behind itself.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -30,6 +35,7 @@ use crate::db::store::{merge_rows, Bases, BatchMark, Pool, Written};
 use crate::error::{PipelineError, StoreError};
 use crate::messages::{Committed, Pattern, QueryPatterns, QueryWindows, WindowStats};
 use crate::model::{Record, WindowSnapshot, WriteBatch};
+use crate::retention::{PruneRound, Retention};
 use crate::rollup::{merge_into_buckets, Grid, Part};
 
 /// First retry delay; doubles up to [`MAX_BACKOFF`].
@@ -67,6 +73,12 @@ pub(crate) struct WriterCore {
     lateness_ms: i64,
     /// When (pipeline clock, ms) the next roll-up run is due.
     next_rollup_ms: i64,
+    /// How long each table keeps its rows, and how pruning runs.
+    retention: Retention,
+    /// When (pipeline clock, ms) the last retention round started.
+    last_prune_ms: i64,
+    /// The retention round under way, pruned a chunk at a time.
+    prune: Option<PruneRound>,
     /// Test hook: report the next successful commit as a failure (the COMMIT reply lost).
     #[cfg(test)]
     lose_next_commit_reply: bool,
@@ -129,6 +141,9 @@ impl WriterCore {
             rollup_interval_ms: settings.rollup_interval_ms,
             lateness_ms: settings.allowed_lateness_ms,
             next_rollup_ms: i64::MIN,
+            retention: settings.retention.clone(),
+            last_prune_ms: i64::MIN,
+            prune: None,
             #[cfg(test)]
             lose_next_commit_reply: false,
         }
@@ -141,6 +156,9 @@ impl WriterCore {
         self.rollups = s.rollups;
         self.rollup_interval_ms = s.rollup_interval_ms;
         self.lateness_ms = s.allowed_lateness_ms;
+        // a round under way keeps the cut-offs it was planned with; the next one (an interval
+        // after it started, as the new settings say) takes the new ages
+        self.retention = s.retention.clone();
     }
 
     /// Moves everything held, and the bases its windows were read against, into a new core
@@ -160,6 +178,9 @@ impl WriterCore {
             rollup_interval_ms: self.rollup_interval_ms,
             lateness_ms: self.lateness_ms,
             next_rollup_ms: self.next_rollup_ms,
+            retention: self.retention.clone(),
+            last_prune_ms: self.last_prune_ms,
+            prune: None,
             #[cfg(test)]
             lose_next_commit_reply: false,
         }
@@ -297,6 +318,93 @@ impl WriterCore {
                 log::warn!(
                     "roll-up failed, retrying in {} ms: {e}",
                     self.rollup_interval_ms
+                );
+            }
+        }
+    }
+
+    /// Starts a retention round if one is due at `now` (every `retention.interval_ms` on the
+    /// pipeline clock, once everything is written) and none is under way: plans its cut-offs
+    /// from the maximum ages and, with roll-ups on, the oldest pending roll-up marks. A failure
+    /// is logged and counted; the next round comes an interval later.
+    pub(crate) fn start_prune_if_due(&mut self, now: i64, c: &Counters) {
+        let interval = self.retention.interval_ms.min(i64::MAX as u64) as i64;
+        if self.prune.is_some()
+            || !self.retention.is_enabled()
+            || !self.held.is_empty()
+            || now < self.last_prune_ms.saturating_add(interval)
+        {
+            return;
+        }
+        self.last_prune_ms = now;
+        let pending = self
+            .pool
+            .get()
+            .and_then(|mut conn| conn.oldest_pending().map_err(StoreError::from_diesel));
+        match pending {
+            Ok(pending) => {
+                let round = PruneRound::plan(&self.retention, now, self.rollups, pending);
+                self.prune = Some(round);
+            }
+            Err(e) => {
+                Counters::add(&c.db_errors, 1);
+                log::warn!("retention round not started, next in {interval} ms: {e}");
+            }
+        }
+    }
+
+    /// Deletes one chunk of the round under way (one transaction of at most
+    /// `retention.batch_size` rows) and returns whether the round has more to do. Does nothing
+    /// while batches are held: the writer's own writes go first, and the round goes on after
+    /// them. The round ends when every table is done, when another instance holds the
+    /// retention lock (it is pruning), or at a store error (logged and counted; the next round
+    /// comes an interval after this one started).
+    pub(crate) fn prune_chunk(&mut self, c: &Counters) -> bool {
+        if !self.held.is_empty() {
+            return false;
+        }
+        let Some(round) = self.prune.as_mut() else {
+            return false;
+        };
+        let Some((table, cutoff)) = round.current() else {
+            self.end_prune();
+            return false;
+        };
+        let batch_size = self.retention.batch_size;
+        let result = self.pool.get().and_then(|mut conn| {
+            conn.prune_chunk(table, cutoff, batch_size)
+                .map_err(StoreError::from_diesel)
+        });
+        match result {
+            Ok(Some(removed)) => {
+                Counters::add(&c.rows_pruned, removed);
+                round.record(removed, batch_size);
+                if round.current().is_some() {
+                    return true;
+                }
+            }
+            Ok(None) => log::debug!("retention round ended: another instance is pruning"),
+            Err(e) => {
+                Counters::add(&c.db_errors, 1);
+                log::warn!(
+                    "retention: deleting old {} failed; the next round retries: {e}",
+                    table.label()
+                );
+            }
+        }
+        self.end_prune();
+        false
+    }
+
+    /// Ends the round under way, with a log line of what it removed.
+    fn end_prune(&mut self) {
+        if let Some(round) = self.prune.take() {
+            if round.total() > 0 {
+                log::info!(
+                    "retention removed {} rows in {} transactions ({})",
+                    round.total(),
+                    round.chunks,
+                    round.summary()
                 );
             }
         }
@@ -570,6 +678,7 @@ mod tests {
     use crate::config::Config;
     use crate::event::TrackEvent;
     use crate::model::{Record, WindowSnapshot};
+    use crate::retention::Retention;
     use crate::stats::window::WindowState;
     use diesel::prelude::*;
 
@@ -900,6 +1009,59 @@ mod tests {
         assert_eq!((s.rows_quarantined, s.events_quarantined), (1, 0));
         assert_eq!(s.records_written, 2);
         assert_eq!(counts(&path).0, 2);
+    }
+
+    #[test]
+    fn a_retention_round_waits_for_held_batches_and_prunes_in_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let settings = Config {
+            retention: Retention {
+                events_max_age_ms: 60_000,
+                batch_size: 3,
+                interval_ms: 1_000,
+                ..Retention::default()
+            },
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
+        let pool = crate::db::store::open(&crate::db::Store::sqlite(&path), Duration::from_secs(5))
+            .unwrap();
+        let (mut w, c) = (WriterCore::new(pool, &settings), Counters::default());
+        w.hold(records(7, 0)); // all at T0
+        w.write_held(&c).1.unwrap();
+        w.hold(records(2, 7));
+        let now = T0 + 60_001;
+        w.start_prune_if_due(now, &c);
+        assert!(w.prune.is_none(), "no round starts while batches are held");
+        w.write_held(&c).1.unwrap();
+        w.start_prune_if_due(now, &c);
+        assert!(w.prune.is_some());
+        assert!(w.prune_chunk(&c), "3 of 9 rows: more to do");
+        // a batch arriving mid-round goes first: the round pauses until it is written
+        w.hold(records(1, 9));
+        assert!(!w.prune_chunk(&c));
+        assert!(w.prune.is_some());
+        assert_eq!(c.snapshot().rows_pruned, 3);
+        w.write_held(&c).1.unwrap();
+        let mut chunks = 1;
+        while w.prune_chunk(&c) {
+            chunks += 1;
+        }
+        assert_eq!(chunks, 3, "3 + 3 + 3 + 1 rows, the last chunk short");
+        assert_eq!(c.snapshot().rows_pruned, 10);
+        assert!(w.prune.is_none() && durations(&path).is_empty());
+        // the next round is due an interval after this one started
+        w.start_prune_if_due(now + 999, &c);
+        assert!(w.prune.is_none());
+        w.start_prune_if_due(now + 1_000, &c);
+        assert!(w.prune.is_some());
+        assert!(
+            !w.prune_chunk(&c),
+            "nothing left: one short chunk ends the round"
+        );
+        assert_eq!(c.snapshot().rows_pruned, 10);
     }
 
     #[test]
