@@ -160,7 +160,8 @@ pub struct ConfigPatch {
     pub stats_log_interval_ms: Option<u64>,
     /// See [`Config::max_open_series`].
     pub max_open_series: Option<usize>,
-    /// See [`Config::retention`] (replaces the whole section; applies at once).
+    /// See [`Config::retention`] (replaces the whole section; applies at once: a round under
+    /// way ends, and the next `Tick` or `Flush` starts one with the new ages).
     pub retention: Option<Retention>,
 }
 

@@ -147,6 +147,9 @@ impl Handler<PruneNext> for DbWriter {
     type Result = ();
     fn handle(&mut self, _: PruneNext, ctx: &mut Context<Self>) {
         self.prune_scheduled = false;
+        if ctx.state() != ActorState::Running {
+            return; // stopping: the round ends here
+        }
         // what arrived while the last chunk ran goes first
         let _ = self.write();
         if self.core.prune_chunk(&self.counters) {

@@ -156,9 +156,13 @@ impl WriterCore {
         self.rollups = s.rollups;
         self.rollup_interval_ms = s.rollup_interval_ms;
         self.lateness_ms = s.allowed_lateness_ms;
-        // a round under way keeps the cut-offs it was planned with; the next one (an interval
-        // after it started, as the new settings say) takes the new ages
-        self.retention = s.retention.clone();
+        if s.retention != self.retention {
+            // at once: a round under way ends, and the next tick or flush starts one with the
+            // new ages (none if every age is 0 now)
+            self.retention = s.retention.clone();
+            self.end_prune();
+            self.last_prune_ms = i64::MIN;
+        }
     }
 
     /// Moves everything held, and the bases its windows were read against, into a new core
