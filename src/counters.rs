@@ -1,7 +1,9 @@
 //! Pipeline counters: [`Counters`] (shared atomics every stage bumps, in batches) and [`Stats`]
 //! (a consistent-enough snapshot of them, answered by `GetStats` without touching the store).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +77,10 @@ pub struct Stats {
     /// `events_aggregated`). Conservation after a `Flush`: `events_kept = records_written +
     /// events_aggregated + events_dropped + events_quarantined`.
     pub events_quarantined: u64,
+    /// Gauge: the keep probability in force for each sampling key that has a rate, fixed
+    /// (`Config::sampling_rates`) or adapted to a target (`Config::sampling_targets`; 1.0 until
+    /// the key's first interval ended). Kept events carry the rate they were kept at.
+    pub sampling_rates_in_force: BTreeMap<String, f64>,
 }
 
 impl Stats {
@@ -132,6 +138,9 @@ pub(crate) struct Counters {
     pub admitted: AtomicU64,
     pub rows_quarantined: AtomicU64,
     pub events_quarantined: AtomicU64,
+    /// The sampler's rates in force, replaced by the sampler when one changes (at most once
+    /// per batch of events or tick).
+    pub sampling_rates: Mutex<BTreeMap<String, f64>>,
 }
 
 impl Counters {
@@ -146,6 +155,11 @@ impl Counters {
             // saturating: a gauge never wraps below zero
             let _ = counter.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(n)));
         }
+    }
+
+    /// Publishes the sampler's rates in force.
+    pub(crate) fn set_sampling_rates(&self, rates: BTreeMap<String, f64>) {
+        *self.sampling_rates.lock().unwrap_or_else(|p| p.into_inner()) = rates;
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
@@ -185,6 +199,11 @@ impl Counters {
             actors_running: get(&self.actors_running),
             rows_quarantined: get(&self.rows_quarantined),
             events_quarantined: get(&self.events_quarantined),
+            sampling_rates_in_force: self
+                .sampling_rates
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 }

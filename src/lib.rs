@@ -73,6 +73,7 @@
 pub struct ReadmeDoctests;
 
 mod actors;
+mod adaptive;
 mod aggregator;
 mod clock;
 mod config;
@@ -95,7 +96,7 @@ mod util;
 use std::sync::Arc;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Config, ConfigPatch, Settings};
+pub use config::{Config, ConfigPatch, SampleBy, Settings};
 pub use config_file::ENV_PREFIX;
 pub use counters::Stats;
 pub use db::Store;

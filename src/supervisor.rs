@@ -166,6 +166,7 @@ impl Supervisor {
         let sampler = unbounded(SamplerActor {
             sampler: Sampler::from_settings(&settings),
             counters: counters.clone(),
+            clock: clock.clone(),
             aggregator: aggregator.clone().recipient(),
             queue: back.records.clone(),
             next: aggregator.recipient(),

@@ -1,6 +1,7 @@
 //! The queue's actor: queues the [`Records`] it receives in its [`PriorityQueues`], and on each
 //! record batch, timer tick and confirmation ([`Committed`]) hands the due batches to the
-//! writer while fewer than `max_in_flight_batches` are unconfirmed. Window, error-count and
+//! writer while fewer than `max_in_flight_batches` are unconfirmed (with batching off, each
+//! record as it arrives, as a batch the writer commits alone). Window, error-count and
 //! pattern batches pass straight through, so the writer has one sender and markers stay in
 //! order.
 
@@ -71,6 +72,7 @@ impl QueueActor {
             let batch = WriteBatch {
                 records,
                 from_queue: true,
+                own_transaction: !self.queues.limits.batching,
                 ..WriteBatch::default()
             };
             deliver(&self.writer, Write(batch), &self.remains);

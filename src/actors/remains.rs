@@ -124,7 +124,7 @@ impl Remains {
         let mut sampler = sampler.unwrap_or_else(|| Sampler::from_settings(&settings));
         let n = events.len() as u64;
         let mut routed = Routed::default();
-        sampler.route(events, &mut routed);
+        sampler.route(events, now, &mut routed);
         Counters::add(&c.sampled_out, routed.sampled_out);
         Counters::add(&c.kept, n - routed.sampled_out);
         samples.append(&mut routed.aggregate);
