@@ -169,6 +169,7 @@ impl Supervisor {
             clock: clock.clone(),
             aggregator: aggregator.clone().recipient(),
             queue: back.records.clone(),
+            queue_settings: back.settings.clone(),
             next: aggregator.recipient(),
             remains: remains.clone(),
         });
@@ -299,6 +300,8 @@ struct BackStages {
     /// The detector's: markers enter the back stages there.
     control: Recipient<Control>,
     committed: Recipient<Committed>,
+    /// The queue's, for the sampler's [`QueueSettings`].
+    settings: Recipient<QueueSettings>,
 }
 
 /// Starts the back stages on the current (their own) thread: the queue and the detector.
@@ -336,7 +339,8 @@ fn start_back_stages(
         write: queue.clone().recipient(),
         closed: detector.clone().recipient(),
         control: detector.recipient(),
-        committed: queue.recipient(),
+        committed: queue.clone().recipient(),
+        settings: queue.recipient(),
     }
 }
 
