@@ -238,7 +238,11 @@ mod tests {
             worst.1 * 100.0,
             worst.2 * 100.0
         );
-        assert!((c.rate() - 1000.0 / 50_000.0).abs() < 0.1 / 50.0, "{}", c.rate());
+        assert!(
+            (c.rate() - 1000.0 / 50_000.0).abs() < 0.1 / 50.0,
+            "{}",
+            c.rate()
+        );
     }
 
     #[test]
@@ -274,7 +278,11 @@ mod tests {
     fn rates_change_only_at_interval_boundaries() {
         let mut c = RateController::new(10.0);
         for i in 0..100 {
-            assert_eq!(c.offer(5_000 + i), (1.0, false), "the first interval keeps all");
+            assert_eq!(
+                c.offer(5_000 + i),
+                (1.0, false),
+                "the first interval keeps all"
+            );
         }
         // first interval counted from the first event: 100 events over 1 s
         let (rate, changed) = c.offer(6_000);

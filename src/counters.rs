@@ -159,7 +159,10 @@ impl Counters {
 
     /// Publishes the sampler's rates in force.
     pub(crate) fn set_sampling_rates(&self, rates: BTreeMap<String, f64>) {
-        *self.sampling_rates.lock().unwrap_or_else(|p| p.into_inner()) = rates;
+        *self
+            .sampling_rates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = rates;
     }
 
     pub(crate) fn snapshot(&self) -> Stats {

@@ -52,8 +52,8 @@
 //! - [`Supervisor`]: the front door (validation, stats, config), and the markers (`Flush`,
 //!   queries, `Shutdown`, ticks) that travel the data path behind the data.
 //! - `src/actors/`: one thin actor per stage; each owns a plain, unit-tested core
-//!   (`sampler.rs`, `aggregator.rs`, `detector.rs`, `queue.rs`, `db/writer.rs`) and passes
-//!   typed batches on. `actors/remains.rs`: what they leave when torn down without
+//!   (`sampler.rs` with `adaptive.rs`, `aggregator.rs`, `detector.rs`, `queue.rs`,
+//!   `db/writer.rs`) and passes typed batches on. `actors/remains.rs`: what they leave when torn down without
 //!   `Shutdown`, written by the last one to go.
 //! - [`stats`]: the window state (exact small windows, DDSketch), the detector's maths.
 //! - `db/`: schema, rows, the SQL for both backends, the writer's core.

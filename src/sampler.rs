@@ -239,7 +239,10 @@ mod tests {
     const NOW: i64 = 1_764_000_000_000;
 
     fn owned<T: Clone>(pairs: &[(&str, T)]) -> HashMap<String, T> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     fn sampler_with(config: Config, seed: u64) -> Sampler {
@@ -301,7 +304,10 @@ mod tests {
     #[test]
     fn errors_are_sampled_only_with_their_own_key() {
         let mut s = sampler(&[("timeout", 0.0)]);
-        assert_eq!(s.decide(&TrackEvent::error("timeout", "api"), NOW), Some(1.0));
+        assert_eq!(
+            s.decide(&TrackEvent::error("timeout", "api"), NOW),
+            Some(1.0)
+        );
         let mut s = sampler(&[("error.timeout", 0.0)]);
         assert_eq!(s.decide(&TrackEvent::error("timeout", "api"), NOW), None);
     }
@@ -340,7 +346,10 @@ mod tests {
             1,
         );
         let initial = s.take_changed_rates().unwrap();
-        assert_eq!(initial, [("help".into(), 1.0), ("other".into(), 0.5)].into());
+        assert_eq!(
+            initial,
+            [("help".into(), 1.0), ("other".into(), 0.5)].into()
+        );
         assert_eq!(s.take_changed_rates(), None);
         let event = TrackEvent::command("help");
         let mut per_second = Vec::new();
@@ -355,7 +364,10 @@ mod tests {
             }
             per_second.push((kept, estimated));
         }
-        assert_eq!(per_second[0].0, 20_000, "the first interval keeps everything");
+        assert_eq!(
+            per_second[0].0, 20_000,
+            "the first interval keeps everything"
+        );
         for &(kept, _) in &per_second[1..] {
             // binomial(20,000, 0.025): sd ~ 22; 10% is 50
             assert!((kept as f64 - 500.0).abs() < 50.0, "{per_second:?}");
@@ -526,7 +538,9 @@ mod tests {
         }
         // FNV-1a's positions of user0..user9: all within 1e-6 of each other
         let fnv = |i: u32| crate::util::stable_hash(&[&format!("user{i}")]) as f64 / 2f64.powi(64);
-        let (lo, hi) = (0..10).map(fnv).fold((1.0, 0.0), |(lo, hi), p| (p.min(lo), p.max(hi)));
+        let (lo, hi) = (0..10)
+            .map(fnv)
+            .fold((1.0, 0.0), |(lo, hi), p| (p.min(lo), p.max(hi)));
         assert!(hi - lo < 1e-6, "{lo} {hi}");
     }
 }

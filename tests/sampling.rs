@@ -43,7 +43,10 @@ async fn wait_for(t: &actix::Addr<Supervisor>, pred: impl Fn(&Stats) -> bool) ->
         }
         actix_rt::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("condition not reached: {:?}", t.send(GetStats).await.unwrap());
+    panic!(
+        "condition not reached: {:?}",
+        t.send(GetStats).await.unwrap()
+    );
 }
 
 #[derive(QueryableByName, Debug)]
@@ -89,7 +92,13 @@ async fn adaptive_rates_hold_their_targets_are_stored_with_each_event_and_scale_
         [("performance.rt".into(), 1.0), ("ping".into(), 1.0)].into()
     );
     // (ping, rt) offered per second
-    let load = |second: i64| if second < 10 { (200, 13_000) } else { (2_000, 26_000) };
+    let load = |second: i64| {
+        if second < 10 {
+            (200, 13_000)
+        } else {
+            (2_000, 26_000)
+        }
+    };
     let mut offered_rt = [0u64; 2];
     for second in 0..20i64 {
         let now = T0 + second * 1000;
@@ -108,7 +117,10 @@ async fn adaptive_rates_hold_their_targets_are_stored_with_each_event_and_scale_
     }
     let s = t.send(Flush).await.unwrap().unwrap();
     conservation(&s);
-    assert_eq!(s.events_received, (10 * 200 + 10 * 2_000 + 10 * 13_000 + 10 * 26_000) as u64);
+    assert_eq!(
+        s.events_received,
+        (10 * 200 + 10 * 2_000 + 10 * 13_000 + 10 * 26_000) as u64
+    );
     let rates = &s.sampling_rates_in_force;
     assert!((rates["ping"] - 100.0 / 2_000.0).abs() < 1e-12, "{rates:?}");
     assert!((rates["performance.rt"] - 0.25).abs() < 1e-12, "{rates:?}");
@@ -152,11 +164,7 @@ async fn adaptive_rates_hold_their_targets_are_stored_with_each_event_and_scale_
     );
 
     // the metric: each 10 s window's estimated_count within 2% of what was offered
-    let windows = t
-        .send(QueryWindows::metric("rt"))
-        .await
-        .unwrap()
-        .unwrap();
+    let windows = t.send(QueryWindows::metric("rt")).await.unwrap().unwrap();
     assert_eq!(windows.len(), 2);
     for (w, truth) in windows.iter().zip(offered_rt) {
         let err = w.estimated_count / truth as f64 - 1.0;
@@ -232,7 +240,11 @@ async fn sampling_by_user_keeps_whole_users_and_two_instances_agree() {
     let a = kept_users(&db, "a");
     assert!(a.iter().all(|(_, rows)| *rows == 5), "whole users only");
     // binomial(2,000, 0.3): sd ~ 20.5; 5 sd
-    assert!((a.len() as f64 - 600.0).abs() < 103.0, "{} users kept", a.len());
+    assert!(
+        (a.len() as f64 - 600.0).abs() < 103.0,
+        "{} users kept",
+        a.len()
+    );
     let expected: BTreeSet<String> = (0..users)
         .map(|u| format!("user-{u}"))
         .filter(|u| {
@@ -242,7 +254,11 @@ async fn sampling_by_user_keeps_whole_users_and_two_instances_agree() {
         .collect();
     let kept: BTreeSet<String> = a.iter().map(|(u, _)| u.clone()).collect();
     assert_eq!(kept, expected);
-    assert_eq!(kept_users(&db, "b"), a, "the other instance kept the same users");
+    assert_eq!(
+        kept_users(&db, "b"),
+        a,
+        "the other instance kept the same users"
+    );
     assert_eq!(
         db.count("events WHERE sample_rate = 0.3"),
         db.count("events"),
@@ -342,7 +358,10 @@ async fn batching_off_writes_each_record_alone_into_postgres() {
     send_all(&t, (0..n).map(|_| TrackEvent::command("ping")).collect(), 5).await;
     let s = wait_for(&t, |s| s.records_written == n).await;
     assert_eq!(s.transactions, n, "{s:?}");
-    assert_eq!(db.count("events WHERE name = 'ping' AND sample_rate = 1.0"), n as i64);
+    assert_eq!(
+        db.count("events WHERE name = 'ping' AND sample_rate = 1.0"),
+        n as i64
+    );
     t.send(Configure(ConfigPatch {
         batching: Some(true),
         ..ConfigPatch::default()

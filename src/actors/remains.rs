@@ -28,9 +28,7 @@ use crate::db::store::Pool;
 use crate::db::writer::WriterCore;
 use crate::detector::Detectors;
 use crate::event::TrackEvent;
-use crate::messages::{
-    Closed, Committed, Control, Events, QueueSettings, Records, Samples, Write,
-};
+use crate::messages::{Closed, Committed, Control, Events, QueueSettings, Records, Samples, Write};
 use crate::model::{ClosedWindow, Kept, Record, WriteBatch};
 use crate::queue::{PriorityQueues, Pushed};
 use crate::sampler::{Routed, Sampler};

@@ -61,8 +61,7 @@ impl Handler<Events> for SamplerActor {
     fn handle(&mut self, Events(events): Events, _: &mut Context<Self>) {
         let n = events.len() as u64;
         let mut routed = Routed::default();
-        self.sampler
-            .route(events, self.clock.now_ms(), &mut routed);
+        self.sampler.route(events, self.clock.now_ms(), &mut routed);
         Counters::add(&self.counters.sampled_out, routed.sampled_out);
         Counters::add(&self.counters.kept, n - routed.sampled_out);
         if !routed.aggregate.is_empty() {
