@@ -478,18 +478,17 @@ impl WriterCore {
             Some(w) => (ceil(q.from_ms, w), ceil(q.to_ms, w)),
             None => (q.from_ms, q.to_ms),
         };
-        let rows = conn.window_rows(&q.series(), from, to).map_err(store_err)?;
+        let rows = conn.window_rows(&q.key(), from, to).map_err(store_err)?;
         let mut replaced = std::collections::HashSet::new();
         let mut parts: Vec<Part> = Vec::with_capacity(open.len());
         for w in open {
             let mut state = w.state;
-            if let Some(base) = self.bases.window_base(&w.series, w.start_ms, w.epoch) {
+            if let Some(base) = self.bases.window_base(&w.key, w.start_ms, w.epoch) {
                 replaced.insert(w.start_ms);
                 state.merge(base);
             }
             parts.push(Part {
-                series: w.series,
-                metric: w.metric,
+                key: w.key,
                 start_ms: w.start_ms,
                 state,
             });
@@ -503,8 +502,10 @@ impl WriterCore {
         for stored in merge_rows(rows) {
             if let Some(state) = stored.state {
                 parts.push(Part {
-                    series: stored.series,
-                    metric: stored.metric,
+                    key: crate::model::SeriesKey {
+                        metric: stored.metric,
+                        context: stored.context,
+                    },
                     start_ms: stored.window_start_ms,
                     state,
                 });
@@ -590,9 +591,7 @@ mod tests {
                 })
                 .collect(),
             windows: vec![WindowSnapshot {
-                series: "rt".into(),
-                metric: "rt".into(),
-                context: None,
+                key: crate::model::SeriesKey::new("rt", None),
                 start_ms: T0,
                 end_ms: T0 + 60_000,
                 epoch,
@@ -886,7 +885,7 @@ mod tests {
         poison(&path);
         let mut b = batch(0, &[1.0, 2.0], 1);
         let mut bad = b.windows[0].clone();
-        bad.series = "poison".into();
+        bad.key.metric = "poison".into();
         b.windows.insert(0, bad);
         w.hold(b);
         w.hold(batch(2, &[5.0], 2));
