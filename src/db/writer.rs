@@ -279,9 +279,11 @@ impl WriterCore {
         }
         self.next_rollup_ms = now.saturating_add(self.rollup_interval_ms);
         let mut run = RollupRun::default();
-        let result = self.pool.get().and_then(|mut conn| {
-            conn.roll_up(now, self.lateness_ms, &mut run)
-                .map_err(StoreError::from_diesel)
+        let result = c.in_store_call(|| {
+            self.pool.get().and_then(|mut conn| {
+                conn.roll_up(now, self.lateness_ms, &mut run)
+                    .map_err(StoreError::from_diesel)
+            })
         });
         Counters::add(&c.rollups_written, run.rows);
         match result {
@@ -374,7 +376,7 @@ impl WriterCore {
         let mut delay = FIRST_BACKOFF;
         let mut n = coalesced_len(&self.held, MAX_COALESCED_RECORDS);
         loop {
-            let e = match self.attempt(n) {
+            let e = match c.in_store_call(|| self.attempt(n)) {
                 Ok(committed) => return Ok(Step::Committed(committed)),
                 Err(e) => e,
             };
@@ -389,7 +391,7 @@ impl WriterCore {
                     n = 1; // which of the coalesced batches was refused?
                     continue;
                 }
-                match self.isolate_front(&e) {
+                match c.in_store_call(|| self.isolate_front(&e)) {
                     Ok(step) => return Ok(step),
                     Err(q) => log::warn!("quarantining a refused row failed: {q}"),
                 }
