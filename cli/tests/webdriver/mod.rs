@@ -21,10 +21,10 @@ pub const SKIP_VAR: &str = "EB_SKIP_BROWSER_TESTS";
 /// The W3C key of an element reference.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// `name` on the `PATH`, or the program `var` names.
+/// The program `var` names (if it exists), or the first of `names` on the `PATH`.
 fn program(var: &str, names: &[&str]) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(var) {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
