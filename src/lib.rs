@@ -87,6 +87,7 @@ mod messages;
 mod model;
 mod pseudonyms;
 mod queue;
+mod reader;
 mod rollup;
 mod sampler;
 pub mod stats;
@@ -106,6 +107,7 @@ pub use messages::{
     BatchAck, Configure, Flush, GetConfig, GetStats, Pattern, QueryPatterns, QueryWindows,
     Shutdown, Tick, TrackBatch, WindowStats,
 };
+pub use reader::{StoreReader, StoredSeries};
 pub use rollup::Resolution;
 pub use stats::detect::{DetectorSettings, PatternKind};
 pub use supervisor::Supervisor;

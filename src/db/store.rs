@@ -100,6 +100,14 @@ impl Store {
     pub fn is_postgres(&self) -> bool {
         matches!(self.kind, StoreKind::Postgres(_))
     }
+
+    /// The SQLite file, if this is an SQLite store.
+    pub(crate) fn sqlite_path(&self) -> Option<&Path> {
+        match &self.kind {
+            StoreKind::Sqlite(p) => Some(p),
+            _ => None,
+        }
+    }
 }
 
 fn redact(url: &str) -> String {
@@ -1041,6 +1049,22 @@ macro_rules! backend {
                     .load(c)
             }
 
+            /// Every series with at least one stored window: `(series, metric, context)`, by
+            /// series name.
+            pub(crate) fn stored_series(
+                c: &mut $Conn,
+            ) -> QueryResult<Vec<(String, String, Option<String>)>> {
+                metric_windows::table
+                    .select((
+                        metric_windows::series,
+                        metric_windows::metric,
+                        metric_windows::context,
+                    ))
+                    .distinct()
+                    .order((metric_windows::series, metric_windows::metric))
+                    .load(c)
+            }
+
             /// Patterns, filtered.
             pub(crate) fn query_patterns(
                 c: &mut $Conn,
@@ -1326,6 +1350,14 @@ impl Conn {
         match &mut self.backend {
             Backend::Sqlite(c) => crate::db::rollups::sqlite::roll_up(c, now_ms, lateness_ms, run),
             Backend::Pg(c) => crate::db::rollups::pg::roll_up(c, now_ms, lateness_ms, run),
+        }
+    }
+
+    /// Every series with a stored window (see [`crate::StoreReader::series`]).
+    pub(crate) fn stored_series(&mut self) -> QueryResult<Vec<(String, String, Option<String>)>> {
+        match &mut self.backend {
+            Backend::Sqlite(c) => sqlite::stored_series(c),
+            Backend::Pg(c) => pg::stored_series(c),
         }
     }
 
