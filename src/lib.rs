@@ -58,6 +58,20 @@
 //! - [`stats`]: the window state (exact small windows, DDSketch), the detector's maths.
 //! - `db/`: schema, rows, the SQL for both backends, the writer's core.
 //!
+//! ## Build options
+//!
+//! Cargo features choose how the C libraries under diesel are obtained (README.md, "Build
+//! options", has the table and what to install):
+//!
+//! - `bundled` (default): `bundled-sqlite` + `bundled-libpq`, both compiled from source; a
+//!   fresh machine needs only gcc.
+//! - `bundled-sqlite`: SQLite compiled in. Without it, the system libsqlite3 (pkg-config).
+//! - `bundled-libpq`: libpq compiled in, without OpenSSL: a URL with `sslmode=require` makes
+//!   [`start`] fail with an [`Error::Store`] that names the `tls` feature. Without it, the
+//!   system libpq (with TLS if the system's has it; Debian's does).
+//! - `tls`: libpq compiled in with OpenSSL (the system's, through `openssl-sys`), so
+//!   `sslmode=require` and `verify-full` work. Implies `bundled-libpq`.
+//!
 //! ## Stopping
 //!
 //! `Shutdown` flushes everything and stops every actor. Stopping the actix `System` without it,
