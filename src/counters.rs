@@ -1,7 +1,10 @@
 //! Pipeline counters: [`Counters`] (shared atomics every stage bumps, in batches) and [`Stats`]
 //! (a consistent-enough snapshot of them, answered by `GetStats` without touching the store).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +82,10 @@ pub struct Stats {
     /// the log line of each round says how many of each table). Outside the conservation
     /// laws: pruning removes rows already counted as written.
     pub rows_pruned: u64,
+    /// Gauge: the keep probability in force for each sampling key that has a rate, fixed
+    /// (`Config::sampling_rates`) or adapted to a target (`Config::sampling_targets`; 1.0 until
+    /// the key's first interval ended). Kept events carry the rate they were kept at.
+    pub sampling_rates_in_force: BTreeMap<String, f64>,
 }
 
 impl Stats {
@@ -137,6 +144,22 @@ pub(crate) struct Counters {
     pub rows_quarantined: AtomicU64,
     pub events_quarantined: AtomicU64,
     pub rows_pruned: AtomicU64,
+    /// The sampler's rates in force, replaced by the sampler when one changes (at most once
+    /// per batch of events or tick).
+    pub sampling_rates: Mutex<BTreeMap<String, f64>>,
+    /// When the writer's current call into the store began, in ms of [`monotonic_ms`] plus
+    /// one; 0 while it is in none. A call blocked on a store that took the request and never
+    /// answers (a hung server or proxy) is seen here by the supervisor, which then answers
+    /// `Flush` and queries with an error within the retry budget instead of waiting with the
+    /// writer (see [`Counters::store_call_age`]).
+    pub store_call_since: AtomicU64,
+}
+
+/// Milliseconds on a monotonic clock (real time, whatever clock the pipeline runs on: a
+/// blocked call takes real time), from the first use in this process.
+fn monotonic_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 impl Counters {
@@ -150,6 +173,33 @@ impl Counters {
         if n > 0 {
             // saturating: a gauge never wraps below zero
             let _ = counter.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(n)));
+        }
+    }
+
+    /// Publishes the sampler's rates in force.
+    pub(crate) fn set_sampling_rates(&self, rates: BTreeMap<String, f64>) {
+        *self
+            .sampling_rates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = rates;
+    }
+
+    /// Runs `f`, one call into the store, marked as in progress in `store_call_since`.
+    pub(crate) fn in_store_call<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.store_call_since.store(monotonic_ms() + 1, Relaxed);
+        let out = f();
+        self.store_call_since.store(0, Relaxed);
+        out
+    }
+
+    /// How long the writer has been inside its current call into the store; `None` while it
+    /// is in none.
+    pub(crate) fn store_call_age(&self) -> Option<Duration> {
+        match self.store_call_since.load(Relaxed) {
+            0 => None,
+            since => Some(Duration::from_millis(
+                monotonic_ms().saturating_sub(since - 1),
+            )),
         }
     }
 
@@ -191,6 +241,11 @@ impl Counters {
             rows_quarantined: get(&self.rows_quarantined),
             events_quarantined: get(&self.events_quarantined),
             rows_pruned: get(&self.rows_pruned),
+            sampling_rates_in_force: self
+                .sampling_rates
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 }
@@ -214,5 +269,20 @@ mod tests {
         assert_eq!(s.events_queued, 0);
         assert!((s.write_reduction() - 0.95).abs() < 1e-12);
         assert_eq!(Stats::default().write_reduction(), 0.0);
+    }
+
+    #[test]
+    fn a_store_call_in_progress_has_an_age() {
+        let c = Counters::default();
+        assert_eq!(c.store_call_age(), None);
+        let seen = c.in_store_call(|| {
+            std::thread::sleep(Duration::from_millis(20));
+            c.store_call_age()
+        });
+        assert!(
+            seen.is_some_and(|age| age >= Duration::from_millis(20)),
+            "{seen:?}"
+        );
+        assert_eq!(c.store_call_age(), None, "over");
     }
 }

@@ -21,6 +21,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::messages::WindowStats;
+use crate::model::SeriesKey;
 use crate::stats::window::WindowState;
 
 /// One hour, in ms.
@@ -61,6 +62,19 @@ impl Resolution {
             Resolution::Day => Some(DAY_MS),
             Resolution::Week => Some(WEEK_MS),
         }
+    }
+
+    /// Start of the bucket holding `ts_ms` (the hour, the UTC day, the ISO week from Monday
+    /// 00:00 UTC); `ts_ms` itself at [`Resolution::Window`], whose width is the pipeline's.
+    ///
+    /// ```
+    /// use eventbatch::Resolution;
+    /// let t = 1_764_000_000_000; // Monday 2025-11-24 16:00 UTC
+    /// assert_eq!(Resolution::Day.bucket_start(t), 1_763_942_400_000);
+    /// assert_eq!(Resolution::Week.bucket_start(t + 86_400_000), 1_763_942_400_000);
+    /// ```
+    pub fn bucket_start(self, ts_ms: i64) -> i64 {
+        self.grid().map_or(ts_ms, |g| g.floor(ts_ms))
     }
 
     /// Where the buckets lie; `None` for [`Resolution::Window`].
@@ -130,32 +144,29 @@ pub(crate) fn due_cutoff(width: i64, lateness_ms: i64, now_ms: i64) -> i64 {
 /// A window to merge into a bucket: where it starts, its series and its state.
 #[derive(Debug, Clone)]
 pub(crate) struct Part {
-    pub series: String,
-    pub metric: String,
+    pub key: SeriesKey,
     pub start_ms: i64,
     pub state: WindowState,
 }
 
-/// Merges `parts` (any order) into the buckets of `grid`, one [`WindowStats`] per bucket that
-/// holds a part, ordered by start.
+/// Merges `parts` (any order, all of one series) into the buckets of `grid`, one
+/// [`WindowStats`] per bucket that holds a part, ordered by start.
 pub(crate) fn merge_into_buckets(parts: Vec<Part>, grid: Grid) -> Vec<WindowStats> {
     let width = grid.width;
-    let mut buckets: std::collections::BTreeMap<i64, (String, String, WindowState)> =
+    let mut buckets: std::collections::BTreeMap<i64, (SeriesKey, WindowState)> =
         std::collections::BTreeMap::new();
     for p in parts {
         let start = grid.floor(p.start_ms);
         match buckets.get_mut(&start) {
-            Some((_, _, merged)) => merged.merge(&p.state),
+            Some((_, merged)) => merged.merge(&p.state),
             None => {
-                buckets.insert(start, (p.series, p.metric, p.state));
+                buckets.insert(start, (p.key, p.state));
             }
         }
     }
     buckets
         .into_iter()
-        .map(|(start, (series, metric, state))| {
-            WindowStats::from_state(series, metric, start, start + width, state)
-        })
+        .map(|(start, (key, state))| WindowStats::from_state(key, start, start + width, state))
         .collect()
 }
 
@@ -171,8 +182,7 @@ mod tests {
             state.observe(v, 1.0);
         }
         Part {
-            series: "rt".into(),
-            metric: "rt".into(),
+            key: SeriesKey::new("rt", None),
             start_ms,
             state,
         }

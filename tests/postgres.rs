@@ -180,6 +180,34 @@ async fn records_windows_error_counts_and_patterns_land_in_postgres() {
     let s = t.send(Shutdown).await.unwrap();
     conservation(&s);
     assert_eq!(s.db_errors, 0);
+
+    // The same windows and patterns through a reader, with no pipeline running.
+    let rows_before = db.count("metric_windows") + db.count("patterns");
+    let reader = StoreReader::open(&Store::from_url(&db.url())).unwrap();
+    let series = reader.series().unwrap();
+    assert_eq!(
+        series,
+        [StoredSeries {
+            series: "api_latency.api".into(),
+            metric: "api_latency".into(),
+            context: Some("api".into()),
+        }]
+    );
+    truth.check(&reader.windows(&series[0].query()).unwrap());
+    let hours = reader
+        .windows(&series[0].query().resolution(Resolution::Hour))
+        .unwrap();
+    assert_eq!(hours.iter().map(|h| h.count).sum::<u64>(), 80 * 20);
+    let read = reader
+        .patterns(&QueryPatterns::all().metric("api_latency"))
+        .unwrap();
+    assert!(read.len() >= patterns.len(), "{read:?}");
+    assert!(patterns.iter().all(|p| read.contains(p)), "{read:?}");
+    assert_eq!(
+        db.count("metric_windows") + db.count("patterns"),
+        rows_before,
+        "the reader wrote nothing"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

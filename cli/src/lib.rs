@@ -1,8 +1,10 @@
 //! What the `eventbatch` command needs beside the `eventbatch` library: the `detect`
-//! subcommand's CSV code path and the Numenta Anomaly Benchmark scorer that measures the
-//! detector (used by `tests/nab.rs` and `examples/nab_eval.rs` of this crate).
+//! subcommand's CSV code path, the `report` subcommand's HTML page, and the Numenta Anomaly
+//! Benchmark scorer that measures the detector (used by `tests/nab.rs` and
+//! `examples/nab_eval.rs` of this crate).
 
 #![warn(missing_docs)]
 
 pub mod csv_detect;
 pub mod nab;
+pub mod report;

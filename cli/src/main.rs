@@ -4,19 +4,25 @@
 //!   into an SQLite file, with a summary of what it did.
 //! - `eventbatch detect INPUT.csv --output OUT.csv`: the pattern detector over a
 //!   `timestamp,value` CSV.
+//! - `eventbatch report --db PATH --output report.html`: a store's series and patterns as one
+//!   self-contained HTML page with a chart per series.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::parser::ValueSource;
-use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{
+    ArgGroup, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum,
+};
 use eventbatch::{
     start, Config, DetectorSettings, Flush, GetStats, PatternKind, QueryPatterns, QueryWindows,
-    Resolution, Shutdown, Store, TrackBatch, TrackEvent,
+    Resolution, Shutdown, Store, StoreReader, TrackBatch, TrackEvent,
 };
+use eventbatch_cli::report::{self, ReportOptions};
 
-/// Try the eventbatch pipeline and its pattern detector without writing an application.
+/// Try the eventbatch pipeline and its pattern detector without writing an application, and
+/// look at what a store holds.
 ///
 /// Logging goes to stderr; set RUST_LOG (default `warn`) to see more, e.g. RUST_LOG=info
 /// prints every finding of `detect`.
@@ -35,6 +41,87 @@ enum Command {
     /// Run the pattern detector over a `timestamp,value` CSV and write
     /// `timestamp,value,anomaly_score,pattern`.
     Detect(DetectArgs),
+    /// Write a store's series and detected patterns as one self-contained HTML page: a chart
+    /// per series (the mean over the p50-p99 band, each pattern marked) and the patterns in a
+    /// table. Reads only; the page needs no network to view.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("store").required(true).args(["db", "url"])))]
+struct ReportArgs {
+    /// SQLite file to read (it must exist; nothing is written to it).
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// The store by URL instead: `sqlite://PATH` or `postgres://user@host/db`.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// Only the series of this metric (with and without context).
+    #[arg(long, value_name = "METRIC")]
+    metric: Option<String>,
+    /// Only windows and patterns from this time on: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM[:SS]`
+    /// (UTC), RFC 3339, integer ms since the epoch, or a time ago (`30m`, `6h`, `7d`).
+    /// Default: everything stored.
+    #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
+    since: Option<i64>,
+    /// Only windows and patterns starting before this time (same forms as --since).
+    #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
+    until: Option<i64>,
+    /// Chart the windows themselves, or hour, day or week buckets (merged exactly from the
+    /// windows' sketches, or read from the stored roll-ups; weeks are ISO weeks, from Monday
+    /// 00:00 UTC).
+    #[arg(long, value_enum, default_value_t = ResolutionArg::Window)]
+    resolution: ResolutionArg,
+    /// The unit of a metric's values, for its axis (repeatable): `--unit queue_depth=jobs`.
+    /// Metrics named like latencies, durations or times, and datastore operations, are in ms
+    /// unless given here.
+    #[arg(long = "unit", value_name = "METRIC=UNIT", value_parser = parse_unit)]
+    units: Vec<(String, String)>,
+    /// The HTML file to write (replaced if it exists).
+    #[arg(short, long, value_name = "report.html")]
+    output: PathBuf,
+}
+
+/// `--resolution`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ResolutionArg {
+    /// The aggregation windows (a minute by default).
+    Window,
+    /// Hour buckets (UTC).
+    Hour,
+    /// Day buckets (UTC).
+    Day,
+    /// ISO week buckets, from Monday 00:00 UTC.
+    Week,
+}
+
+impl From<ResolutionArg> for Resolution {
+    fn from(r: ResolutionArg) -> Resolution {
+        match r {
+            ResolutionArg::Window => Resolution::Window,
+            ResolutionArg::Hour => Resolution::Hour,
+            ResolutionArg::Day => Resolution::Day,
+            ResolutionArg::Week => Resolution::Week,
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn parse_time_arg(text: &str) -> Result<i64, String> {
+    report::parse_time(text, now_ms())
+}
+
+/// `METRIC=UNIT`.
+fn parse_unit(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((m, u)) if !m.is_empty() && !u.is_empty() => Ok((m.to_string(), u.to_string())),
+        _ => Err(format!("expected METRIC=UNIT, got {text:?}")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -225,6 +312,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Demo(args) => run_demo(args),
+        Command::Report(args) => run_report(args),
         Command::Detect(args) => {
             let sub = matches
                 .subcommand_matches("detect")
@@ -257,6 +345,59 @@ fn run_detect(args: &DetectArgs, settings: &DetectorSettings) -> Result<(), Stri
         report.count(PatternKind::TrendUp),
         report.count(PatternKind::TrendDown)
     );
+    Ok(())
+}
+
+fn run_report(args: ReportArgs) -> Result<(), String> {
+    let store = match (&args.db, &args.url) {
+        (Some(path), _) => Store::sqlite(path),
+        (None, Some(url)) => Store::from_url(url),
+        (None, None) => return Err("give --db PATH or --url URL".into()),
+    };
+    if let (Some(since), Some(until)) = (args.since, args.until) {
+        if since >= until {
+            return Err(format!(
+                "--since ({since} ms) must be before --until ({until} ms)"
+            ));
+        }
+    }
+    let reader = StoreReader::open(&store).map_err(|e| e.to_string())?;
+    let options = ReportOptions {
+        metric: args.metric,
+        since_ms: args.since,
+        until_ms: args.until,
+        resolution: args.resolution.into(),
+        units: args.units,
+    };
+    let data = report::load(&reader, store.describe(), options, now_ms())
+        .map_err(|e| format!("reading {}: {e}", store.describe()))?;
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce)
+        .map_err(|e| format!("no random source for the page's nonce: {e}"))?;
+    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let html = report::page::render(&data, &nonce);
+    std::fs::write(&args.output, &html)
+        .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;
+    println!(
+        "{}: {} series, {} {}, {} patterns ({} KiB)",
+        args.output.display(),
+        data.series.len(),
+        data.window_count(),
+        data.window_noun(),
+        data.patterns.len(),
+        html.len().div_ceil(1024)
+    );
+    let most = data
+        .series
+        .iter()
+        .map(|s| s.windows.len())
+        .max()
+        .unwrap_or(0);
+    if most > 5_000 {
+        eprintln!(
+            "note: a series has {most} points, more than a chart can show apart; --resolution hour (or day, week), or --since, gives a lighter page"
+        );
+    }
     Ok(())
 }
 

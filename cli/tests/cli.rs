@@ -37,7 +37,7 @@ fn help_line<'a>(help: &'a str, flag: &str) -> &'a str {
 #[test]
 fn top_level_help_and_version() {
     let help = ok(&["--help"]);
-    for word in ["demo", "detect", "--help", "--version"] {
+    for word in ["demo", "detect", "report", "--help", "--version"] {
         assert!(help.contains(word), "{word} missing from:\n{help}");
     }
     let version = ok(&["--version"]);
@@ -52,6 +52,29 @@ fn demo_help_names_options_and_defaults() {
     let help = ok(&["demo", "--help"]);
     assert!(help_line(&help, "--db <PATH>").contains("[default: eventbatch-demo.db]"));
     assert!(help_line(&help, "--events <N>").contains("[default: 1000000]"));
+}
+
+#[test]
+fn report_help_names_its_options() {
+    let help = ok(&["report", "--help"]);
+    for flag in [
+        "--db <PATH>",
+        "--url <URL>",
+        "--metric <METRIC>",
+        "--since <TIME>",
+        "--until <TIME>",
+        "--resolution <RESOLUTION>",
+        "--unit <METRIC=UNIT>",
+        "--output <report.html>",
+    ] {
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(flag) || l.contains(&format!(", {flag}"))),
+            "no {flag} in the help:\n{help}"
+        );
+    }
+    assert!(help.contains("[default: window]"), "{help}");
+    assert!(help.contains("RFC 3339"), "{help}");
 }
 
 #[test]

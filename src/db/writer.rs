@@ -16,7 +16,8 @@
 //! [`MAX_COALESCED_RECORDS`] records): under load the queues hand over several batches while
 //! one is being written, and writing them at once saves a commit and a `writer_runs` update per
 //! batch, and on PostgreSQL makes one larger COPY. Batches with windows, error counts or
-//! patterns keep a transaction of their own, and a retry writes one batch at a time, so a
+//! patterns keep a transaction of their own, as do records handed over with batching off
+//! (`Config::batching`: one transaction per record), and a retry writes one batch at a time, so a
 //! store that keeps failing long transactions still makes progress. `Stats::batches_written`
 //! counts batches, `Stats::transactions` commits.
 //!
@@ -105,14 +106,15 @@ struct Pending {
 }
 
 /// How many batches at the front of `held` to write in one transaction: the leading run of
-/// records-only batches, up to `max_records` records in all; at least one batch.
+/// records-only batches that may share one, up to `max_records` records in all; at least one
+/// batch.
 fn coalesced_len(held: &VecDeque<Pending>, max_records: usize) -> usize {
     let mut records = 0;
     let run = held
         .iter()
         .take_while(|p| {
             records += p.batch.records.len();
-            records_only(&p.batch) && records <= max_records
+            records_only(&p.batch) && !p.batch.own_transaction && records <= max_records
         })
         .count();
     run.max(1)
@@ -304,9 +306,11 @@ impl WriterCore {
         }
         self.next_rollup_ms = now.saturating_add(self.rollup_interval_ms);
         let mut run = RollupRun::default();
-        let result = self.pool.get().and_then(|mut conn| {
-            conn.roll_up(now, self.lateness_ms, &mut run)
-                .map_err(StoreError::from_diesel)
+        let result = c.in_store_call(|| {
+            self.pool.get().and_then(|mut conn| {
+                conn.roll_up(now, self.lateness_ms, &mut run)
+                    .map_err(StoreError::from_diesel)
+            })
         });
         Counters::add(&c.rollups_written, run.rows);
         match result {
@@ -341,10 +345,11 @@ impl WriterCore {
             return;
         }
         self.last_prune_ms = now;
-        let pending = self
-            .pool
-            .get()
-            .and_then(|mut conn| conn.oldest_pending().map_err(StoreError::from_diesel));
+        let pending = c.in_store_call(|| {
+            self.pool
+                .get()
+                .and_then(|mut conn| conn.oldest_pending().map_err(StoreError::from_diesel))
+        });
         match pending {
             Ok(pending) => {
                 let round = PruneRound::plan(&self.retention, now, self.rollups, pending);
@@ -375,9 +380,12 @@ impl WriterCore {
             return false;
         };
         let batch_size = self.retention.batch_size;
-        let result = self.pool.get().and_then(|mut conn| {
-            conn.prune_chunk(table, cutoff, batch_size)
-                .map_err(StoreError::from_diesel)
+        let pool = &self.pool;
+        let result = c.in_store_call(|| {
+            pool.get().and_then(|mut conn| {
+                conn.prune_chunk(table, cutoff, batch_size)
+                    .map_err(StoreError::from_diesel)
+            })
         });
         match result {
             Ok(Some(removed)) => {
@@ -488,7 +496,7 @@ impl WriterCore {
         let mut delay = FIRST_BACKOFF;
         let mut n = coalesced_len(&self.held, MAX_COALESCED_RECORDS);
         loop {
-            let e = match self.attempt(n) {
+            let e = match c.in_store_call(|| self.attempt(n)) {
                 Ok(committed) => return Ok(Step::Committed(committed)),
                 Err(e) => e,
             };
@@ -503,7 +511,7 @@ impl WriterCore {
                     n = 1; // which of the coalesced batches was refused?
                     continue;
                 }
-                match self.isolate_front(&e) {
+                match c.in_store_call(|| self.isolate_front(&e)) {
                     Ok(step) => return Ok(step),
                     Err(q) => log::warn!("quarantining a refused row failed: {q}"),
                 }
@@ -592,18 +600,17 @@ impl WriterCore {
             Some(g) => (g.ceil(q.from_ms), g.ceil(q.to_ms)),
             None => (q.from_ms, q.to_ms),
         };
-        let rows = conn.window_rows(&q.series(), from, to).map_err(store_err)?;
+        let rows = conn.window_rows(&q.key(), from, to).map_err(store_err)?;
         let mut replaced = std::collections::HashSet::new();
         let mut parts: Vec<Part> = Vec::with_capacity(open.len());
         for w in open {
             let mut state = w.state;
-            if let Some(base) = self.bases.window_base(&w.series, w.start_ms, w.epoch) {
+            if let Some(base) = self.bases.window_base(&w.key, w.start_ms, w.epoch) {
                 replaced.insert(w.start_ms);
                 state.merge(base);
             }
             parts.push(Part {
-                series: w.series,
-                metric: w.metric,
+                key: w.key,
                 start_ms: w.start_ms,
                 state,
             });
@@ -617,8 +624,10 @@ impl WriterCore {
         for stored in merge_rows(rows) {
             if let Some(state) = stored.state {
                 parts.push(Part {
-                    series: stored.series,
-                    metric: stored.metric,
+                    key: crate::model::SeriesKey {
+                        metric: stored.metric,
+                        context: stored.context,
+                    },
                     start_ms: stored.window_start_ms,
                     state,
                 });
@@ -708,9 +717,7 @@ mod tests {
                 })
                 .collect(),
             windows: vec![WindowSnapshot {
-                series: "rt".into(),
-                metric: "rt".into(),
-                context: None,
+                key: crate::model::SeriesKey::new("rt", None),
                 start_ms: T0,
                 end_ms: T0 + 60_000,
                 epoch,
@@ -848,6 +855,13 @@ mod tests {
         );
         assert_eq!(coalesced_len(&held(vec![batch(1, &[1.0], 1), r(4)]), 9), 1);
         assert_eq!(coalesced_len(&held(vec![r(20), r(1)]), 9), 1, "never split");
+        // batching off: a record's batch is committed alone
+        let alone = |n| WriteBatch {
+            own_transaction: true,
+            ..records(n, 0)
+        };
+        assert_eq!(coalesced_len(&held(vec![alone(1), alone(1), r(1)]), 9), 1);
+        assert_eq!(coalesced_len(&held(vec![r(1), r(1), alone(1)]), 9), 2);
     }
 
     #[test]
@@ -1004,7 +1018,7 @@ mod tests {
         poison(&path);
         let mut b = batch(0, &[1.0, 2.0], 1);
         let mut bad = b.windows[0].clone();
-        bad.series = "poison".into();
+        bad.key.metric = "poison".into();
         b.windows.insert(0, bad);
         w.hold(b);
         w.hold(batch(2, &[5.0], 2));
