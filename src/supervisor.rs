@@ -458,7 +458,7 @@ async fn answer_within_budget<T>(
     budget: std::time::Duration,
 ) -> Result<T, PipelineError> {
     loop {
-        match actix_rt::time::timeout(STUCK_CHECK_EVERY, &mut rx).await {
+        match actix::clock::timeout(STUCK_CHECK_EVERY, &mut rx).await {
             Ok(answer) => {
                 return answer.unwrap_or_else(|_| {
                     Err(PipelineError::Unavailable(
