@@ -339,6 +339,16 @@ fn main() {
         }
         return;
     }
+    if std::env::var("ONLY").as_deref() == Ok("loop") {
+        // for profiling: the hand-written loop alone
+        for _ in 0..rounds {
+            println!(
+                "loop {:.0} events/s",
+                n as f64 / hand_written_loop(n).as_secs_f64()
+            );
+        }
+        return;
+    }
     println!("{n} events per run, one do_send each; record-heavy mix; {rounds} rounds");
     println!("burst: the producer sends all events before yielding; interleaved: it yields to the event loop every 1,000");
     let (mut burst, mut inter, mut lp) = (Vec::new(), Vec::new(), Vec::new());

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::config::{Settings, DEFAULT_MAX_OPEN_SERIES};
 use crate::event::EventKind;
-use crate::model::{ClosedWindow, ErrorCountSnapshot, Kept, Record, WindowSnapshot};
+use crate::model::{ClosedWindow, ErrorCountSnapshot, Kept, Record, SeriesKey, WindowSnapshot};
 use crate::stats::window::WindowState;
 use crate::util::stable_hash_hex;
 
@@ -31,8 +31,7 @@ struct OpenWindow {
 
 #[derive(Debug)]
 struct Series {
-    metric: String,
-    context: Option<String>,
+    key: SeriesKey,
     /// Newest event time seen in this series: its watermark.
     newest_ts: i64,
     windows: BTreeMap<i64, OpenWindow>,
@@ -78,6 +77,7 @@ pub(crate) struct Aggregator {
     /// earliest `end + lateness` of the open windows (a lower bound). Lets a batch of samples
     /// skip the scan of every open window when nothing can be due.
     next_close_ts: i64,
+    /// Open series by [`lookup_key`] of their metric and context.
     series: HashMap<String, Series>,
     errors: HashMap<(String, i64), ErrorWindow>,
     /// Newest error time seen: the error counts' watermark.
@@ -137,22 +137,22 @@ impl Aggregator {
         }
     }
 
-    /// Copies of the open windows of `series` starting in `[from_ms, to_ms)`.
+    /// Copies of the open windows of the series `key` starting in `[from_ms, to_ms)`.
     pub(crate) fn open_copies(
         &self,
-        series: &str,
+        key: &SeriesKey,
         from_ms: i64,
         to_ms: i64,
     ) -> Vec<WindowSnapshot> {
-        let Some(s) = self.series.get(series) else {
+        let mut lookup = String::new();
+        lookup_key(&mut lookup, &[&key.metric], key.context.as_deref());
+        let Some(s) = self.series.get(&lookup) else {
             return Vec::new();
         };
         s.windows
             .range(from_ms..to_ms.max(from_ms))
             .map(|(&start, win)| WindowSnapshot {
-                series: series.to_string(),
-                metric: s.metric.clone(),
-                context: s.context.clone(),
+                key: s.key.clone(),
                 start_ms: start,
                 end_ms: start + self.window_ms,
                 epoch: win.epoch,
@@ -188,24 +188,19 @@ impl Aggregator {
         match e.kind {
             EventKind::Performance | EventKind::Datastore => {
                 let value = e.value.unwrap_or(0.0);
-                self.key_buf.clear();
-                if e.kind == EventKind::Datastore {
-                    self.key_buf.push_str("datastore.");
-                }
-                self.key_buf.push_str(&e.name);
-                let metric_len = self.key_buf.len();
-                if let Some(c) = &e.context {
-                    self.key_buf.push('.');
-                    self.key_buf.push_str(c);
-                }
+                let prefix = match e.kind {
+                    EventKind::Datastore => "datastore.",
+                    _ => "",
+                };
+                let metric_len = prefix.len() + e.name.len();
+                lookup_key(&mut self.key_buf, &[prefix, &e.name], e.context.as_deref());
                 if !self.series.contains_key(self.key_buf.as_str()) {
                     if self.series.len() >= self.max_series {
                         out.dropped += 1;
                         return;
                     }
                     let series = Series {
-                        metric: self.key_buf[..metric_len].to_string(),
-                        context: e.context.clone(),
+                        key: SeriesKey::new(&self.key_buf[..metric_len], e.context.as_deref()),
                         newest_ts: ts,
                         windows: BTreeMap::new(),
                     };
@@ -274,7 +269,7 @@ impl Aggregator {
     pub(crate) fn close_due(&mut self, now_ms: i64, all: bool, out: &mut Output) {
         let w = self.window_ms;
         let mut closed = 0;
-        for (name, series) in &mut self.series {
+        for series in self.series.values_mut() {
             let due: Vec<i64> = series
                 .windows
                 .iter()
@@ -295,15 +290,13 @@ impl Aggregator {
                 };
                 closed += 1;
                 out.closed.push(ClosedWindow {
-                    series: name.clone(),
+                    key: series.key.clone(),
                     start_ms: start,
                     end_ms: start + w,
                     summary: win.state.summary(),
                 });
                 out.windows.push(WindowSnapshot {
-                    series: name.clone(),
-                    metric: series.metric.clone(),
-                    context: series.context.clone(),
+                    key: series.key.clone(),
                     start_ms: start,
                     end_ms: start + w,
                     epoch: win.epoch,
@@ -345,12 +338,10 @@ impl Aggregator {
     /// Snapshots of every open window and error count; they stay open.
     pub(crate) fn snapshot(&self, out: &mut Output) {
         let w = self.window_ms;
-        for (name, series) in &self.series {
+        for series in self.series.values() {
             for (&start, win) in &series.windows {
                 out.windows.push(WindowSnapshot {
-                    series: name.clone(),
-                    metric: series.metric.clone(),
-                    context: series.context.clone(),
+                    key: series.key.clone(),
                     start_ms: start,
                     end_ms: start + w,
                     epoch: win.epoch,
@@ -368,6 +359,21 @@ impl Aggregator {
             out.errors
                 .push(error_snapshot(hash.clone(), *start, copy, false));
         }
+    }
+}
+
+/// Writes into `buf` the key an open series is found by: the metric (given in parts, which are
+/// concatenated) alone, or the metric, a
+/// NUL byte and the context. Intake refuses NUL bytes in both, so two different (metric,
+/// context) pairs never share a key (`"a.b"` and `"a\0b"`), and a lookup allocates nothing.
+fn lookup_key(buf: &mut String, metric: &[&str], context: Option<&str>) {
+    buf.clear();
+    for part in metric {
+        buf.push_str(part);
+    }
+    if let Some(c) = context {
+        buf.push('\0');
+        buf.push_str(c);
     }
 }
 
@@ -439,8 +445,8 @@ mod tests {
         assert_eq!(a.open_windows(), 2);
         a.snapshot(&mut out);
         let first = out.windows.iter().find(|w| w.start_ms == T0).unwrap();
-        assert_eq!(first.series, "rt.api");
-        assert_eq!(first.metric, "rt");
+        assert_eq!(first.key.name(), "rt.api");
+        assert_eq!(first.key, SeriesKey::new("rt", Some("api")));
         assert_eq!(first.state.count(), 3);
         assert_eq!(first.state.weighted_count(), 6.0);
         assert!(!first.is_final);
@@ -555,9 +561,40 @@ mod tests {
             &mut out,
         );
         a.snapshot(&mut out);
-        assert_eq!(out.windows[0].series, "datastore.save.conversation");
-        assert_eq!(out.windows[0].metric, "datastore.save");
-        assert_eq!(out.windows[0].context.as_deref(), Some("conversation"));
+        assert_eq!(out.windows[0].key.name(), "datastore.save.conversation");
+        assert_eq!(
+            out.windows[0].key,
+            SeriesKey::new("datastore.save", Some("conversation"))
+        );
+    }
+
+    #[test]
+    fn a_dotted_metric_and_a_metric_with_a_context_are_two_series() {
+        let mut a = Aggregator::new(60_000, 0);
+        let mut out = Output::default();
+        for i in 1..=10 {
+            for e in [
+                TrackEvent::performance("a.b", i as f64),
+                TrackEvent::performance("a", 100.0 + i as f64).context("b"),
+            ] {
+                a.observe(kept(e.at(T0), 1.0), T0, &mut out);
+            }
+        }
+        assert_eq!((a.open_series(), out.aggregated), (2, 20));
+        let dotted = SeriesKey::new("a.b", None);
+        let with_context = SeriesKey::new("a", Some("b"));
+        assert_eq!(dotted.name(), with_context.name(), "shown alike");
+        for (key, mean) in [(&dotted, 5.5), (&with_context, 105.5)] {
+            let open = a.open_copies(key, T0, T0 + 60_000);
+            assert_eq!(open.len(), 1);
+            assert_eq!(&open[0].key, key);
+            let s = open[0].state.summary();
+            assert_eq!((s.count, s.mean), (10, mean));
+        }
+        a.close_due(T0, true, &mut out);
+        let mut closed: Vec<_> = out.closed.iter().map(|c| c.key.clone()).collect();
+        closed.sort();
+        assert_eq!(closed, [with_context, dotted]);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crate::messages::WindowStats;
-use crate::model::{ClosedWindow, PatternRecord};
+use crate::model::{ClosedWindow, PatternRecord, SeriesKey};
 use crate::stats::detect::{DetectorSettings, Finding, SeriesDetector};
 use crate::stats::window::WindowSummary;
 
@@ -57,7 +57,8 @@ pub(crate) struct Detectors {
     pub(crate) settings: DetectorSettings,
     /// The percentile watched besides the mean (`None`: the mean only).
     tail: Option<u8>,
-    series: HashMap<String, Tracked>,
+    /// By series: metric and context.
+    series: HashMap<SeriesKey, Tracked>,
     /// Detectors idle for longer than this are dropped by [`Detectors::evict_idle`].
     idle_ms: i64,
 }
@@ -115,28 +116,23 @@ impl Detectors {
 
     /// The series among `closed` that have no detectors yet, with the start of the first
     /// window of each (history is what the store holds before it).
-    pub(crate) fn unknown(&self, closed: &[ClosedWindow]) -> Vec<(String, i64)> {
-        let mut first: HashMap<&str, i64> = HashMap::new();
-        for w in closed
-            .iter()
-            .filter(|w| !self.series.contains_key(&w.series))
-        {
-            let start = first.entry(&w.series).or_insert(w.start_ms);
+    pub(crate) fn unknown(&self, closed: &[ClosedWindow]) -> Vec<(SeriesKey, i64)> {
+        let mut first: HashMap<&SeriesKey, i64> = HashMap::new();
+        for w in closed.iter().filter(|w| !self.series.contains_key(&w.key)) {
+            let start = first.entry(&w.key).or_insert(w.start_ms);
             *start = (*start).min(w.start_ms);
         }
-        first.into_iter().map(|(s, t)| (s.to_string(), t)).collect()
+        first.into_iter().map(|(k, t)| (k.clone(), t)).collect()
     }
 
-    fn tracked(&mut self, series: &str, now_ms: i64) -> &mut Tracked {
+    fn tracked(&mut self, key: &SeriesKey, now_ms: i64) -> &mut Tracked {
         let (settings, tail) = (&self.settings, self.tail);
-        self.series
-            .entry(series.to_string())
-            .or_insert_with(|| Tracked {
-                mean: SeriesDetector::new(settings.clone()),
-                tail: tail.map(|_| SeriesDetector::new(settings.clone())),
-                last_start_ms: i64::MIN,
-                seen_ms: now_ms,
-            })
+        self.series.entry(key.clone()).or_insert_with(|| Tracked {
+            mean: SeriesDetector::new(settings.clone()),
+            tail: tail.map(|_| SeriesDetector::new(settings.clone())),
+            last_start_ms: i64::MIN,
+            seen_ms: now_ms,
+        })
     }
 
     /// Warms the detectors of a series from its stored windows (in window order, each before
@@ -144,13 +140,13 @@ impl Detectors {
     /// then is not reported again.
     pub(crate) fn warm(
         &mut self,
-        series: &str,
+        key: &SeriesKey,
         history: &[WindowStats],
         before_ms: i64,
         now_ms: i64,
     ) {
         let tail = self.tail;
-        let t = self.tracked(series, now_ms);
+        let t = self.tracked(key, now_ms);
         for w in history
             .iter()
             .filter(|w| w.window_start_ms < before_ms && w.count > 0)
@@ -172,14 +168,14 @@ impl Detectors {
         mut closed: Vec<ClosedWindow>,
         now_ms: i64,
     ) -> Vec<PatternRecord> {
-        closed.sort_by(|a, b| a.series.cmp(&b.series).then(a.start_ms.cmp(&b.start_ms)));
+        closed.sort_by(|a, b| a.key.cmp(&b.key).then(a.start_ms.cmp(&b.start_ms)));
         let tail = self.tail;
         let mut found = Vec::new();
         for w in closed {
             if w.summary.count == 0 {
                 continue;
             }
-            let t = self.tracked(&w.series, now_ms);
+            let t = self.tracked(&w.key, now_ms);
             if w.start_ms <= t.last_start_ms {
                 continue;
             }
@@ -210,13 +206,15 @@ fn report(
             Watched::Tail(q) => format!("p{q}: {}", f.description),
         };
         log::info!(
-            "pattern {} in {} at {}: {description}",
+            "pattern {} in {} (metric {:?}, context {:?}) at {}: {description}",
             f.kind.as_str(),
-            w.series,
+            w.key.name(),
+            w.key.metric,
+            w.key.context,
             w.start_ms,
         );
         found.push(PatternRecord {
-            series: w.series.clone(),
+            key: w.key.clone(),
             kind: f.kind,
             confidence: f.confidence.clamp(0.0, 1.0),
             start_ms: w.start_ms,
@@ -238,7 +236,7 @@ mod tests {
         let mut state = WindowState::new();
         state.observe(v, 1.0);
         ClosedWindow {
-            series: series.into(),
+            key: SeriesKey::new(series, None),
             start_ms,
             end_ms: start_ms + 60_000,
             summary: state.summary(),
@@ -263,11 +261,24 @@ mod tests {
     }
 
     #[test]
+    fn two_series_shown_alike_have_detectors_of_their_own() {
+        let mut d = Detectors::new(DetectorSettings::default());
+        let mut other = closed("a", 0, 100.0);
+        other.key.context = Some("b".into());
+        let dotted = closed("a.b", 0, 10.0);
+        assert_eq!(dotted.key.name(), other.key.name());
+        d.observe(vec![dotted, other], 0);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d.unknown(&[closed("a.b", 60_000, 1.0)]), vec![]);
+        assert_eq!(d.unknown(&[closed("a", 60_000, 1.0)]).len(), 1);
+    }
+
+    #[test]
     fn a_window_seen_again_is_not_fed_twice() {
         let mut d = Detectors::new(DetectorSettings::default());
         d.observe(vec![closed("s", 60_000, 1.0)], 0);
         d.observe(vec![closed("s", 0, 1.0), closed("s", 60_000, 1.0)], 0);
-        assert_eq!(d.series["s"].last_start_ms, 60_000);
+        assert_eq!(d.series[&SeriesKey::new("s", None)].last_start_ms, 60_000);
     }
 
     #[test]
@@ -280,7 +291,7 @@ mod tests {
                 state.observe(if i < 95 { 100.0 + (i % 3) as f64 } else { tail }, 1.0);
             }
             ClosedWindow {
-                series: "rt".into(),
+                key: SeriesKey::new("rt", None),
                 start_ms: start,
                 end_ms: start + 60_000,
                 summary: state.summary(),

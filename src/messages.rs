@@ -12,7 +12,7 @@ use crate::config::{Config, ConfigPatch, Settings};
 use crate::counters::Stats;
 use crate::error::{ConfigError, PipelineError, TrackError};
 use crate::event::TrackEvent;
-use crate::model::{ClosedWindow, Kept, Record, WindowSnapshot, WriteBatch};
+use crate::model::{ClosedWindow, Kept, Record, SeriesKey, WindowSnapshot, WriteBatch};
 use crate::rollup::Resolution;
 use crate::stats::detect::PatternKind;
 use crate::stats::window::WindowState;
@@ -129,9 +129,16 @@ impl QueryWindows {
         self
     }
 
-    /// The series name this query reads: `metric`, or `metric.context`.
+    /// The display name of the series this query reads: `metric`, or `metric.context`. The
+    /// query reads the windows of exactly this metric in exactly this context: `metric("a.b")`
+    /// and `metric("a").context("b")` share this name and read two different series.
     pub fn series(&self) -> String {
         series_name(&self.metric, self.context.as_deref())
+    }
+
+    /// The series this query reads.
+    pub(crate) fn key(&self) -> SeriesKey {
+        SeriesKey::new(self.metric.as_str(), self.context.as_deref())
     }
 }
 
@@ -146,10 +153,14 @@ pub(crate) fn series_name(metric: &str, context: Option<&str>) -> String {
 /// One window of one series, merged over every snapshot, run and instance that wrote it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WindowStats {
-    /// `metric` or `metric.context`.
+    /// `metric` or `metric.context`, for display: a series is identified by `metric` and
+    /// `context` (the metric `a.b` and the metric `a` in context `b` are both shown as `a.b`).
     pub series: String,
     /// The metric name.
     pub metric: String,
+    /// The context (for datastore events the store type); `None` for a series without one.
+    #[serde(default)]
+    pub context: Option<String>,
     /// Window start, ms since the Unix epoch (inclusive).
     pub window_start_ms: i64,
     /// Window end, ms (exclusive).
@@ -186,12 +197,14 @@ impl PartialEq for WindowStats {
         (
             &self.series,
             &self.metric,
+            &self.context,
             self.window_start_ms,
             self.window_end_ms,
             self.count,
         ) == (
             &o.series,
             &o.metric,
+            &o.context,
             o.window_start_ms,
             o.window_end_ms,
             o.count,
@@ -208,17 +221,12 @@ impl PartialEq for WindowStats {
 }
 
 impl WindowStats {
-    pub(crate) fn from_state(
-        series: String,
-        metric: String,
-        start: i64,
-        end: i64,
-        state: WindowState,
-    ) -> Self {
+    pub(crate) fn from_state(key: SeriesKey, start: i64, end: i64, state: WindowState) -> Self {
         let s = state.summary();
         WindowStats {
-            series,
-            metric,
+            series: key.name(),
+            metric: key.metric,
+            context: key.context,
             window_start_ms: start,
             window_end_ms: end,
             count: s.count,
@@ -271,8 +279,11 @@ impl WindowStats {
 #[derive(Debug, Clone, Default, PartialEq, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Vec<Pattern>, PipelineError>")]
 pub struct QueryPatterns {
-    /// Only this metric's series (the metric itself and `metric.<context>`).
+    /// Only this metric's series (every context of it, or the one in `context`).
     pub metric: Option<String>,
+    /// Only series in this context (for datastore events the store type).
+    #[serde(default)]
+    pub context: Option<String>,
     /// Only patterns whose window starts at or after this time, ms.
     pub since_ms: Option<i64>,
     /// Only this kind.
@@ -285,9 +296,16 @@ impl QueryPatterns {
         QueryPatterns::default()
     }
 
-    /// Only the series of this metric (with or without context).
+    /// Only the series of exactly this metric (with or without context): `metric("a")`
+    /// never returns the patterns of a metric named `a.b`.
     pub fn metric(mut self, metric: impl Into<String>) -> Self {
         self.metric = Some(metric.into());
+        self
+    }
+
+    /// Only series in this context: with [`QueryPatterns::metric`], exactly one series.
+    pub fn context(mut self, context: impl Into<String>) -> Self {
+        self.context = Some(context.into());
         self
     }
 
@@ -307,8 +325,14 @@ impl QueryPatterns {
 /// A detected pattern.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pattern {
-    /// The series it was found in.
+    /// The series it was found in, for display (`metric` or `metric.context`).
     pub series: String,
+    /// The metric of that series.
+    #[serde(default)]
+    pub metric: String,
+    /// The context of that series; `None` for a series without one.
+    #[serde(default)]
+    pub context: Option<String>,
     /// Spike, drop, anomaly, trend up or trend down.
     pub kind: PatternKind,
     /// How sure the detector is, in `[0, 1]`.

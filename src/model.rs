@@ -13,10 +13,50 @@ pub(crate) struct Kept {
     pub rate: f64,
 }
 
+/// Which series a window belongs to: its metric and its context, kept apart everywhere (in
+/// memory, in the store's keys, in queries). `("a.b", None)` and `("a", Some("b"))` are two
+/// series, although both are shown as `a.b` ([`SeriesKey::name`], the `series` column).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct SeriesKey {
+    /// The metric name (for datastore events `datastore.<operation>`).
+    pub metric: String,
+    /// The context (for datastore events the store type); never empty (intake refuses an
+    /// empty context), so `None` and every `Some` differ in [`SeriesKey::context_key`] too.
+    pub context: Option<String>,
+}
+
+impl SeriesKey {
+    pub(crate) fn new(metric: impl Into<String>, context: Option<&str>) -> SeriesKey {
+        SeriesKey {
+            metric: metric.into(),
+            context: context.map(str::to_string),
+        }
+    }
+
+    /// The display name, `metric` or `metric.context`: what the `series` columns and
+    /// `WindowStats::series` hold. Not an identity (two keys can share a name).
+    pub(crate) fn name(&self) -> String {
+        crate::messages::series_name(&self.metric, self.context.as_deref())
+    }
+
+    /// The context as the store keys it (the non-null `context_key` columns): `""` for none.
+    pub(crate) fn context_key(&self) -> &str {
+        self.context.as_deref().unwrap_or("")
+    }
+
+    /// The key whose `context_key` column holds `context_key` (`""`: no context).
+    pub(crate) fn from_columns(metric: String, context_key: String) -> SeriesKey {
+        SeriesKey {
+            metric,
+            context: Some(context_key).filter(|c| !c.is_empty()),
+        }
+    }
+}
+
 /// A closed window, on its way to the detector.
 #[derive(Debug, Clone)]
 pub(crate) struct ClosedWindow {
-    pub series: String,
+    pub key: SeriesKey,
     pub start_ms: i64,
     pub end_ms: i64,
     pub summary: WindowSummary,
@@ -163,12 +203,8 @@ impl Record {
 /// its final state.
 #[derive(Debug, Clone)]
 pub(crate) struct WindowSnapshot {
-    /// `metric` or `metric.context`.
-    pub series: String,
-    /// The metric name (for datastore events `datastore.<operation>`).
-    pub metric: String,
-    /// The context (for datastore events the store type).
-    pub context: Option<String>,
+    /// The series: metric and context.
+    pub key: SeriesKey,
     /// Window start, ms.
     pub start_ms: i64,
     /// Window end (exclusive), ms.
@@ -202,7 +238,7 @@ pub(crate) struct ErrorCountSnapshot {
 /// A detected pattern, on its way to `patterns`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PatternRecord {
-    pub series: String,
+    pub key: SeriesKey,
     pub kind: PatternKind,
     pub confidence: f64,
     pub start_ms: i64,

@@ -20,6 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::messages::WindowStats;
+use crate::model::SeriesKey;
 use crate::stats::window::WindowState;
 
 /// One hour, in ms.
@@ -90,31 +91,28 @@ pub(crate) fn due_cutoff(width: i64, lateness_ms: i64, now_ms: i64) -> i64 {
 /// A window to merge into a bucket: where it starts, its series and its state.
 #[derive(Debug, Clone)]
 pub(crate) struct Part {
-    pub series: String,
-    pub metric: String,
+    pub key: SeriesKey,
     pub start_ms: i64,
     pub state: WindowState,
 }
 
-/// Merges `parts` (any order) into buckets of `width` ms, one [`WindowStats`] per bucket that
-/// holds a part, ordered by start.
+/// Merges `parts` (any order, all of one series) into buckets of `width` ms, one
+/// [`WindowStats`] per bucket that holds a part, ordered by start.
 pub(crate) fn merge_into_buckets(parts: Vec<Part>, width: i64) -> Vec<WindowStats> {
-    let mut buckets: std::collections::BTreeMap<i64, (String, String, WindowState)> =
+    let mut buckets: std::collections::BTreeMap<i64, (SeriesKey, WindowState)> =
         std::collections::BTreeMap::new();
     for p in parts {
         let start = floor(p.start_ms, width);
         match buckets.get_mut(&start) {
-            Some((_, _, merged)) => merged.merge(&p.state),
+            Some((_, merged)) => merged.merge(&p.state),
             None => {
-                buckets.insert(start, (p.series, p.metric, p.state));
+                buckets.insert(start, (p.key, p.state));
             }
         }
     }
     buckets
         .into_iter()
-        .map(|(start, (series, metric, state))| {
-            WindowStats::from_state(series, metric, start, start + width, state)
-        })
+        .map(|(start, (key, state))| WindowStats::from_state(key, start, start + width, state))
         .collect()
 }
 
@@ -130,8 +128,7 @@ mod tests {
             state.observe(v, 1.0);
         }
         Part {
-            series: "rt".into(),
-            metric: "rt".into(),
+            key: SeriesKey::new("rt", None),
             start_ms,
             state,
         }

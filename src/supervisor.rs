@@ -288,6 +288,17 @@ impl Supervisor {
         }
     }
 
+    /// [`Supervisor::ask`], answered with an error as soon as the writer has been inside one
+    /// call into the store for longer than the retry budget (see [`answer_within_budget`]).
+    fn ask_within_budget<T: Send + 'static>(
+        &mut self,
+        marker: impl FnOnce(Reply<T>) -> Control,
+    ) -> impl std::future::Future<Output = Result<T, PipelineError>> {
+        let (tx, rx) = oneshot::channel();
+        self.send_marker(marker(tx));
+        answer_within_budget(rx, self.counters.clone(), self.settings.store_retry_budget)
+    }
+
     /// A marker whose answer comes back through a channel, as a future of the answer.
     fn ask<T: Send + 'static>(
         &mut self,
@@ -458,6 +469,48 @@ fn shut_down_through(first: &Recipient<Control>, remains: &Remains) -> bool {
     }
 }
 
+/// How often a request waiting for the writer looks whether the writer is stuck in the store.
+const STUCK_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The answer on `rx`, or an error once the writer has been inside one call into the store for
+/// longer than `budget` (the retry budget) while this waited: a store that took the request
+/// and never answers (a hung server or proxy, which keeps the connection alive, so no TCP or
+/// libpq timeout ends the call; on a network that drops packets the connection's own timeouts
+/// end it at about the same time). The error is counted in `db_errors`. The marker stays in
+/// the pipeline: the writer carries on when its call returns (the data it holds is written
+/// then, once), and its answer to this request goes nowhere.
+async fn answer_within_budget<T>(
+    mut rx: oneshot::Receiver<Result<T, PipelineError>>,
+    counters: Arc<Counters>,
+    budget: std::time::Duration,
+) -> Result<T, PipelineError> {
+    loop {
+        match actix_rt::time::timeout(STUCK_CHECK_EVERY, &mut rx).await {
+            Ok(answer) => {
+                return answer.unwrap_or_else(|_| {
+                    Err(PipelineError::Unavailable(
+                        "the pipeline stopped before answering".into(),
+                    ))
+                })
+            }
+            Err(_) => match counters.store_call_age() {
+                Some(age) if age > budget => {
+                    Counters::add(&counters.db_errors, 1);
+                    let e = crate::error::StoreError::retryable(format!(
+                        "timeout: the store has not answered for {} ms (store_retry_budget_ms = {} ms); \
+                         what is not written is held, and written when it answers",
+                        age.as_millis(),
+                        budget.as_millis()
+                    ));
+                    log::error!("{e}");
+                    return Err(PipelineError::Store(e));
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
 /// Runs `make` on a new thread inside an actix System of its own (the application's System
 /// stopping does not stop it; the supervisor does, see its `Drop`), and returns what it made.
 fn spawn_system_thread<T: Send + 'static>(
@@ -599,7 +652,7 @@ impl Handler<Tick> for Supervisor {
 impl Handler<Flush> for Supervisor {
     type Result = ResponseFuture<Result<Stats, PipelineError>>;
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
-        let answer = self.ask(Control::Flush);
+        let answer = self.ask_within_budget(Control::Flush);
         let counters = self.counters.clone();
         let publisher = self.publisher();
         Box::pin(async move {
@@ -615,7 +668,7 @@ impl Handler<Flush> for Supervisor {
 impl Handler<QueryWindows> for Supervisor {
     type Result = ResponseFuture<Result<Vec<WindowStats>, PipelineError>>;
     fn handle(&mut self, query: QueryWindows, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.ask(|reply| {
+        Box::pin(self.ask_within_budget(|reply| {
             Control::Windows(Box::new(WindowsQuery {
                 query,
                 open: Vec::new(),
@@ -628,7 +681,7 @@ impl Handler<QueryWindows> for Supervisor {
 impl Handler<QueryPatterns> for Supervisor {
     type Result = ResponseFuture<Result<Vec<Pattern>, PipelineError>>;
     fn handle(&mut self, query: QueryPatterns, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.ask(|reply| Control::Patterns(query, reply)))
+        Box::pin(self.ask_within_budget(|reply| Control::Patterns(query, reply)))
     }
 }
 

@@ -5,6 +5,8 @@
 //! conservation laws afterwards.
 
 mod common;
+#[path = "support/netns.rs"]
+mod netns;
 #[path = "support/pg.rs"]
 mod pg;
 
@@ -16,7 +18,7 @@ use common::{conservation, conservation_pending, TempDb, T0};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use eventbatch::*;
-use pg::TestDb;
+use pg::{Proxy, TestDb};
 
 fn config(instance: &str) -> Config {
     Config {
@@ -385,6 +387,129 @@ async fn start_returns_err_within_its_budget_against_a_silent_postgres() {
         let sent = String::from_utf8_lossy(&heard.lock().unwrap()).into_owned();
         assert!(sent.contains(statement_timeout), "{sent:?}");
     }
+}
+
+/// `n` commands and `n` latency samples, from event time `T0 + from` on.
+fn commands_and_samples(from: i64, n: i64) -> Vec<TrackEvent> {
+    (from..from + n)
+        .flat_map(|i| {
+            [
+                TrackEvent::command("help").duration_ms(i as f64).at(T0 + i),
+                TrackEvent::performance("rt", i as f64)
+                    .context("api")
+                    .at(T0 + i),
+            ]
+        })
+        .collect()
+}
+
+/// A pipeline writing to PostgreSQL through `url`, a path that `stop` makes stop answering
+/// mid-run and `heal` brings back: `Flush` (and a query) answer `Err` within about the retry
+/// budget, with the errors counted and nothing counted as written that is not; once the path
+/// is back, everything is written exactly once and the conservation laws hold.
+async fn flush_fails_within_budget_and_recovers(
+    db: &TestDb,
+    url: String,
+    stop: impl Fn(),
+    heal: impl Fn(),
+) {
+    let budget_ms = 2_000;
+    let t = start_at_t0(
+        Config {
+            store_retry_budget_ms: budget_ms,
+            ..config("black-hole")
+        },
+        Store::postgres(url),
+    );
+    t.send(TrackBatch(commands_and_samples(0, 200)))
+        .await
+        .unwrap()
+        .unwrap();
+    let s = t.send(Flush).await.unwrap().expect("the path works");
+    conservation(&s);
+    assert_eq!((s.records_written, s.db_errors), (200, 0));
+
+    stop();
+    t.send(TrackBatch(commands_and_samples(200, 300)))
+        .await
+        .unwrap()
+        .unwrap();
+    let started = Instant::now();
+    let answer = actix_rt::time::timeout(Duration::from_secs(60), t.send(Flush))
+        .await
+        .expect("Flush answers while the store does not")
+        .unwrap();
+    eprintln!(
+        "Flush against a store that stopped answering (budget {budget_ms} ms): {:?} after {:?}",
+        answer.as_ref().map(drop),
+        started.elapsed()
+    );
+    answer.expect_err("nothing was written, the Flush cannot succeed");
+    let query = actix_rt::time::timeout(
+        Duration::from_secs(60),
+        t.send(QueryWindows::metric("rt").context("api")),
+    )
+    .await
+    .expect("a query answers too")
+    .unwrap();
+    assert!(query.is_err(), "{query:?}");
+    let s = t.send(GetStats).await.unwrap();
+    assert!(s.db_errors > 0, "{s:?}");
+    assert_eq!(s.records_written, 200, "nothing counted as written: {s:?}");
+    conservation_pending(&s);
+
+    heal();
+    // The writer's blocked call returns (or fails on its own timeouts) and it writes what it
+    // holds; until then a Flush still answers Err at once.
+    let healed = Instant::now();
+    let s = loop {
+        match t.send(Flush).await.unwrap() {
+            Ok(s) => break s,
+            Err(e) if healed.elapsed() < Duration::from_secs(60) => {
+                eprintln!("a flush after the path came back: {e}");
+                actix_rt::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the writer did not recover: {e}"),
+        }
+    };
+    eprintln!("recovered {:?} after the path came back", healed.elapsed());
+    conservation(&s);
+    assert_eq!(s.records_written, 500, "{s:?}");
+    assert_eq!(db.count("events"), 500, "every command once");
+    assert_eq!(db.count("(SELECT DISTINCT duration_ms FROM events) d"), 500);
+    let windows = t
+        .send(QueryWindows::metric("rt").context("api"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(windows.iter().map(|w| w.count).sum::<u64>(), 500);
+    let s = t.send(Shutdown).await.unwrap();
+    conservation(&s);
+    assert_eq!((s.records_written, s.events_dropped), (500, 0), "{s:?}");
+    assert_eq!(db.scalar("SELECT sum(count) FROM metric_windows"), 500);
+}
+
+/// A proxy that stops forwarding keeps both TCP connections alive (its kernel acknowledges
+/// everything), so no TCP or libpq timeout fires and the writer's call blocks until the proxy
+/// forwards again: `Flush` answers within the budget all the same.
+#[actix_rt::test]
+async fn flush_answers_err_within_the_budget_against_a_hung_proxy_and_recovers() {
+    let db = TestDb::create("hung");
+    let proxy = Proxy::start();
+    let url = db.url_via(proxy.port);
+    flush_fails_within_budget_and_recovers(&db, url, || proxy.stall(), || proxy.resume()).await;
+}
+
+/// A real partition: every packet between the pipeline and the server is dropped (the path
+/// runs through a network namespace of the test's own, see `support/netns.rs`).
+#[actix_rt::test]
+async fn flush_answers_err_within_the_budget_across_a_network_partition_and_recovers() {
+    let Some(path) = netns::NetPath::to_postgres(pg::PG_PORT) else {
+        return;
+    };
+    let db = TestDb::create("partition");
+    let url = format!("postgres://root@{}:{}/{}", path.addr, path.port, db.name);
+    flush_fails_within_budget_and_recovers(&db, url, || path.cut(), || path.restore()).await;
 }
 
 /// Fills a pipeline's SQLite file with `n` commands and closes it, WAL checkpointed into the

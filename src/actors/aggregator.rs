@@ -108,9 +108,9 @@ impl Handler<Control> for AggregatorActor {
                 ctx.stop();
             }
             Control::Windows(q) => {
-                q.open =
-                    self.aggregator
-                        .open_copies(&q.query.series(), q.query.from_ms, q.query.to_ms)
+                q.open = self
+                    .aggregator
+                    .open_copies(&q.query.key(), q.query.from_ms, q.query.to_ms)
             }
             Control::Settings(s) => {
                 self.aggregator.set_lateness(s.allowed_lateness_ms);

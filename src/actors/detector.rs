@@ -3,6 +3,7 @@
 //! from its latest stored windows, so a restart does not start the detector over: the one
 //! read this actor makes from the store, once per series, batched.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -13,8 +14,7 @@ use crate::counters::Counters;
 use crate::db::store::Pool;
 use crate::detector::{Detectors, HISTORY_WINDOWS};
 use crate::messages::{Closed, Control, WindowStats, Write};
-use crate::model::ClosedWindow;
-use crate::model::WriteBatch;
+use crate::model::{ClosedWindow, SeriesKey, WriteBatch};
 
 /// The detector's actor: feeds each batch of closed windows to [`Detectors`] and sends the
 /// patterns found to the queue (which passes them to the writer).
@@ -50,7 +50,7 @@ impl DetectorActor {
             }
         };
         for chunk in unknown.chunks(500) {
-            let names: Vec<String> = chunk.iter().map(|(s, _)| s.clone()).collect();
+            let keys: Vec<SeriesKey> = chunk.iter().map(|(k, _)| k.clone()).collect();
             let to = chunk.iter().map(|&(_, t)| t).max().unwrap_or(i64::MIN);
             let from = chunk
                 .iter()
@@ -58,22 +58,27 @@ impl DetectorActor {
                 .min()
                 .unwrap_or(i64::MIN)
                 .saturating_sub(HISTORY_WINDOWS.saturating_mul(self.window_ms));
-            let windows = match conn.recent_windows(&names, from, to) {
+            let windows = match conn.recent_windows(&keys, from, to) {
                 Ok(w) => w,
                 Err(e) => {
                     log::warn!("cannot read window history to warm the detectors: {e}");
                     return;
                 }
             };
-            // by series, then start
-            let mut by_series: std::collections::HashMap<&str, &[WindowStats]> =
-                std::collections::HashMap::new();
-            for run in windows.chunk_by(|a, b| a.series == b.series) {
-                by_series.insert(&run[0].series, run);
+            // by series (metric and context), then start
+            let same = |a: &WindowStats, b: &WindowStats| {
+                (&a.metric, &a.context) == (&b.metric, &b.context)
+            };
+            let mut by_series: HashMap<(&str, Option<&str>), &[WindowStats]> = HashMap::new();
+            for run in windows.chunk_by(same) {
+                by_series.insert((&run[0].metric, run[0].context.as_deref()), run);
             }
-            for (series, first) in chunk {
-                let history = by_series.get(series.as_str()).copied().unwrap_or(&[]);
-                self.detectors.warm(series, history, *first, now);
+            for (key, first) in chunk {
+                let history = by_series
+                    .get(&(key.metric.as_str(), key.context.as_deref()))
+                    .copied()
+                    .unwrap_or(&[]);
+                self.detectors.warm(key, history, *first, now);
             }
         }
     }

@@ -147,11 +147,15 @@ impl Handler<Control> for DbWriter {
             Control::Windows(q) => {
                 let _ = self.write();
                 let q = *q;
-                let _ = q.reply.send(self.core.query_windows(&q.query, q.open));
+                let answer = self
+                    .counters
+                    .in_store_call(|| self.core.query_windows(&q.query, q.open));
+                let _ = q.reply.send(answer);
             }
             Control::Patterns(q, reply) => {
                 let _ = self.write();
-                let _ = reply.send(self.core.query_patterns(&q));
+                let answer = self.counters.in_store_call(|| self.core.query_patterns(&q));
+                let _ = reply.send(answer);
             }
             Control::Settings(s) => self.core.set_settings(&s),
             // answered by the queue; never reaches the writer

@@ -6,6 +6,7 @@
 use diesel::prelude::*;
 
 use super::schema::{error_counts, events, metric_rollups, metric_windows, patterns, quarantine};
+use crate::model::SeriesKey;
 
 /// An `events` row to insert.
 #[derive(Debug, Insertable)]
@@ -104,11 +105,18 @@ pub(crate) struct NewWindowRow<'a> {
 #[diesel(table_name = metric_windows)]
 pub(crate) struct WindowRow {
     pub instance_id: String,
-    pub series: String,
     pub metric: String,
+    pub context: Option<String>,
     pub window_start_ms: i64,
     pub window_end_ms: i64,
     pub sketch: Option<Vec<u8>>,
+}
+
+impl WindowRow {
+    /// The series of this row.
+    pub(crate) fn key(&self) -> SeriesKey {
+        SeriesKey::new(self.metric.as_str(), self.context.as_deref())
+    }
 }
 
 /// A `metric_rollups` row to insert or replace.
@@ -141,8 +149,8 @@ pub(crate) struct NewRollupRow<'a> {
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = metric_rollups)]
 pub(crate) struct RollupRow {
-    pub series: String,
     pub metric: String,
+    pub context: Option<String>,
     pub window_start_ms: i64,
     pub window_end_ms: i64,
     pub sketch: Option<Vec<u8>>,
@@ -168,6 +176,8 @@ pub(crate) struct NewErrorCountRow<'a> {
 pub(crate) struct NewPatternRow<'a> {
     pub instance_id: &'a str,
     pub series: &'a str,
+    pub metric: &'a str,
+    pub context: Option<&'a str>,
     pub kind: &'a str,
     pub confidence: f64,
     pub window_start_ms: i64,
@@ -183,6 +193,8 @@ pub(crate) struct NewPatternRow<'a> {
 #[diesel(table_name = patterns)]
 pub(crate) struct PatternRow {
     pub series: String,
+    pub metric: String,
+    pub context: Option<String>,
     pub kind: String,
     pub confidence: f64,
     pub window_start_ms: i64,

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 
 use crate::db::store::{decode_state, RollupLock, WriteTxn};
 use crate::messages::{QueryWindows, WindowStats};
-use crate::model::WriteBatch;
+use crate::model::{SeriesKey, WriteBatch};
 use crate::rollup::{ceil, due_cutoff, floor, merge_into_buckets, Part, Resolution, LEVELS};
 use crate::stats::window::WindowState;
 
@@ -64,21 +64,23 @@ macro_rules! rollup_backend {
             pub(super) fn bump(
                 c: &mut $Conn,
                 res: Resolution,
-                series: &str,
+                key: &SeriesKey,
                 bucket: i64,
                 marker: &str,
             ) -> QueryResult<()> {
                 diesel::insert_into(rollup_pending::table)
                     .values((
                         rollup_pending::resolution.eq(res.as_str()),
-                        rollup_pending::series.eq(series),
+                        rollup_pending::metric.eq(&key.metric),
+                        rollup_pending::context_key.eq(key.context_key()),
                         rollup_pending::bucket_start_ms.eq(bucket),
                         rollup_pending::instance_id.eq(marker),
                         rollup_pending::gen.eq(1i64),
                     ))
                     .on_conflict((
                         rollup_pending::resolution,
-                        rollup_pending::series,
+                        rollup_pending::metric,
+                        rollup_pending::context_key,
                         rollup_pending::bucket_start_ms,
                         rollup_pending::instance_id,
                     ))
@@ -96,15 +98,15 @@ macro_rules! rollup_backend {
                 batch: &WriteBatch,
             ) -> QueryResult<()> {
                 let width = Resolution::Hour.bucket_ms().expect("hours have a width");
-                let mut touched: Vec<(i64, &str)> = batch
+                let mut touched: Vec<(i64, &SeriesKey)> = batch
                     .windows
                     .iter()
-                    .map(|w| (floor(w.start_ms, width), w.series.as_str()))
+                    .map(|w| (floor(w.start_ms, width), &w.key))
                     .collect();
                 touched.sort_unstable();
                 touched.dedup();
-                for (bucket, series) in touched {
-                    bump(c, Resolution::Hour, series, bucket, instance)?;
+                for (bucket, key) in touched {
+                    bump(c, Resolution::Hour, key, bucket, instance)?;
                 }
                 Ok(())
             }
@@ -113,31 +115,25 @@ macro_rules! rollup_backend {
             fn sources(
                 c: &mut $Conn,
                 res: Resolution,
-                series: &str,
+                key: &SeriesKey,
                 start: i64,
                 end: i64,
-            ) -> QueryResult<Vec<(String, Option<String>, Option<Vec<u8>>)>> {
+            ) -> QueryResult<Vec<Option<Vec<u8>>>> {
                 match res {
                     Resolution::Day => metric_rollups::table
                         .filter(metric_rollups::resolution.eq(Resolution::Hour.as_str()))
-                        .filter(metric_rollups::series.eq(series))
+                        .filter(metric_rollups::metric.eq(&key.metric))
+                        .filter(metric_rollups::context_key.eq(key.context_key()))
                         .filter(metric_rollups::window_start_ms.ge(start))
                         .filter(metric_rollups::window_start_ms.lt(end))
-                        .select((
-                            metric_rollups::metric,
-                            metric_rollups::context,
-                            metric_rollups::sketch,
-                        ))
+                        .select(metric_rollups::sketch)
                         .load(c),
                     _ => metric_windows::table
-                        .filter(metric_windows::series.eq(series))
+                        .filter(metric_windows::metric.eq(&key.metric))
+                        .filter(metric_windows::context_key.eq(key.context_key()))
                         .filter(metric_windows::window_start_ms.ge(start))
                         .filter(metric_windows::window_start_ms.lt(end))
-                        .select((
-                            metric_windows::metric,
-                            metric_windows::context,
-                            metric_windows::sketch,
-                        ))
+                        .select(metric_windows::sketch)
                         .load(c),
                 }
             }
@@ -149,7 +145,7 @@ macro_rules! rollup_backend {
             pub(super) fn roll_up_bucket(
                 c: &mut $Conn,
                 res: Resolution,
-                series: &str,
+                key: &SeriesKey,
                 start: i64,
                 marks: &[(String, i64)],
                 now_ms: i64,
@@ -162,7 +158,8 @@ macro_rules! rollup_backend {
                     for (marker, gen) in marks {
                         still_marked += rollup_pending::table
                             .filter(rollup_pending::resolution.eq(res.as_str()))
-                            .filter(rollup_pending::series.eq(series))
+                            .filter(rollup_pending::metric.eq(&key.metric))
+                            .filter(rollup_pending::context_key.eq(key.context_key()))
                             .filter(rollup_pending::bucket_start_ms.eq(start))
                             .filter(rollup_pending::instance_id.eq(marker))
                             .filter(rollup_pending::gen.eq(gen))
@@ -172,21 +169,21 @@ macro_rules! rollup_backend {
                     if still_marked == 0 {
                         return Ok(0);
                     }
-                    let rows = sources(c, res, series, start, start + width)?;
+                    let rows = sources(c, res, key, start, start + width)?;
                     let mut written = 0;
-                    if let Some((metric, context, _)) = rows.first() {
-                        let (metric, context) = (metric.clone(), context.clone());
+                    if !rows.is_empty() {
                         let mut merged = WindowState::new();
-                        for (_, _, blob) in &rows {
+                        for blob in &rows {
                             merged.merge(&decode_state(blob.as_deref()));
                         }
                         let s = merged.summary();
                         let blob = merged.to_bytes();
+                        let series = key.name();
                         let row = NewRollupRow {
                             resolution: res.as_str(),
-                            series,
-                            metric: &metric,
-                            context: context.as_deref(),
+                            series: &series,
+                            metric: &key.metric,
+                            context: key.context.as_deref(),
                             window_start_ms: start,
                             window_end_ms: start + width,
                             count: s.count as i64,
@@ -208,7 +205,8 @@ macro_rules! rollup_backend {
                             .values(&row)
                             .on_conflict((
                                 metric_rollups::resolution,
-                                metric_rollups::series,
+                                metric_rollups::metric,
+                                metric_rollups::context_key,
                                 metric_rollups::window_start_ms,
                             ))
                             .do_update()
@@ -220,7 +218,8 @@ macro_rules! rollup_backend {
                         diesel::delete(
                             rollup_pending::table
                                 .filter(rollup_pending::resolution.eq(res.as_str()))
-                                .filter(rollup_pending::series.eq(series))
+                                .filter(rollup_pending::metric.eq(&key.metric))
+                                .filter(rollup_pending::context_key.eq(key.context_key()))
                                 .filter(rollup_pending::bucket_start_ms.eq(start))
                                 .filter(rollup_pending::instance_id.eq(marker))
                                 .filter(rollup_pending::gen.eq(gen)),
@@ -229,7 +228,7 @@ macro_rules! rollup_backend {
                     }
                     if let Some(next) = coarser(res) {
                         let next_width = next.bucket_ms().expect("roll-up levels have a width");
-                        bump(c, next, series, floor(start, next_width), ROLLUP_MARKER)?;
+                        bump(c, next, key, floor(start, next_width), ROLLUP_MARKER)?;
                     }
                     Ok(written)
                 })
@@ -253,31 +252,39 @@ macro_rules! rollup_backend {
                 let result = (|| -> QueryResult<()> {
                     for res in LEVELS {
                         let width = res.bucket_ms().expect("roll-up levels have a width");
-                        let due: Vec<(String, i64, String, i64)> = rollup_pending::table
+                        let due: Vec<(String, String, i64, String, i64)> = rollup_pending::table
                             .filter(rollup_pending::resolution.eq(res.as_str()))
                             .filter(rollup_pending::bucket_start_ms.le(due_cutoff(
                                 width,
                                 lateness_ms,
                                 now_ms,
                             )))
-                            .order((rollup_pending::bucket_start_ms, rollup_pending::series))
+                            .order((
+                                rollup_pending::bucket_start_ms,
+                                rollup_pending::metric,
+                                rollup_pending::context_key,
+                            ))
                             .limit(MAX_MARKS_PER_RUN)
                             .select((
-                                rollup_pending::series,
+                                rollup_pending::metric,
+                                rollup_pending::context_key,
                                 rollup_pending::bucket_start_ms,
                                 rollup_pending::instance_id,
                                 rollup_pending::gen,
                             ))
                             .load(c)?;
                         let mut due = due.into_iter().peekable();
-                        while let Some((series, start, marker, gen)) = due.next() {
+                        while let Some((metric, context_key, start, marker, gen)) = due.next() {
                             let mut marks = vec![(marker, gen)];
-                            while let Some((_, _, marker, gen)) =
-                                due.next_if(|(s, b, _, _)| *s == series && *b == start)
+                            while let Some((_, _, _, marker, gen)) =
+                                due.next_if(|(m, k, b, _, _)| {
+                                    (m, k, *b) == (&metric, &context_key, start)
+                                })
                             {
                                 marks.push((marker, gen));
                             }
-                            run.rows += roll_up_bucket(c, res, &series, start, &marks, now_ms)?;
+                            let key = SeriesKey::from_columns(metric, context_key);
+                            run.rows += roll_up_bucket(c, res, &key, start, &marks, now_ms)?;
                         }
                     }
                     Ok(())
@@ -295,7 +302,7 @@ macro_rules! rollup_backend {
                 res: Resolution,
             ) -> QueryResult<Vec<WindowStats>> {
                 let width = res.bucket_ms().expect("roll-up levels have a width");
-                let series = q.series();
+                let key = q.key();
                 let first = ceil(q.from_ms, width);
                 if first >= q.to_ms {
                     return Ok(Vec::new());
@@ -310,7 +317,8 @@ macro_rules! rollup_backend {
                     // a day is also stale while one of its hours is
                     let hours: Vec<i64> = rollup_pending::table
                         .filter(rollup_pending::resolution.eq(Resolution::Hour.as_str()))
-                        .filter(rollup_pending::series.eq(&series))
+                        .filter(rollup_pending::metric.eq(&key.metric))
+                        .filter(rollup_pending::context_key.eq(key.context_key()))
                         .filter(rollup_pending::bucket_start_ms.ge(first))
                         .filter(rollup_pending::bucket_start_ms.lt(sources_end))
                         .select(rollup_pending::bucket_start_ms)
@@ -319,7 +327,8 @@ macro_rules! rollup_backend {
                 }
                 let own: Vec<i64> = rollup_pending::table
                     .filter(rollup_pending::resolution.eq(res.as_str()))
-                    .filter(rollup_pending::series.eq(&series))
+                    .filter(rollup_pending::metric.eq(&key.metric))
+                    .filter(rollup_pending::context_key.eq(key.context_key()))
                     .filter(rollup_pending::bucket_start_ms.ge(first))
                     .filter(rollup_pending::bucket_start_ms.lt(q.to_ms))
                     .select(rollup_pending::bucket_start_ms)
@@ -329,22 +338,23 @@ macro_rules! rollup_backend {
                 let mut parts = Vec::new();
                 for (from, to) in runs(&dirty, width) {
                     let rows: Vec<WindowRow> = metric_windows::table
-                        .filter(metric_windows::series.eq(&series))
+                        .filter(metric_windows::metric.eq(&key.metric))
+                        .filter(metric_windows::context_key.eq(key.context_key()))
                         .filter(metric_windows::window_start_ms.ge(from))
                         .filter(metric_windows::window_start_ms.lt(to))
                         .select(WindowRow::as_select())
                         .load(c)?;
                     parts.extend(rows.into_iter().map(|r| Part {
                         state: decode_state(r.sketch.as_deref()),
-                        series: r.series,
-                        metric: r.metric,
+                        key: key.clone(),
                         start_ms: r.window_start_ms,
                     }));
                 }
                 let mut out = merge_into_buckets(parts, width);
                 let stored: Vec<RollupRow> = metric_rollups::table
                     .filter(metric_rollups::resolution.eq(res.as_str()))
-                    .filter(metric_rollups::series.eq(&series))
+                    .filter(metric_rollups::metric.eq(&key.metric))
+                    .filter(metric_rollups::context_key.eq(key.context_key()))
                     .filter(metric_rollups::window_start_ms.ge(first))
                     .filter(metric_rollups::window_start_ms.lt(q.to_ms))
                     .select(RollupRow::as_select())
@@ -355,8 +365,10 @@ macro_rules! rollup_backend {
                         .filter(|r| !dirty.contains(&r.window_start_ms))
                         .map(|r| {
                             WindowStats::from_state(
-                                r.series,
-                                r.metric,
+                                SeriesKey {
+                                    metric: r.metric,
+                                    context: r.context,
+                                },
                                 r.window_start_ms,
                                 r.window_end_ms,
                                 decode_state(r.sketch.as_deref()),
@@ -413,12 +425,13 @@ mod tests {
             unreachable!("an SQLite store opens an SQLite pool")
         };
         let c = &mut *pool.get().unwrap();
-        sqlite::bump(c, Resolution::Hour, "rt", T0, "a").unwrap();
-        sqlite::bump(c, Resolution::Hour, "rt", T0, "b").unwrap();
+        let rt = &SeriesKey::new("rt", None);
+        sqlite::bump(c, Resolution::Hour, rt, T0, "a").unwrap();
+        sqlite::bump(c, Resolution::Hour, rt, T0, "b").unwrap();
         // "a" writes again after the roll-up read its mark at generation 1
-        sqlite::bump(c, Resolution::Hour, "rt", T0, "a").unwrap();
+        sqlite::bump(c, Resolution::Hour, rt, T0, "a").unwrap();
         let seen = [("a".to_string(), 1), ("b".to_string(), 1)];
-        sqlite::roll_up_bucket(c, Resolution::Hour, "rt", T0, &seen, T0 + DAY_MS).unwrap();
+        sqlite::roll_up_bucket(c, Resolution::Hour, rt, T0, &seen, T0 + DAY_MS).unwrap();
         let day = T0 - T0.rem_euclid(DAY_MS);
         assert_eq!(
             marks(c),
@@ -428,15 +441,8 @@ mod tests {
             ],
             "b's mark is cleared, a's bumped one stays, the day is marked"
         );
-        sqlite::roll_up_bucket(
-            c,
-            Resolution::Hour,
-            "rt",
-            T0,
-            &[("a".into(), 2)],
-            T0 + DAY_MS,
-        )
-        .unwrap();
+        sqlite::roll_up_bucket(c, Resolution::Hour, rt, T0, &[("a".into(), 2)], T0 + DAY_MS)
+            .unwrap();
         assert_eq!(marks(c), vec![("day".into(), day, "".into(), 2)]);
         // a run takes due marks only: the day is not due until it ends plus the lateness
         let mut run = RollupRun::default();
@@ -449,7 +455,7 @@ mod tests {
         // marks read before another instance cleared them: nothing is rewritten
         let stale = [("a".to_string(), 2)];
         assert_eq!(
-            sqlite::roll_up_bucket(c, Resolution::Hour, "rt", T0, &stale, T0 + DAY_MS).unwrap(),
+            sqlite::roll_up_bucket(c, Resolution::Hour, rt, T0, &stale, T0 + DAY_MS).unwrap(),
             0
         );
         assert!(marks(c).is_empty());

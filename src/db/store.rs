@@ -15,7 +15,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use crate::db::models::{NewEventRow, OwnedEventRow};
 use crate::error::{Error, StoreError};
 use crate::messages::{Pattern, QueryPatterns, QueryWindows, WindowStats};
-use crate::model::WriteBatch;
+use crate::model::{SeriesKey, WriteBatch};
 use crate::pseudonyms::{Pseudonyms, StoredId};
 use crate::stats::window::WindowState;
 
@@ -472,7 +472,8 @@ pub(crate) fn check_sqlite_file_identity(path: &Path, opened: FileIdentity) -> R
 /// error would read `base + epoch` and count the epoch twice.
 #[derive(Debug, Default)]
 pub(crate) struct Bases {
-    windows: HashMap<(String, i64), (u64, WindowState)>,
+    /// By series and window start.
+    windows: HashMap<(SeriesKey, i64), (u64, WindowState)>,
     errors: HashMap<(String, i64), (u64, ErrorBase)>,
 }
 
@@ -481,11 +482,11 @@ impl Bases {
     /// was written (the stored row is then `base + an earlier snapshot of the epoch`).
     pub(crate) fn window_base(
         &self,
-        series: &str,
+        key: &SeriesKey,
         start_ms: i64,
         epoch: u64,
     ) -> Option<&WindowState> {
-        match self.windows.get(&(series.to_string(), start_ms)) {
+        match self.windows.get(&(key.clone(), start_ms)) {
             Some((e, base)) if *e == epoch => Some(base),
             _ => None,
         }
@@ -495,7 +496,7 @@ impl Bases {
     /// new epoch next time (a late event re-reads what the store now holds).
     pub(crate) fn forget_final(&mut self, batch: &WriteBatch) {
         for w in batch.windows.iter().filter(|w| w.is_final) {
-            self.windows.remove(&(w.series.clone(), w.start_ms));
+            self.windows.remove(&(w.key.clone(), w.start_ms));
         }
         for e in batch.errors.iter().filter(|e| e.is_final) {
             self.errors.remove(&(e.error_hash.clone(), e.start_ms));
@@ -699,13 +700,14 @@ macro_rules! backend {
                     set_mark(c, instance, mark)?;
                     insert_records(c, instance, ids, &[&batch.records])?;
                     for w in &batch.windows {
-                        let key = (w.series.clone(), w.start_ms);
+                        let key = (w.key.clone(), w.start_ms);
                         let base = match bases.windows.get(&key) {
                             Some((epoch, base)) if *epoch == w.epoch => base.clone(),
                             _ => {
                                 let stored: Option<Option<Vec<u8>>> = metric_windows::table
                                     .filter(metric_windows::instance_id.eq(instance))
-                                    .filter(metric_windows::series.eq(&w.series))
+                                    .filter(metric_windows::metric.eq(&w.key.metric))
+                                    .filter(metric_windows::context_key.eq(w.key.context_key()))
                                     .filter(metric_windows::window_start_ms.eq(w.start_ms))
                                     .select(metric_windows::sketch)
                                     .first(c)
@@ -719,11 +721,12 @@ macro_rules! backend {
                         merged.merge(&w.state);
                         let s = merged.summary();
                         let blob = merged.to_bytes();
+                        let series = w.key.name();
                         let row = NewWindowRow {
                             instance_id: instance,
-                            series: &w.series,
-                            metric: &w.metric,
-                            context: w.context.as_deref(),
+                            series: &series,
+                            metric: &w.key.metric,
+                            context: w.key.context.as_deref(),
                             window_start_ms: w.start_ms,
                             window_end_ms: w.end_ms,
                             count: s.count as i64,
@@ -744,7 +747,8 @@ macro_rules! backend {
                             .values(&row)
                             .on_conflict((
                                 metric_windows::instance_id,
-                                metric_windows::series,
+                                metric_windows::metric,
+                                metric_windows::context_key,
                                 metric_windows::window_start_ms,
                             ))
                             .do_update()
@@ -810,12 +814,17 @@ macro_rules! backend {
                             .execute(c)?;
                     }
                     if !batch.patterns.is_empty() {
+                        let names: Vec<String> =
+                            batch.patterns.iter().map(|p| p.key.name()).collect();
                         let rows: Vec<NewPatternRow<'_>> = batch
                             .patterns
                             .iter()
-                            .map(|p| NewPatternRow {
+                            .zip(&names)
+                            .map(|(p, series)| NewPatternRow {
                                 instance_id: instance,
-                                series: &p.series,
+                                series,
+                                metric: &p.key.metric,
+                                context: p.key.context.as_deref(),
                                 kind: p.kind.as_str(),
                                 confidence: p.confidence,
                                 window_start_ms: p.start_ms,
@@ -967,23 +976,34 @@ macro_rules! backend {
                 if q.resolution.bucket_ms().is_some() {
                     return crate::db::rollups::$module::query_buckets(c, q, q.resolution);
                 }
-                Ok(merge_rows(window_rows(c, &q.series(), q.from_ms, q.to_ms)?))
+                Ok(merge_rows(window_rows(c, &q.key(), q.from_ms, q.to_ms)?))
             }
 
             /// The stored windows of several series starting in `[from_ms, to_ms)`, merged
-            /// over instances: one element per series and window, by series then start.
+            /// over instances: one element per series and window, by series (metric, then
+            /// context) then start.
             pub(crate) fn recent_windows(
                 c: &mut $Conn,
-                series: &[String],
+                keys: &[SeriesKey],
                 from_ms: i64,
                 to_ms: i64,
             ) -> QueryResult<Vec<WindowStats>> {
+                // every metric and every context asked for, then exactly the pairs asked for
+                let mut metrics: Vec<&str> = keys.iter().map(|k| k.metric.as_str()).collect();
+                let mut contexts: Vec<&str> = keys.iter().map(SeriesKey::context_key).collect();
+                for v in [&mut metrics, &mut contexts] {
+                    v.sort_unstable();
+                    v.dedup();
+                }
+                let wanted: std::collections::HashSet<&SeriesKey> = keys.iter().collect();
                 let rows: Vec<WindowRow> = metric_windows::table
-                    .filter(metric_windows::series.eq_any(series))
+                    .filter(metric_windows::metric.eq_any(&metrics))
+                    .filter(metric_windows::context_key.eq_any(&contexts))
                     .filter(metric_windows::window_start_ms.ge(from_ms))
                     .filter(metric_windows::window_start_ms.lt(to_ms))
                     .order((
-                        metric_windows::series,
+                        metric_windows::metric,
+                        metric_windows::context_key,
                         metric_windows::window_start_ms,
                         metric_windows::id,
                     ))
@@ -991,8 +1011,10 @@ macro_rules! backend {
                     .load(c)?;
                 let mut out = Vec::new();
                 let mut run: Vec<WindowRow> = Vec::new();
-                for row in rows {
-                    if run.last().is_some_and(|r| r.series != row.series) {
+                for row in rows.into_iter().filter(|r| wanted.contains(&r.key())) {
+                    let same =
+                        |r: &WindowRow| (&r.metric, &r.context) == (&row.metric, &row.context);
+                    if run.last().is_some_and(|r| !same(r)) {
                         out.extend(merge_rows(std::mem::take(&mut run)));
                     }
                     run.push(row);
@@ -1005,12 +1027,13 @@ macro_rules! backend {
             /// ordered by start.
             pub(crate) fn window_rows(
                 c: &mut $Conn,
-                series: &str,
+                key: &SeriesKey,
                 from_ms: i64,
                 to_ms: i64,
             ) -> QueryResult<Vec<WindowRow>> {
                 metric_windows::table
-                    .filter(metric_windows::series.eq(series))
+                    .filter(metric_windows::metric.eq(&key.metric))
+                    .filter(metric_windows::context_key.eq(key.context_key()))
                     .filter(metric_windows::window_start_ms.ge(from_ms))
                     .filter(metric_windows::window_start_ms.lt(to_ms))
                     .order((metric_windows::window_start_ms, metric_windows::id))
@@ -1031,13 +1054,10 @@ macro_rules! backend {
                     query = query.filter(patterns::kind.eq(kind.as_str()));
                 }
                 if let Some(m) = &q.metric {
-                    // the metric's own series, or `metric.<context>`: every name in
-                    // ["m.", "m/") starts with "m." ('/' follows '.')
-                    query = query.filter(
-                        patterns::series.eq(m.clone()).or(patterns::series
-                            .ge(format!("{m}."))
-                            .and(patterns::series.lt(format!("{m}/")))),
-                    );
+                    query = query.filter(patterns::metric.eq(m.clone()));
+                }
+                if let Some(context) = &q.context {
+                    query = query.filter(patterns::context.eq(context.clone()));
                 }
                 let rows: Vec<PatternRow> = query
                     .order((patterns::window_start_ms, patterns::id))
@@ -1064,6 +1084,7 @@ pub(crate) fn decode_state(blob: Option<&[u8]>) -> WindowState {
     }
 }
 
+/// Rows of one series, ordered by window start, merged per start (over instances and runs).
 pub(crate) fn merge_rows(rows: Vec<crate::db::models::WindowRow>) -> Vec<WindowStats> {
     let mut out: Vec<WindowStats> = Vec::new();
     let mut current: Option<(crate::db::models::WindowRow, WindowState)> = None;
@@ -1076,8 +1097,7 @@ pub(crate) fn merge_rows(rows: Vec<crate::db::models::WindowRow>) -> Vec<WindowS
             _ => {
                 if let Some((first, merged)) = current.take() {
                     out.push(WindowStats::from_state(
-                        first.series,
-                        first.metric,
+                        first.key(),
                         first.window_start_ms,
                         first.window_end_ms,
                         merged,
@@ -1089,8 +1109,7 @@ pub(crate) fn merge_rows(rows: Vec<crate::db::models::WindowRow>) -> Vec<WindowS
     }
     if let Some((first, merged)) = current {
         out.push(WindowStats::from_state(
-            first.series,
-            first.metric,
+            first.key(),
             first.window_start_ms,
             first.window_end_ms,
             merged,
@@ -1105,6 +1124,8 @@ fn to_patterns(rows: Vec<crate::db::models::PatternRow>) -> Vec<Pattern> {
             let kind = crate::stats::detect::PatternKind::parse(&r.kind)?;
             Some(Pattern {
                 series: r.series,
+                metric: r.metric,
+                context: r.context,
                 kind,
                 confidence: r.confidence,
                 window_start_ms: r.window_start_ms,
@@ -1139,7 +1160,7 @@ fn quarantine_payloads(batch: &WriteBatch) -> Vec<(&'static str, String)> {
     }
     for w in &batch.windows {
         let v = json!({
-            "series": w.series, "metric": w.metric, "context": w.context,
+            "series": w.key.name(), "metric": w.key.metric, "context": w.key.context,
             "window_start_ms": w.start_ms, "window_end_ms": w.end_ms, "epoch": w.epoch,
             "count": w.state.count(), "is_final": w.is_final,
             "state_hex": hex(w.state.to_bytes()),
@@ -1156,7 +1177,8 @@ fn quarantine_payloads(batch: &WriteBatch) -> Vec<(&'static str, String)> {
     }
     for p in &batch.patterns {
         let v = json!({
-            "series": p.series, "kind": p.kind.as_str(), "confidence": p.confidence,
+            "series": p.key.name(), "metric": p.key.metric, "context": p.key.context,
+            "kind": p.kind.as_str(), "confidence": p.confidence,
             "window_start_ms": p.start_ms, "window_end_ms": p.end_ms,
             "observed": p.observed, "baseline": p.baseline, "description": p.description,
         });
@@ -1261,27 +1283,29 @@ impl Conn {
         Ok(last.is_some_and(|last| last >= mark.seq))
     }
 
+    /// The stored windows of the series `keys` starting in `[from_ms, to_ms)` (see
+    /// `recent_windows` in the backend module).
     pub(crate) fn recent_windows(
         &mut self,
-        series: &[String],
+        keys: &[SeriesKey],
         from_ms: i64,
         to_ms: i64,
     ) -> QueryResult<Vec<WindowStats>> {
         match &mut self.backend {
-            Backend::Sqlite(c) => sqlite::recent_windows(c, series, from_ms, to_ms),
-            Backend::Pg(c) => pg::recent_windows(c, series, from_ms, to_ms),
+            Backend::Sqlite(c) => sqlite::recent_windows(c, keys, from_ms, to_ms),
+            Backend::Pg(c) => pg::recent_windows(c, keys, from_ms, to_ms),
         }
     }
 
     pub(crate) fn window_rows(
         &mut self,
-        series: &str,
+        key: &SeriesKey,
         from_ms: i64,
         to_ms: i64,
     ) -> QueryResult<Vec<crate::db::models::WindowRow>> {
         match &mut self.backend {
-            Backend::Sqlite(c) => sqlite::window_rows(c, series, from_ms, to_ms),
-            Backend::Pg(c) => pg::window_rows(c, series, from_ms, to_ms),
+            Backend::Sqlite(c) => sqlite::window_rows(c, key, from_ms, to_ms),
+            Backend::Pg(c) => pg::window_rows(c, key, from_ms, to_ms),
         }
     }
 

@@ -288,9 +288,11 @@ impl WriterCore {
         }
         self.next_rollup_ms = now.saturating_add(self.rollup_interval_ms);
         let mut run = RollupRun::default();
-        let result = self.pool.get().and_then(|mut conn| {
-            conn.roll_up(now, self.lateness_ms, &mut run)
-                .map_err(StoreError::from_diesel)
+        let result = c.in_store_call(|| {
+            self.pool.get().and_then(|mut conn| {
+                conn.roll_up(now, self.lateness_ms, &mut run)
+                    .map_err(StoreError::from_diesel)
+            })
         });
         Counters::add(&c.rollups_written, run.rows);
         match result {
@@ -383,7 +385,7 @@ impl WriterCore {
         let mut delay = FIRST_BACKOFF;
         let mut n = coalesced_len(&self.held, MAX_COALESCED_RECORDS);
         loop {
-            let e = match self.attempt(n) {
+            let e = match c.in_store_call(|| self.attempt(n)) {
                 Ok(committed) => return Ok(Step::Committed(committed)),
                 Err(e) => e,
             };
@@ -398,7 +400,7 @@ impl WriterCore {
                     n = 1; // which of the coalesced batches was refused?
                     continue;
                 }
-                match self.isolate_front(&e) {
+                match c.in_store_call(|| self.isolate_front(&e)) {
                     Ok(step) => return Ok(step),
                     Err(q) => log::warn!("quarantining a refused row failed: {q}"),
                 }
@@ -487,18 +489,17 @@ impl WriterCore {
             Some(w) => (ceil(q.from_ms, w), ceil(q.to_ms, w)),
             None => (q.from_ms, q.to_ms),
         };
-        let rows = conn.window_rows(&q.series(), from, to).map_err(store_err)?;
+        let rows = conn.window_rows(&q.key(), from, to).map_err(store_err)?;
         let mut replaced = std::collections::HashSet::new();
         let mut parts: Vec<Part> = Vec::with_capacity(open.len());
         for w in open {
             let mut state = w.state;
-            if let Some(base) = self.bases.window_base(&w.series, w.start_ms, w.epoch) {
+            if let Some(base) = self.bases.window_base(&w.key, w.start_ms, w.epoch) {
                 replaced.insert(w.start_ms);
                 state.merge(base);
             }
             parts.push(Part {
-                series: w.series,
-                metric: w.metric,
+                key: w.key,
                 start_ms: w.start_ms,
                 state,
             });
@@ -512,8 +513,10 @@ impl WriterCore {
         for stored in merge_rows(rows) {
             if let Some(state) = stored.state {
                 parts.push(Part {
-                    series: stored.series,
-                    metric: stored.metric,
+                    key: crate::model::SeriesKey {
+                        metric: stored.metric,
+                        context: stored.context,
+                    },
                     start_ms: stored.window_start_ms,
                     state,
                 });
@@ -599,9 +602,7 @@ mod tests {
                 })
                 .collect(),
             windows: vec![WindowSnapshot {
-                series: "rt".into(),
-                metric: "rt".into(),
-                context: None,
+                key: crate::model::SeriesKey::new("rt", None),
                 start_ms: T0,
                 end_ms: T0 + 60_000,
                 epoch,
@@ -895,7 +896,7 @@ mod tests {
         poison(&path);
         let mut b = batch(0, &[1.0, 2.0], 1);
         let mut bad = b.windows[0].clone();
-        bad.series = "poison".into();
+        bad.key.metric = "poison".into();
         b.windows.insert(0, bad);
         w.hold(b);
         w.hold(batch(2, &[5.0], 2));

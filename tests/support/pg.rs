@@ -1,5 +1,7 @@
 //! PostgreSQL test support: a throwaway database per test and a loopback TCP proxy the test
-//! can cut, restore, or arm to swallow the reply to the next COMMIT.
+//! can cut, restore, stall (it keeps reading, so both connections stay alive, and forwards
+//! nothing until resumed: a hung proxy or server), or arm to swallow the reply to the next
+//! COMMIT.
 //!
 //! The server is the local one (`127.0.0.1:5432`, trust auth, user `root`); `EB_PG_ADMIN_URL`
 //! overrides the admin URL used to create and drop databases.
@@ -127,6 +129,8 @@ pub struct Proxy {
 struct ProxyState {
     /// Cut: new connections are closed at once, existing ones were shut down.
     cut: AtomicBool,
+    /// Stalled: what arrives is read (the kernel acknowledges it) and held, not forwarded.
+    stalled: AtomicBool,
     /// Armed: the next COMMIT is forwarded, its reply swallowed, and the connection closed.
     trap_commit: AtomicBool,
     /// How many COMMIT replies were swallowed.
@@ -166,7 +170,7 @@ impl Proxy {
                     server.try_clone().unwrap(),
                     Some(swallow.clone()),
                 );
-                pump_back(server, client, swallow);
+                pump_back(st.clone(), server, client, swallow);
             }
         });
         Proxy { port, state }
@@ -182,6 +186,17 @@ impl Proxy {
 
     pub fn restore(&self) {
         self.state.cut.store(false, SeqCst);
+    }
+
+    /// From now on nothing is forwarded either way, and every connection stays open: the
+    /// peer of each end keeps acknowledging, as a hung proxy or server does.
+    pub fn stall(&self) {
+        self.state.stalled.store(true, SeqCst);
+    }
+
+    /// Forwards what was held, and everything after it.
+    pub fn resume(&self) {
+        self.state.stalled.store(false, SeqCst);
     }
 
     /// The next COMMIT reaches the server but its reply never reaches the client, whose
@@ -210,6 +225,7 @@ fn pump(
                 Ok(n) => n,
             };
             let chunk = &buf[..n];
+            hold_while_stalled(&st);
             let trapped = st.trap_commit.load(SeqCst)
                 && chunk.windows(7).any(|w| w == b"COMMIT\0")
                 && st.trap_commit.swap(false, SeqCst);
@@ -234,8 +250,20 @@ fn pump(
     });
 }
 
+/// Holds the chunk just read while the proxy is stalled.
+fn hold_while_stalled(st: &ProxyState) {
+    while st.stalled.load(SeqCst) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Server -> client, dropping everything once `swallow` is set.
-fn pump_back(mut from: TcpStream, mut to: TcpStream, swallow: Arc<AtomicBool>) {
+fn pump_back(
+    st: Arc<ProxyState>,
+    mut from: TcpStream,
+    mut to: TcpStream,
+    swallow: Arc<AtomicBool>,
+) {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -243,6 +271,7 @@ fn pump_back(mut from: TcpStream, mut to: TcpStream, swallow: Arc<AtomicBool>) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            hold_while_stalled(&st);
             if swallow.load(SeqCst) {
                 continue;
             }

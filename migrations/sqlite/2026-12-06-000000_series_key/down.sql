@@ -1,0 +1,89 @@
+-- Back to keys by series name. Fails (UNIQUE) while two series share a name: the old schema
+-- cannot hold both.
+CREATE TABLE rollup_pending_old (
+    resolution TEXT NOT NULL,
+    series TEXT NOT NULL,
+    bucket_start_ms BIGINT NOT NULL,
+    instance_id TEXT NOT NULL,
+    gen BIGINT NOT NULL,
+    PRIMARY KEY (resolution, series, bucket_start_ms, instance_id)
+);
+INSERT INTO rollup_pending_old (resolution, series, bucket_start_ms, instance_id, gen)
+SELECT resolution, metric || CASE WHEN context_key = '' THEN '' ELSE '.' || context_key END,
+    bucket_start_ms, instance_id, max(gen)
+FROM rollup_pending
+GROUP BY 1, 2, 3, 4;
+DROP TABLE rollup_pending;
+ALTER TABLE rollup_pending_old RENAME TO rollup_pending;
+
+CREATE TABLE metric_rollups_old (
+    id INTEGER PRIMARY KEY,
+    resolution TEXT NOT NULL,
+    series TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    context TEXT,
+    window_start_ms BIGINT NOT NULL,
+    window_end_ms BIGINT NOT NULL,
+    count BIGINT NOT NULL,
+    estimated_count DOUBLE NOT NULL,
+    sum DOUBLE NOT NULL,
+    min DOUBLE NOT NULL,
+    max DOUBLE NOT NULL,
+    mean DOUBLE NOT NULL,
+    stddev DOUBLE NOT NULL,
+    p50 DOUBLE NOT NULL,
+    p90 DOUBLE NOT NULL,
+    p95 DOUBLE NOT NULL,
+    p99 DOUBLE NOT NULL,
+    sketch BLOB,
+    source_rows BIGINT NOT NULL,
+    computed_at_ms BIGINT NOT NULL,
+    UNIQUE (resolution, series, window_start_ms)
+);
+INSERT INTO metric_rollups_old (id, resolution, series, metric, context, window_start_ms,
+    window_end_ms, count, estimated_count, sum, min, max, mean, stddev, p50, p90, p95, p99,
+    sketch, source_rows, computed_at_ms)
+SELECT id, resolution, series, metric, context, window_start_ms, window_end_ms, count,
+    estimated_count, sum, min, max, mean, stddev, p50, p90, p95, p99, sketch, source_rows,
+    computed_at_ms
+FROM metric_rollups;
+DROP TABLE metric_rollups;
+ALTER TABLE metric_rollups_old RENAME TO metric_rollups;
+
+CREATE TABLE metric_windows_old (
+    id INTEGER PRIMARY KEY,
+    instance_id TEXT NOT NULL,
+    series TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    context TEXT,
+    window_start_ms BIGINT NOT NULL,
+    window_end_ms BIGINT NOT NULL,
+    count BIGINT NOT NULL,
+    estimated_count DOUBLE NOT NULL,
+    sum DOUBLE NOT NULL,
+    min DOUBLE NOT NULL,
+    max DOUBLE NOT NULL,
+    mean DOUBLE NOT NULL,
+    stddev DOUBLE NOT NULL,
+    p50 DOUBLE NOT NULL,
+    p90 DOUBLE NOT NULL,
+    p95 DOUBLE NOT NULL,
+    p99 DOUBLE NOT NULL,
+    sketch BLOB,
+    is_final BOOLEAN NOT NULL,
+    UNIQUE (instance_id, series, window_start_ms)
+);
+INSERT INTO metric_windows_old (id, instance_id, series, metric, context, window_start_ms,
+    window_end_ms, count, estimated_count, sum, min, max, mean, stddev, p50, p90, p95, p99,
+    sketch, is_final)
+SELECT id, instance_id, series, metric, context, window_start_ms, window_end_ms, count,
+    estimated_count, sum, min, max, mean, stddev, p50, p90, p95, p99, sketch, is_final
+FROM metric_windows;
+DROP TABLE metric_windows;
+ALTER TABLE metric_windows_old RENAME TO metric_windows;
+CREATE INDEX metric_windows_series_start ON metric_windows (series, window_start_ms);
+
+DROP INDEX patterns_metric_start;
+ALTER TABLE patterns DROP COLUMN context;
+ALTER TABLE patterns DROP COLUMN metric;
+CREATE INDEX patterns_series_start ON patterns (series, window_start_ms);
