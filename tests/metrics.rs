@@ -1,3 +1,4 @@
+#![allow(clippy::await_holding_lock)]
 //! The pipeline's metrics through the `metrics` facade, caught by metrics-util's debugging
 //! recorder (installed once for this test binary, as an application installs its exporter),
 //! against the real pipeline on an SQLite file: what is recorded equals the `Stats` the
@@ -29,6 +30,9 @@ fn snapshotter() -> &'static Snapshotter {
     })
 }
 
+// The tests of this binary share one global recorder and take turns: each holds its turn for the
+// whole test (across its awaits, on the test's own single-threaded runtime), which is what
+// `clippy::await_holding_lock` warns about and exactly what is meant here.
 fn turn() -> MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
     TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
