@@ -113,6 +113,11 @@ pub struct Config {
     /// at the default window). A sample of a new series beyond it is dropped, counted in
     /// `Stats::events_dropped` and logged; series whose windows closed do not count.
     pub max_open_series: usize,
+    /// How often (ms) the pipeline publishes its counters and gauges through the `metrics`
+    /// facade (as `eventbatch_*` metrics; they are also published whenever `GetStats`, `Flush`
+    /// or `Shutdown` answers); 0: the pipeline records no metrics at all, the writer's
+    /// histograms included. See the README, "Metrics and Prometheus".
+    pub metrics_interval_ms: u64,
     /// How long each table keeps its rows, by event time (every table forever by default),
     /// and how pruning runs: see [`Retention`]. Rows removed are counted in
     /// `Stats::rows_pruned`.
@@ -143,6 +148,7 @@ impl Default for Config {
             watch_percentile: 99,
             stats_log_interval_ms: 60_000,
             max_open_series: DEFAULT_MAX_OPEN_SERIES,
+            metrics_interval_ms: 1_000,
             retention: Retention::default(),
         }
     }
@@ -197,6 +203,8 @@ pub struct ConfigPatch {
     pub stats_log_interval_ms: Option<u64>,
     /// See [`Config::max_open_series`].
     pub max_open_series: Option<usize>,
+    /// See [`Config::metrics_interval_ms`].
+    pub metrics_interval_ms: Option<u64>,
     /// See [`Config::retention`] (replaces the whole section; applies at once: a round under
     /// way ends, and the next `Tick` or `Flush` starts one with the new ages).
     pub retention: Option<Retention>,
@@ -270,6 +278,7 @@ impl Config {
             watch_percentile,
             stats_log_interval_ms,
             max_open_series,
+            metrics_interval_ms,
             retention
         );
         if let Some(key) = &patch.identity_key {
@@ -321,6 +330,7 @@ impl std::fmt::Debug for Config {
             .field("watch_percentile", &self.watch_percentile)
             .field("stats_log_interval_ms", &self.stats_log_interval_ms)
             .field("max_open_series", &self.max_open_series)
+            .field("metrics_interval_ms", &self.metrics_interval_ms)
             .field("retention", &self.retention)
             .finish()
     }
@@ -354,6 +364,7 @@ impl std::fmt::Debug for ConfigPatch {
             .field("watch_percentile", &self.watch_percentile)
             .field("stats_log_interval_ms", &self.stats_log_interval_ms)
             .field("max_open_series", &self.max_open_series)
+            .field("metrics_interval_ms", &self.metrics_interval_ms)
             .field("retention", &self.retention)
             .finish()
     }
@@ -408,6 +419,8 @@ pub struct Settings {
     pub stats_log_interval: Option<Duration>,
     /// See [`Config::max_open_series`] (1 to 10,000,000).
     pub max_open_series: usize,
+    /// See [`Config::metrics_interval_ms`]; `None` for 0.
+    pub metrics_interval: Option<Duration>,
     /// See [`Config::retention`] (validated).
     pub retention: Retention,
 }
@@ -514,6 +527,12 @@ impl Settings {
         };
         let stats_log = millis("stats_log_interval_ms", c.stats_log_interval_ms, true, WEEK)?;
         let max_open_series = count("max_open_series", c.max_open_series, MAX_QUEUED_EVENTS)?;
+        let metrics = millis(
+            "metrics_interval_ms",
+            c.metrics_interval_ms,
+            true,
+            MAX_WAIT_MS,
+        )?;
         let instance_id = match &c.instance_id {
             Some(id) => check_instance_id(id)?,
             None => crate::util::random_instance_id(),
@@ -549,6 +568,7 @@ impl Settings {
             watch_percentile,
             stats_log_interval: (stats_log > 0).then(|| Duration::from_millis(stats_log)),
             max_open_series: max_open_series.get(),
+            metrics_interval: (metrics > 0).then(|| Duration::from_millis(metrics)),
             retention: c.retention.clone(),
         })
     }
@@ -873,6 +893,14 @@ mod tests {
             ),
             (
                 Config {
+                    metrics_interval_ms: MAX_WAIT_MS + 1,
+                    ..d()
+                },
+                "metrics_interval_ms",
+                (MAX_WAIT_MS + 1).to_string(),
+            ),
+            (
+                Config {
                     sampling_rates: [("x".repeat(513), 0.5)].into(),
                     ..d()
                 },
@@ -921,6 +949,7 @@ mod tests {
             store_retry_budget_ms: MAX_WAIT_MS,
             sqlite_busy_timeout_ms: MAX_WAIT_MS,
             aggregation_window_ms: MAX_DURATION_MS,
+            metrics_interval_ms: MAX_WAIT_MS,
             ..d()
         }
         .validate()

@@ -406,6 +406,8 @@ mod tests {
             observed: 400.0,
             baseline: 100.0,
             description: description.into(),
+            metric: series.into(),
+            context: None,
         }
     }
 

@@ -125,6 +125,12 @@ fn bucket_floor(ms: i64, resolution: Resolution) -> i64 {
     resolution.bucket_start(ms)
 }
 
+/// Whether pattern `p` was found on series `s`: by metric and context, never by the display
+/// name, which `a.b` and `a` in context `b` share.
+pub(crate) fn of_series(p: &Pattern, s: &StoredSeries) -> bool {
+    p.metric == s.metric && p.context == s.context
+}
+
 /// Reads the report's data from `reader`.
 pub fn load(
     reader: &StoreReader,
@@ -170,7 +176,7 @@ pub fn load(
         .patterns(&query)?
         .into_iter()
         .filter(|p| p.window_start_ms < to)
-        .filter(|p| options.metric.is_none() || stored.iter().any(|s| s.series == p.series))
+        .filter(|p| options.metric.is_none() || stored.iter().any(|s| of_series(p, s)))
         .collect();
     Ok(Report {
         source,

@@ -8,7 +8,7 @@ use eventbatch::{Pattern, PatternKind, Resolution};
 use super::chart::{kind_class, kind_label, Chart};
 use super::escape::esc;
 use super::scale::{format_duration, format_reading, format_time};
-use super::Report;
+use super::{of_series, Report};
 
 /// The page's styles.
 const STYLE: &str = r#"
@@ -234,9 +234,9 @@ fn header(html: &mut String, report: &Report, title: &str) {
     );
 }
 
-/// Chart index of each series name on the page.
-fn chart_of(report: &Report, series: &str) -> Option<usize> {
-    report.series.iter().position(|s| s.series.series == series)
+/// Chart index of the series pattern `p` was found on.
+fn chart_of(report: &Report, p: &Pattern) -> Option<usize> {
+    report.series.iter().position(|s| of_series(p, &s.series))
 }
 
 fn patterns_table(html: &mut String, report: &Report) {
@@ -258,7 +258,7 @@ fn patterns_table(html: &mut String, report: &Report) {
     );
     for (i, p) in report.patterns.iter().enumerate() {
         let n = i + 1;
-        let series = match chart_of(report, &p.series) {
+        let series = match chart_of(report, p) {
             Some(c) => format!("<a href=\"#series-{c}\">{}</a>", esc(&p.series)),
             None => format!("{} <small>(no windows in range)</small>", esc(&p.series)),
         };
@@ -302,7 +302,7 @@ fn charts(html: &mut String, report: &Report) {
             .patterns
             .iter()
             .enumerate()
-            .filter(|(_, p)| p.series == s.series.series)
+            .filter(|(_, p)| of_series(p, &s.series))
             .map(|(n, p)| (n + 1, p))
             .collect();
         let unit = s
@@ -416,6 +416,8 @@ mod tests {
             observed: 300.0,
             baseline: 100.0,
             description: hostile.into(),
+            metric: hostile.into(),
+            context: None,
         };
         let html = render(&report(vec![series(hostile, t0, 5)], vec![p]), "abc123");
         assert_eq!(
