@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -85,6 +86,23 @@ pub struct Config {
     /// at the default window). A sample of a new series beyond it is dropped, counted in
     /// `Stats::events_dropped` and logged; series whose windows closed do not count.
     pub max_open_series: usize,
+    /// Durable mode: an event acknowledged to the caller survives a crash (kill -9) of the
+    /// process, except those of the last `fsync_interval_ms`. Each accepted event is appended
+    /// to a journal (a local SQLite file, [`Config::journal_path`]) committed every
+    /// `fsync_interval_ms`; the writer commits to the store only at checkpoints (every
+    /// `batch_interval_ms`, each `Flush`, query and `Shutdown`, and after
+    /// `max_queued_events / 4` records), each in one transaction with the journal position it
+    /// covers; a start replays the journal after the store's checkpoint, exactly once. Costs
+    /// throughput (README, "Durable mode"), and a query commits a checkpoint first. Off by
+    /// default; changing it needs a restart.
+    pub durable: bool,
+    /// Durable mode: the journal file. `None`: the SQLite store's path with `.journal`
+    /// appended (`analytics.db.journal`); PostgreSQL needs one set (a local file per
+    /// instance). Changing it needs a restart.
+    pub journal_path: Option<PathBuf>,
+    /// Durable mode: the journal is committed (and fsynced) at least this often (ms): what a
+    /// crash can lose. 1 to 60,000.
+    pub fsync_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -108,6 +126,9 @@ impl Default for Config {
             watch_percentile: 99,
             stats_log_interval_ms: 60_000,
             max_open_series: DEFAULT_MAX_OPEN_SERIES,
+            durable: false,
+            journal_path: None,
+            fsync_interval_ms: 100,
         }
     }
 }
@@ -154,6 +175,12 @@ pub struct ConfigPatch {
     pub stats_log_interval_ms: Option<u64>,
     /// See [`Config::max_open_series`].
     pub max_open_series: Option<usize>,
+    /// See [`Config::durable`] (must equal the current value: needs a restart).
+    pub durable: Option<bool>,
+    /// See [`Config::journal_path`] (must equal the current value: needs a restart).
+    pub journal_path: Option<PathBuf>,
+    /// See [`Config::fsync_interval_ms`] (applies from the next journal commit).
+    pub fsync_interval_ms: Option<u64>,
 }
 
 impl Config {
@@ -175,6 +202,27 @@ impl Config {
                         "cannot change at run time (is {})",
                         self.aggregation_window_ms
                     ),
+                ));
+            }
+        }
+        if let Some(durable) = patch.durable {
+            if durable != self.durable {
+                return Err(ConfigError::new(
+                    "durable",
+                    durable,
+                    format!(
+                        "cannot change at run time (is {}): needs a restart",
+                        self.durable
+                    ),
+                ));
+            }
+        }
+        if let Some(path) = &patch.journal_path {
+            if Some(path) != self.journal_path.as_ref() {
+                return Err(ConfigError::new(
+                    "journal_path",
+                    path.display(),
+                    "cannot change at run time: needs a restart",
                 ));
             }
         }
@@ -207,7 +255,8 @@ impl Config {
             rollup_interval_ms,
             watch_percentile,
             stats_log_interval_ms,
-            max_open_series
+            max_open_series,
+            fsync_interval_ms
         );
         if let Some(key) = &patch.identity_key {
             next.identity_key = Some(key.clone());
@@ -255,6 +304,9 @@ impl std::fmt::Debug for Config {
             .field("watch_percentile", &self.watch_percentile)
             .field("stats_log_interval_ms", &self.stats_log_interval_ms)
             .field("max_open_series", &self.max_open_series)
+            .field("durable", &self.durable)
+            .field("journal_path", &self.journal_path)
+            .field("fsync_interval_ms", &self.fsync_interval_ms)
             .finish()
     }
 }
@@ -284,6 +336,9 @@ impl std::fmt::Debug for ConfigPatch {
             .field("watch_percentile", &self.watch_percentile)
             .field("stats_log_interval_ms", &self.stats_log_interval_ms)
             .field("max_open_series", &self.max_open_series)
+            .field("durable", &self.durable)
+            .field("journal_path", &self.journal_path)
+            .field("fsync_interval_ms", &self.fsync_interval_ms)
             .finish()
     }
 }
@@ -330,6 +385,12 @@ pub struct Settings {
     pub stats_log_interval: Option<Duration>,
     /// See [`Config::max_open_series`] (1 to 10,000,000).
     pub max_open_series: usize,
+    /// See [`Config::durable`].
+    pub durable: bool,
+    /// See [`Config::journal_path`] (resolved against the store at start).
+    pub journal_path: Option<PathBuf>,
+    /// See [`Config::fsync_interval_ms`].
+    pub fsync_interval: Duration,
 }
 
 /// Largest accepted window or interval: one week, so `i64` ms arithmetic never overflows.
@@ -340,6 +401,9 @@ const MAX_WAIT_MS: u64 = 3_600_000;
 const MAX_BATCH_SIZE: usize = 100_000;
 /// Largest `max_queued_events`: 10 million records, about 1.5 GB at 150 bytes each.
 const MAX_QUEUED_EVENTS: usize = 10_000_000;
+
+/// Largest `fsync_interval_ms`: a minute.
+const MAX_FSYNC_INTERVAL_MS: u64 = 60_000;
 
 /// Default of [`Config::max_open_series`].
 pub(crate) const DEFAULT_MAX_OPEN_SERIES: usize = 200_000;
@@ -429,6 +493,22 @@ impl Settings {
         };
         let stats_log = millis("stats_log_interval_ms", c.stats_log_interval_ms, true, WEEK)?;
         let max_open_series = count("max_open_series", c.max_open_series, MAX_QUEUED_EVENTS)?;
+        let fsync = millis(
+            "fsync_interval_ms",
+            c.fsync_interval_ms,
+            false,
+            MAX_FSYNC_INTERVAL_MS,
+        )?;
+        if c.journal_path
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(ConfigError::new(
+                "journal_path",
+                "\"\"",
+                "must be a file path (or absent for the default)",
+            ));
+        }
         let instance_id = match &c.instance_id {
             Some(id) => check_instance_id(id)?,
             None => crate::util::random_instance_id(),
@@ -460,6 +540,9 @@ impl Settings {
             watch_percentile,
             stats_log_interval: (stats_log > 0).then(|| Duration::from_millis(stats_log)),
             max_open_series: max_open_series.get(),
+            durable: c.durable,
+            journal_path: c.journal_path.clone(),
+            fsync_interval: Duration::from_millis(fsync),
         })
     }
 }
@@ -843,6 +926,59 @@ mod tests {
             c.patched(&window).unwrap_err().field,
             "aggregation_window_ms"
         );
+    }
+
+    #[test]
+    fn durable_mode_fields_are_bounded_and_need_a_restart_to_switch() {
+        let d = Config::default();
+        assert!(!d.durable && d.journal_path.is_none());
+        assert_eq!(
+            d.validate().unwrap().fsync_interval,
+            Duration::from_millis(100)
+        );
+        for (ms, ok) in [(0, false), (1, true), (60_000, true), (60_001, false)] {
+            let c = Config {
+                fsync_interval_ms: ms,
+                ..Config::default()
+            };
+            match c.validate() {
+                Ok(_) => assert!(ok, "{ms}"),
+                Err(e) => {
+                    assert!(!ok, "{ms}");
+                    assert_eq!(
+                        (e.field.as_str(), e.value),
+                        ("fsync_interval_ms", ms.to_string())
+                    );
+                }
+            }
+        }
+        let empty = Config {
+            journal_path: Some(PathBuf::new()),
+            ..Config::default()
+        };
+        assert_eq!(empty.validate().unwrap_err().field, "journal_path");
+        let on = Config {
+            durable: true,
+            journal_path: Some("a.journal".into()),
+            ..Config::default()
+        };
+        let switch = ConfigPatch {
+            durable: Some(false),
+            ..ConfigPatch::default()
+        };
+        assert_eq!(on.patched(&switch).unwrap_err().field, "durable");
+        let moved = ConfigPatch {
+            journal_path: Some("b.journal".into()),
+            ..ConfigPatch::default()
+        };
+        assert_eq!(on.patched(&moved).unwrap_err().field, "journal_path");
+        let same = ConfigPatch {
+            durable: Some(true),
+            journal_path: Some("a.journal".into()),
+            fsync_interval_ms: Some(10),
+            ..ConfigPatch::default()
+        };
+        assert_eq!(on.patched(&same).unwrap().fsync_interval_ms, 10);
     }
 
     #[test]

@@ -75,6 +75,16 @@ pub struct Stats {
     /// `events_aggregated`). Conservation after a `Flush`: `events_kept = records_written +
     /// events_aggregated + events_dropped + events_quarantined`.
     pub events_quarantined: u64,
+    /// Durable mode: events replayed from the journal at start (accepted by an earlier run,
+    /// not yet in the store when it ended). Counted in `events_received` too, and sampled and
+    /// routed like new events, so the conservation laws hold for them; never validated again.
+    pub events_replayed: u64,
+    /// Durable mode: checkpoints committed (the store holds every event up to a journal
+    /// position; the journal's entries up to it are deleted).
+    pub checkpoints: u64,
+    /// Durable mode: failed journal file operations (each failed commit or delete counts;
+    /// a failed commit is retried every `fsync_interval_ms`).
+    pub journal_errors: u64,
 }
 
 impl Stats {
@@ -132,6 +142,9 @@ pub(crate) struct Counters {
     pub admitted: AtomicU64,
     pub rows_quarantined: AtomicU64,
     pub events_quarantined: AtomicU64,
+    pub replayed: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub journal_errors: AtomicU64,
 }
 
 impl Counters {
@@ -185,6 +198,9 @@ impl Counters {
             actors_running: get(&self.actors_running),
             rows_quarantined: get(&self.rows_quarantined),
             events_quarantined: get(&self.events_quarantined),
+            events_replayed: get(&self.replayed),
+            checkpoints: get(&self.checkpoints),
+            journal_errors: get(&self.journal_errors),
         }
     }
 }
