@@ -9,8 +9,12 @@
 //! - `do_send`: one `do_send(TrackEvent)` per event, a third each commands, latency samples
 //!   and datastore timings, yielding to the event loop every 1,000 events.
 //!
-//! `cargo run --release --example durable_cost [EVENTS] [ROUNDS]` (default 200,000 x 5).
-//! Prints each round, then per workload the median throughput off and on and their ratio.
+//! `cargo run --release --example durable_cost [EVENTS] [ROUNDS] [WORKLOAD]` (default
+//! 1,000,000 x 5, every workload).
+//! Prints each round, then per workload the median throughput off and on, the median of the
+//! rounds' on/off ratios, and the same for the CPU time the process spent per event (all its
+//! threads, from `/proc/self/stat` on Linux): on a machine shared with other work, wall-clock
+//! time varies with the neighbours' load more than CPU time does.
 
 use std::time::{Duration, Instant};
 
@@ -67,8 +71,19 @@ enum Send {
     DoSend(fn(usize) -> TrackEvent),
 }
 
-/// One run: `n` events of `how`, then `Flush`; the time and the final stats.
-fn run(how: Send, n: usize, durable: bool) -> (Duration, Stats) {
+/// CPU time this process has used so far (user + system, every thread), if the platform says.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // the fields after the command name (which is in parentheses and may hold spaces)
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux platform Rust supports
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// One run: `n` events of `how`, then `Flush`; the wall-clock time, the CPU time (if known)
+/// and the final stats.
+fn run(how: Send, n: usize, durable: bool) -> (Duration, Option<Duration>, Stats) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bench.db");
     let batches: Vec<Vec<TrackEvent>> = match how {
@@ -87,6 +102,7 @@ fn run(how: Send, n: usize, durable: bool) -> (Duration, Stats) {
             ..Config::default()
         };
         let t = start(config, Store::sqlite(&path)).expect("start");
+        let cpu = cpu_time();
         let began = Instant::now();
         match how {
             Send::Batches(_) => {
@@ -105,13 +121,14 @@ fn run(how: Send, n: usize, durable: bool) -> (Duration, Stats) {
         }
         let s = t.send(Flush).await.expect("mailbox").expect("flush");
         let elapsed = began.elapsed();
+        let cpu = cpu_time().zip(cpu).map(|(b, a)| b.saturating_sub(a));
         assert_eq!(s.events_received as usize, n);
         assert_eq!(s.events_dropped, 0, "must not measure dropped events");
         assert_eq!(
             s.events_kept,
             s.records_written + s.events_aggregated + s.events_quarantined
         );
-        (elapsed, s)
+        (elapsed, cpu, s)
     })
 }
 
@@ -122,43 +139,68 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let n: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
-    let workloads = [
+    let only = args.next();
+    let workloads: Vec<(&str, Send)> = [
         ("mostly-metric", Send::Batches(mostly_metric)),
         ("records-only", Send::Batches(command)),
         ("do_send", Send::DoSend(record_heavy)),
-    ];
-    // events/s per workload, off and on
+    ]
+    .into_iter()
+    .filter(|(name, _)| only.as_deref().is_none_or(|o| o == *name))
+    .collect();
+    // per workload: events/s off and on, CPU ns per event off and on
     let mut rates = vec![(Vec::new(), Vec::new()); workloads.len()];
+    let mut cpus = vec![(Vec::new(), Vec::new()); workloads.len()];
     let mut checkpoints = vec![0u64; workloads.len()];
+    let per_event = |cpu: Option<Duration>| cpu.map(|c| c.as_nanos() as f64 / n as f64);
     for round in 1..=rounds {
         for (w, &(name, how)) in workloads.iter().enumerate() {
-            let (off, _) = run(how, n, false);
-            let (on, s) = run(how, n, true);
+            let (off, cpu_off, _) = run(how, n, false);
+            let (on, cpu_on, s) = run(how, n, true);
             let (off, on) = (n as f64 / off.as_secs_f64(), n as f64 / on.as_secs_f64());
+            let (cpu_off, cpu_on) = (per_event(cpu_off), per_event(cpu_on));
             println!(
-                "round {round} {name:>13}: off {off:>10.0} events/s, on {on:>10.0} events/s ({:.2}x, {} checkpoints)",
+                "round {round} {name:>13}: off {off:>9.0} events/s {:>6.0} ns CPU/event, on {on:>9.0} events/s {:>6.0} ns CPU/event ({:.2}x throughput, {} checkpoints)",
+                cpu_off.unwrap_or(f64::NAN),
+                cpu_on.unwrap_or(f64::NAN),
                 on / off,
                 s.checkpoints
             );
             rates[w].0.push(off);
             rates[w].1.push(on);
+            if let (Some(a), Some(b)) = (cpu_off, cpu_on) {
+                cpus[w].0.push(a);
+                cpus[w].1.push(b);
+            }
             checkpoints[w] = s.checkpoints;
         }
     }
-    println!("\nmedians of {rounds} rounds, {n} events each:");
+    println!(
+        "\nmedians of {rounds} rounds, {n} events each (ratios: median of the rounds' on/off):"
+    );
+    let med = |v: &Vec<f64>| {
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            median(v.clone())
+        }
+    };
+    let ratio =
+        |(off, on): &(Vec<f64>, Vec<f64>)| med(&off.iter().zip(on).map(|(a, b)| b / a).collect());
     for (w, (name, _)) in workloads.iter().enumerate() {
-        let ratios: Vec<f64> = rates[w]
-            .0
-            .iter()
-            .zip(&rates[w].1)
-            .map(|(a, b)| b / a)
-            .collect();
-        let (off, on) = (median(rates[w].0.clone()), median(rates[w].1.clone()));
         println!(
-            "{name:>13}: off {off:>10.0} events/s, on {on:>10.0} events/s; on/off median of the rounds' ratios {:.2}x ({} checkpoints per run)",
-            median(ratios),
+            "{name:>13}: throughput off {:>9.0}, on {:>9.0} events/s ({:.2}x); CPU off {:>5.0}, on {:>5.0} ns/event ({:.2}x); {} checkpoints in the last run",
+            med(&rates[w].0),
+            med(&rates[w].1),
+            ratio(&rates[w]),
+            med(&cpus[w].0),
+            med(&cpus[w].1),
+            ratio(&cpus[w]),
             checkpoints[w]
         );
     }

@@ -57,6 +57,8 @@
 //!   `Shutdown`, written by the last one to go.
 //! - [`stats`]: the window state (exact small windows, DDSketch), the detector's maths.
 //! - `db/`: schema, rows, the SQL for both backends, the writer's core.
+//! - `journal/`: durable mode (`Config::durable`): the journal of accepted events, its thread,
+//!   and the replay at start.
 //!
 //! ## Stopping
 //!

@@ -604,18 +604,28 @@ impl Outcome {
     }
 }
 
-/// Runs `f` in a transaction of its own ([`WriteTxn::write_txn`]) or, with `savepoint`, in a
-/// savepoint of the transaction open on `c` (diesel nests `transaction` as `SAVEPOINT`; SQLite's
-/// `BEGIN IMMEDIATE` cannot nest).
+/// How a write runs with respect to transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Txn {
+    /// In a transaction of its own ([`WriteTxn::write_txn`]).
+    Own,
+    /// In a savepoint of the transaction open on the connection, undone alone if it fails
+    /// (diesel nests `transaction` as `SAVEPOINT`; SQLite's `BEGIN IMMEDIATE` cannot nest).
+    Savepoint,
+    /// Directly in the transaction open on the connection.
+    Enclosing,
+}
+
+/// Runs `f` as `txn` says.
 fn in_txn<C: WriteTxn, T>(
     c: &mut C,
-    savepoint: bool,
+    txn: Txn,
     f: impl FnOnce(&mut C) -> QueryResult<T>,
 ) -> QueryResult<T> {
-    if savepoint {
-        c.transaction(f)
-    } else {
-        c.write_txn(f)
+    match txn {
+        Txn::Own => c.write_txn(f),
+        Txn::Savepoint => c.transaction(f),
+        Txn::Enclosing => f(c),
     }
 }
 
@@ -765,8 +775,9 @@ macro_rules! backend {
             use crate::db::schema::{error_counts, metric_windows, patterns};
             use crate::model::{Field, Record};
 
-            /// Writes one batch in one transaction (`savepoint`: in a savepoint of the
-            /// transaction open on `c`). On error nothing is written and `bases` is unchanged.
+            /// Writes one batch in one transaction (or as `txn` says). On error nothing is
+            /// written (by it, with [`Txn::Enclosing`]: the enclosing transaction must roll
+            /// back) and `bases` holds only what the store held.
             pub(crate) fn write_batch(
                 c: &mut $Conn,
                 instance: &str,
@@ -774,9 +785,9 @@ macro_rules! backend {
                 batch: &WriteBatch,
                 mark: BatchMark,
                 bases: &mut Bases,
-                savepoint: bool,
+                txn: Txn,
             ) -> QueryResult<Written> {
-                let written = in_txn(c, savepoint, |c| {
+                let written = in_txn(c, txn, |c| {
                     set_mark(c, instance, mark)?;
                     insert_records(c, instance, ids, &[&batch.records])?;
                     for w in &batch.windows {
@@ -936,20 +947,20 @@ macro_rules! backend {
             }
 
             /// Puts the rows of `batch` (refused by the store) in `quarantine` with `error`,
-            /// marked `mark`, in one transaction (`savepoint`: in a savepoint of the open one).
+            /// marked `mark`, in one transaction (or as `txn` says).
             pub(crate) fn quarantine(
                 c: &mut $Conn,
                 instance: &str,
                 batch: &WriteBatch,
                 error: &str,
                 mark: BatchMark,
-                savepoint: bool,
+                txn: Txn,
             ) -> QueryResult<()> {
                 use crate::db::schema::quarantine;
                 let error = error.replace('\0', "\\0");
                 let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
                 let rows = quarantine_payloads(batch);
-                in_txn(c, savepoint, |c| {
+                in_txn(c, txn, |c| {
                     set_mark(c, instance, mark)?;
                     for (kind, payload) in &rows {
                         diesel::insert_into(quarantine::table)
@@ -999,10 +1010,12 @@ macro_rules! backend {
 
             /// Durable mode: writes `batches` (each with its mark, in order) and the checkpoint
             /// in one transaction, so the store holds the effect of every event up to the
-            /// checkpoint's position and of none after it. Each batch is written in a savepoint:
-            /// one the store refuses is split until the refused rows are isolated, and those go
-            /// to `quarantine`, inside the same transaction. What became of each batch is in
-            /// `outcomes` (also when the COMMIT reports a failure, in case it took effect).
+            /// checkpoint's position and of none after it. If the store refuses a row, the
+            /// transaction is done again with each batch in a savepoint: one the store refuses
+            /// is split until the refused rows are isolated, and those go to `quarantine`,
+            /// inside the same transaction (savepoints cost a copy of every page a batch
+            /// changes, so only then). What became of each batch is in `outcomes` (also when
+            /// the COMMIT reports a failure, in case it took effect).
             pub(crate) fn write_durable(
                 c: &mut $Conn,
                 instance: &str,
@@ -1013,12 +1026,38 @@ macro_rules! backend {
                 outcomes: &mut Vec<Outcome>,
             ) -> QueryResult<()> {
                 outcomes.clear();
+                let all = c.write_txn(|c| {
+                    for &(batch, mark) in batches {
+                        write_batch(c, instance, ids, batch, mark, bases, Txn::Enclosing)?;
+                        let mut outcome = Outcome::default();
+                        outcome.written(batch);
+                        outcomes.push(outcome);
+                    }
+                    set_checkpoint(c, instance, checkpoint)
+                });
+                match all {
+                    Err(e) if StoreError::refuses(&e) => {
+                        log::warn!("the store refused a row of a checkpoint ({e}); isolating it");
+                    }
+                    other => return other,
+                }
+                outcomes.clear();
                 c.write_txn(|c| {
                     for &(batch, mark) in batches {
                         let mut outcome = Outcome::default();
                         write_isolating(c, instance, ids, batch, mark, bases, &mut outcome)?;
                         outcomes.push(outcome);
                     }
+                    set_checkpoint(c, instance, checkpoint)
+                })
+            }
+
+            /// The `durable_checkpoints` row of `checkpoint`.
+            fn set_checkpoint(
+                c: &mut $Conn,
+                instance: &str,
+                checkpoint: Checkpoint<'_>,
+            ) -> QueryResult<()> {
                     let row = CheckpointRow {
                         journal_id: checkpoint.journal_id,
                         instance_id: instance,
@@ -1032,7 +1071,6 @@ macro_rules! backend {
                         .set(&row)
                         .execute(c)?;
                     Ok(())
-                })
             }
 
             /// Writes `batch` in a savepoint; if the store refuses it, halves it until the
@@ -1046,7 +1084,7 @@ macro_rules! backend {
                 bases: &mut Bases,
                 outcome: &mut Outcome,
             ) -> QueryResult<()> {
-                let e = match write_batch(c, instance, ids, batch, mark, bases, true) {
+                let e = match write_batch(c, instance, ids, batch, mark, bases, Txn::Savepoint) {
                     Ok(_) => {
                         outcome.written(batch);
                         return Ok(());
@@ -1055,7 +1093,7 @@ macro_rules! backend {
                     Err(e) => return Err(e),
                 };
                 if batch.rows() <= 1 {
-                    quarantine(c, instance, batch, &e.to_string(), mark, true)?;
+                    quarantine(c, instance, batch, &e.to_string(), mark, Txn::Savepoint)?;
                     log::error!(
                         "the store refused a row ({e}); it is in the quarantine table and the rest is written"
                     );
@@ -1381,8 +1419,10 @@ impl Conn {
     ) -> QueryResult<Written> {
         let ids = &self.pseudonyms;
         match &mut self.backend {
-            Backend::Sqlite(c) => sqlite::write_batch(c, instance, ids, batch, mark, bases, false),
-            Backend::Pg(c) => pg::write_batch(c, instance, ids, batch, mark, bases, false),
+            Backend::Sqlite(c) => {
+                sqlite::write_batch(c, instance, ids, batch, mark, bases, Txn::Own)
+            }
+            Backend::Pg(c) => pg::write_batch(c, instance, ids, batch, mark, bases, Txn::Own),
         }
     }
 
@@ -1411,8 +1451,8 @@ impl Conn {
         mark: BatchMark,
     ) -> QueryResult<()> {
         match &mut self.backend {
-            Backend::Sqlite(c) => sqlite::quarantine(c, instance, batch, error, mark, false),
-            Backend::Pg(c) => pg::quarantine(c, instance, batch, error, mark, false),
+            Backend::Sqlite(c) => sqlite::quarantine(c, instance, batch, error, mark, Txn::Own),
+            Backend::Pg(c) => pg::quarantine(c, instance, batch, error, mark, Txn::Own),
         }
     }
 
