@@ -6,6 +6,7 @@
 //!
 //! `cargo bench --bench pipeline` (each iteration: a fresh SQLite file, N events through
 //! `TrackBatch`es of 1,000, then `Flush`, so every event is durable when the clock stops).
+//! The `_durable` variants run the same with `Config::durable` (journal, checkpoints).
 
 #[path = "support/raw_events.rs"]
 mod raw_events;
@@ -55,7 +56,7 @@ fn command(i: usize) -> TrackEvent {
         .at(T0 + i as i64)
 }
 
-fn run_pipeline(make: fn(usize) -> TrackEvent, n: usize) -> Duration {
+fn run_pipeline(make: fn(usize) -> TrackEvent, n: usize, durable: bool) -> Duration {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bench.db");
     let events: Vec<Vec<TrackEvent>> = (0..n)
@@ -68,6 +69,7 @@ fn run_pipeline(make: fn(usize) -> TrackEvent, n: usize) -> Duration {
         let config = Config {
             max_batch_size: 500,
             max_queued_events: 2 * n,
+            durable,
             ..Config::default()
         };
         let t = start(config, Store::sqlite(&path)).unwrap();
@@ -148,10 +150,17 @@ fn bench(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1));
     g.throughput(Throughput::Elements(N as u64));
     g.bench_function(BenchmarkId::new("pipeline_mixed_mostly_metrics", N), |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| run_pipeline(mixed, N)).sum())
+        b.iter_custom(|iters| (0..iters).map(|_| run_pipeline(mixed, N, false)).sum())
     });
+    g.bench_function(
+        BenchmarkId::new("pipeline_mixed_mostly_metrics_durable", N),
+        |b| b.iter_custom(|iters| (0..iters).map(|_| run_pipeline(mixed, N, true)).sum()),
+    );
     g.bench_function(BenchmarkId::new("pipeline_records_only", N), |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| run_pipeline(command, N)).sum())
+        b.iter_custom(|iters| (0..iters).map(|_| run_pipeline(command, N, false)).sum())
+    });
+    g.bench_function(BenchmarkId::new("pipeline_records_only_durable", N), |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| run_pipeline(command, N, true)).sum())
     });
     g.bench_function(BenchmarkId::new("raw_diesel_500_per_txn", N), |b| {
         b.iter_custom(|iters| (0..iters).map(|_| run_raw_diesel(N, Raw::Slice)).sum())

@@ -27,6 +27,8 @@ struct OpenWindow {
     epoch: u64,
     /// Clock time of the last event folded in.
     touched_ms: i64,
+    /// Changed since the last [`Aggregator::snapshot_changed`].
+    dirty: bool,
 }
 
 #[derive(Debug)]
@@ -46,6 +48,8 @@ struct ErrorWindow {
     last_ts: i64,
     epoch: u64,
     touched_ms: i64,
+    /// Changed since the last [`Aggregator::snapshot_changed`].
+    dirty: bool,
 }
 
 /// What one call produced.
@@ -215,6 +219,7 @@ impl Aggregator {
                     state: WindowState::new(),
                     epoch,
                     touched_ms: now_ms,
+                    dirty: true,
                 });
                 if window.epoch == epoch {
                     self.next_epoch = epoch;
@@ -222,6 +227,7 @@ impl Aggregator {
                 }
                 window.state.observe(value, weight);
                 window.touched_ms = now_ms;
+                window.dirty = true;
                 out.aggregated += 1;
             }
             EventKind::Error => {
@@ -237,6 +243,7 @@ impl Aggregator {
                     w.first_ts = w.first_ts.min(ts);
                     w.last_ts = w.last_ts.max(ts);
                     w.touched_ms = now_ms;
+                    w.dirty = true;
                     out.aggregated += 1;
                     return;
                 }
@@ -255,6 +262,7 @@ impl Aggregator {
                         last_ts: ts,
                         epoch,
                         touched_ms: now_ms,
+                        dirty: true,
                     },
                 );
                 self.open += 1;
@@ -333,6 +341,31 @@ impl Aggregator {
             .map(|&start| closes_at(start))
             .min()
             .unwrap_or(i64::MAX);
+    }
+
+    /// Snapshots of the open windows and error counts that changed since the last call (all
+    /// of them the first time); they stay open. Durable mode's checkpoints: the store then
+    /// holds every open window as of now (the unchanged ones from an earlier checkpoint).
+    pub(crate) fn snapshot_changed(&mut self, out: &mut Output) {
+        let w = self.window_ms;
+        for series in self.series.values_mut() {
+            for (&start, win) in series.windows.iter_mut().filter(|(_, win)| win.dirty) {
+                win.dirty = false;
+                out.windows.push(WindowSnapshot {
+                    key: series.key.clone(),
+                    start_ms: start,
+                    end_ms: start + w,
+                    epoch: win.epoch,
+                    state: win.state.clone(),
+                    is_final: false,
+                });
+            }
+        }
+        for ((hash, start), e) in self.errors.iter_mut().filter(|(_, e)| e.dirty) {
+            e.dirty = false;
+            out.errors
+                .push(error_snapshot(hash.clone(), *start, e.clone(), false));
+        }
     }
 
     /// Snapshots of every open window and error count; they stay open.
@@ -617,5 +650,49 @@ mod tests {
             &mut out,
         );
         assert_eq!(out.dropped, 1, "closed series leave room");
+    }
+
+    #[test]
+    fn a_checkpoint_snapshots_only_what_changed_since_the_last() {
+        let mut a = Aggregator::new(60_000, 5_000);
+        let mut out = Output::default();
+        let obs =
+            |a: &mut Aggregator, e: TrackEvent, out: &mut Output| a.observe(kept(e, 1.0), T0, out);
+        obs(&mut a, TrackEvent::performance("a", 1.0).at(T0), &mut out);
+        obs(&mut a, TrackEvent::performance("b", 1.0).at(T0), &mut out);
+        obs(&mut a, TrackEvent::error("timeout", "api").at(T0), &mut out);
+        let mut snap = Output::default();
+        a.snapshot_changed(&mut snap);
+        assert_eq!((snap.windows.len(), snap.errors.len()), (2, 1));
+        let mut snap = Output::default();
+        a.snapshot_changed(&mut snap);
+        assert!(
+            snap.windows.is_empty() && snap.errors.is_empty(),
+            "nothing changed"
+        );
+        obs(
+            &mut a,
+            TrackEvent::performance("b", 2.0).at(T0 + 1),
+            &mut out,
+        );
+        obs(
+            &mut a,
+            TrackEvent::error("timeout", "api").at(T0 + 2),
+            &mut out,
+        );
+        a.snapshot_changed(&mut snap);
+        assert_eq!(snap.windows.len(), 1);
+        assert_eq!(
+            (
+                snap.windows[0].key.name().as_str(),
+                snap.windows[0].state.count()
+            ),
+            ("b", 2)
+        );
+        assert_eq!((snap.errors.len(), snap.errors[0].count), (1, 2));
+        // a full snapshot (Flush without durable mode) still has everything
+        let mut all = Output::default();
+        a.snapshot(&mut all);
+        assert_eq!((all.windows.len(), all.errors.len()), (2, 1));
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -122,6 +123,23 @@ pub struct Config {
     /// and how pruning runs: see [`Retention`]. Rows removed are counted in
     /// `Stats::rows_pruned`.
     pub retention: Retention,
+    /// Durable mode: an event acknowledged to the caller survives a crash (kill -9) of the
+    /// process, except those of the last `fsync_interval_ms`. Each accepted event is appended
+    /// to a journal (a local SQLite file, [`Config::journal_path`]) committed every
+    /// `fsync_interval_ms`; the writer commits to the store only at checkpoints (every
+    /// `batch_interval_ms`, each `Flush`, query and `Shutdown`, and after
+    /// `max_queued_events / 4` records), each in one transaction with the journal position it
+    /// covers; a start replays the journal after the store's checkpoint, exactly once. Costs
+    /// throughput (README, "Durable mode"), and a query commits a checkpoint first. Off by
+    /// default; changing it needs a restart.
+    pub durable: bool,
+    /// Durable mode: the journal file. `None`: the SQLite store's path with `.journal`
+    /// appended (`analytics.db.journal`); PostgreSQL needs one set (a local file per
+    /// instance). Changing it needs a restart.
+    pub journal_path: Option<PathBuf>,
+    /// Durable mode: the journal is committed (and fsynced) at least this often (ms): what a
+    /// crash can lose. 1 to 60,000.
+    pub fsync_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -150,6 +168,9 @@ impl Default for Config {
             max_open_series: DEFAULT_MAX_OPEN_SERIES,
             metrics_interval_ms: 1_000,
             retention: Retention::default(),
+            durable: false,
+            journal_path: None,
+            fsync_interval_ms: 100,
         }
     }
 }
@@ -208,6 +229,12 @@ pub struct ConfigPatch {
     /// See [`Config::retention`] (replaces the whole section; applies at once: a round under
     /// way ends, and the next `Tick` or `Flush` starts one with the new ages).
     pub retention: Option<Retention>,
+    /// See [`Config::durable`] (must equal the current value: needs a restart).
+    pub durable: Option<bool>,
+    /// See [`Config::journal_path`] (must equal the current value: needs a restart).
+    pub journal_path: Option<PathBuf>,
+    /// See [`Config::fsync_interval_ms`] (applies from the next journal commit).
+    pub fsync_interval_ms: Option<u64>,
 }
 
 /// The event field a sampling key's keep decision is bound to ([`Config::sampling_by`]).
@@ -245,6 +272,27 @@ impl Config {
                 ));
             }
         }
+        if let Some(durable) = patch.durable {
+            if durable != self.durable {
+                return Err(ConfigError::new(
+                    "durable",
+                    durable,
+                    format!(
+                        "cannot change at run time (is {}): needs a restart",
+                        self.durable
+                    ),
+                ));
+            }
+        }
+        if let Some(path) = &patch.journal_path {
+            if Some(path) != self.journal_path.as_ref() {
+                return Err(ConfigError::new(
+                    "journal_path",
+                    path.display(),
+                    "cannot change at run time: needs a restart",
+                ));
+            }
+        }
         if let Some(id) = &patch.instance_id {
             if Some(id) != self.instance_id.as_ref() {
                 return Err(ConfigError::new(
@@ -279,7 +327,8 @@ impl Config {
             stats_log_interval_ms,
             max_open_series,
             metrics_interval_ms,
-            retention
+            retention,
+            fsync_interval_ms
         );
         if let Some(key) = &patch.identity_key {
             next.identity_key = Some(key.clone());
@@ -332,6 +381,9 @@ impl std::fmt::Debug for Config {
             .field("max_open_series", &self.max_open_series)
             .field("metrics_interval_ms", &self.metrics_interval_ms)
             .field("retention", &self.retention)
+            .field("durable", &self.durable)
+            .field("journal_path", &self.journal_path)
+            .field("fsync_interval_ms", &self.fsync_interval_ms)
             .finish()
     }
 }
@@ -366,6 +418,9 @@ impl std::fmt::Debug for ConfigPatch {
             .field("max_open_series", &self.max_open_series)
             .field("metrics_interval_ms", &self.metrics_interval_ms)
             .field("retention", &self.retention)
+            .field("durable", &self.durable)
+            .field("journal_path", &self.journal_path)
+            .field("fsync_interval_ms", &self.fsync_interval_ms)
             .finish()
     }
 }
@@ -423,6 +478,12 @@ pub struct Settings {
     pub metrics_interval: Option<Duration>,
     /// See [`Config::retention`] (validated).
     pub retention: Retention,
+    /// See [`Config::durable`].
+    pub durable: bool,
+    /// See [`Config::journal_path`] (resolved against the store at start).
+    pub journal_path: Option<PathBuf>,
+    /// See [`Config::fsync_interval_ms`].
+    pub fsync_interval: Duration,
 }
 
 /// Largest accepted window or interval: one week, so `i64` ms arithmetic never overflows.
@@ -433,6 +494,9 @@ const MAX_WAIT_MS: u64 = 3_600_000;
 const MAX_BATCH_SIZE: usize = 100_000;
 /// Largest `max_queued_events`: 10 million records, about 1.5 GB at 150 bytes each.
 const MAX_QUEUED_EVENTS: usize = 10_000_000;
+
+/// Largest `fsync_interval_ms`: a minute.
+const MAX_FSYNC_INTERVAL_MS: u64 = 60_000;
 
 /// Default of [`Config::max_open_series`].
 pub(crate) const DEFAULT_MAX_OPEN_SERIES: usize = 200_000;
@@ -533,6 +597,22 @@ impl Settings {
             true,
             MAX_WAIT_MS,
         )?;
+        let fsync = millis(
+            "fsync_interval_ms",
+            c.fsync_interval_ms,
+            false,
+            MAX_FSYNC_INTERVAL_MS,
+        )?;
+        if c.journal_path
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(ConfigError::new(
+                "journal_path",
+                "\"\"",
+                "must be a file path (or absent for the default)",
+            ));
+        }
         let instance_id = match &c.instance_id {
             Some(id) => check_instance_id(id)?,
             None => crate::util::random_instance_id(),
@@ -570,6 +650,9 @@ impl Settings {
             max_open_series: max_open_series.get(),
             metrics_interval: (metrics > 0).then(|| Duration::from_millis(metrics)),
             retention: c.retention.clone(),
+            durable: c.durable,
+            journal_path: c.journal_path.clone(),
+            fsync_interval: Duration::from_millis(fsync),
         })
     }
 }
@@ -1201,6 +1284,59 @@ mod tests {
             c.patched(&window).unwrap_err().field,
             "aggregation_window_ms"
         );
+    }
+
+    #[test]
+    fn durable_mode_fields_are_bounded_and_need_a_restart_to_switch() {
+        let d = Config::default();
+        assert!(!d.durable && d.journal_path.is_none());
+        assert_eq!(
+            d.validate().unwrap().fsync_interval,
+            Duration::from_millis(100)
+        );
+        for (ms, ok) in [(0, false), (1, true), (60_000, true), (60_001, false)] {
+            let c = Config {
+                fsync_interval_ms: ms,
+                ..Config::default()
+            };
+            match c.validate() {
+                Ok(_) => assert!(ok, "{ms}"),
+                Err(e) => {
+                    assert!(!ok, "{ms}");
+                    assert_eq!(
+                        (e.field.as_str(), e.value),
+                        ("fsync_interval_ms", ms.to_string())
+                    );
+                }
+            }
+        }
+        let empty = Config {
+            journal_path: Some(PathBuf::new()),
+            ..Config::default()
+        };
+        assert_eq!(empty.validate().unwrap_err().field, "journal_path");
+        let on = Config {
+            durable: true,
+            journal_path: Some("a.journal".into()),
+            ..Config::default()
+        };
+        let switch = ConfigPatch {
+            durable: Some(false),
+            ..ConfigPatch::default()
+        };
+        assert_eq!(on.patched(&switch).unwrap_err().field, "durable");
+        let moved = ConfigPatch {
+            journal_path: Some("b.journal".into()),
+            ..ConfigPatch::default()
+        };
+        assert_eq!(on.patched(&moved).unwrap_err().field, "journal_path");
+        let same = ConfigPatch {
+            durable: Some(true),
+            journal_path: Some("a.journal".into()),
+            fsync_interval_ms: Some(10),
+            ..ConfigPatch::default()
+        };
+        assert_eq!(on.patched(&same).unwrap().fsync_interval_ms, 10);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::error::ConfigError;
 pub const ENV_PREFIX: &str = "EVENTBATCH_";
 
 /// Fields that hold text and are absent from a serialized default (`None`).
-const OPTIONAL_TEXT: [&str; 2] = ["instance_id", "identity_key"];
+const OPTIONAL_TEXT: [&str; 3] = ["instance_id", "identity_key", "journal_path"];
 
 impl Config {
     /// A configuration from TOML text: every field optional (defaults as [`Config::default`]),
@@ -180,9 +180,18 @@ mod tests {
                 ("EVENTBATCH_RETENTION_BATCH_SIZE", "250"),
                 ("EVENTBATCH_INSTANCE_ID", "api-2"),
                 ("EVENTBATCH_SAMPLING_RATES", "{ \"help\" = 0.25 }"),
+                ("EVENTBATCH_DURABLE", "true"),
+                ("EVENTBATCH_JOURNAL_PATH", "/var/lib/app/events.journal"),
+                ("EVENTBATCH_FSYNC_INTERVAL_MS", "50"),
                 ("OTHER_VAR", "ignored"),
             ])
             .unwrap();
+        assert!(c.durable);
+        assert_eq!(
+            c.journal_path.as_deref(),
+            Some(Path::new("/var/lib/app/events.journal"))
+        );
+        assert_eq!(c.fsync_interval_ms, 50);
         assert_eq!(c.max_batch_size, 500);
         assert!(!c.rollups);
         assert_eq!(c.detection.spike_ratio, 3.5);

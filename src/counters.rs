@@ -86,6 +86,16 @@ pub struct Stats {
     /// (`Config::sampling_rates`) or adapted to a target (`Config::sampling_targets`; 1.0 until
     /// the key's first interval ended). Kept events carry the rate they were kept at.
     pub sampling_rates_in_force: BTreeMap<String, f64>,
+    /// Durable mode: events replayed from the journal at start (accepted by an earlier run,
+    /// not yet in the store when it ended). Counted in `events_received` too, and sampled and
+    /// routed like new events, so the conservation laws hold for them; never validated again.
+    pub events_replayed: u64,
+    /// Durable mode: checkpoints committed (the store holds every event up to a journal
+    /// position; the journal's entries up to it are deleted).
+    pub checkpoints: u64,
+    /// Durable mode: failed journal file operations (each failed commit or delete counts;
+    /// a failed commit is retried every `fsync_interval_ms`).
+    pub journal_errors: u64,
 }
 
 impl Stats {
@@ -153,6 +163,9 @@ pub(crate) struct Counters {
     /// `Flush` and queries with an error within the retry budget instead of waiting with the
     /// writer (see [`Counters::store_call_age`]).
     pub store_call_since: AtomicU64,
+    pub replayed: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub journal_errors: AtomicU64,
 }
 
 /// Milliseconds on a monotonic clock (real time, whatever clock the pipeline runs on: a
@@ -246,6 +259,9 @@ impl Counters {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            events_replayed: get(&self.replayed),
+            checkpoints: get(&self.checkpoints),
+            journal_errors: get(&self.journal_errors),
         }
     }
 }

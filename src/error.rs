@@ -32,6 +32,15 @@ pub enum Error {
         /// The underlying error, as text.
         reason: String,
     },
+    /// Durable mode: the journal could not be opened, read or started (see
+    /// `Config::journal_path`).
+    #[error("cannot open journal {path}: {reason}")]
+    Journal {
+        /// The journal file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The pipeline's threads could not be started.
     #[error("cannot start the pipeline: {0}")]
     Start(String),
@@ -200,8 +209,18 @@ impl StoreError {
 
     /// Classifies a diesel error: refused data is not retryable, everything else is.
     pub(crate) fn from_diesel(e: diesel::result::Error) -> Self {
+        StoreError {
+            retryable: !Self::refuses(&e),
+            gone: false,
+            message: e.to_string(),
+            source: Some(std::sync::Arc::new(e)),
+        }
+    }
+
+    /// Whether `e` is the store refusing the data itself (a retry cannot help).
+    pub(crate) fn refuses(e: &diesel::result::Error) -> bool {
         use diesel::result::{DatabaseErrorKind as K, Error as E};
-        let retryable = match &e {
+        let retryable = match e {
             E::DatabaseError(
                 K::UniqueViolation
                 | K::ForeignKeyViolation
@@ -213,12 +232,7 @@ impl StoreError {
             E::QueryBuilderError(_) | E::SerializationError(_) => false,
             _ => true,
         };
-        StoreError {
-            retryable,
-            gone: false,
-            message: e.to_string(),
-            source: Some(std::sync::Arc::new(e)),
-        }
+        !retryable
     }
 }
 

@@ -66,6 +66,8 @@
 //!   `Shutdown`, written by the last one to go.
 //! - [`stats`]: the window state (exact small windows, DDSketch), the detector's maths.
 //! - `db/`: schema, rows, the SQL for both backends, the writer's core.
+//! - `journal/`: durable mode (`Config::durable`): the journal of accepted events, its thread,
+//!   and the replay at start.
 //!
 //! ## Build options
 //!
@@ -106,6 +108,7 @@ pub mod db;
 mod detector;
 mod error;
 mod event;
+mod journal;
 mod messages;
 mod model;
 #[cfg(feature = "prometheus")]
@@ -161,13 +164,38 @@ pub fn start_with_clock(
     clock: Arc<dyn Clock>,
 ) -> Result<actix::Addr<Supervisor>> {
     let settings = config.validate()?;
+    let journal_path = match settings.durable {
+        true => Some(journal_path(&settings, &store)?),
+        false => None,
+    };
     let pool = db::store::open_with(&store, &db::store::OpenOptions::from_settings(&settings))?;
     log::info!(
         "store {} open (instance {})",
         store.describe(),
         settings.instance_id
     );
-    Supervisor::start_pipeline(config, settings, pool, clock)
+    Supervisor::start_pipeline(config, settings, pool, clock, journal_path)
+}
+
+/// Durable mode's journal file: `Config::journal_path`, or the SQLite file's path with
+/// `.journal` appended.
+fn journal_path(settings: &Settings, store: &Store) -> Result<std::path::PathBuf> {
+    if let Some(path) = &settings.journal_path {
+        return Ok(path.clone());
+    }
+    match store.sqlite_path() {
+        Some(db) => {
+            let mut path = db.as_os_str().to_owned();
+            path.push(".journal");
+            Ok(path.into())
+        }
+        None => Err(ConfigError::new(
+            "journal_path",
+            "None",
+            "durable mode on PostgreSQL needs a journal path (a local file of this instance)",
+        )
+        .into()),
+    }
 }
 
 /// Listens for SIGTERM and SIGINT (Ctrl-C) from the moment it is called; the returned future

@@ -429,6 +429,13 @@ pub(crate) enum Control {
     /// Follows a `TrackBatch`: the queue answers how many records its overflow policy
     /// dropped since the previous such marker, and does not pass it on.
     Admitted(Reply<usize>),
+    /// Durable mode: every event up to this journal position has been sent ahead of the
+    /// marker, and the supervisor sends another marker right behind it, before any later
+    /// event. The aggregator snapshots the windows and error counts that changed since its
+    /// last snapshot, the queue sends everything, and the writer commits everything it holds
+    /// with the checkpoint, and again at the next marker (what that marker produces, such as
+    /// the windows `Shutdown` closes, still derives from events up to this position).
+    Checkpoint(u64),
 }
 
 /// The answer channel a control marker carries to the writer.

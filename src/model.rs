@@ -250,7 +250,7 @@ pub(crate) struct PatternRecord {
 }
 
 /// What the writer commits in one transaction.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct WriteBatch {
     /// `events` rows, in write order (High before Normal before Low).
     pub records: Vec<Record>,

@@ -40,7 +40,8 @@ use crate::db::store::Pool;
 use crate::db::writer::WriterCore;
 use crate::detector::Detectors;
 use crate::error::{ConfigError, Error, PipelineError, TrackError};
-use crate::event::TrackEvent;
+use crate::event::{EventKind, TrackEvent};
+use crate::journal::Journal;
 use crate::messages::*;
 use crate::messages::{Closed, Records, Write};
 use crate::sampler::Sampler;
@@ -94,6 +95,32 @@ pub struct Supervisor {
     metrics_timer: Option<SpawnHandle>,
     /// Set when `Shutdown` arrives: every event after it is refused.
     shutting_down: bool,
+    /// Durable mode: the journal every accepted event is appended to, and checkpoints.
+    durable: Option<DurableIntake>,
+}
+
+/// Durable mode's part of the supervisor.
+struct DurableIntake {
+    journal: Arc<Journal>,
+    /// The journal position of the last event accepted.
+    position: u64,
+    /// Events that may become records (commands, engagement, custom events, errors)
+    /// accepted since the last checkpoint, and how many trigger one (`max_queued_events / 4`:
+    /// between checkpoints records wait in the queues, under that bound).
+    records_since: usize,
+    records_per_checkpoint: usize,
+    /// Timer ticks since the last checkpoint (one every four: every `batch_interval_ms`).
+    ticks: u32,
+    /// Events of an earlier run to replay once started.
+    replay: Vec<TrackEvent>,
+}
+
+/// Whether an event of this kind may become an `events` row (and wait in the queues).
+fn may_be_record(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Command | EventKind::Engagement | EventKind::Custom | EventKind::Error
+    )
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -114,23 +141,35 @@ struct ForwardIntake;
 impl Supervisor {
     /// Starts every actor: the writer on a thread of its own, the others on the current
     /// Arbiter. Returns the supervisor's address.
+    ///
+    /// Durable mode (`journal_path` given): opens the journal first, and replays the events
+    /// after the store's checkpoint as soon as the supervisor starts.
     pub(crate) fn start_pipeline(
         config: Config,
         settings: Settings,
         pool: Pool,
         clock: Arc<dyn Clock>,
+        journal_path: Option<std::path::PathBuf>,
     ) -> Result<Addr<Supervisor>, Error> {
         let settings = Arc::new(settings);
         let counters = Arc::new(Counters::default());
-        let remains = Arc::new(Remains::new(
-            settings.clone(),
-            counters.clone(),
-            clock.clone(),
-            pool.clone(),
-        ));
+        let durable = match &journal_path {
+            Some(path) => Some(open_journal(path, &settings, &pool, counters.clone())?),
+            None => None,
+        };
+        let journal = durable.as_ref().map(|d| d.journal.clone());
+        let remains = Arc::new(
+            Remains::new(
+                settings.clone(),
+                counters.clone(),
+                clock.clone(),
+                pool.clone(),
+            )
+            .with_journal(journal.clone()),
+        );
         let (writer, writer_thread) = {
             let (counters, clock, remains) = (counters.clone(), clock.clone(), remains.clone());
-            let core = WriterCore::new(pool.clone(), &settings);
+            let core = WriterCore::new(pool.clone(), &settings).with_journal(journal);
             spawn_system_thread("eventbatch-writer", move || {
                 unbounded(DbWriter {
                     core,
@@ -168,6 +207,7 @@ impl Supervisor {
             detector: back.closed.clone(),
             next: back.control.clone(),
             remains: remains.clone(),
+            durable: settings.durable,
         });
         let sampler = unbounded(SamplerActor {
             sampler: Sampler::from_settings(&settings),
@@ -197,6 +237,7 @@ impl Supervisor {
             stats_timer: None,
             metrics_timer: None,
             shutting_down: false,
+            durable,
         }))
     }
 
@@ -214,7 +255,79 @@ impl Supervisor {
         deliver(&self.chain, marker, &self.remains);
     }
 
-    /// Counts and refuses, or validates and buffers, one event.
+    /// Sends `marker`, in durable mode right behind a checkpoint of every event accepted so
+    /// far (the writer commits everything up to them, and what `marker` produces, with it).
+    fn send_checkpointed(&mut self, marker: Control) {
+        if let Some(d) = &mut self.durable {
+            let position = d.position;
+            d.records_since = 0;
+            d.ticks = 0;
+            self.send_marker(Control::Checkpoint(position));
+        }
+        self.send_marker(marker);
+    }
+
+    /// Durable mode: journals accepted events before they are acknowledged.
+    fn journal(&mut self, events: &[TrackEvent]) {
+        if let Some(d) = &mut self.durable {
+            d.position = d.journal.append(events);
+            d.records_since += events.iter().filter(|e| may_be_record(e.kind)).count();
+        }
+    }
+
+    /// Durable mode: checkpoints when enough accepted events may be waiting in the queues as
+    /// records. Called once the events are on their way (in the intake or sent), so the
+    /// checkpoint marker goes behind them.
+    fn checkpoint_if_due(&mut self) {
+        if self
+            .durable
+            .as_ref()
+            .is_some_and(|d| d.records_since >= d.records_per_checkpoint)
+        {
+            self.send_checkpointed(Control::Tick);
+        }
+    }
+
+    /// The timer: a tick, in durable mode one in four with a checkpoint before it (so one
+    /// every `batch_interval_ms`).
+    fn on_timer(&mut self) {
+        let due = self.durable.as_mut().is_some_and(|d| {
+            d.ticks += 1;
+            d.ticks >= 4
+        });
+        if due {
+            self.send_checkpointed(Control::Tick);
+        } else {
+            self.send_marker(Control::Tick);
+        }
+    }
+
+    /// Durable mode: hands the events of an earlier run that the store lacks to the sampler,
+    /// ahead of every new event, and checkpoints them.
+    fn replay(&mut self) {
+        let Some(d) = &mut self.durable else {
+            return;
+        };
+        let replay = std::mem::take(&mut d.replay);
+        if replay.is_empty() {
+            return;
+        }
+        let n = replay.len() as u64;
+        Counters::add(&self.counters.received, n);
+        Counters::add(&self.counters.replayed, n);
+        log::info!("replaying {n} journaled events an earlier run had not written");
+        let mut events = replay.into_iter();
+        loop {
+            let chunk: Vec<TrackEvent> = events.by_ref().take(INTAKE_BATCH).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            deliver(&self.sampler, Events(chunk), &self.remains);
+        }
+        self.send_checkpointed(Control::Tick);
+    }
+
+    /// Counts and refuses, or validates, journals (durable mode) and buffers, one event.
     fn accept(&mut self, mut event: TrackEvent, now_ms: i64) -> Result<(), TrackError> {
         let refused = if self.shutting_down {
             Err(TrackError::ShutDown)
@@ -225,6 +338,7 @@ impl Supervisor {
             Counters::add(&self.counters.rejected, 1);
             return Err(e);
         }
+        self.journal(std::slice::from_ref(&event));
         self.intake.push(event);
         Ok(())
     }
@@ -257,7 +371,7 @@ impl Supervisor {
             return;
         }
         let period = (self.settings.batch_interval / 4).max(std::time::Duration::from_millis(1));
-        self.timer = Some(ctx.run_interval(period, |act, _| act.send_marker(Control::Tick)));
+        self.timer = Some(ctx.run_interval(period, |act, _| act.on_timer()));
         if let Some(handle) = self.stats_timer.take() {
             ctx.cancel_future(handle);
         }
@@ -295,20 +409,31 @@ impl Supervisor {
     /// call into the store for longer than the retry budget (see [`answer_within_budget`]).
     fn ask_within_budget<T: Send + 'static>(
         &mut self,
+        checkpointed: bool,
         marker: impl FnOnce(Reply<T>) -> Control,
     ) -> impl std::future::Future<Output = Result<T, PipelineError>> {
         let (tx, rx) = oneshot::channel();
-        self.send_marker(marker(tx));
+        if checkpointed {
+            self.send_checkpointed(marker(tx));
+        } else {
+            self.send_marker(marker(tx));
+        }
         answer_within_budget(rx, self.counters.clone(), self.settings.store_retry_budget)
     }
 
-    /// A marker whose answer comes back through a channel, as a future of the answer.
+    /// A marker whose answer comes back through a channel, as a future of the answer; with
+    /// `checkpointed`, in durable mode right behind a checkpoint ([`Self::send_checkpointed`]).
     fn ask<T: Send + 'static>(
         &mut self,
+        checkpointed: bool,
         marker: impl FnOnce(Reply<T>) -> Control,
     ) -> impl std::future::Future<Output = Result<T, PipelineError>> {
         let (tx, rx) = oneshot::channel();
-        self.send_marker(marker(tx));
+        if checkpointed {
+            self.send_checkpointed(marker(tx));
+        } else {
+            self.send_marker(marker(tx));
+        }
         async move {
             rx.await.unwrap_or_else(|_| {
                 Err(PipelineError::Unavailable(
@@ -323,6 +448,7 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.replay();
         self.arm_timer(ctx);
         log::info!(
             "eventbatch pipeline started (instance {})",
@@ -332,6 +458,30 @@ impl Actor for Supervisor {
 
     /// Stopped without `Shutdown` (the System is going): `Drop` runs the shutdown.
     fn stopped(&mut self, _: &mut Context<Self>) {}
+}
+
+/// Durable mode: opens the journal at `path` (reading the store's checkpoint for it) and what
+/// to replay.
+fn open_journal(
+    path: &std::path::Path,
+    settings: &Settings,
+    pool: &Pool,
+    counters: Arc<Counters>,
+) -> Result<DurableIntake, Error> {
+    let checkpoint_of = |id: &str| {
+        let mut conn = pool.get().map_err(|e| e.to_string())?;
+        conn.checkpoint_of(id).map_err(|e| e.to_string())
+    };
+    let recovered =
+        crate::journal::recover(path, checkpoint_of, settings.fsync_interval, counters)?;
+    Ok(DurableIntake {
+        position: recovered.journal.last_position(),
+        journal: recovered.journal,
+        records_since: 0,
+        records_per_checkpoint: (settings.max_queued_events.get() / 4).max(1),
+        ticks: 0,
+        replay: recovered.replay,
+    })
 }
 
 /// Where the stages on their own thread take their input.
@@ -432,11 +582,18 @@ impl Drop for Supervisor {
     fn drop(&mut self) {
         if !self.shutting_down {
             self.shutting_down = true;
+            // durable mode: a supervisor dropped before it started has not replayed yet
+            self.replay();
             self.forward_intake();
             // Through the whole chain; if the stages on this thread are already gone (the
             // System is tearing them down: they handed their state to `Remains`), through
             // the back stages, so the stages' and the writer's threads stop.
             let chain = self.chain.clone();
+            if let Some(d) = &self.durable {
+                // behind it, the Shutdown marker commits what closing produces with it; if
+                // the chain is broken, the last flush (`Remains`) commits with a checkpoint
+                deliver(&chain, Control::Checkpoint(d.position), &self.remains);
+            }
             if !shut_down_through(&chain, &self.remains) {
                 let back = self.back.clone();
                 shut_down_through(&back, &self.remains);
@@ -548,6 +705,7 @@ impl Handler<TrackEvent> for Supervisor {
     fn handle(&mut self, event: TrackEvent, ctx: &mut Context<Self>) -> Self::Result {
         Counters::add(&self.counters.received, 1);
         self.accept(event, self.clock.now_ms())?;
+        self.checkpoint_if_due();
         if self.intake.len() >= INTAKE_BATCH {
             self.forward_intake();
             // Let the stages behind run on this batch before the mailbox is read on, so a
@@ -596,12 +754,14 @@ impl Handler<TrackBatch> for Supervisor {
         Counters::add(&self.counters.rejected, ack.rejected as u64);
         self.forward_intake();
         if !events.is_empty() {
+            self.journal(&events);
             deliver(&self.sampler, Events(events), &self.remains);
+            self.checkpoint_if_due();
         }
         if !self.may_overflow(ack.accepted) {
             return Box::pin(async move { Ok(ack) });
         }
-        let admitted = self.ask(Control::Admitted);
+        let admitted = self.ask(false, Control::Admitted);
         Box::pin(async move {
             match admitted.await {
                 Ok(dropped) => ack.dropped = dropped,
@@ -640,6 +800,9 @@ impl Handler<Configure> for Supervisor {
         self.settings = Arc::new(settings);
         self.config = next.clone();
         self.remains.set_settings(self.settings.clone());
+        if let Some(d) = &self.durable {
+            d.journal.set_interval(self.settings.fsync_interval);
+        }
         self.send_marker(Control::Settings(self.settings.clone()));
         if interval_changed {
             self.arm_timer(ctx);
@@ -651,14 +814,14 @@ impl Handler<Configure> for Supervisor {
 impl Handler<Tick> for Supervisor {
     type Result = ();
     fn handle(&mut self, _: Tick, _: &mut Context<Self>) {
-        self.send_marker(Control::Tick);
+        self.send_checkpointed(Control::Tick);
     }
 }
 
 impl Handler<Flush> for Supervisor {
     type Result = ResponseFuture<Result<Stats, PipelineError>>;
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
-        let answer = self.ask_within_budget(Control::Flush);
+        let answer = self.ask_within_budget(true, Control::Flush);
         let counters = self.counters.clone();
         let publisher = self.publisher();
         Box::pin(async move {
@@ -674,7 +837,7 @@ impl Handler<Flush> for Supervisor {
 impl Handler<QueryWindows> for Supervisor {
     type Result = ResponseFuture<Result<Vec<WindowStats>, PipelineError>>;
     fn handle(&mut self, query: QueryWindows, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.ask_within_budget(|reply| {
+        Box::pin(self.ask_within_budget(true, |reply| {
             Control::Windows(Box::new(WindowsQuery {
                 query,
                 open: Vec::new(),
@@ -687,7 +850,7 @@ impl Handler<QueryWindows> for Supervisor {
 impl Handler<QueryPatterns> for Supervisor {
     type Result = ResponseFuture<Result<Vec<Pattern>, PipelineError>>;
     fn handle(&mut self, query: QueryPatterns, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.ask_within_budget(|reply| Control::Patterns(query, reply)))
+        Box::pin(self.ask_within_budget(true, |reply| Control::Patterns(query, reply)))
     }
 }
 
@@ -702,7 +865,7 @@ impl Handler<Shutdown> for Supervisor {
         if let Some(handle) = self.timer.take() {
             ctx.cancel_future(handle);
         }
-        let answer = self.ask(Control::Shutdown);
+        let answer = self.ask(true, Control::Shutdown);
         Box::pin(answer.into_actor(self).map(|result, act, ctx| {
             match result {
                 Ok(()) => log::info!("eventbatch pipeline shut down"),

@@ -26,6 +26,9 @@ pub(crate) struct AggregatorActor {
     /// Markers go on to the detector.
     pub next: Recipient<Control>,
     pub remains: Arc<Remains>,
+    /// Durable mode: checkpoints snapshot what changed, so `Flush` (which follows one) needs
+    /// no snapshot of every window.
+    pub durable: bool,
 }
 
 impl AggregatorActor {
@@ -101,8 +104,13 @@ impl Handler<Control> for AggregatorActor {
             Control::Tick => self.aggregator.close_due(now, false, &mut out),
             Control::Flush(_) => {
                 self.aggregator.close_due(now, false, &mut out);
-                self.aggregator.snapshot(&mut out);
+                if self.durable {
+                    self.aggregator.snapshot_changed(&mut out);
+                } else {
+                    self.aggregator.snapshot(&mut out);
+                }
             }
+            Control::Checkpoint(_) => self.aggregator.snapshot_changed(&mut out),
             Control::Shutdown(_) => {
                 self.aggregator.close_due(now, true, &mut out);
                 ctx.stop();

@@ -164,7 +164,7 @@ impl Handler<Control> for QueueActor {
     fn handle(&mut self, marker: Control, ctx: &mut Context<Self>) {
         match &marker {
             Control::Tick => self.send_due(false),
-            Control::Flush(_) => self.send_due(true),
+            Control::Flush(_) | Control::Checkpoint(_) => self.send_due(true),
             Control::Shutdown(_) => {
                 self.send_due(true);
                 ctx.stop();

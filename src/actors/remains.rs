@@ -28,6 +28,7 @@ use crate::db::store::Pool;
 use crate::db::writer::WriterCore;
 use crate::detector::Detectors;
 use crate::event::TrackEvent;
+use crate::journal::Journal;
 use crate::messages::{Closed, Committed, Control, Events, QueueSettings, Records, Samples, Write};
 use crate::model::{ClosedWindow, Kept, Record, WriteBatch};
 use crate::queue::{PriorityQueues, Pushed};
@@ -73,6 +74,8 @@ pub(crate) struct Remains {
     counters: Arc<Counters>,
     clock: Arc<dyn Clock>,
     pool: Pool,
+    /// Durable mode: the journal, for a writer nobody left.
+    journal: Option<Arc<Journal>>,
 }
 
 impl Remains {
@@ -88,7 +91,14 @@ impl Remains {
             counters,
             clock,
             pool,
+            journal: None,
         }
+    }
+
+    /// Durable mode: the last flush commits with a checkpoint of `journal`.
+    pub(crate) fn with_journal(mut self, journal: Option<Arc<Journal>>) -> Self {
+        self.journal = journal;
+        self
     }
 
     /// The kept state, to add to.
@@ -182,13 +192,21 @@ impl Remains {
 
         let mut writer = match writer {
             Some(w) => w,
-            None => WriterCore::new(self.pool.clone(), &settings),
+            None => {
+                WriterCore::new(self.pool.clone(), &settings).with_journal(self.journal.clone())
+            }
         };
         for batch in batches {
             writer.hold(batch);
         }
+        // durable mode: nothing is accepted any more, so all of it is the state through the
+        // journal's last position
+        writer.checkpoint_everything();
         match writer.write_held(c).1 {
-            Ok(()) => log::info!("pipeline flushed on stop"),
+            Ok(()) => {
+                writer.wait_journal_truncated();
+                log::info!("pipeline flushed on stop")
+            }
             Err(e) => {
                 let lost = writer.abandon_held(c);
                 log::error!(

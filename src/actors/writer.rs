@@ -161,6 +161,12 @@ impl Handler<PruneNext> for DbWriter {
 impl Handler<Control> for DbWriter {
     type Result = ();
     fn handle(&mut self, marker: Control, ctx: &mut Context<Self>) {
+        // Durable mode: a checkpoint covers what is held and what arrives until the next
+        // marker, which commits it (see `WriterCore::checkpoint`).
+        match &marker {
+            Control::Checkpoint(position) => return self.core.checkpoint(*position),
+            _ => self.core.marker_passed(),
+        }
         match marker {
             Control::Tick => {
                 let _ = self.write();
@@ -181,6 +187,9 @@ impl Handler<Control> for DbWriter {
             }
             Control::Shutdown(reply) => {
                 let result = self.write();
+                if result.is_ok() {
+                    self.core.wait_journal_truncated();
+                }
                 if let Err(e) = &result {
                     // the retry budget is spent: what is still held is lost, and counted so
                     // before the answer (the answer's Stats keep the conservation laws)
@@ -210,6 +219,7 @@ impl Handler<Control> for DbWriter {
             Control::Admitted(reply) => {
                 let _ = reply.send(Ok(0));
             }
+            Control::Checkpoint(_) => {}
         }
     }
 }

@@ -563,6 +563,88 @@ struct WriterRunRow<'a> {
     updated_at_ms: i64,
 }
 
+diesel::table! {
+    /// Durable mode: the journal position through which the store holds each journal's
+    /// events (see `crate::journal`).
+    durable_checkpoints (journal_id) {
+        journal_id -> Text,
+        instance_id -> Text,
+        position -> BigInt,
+        updated_at_ms -> BigInt,
+    }
+}
+
+/// A `durable_checkpoints` row.
+#[derive(Debug, Insertable, AsChangeset)]
+#[diesel(table_name = durable_checkpoints, treat_none_as_default_value = false)]
+struct CheckpointRow<'a> {
+    journal_id: &'a str,
+    instance_id: &'a str,
+    position: i64,
+    updated_at_ms: i64,
+}
+
+/// Durable mode: the store holds journal `journal_id` through `position`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Checkpoint<'a> {
+    pub journal_id: &'a str,
+    pub position: u64,
+}
+
+/// What a durable commit did with one batch: rows written (in one piece, or in pieces around
+/// refused rows) and rows quarantined.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    pub written: Written,
+    /// Snapshot (not final) window and error-count rows among those written.
+    pub snapshots: u64,
+    /// Rows refused by the store, now in `quarantine`, and the records among them.
+    pub quarantined_rows: u64,
+    pub quarantined_records: u64,
+}
+
+impl Outcome {
+    fn written(&mut self, piece: &WriteBatch) {
+        let w = Written::of(piece);
+        self.written.records += w.records;
+        self.written.windows += w.windows;
+        self.written.errors += w.errors;
+        self.written.patterns += w.patterns;
+        self.snapshots += (piece.windows.iter().filter(|w| !w.is_final).count()
+            + piece.errors.iter().filter(|e| !e.is_final).count()) as u64;
+    }
+
+    fn quarantined(&mut self, piece: &WriteBatch) {
+        self.quarantined_rows += piece.rows() as u64;
+        self.quarantined_records += piece.records.len() as u64;
+    }
+}
+
+/// How a write runs with respect to transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Txn {
+    /// In a transaction of its own ([`WriteTxn::write_txn`]).
+    Own,
+    /// In a savepoint of the transaction open on the connection, undone alone if it fails
+    /// (diesel nests `transaction` as `SAVEPOINT`; SQLite's `BEGIN IMMEDIATE` cannot nest).
+    Savepoint,
+    /// Directly in the transaction open on the connection.
+    Enclosing,
+}
+
+/// Runs `f` as `txn` says.
+fn in_txn<C: WriteTxn, T>(
+    c: &mut C,
+    txn: Txn,
+    f: impl FnOnce(&mut C) -> QueryResult<T>,
+) -> QueryResult<T> {
+    match txn {
+        Txn::Own => c.write_txn(f),
+        Txn::Savepoint => c.transaction(f),
+        Txn::Enclosing => f(c),
+    }
+}
+
 /// An error count as stored: count, first and last time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ErrorBase {
@@ -738,8 +820,9 @@ macro_rules! backend {
             use crate::db::schema::{error_counts, metric_windows, patterns};
             use crate::model::{Field, Record};
 
-            /// Writes one batch in one transaction. On error nothing is written and `bases`
-            /// is unchanged.
+            /// Writes one batch in one transaction (or as `txn` says). On error nothing is
+            /// written (by it, with [`Txn::Enclosing`]: the enclosing transaction must roll
+            /// back) and `bases` holds only what the store held.
             pub(crate) fn write_batch(
                 c: &mut $Conn,
                 instance: &str,
@@ -747,8 +830,9 @@ macro_rules! backend {
                 batch: &WriteBatch,
                 mark: BatchMark,
                 bases: &mut Bases,
+                txn: Txn,
             ) -> QueryResult<Written> {
-                let written = c.write_txn(|c| {
+                let written = in_txn(c, txn, |c| {
                     set_mark(c, instance, mark)?;
                     insert_records(c, instance, ids, &[&batch.records])?;
                     for w in &batch.windows {
@@ -916,19 +1000,20 @@ macro_rules! backend {
             }
 
             /// Puts the rows of `batch` (refused by the store) in `quarantine` with `error`,
-            /// marked `mark`, in one transaction.
+            /// marked `mark`, in one transaction (or as `txn` says).
             pub(crate) fn quarantine(
                 c: &mut $Conn,
                 instance: &str,
                 batch: &WriteBatch,
                 error: &str,
                 mark: BatchMark,
+                txn: Txn,
             ) -> QueryResult<()> {
                 use crate::db::schema::quarantine;
                 let error = error.replace('\0', "\\0");
                 let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
                 let rows = quarantine_payloads(batch);
-                c.write_txn(|c| {
+                in_txn(c, txn, |c| {
                     set_mark(c, instance, mark)?;
                     for (kind, payload) in &rows {
                         diesel::insert_into(quarantine::table)
@@ -972,6 +1057,115 @@ macro_rules! backend {
                     .filter(writer_runs::instance_id.eq(instance))
                     .filter(writer_runs::run_id.eq(run_id))
                     .select(writer_runs::last_seq)
+                    .first(c)
+                    .optional()
+            }
+
+            /// Durable mode: writes `batches` (each with its mark, in order) and the checkpoint
+            /// in one transaction, so the store holds the effect of every event up to the
+            /// checkpoint's position and of none after it. If the store refuses a row, the
+            /// transaction is done again with each batch in a savepoint: one the store refuses
+            /// is split until the refused rows are isolated, and those go to `quarantine`,
+            /// inside the same transaction (savepoints cost a copy of every page a batch
+            /// changes, so only then). What became of each batch is in `outcomes` (also when
+            /// the COMMIT reports a failure, in case it took effect).
+            pub(crate) fn write_durable(
+                c: &mut $Conn,
+                instance: &str,
+                ids: &Pseudonyms,
+                batches: &[(&WriteBatch, BatchMark)],
+                bases: &mut Bases,
+                checkpoint: Checkpoint<'_>,
+                outcomes: &mut Vec<Outcome>,
+            ) -> QueryResult<()> {
+                outcomes.clear();
+                let all = c.write_txn(|c| {
+                    for &(batch, mark) in batches {
+                        write_batch(c, instance, ids, batch, mark, bases, Txn::Enclosing)?;
+                        let mut outcome = Outcome::default();
+                        outcome.written(batch);
+                        outcomes.push(outcome);
+                    }
+                    set_checkpoint(c, instance, checkpoint)
+                });
+                match all {
+                    Err(e) if StoreError::refuses(&e) => {
+                        log::warn!("the store refused a row of a checkpoint ({e}); isolating it");
+                    }
+                    other => return other,
+                }
+                outcomes.clear();
+                c.write_txn(|c| {
+                    for &(batch, mark) in batches {
+                        let mut outcome = Outcome::default();
+                        write_isolating(c, instance, ids, batch, mark, bases, &mut outcome)?;
+                        outcomes.push(outcome);
+                    }
+                    set_checkpoint(c, instance, checkpoint)
+                })
+            }
+
+            /// The `durable_checkpoints` row of `checkpoint`.
+            fn set_checkpoint(
+                c: &mut $Conn,
+                instance: &str,
+                checkpoint: Checkpoint<'_>,
+            ) -> QueryResult<()> {
+                    let row = CheckpointRow {
+                        journal_id: checkpoint.journal_id,
+                        instance_id: instance,
+                        position: checkpoint.position as i64,
+                        updated_at_ms: crate::clock::Clock::now_ms(&crate::clock::SystemClock),
+                    };
+                    diesel::insert_into(durable_checkpoints::table)
+                        .values(&row)
+                        .on_conflict(durable_checkpoints::journal_id)
+                        .do_update()
+                        .set(&row)
+                        .execute(c)?;
+                    Ok(())
+            }
+
+            /// Writes `batch` in a savepoint; if the store refuses it, halves it until the
+            /// refused rows are single, which go to `quarantine` (all in the open transaction).
+            fn write_isolating(
+                c: &mut $Conn,
+                instance: &str,
+                ids: &Pseudonyms,
+                batch: &WriteBatch,
+                mark: BatchMark,
+                bases: &mut Bases,
+                outcome: &mut Outcome,
+            ) -> QueryResult<()> {
+                let e = match write_batch(c, instance, ids, batch, mark, bases, Txn::Savepoint) {
+                    Ok(_) => {
+                        outcome.written(batch);
+                        return Ok(());
+                    }
+                    Err(e) if StoreError::refuses(&e) => e,
+                    Err(e) => return Err(e),
+                };
+                if batch.rows() <= 1 {
+                    quarantine(c, instance, batch, &e.to_string(), mark, Txn::Savepoint)?;
+                    log::error!(
+                        "the store refused a row ({e}); it is in the quarantine table and the rest is written"
+                    );
+                    outcome.quarantined(batch);
+                    return Ok(());
+                }
+                let (first, second) = batch.clone().split();
+                write_isolating(c, instance, ids, &first, mark, bases, outcome)?;
+                write_isolating(c, instance, ids, &second, mark, bases, outcome)
+            }
+
+            /// The position the store holds journal `journal_id` through, if any.
+            pub(crate) fn checkpoint_of(
+                c: &mut $Conn,
+                journal_id: &str,
+            ) -> QueryResult<Option<i64>> {
+                durable_checkpoints::table
+                    .filter(durable_checkpoints::journal_id.eq(journal_id))
+                    .select(durable_checkpoints::position)
                     .first(c)
                     .optional()
             }
@@ -1307,8 +1501,10 @@ impl Conn {
     ) -> QueryResult<Written> {
         let ids = &self.pseudonyms;
         match &mut self.backend {
-            Backend::Sqlite(c) => sqlite::write_batch(c, instance, ids, batch, mark, bases),
-            Backend::Pg(c) => pg::write_batch(c, instance, ids, batch, mark, bases),
+            Backend::Sqlite(c) => {
+                sqlite::write_batch(c, instance, ids, batch, mark, bases, Txn::Own)
+            }
+            Backend::Pg(c) => pg::write_batch(c, instance, ids, batch, mark, bases, Txn::Own),
         }
     }
 
@@ -1337,9 +1533,39 @@ impl Conn {
         mark: BatchMark,
     ) -> QueryResult<()> {
         match &mut self.backend {
-            Backend::Sqlite(c) => sqlite::quarantine(c, instance, batch, error, mark),
-            Backend::Pg(c) => pg::quarantine(c, instance, batch, error, mark),
+            Backend::Sqlite(c) => sqlite::quarantine(c, instance, batch, error, mark, Txn::Own),
+            Backend::Pg(c) => pg::quarantine(c, instance, batch, error, mark, Txn::Own),
         }
+    }
+
+    /// Durable mode: writes `batches` and the checkpoint in one transaction (see
+    /// `write_durable` in the backend modules).
+    pub(crate) fn write_durable(
+        &mut self,
+        instance: &str,
+        batches: &[(&WriteBatch, BatchMark)],
+        bases: &mut Bases,
+        checkpoint: Checkpoint<'_>,
+        outcomes: &mut Vec<Outcome>,
+    ) -> QueryResult<()> {
+        let ids = &self.pseudonyms;
+        match &mut self.backend {
+            Backend::Sqlite(c) => {
+                sqlite::write_durable(c, instance, ids, batches, bases, checkpoint, outcomes)
+            }
+            Backend::Pg(c) => {
+                pg::write_durable(c, instance, ids, batches, bases, checkpoint, outcomes)
+            }
+        }
+    }
+
+    /// The journal position the store holds journal `journal_id` through (0: none).
+    pub(crate) fn checkpoint_of(&mut self, journal_id: &str) -> QueryResult<u64> {
+        let position = match &mut self.backend {
+            Backend::Sqlite(c) => sqlite::checkpoint_of(c, journal_id)?,
+            Backend::Pg(c) => pg::checkpoint_of(c, journal_id)?,
+        };
+        Ok(position.unwrap_or(0).max(0) as u64)
     }
 
     /// Whether batch `mark` of this instance is already committed.

@@ -27,13 +27,15 @@
 //! waits for SQLite's write lock behind itself.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Settings;
 use crate::counters::Counters;
 use crate::db::rollups::RollupRun;
-use crate::db::store::{merge_rows, Bases, BatchMark, Pool, Written};
+use crate::db::store::{merge_rows, Bases, BatchMark, Checkpoint, Outcome, Pool, Written};
 use crate::error::{PipelineError, StoreError};
+use crate::journal::Journal;
 use crate::messages::{Committed, Pattern, QueryPatterns, QueryWindows, WindowStats};
 use crate::model::{Record, WindowSnapshot, WriteBatch};
 use crate::retention::{PruneRound, Retention};
@@ -83,10 +85,40 @@ pub(crate) struct WriterCore {
     last_prune_ms: i64,
     /// The retention round under way, pruned a chunk at a time.
     prune: Option<PruneRound>,
+    /// Durable mode: which held batches a checkpoint covers (`None`: durable mode is off).
+    durable: Option<Durable>,
     /// Test hook: report the next successful commit as a failure (the COMMIT reply lost).
     #[cfg(test)]
     lose_next_commit_reply: bool,
 }
+
+/// Durable mode's part of the writer: batches are committed only with a checkpoint, in one
+/// transaction with the `durable_checkpoints` row of the position they cover.
+///
+/// A `Checkpoint(P)` marker comes after everything derived from the events up to `P`, and the
+/// supervisor sends another marker right behind it: what arrives between the two derives from
+/// those events too. So every batch held when that next marker arrives is covered by `P`, and
+/// batches after it are not (they may derive from later events): they wait for the next
+/// checkpoint. A commit of the covered batches and `P` is then the store's state through `P`
+/// exactly, and the journal after `P` is exactly what the store lacks.
+#[derive(Debug)]
+struct Durable {
+    journal: Arc<Journal>,
+    /// Held batches, from the front, that the checkpoint at `position` covers.
+    covered: usize,
+    /// The latest checkpoint position received.
+    position: u64,
+    /// The position the store holds (the last committed checkpoint).
+    committed: u64,
+    /// A checkpoint marker arrived and the marker behind it has not yet.
+    open: bool,
+    /// What the last attempt wrote, kept in case it committed although it reported a
+    /// failure (a lost COMMIT reply): its outcomes and its position.
+    attempted: (Vec<Outcome>, u64),
+}
+
+/// How long `Shutdown` waits for the journal to delete what the last checkpoint covers.
+const TRUNCATE_WAIT: Duration = Duration::from_secs(5);
 
 /// Room between the `seq`s of consecutive batches: a batch the store refuses is split in
 /// halves, each with a `seq` of its own inside its parent's range `(lo, mark.seq]`, so commits
@@ -150,8 +182,62 @@ impl WriterCore {
             retention: settings.retention.clone(),
             last_prune_ms: i64::MIN,
             prune: None,
+            durable: None,
             #[cfg(test)]
             lose_next_commit_reply: false,
+        }
+    }
+
+    /// Durable mode: commits only with checkpoints of `journal` (see [`Durable`]).
+    pub(crate) fn with_journal(mut self, journal: Option<Arc<Journal>>) -> Self {
+        self.durable = journal.map(|journal| Durable {
+            journal,
+            covered: 0,
+            position: 0,
+            committed: 0,
+            open: false,
+            attempted: (Vec::new(), 0),
+        });
+        self
+    }
+
+    /// Durable mode: a `Checkpoint(position)` marker arrived; everything held, and everything
+    /// that arrives until the next marker, is covered by `position`.
+    pub(crate) fn checkpoint(&mut self, position: u64) {
+        let held = self.held.len();
+        if let Some(d) = &mut self.durable {
+            d.position = d.position.max(position);
+            d.covered = held;
+            d.open = true;
+        }
+    }
+
+    /// Durable mode: another marker arrived; batches held from now on wait for the next
+    /// checkpoint.
+    pub(crate) fn marker_passed(&mut self) {
+        if let Some(d) = &mut self.durable {
+            d.open = false;
+        }
+    }
+
+    /// Durable mode, the last flush as the pipeline stops: everything held is covered by the
+    /// journal's last position (nothing is appended any more).
+    pub(crate) fn checkpoint_everything(&mut self) {
+        let held = self.held.len();
+        if let Some(d) = &mut self.durable {
+            d.position = d.position.max(d.journal.last_position());
+            d.covered = held;
+            d.open = false;
+        }
+    }
+
+    /// Durable mode: waits (a few seconds at most) until the journal has deleted the entries
+    /// the last checkpoint covers, so a clean stop leaves it empty.
+    pub(crate) fn wait_journal_truncated(&self) {
+        if let Some(d) = &self.durable {
+            if !d.journal.wait_truncated(d.committed, TRUNCATE_WAIT) {
+                log::warn!("the journal did not delete its entries in time; a restart skips them");
+            }
         }
     }
 
@@ -193,6 +279,7 @@ impl WriterCore {
             retention: self.retention.clone(),
             last_prune_ms: self.last_prune_ms,
             prune: None,
+            durable: self.durable.take(),
             #[cfg(test)]
             lose_next_commit_reply: false,
         }
@@ -222,12 +309,18 @@ impl WriterCore {
             confirms,
             maybe_committed: false,
         });
+        if let Some(d) = self.durable.as_mut().filter(|d| d.open) {
+            d.covered = self.held.len();
+        }
     }
 
     /// Writes everything held, in order, and returns what came from the queue among what
     /// was committed. Stops at the first batch that still fails after the retry budget; it
     /// and the rest stay held, and the error is returned with the progress so far.
     pub(crate) fn write_held(&mut self, c: &Counters) -> (Committed, Result<(), PipelineError>) {
+        if self.durable.is_some() {
+            return self.write_checkpointed(c);
+        }
         let mut done = Committed {
             batches: 0,
             records: 0,
@@ -310,7 +403,12 @@ impl WriterCore {
     /// the hour, day and week buckets that closed (see [`crate::rollup`]). A failure is logged and
     /// counted; the buckets stay pending for the next run.
     pub(crate) fn roll_up_if_due(&mut self, now: i64, c: &Counters) {
-        if !self.rollups || now < self.next_rollup_ms || !self.held.is_empty() {
+        // durable mode: batches not yet covered by a checkpoint wait by design
+        let waiting = match &self.durable {
+            Some(d) => d.covered,
+            None => self.held.len(),
+        };
+        if !self.rollups || now < self.next_rollup_ms || waiting > 0 {
             return;
         }
         self.next_rollup_ms = now.saturating_add(self.rollup_interval_ms);
@@ -585,7 +683,144 @@ impl WriterCore {
         Counters::sub(&c.queued, records);
         Counters::sub(&c.aggregated, folded);
         Counters::add(&c.dropped, records + folded);
+        if let Some(d) = &mut self.durable {
+            d.covered = 0;
+            log::error!(
+                "durable mode: the {} events not written stay in the journal {} and are replayed on the next start",
+                records + folded,
+                d.journal.id()
+            );
+        }
         records + folded
+    }
+
+    /// Durable mode's [`Self::write_held`]: commits the batches the latest checkpoint covers
+    /// with it, in one transaction, retrying a retryable failure with backoff for the retry
+    /// budget. Nothing is committed while a checkpoint marker waits for the marker behind it,
+    /// nor when there is nothing new to commit.
+    fn write_checkpointed(&mut self, c: &Counters) -> (Committed, Result<(), PipelineError>) {
+        let mut done = Committed {
+            batches: 0,
+            records: 0,
+        };
+        let deadline = Instant::now() + self.retry_budget;
+        let mut delay = FIRST_BACKOFF;
+        loop {
+            let Some(d) = &self.durable else {
+                return (done, Ok(()));
+            };
+            if d.open || (d.covered == 0 && d.position <= d.committed) {
+                return (done, Ok(()));
+            }
+            let e = match self.attempt_checkpoint() {
+                Ok((n, outcomes, position)) => {
+                    self.settle_checkpoint(c, n, &outcomes, position, &mut done);
+                    continue;
+                }
+                Err(e) => e,
+            };
+            Counters::add(&c.db_errors, 1);
+            if e.is_gone() || Instant::now() + delay > deadline {
+                let rows: usize = self.held.iter().map(|p| p.batch.rows()).sum();
+                log::error!("checkpoint failed, holding {rows} rows for a later retry: {e}");
+                return (done, Err(PipelineError::Store(e)));
+            }
+            log::warn!("checkpoint failed, retrying in {delay:?}: {e}");
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(MAX_BACKOFF);
+            Counters::add(&c.retries, 1);
+        }
+    }
+
+    /// One attempt at the covered batches and the checkpoint: if the last attempt may have
+    /// committed, looks that up first. Returns how many batches at the front are committed,
+    /// what became of each, and the position the store now holds.
+    fn attempt_checkpoint(&mut self) -> Result<(usize, Vec<Outcome>, u64), StoreError> {
+        let mut conn = self.pool.get()?;
+        let Some(d) = self.durable.as_mut() else {
+            return Ok((0, Vec::new(), 0));
+        };
+        let flagged = self.held.iter().take_while(|p| p.maybe_committed).count();
+        if flagged > 0 {
+            if conn
+                .is_committed(&self.instance_id, self.held[0].mark)
+                .map_err(StoreError::from_diesel)?
+            {
+                log::warn!(
+                    "a checkpoint of {flagged} batch(es) was committed by an attempt that reported failure; not writing it again"
+                );
+                for p in self.held.iter().take(flagged) {
+                    self.bases.forget_final(&p.batch);
+                }
+                let (outcomes, position) = std::mem::take(&mut d.attempted);
+                return Ok((flagged, outcomes, position));
+            }
+            for p in self.held.iter_mut() {
+                p.maybe_committed = false;
+            }
+        }
+        let n = d.covered.min(self.held.len());
+        let batches: Vec<(&WriteBatch, BatchMark)> =
+            self.held.range(..n).map(|p| (&p.batch, p.mark)).collect();
+        let checkpoint = Checkpoint {
+            journal_id: d.journal.id(),
+            position: d.position,
+        };
+        d.attempted = (Vec::new(), d.position);
+        let result = conn.write_durable(
+            &self.instance_id,
+            &batches,
+            &mut self.bases,
+            checkpoint,
+            &mut d.attempted.0,
+        );
+        #[cfg(test)]
+        let result = match result {
+            Ok(()) if std::mem::take(&mut self.lose_next_commit_reply) => {
+                Err(diesel::result::Error::BrokenTransactionManager)
+            }
+            other => other,
+        };
+        match result {
+            Ok(()) => Ok((n, std::mem::take(&mut d.attempted.0), d.position)),
+            Err(e) => {
+                let e = StoreError::from_diesel(e);
+                for p in self.held.iter_mut().take(n) {
+                    p.maybe_committed = e.retryable;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Counts a committed checkpoint of the first `n` held batches, confirms the queue's
+    /// among them, and lets the journal delete what the store now holds.
+    fn settle_checkpoint(
+        &mut self,
+        c: &Counters,
+        n: usize,
+        outcomes: &[Outcome],
+        position: u64,
+        done: &mut Committed,
+    ) {
+        for (i, p) in self.held.drain(..n).enumerate() {
+            match outcomes.get(i) {
+                Some(o) => count_outcome(c, o),
+                None => record_success(c, &p.batch),
+            }
+            if let Some(records) = p.confirms {
+                done.batches += 1;
+                done.records += records;
+            }
+        }
+        Counters::add(&c.transactions, 1);
+        Counters::add(&c.checkpoints, 1);
+        if let Some(d) = &mut self.durable {
+            d.covered = d.covered.saturating_sub(n);
+            d.committed = d.committed.max(position);
+            d.journal.truncate_through(d.committed);
+        }
+        log::debug!("checkpoint {position} committed ({n} batches)");
     }
 
     /// The windows of one series: what the store holds, merged over instances, with the open
@@ -670,6 +905,21 @@ enum Step {
     Split,
     /// The front batch, a single refused row, is in the quarantine table.
     Quarantined,
+}
+
+/// Counts what a durable commit did with one batch (the caller counts its transaction).
+fn count_outcome(c: &Counters, o: &Outcome) {
+    let w = &o.written;
+    Counters::add(&c.records_written, w.records);
+    Counters::add(&c.windows_written, w.windows);
+    Counters::add(&c.error_counts_written, w.errors);
+    Counters::add(&c.patterns_written, w.patterns);
+    Counters::add(&c.snapshot_rows, o.snapshots);
+    Counters::add(&c.batches_written, 1);
+    Counters::add(&c.batch_rows, w.records + w.windows + w.errors + w.patterns);
+    Counters::sub(&c.queued, w.records + o.quarantined_records);
+    Counters::add(&c.rows_quarantined, o.quarantined_rows);
+    Counters::add(&c.events_quarantined, o.quarantined_records);
 }
 
 /// Counts one committed batch (the caller counts its transaction).
@@ -1036,6 +1286,129 @@ mod tests {
         assert_eq!((s.rows_quarantined, s.events_quarantined), (1, 0));
         assert_eq!(s.records_written, 2);
         assert_eq!(counts(&path).0, 2);
+    }
+
+    /// A writer in durable mode on a new SQLite file, with its journal next to it.
+    fn durable_writer(dir: &std::path::Path) -> (WriterCore, Counters, Arc<Journal>) {
+        let (w, c) = writer(&dir.join("t.db"));
+        let journal = crate::journal::recover(
+            &dir.join("t.db.journal"),
+            |_| Ok(0),
+            Duration::from_millis(5),
+            Arc::new(Counters::default()),
+        )
+        .unwrap()
+        .journal;
+        (w.with_journal(Some(journal.clone())), c, journal)
+    }
+
+    fn checkpoint_of(w: &WriterCore, journal: &Journal) -> u64 {
+        w.pool.get().unwrap().checkpoint_of(journal.id()).unwrap()
+    }
+
+    #[test]
+    fn durable_mode_commits_what_a_checkpoint_covers_in_one_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (mut w, c, journal) = durable_writer(dir.path());
+        w.hold(records(3, 0));
+        let (done, result) = w.write_held(&c);
+        result.unwrap();
+        assert_eq!(
+            (done.batches, durations(&path).len()),
+            (0, 0),
+            "no checkpoint yet"
+        );
+        w.checkpoint(5);
+        w.hold(batch(2, &[1.0, 2.0], 1)); // arrives before the marker behind the checkpoint
+        w.write_held(&c).1.unwrap();
+        assert_eq!(
+            durations(&path).len(),
+            0,
+            "the marker behind it has not come"
+        );
+        w.marker_passed();
+        w.hold(records(4, 10)); // may derive from events after 5: waits
+        let (done, result) = w.write_held(&c);
+        result.unwrap();
+        assert_eq!((done.batches, done.records), (1, 3));
+        assert_eq!(counts(&path), (5, 2));
+        assert_eq!(checkpoint_of(&w, &journal), 5);
+        let s = c.snapshot();
+        assert_eq!(
+            (s.transactions, s.checkpoints, s.batches_written),
+            (1, 1, 2)
+        );
+        assert_eq!((s.records_written, s.snapshot_rows_written), (5, 1));
+        // the next checkpoint takes the rest; one with nothing new writes nothing
+        w.checkpoint(9);
+        w.marker_passed();
+        w.write_held(&c).1.unwrap();
+        assert_eq!(
+            (durations(&path).len(), checkpoint_of(&w, &journal)),
+            (9, 9)
+        );
+        w.checkpoint(9);
+        w.marker_passed();
+        w.write_held(&c).1.unwrap();
+        assert_eq!(c.snapshot().transactions, 2);
+        assert!(journal.wait_truncated(9, Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn durable_mode_quarantines_refused_rows_inside_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (mut w, c, journal) = durable_writer(dir.path());
+        poison(&path);
+        let mut names = vec!["ok"; 9];
+        names[2] = "poison";
+        w.hold(named(&names));
+        let mut b = batch(1, &[1.0, 2.0], 1);
+        let mut bad = b.windows[0].clone();
+        bad.key = crate::model::SeriesKey::new("poison", None);
+        b.windows.push(bad);
+        w.hold(b);
+        w.checkpoint(3);
+        w.marker_passed();
+        let (done, result) = w.write_held(&c);
+        result.unwrap();
+        assert_eq!((done.batches, done.records), (1, 9));
+        let s = c.snapshot();
+        assert_eq!(
+            (s.records_written, s.rows_quarantined, s.events_quarantined),
+            (9, 2, 1)
+        );
+        assert_eq!((s.transactions, s.checkpoints), (1, 1));
+        assert_eq!(counts(&path), (9, 2));
+        assert_eq!(checkpoint_of(&w, &journal), 3);
+        assert!(w.is_idle());
+    }
+
+    #[test]
+    fn a_durable_checkpoint_whose_commit_reply_was_lost_is_not_written_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (mut w, c, journal) = durable_writer(dir.path());
+        w.hold(records(3, 0));
+        w.hold(batch(1, &[1.0, 2.0], 1));
+        w.checkpoint(4);
+        w.marker_passed();
+        w.lose_next_commit_reply = true;
+        let (done, result) = w.write_held(&c);
+        result.unwrap();
+        assert_eq!(done.batches, 1);
+        assert_eq!(counts(&path), (4, 2));
+        assert_eq!(checkpoint_of(&w, &journal), 4);
+        let s = c.snapshot();
+        assert_eq!((s.records_written, s.db_errors, s.retries), (4, 1, 1));
+        assert_eq!((s.transactions, s.checkpoints), (1, 1));
+        // the window's epoch keeps its base: a later snapshot replaces, never adds
+        w.hold(batch(0, &[1.0, 2.0, 3.0], 1));
+        w.checkpoint(5);
+        w.marker_passed();
+        w.write_held(&c).1.unwrap();
+        assert_eq!(counts(&path), (4, 3));
     }
 
     #[test]
