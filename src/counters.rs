@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -157,22 +156,9 @@ pub(crate) struct Counters {
     /// The sampler's rates in force, replaced by the sampler when one changes (at most once
     /// per batch of events or tick).
     pub sampling_rates: Mutex<BTreeMap<String, f64>>,
-    /// When the writer's current call into the store began, in ms of [`monotonic_ms`] plus
-    /// one; 0 while it is in none. A call blocked on a store that took the request and never
-    /// answers (a hung server or proxy) is seen here by the supervisor, which then answers
-    /// `Flush` and queries with an error within the retry budget instead of waiting with the
-    /// writer (see [`Counters::store_call_age`]).
-    pub store_call_since: AtomicU64,
     pub replayed: AtomicU64,
     pub checkpoints: AtomicU64,
     pub journal_errors: AtomicU64,
-}
-
-/// Milliseconds on a monotonic clock (real time, whatever clock the pipeline runs on: a
-/// blocked call takes real time), from the first use in this process.
-fn monotonic_ms() -> u64 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 impl Counters {
@@ -195,25 +181,6 @@ impl Counters {
             .sampling_rates
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = rates;
-    }
-
-    /// Runs `f`, one call into the store, marked as in progress in `store_call_since`.
-    pub(crate) fn in_store_call<T>(&self, f: impl FnOnce() -> T) -> T {
-        self.store_call_since.store(monotonic_ms() + 1, Relaxed);
-        let out = f();
-        self.store_call_since.store(0, Relaxed);
-        out
-    }
-
-    /// How long the writer has been inside its current call into the store; `None` while it
-    /// is in none.
-    pub(crate) fn store_call_age(&self) -> Option<Duration> {
-        match self.store_call_since.load(Relaxed) {
-            0 => None,
-            since => Some(Duration::from_millis(
-                monotonic_ms().saturating_sub(since - 1),
-            )),
-        }
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
@@ -285,20 +252,5 @@ mod tests {
         assert_eq!(s.events_queued, 0);
         assert!((s.write_reduction() - 0.95).abs() < 1e-12);
         assert_eq!(Stats::default().write_reduction(), 0.0);
-    }
-
-    #[test]
-    fn a_store_call_in_progress_has_an_age() {
-        let c = Counters::default();
-        assert_eq!(c.store_call_age(), None);
-        let seen = c.in_store_call(|| {
-            std::thread::sleep(Duration::from_millis(20));
-            c.store_call_age()
-        });
-        assert!(
-            seen.is_some_and(|age| age >= Duration::from_millis(20)),
-            "{seen:?}"
-        );
-        assert_eq!(c.store_call_age(), None, "over");
     }
 }

@@ -36,7 +36,7 @@ use crate::aggregator::Aggregator;
 use crate::clock::Clock;
 use crate::config::{Config, Settings};
 use crate::counters::{Counters, Stats};
-use crate::db::store::Pool;
+use crate::db::store::{Pool, StoreWatch};
 use crate::db::writer::WriterCore;
 use crate::detector::Detectors;
 use crate::error::{ConfigError, Error, PipelineError, TrackError};
@@ -65,6 +65,8 @@ pub struct Supervisor {
     config: Config,
     /// The same, validated.
     settings: Arc<Settings>,
+    /// Whether the store answers the writer (see [`answer_within_budget`]).
+    store_watch: Arc<StoreWatch>,
     /// The pipeline's counters (shared: every actor adds to them).
     counters: Arc<Counters>,
     clock: Arc<dyn Clock>,
@@ -222,6 +224,7 @@ impl Supervisor {
         Ok(unbounded(Supervisor {
             config,
             publisher: Arc::new(Publisher::new(&settings, counters.clone())),
+            store_watch: pool.watch(),
             settings,
             counters,
             clock,
@@ -418,7 +421,12 @@ impl Supervisor {
         } else {
             self.send_marker(marker(tx));
         }
-        answer_within_budget(rx, self.counters.clone(), self.settings.store_retry_budget)
+        answer_within_budget(
+            rx,
+            self.counters.clone(),
+            self.store_watch.clone(),
+            self.settings.store_retry_budget,
+        )
     }
 
     /// A marker whose answer comes back through a channel, as a future of the answer; with
@@ -635,9 +643,9 @@ fn shut_down_through(first: &Recipient<Control>, remains: &Remains) -> bool {
 /// How often a request waiting for the writer looks whether the writer is stuck in the store.
 const STUCK_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// The answer on `rx`, or an error once the writer has been inside one call into the store for
-/// longer than `budget` (the retry budget) while this waited: a store that took the request
-/// and never answers (a hung server or proxy, which keeps the connection alive, so no TCP or
+/// The answer on `rx`, or an error once the writer's call into the store has gone without a
+/// sign of life from the store (see [`StoreWatch`]) for longer than `budget` (the retry
+/// budget) while this waited: a store that took the request and never answers (a hung server or proxy, which keeps the connection alive, so no TCP or
 /// libpq timeout ends the call; on a network that drops packets the connection's own timeouts
 /// end it at about the same time). The error is counted in `db_errors`. The marker stays in
 /// the pipeline: the writer carries on when its call returns (the data it holds is written
@@ -645,6 +653,7 @@ const STUCK_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(
 async fn answer_within_budget<T>(
     mut rx: oneshot::Receiver<Result<T, PipelineError>>,
     counters: Arc<Counters>,
+    watch: Arc<StoreWatch>,
     budget: std::time::Duration,
 ) -> Result<T, PipelineError> {
     loop {
@@ -656,7 +665,7 @@ async fn answer_within_budget<T>(
                     ))
                 })
             }
-            Err(_) => match counters.store_call_age() {
+            Err(_) => match watch.silent_for() {
                 Some(age) if age > budget => {
                     Counters::add(&counters.db_errors, 1);
                     let e = crate::error::StoreError::retryable(format!(

@@ -205,13 +205,14 @@ impl Handler<Control> for DbWriter {
                 let _ = self.write();
                 let q = *q;
                 let answer = self
-                    .counters
-                    .in_store_call(|| self.core.query_windows(&q.query, q.open));
+                    .core
+                    .watch()
+                    .call(|| self.core.query_windows(&q.query, q.open));
                 let _ = q.reply.send(answer);
             }
             Control::Patterns(q, reply) => {
                 let _ = self.write();
-                let answer = self.counters.in_store_call(|| self.core.query_patterns(&q));
+                let answer = self.core.watch().call(|| self.core.query_patterns(&q));
                 let _ = reply.send(answer);
             }
             Control::Settings(s) => self.core.set_settings(&s),

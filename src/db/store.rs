@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -166,6 +167,56 @@ pub(crate) struct StorePool<C: diesel::r2d2::R2D2Connection + 'static> {
     pseudonyms: Arc<RwLock<Pseudonyms>>,
     /// SQLite: the file and its identity when opened, checked on every checkout.
     file: Option<(PathBuf, FileIdentity)>,
+    /// Whether the store answers the call in progress; shared by every clone.
+    watch: Arc<StoreWatch>,
+}
+
+/// Milliseconds on a monotonic clock (real time, whatever clock the pipeline runs on: a
+/// blocked call takes real time), from the first use in this process.
+fn monotonic_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// Whether the store answers: while the writer is inside a call into the store
+/// ([`StoreWatch::call`]), the time of the store's last sign of life (the call's start, then
+/// every statement sent or answered: diesel's instrumentation events on the pool's
+/// connections). A call blocked on a store that took the request and never answers (a hung
+/// server or proxy, which keeps the connection alive, so no TCP or libpq timeout ends it) is
+/// seen here by the supervisor, which then answers `Flush` and queries with an error within the
+/// retry budget instead of waiting with the writer; a long transaction that keeps making
+/// progress is not.
+#[derive(Debug, Default)]
+pub(crate) struct StoreWatch {
+    /// [`monotonic_ms`] of the last sign of life, plus one; 0 while no call is in progress.
+    last_sign: AtomicU64,
+}
+
+impl StoreWatch {
+    /// Runs `f`, one call into the store, watched.
+    pub(crate) fn call<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.last_sign.store(monotonic_ms() + 1, Relaxed);
+        let out = f();
+        self.last_sign.store(0, Relaxed);
+        out
+    }
+
+    /// The store answered or was sent something (only counts during a call).
+    fn alive(&self) {
+        let _ = self
+            .last_sign
+            .fetch_update(Relaxed, Relaxed, |v| (v != 0).then(|| monotonic_ms() + 1));
+    }
+
+    /// How long the call in progress has gone without a sign of life; `None` outside calls.
+    pub(crate) fn silent_for(&self) -> Option<Duration> {
+        match self.last_sign.load(Relaxed) {
+            0 => None,
+            since => Some(Duration::from_millis(
+                monotonic_ms().saturating_sub(since - 1),
+            )),
+        }
+    }
 }
 
 impl<C: diesel::r2d2::R2D2Connection + 'static> Clone for StorePool<C> {
@@ -174,6 +225,7 @@ impl<C: diesel::r2d2::R2D2Connection + 'static> Clone for StorePool<C> {
             pool: self.pool.clone(),
             pseudonyms: self.pseudonyms.clone(),
             file: self.file.clone(),
+            watch: self.watch.clone(),
         }
     }
 }
@@ -186,9 +238,15 @@ impl<C: diesel::r2d2::R2D2Connection + 'static> StorePool<C> {
         if let Some((path, opened)) = &self.file {
             check_sqlite_file_identity(path, *opened).map_err(StoreError::gone)?;
         }
-        self.pool
+        let mut conn = self
+            .pool
             .get()
-            .map_err(|e| StoreError::retryable(e.to_string()))
+            .map_err(|e| StoreError::retryable(e.to_string()))?;
+        let watch = self.watch.clone();
+        conn.set_instrumentation(move |_: diesel::connection::InstrumentationEvent<'_>| {
+            watch.alive()
+        });
+        Ok(conn)
     }
 
     fn pseudonyms(&self) -> Pseudonyms {
@@ -307,6 +365,7 @@ pub(crate) fn open_with(store: &Store, opts: &OpenOptions) -> Result<Pool, Error
                 pool,
                 pseudonyms,
                 file: Some((path.clone(), identity)),
+                watch: Arc::default(),
             }))
         }
         StoreKind::Postgres(url) => {
@@ -322,6 +381,7 @@ pub(crate) fn open_with(store: &Store, opts: &OpenOptions) -> Result<Pool, Error
                 pool: pool_builder(opts.retry_budget).build_unchecked(ConnectionManager::new(url)),
                 pseudonyms,
                 file: None,
+                watch: Arc::default(),
             }))
         }
     }
@@ -1476,6 +1536,14 @@ impl Pool {
         }
     }
 
+    /// Whether the store answers the writer's call in progress (shared by every clone).
+    pub(crate) fn watch(&self) -> Arc<StoreWatch> {
+        match self {
+            Pool::Sqlite(p) => p.watch.clone(),
+            Pool::Pg(p) => p.watch.clone(),
+        }
+    }
+
     /// Writes users and servers as `pseudonyms` says from the next connection taken on, on
     /// every clone of this pool (`Configure` of `identity_key`).
     pub(crate) fn set_pseudonyms(&self, pseudonyms: Pseudonyms) {
@@ -1762,6 +1830,31 @@ mod tests {
         );
         assert_eq!(pool_wait(Duration::ZERO), Duration::from_millis(50));
         assert_eq!(pool_wait(Duration::from_secs(30)), POOL_WAIT);
+    }
+
+    #[test]
+    fn a_watched_call_is_silent_until_the_store_shows_life() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = open(&Store::sqlite(dir.path().join("w.db")), Duration::ZERO).unwrap();
+        let watch = pool.watch();
+        assert_eq!(watch.silent_for(), None);
+        let (silent, after_statement) = watch.call(|| {
+            std::thread::sleep(Duration::from_millis(30));
+            let silent = watch.silent_for();
+            let mut c = pool.get().unwrap();
+            c.is_committed("i", BatchMark { run_id: 1, seq: 1 })
+                .unwrap();
+            (silent, watch.silent_for())
+        });
+        assert!(
+            silent.is_some_and(|s| s >= Duration::from_millis(30)),
+            "{silent:?}"
+        );
+        assert!(
+            after_statement.is_some_and(|s| s < Duration::from_millis(30)),
+            "a statement is a sign of life: {after_statement:?}"
+        );
+        assert_eq!(watch.silent_for(), None, "over");
     }
 
     #[test]

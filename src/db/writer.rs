@@ -413,7 +413,7 @@ impl WriterCore {
         }
         self.next_rollup_ms = now.saturating_add(self.rollup_interval_ms);
         let mut run = RollupRun::default();
-        let result = c.in_store_call(|| {
+        let result = self.pool.watch().call(|| {
             self.pool.get().and_then(|mut conn| {
                 conn.roll_up(now, self.lateness_ms, &mut run)
                     .map_err(StoreError::from_diesel)
@@ -603,7 +603,7 @@ impl WriterCore {
         let mut delay = FIRST_BACKOFF;
         let mut n = coalesced_len(&self.held, MAX_COALESCED_RECORDS);
         loop {
-            let e = match c.in_store_call(|| self.attempt(n)) {
+            let e = match self.pool.watch().call(|| self.attempt(n)) {
                 Ok(committed) => return Ok(Step::Committed(committed)),
                 Err(e) => e,
             };
@@ -618,7 +618,7 @@ impl WriterCore {
                     n = 1; // which of the coalesced batches was refused?
                     continue;
                 }
-                match c.in_store_call(|| self.isolate_front(&e)) {
+                match self.pool.watch().call(|| self.isolate_front(&e)) {
                     Ok(step) => return Ok(step),
                     Err(q) => log::warn!("quarantining a refused row failed: {q}"),
                 }
@@ -884,6 +884,11 @@ impl WriterCore {
             parts,
             grid.unwrap_or(Grid::epoch(self.window_ms)),
         ))
+    }
+
+    /// Whether the store answers the writer's call in progress.
+    pub(crate) fn watch(&self) -> std::sync::Arc<crate::db::store::StoreWatch> {
+        self.pool.watch()
     }
 
     pub(crate) fn query_patterns(
