@@ -1,4 +1,3 @@
-#![allow(clippy::await_holding_lock)]
 //! The pipeline's metrics through the `metrics` facade, caught by metrics-util's debugging
 //! recorder (installed once for this test binary, as an application installs its exporter),
 //! against the real pipeline on an SQLite file: what is recorded equals the `Stats` the
@@ -30,9 +29,12 @@ fn snapshotter() -> &'static Snapshotter {
     })
 }
 
-// The tests of this binary share one global recorder and take turns: each holds its turn for the
-// whole test (across its awaits, on the test's own single-threaded runtime), which is what
-// `clippy::await_holding_lock` warns about and exactly what is meant here.
+/// Runs `test` in an actix System of its own (the turn is held outside it, never across an
+/// await).
+fn in_a_system(test: impl std::future::Future<Output = ()>) {
+    actix::System::new().block_on(test)
+}
+
 fn turn() -> MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
     TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -102,61 +104,63 @@ fn histogram(got: &HashMap<String, Recorded>, name: &str) -> (usize, f64) {
     }
 }
 
-#[actix_rt::test]
-async fn what_is_recorded_equals_stats_after_flush_and_shutdown() {
+#[test]
+fn what_is_recorded_equals_stats_after_flush_and_shutdown() {
     snapshotter();
     let _turn = turn();
-    let db = TempDb::new();
-    let config = Config {
-        instance_id: Some("metrics-flush".into()),
-        sampling_rates: support::rates(),
-        // only the answers publish: nothing between them to race with
-        metrics_interval_ms: 3_600_000,
-        ..quiet_config()
-    };
-    let (t, _clock) = start_manual(config, &db);
-    support::workload(&t, T0).await;
-    let stats = t.send(Flush).await.unwrap().unwrap();
-    conservation(&stats);
-    support::moved(&stats);
-    assert_eq!(
-        stats.records_written as i64,
-        db.count("events WHERE instance_id = 'metrics-flush'")
-    );
+    in_a_system(async {
+        let db = TempDb::new();
+        let config = Config {
+            instance_id: Some("metrics-flush".into()),
+            sampling_rates: support::rates(),
+            // only the answers publish: nothing between them to race with
+            metrics_interval_ms: 3_600_000,
+            ..quiet_config()
+        };
+        let (t, _clock) = start_manual(config, &db);
+        support::workload(&t, T0).await;
+        let stats = t.send(Flush).await.unwrap().unwrap();
+        conservation(&stats);
+        support::moved(&stats);
+        assert_eq!(
+            stats.records_written as i64,
+            db.count("events WHERE instance_id = 'metrics-flush'")
+        );
 
-    let got = recorded("metrics-flush");
-    equal_to_stats(&got, &stats);
-    let (transactions, rows) = histogram(&got, "eventbatch_transaction_rows");
-    assert_eq!(transactions as u64, stats.transactions);
-    let batch_rows = stats.avg_batch_size * stats.batches_written as f64;
-    assert_eq!(
-        rows, batch_rows,
-        "nothing was quarantined: every row is a batch's"
-    );
-    let (timed, seconds) = histogram(&got, "eventbatch_transaction_duration_seconds");
-    assert_eq!(timed as u64, stats.transactions);
-    assert!(seconds > 0.0 && seconds.is_finite());
-    assert_eq!(
-        got["eventbatch_transaction_duration_seconds"].unit,
-        Some(Unit::Seconds)
-    );
+        let got = recorded("metrics-flush");
+        equal_to_stats(&got, &stats);
+        let (transactions, rows) = histogram(&got, "eventbatch_transaction_rows");
+        assert_eq!(transactions as u64, stats.transactions);
+        let batch_rows = stats.avg_batch_size * stats.batches_written as f64;
+        assert_eq!(
+            rows, batch_rows,
+            "nothing was quarantined: every row is a batch's"
+        );
+        let (timed, seconds) = histogram(&got, "eventbatch_transaction_duration_seconds");
+        assert_eq!(timed as u64, stats.transactions);
+        assert!(seconds > 0.0 && seconds.is_finite());
+        assert_eq!(
+            got["eventbatch_transaction_duration_seconds"].unit,
+            Some(Unit::Seconds)
+        );
 
-    // GetStats publishes too; then Shutdown: the final counts, no actor running
-    let again = t.send(GetStats).await.unwrap();
-    equal_to_stats(&recorded("metrics-flush"), &again);
-    let last = t.send(Shutdown).await.unwrap();
-    conservation(&last);
-    let got = recorded("metrics-flush");
-    equal_to_stats(&got, &last);
-    assert!(got.contains_key("eventbatch_transaction_rows"));
-    assert_eq!(
-        got["eventbatch_windows_written_total"].value,
-        DebugValue::Counter(last.windows_written)
-    );
-    assert!(
-        last.windows_written > stats.windows_written,
-        "the open window closed"
-    );
+        // GetStats publishes too; then Shutdown: the final counts, no actor running
+        let again = t.send(GetStats).await.unwrap();
+        equal_to_stats(&recorded("metrics-flush"), &again);
+        let last = t.send(Shutdown).await.unwrap();
+        conservation(&last);
+        let got = recorded("metrics-flush");
+        equal_to_stats(&got, &last);
+        assert!(got.contains_key("eventbatch_transaction_rows"));
+        assert_eq!(
+            got["eventbatch_windows_written_total"].value,
+            DebugValue::Counter(last.windows_written)
+        );
+        assert!(
+            last.windows_written > stats.windows_written,
+            "the open window closed"
+        );
+    });
 }
 
 #[test]
@@ -202,70 +206,74 @@ fn a_system_stopped_without_shutdown_publishes_its_final_counts() {
     );
 }
 
-#[actix_rt::test]
-async fn the_timer_publishes_without_being_asked() {
+#[test]
+fn the_timer_publishes_without_being_asked() {
     snapshotter();
     let _turn = turn();
-    let db = TempDb::new();
-    let config = Config {
-        instance_id: Some("metrics-timer".into()),
-        metrics_interval_ms: 5,
-        ..quiet_config()
-    };
-    let (t, _clock) = start_manual(config, &db);
-    for i in 0..7 {
-        t.send(eventbatch::TrackEvent::command("help").at(T0 + i))
-            .await
-            .unwrap()
-            .unwrap();
-    }
-    // no GetStats, Flush or Shutdown: only the timer can publish (waits at most 30 s)
-    let mut seen = None;
-    for _ in 0..3_000 {
-        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
-        let got = recorded("metrics-timer");
-        seen = match got
-            .get("eventbatch_events_received_total")
-            .map(|m| &m.value)
-        {
-            Some(DebugValue::Counter(n)) => Some(*n),
-            _ => None,
+    in_a_system(async {
+        let db = TempDb::new();
+        let config = Config {
+            instance_id: Some("metrics-timer".into()),
+            metrics_interval_ms: 5,
+            ..quiet_config()
         };
-        if seen == Some(7) {
-            break;
+        let (t, _clock) = start_manual(config, &db);
+        for i in 0..7 {
+            t.send(eventbatch::TrackEvent::command("help").at(T0 + i))
+                .await
+                .unwrap()
+                .unwrap();
         }
-    }
-    assert_eq!(seen, Some(7));
-    t.send(Shutdown).await.unwrap();
+        // no GetStats, Flush or Shutdown: only the timer can publish (waits at most 30 s)
+        let mut seen = None;
+        for _ in 0..3_000 {
+            actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+            let got = recorded("metrics-timer");
+            seen = match got
+                .get("eventbatch_events_received_total")
+                .map(|m| &m.value)
+            {
+                Some(DebugValue::Counter(n)) => Some(*n),
+                _ => None,
+            };
+            if seen == Some(7) {
+                break;
+            }
+        }
+        assert_eq!(seen, Some(7));
+        t.send(Shutdown).await.unwrap();
+    });
 }
 
-#[actix_rt::test]
-async fn metrics_off_records_nothing_and_configure_turns_them_on() {
+#[test]
+fn metrics_off_records_nothing_and_configure_turns_them_on() {
     snapshotter();
     let _turn = turn();
-    let db = TempDb::new();
-    let config = Config {
-        instance_id: Some("metrics-off".into()),
-        metrics_interval_ms: 0,
-        ..quiet_config()
-    };
-    let (t, _clock) = start_manual(config, &db);
-    support::workload(&t, T0).await;
-    let stats = t.send(Flush).await.unwrap().unwrap();
-    assert!(stats.transactions > 0);
-    assert!(recorded("metrics-off").is_empty(), "metrics are off");
+    in_a_system(async {
+        let db = TempDb::new();
+        let config = Config {
+            instance_id: Some("metrics-off".into()),
+            metrics_interval_ms: 0,
+            ..quiet_config()
+        };
+        let (t, _clock) = start_manual(config, &db);
+        support::workload(&t, T0).await;
+        let stats = t.send(Flush).await.unwrap().unwrap();
+        assert!(stats.transactions > 0);
+        assert!(recorded("metrics-off").is_empty(), "metrics are off");
 
-    let on = ConfigPatch {
-        metrics_interval_ms: Some(3_600_000),
-        ..ConfigPatch::default()
-    };
-    t.send(Configure(on)).await.unwrap().unwrap();
-    support::workload(&t, T0 + 600_000).await;
-    let stats = t.send(Flush).await.unwrap().unwrap();
-    let got = recorded("metrics-off");
-    equal_to_stats(&got, &stats);
-    // the writer records from the change on
-    let (transactions, _) = histogram(&got, "eventbatch_transaction_rows");
-    assert!(transactions > 0 && (transactions as u64) < stats.transactions);
-    t.send(Shutdown).await.unwrap();
+        let on = ConfigPatch {
+            metrics_interval_ms: Some(3_600_000),
+            ..ConfigPatch::default()
+        };
+        t.send(Configure(on)).await.unwrap().unwrap();
+        support::workload(&t, T0 + 600_000).await;
+        let stats = t.send(Flush).await.unwrap().unwrap();
+        let got = recorded("metrics-off");
+        equal_to_stats(&got, &stats);
+        // the writer records from the change on
+        let (transactions, _) = histogram(&got, "eventbatch_transaction_rows");
+        assert!(transactions > 0 && (transactions as u64) < stats.transactions);
+        t.send(Shutdown).await.unwrap();
+    });
 }
