@@ -166,6 +166,9 @@ pub fn load(
         });
     }
     let mut query = QueryPatterns::all();
+    if let Some(metric) = &options.metric {
+        query = query.metric(metric);
+    }
     if let Some(since) = options.since_ms {
         query = query.since(since);
     }
@@ -173,7 +176,6 @@ pub fn load(
         .patterns(&query)?
         .into_iter()
         .filter(|p| p.window_start_ms < to)
-        .filter(|p| options.metric.is_none() || stored.iter().any(|s| s.series == p.series))
         .collect();
     Ok(Report {
         source,
@@ -183,6 +185,12 @@ pub fn load(
         series_without_windows,
         patterns,
     })
+}
+
+/// Whether `pattern` was found in `series`: same metric, same context (two series can share
+/// a display name: the metric `a.b`, and the metric `a` in context `b`).
+pub fn belongs_to(pattern: &Pattern, series: &StoredSeries) -> bool {
+    pattern.metric == series.metric && pattern.context == series.context
 }
 
 impl Report {
