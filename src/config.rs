@@ -30,8 +30,35 @@ pub struct Config {
     /// Width of the event-time aggregation windows `[k*w, (k+1)*w)`, in ms.
     pub aggregation_window_ms: u64,
     /// Keep probability per sampling key (`"help"`, `"performance.response_time"`,
-    /// `"error.timeout"`, ...). Keys not listed keep everything.
+    /// `"error.timeout"`, ...). Keys not listed keep everything. A key has a fixed rate here or
+    /// a target in `sampling_targets`, not both.
     pub sampling_rates: HashMap<String, f64>,
+    /// Adaptive sampling: a target of kept events per second per sampling key (0.001 to
+    /// 10,000,000). The pipeline counts the events offered under the key each second of its
+    /// clock and sets the key's rate to `target / predicted offered rate` (at most 1), so the
+    /// key keeps about `target` events a second whatever it is offered; a rise is followed
+    /// within a second, a fall over a few. Each kept event carries the rate in force when it
+    /// was kept (`sample_rate`, and `estimated_count` of windows), so counts scaled back by
+    /// `1/rate` stay unbiased; the rates in force are in `Stats::sampling_rates_in_force`.
+    pub sampling_targets: HashMap<String, f64>,
+    /// Consistent sampling: binds a sampling key's keep decision to an event field, so that
+    /// it is a function of that field's value and the rate (fixed or adaptive): every event of
+    /// a kept user (server, tag value) is kept, and a value kept at rate `r` is kept at every
+    /// rate above `r`. The value's position in `[0, 1)` is its XXH3-64 hash (seed 0) over
+    /// 2^64; it is kept when the position is below the rate, the same in every process and
+    /// every instance. Keys bound to the same field with the same rate keep the same values.
+    /// An event without the field falls back to a coin flip at the rate. A key without a rate
+    /// or target keeps everything, bound or not.
+    pub sampling_by: HashMap<String, SampleBy>,
+    /// Batch records into transactions (the default). Off: the guide's
+    /// `configureBatching(false)`: each kept record goes to the writer as soon as it is
+    /// sampled and is written in a transaction of its own (`max_batch_size`,
+    /// `high_priority_flush_threshold` and `batch_interval_ms` do not apply to records).
+    /// Metric samples and errors are still folded into windows and error counts, written as
+    /// before. `max_in_flight_batches` still bounds the transactions waiting for the store
+    /// (records beyond wait in the queues, under `max_queued_events`). `Configure` switches it
+    /// at once.
+    pub batching: bool,
     /// Memory bound: records queued or in flight to the store. Beyond it, the overflow
     /// policy drops Low first, then Normal, then the incoming High record, and counts each
     /// drop in `Stats::events_dropped`. At most 10,000,000 (about 1.5 GB of records).
@@ -95,6 +122,9 @@ impl Default for Config {
             high_priority_flush_threshold: 10,
             aggregation_window_ms: 60_000,
             sampling_rates: HashMap::new(),
+            sampling_targets: HashMap::new(),
+            sampling_by: HashMap::new(),
+            batching: true,
             max_queued_events: 100_000,
             instance_id: None,
             allowed_lateness_ms: 5_000,
@@ -128,6 +158,13 @@ pub struct ConfigPatch {
     pub aggregation_window_ms: Option<u64>,
     /// See [`Config::sampling_rates`] (replaces the whole map).
     pub sampling_rates: Option<HashMap<String, f64>>,
+    /// See [`Config::sampling_targets`] (replaces the whole map; a key that keeps its target
+    /// keeps its prediction of the offered rate).
+    pub sampling_targets: Option<HashMap<String, f64>>,
+    /// See [`Config::sampling_by`] (replaces the whole map).
+    pub sampling_by: Option<HashMap<String, SampleBy>>,
+    /// See [`Config::batching`].
+    pub batching: Option<bool>,
     /// See [`Config::max_queued_events`].
     pub max_queued_events: Option<usize>,
     /// See [`Config::instance_id`] (must equal the current value).
@@ -154,6 +191,19 @@ pub struct ConfigPatch {
     pub stats_log_interval_ms: Option<u64>,
     /// See [`Config::max_open_series`].
     pub max_open_series: Option<usize>,
+}
+
+/// The event field a sampling key's keep decision is bound to ([`Config::sampling_by`]).
+/// In TOML: `help = "user"`, `checkout = { tag = "plan" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleBy {
+    /// The user ([`crate::TrackEvent::user`], as the application gave it).
+    User,
+    /// The server ([`crate::TrackEvent::server`], as the application gave it).
+    Server,
+    /// The value of the tag with this key ([`crate::TrackEvent::tag`]).
+    Tag(String),
 }
 
 impl Config {
@@ -197,6 +247,9 @@ impl Config {
             batch_interval_ms,
             high_priority_flush_threshold,
             sampling_rates,
+            sampling_targets,
+            sampling_by,
+            batching,
             max_queued_events,
             allowed_lateness_ms,
             store_retry_budget_ms,
@@ -242,6 +295,9 @@ impl std::fmt::Debug for Config {
             )
             .field("aggregation_window_ms", &self.aggregation_window_ms)
             .field("sampling_rates", &self.sampling_rates)
+            .field("sampling_targets", &self.sampling_targets)
+            .field("sampling_by", &self.sampling_by)
+            .field("batching", &self.batching)
             .field("max_queued_events", &self.max_queued_events)
             .field("instance_id", &self.instance_id)
             .field("allowed_lateness_ms", &self.allowed_lateness_ms)
@@ -271,6 +327,9 @@ impl std::fmt::Debug for ConfigPatch {
             )
             .field("aggregation_window_ms", &self.aggregation_window_ms)
             .field("sampling_rates", &self.sampling_rates)
+            .field("sampling_targets", &self.sampling_targets)
+            .field("sampling_by", &self.sampling_by)
+            .field("batching", &self.batching)
             .field("max_queued_events", &self.max_queued_events)
             .field("instance_id", &self.instance_id)
             .field("allowed_lateness_ms", &self.allowed_lateness_ms)
@@ -301,6 +360,13 @@ pub struct Settings {
     pub window_ms: i64,
     /// See [`Config::sampling_rates`]; every rate in `[0, 1]`.
     pub sampling_rates: HashMap<String, f64>,
+    /// See [`Config::sampling_targets`]; every target in `[0.001, 10^7]` events/s, no key
+    /// also in `sampling_rates`.
+    pub sampling_targets: HashMap<String, f64>,
+    /// See [`Config::sampling_by`].
+    pub sampling_by: HashMap<String, SampleBy>,
+    /// See [`Config::batching`].
+    pub batching: bool,
     /// See [`Config::max_queued_events`].
     pub max_queued_events: NonZeroUsize,
     /// The instance id in force (generated when the config had none).
@@ -349,6 +415,9 @@ const MAX_IN_FLIGHT_BATCHES: usize = 1_000;
 /// a name of at most [`crate::MAX_NAME_BYTES`]).
 const MAX_SAMPLING_KEYS: usize = 10_000;
 const MAX_SAMPLING_KEY_BYTES: usize = 2 * crate::event::MAX_NAME_BYTES;
+/// Bounds of a `sampling_targets` value, in kept events per second.
+const MIN_SAMPLING_TARGET: f64 = 0.001;
+const MAX_SAMPLING_TARGET: f64 = 10_000_000.0;
 /// Bounds of `identity_key`: at least 128 bits' worth of bytes, and no megabyte secrets.
 const MIN_IDENTITY_KEY_BYTES: usize = 16;
 const MAX_IDENTITY_KEY_BYTES: usize = 1024;
@@ -416,6 +485,8 @@ impl Settings {
         )?;
         let rollup_interval = millis("rollup_interval_ms", c.rollup_interval_ms, false, WEEK)?;
         check_sampling_rates(&c.sampling_rates)?;
+        check_sampling_targets(&c.sampling_targets, &c.sampling_rates)?;
+        check_sampling_by(&c.sampling_by)?;
         let watch_percentile = match c.watch_percentile {
             0 => None,
             q @ (90 | 95 | 99) => Some(q),
@@ -446,6 +517,9 @@ impl Settings {
             high_priority_flush_threshold: high,
             window_ms: window_ms as i64,
             sampling_rates: c.sampling_rates.clone(),
+            sampling_targets: c.sampling_targets.clone(),
+            sampling_by: c.sampling_by.clone(),
+            batching: c.batching,
             max_queued_events,
             instance_id,
             allowed_lateness_ms: lateness as i64,
@@ -464,36 +538,95 @@ impl Settings {
     }
 }
 
-/// Every key non-empty and of a sensible length, every rate a probability, not too many keys.
-fn check_sampling_rates(rates: &HashMap<String, f64>) -> Result<(), ConfigError> {
-    if rates.len() > MAX_SAMPLING_KEYS {
+/// Not too many keys, each non-empty and of a sensible length.
+fn check_sampling_keys<'a>(
+    field: &str,
+    keys: impl ExactSizeIterator<Item = &'a String>,
+) -> Result<(), ConfigError> {
+    if keys.len() > MAX_SAMPLING_KEYS {
         return Err(ConfigError::new(
-            "sampling_rates",
-            format!("{} keys", rates.len()),
+            field,
+            format!("{} keys", keys.len()),
             format!("at most {MAX_SAMPLING_KEYS} keys"),
         ));
     }
-    for (key, &rate) in rates {
+    for key in keys {
         if key.is_empty() {
             return Err(ConfigError::new(
-                "sampling_rates",
+                field,
                 "\"\"",
                 "a sampling key must not be empty",
             ));
         }
         if key.len() > MAX_SAMPLING_KEY_BYTES {
             return Err(ConfigError::new(
-                "sampling_rates",
+                field,
                 format!("a key of {} bytes", key.len()),
                 format!("a sampling key is at most {MAX_SAMPLING_KEY_BYTES} bytes"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Sensible keys ([`check_sampling_keys`]), every rate a probability.
+fn check_sampling_rates(rates: &HashMap<String, f64>) -> Result<(), ConfigError> {
+    check_sampling_keys("sampling_rates", rates.keys())?;
+    for (key, &rate) in rates {
         if !(0.0..=1.0).contains(&rate) {
             return Err(ConfigError::new(
                 format!("sampling_rates[{key:?}]"),
                 rate,
                 "must be a probability in [0, 1]",
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Sensible keys, every target a finite number of events per second within bounds, and no
+/// key with a fixed rate too (which would win is not obvious: the config must say one).
+fn check_sampling_targets(
+    targets: &HashMap<String, f64>,
+    rates: &HashMap<String, f64>,
+) -> Result<(), ConfigError> {
+    check_sampling_keys("sampling_targets", targets.keys())?;
+    for (key, &target) in targets {
+        if !(MIN_SAMPLING_TARGET..=MAX_SAMPLING_TARGET).contains(&target) {
+            return Err(ConfigError::new(
+                format!("sampling_targets[{key:?}]"),
+                target,
+                format!(
+                    "must be {MIN_SAMPLING_TARGET} to {MAX_SAMPLING_TARGET} kept events per second"
+                ),
+            ));
+        }
+        if rates.contains_key(key) {
+            return Err(ConfigError::new(
+                format!("sampling_targets[{key:?}]"),
+                target,
+                "the key has a fixed rate in sampling_rates too: give it a rate or a target",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Sensible keys; a tag binding names a tag key as `TrackEvent::tag` accepts it.
+fn check_sampling_by(by: &HashMap<String, SampleBy>) -> Result<(), ConfigError> {
+    check_sampling_keys("sampling_by", by.keys())?;
+    for (key, field) in by {
+        if let SampleBy::Tag(tag) = field {
+            if tag.is_empty() || tag.len() > crate::event::MAX_NAME_BYTES || tag.contains('\0') {
+                return Err(ConfigError::new(
+                    format!("sampling_by[{key:?}]"),
+                    format!("tag {tag:?}"),
+                    format!(
+                        "a tag key is 1 to {} bytes without NUL",
+                        crate::event::MAX_NAME_BYTES
+                    ),
+                ));
+            }
         }
     }
     Ok(())
@@ -776,6 +909,145 @@ mod tests {
         }
         .validate()
         .unwrap();
+    }
+
+    #[test]
+    fn sampling_targets_and_bindings_are_validated() {
+        let targets = |pairs: &[(&str, f64)]| -> HashMap<String, f64> {
+            pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        let cases: Vec<(Config, &str, String)> = vec![
+            (
+                Config {
+                    sampling_targets: targets(&[("help", 0.0)]),
+                    ..Config::default()
+                },
+                "sampling_targets[\"help\"]",
+                "0".into(),
+            ),
+            (
+                Config {
+                    sampling_targets: targets(&[("help", -5.0)]),
+                    ..Config::default()
+                },
+                "sampling_targets[\"help\"]",
+                "-5".into(),
+            ),
+            (
+                Config {
+                    sampling_targets: targets(&[("help", f64::NAN)]),
+                    ..Config::default()
+                },
+                "sampling_targets[\"help\"]",
+                "NaN".into(),
+            ),
+            (
+                Config {
+                    sampling_targets: targets(&[("help", f64::INFINITY)]),
+                    ..Config::default()
+                },
+                "sampling_targets[\"help\"]",
+                "inf".into(),
+            ),
+            (
+                Config {
+                    sampling_targets: targets(&[("help", 1e7 + 1.0)]),
+                    ..Config::default()
+                },
+                "sampling_targets[\"help\"]",
+                "10000001".into(),
+            ),
+            (
+                Config {
+                    sampling_targets: targets(&[("", 10.0)]),
+                    ..Config::default()
+                },
+                "sampling_targets",
+                "\"\"".into(),
+            ),
+            (
+                Config {
+                    sampling_targets: (0..10_001).map(|i| (format!("k{i}"), 1.0)).collect(),
+                    ..Config::default()
+                },
+                "sampling_targets",
+                "10001 keys".into(),
+            ),
+            (
+                Config {
+                    sampling_rates: targets(&[("help", 0.5)]),
+                    sampling_targets: targets(&[("help", 100.0)]),
+                    ..Config::default()
+                },
+                "sampling_targets[\"help\"]",
+                "100".into(),
+            ),
+            (
+                Config {
+                    sampling_by: [("help".to_string(), SampleBy::Tag(String::new()))].into(),
+                    ..Config::default()
+                },
+                "sampling_by[\"help\"]",
+                "tag \"\"".into(),
+            ),
+            (
+                Config {
+                    sampling_by: [("x".repeat(513), SampleBy::User)].into(),
+                    ..Config::default()
+                },
+                "sampling_by",
+                "a key of 513 bytes".into(),
+            ),
+        ];
+        for (config, field, value) in cases {
+            let err = config.validate().unwrap_err();
+            assert_eq!(
+                (err.field.as_str(), err.value.as_str()),
+                (field, value.as_str()),
+                "{err}"
+            );
+            assert!(err.to_string().contains(field), "{err}");
+        }
+        let ok = Config {
+            sampling_rates: targets(&[("help", 0.5)]),
+            sampling_targets: targets(&[("performance.rt", 0.001), ("ask", 1e7)]),
+            sampling_by: [
+                ("help".to_string(), SampleBy::User),
+                ("ask".to_string(), SampleBy::Tag("tenant".into())),
+            ]
+            .into(),
+            batching: false,
+            ..Config::default()
+        };
+        let s = ok.validate().unwrap();
+        assert_eq!(s.sampling_targets["ask"], 1e7);
+        assert_eq!(s.sampling_by["help"], SampleBy::User);
+        assert!(!s.batching && Config::default().validate().unwrap().batching);
+        // a patch that moves a key from a rate to a target says both at once
+        let moved = ok
+            .patched(&ConfigPatch {
+                sampling_rates: Some(HashMap::new()),
+                sampling_targets: Some(targets(&[("help", 50.0)])),
+                batching: Some(true),
+                sampling_by: Some(HashMap::new()),
+                ..ConfigPatch::default()
+            })
+            .unwrap();
+        assert_eq!(moved.sampling_targets, targets(&[("help", 50.0)]));
+        assert!(moved.batching && moved.sampling_by.is_empty());
+        let conflicting = ConfigPatch {
+            sampling_targets: Some(targets(&[("help", 50.0)])),
+            ..ConfigPatch::default()
+        };
+        assert_eq!(
+            ok.patched(&conflicting).unwrap_err().field,
+            "sampling_targets[\"help\"]"
+        );
+        // bindings in JSON: "user", {"tag": "plan"}
+        let json = serde_json::to_string(&ok).unwrap();
+        assert!(json.contains(r#""help":"user""#), "{json}");
+        assert!(json.contains(r#""ask":{"tag":"tenant"}"#), "{json}");
+        assert_eq!(serde_json::from_str::<Config>(&json).unwrap(), ok);
     }
 
     #[test]

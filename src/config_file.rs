@@ -191,6 +191,38 @@ mod tests {
     }
 
     #[test]
+    fn sampling_options_and_the_batching_switch_from_toml_and_environment() {
+        use crate::config::SampleBy;
+        let c = Config::from_toml_str(
+            "batching = false\n\
+             [sampling_targets]\n\"performance.rt\" = 1000.0\n\
+             [sampling_by]\nhelp = \"user\"\ncheckout = { tag = \"plan\" }\n",
+        )
+        .unwrap();
+        assert!(!c.batching);
+        assert_eq!(c.sampling_targets["performance.rt"], 1000.0);
+        assert_eq!(c.sampling_by["help"], SampleBy::User);
+        assert_eq!(c.sampling_by["checkout"], SampleBy::Tag("plan".into()));
+        assert_eq!(Config::from_toml_str(&c.to_toml()).unwrap(), c);
+        let e = Config::from_toml_str("[sampling_by]\nhelp = \"usr\"\n").unwrap_err();
+        assert!(e.reason.contains("usr"), "{e}");
+        let c = Config::default()
+            .with_overrides([
+                ("EVENTBATCH_BATCHING", "false"),
+                ("EVENTBATCH_SAMPLING_TARGETS", "{ help = 250 }"),
+                ("EVENTBATCH_SAMPLING_BY", "{ help = \"server\" }"),
+            ])
+            .unwrap();
+        assert!(!c.batching);
+        assert_eq!(c.sampling_targets["help"], 250.0);
+        assert_eq!(c.sampling_by["help"], SampleBy::Server);
+        let e = Config::default()
+            .with_overrides([("EVENTBATCH_SAMPLING_TARGETS", "{ help = 0 }")])
+            .unwrap_err();
+        assert_eq!(e.field, "sampling_targets[\"help\"]");
+    }
+
+    #[test]
     fn debug_shows_every_field_and_never_the_key() {
         let config = Config {
             identity_key: Some("a secret key of some length".into()),

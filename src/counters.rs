@@ -1,8 +1,9 @@
 //! Pipeline counters: [`Counters`] (shared atomics every stage bumps, in batches) and [`Stats`]
 //! (a consistent-enough snapshot of them, answered by `GetStats` without touching the store).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -77,6 +78,10 @@ pub struct Stats {
     /// `events_aggregated`). Conservation after a `Flush`: `events_kept = records_written +
     /// events_aggregated + events_dropped + events_quarantined`.
     pub events_quarantined: u64,
+    /// Gauge: the keep probability in force for each sampling key that has a rate, fixed
+    /// (`Config::sampling_rates`) or adapted to a target (`Config::sampling_targets`; 1.0 until
+    /// the key's first interval ended). Kept events carry the rate they were kept at.
+    pub sampling_rates_in_force: BTreeMap<String, f64>,
 }
 
 impl Stats {
@@ -134,6 +139,9 @@ pub(crate) struct Counters {
     pub admitted: AtomicU64,
     pub rows_quarantined: AtomicU64,
     pub events_quarantined: AtomicU64,
+    /// The sampler's rates in force, replaced by the sampler when one changes (at most once
+    /// per batch of events or tick).
+    pub sampling_rates: Mutex<BTreeMap<String, f64>>,
     /// When the writer's current call into the store began, in ms of [`monotonic_ms`] plus
     /// one; 0 while it is in none. A call blocked on a store that took the request and never
     /// answers (a hung server or proxy) is seen here by the supervisor, which then answers
@@ -161,6 +169,14 @@ impl Counters {
             // saturating: a gauge never wraps below zero
             let _ = counter.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(n)));
         }
+    }
+
+    /// Publishes the sampler's rates in force.
+    pub(crate) fn set_sampling_rates(&self, rates: BTreeMap<String, f64>) {
+        *self
+            .sampling_rates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = rates;
     }
 
     /// Runs `f`, one call into the store, marked as in progress in `store_call_since`.
@@ -219,6 +235,11 @@ impl Counters {
             actors_running: get(&self.actors_running),
             rows_quarantined: get(&self.rows_quarantined),
             events_quarantined: get(&self.events_quarantined),
+            sampling_rates_in_force: self
+                .sampling_rates
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 }

@@ -52,11 +52,25 @@
 //! - [`Supervisor`]: the front door (validation, stats, config), and the markers (`Flush`,
 //!   queries, `Shutdown`, ticks) that travel the data path behind the data.
 //! - `src/actors/`: one thin actor per stage; each owns a plain, unit-tested core
-//!   (`sampler.rs`, `aggregator.rs`, `detector.rs`, `queue.rs`, `db/writer.rs`) and passes
-//!   typed batches on. `actors/remains.rs`: what they leave when torn down without
+//!   (`sampler.rs` with `adaptive.rs`, `aggregator.rs`, `detector.rs`, `queue.rs`,
+//!   `db/writer.rs`) and passes typed batches on. `actors/remains.rs`: what they leave when torn down without
 //!   `Shutdown`, written by the last one to go.
 //! - [`stats`]: the window state (exact small windows, DDSketch), the detector's maths.
 //! - `db/`: schema, rows, the SQL for both backends, the writer's core.
+//!
+//! ## Build options
+//!
+//! Cargo features choose how the C libraries under diesel are obtained (README.md, "Build
+//! options", has the table and what to install):
+//!
+//! - `bundled` (default): `bundled-sqlite` + `bundled-libpq`, both compiled from source; a
+//!   fresh machine needs only gcc.
+//! - `bundled-sqlite`: SQLite compiled in. Without it, the system libsqlite3 (pkg-config).
+//! - `bundled-libpq`: libpq compiled in, without OpenSSL: a URL with `sslmode=require` makes
+//!   [`start`] fail with an [`Error::Store`] that names the `tls` feature. Without it, the
+//!   system libpq (with TLS if the system's has it; Debian's does).
+//! - `tls`: libpq compiled in with OpenSSL (the system's, through `openssl-sys`), so
+//!   `sslmode=require` and `verify-full` work. Implies `bundled-libpq`.
 //!
 //! ## Stopping
 //!
@@ -73,6 +87,7 @@
 pub struct ReadmeDoctests;
 
 mod actors;
+mod adaptive;
 mod aggregator;
 mod clock;
 mod config;
@@ -96,7 +111,7 @@ mod util;
 use std::sync::Arc;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Config, ConfigPatch, Settings};
+pub use config::{Config, ConfigPatch, SampleBy, Settings};
 pub use config_file::ENV_PREFIX;
 pub use counters::Stats;
 pub use db::Store;

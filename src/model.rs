@@ -259,6 +259,9 @@ pub(crate) struct WriteBatch {
     pub patterns: Vec<PatternRecord>,
     /// Came from the queues (counts against `max_in_flight_batches` until committed).
     pub from_queue: bool,
+    /// Written in a transaction of its own, never coalesced with other batches (a record
+    /// handed over with batching off, `Config::batching`).
+    pub own_transaction: bool,
 }
 
 impl WriteBatch {
@@ -282,10 +285,12 @@ impl WriteBatch {
             mut errors,
             mut patterns,
             from_queue,
+            own_transaction,
         } = self;
         let mut take = (records.len() + windows.len() + errors.len() + patterns.len()) / 2;
         let mut first = WriteBatch {
             from_queue: false,
+            own_transaction,
             ..WriteBatch::default()
         };
         fn front<T>(v: &mut Vec<T>, take: &mut usize) -> Vec<T> {
@@ -304,6 +309,7 @@ impl WriteBatch {
             errors,
             patterns,
             from_queue,
+            own_transaction,
         };
         (first, second)
     }

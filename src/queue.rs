@@ -2,7 +2,8 @@
 //!
 //! [`PriorityQueues`] is the logic: three FIFO queues (High, Normal, Low), the triggers
 //! (a full batch, `high_priority_flush_threshold` High records, the batch interval, a flush)
-//! and the overflow policy. [`QueueActor`] queues the [`Records`] it receives, and on each
+//! and the overflow policy; with batching off (`Config::batching`), every record is due at once
+//! as a batch of its own. [`QueueActor`] queues the [`Records`] it receives, and on each
 //! record batch, timer tick and confirmation ([`Committed`]) hands the due batches to the writer
 //! while fewer than `max_in_flight_batches` are unconfirmed. Window, error-count and pattern
 //! batches pass straight through, so the writer has one sender and markers stay in order.
@@ -24,6 +25,8 @@ pub(crate) struct QueueLimits {
     pub batch_interval_ms: i64,
     /// Records queued plus records in flight to the writer, at most.
     pub max_events: usize,
+    /// `Config::batching`: off, each record is a batch of its own, due as soon as it is queued.
+    pub batching: bool,
 }
 
 impl QueueLimits {
@@ -33,6 +36,7 @@ impl QueueLimits {
             high_threshold: s.high_priority_flush_threshold.get(),
             batch_interval_ms: s.batch_interval.as_millis() as i64,
             max_events: s.max_queued_events.get(),
+            batching: s.batching,
         }
     }
 }
@@ -116,10 +120,12 @@ impl PriorityQueues {
     }
 
     /// Whether a trigger asks for a write now: a full batch waits, or enough High records, or
-    /// the interval has elapsed on the clock with something waiting.
+    /// the interval has elapsed on the clock with something waiting (or, batching off,
+    /// anything waits).
     #[cfg(test)]
     pub(crate) fn due(&self, now_ms: i64) -> bool {
-        self.len() >= self.limits.max_batch_size
+        (!self.limits.batching && self.len() > 0)
+            || self.len() >= self.limits.max_batch_size
             || self.queues[Priority::High.index()].len() >= self.limits.high_threshold
             || self.interval_owed > 0
             || self.interval_elapsed(now_ms)
@@ -132,7 +138,7 @@ impl PriorityQueues {
 
     /// Takes the next batch to write, or `None` when no trigger asks for one (`force`: write
     /// whatever waits). A batch holds up to `max_batch_size` records, High first, then Normal,
-    /// then Low, each in arrival order.
+    /// then Low, each in arrival order; with batching off, one record, whenever one waits.
     pub(crate) fn take_batch(&mut self, now_ms: i64, force: bool) -> Option<Vec<Record>> {
         let len = self.len();
         if len == 0 {
@@ -144,7 +150,9 @@ impl PriorityQueues {
             self.interval_owed = len;
         }
         let high = self.queues[Priority::High.index()].len();
-        let take = if force || self.interval_owed > 0 || len >= self.limits.max_batch_size {
+        let take = if !self.limits.batching {
+            1
+        } else if force || self.interval_owed > 0 || len >= self.limits.max_batch_size {
             self.limits.max_batch_size
         } else if high >= self.limits.high_threshold {
             high.min(self.limits.max_batch_size)
@@ -179,6 +187,7 @@ mod tests {
             high_threshold: 3,
             batch_interval_ms: 1000,
             max_events: 10,
+            batching: true,
         }
     }
 
@@ -257,8 +266,9 @@ mod tests {
             max_batch in 1usize..20,
             high in 1usize..10,
             max_events in 1usize..60,
+            batching in proptest::bool::ANY,
         ) {
-            let mut q = PriorityQueues::new(QueueLimits { max_batch_size: max_batch, high_threshold: high, batch_interval_ms: 1000, max_events });
+            let mut q = PriorityQueues::new(QueueLimits { max_batch_size: max_batch, high_threshold: high, batch_interval_ms: 1000, max_events, batching });
             let (mut pushed, mut taken, mut dropped, mut now) = (0usize, 0usize, 0usize, 0i64);
             for (op, dt) in ops {
                 now += dt;
@@ -272,6 +282,7 @@ mod tests {
                 } else {
                     while let Some(batch) = q.take_batch(now, false) {
                         proptest::prop_assert!(!batch.is_empty() && batch.len() <= max_batch);
+                        proptest::prop_assert!(batching || batch.len() == 1);
                         let ranks: Vec<_> = batch.iter().map(|r| r.priority).collect();
                         proptest::prop_assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "priority order");
                         taken += batch.len();
@@ -284,6 +295,30 @@ mod tests {
             }
             proptest::prop_assert_eq!(pushed, taken + dropped);
         }
+    }
+
+    #[test]
+    fn batching_off_hands_over_each_record_alone_at_once_high_first() {
+        let mut q = PriorityQueues::new(QueueLimits {
+            batching: false,
+            ..limits()
+        });
+        assert!(!q.due(0));
+        q.push(rec(Priority::Low, "l"), 0, 0);
+        assert!(q.due(0), "due as soon as it is queued, before any trigger");
+        q.push(rec(Priority::High, "h"), 0, 0);
+        let names: Vec<String> = std::iter::from_fn(|| q.take_batch(0, false))
+            .map(|b| {
+                assert_eq!(b.len(), 1);
+                b[0].name().to_string()
+            })
+            .collect();
+        assert_eq!(names, ["h", "l"]);
+        // switched back on: the triggers apply again
+        q.set_limits(limits());
+        q.push(rec(Priority::Normal, "n"), 0, 0);
+        assert_eq!(q.take_batch(0, false), None);
+        assert_eq!(q.take_batch(0, true).map(|b| b.len()), Some(1));
     }
 
     #[test]

@@ -166,8 +166,10 @@ impl Supervisor {
         let sampler = unbounded(SamplerActor {
             sampler: Sampler::from_settings(&settings),
             counters: counters.clone(),
+            clock: clock.clone(),
             aggregator: aggregator.clone().recipient(),
             queue: back.records.clone(),
+            queue_settings: back.settings.clone(),
             next: aggregator.recipient(),
             remains: remains.clone(),
         });
@@ -309,6 +311,8 @@ struct BackStages {
     /// The detector's: markers enter the back stages there.
     control: Recipient<Control>,
     committed: Recipient<Committed>,
+    /// The queue's, for the sampler's [`QueueSettings`].
+    settings: Recipient<QueueSettings>,
 }
 
 /// Starts the back stages on the current (their own) thread: the queue and the detector.
@@ -346,7 +350,8 @@ fn start_back_stages(
         write: queue.clone().recipient(),
         closed: detector.clone().recipient(),
         control: detector.recipient(),
-        committed: queue.recipient(),
+        committed: queue.clone().recipient(),
+        settings: queue.recipient(),
     }
 }
 

@@ -27,10 +27,12 @@ pub(crate) fn stable_hash_hex(parts: &[&str]) -> String {
 }
 
 /// SplitMix64: a tiny, fast, statistically good PRNG for sampling decisions (not for secrets).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct SplitMix64(u64);
 
 impl SplitMix64 {
+    /// A generator with a fixed seed (tests, for repeatable draws).
+    #[cfg(test)]
     pub(crate) fn new(seed: u64) -> Self {
         SplitMix64(seed)
     }

@@ -1,6 +1,7 @@
 //! The queue's actor: queues the [`Records`] it receives in its [`PriorityQueues`], and on each
 //! record batch, timer tick and confirmation ([`Committed`]) hands the due batches to the
-//! writer while fewer than `max_in_flight_batches` are unconfirmed. Window, error-count and
+//! writer while fewer than `max_in_flight_batches` are unconfirmed (with batching off, each
+//! record as it arrives, as a batch the writer commits alone). Window, error-count and
 //! pattern batches pass straight through, so the writer has one sender and markers stay in
 //! order.
 
@@ -12,7 +13,7 @@ use crate::actors::remains::{deliver, Remains};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::counters::Counters;
-use crate::messages::{Committed, Control, Records, Write};
+use crate::messages::{Committed, Control, QueueSettings, Records, Write};
 use crate::model::WriteBatch;
 use crate::queue::{PriorityQueues, Pushed, QueueLimits};
 
@@ -58,6 +59,13 @@ impl QueueActor {
         }
     }
 
+    /// Takes new limits and the batching switch, and hands over what they make due.
+    fn apply_settings(&mut self, s: &Settings) {
+        self.queues.set_limits(QueueLimits::from_settings(s));
+        self.max_in_flight = s.max_in_flight_batches.get();
+        self.send_due(false);
+    }
+
     /// Hands due batches (every batch with `force`) to the writer, within the in-flight limit
     /// unless forced.
     fn send_due(&mut self, force: bool) {
@@ -71,6 +79,7 @@ impl QueueActor {
             let batch = WriteBatch {
                 records,
                 from_queue: true,
+                own_transaction: !self.queues.limits.batching,
                 ..WriteBatch::default()
             };
             deliver(&self.writer, Write(batch), &self.remains);
@@ -134,6 +143,13 @@ impl Handler<Write> for QueueActor {
     }
 }
 
+impl Handler<QueueSettings> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, QueueSettings(s): QueueSettings, _: &mut Context<Self>) {
+        self.apply_settings(&s);
+    }
+}
+
 impl Handler<Committed> for QueueActor {
     type Result = ();
     fn handle(&mut self, done: Committed, _: &mut Context<Self>) {
@@ -153,11 +169,8 @@ impl Handler<Control> for QueueActor {
                 self.send_due(true);
                 ctx.stop();
             }
-            Control::Settings(s) => {
-                self.queues.set_limits(QueueLimits::from_settings(s));
-                self.max_in_flight = s.max_in_flight_batches.get();
-                self.send_due(false);
-            }
+            // (applied already when the sampler's `QueueSettings` came first; again is a no-op)
+            Control::Settings(s) => self.apply_settings(s),
             Control::Windows(_) | Control::Patterns(..) => {}
             Control::Admitted(_) => {
                 if let Control::Admitted(reply) = marker {

@@ -28,7 +28,7 @@ use crate::db::store::Pool;
 use crate::db::writer::WriterCore;
 use crate::detector::Detectors;
 use crate::event::TrackEvent;
-use crate::messages::{Closed, Committed, Control, Events, Records, Samples, Write};
+use crate::messages::{Closed, Committed, Control, Events, QueueSettings, Records, Samples, Write};
 use crate::model::{ClosedWindow, Kept, Record, WriteBatch};
 use crate::queue::{PriorityQueues, Pushed};
 use crate::sampler::{Routed, Sampler};
@@ -124,7 +124,7 @@ impl Remains {
         let mut sampler = sampler.unwrap_or_else(|| Sampler::from_settings(&settings));
         let n = events.len() as u64;
         let mut routed = Routed::default();
-        sampler.route(events, &mut routed);
+        sampler.route(events, now, &mut routed);
         Counters::add(&c.sampled_out, routed.sampled_out);
         Counters::add(&c.kept, n - routed.sampled_out);
         samples.append(&mut routed.aggregate);
@@ -245,6 +245,11 @@ impl Spill for Write {
 
 impl Spill for Committed {
     /// The queue is gone: nothing to make room in.
+    fn spill(self, _: &mut Left) {}
+}
+
+impl Spill for QueueSettings {
+    /// The queue is gone: the last flush takes the settings in force from [`Remains`].
     fn spill(self, _: &mut Left) {}
 }
 

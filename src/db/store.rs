@@ -311,7 +311,8 @@ pub(crate) fn open_with(store: &Store, opts: &OpenOptions) -> Result<Pool, Error
         }
         StoreKind::Postgres(url) => {
             let url = pg_url_with_timeouts(url, opts.retry_budget);
-            let mut conn = PgConnection::establish(&url).map_err(|e| fail(e.to_string()))?;
+            let mut conn =
+                PgConnection::establish(&url).map_err(|e| fail(pg_connect_error(&e)))?;
             // Several instances may start at once: migrate under an advisory lock.
             conn.batch_execute("SELECT pg_advisory_lock(727272)")
                 .map_err(|e| fail(e.to_string()))?;
@@ -416,6 +417,21 @@ pub(crate) fn pg_url_with_timeouts(url: &str, budget: Duration) -> String {
         }
     }
     out
+}
+
+/// libpq's connection error, with the way out when the URL asks for TLS (`sslmode=require`,
+/// `verify-full`, ...) from a libpq compiled without it (the default `bundled-libpq` feature).
+fn pg_connect_error(e: &diesel::ConnectionError) -> String {
+    let message = e.to_string();
+    if message.contains("SSL support is not compiled in") {
+        format!(
+            "{}: this build's libpq has no TLS; build eventbatch with its `tls` feature, or \
+             without `bundled-libpq` to use the system libpq",
+            message.trim_end()
+        )
+    } else {
+        message
+    }
 }
 
 /// Which file a path named when the store was opened: device and inode on Unix (a deleted

@@ -16,7 +16,8 @@
 //! [`MAX_COALESCED_RECORDS`] records): under load the queues hand over several batches while
 //! one is being written, and writing them at once saves a commit and a `writer_runs` update per
 //! batch, and on PostgreSQL makes one larger COPY. Batches with windows, error counts or
-//! patterns keep a transaction of their own, and a retry writes one batch at a time, so a
+//! patterns keep a transaction of their own, as do records handed over with batching off
+//! (`Config::batching`: one transaction per record), and a retry writes one batch at a time, so a
 //! store that keeps failing long transactions still makes progress. `Stats::batches_written`
 //! counts batches, `Stats::transactions` commits.
 
@@ -93,14 +94,15 @@ struct Pending {
 }
 
 /// How many batches at the front of `held` to write in one transaction: the leading run of
-/// records-only batches, up to `max_records` records in all; at least one batch.
+/// records-only batches that may share one, up to `max_records` records in all; at least one
+/// batch.
 fn coalesced_len(held: &VecDeque<Pending>, max_records: usize) -> usize {
     let mut records = 0;
     let run = held
         .iter()
         .take_while(|p| {
             records += p.batch.records.len();
-            records_only(&p.batch) && records <= max_records
+            records_only(&p.batch) && !p.batch.own_transaction && records <= max_records
         })
         .count();
     run.max(1)
@@ -731,6 +733,13 @@ mod tests {
         );
         assert_eq!(coalesced_len(&held(vec![batch(1, &[1.0], 1), r(4)]), 9), 1);
         assert_eq!(coalesced_len(&held(vec![r(20), r(1)]), 9), 1, "never split");
+        // batching off: a record's batch is committed alone
+        let alone = |n| WriteBatch {
+            own_transaction: true,
+            ..records(n, 0)
+        };
+        assert_eq!(coalesced_len(&held(vec![alone(1), alone(1), r(1)]), 9), 1);
+        assert_eq!(coalesced_len(&held(vec![r(1), r(1), alone(1)]), 9), 2);
     }
 
     #[test]
