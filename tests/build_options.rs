@@ -36,7 +36,10 @@ async fn postgres_sslmode_require_writes_over_tls() {
 
 // The bodies are compiled in every build (so the default build's clippy checks them too); only
 // the test that fits this build's libpq runs.
-#[cfg_attr(not(any(feature = "tls", not(feature = "bundled-libpq"))), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "tls", not(feature = "bundled-libpq"))),
+    allow(dead_code)
+)]
 async fn writes_over_tls() {
     #[derive(QueryableByName, Debug)]
     struct SslRow {
@@ -88,7 +91,9 @@ async fn writes_over_tls() {
     let pipeline = ssl_of("a.pid <> pg_backend_pid()", &mut plain);
     assert!(!pipeline.is_empty(), "no pipeline connection is open");
     assert!(
-        pipeline.iter().all(|r| r.ssl && r.version.starts_with("TLS")),
+        pipeline
+            .iter()
+            .all(|r| r.ssl && r.version.starts_with("TLS")),
         "pipeline connections: {pipeline:?}"
     );
     let s = t.send(Shutdown).await.unwrap();
@@ -104,7 +109,10 @@ async fn sslmode_require_without_tls_names_the_feature() {
     refused_without_tls();
 }
 
-#[cfg_attr(not(all(feature = "bundled-libpq", not(feature = "tls"))), allow(dead_code))]
+#[cfg_attr(
+    not(all(feature = "bundled-libpq", not(feature = "tls"))),
+    allow(dead_code)
+)]
 fn refused_without_tls() {
     let url = format!(
         "postgres://root@{}:{}/eb_no_such_db?sslmode=require",

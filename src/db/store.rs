@@ -311,8 +311,7 @@ pub(crate) fn open_with(store: &Store, opts: &OpenOptions) -> Result<Pool, Error
         }
         StoreKind::Postgres(url) => {
             let url = pg_url_with_timeouts(url, opts.retry_budget);
-            let mut conn =
-                PgConnection::establish(&url).map_err(|e| fail(pg_connect_error(&e)))?;
+            let mut conn = PgConnection::establish(&url).map_err(|e| fail(pg_connect_error(&e)))?;
             // Several instances may start at once: migrate under an advisory lock.
             conn.batch_execute("SELECT pg_advisory_lock(727272)")
                 .map_err(|e| fail(e.to_string()))?;
