@@ -112,6 +112,11 @@ pub struct Config {
     /// at the default window). A sample of a new series beyond it is dropped, counted in
     /// `Stats::events_dropped` and logged; series whose windows closed do not count.
     pub max_open_series: usize,
+    /// How often (ms) the pipeline publishes its counters and gauges through the `metrics`
+    /// facade (as `eventbatch_*` metrics; they are also published whenever `GetStats`, `Flush`
+    /// or `Shutdown` answers); 0: the pipeline records no metrics at all, the writer's
+    /// histograms included. See the README, "Metrics and Prometheus".
+    pub metrics_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -138,6 +143,7 @@ impl Default for Config {
             watch_percentile: 99,
             stats_log_interval_ms: 60_000,
             max_open_series: DEFAULT_MAX_OPEN_SERIES,
+            metrics_interval_ms: 1_000,
         }
     }
 }
@@ -191,6 +197,8 @@ pub struct ConfigPatch {
     pub stats_log_interval_ms: Option<u64>,
     /// See [`Config::max_open_series`].
     pub max_open_series: Option<usize>,
+    /// See [`Config::metrics_interval_ms`].
+    pub metrics_interval_ms: Option<u64>,
 }
 
 /// The event field a sampling key's keep decision is bound to ([`Config::sampling_by`]).
@@ -260,7 +268,8 @@ impl Config {
             rollup_interval_ms,
             watch_percentile,
             stats_log_interval_ms,
-            max_open_series
+            max_open_series,
+            metrics_interval_ms
         );
         if let Some(key) = &patch.identity_key {
             next.identity_key = Some(key.clone());
@@ -311,6 +320,7 @@ impl std::fmt::Debug for Config {
             .field("watch_percentile", &self.watch_percentile)
             .field("stats_log_interval_ms", &self.stats_log_interval_ms)
             .field("max_open_series", &self.max_open_series)
+            .field("metrics_interval_ms", &self.metrics_interval_ms)
             .finish()
     }
 }
@@ -343,6 +353,7 @@ impl std::fmt::Debug for ConfigPatch {
             .field("watch_percentile", &self.watch_percentile)
             .field("stats_log_interval_ms", &self.stats_log_interval_ms)
             .field("max_open_series", &self.max_open_series)
+            .field("metrics_interval_ms", &self.metrics_interval_ms)
             .finish()
     }
 }
@@ -396,6 +407,8 @@ pub struct Settings {
     pub stats_log_interval: Option<Duration>,
     /// See [`Config::max_open_series`] (1 to 10,000,000).
     pub max_open_series: usize,
+    /// See [`Config::metrics_interval_ms`]; `None` for 0.
+    pub metrics_interval: Option<Duration>,
 }
 
 /// Largest accepted window or interval: one week, so `i64` ms arithmetic never overflows.
@@ -500,6 +513,12 @@ impl Settings {
         };
         let stats_log = millis("stats_log_interval_ms", c.stats_log_interval_ms, true, WEEK)?;
         let max_open_series = count("max_open_series", c.max_open_series, MAX_QUEUED_EVENTS)?;
+        let metrics = millis(
+            "metrics_interval_ms",
+            c.metrics_interval_ms,
+            true,
+            MAX_WAIT_MS,
+        )?;
         let instance_id = match &c.instance_id {
             Some(id) => check_instance_id(id)?,
             None => crate::util::random_instance_id(),
@@ -534,6 +553,7 @@ impl Settings {
             watch_percentile,
             stats_log_interval: (stats_log > 0).then(|| Duration::from_millis(stats_log)),
             max_open_series: max_open_series.get(),
+            metrics_interval: (metrics > 0).then(|| Duration::from_millis(metrics)),
         })
     }
 }
@@ -857,6 +877,14 @@ mod tests {
             ),
             (
                 Config {
+                    metrics_interval_ms: MAX_WAIT_MS + 1,
+                    ..d()
+                },
+                "metrics_interval_ms",
+                (MAX_WAIT_MS + 1).to_string(),
+            ),
+            (
+                Config {
                     sampling_rates: [("x".repeat(513), 0.5)].into(),
                     ..d()
                 },
@@ -905,6 +933,7 @@ mod tests {
             store_retry_budget_ms: MAX_WAIT_MS,
             sqlite_busy_timeout_ms: MAX_WAIT_MS,
             aggregation_window_ms: MAX_DURATION_MS,
+            metrics_interval_ms: MAX_WAIT_MS,
             ..d()
         }
         .validate()

@@ -99,6 +99,8 @@ mod error;
 mod event;
 mod messages;
 mod model;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod pseudonyms;
 mod queue;
 mod reader;
@@ -106,6 +108,7 @@ mod rollup;
 mod sampler;
 pub mod stats;
 mod supervisor;
+mod telemetry;
 mod util;
 
 use std::sync::Arc;
@@ -125,6 +128,13 @@ pub use reader::{StoreReader, StoredSeries};
 pub use rollup::Resolution;
 pub use stats::detect::{DetectorSettings, PatternKind};
 pub use supervisor::Supervisor;
+
+/// The exporter behind [`serve_prometheus`], for its types (`PrometheusHandle`, `BuildError`,
+/// `PrometheusBuilder`). Feature `prometheus`.
+#[cfg(feature = "prometheus")]
+pub use metrics_exporter_prometheus;
+#[cfg(feature = "prometheus")]
+pub use prometheus::{prometheus_builder, serve_prometheus};
 
 /// Validates `config`, opens `store` (creating an SQLite file), runs the embedded migrations,
 /// starts every actor under the [`Supervisor`] on the current actix system, and returns its

@@ -44,6 +44,7 @@ use crate::event::TrackEvent;
 use crate::messages::*;
 use crate::messages::{Closed, Records, Write};
 use crate::sampler::Sampler;
+use crate::telemetry::Publisher;
 
 /// Most validated events handed to the sampler in one message.
 pub(crate) const INTAKE_BATCH: usize = 1024;
@@ -87,6 +88,10 @@ pub struct Supervisor {
     timer: Option<SpawnHandle>,
     /// The timer that logs the batching metrics (`stats_log_interval_ms`).
     stats_timer: Option<SpawnHandle>,
+    /// Publishes the counters through the `metrics` facade (see `crate::telemetry`).
+    publisher: Arc<Publisher>,
+    /// The timer that publishes them (`metrics_interval_ms`).
+    metrics_timer: Option<SpawnHandle>,
     /// Set when `Shutdown` arrives: every event after it is refused.
     shutting_down: bool,
 }
@@ -175,6 +180,7 @@ impl Supervisor {
         });
         Ok(unbounded(Supervisor {
             config,
+            publisher: Arc::new(Publisher::new(&settings, counters.clone())),
             settings,
             counters,
             clock,
@@ -188,6 +194,7 @@ impl Supervisor {
             threads: vec![stages_thread, writer_thread],
             timer: None,
             stats_timer: None,
+            metrics_timer: None,
             shutting_down: false,
         }))
     }
@@ -257,6 +264,29 @@ impl Supervisor {
             self.stats_timer = Some(ctx.run_interval(every, |act, _| {
                 log::info!("{}", batching_line(&act.counters.snapshot()))
             }));
+        }
+        if let Some(handle) = self.metrics_timer.take() {
+            ctx.cancel_future(handle);
+        }
+        if let Some(every) = self.settings.metrics_interval {
+            self.metrics_timer = Some(ctx.run_interval(every, |act, _| {
+                act.publisher.snapshot_and_publish();
+            }));
+        }
+    }
+
+    /// The publisher, when metrics are on (`metrics_interval_ms` > 0).
+    fn publisher(&self) -> Option<Arc<Publisher>> {
+        self.settings
+            .metrics_interval
+            .map(|_| self.publisher.clone())
+    }
+
+    /// A snapshot of the counters, published when metrics are on.
+    fn stats(&self) -> Stats {
+        match self.publisher() {
+            Some(p) => p.snapshot_and_publish(),
+            None => self.counters.snapshot(),
         }
     }
 
@@ -419,6 +449,8 @@ impl Drop for Supervisor {
                 log::error!("a pipeline thread panicked");
             }
         }
+        // the final counts (every actor has stopped)
+        self.stats();
     }
 }
 
@@ -458,7 +490,7 @@ async fn answer_within_budget<T>(
     budget: std::time::Duration,
 ) -> Result<T, PipelineError> {
     loop {
-        match actix_rt::time::timeout(STUCK_CHECK_EVERY, &mut rx).await {
+        match actix::clock::timeout(STUCK_CHECK_EVERY, &mut rx).await {
             Ok(answer) => {
                 return answer.unwrap_or_else(|_| {
                     Err(PipelineError::Unavailable(
@@ -582,7 +614,7 @@ impl Handler<TrackBatch> for Supervisor {
 impl Handler<GetStats> for Supervisor {
     type Result = MessageResult<GetStats>;
     fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.counters.snapshot())
+        MessageResult(self.stats())
     }
 }
 
@@ -602,7 +634,8 @@ impl Handler<Configure> for Supervisor {
         settings.instance_id = self.settings.instance_id.clone();
         log::info!("configuration changed: {patch:?}");
         let interval_changed = settings.batch_interval != self.settings.batch_interval
-            || settings.stats_log_interval != self.settings.stats_log_interval;
+            || settings.stats_log_interval != self.settings.stats_log_interval
+            || settings.metrics_interval != self.settings.metrics_interval;
         self.settings = Arc::new(settings);
         self.config = next.clone();
         self.remains.set_settings(self.settings.clone());
@@ -626,9 +659,13 @@ impl Handler<Flush> for Supervisor {
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
         let answer = self.ask_within_budget(Control::Flush);
         let counters = self.counters.clone();
+        let publisher = self.publisher();
         Box::pin(async move {
             answer.await?;
-            Ok(counters.snapshot())
+            Ok(match publisher {
+                Some(p) => p.snapshot_and_publish(),
+                None => counters.snapshot(),
+            })
         })
     }
 }
@@ -658,7 +695,7 @@ impl Handler<Shutdown> for Supervisor {
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
         if self.shutting_down {
             // A second Shutdown: the first one is under way.
-            return Box::pin(actix::fut::ready(self.counters.snapshot()));
+            return Box::pin(actix::fut::ready(self.stats()));
         }
         self.shutting_down = true;
         if let Some(handle) = self.timer.take() {
@@ -673,7 +710,7 @@ impl Handler<Shutdown> for Supervisor {
                 ),
             }
             ctx.stop();
-            act.counters.snapshot()
+            act.stats()
         }))
     }
 }

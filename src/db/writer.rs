@@ -32,6 +32,7 @@ use crate::error::{PipelineError, StoreError};
 use crate::messages::{Committed, Pattern, QueryPatterns, QueryWindows, WindowStats};
 use crate::model::{Record, WindowSnapshot, WriteBatch};
 use crate::rollup::{ceil, merge_into_buckets, Part};
+use crate::telemetry::TransactionMetrics;
 
 /// First retry delay; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
@@ -58,6 +59,8 @@ pub(crate) struct WriterCore {
     last_seq: i64,
     /// What the store held before each open window epoch (see [`Bases`]).
     bases: Bases,
+    /// Each committed transaction's duration and rows, through the `metrics` facade.
+    metrics: TransactionMetrics,
     /// How long to retry one batch before holding it.
     retry_budget: Duration,
     /// The aggregation window (ms), for merging open windows into query answers.
@@ -121,6 +124,7 @@ impl WriterCore {
             pool,
             instance_id: settings.instance_id.clone(),
             hash_ids: settings.hash_identities,
+            metrics: TransactionMetrics::new(settings),
             held: VecDeque::new(),
             run_id,
             last_seq: 0,
@@ -140,6 +144,7 @@ impl WriterCore {
     pub(crate) fn set_settings(&mut self, s: &Settings) {
         self.pool.set_pseudonyms(s.pseudonyms.clone());
         self.retry_budget = s.store_retry_budget;
+        self.metrics = TransactionMetrics::new(s);
         self.rollups = s.rollups;
         self.rollup_interval_ms = s.rollup_interval_ms;
         self.lateness_ms = s.allowed_lateness_ms;
@@ -152,6 +157,7 @@ impl WriterCore {
             pool: self.pool.clone(),
             instance_id: self.instance_id.clone(),
             hash_ids: self.hash_ids,
+            metrics: self.metrics.clone(),
             held: std::mem::take(&mut self.held),
             run_id: self.run_id,
             last_seq: self.last_seq,
@@ -202,6 +208,7 @@ impl WriterCore {
             records: 0,
         };
         while !self.held.is_empty() {
+            let started = Instant::now();
             let step = match self.write_with_retry(c) {
                 Ok(step) => step,
                 Err(e) => return (done, Err(e)),
@@ -223,6 +230,8 @@ impl WriterCore {
                 }
             };
             Counters::add(&c.transactions, 1);
+            let rows = self.held.range(..n).map(|p| p.batch.rows()).sum();
+            self.metrics.record(started.elapsed(), rows);
             for p in self.held.drain(..n) {
                 if let Some(records) = p.confirms {
                     done.batches += 1;
