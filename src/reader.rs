@@ -52,7 +52,9 @@ pub struct StoreReader {
 /// A series that has at least one stored window (see [`StoreReader::series`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StoredSeries {
-    /// `metric` or `metric.context`, as in [`WindowStats::series`] and [`Pattern::series`].
+    /// `metric` or `metric.context`, for display, as in [`WindowStats::series`] and
+    /// [`Pattern::series`]: two series can share it (the metric `a.b`, and the metric `a` in
+    /// context `b`); `metric` and `context` tell them apart.
     pub series: String,
     /// The metric name.
     pub metric: String,
@@ -95,7 +97,7 @@ impl StoreReader {
         })
     }
 
-    /// Every series with at least one stored window, ordered by series name.
+    /// Every series with at least one stored window, ordered by display name, then metric.
     pub fn series(&self) -> Result<Vec<StoredSeries>, PipelineError> {
         let rows = self.pool.get()?.stored_series().map_err(from_diesel)?;
         Ok(rows

@@ -55,9 +55,11 @@ impl Noise {
     }
 }
 
-/// Writes four series through the real pipeline into `path`: `api_latency.api` (90 one-minute
+/// Writes six series through the real pipeline into `path`: `api_latency.api` (90 one-minute
 /// windows around 100 ms, x5 at window 40 and x0.2 at window 75), the hostile series (40
-/// windows, x6 at window 25), a flat `response_time.web`, and `datastore.load.conversation`.
+/// windows, x6 at window 25), a flat `response_time.web`, `datastore.load.conversation`, and
+/// two series both shown as `lat.x`: the metric `lat` in context `x` (x8 at window 50) and the
+/// flat metric `lat.x` without context.
 fn write_store(path: &Path) -> Result<()> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -89,6 +91,13 @@ fn write_store(path: &Path) -> Result<()> {
                 batch.push(
                     TrackEvent::datastore("load", "conversation", 8.0 + noise.next()).at(at(i)),
                 );
+                let lat = if w == 50 { 400.0 } else { 50.0 };
+                batch.push(
+                    TrackEvent::performance("lat", lat * (1.0 + 0.05 * noise.next()))
+                        .context("x")
+                        .at(at(i)),
+                );
+                batch.push(TrackEvent::performance("lat.x", 50.0 + noise.next()).at(at(i)));
                 if w < 40 {
                     let v = if w == 25 { 60.0 } else { 10.0 };
                     batch.push(
@@ -118,6 +127,8 @@ return {
     const plot = plotBox(fig);
     return {
       series: fig.getAttribute('data-series'),
+      metric: fig.getAttribute('data-metric'),
+      context: fig.getAttribute('data-context'),
       title: fig.querySelector('h3').textContent,
       meanMarks: fig.querySelectorAll('svg.plot .mean path, svg.plot .mean circle').length,
       bandMarks: fig.querySelectorAll('svg.plot .band path, svg.plot .band rect').length,
@@ -126,6 +137,8 @@ return {
         const cx = r.left + r.width / 2, cy = r.top + r.height / 2;
         return {
           series: m.getAttribute('data-series'),
+          metric: m.getAttribute('data-metric'),
+          context: m.getAttribute('data-context'),
           start: Number(m.getAttribute('data-start')),
           kind: m.getAttribute('data-kind'),
           inside: r.width > 0 && cx >= plot.left - 1 && cx <= plot.right + 1 &&
@@ -143,72 +156,91 @@ return {
 };
 "#;
 
+/// A series: its metric and context (its display name can be shared).
+type Key = (String, Option<String>);
+
 /// `(series, window start, kind)` of every stored pattern, counted.
-fn stored_patterns(db: &Path) -> Result<BTreeMap<(String, i64, String), usize>> {
+fn stored_patterns(db: &Path) -> Result<BTreeMap<(Key, i64, String), usize>> {
     let reader = StoreReader::open(&Store::sqlite(db))?;
     let mut out = BTreeMap::new();
     for p in reader.patterns(&QueryPatterns::all())? {
-        *out.entry((p.series, p.window_start_ms, p.kind.as_str().to_string()))
-            .or_insert(0) += 1;
+        let key = (
+            (p.metric, p.context),
+            p.window_start_ms,
+            p.kind.as_str().to_string(),
+        );
+        *out.entry(key).or_insert(0) += 1;
     }
     Ok(out)
 }
 
-fn stored_series(db: &Path) -> Result<Vec<String>> {
+/// The stored series, with their display names.
+fn stored_series(db: &Path) -> Result<BTreeMap<Key, String>> {
     let reader = StoreReader::open(&Store::sqlite(db))?;
-    Ok(reader.series()?.into_iter().map(|s| s.series).collect())
+    Ok(reader
+        .series()?
+        .into_iter()
+        .map(|s| ((s.metric, s.context), s.series))
+        .collect())
+}
+
+/// The `(metric, context)` of a chart or marker, from its data attributes.
+fn key_of(v: &Value) -> Key {
+    (
+        v["metric"].as_str().unwrap_or_default().to_string(),
+        v["context"].as_str().map(str::to_string),
+    )
 }
 
 /// Loads `page` and checks it against the store: no console error, a chart per series, a
-/// marker per pattern inside its chart, a table row per pattern, nothing fetched.
+/// marker per pattern inside its series' chart, a table row per pattern, nothing fetched.
 fn check_page(browser: &Browser, page: &Path, db: &Path) -> Result<Value> {
     browser.console()?; // start from an empty log
     browser.open(page)?;
     let facts = browser.execute(FACTS, json!([]))?;
     let errors = browser.console_errors()?;
+    let page_name = page.display();
     ensure!(
         errors.is_empty(),
-        "console errors on {}: {errors:#?}",
-        page.display()
+        "console errors on {page_name}: {errors:#?}"
     );
 
     let series = stored_series(db)?;
     let patterns = stored_patterns(db)?;
     let charts = facts["charts"].as_array().context("charts")?;
-    let mut charted: Vec<String> = charts
+    let charted: BTreeMap<Key, String> = charts
         .iter()
-        .map(|c| c["series"].as_str().unwrap_or_default().to_string())
+        .map(|c| {
+            (
+                key_of(c),
+                c["title"].as_str().unwrap_or_default().to_string(),
+            )
+        })
         .collect();
-    charted.sort();
+    ensure!(
+        charts.len() == series.len(),
+        "{} charts, {series:?}",
+        charts.len()
+    );
     ensure!(
         charted == series,
         "charts {charted:?} != stored series {series:?}"
     );
     let mut marked = BTreeMap::new();
     for chart in charts {
-        ensure!(
-            chart["title"] == chart["series"],
-            "title {} != series {}",
-            chart["title"],
-            chart["series"]
-        );
-        ensure!(
-            chart["meanMarks"].as_u64() > Some(0) && chart["bandMarks"].as_u64() > Some(0),
-            "{chart}"
-        );
+        ensure!(chart["title"] == chart["series"], "title of {chart}");
+        let drawn = |what: &str| chart[what].as_u64().is_some_and(|n| n > 0);
+        ensure!(drawn("meanMarks") && drawn("bandMarks"), "{chart}");
         for m in chart["markers"].as_array().context("markers")? {
+            ensure!(key_of(m) == key_of(chart), "marker {m} in chart {chart}");
             ensure!(
                 m["series"] == chart["series"],
-                "marker {m} in chart {}",
-                chart["series"]
+                "marker {m} in chart {chart}"
             );
             ensure!(m["inside"] == json!(true), "marker {m} is outside the plot");
-            let key = (
-                m["series"].as_str().unwrap_or_default().to_string(),
-                m["start"].as_i64().context("start")?,
-                m["kind"].as_str().unwrap_or_default().to_string(),
-            );
-            *marked.entry(key).or_insert(0) += 1;
+            let start = m["start"].as_i64().context("start")?;
+            let kind = m["kind"].as_str().unwrap_or_default().to_string();
+            *marked.entry((key_of(m), start, kind)).or_insert(0) += 1;
         }
     }
     ensure!(
@@ -216,10 +248,10 @@ fn check_page(browser: &Browser, page: &Path, db: &Path) -> Result<Value> {
         "markers {marked:#?}\n!= stored patterns {patterns:#?}"
     );
     let total: usize = patterns.values().sum();
+    let rows = &facts["patternRows"];
     ensure!(
-        facts["patternRows"] == json!(total),
-        "table rows {}",
-        facts["patternRows"]
+        *rows == json!(total),
+        "{rows} table rows for {total} patterns"
     );
     ensure!(facts["markersOutsideCharts"] == json!(0));
     ensure!(
@@ -250,12 +282,20 @@ fn report_pages_load_clean_with_a_chart_per_series_and_a_marker_per_pattern() ->
     let series = stored_series(&db)?;
     let patterns = stored_patterns(&db)?;
     let hostile = format!("{HOSTILE_METRIC}.{HOSTILE_CONTEXT}");
-    ensure!(series.len() == 4 && series.contains(&hostile), "{series:?}");
+    let key = |m: &str, c: Option<&str>| (m.to_string(), c.map(str::to_string));
+    let hostile_key = key(HOSTILE_METRIC, Some(HOSTILE_CONTEXT));
+    ensure!(series.len() == 6, "{series:?}");
+    ensure!(series.get(&hostile_key) == Some(&hostile), "{series:?}");
+    let shared = series.values().filter(|name| *name == "lat.x").count();
+    ensure!(shared == 2, "two series shown as lat.x: {series:?}");
+    let found = |k: &Key| patterns.keys().any(|(pk, ..)| pk == k);
     ensure!(
-        patterns.keys().any(|(s, ..)| s == "api_latency.api")
-            && patterns.keys().any(|(s, ..)| s == &hostile),
+        found(&key("api_latency", Some("api")))
+            && found(&hostile_key)
+            && found(&key("lat", Some("x"))),
         "the spikes were not detected: {patterns:?}"
     );
+    ensure!(!found(&key("lat.x", None)), "a flat series: {patterns:?}");
 
     let db_arg = db.to_str().context("utf-8 path")?;
     for resolution in ["window", "hour", "day", "week"] {
@@ -269,7 +309,7 @@ fn report_pages_load_clean_with_a_chart_per_series_and_a_marker_per_pattern() ->
             "--output",
             page.to_str().context("utf-8 path")?,
         ]);
-        ensure!(out.contains("4 series"), "{out}");
+        ensure!(out.contains("6 series"), "{out}");
         let facts = check_page(&browser, &page, &db)?;
         let text = facts["text"].as_str().unwrap_or_default();
         ensure!(
@@ -320,7 +360,7 @@ fn report_pages_load_clean_with_a_chart_per_series_and_a_marker_per_pattern() ->
     );
     let api_patterns: usize = patterns
         .iter()
-        .filter(|((s, ..), _)| s == "api_latency.api")
+        .filter(|((k, ..), _)| k.0 == "api_latency")
         .map(|(_, n)| n)
         .sum();
     ensure!(facts["patternRows"] == json!(api_patterns));

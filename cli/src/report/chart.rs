@@ -308,9 +308,10 @@ impl Chart<'_> {
             let class = kind_class(p.kind);
             let _ = write!(
                 svg,
-                r##"<a class="marker kind-{class}" href="#pattern-{n}" data-pattern="{n}" data-kind="{class}" data-start="{start}" data-series="{series}"><title>#{n} {label} at {time}, confidence {conf:.0}%: {desc}</title><line x1="{px:.1}" x2="{px:.1}" y1="{TOP}" y2="{b}"/><path d="{shape}"/><text x="{px:.1}" y="{ty:.1}" text-anchor="middle">{n}</text></a>"##,
+                r##"<a class="marker kind-{class}" href="#pattern-{n}" data-pattern="{n}" data-kind="{class}" data-start="{start}" data-series="{series}"{key}><title>#{n} {label} at {time}, confidence {conf:.0}%: {desc}</title><line x1="{px:.1}" x2="{px:.1}" y1="{TOP}" y2="{b}"/><path d="{shape}"/><text x="{px:.1}" y="{ty:.1}" text-anchor="middle">{n}</text></a>"##,
                 start = p.window_start_ms,
                 series = esc(&p.series),
+                key = key_attributes(&p.metric, p.context.as_deref()),
                 label = kind_label(p.kind),
                 time = super::scale::format_time(p.window_start_ms),
                 conf = p.confidence * 100.0,
@@ -345,6 +346,19 @@ impl Chart<'_> {
         }
         out.push(']');
         out
+    }
+}
+
+/// ` data-metric="..."` and, for a series with a context, ` data-context="..."`: what
+/// identifies a series (its display name can be shared).
+pub fn key_attributes(metric: &str, context: Option<&str>) -> String {
+    match context {
+        Some(c) => format!(
+            r#" data-metric="{}" data-context="{}""#,
+            esc(metric),
+            esc(c)
+        ),
+        None => format!(r#" data-metric="{}""#, esc(metric)),
     }
 }
 
@@ -399,6 +413,8 @@ mod tests {
     fn pattern(series: &str, start: i64, kind: PatternKind, description: &str) -> Pattern {
         Pattern {
             series: series.into(),
+            metric: series.into(),
+            context: None,
             kind,
             confidence: 0.9,
             window_start_ms: start,
@@ -406,8 +422,6 @@ mod tests {
             observed: 400.0,
             baseline: 100.0,
             description: description.into(),
-            metric: series.into(),
-            context: None,
         }
     }
 

@@ -125,12 +125,6 @@ fn bucket_floor(ms: i64, resolution: Resolution) -> i64 {
     resolution.bucket_start(ms)
 }
 
-/// Whether pattern `p` was found on series `s`: by metric and context, never by the display
-/// name, which `a.b` and `a` in context `b` share.
-pub(crate) fn of_series(p: &Pattern, s: &StoredSeries) -> bool {
-    p.metric == s.metric && p.context == s.context
-}
-
 /// Reads the report's data from `reader`.
 pub fn load(
     reader: &StoreReader,
@@ -169,6 +163,9 @@ pub fn load(
         });
     }
     let mut query = QueryPatterns::all();
+    if let Some(metric) = &options.metric {
+        query = query.metric(metric);
+    }
     if let Some(since) = options.since_ms {
         query = query.since(since);
     }
@@ -176,7 +173,6 @@ pub fn load(
         .patterns(&query)?
         .into_iter()
         .filter(|p| p.window_start_ms < to)
-        .filter(|p| options.metric.is_none() || stored.iter().any(|s| of_series(p, s)))
         .collect();
     Ok(Report {
         source,
@@ -186,6 +182,12 @@ pub fn load(
         series_without_windows,
         patterns,
     })
+}
+
+/// Whether `pattern` was found in `series`: same metric, same context (two series can share
+/// a display name: the metric `a.b`, and the metric `a` in context `b`).
+pub fn belongs_to(pattern: &Pattern, series: &StoredSeries) -> bool {
+    pattern.metric == series.metric && pattern.context == series.context
 }
 
 impl Report {

@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 
 use eventbatch::{Pattern, PatternKind, Resolution};
 
-use super::chart::{kind_class, kind_label, Chart};
+use super::chart::{key_attributes, kind_class, kind_label, Chart};
 use super::escape::esc;
 use super::scale::{format_duration, format_reading, format_time};
-use super::{of_series, Report};
+use super::{belongs_to, Report};
 
 /// The page's styles.
 const STYLE: &str = r#"
@@ -48,7 +48,7 @@ figure.chart { margin: 0 0 18px; background: var(--panel); border: 1px solid var
   padding: 12px 14px 6px; position: relative; }
 figure.chart:target { outline: 2px solid #f2c94c; }
 figcaption { display: flex; flex-wrap: wrap; align-items: baseline; gap: 4px 16px; margin-bottom: 4px; }
-figcaption .stats { color: var(--muted); font-size: 13px; }
+figcaption .stats, .key { color: var(--muted); font-size: 13px; }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 14px; font-size: 12px; color: var(--muted); margin-left: auto; }
 .legend i { display: inline-block; width: 18px; height: 10px; margin-right: 5px; vertical-align: -1px; }
 .legend .l-mean { height: 0; border-top: 2px solid var(--mean); vertical-align: 3px; }
@@ -234,9 +234,42 @@ fn header(html: &mut String, report: &Report, title: &str) {
     );
 }
 
-/// Chart index of the series pattern `p` was found on.
-fn chart_of(report: &Report, p: &Pattern) -> Option<usize> {
-    report.series.iter().position(|s| of_series(p, &s.series))
+/// For a display name two series share (the metric `a.b`, and the metric `a` in context `b`):
+/// which of them this is. Empty for a name that is unique on the page.
+fn key_note(report: &Report, name: &str, metric: &str, context: Option<&str>) -> String {
+    let series = report.series.iter().map(|s| {
+        let s = &s.series;
+        (s.series.as_str(), s.metric.as_str(), s.context.as_deref())
+    });
+    let patterns = report
+        .patterns
+        .iter()
+        .map(|p| (p.series.as_str(), p.metric.as_str(), p.context.as_deref()));
+    let shared = series
+        .chain(patterns)
+        .any(|(n, m, c)| n == name && (m, c) != (metric, context));
+    if !shared {
+        return String::new();
+    }
+    match context {
+        Some(c) => format!(
+            " <span class=\"key\">(metric <code>{}</code> in context <code>{}</code>)</span>",
+            esc(metric),
+            esc(c)
+        ),
+        None => format!(
+            " <span class=\"key\">(metric <code>{}</code>, no context)</span>",
+            esc(metric)
+        ),
+    }
+}
+
+/// The index of the chart of `pattern`'s series on the page.
+fn chart_of(report: &Report, pattern: &Pattern) -> Option<usize> {
+    report
+        .series
+        .iter()
+        .position(|s| belongs_to(pattern, &s.series))
 }
 
 fn patterns_table(html: &mut String, report: &Report) {
@@ -258,9 +291,13 @@ fn patterns_table(html: &mut String, report: &Report) {
     );
     for (i, p) in report.patterns.iter().enumerate() {
         let n = i + 1;
+        let note = key_note(report, &p.series, &p.metric, p.context.as_deref());
         let series = match chart_of(report, p) {
-            Some(c) => format!("<a href=\"#series-{c}\">{}</a>", esc(&p.series)),
-            None => format!("{} <small>(no windows in range)</small>", esc(&p.series)),
+            Some(c) => format!("<a href=\"#series-{c}\">{}</a>{note}", esc(&p.series)),
+            None => format!(
+                "{}{note} <small>(no windows in range)</small>",
+                esc(&p.series)
+            ),
         };
         let conf = (p.confidence * 100.0).clamp(0.0, 100.0);
         let _ = writeln!(
@@ -302,7 +339,7 @@ fn charts(html: &mut String, report: &Report) {
             .patterns
             .iter()
             .enumerate()
-            .filter(|(_, p)| of_series(p, &s.series))
+            .filter(|(_, p)| belongs_to(p, &s.series))
             .map(|(n, p)| (n + 1, p))
             .collect();
         let unit = s
@@ -324,12 +361,14 @@ fn charts(html: &mut String, report: &Report) {
         };
         let _ = writeln!(
             html,
-            "<figure class=\"chart\" id=\"series-{i}\" data-series=\"{name}\">\n<figcaption><h3 id=\"series-{i}-title\">{name}</h3><span class=\"stats\">{events} values · mean {}{u} · highest p99 {}{u} · {} patterns</span><span class=\"legend\"><span><i class=\"l-mean\"></i>mean</span><span><i class=\"l-band\"></i>p50–p99</span><span>▲ spike / trend up · ▼ drop / trend down · ◆ anomaly</span></span></figcaption>\n{}\n<div class=\"tip\"></div>\n</figure>",
+            "<figure class=\"chart\" id=\"series-{i}\" data-series=\"{name}\"{key}>\n<figcaption><h3 id=\"series-{i}-title\">{name}</h3>{note}<span class=\"stats\">{events} values · mean {}{u} · highest p99 {}{u} · {} patterns</span><span class=\"legend\"><span><i class=\"l-mean\"></i>mean</span><span><i class=\"l-band\"></i>p50–p99</span><span>▲ spike / trend up · ▼ drop / trend down · ◆ anomaly</span></span></figcaption>\n{}\n<div class=\"tip\"></div>\n</figure>",
             format_reading(mean),
             format_reading(max_p99),
             chart.markers.len(),
             chart.render(),
             name = esc(&s.series.series),
+            key = key_attributes(&s.series.metric, s.series.context.as_deref()),
+            note = key_note(report, &s.series.series, &s.series.metric, s.series.context.as_deref()),
             u = esc(&unit),
         );
     }
@@ -409,6 +448,8 @@ mod tests {
         let t0 = 1_764_000_000_000;
         let p = Pattern {
             series: hostile.into(),
+            metric: hostile.into(),
+            context: None,
             kind: PatternKind::Spike,
             confidence: 0.8,
             window_start_ms: t0 + 60_000,
@@ -416,8 +457,6 @@ mod tests {
             observed: 300.0,
             baseline: 100.0,
             description: hostile.into(),
-            metric: hostile.into(),
-            context: None,
         };
         let html = render(&report(vec![series(hostile, t0, 5)], vec![p]), "abc123");
         assert_eq!(
@@ -430,6 +469,36 @@ mod tests {
         assert_eq!(html.matches("class=\"marker ").count(), 1);
         assert_eq!(html.matches("<figure class=\"chart\"").count(), 1);
         assert!(html.contains("script-src 'nonce-abc123'"));
+    }
+
+    #[test]
+    fn series_that_share_a_name_say_which_they_are() {
+        let t0 = 1_764_000_000_000;
+        let mut with_context = series("a.b", t0, 3);
+        with_context.series.metric = "a".into();
+        with_context.series.context = Some("b".into());
+        let html = render(
+            &report(
+                vec![series("a.b", t0, 3), with_context, series("c", t0, 3)],
+                vec![],
+            ),
+            "n",
+        );
+        assert_eq!(
+            html.matches("(metric <code>a.b</code>, no context)")
+                .count(),
+            1
+        );
+        assert_eq!(
+            html.matches("(metric <code>a</code> in context <code>b</code>)")
+                .count(),
+            1
+        );
+        assert_eq!(
+            html.matches("class=\"key\"").count(),
+            2,
+            "not for the unique name"
+        );
     }
 
     #[test]
