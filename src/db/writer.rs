@@ -452,7 +452,7 @@ impl WriterCore {
             return;
         }
         self.last_prune_ms = now;
-        let pending = c.in_store_call(|| {
+        let pending = self.pool.watch().call(|| {
             self.pool
                 .get()
                 .and_then(|mut conn| conn.oldest_pending().map_err(StoreError::from_diesel))
@@ -488,7 +488,7 @@ impl WriterCore {
         };
         let batch_size = self.retention.batch_size;
         let pool = &self.pool;
-        let result = c.in_store_call(|| {
+        let result = self.pool.watch().call(|| {
             pool.get().and_then(|mut conn| {
                 conn.prune_chunk(table, cutoff, batch_size)
                     .map_err(StoreError::from_diesel)
