@@ -105,6 +105,9 @@ const COUNTERS: &[FromStats] = counters_of_stats! {
     rows_quarantined: "Rows the store refused for good, kept in the quarantine table.",
     events_quarantined: "Kept events among the quarantined rows that were records.",
     rows_pruned: "Rows deleted by this instance's retention rounds (Config::retention).",
+    events_replayed: "Durable mode: events replayed from the journal at start (also counted as received).",
+    checkpoints: "Durable mode: checkpoints committed (the store holds every event up to a journal position).",
+    journal_errors: "Durable mode: failed journal file operations (commits are retried every fsync_interval_ms).",
 };
 
 /// The gauges of [`Stats`].
