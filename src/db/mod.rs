@@ -1,6 +1,7 @@
 //! Everything that touches the store: the schema, row types, the SQL for both backends, and the
 //! writer actor.
 
+pub(crate) mod event_insert;
 pub(crate) mod models;
 pub(crate) mod retention;
 pub(crate) mod rollups;

@@ -29,52 +29,6 @@ pub(crate) struct NewEventRow<'a> {
     pub payload: Option<&'a str>,
 }
 
-/// An `events` row that owns its text. Diesel caches the prepared statement of a fixed-size
-/// array insert only when the row type is `'static` (the array's value type is its query id),
-/// which [`NewEventRow`] is not.
-#[derive(Debug, Insertable)]
-#[diesel(table_name = events, treat_none_as_default_value = false)]
-pub(crate) struct OwnedEventRow {
-    pub instance_id: String,
-    pub ts_ms: i64,
-    pub kind: &'static str,
-    pub name: String,
-    pub priority: &'static str,
-    pub user_hash: Option<String>,
-    pub server_hash: Option<String>,
-    pub success: Option<bool>,
-    pub duration_ms: Option<f64>,
-    pub value: Option<f64>,
-    pub error_type: Option<String>,
-    pub error_category: Option<String>,
-    pub sample_rate: f64,
-    pub tags: Option<String>,
-    pub payload: Option<String>,
-}
-
-impl From<&NewEventRow<'_>> for OwnedEventRow {
-    fn from(r: &NewEventRow<'_>) -> Self {
-        let own = |s: Option<&str>| s.map(str::to_string);
-        OwnedEventRow {
-            instance_id: r.instance_id.to_string(),
-            ts_ms: r.ts_ms,
-            kind: r.kind,
-            name: r.name.to_string(),
-            priority: r.priority,
-            user_hash: own(r.user_hash),
-            server_hash: own(r.server_hash),
-            success: r.success,
-            duration_ms: r.duration_ms,
-            value: r.value,
-            error_type: own(r.error_type),
-            error_category: own(r.error_category),
-            sample_rate: r.sample_rate,
-            tags: own(r.tags),
-            payload: own(r.payload),
-        }
-    }
-}
-
 /// A `metric_windows` row to insert or replace.
 #[derive(Debug, Insertable, AsChangeset)]
 #[diesel(table_name = metric_windows, treat_none_as_default_value = false)]
