@@ -95,23 +95,23 @@ mod tests {
 
     /// A row with every column set or left out, depending on `i`.
     fn row(i: usize, names: &[String]) -> NewEventRow<'_> {
-        let some = |s: &'static str| (i % 2 == 0).then_some(s);
+        let some = |s: &'static str| i.is_multiple_of(2).then_some(s);
         NewEventRow {
             instance_id: "unit",
             ts_ms: 1_764_000_000_000 + i as i64,
-            kind: if i % 3 == 0 { "command" } else { "error" },
+            kind: if i.is_multiple_of(3) { "command" } else { "error" },
             name: &names[i],
             priority: "normal",
             user_hash: some("u1"),
             server_hash: some("s1"),
-            success: (i % 4 == 0).then_some(i % 8 == 0),
-            duration_ms: (i % 5 == 0).then_some(i as f64 * 0.25),
-            value: (i % 7 == 0).then_some(-(i as f64)),
-            error_type: (i % 3 != 0).then_some("Timeout"),
+            success: i.is_multiple_of(4).then_some(i.is_multiple_of(8)),
+            duration_ms: i.is_multiple_of(5).then_some(i as f64 * 0.25),
+            value: i.is_multiple_of(7).then_some(-(i as f64)),
+            error_type: (!i.is_multiple_of(3)).then_some("Timeout"),
             error_category: some("network"),
             sample_rate: 1.0 / (1 + i % 4) as f64,
-            tags: (i % 6 == 0).then_some(r#"{"a":"b"}"#),
-            payload: (i % 9 == 0).then_some("{}"),
+            tags: i.is_multiple_of(6).then_some(r#"{"a":"b"}"#),
+            payload: i.is_multiple_of(9).then_some("{}"),
         }
     }
 
