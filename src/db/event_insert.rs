@@ -99,7 +99,11 @@ mod tests {
         NewEventRow {
             instance_id: "unit",
             ts_ms: 1_764_000_000_000 + i as i64,
-            kind: if i.is_multiple_of(3) { "command" } else { "error" },
+            kind: if i.is_multiple_of(3) {
+                "command"
+            } else {
+                "error"
+            },
             name: &names[i],
             priority: "normal",
             user_hash: some("u1"),
