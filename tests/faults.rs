@@ -257,7 +257,8 @@ async fn with_an_identity_key_users_and_servers_are_stored_keyed_without_one_as_
         .unwrap()
         .unwrap();
     }
-    t.send(TrackEvent::engagement("reaction").at(T0))
+    // last in event time too: a transaction's rows are stored in event-time order
+    t.send(TrackEvent::engagement("reaction").at(T0 + 3))
         .await
         .unwrap()
         .unwrap();
