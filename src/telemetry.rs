@@ -16,6 +16,9 @@
 //!   `Stats::avg_batch_size` is their ratio since the start);
 //! - its gauges as `eventbatch_events_queued`, `eventbatch_windows_open` and
 //!   `eventbatch_actors_running`;
+//! - `Stats::sampling_rates_in_force` as the gauge `eventbatch_sampling_rate`, one series per
+//!   sampling key (label `sampling_key`): the keep probability in force, fixed or adapted to a
+//!   target;
 //! - from the writer, per committed transaction: the histograms
 //!   `eventbatch_transaction_duration_seconds` (from the first attempt to the commit, retries
 //!   and their backoff included) and `eventbatch_transaction_rows`.
@@ -123,6 +126,13 @@ pub(crate) const BATCH_ROWS: &str = "eventbatch_batch_rows_total";
 const BATCH_ROWS_HELP: &str =
     "Rows in the committed write batches (records, windows, error counts, patterns).";
 
+/// The keep probability in force per sampling key (label [`SAMPLING_KEY_LABEL`]).
+pub(crate) const SAMPLING_RATE: &str = "eventbatch_sampling_rate";
+const SAMPLING_RATE_HELP: &str =
+    "Keep probability in force per sampling key (Config::sampling_rates, or adapted to Config::sampling_targets).";
+/// The label of [`SAMPLING_RATE`] that names the sampling key.
+pub(crate) const SAMPLING_KEY_LABEL: &str = "sampling_key";
+
 /// Seconds from a transaction's first attempt to its commit, retries and backoff included.
 pub(crate) const TRANSACTION_SECONDS: &str = "eventbatch_transaction_duration_seconds";
 const TRANSACTION_SECONDS_HELP: &str =
@@ -140,6 +150,7 @@ fn metric_names() -> Vec<(&'static str, &'static str)> {
         .map(|m| (m.name, "counter"))
         .chain([(BATCH_ROWS, "counter")])
         .chain(GAUGES.iter().map(|m| (m.name, "gauge")))
+        .chain([(SAMPLING_RATE, "gauge")])
         .chain([
             (TRANSACTION_SECONDS, "histogram"),
             (TRANSACTION_ROWS, "histogram"),
@@ -175,6 +186,11 @@ fn describe(r: &dyn Recorder) {
             text(m.help),
         );
     }
+    r.describe_gauge(
+        KeyName::from_const_str(SAMPLING_RATE),
+        None,
+        text(SAMPLING_RATE_HELP),
+    );
     r.describe_histogram(
         KeyName::from_const_str(TRANSACTION_SECONDS),
         Some(Unit::Seconds),
@@ -196,6 +212,8 @@ pub(crate) struct Publisher {
     counter_keys: Vec<Key>,
     /// One key per entry of [`GAUGES`], in order.
     gauge_keys: Vec<Key>,
+    /// The `instance_id` label, for the per-key [`SAMPLING_RATE`] gauges.
+    labels: Vec<Label>,
 }
 
 impl Publisher {
@@ -210,6 +228,7 @@ impl Publisher {
                 .chain([key(BATCH_ROWS)])
                 .collect(),
             gauge_keys: GAUGES.iter().map(|m| key(m.name)).collect(),
+            labels,
         }
     }
 
@@ -228,6 +247,12 @@ impl Publisher {
             for (m, key) in GAUGES.iter().zip(&self.gauge_keys) {
                 r.register_gauge(key, &METADATA)
                     .set((m.value)(stats) as f64);
+            }
+            for (sampling_key, rate) in &stats.sampling_rates_in_force {
+                let mut labels = self.labels.clone();
+                labels.push(Label::new(SAMPLING_KEY_LABEL, sampling_key.clone()));
+                r.register_gauge(&Key::from_parts(SAMPLING_RATE, labels), &METADATA)
+                    .set(*rate);
             }
         });
     }
@@ -315,7 +340,8 @@ mod tests {
                 .trim_end_matches("_total");
             assert!(
                 fields.contains_key(field)
-                    || [BATCH_ROWS, TRANSACTION_SECONDS, TRANSACTION_ROWS].contains(name),
+                    || [BATCH_ROWS, TRANSACTION_SECONDS, TRANSACTION_ROWS].contains(name)
+                    || (*name == SAMPLING_RATE && fields.contains_key("sampling_rates_in_force")),
                 "{name} ({kind}) is not a Stats field"
             );
             assert_eq!(kind == &"counter", name.ends_with("_total"), "{name}");
@@ -365,6 +391,49 @@ mod tests {
         );
         let published = got.len();
         assert_eq!(published, COUNTERS.len() + 1 + GAUGES.len());
+    }
+
+    /// Each sampling key's rate in force is one gauge series, labelled with the key.
+    #[test]
+    fn the_rates_in_force_are_a_gauge_per_sampling_key() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let counters = Arc::new(Counters::default());
+        *counters.sampling_rates.lock().unwrap() = [
+            ("help".to_string(), 0.25),
+            ("performance.rt".to_string(), 1.0),
+        ]
+        .into();
+        let publisher = Publisher::new(&settings("unit-3"), counters);
+        metrics::with_local_recorder(&recorder, || publisher.snapshot_and_publish());
+        let mut rates: Vec<(String, String, f64)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(k, ..)| k.key().name() == SAMPLING_RATE)
+            .map(|(k, _, help, value)| {
+                assert!(help.is_some_and(|h| !h.is_empty()));
+                let label = |name: &str| {
+                    k.key()
+                        .labels()
+                        .find(|l| l.key() == name)
+                        .map(|l| l.value().to_string())
+                        .unwrap_or_default()
+                };
+                let DebugValue::Gauge(v) = value else {
+                    panic!("{k:?} is not a gauge")
+                };
+                (label(INSTANCE_LABEL), label(SAMPLING_KEY_LABEL), v.0)
+            })
+            .collect();
+        rates.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(
+            rates,
+            [
+                ("unit-3".to_string(), "help".to_string(), 0.25),
+                ("unit-3".to_string(), "performance.rt".to_string(), 1.0)
+            ]
+        );
     }
 
     #[test]

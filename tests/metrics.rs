@@ -57,9 +57,17 @@ fn recorded(instance: &str) -> HashMap<String, Recorded> {
         if !labels.contains(&("instance_id", instance)) {
             continue;
         }
-        assert_eq!(labels.len(), 1, "{key:?} has labels besides instance_id");
+        // the sampling rate is one series per sampling key: `name{key}`
+        let name = match labels.iter().find(|(l, _)| *l == "sampling_key") {
+            Some((_, sampling_key)) if key.name() == "eventbatch_sampling_rate" => {
+                format!("eventbatch_sampling_rate{{{sampling_key}}}")
+            }
+            _ => key.name().to_string(),
+        };
+        let expected_labels = if name.contains('{') { 2 } else { 1 };
+        assert_eq!(labels.len(), expected_labels, "{key:?}: unexpected labels");
         let help = help.map(|h| h.to_string()).unwrap_or_default();
-        out.insert(key.name().to_string(), Recorded { value, unit, help });
+        out.insert(name, Recorded { value, unit, help });
     }
     out
 }
@@ -81,6 +89,13 @@ fn equal_to_stats(got: &HashMap<String, Recorded>, stats: &Stats) {
         assert_eq!(m.value, expected, "{name}: {stats:?}");
         assert_eq!(m.unit, Some(Unit::Count), "{name}");
         assert!(m.help.len() > 10, "{name} has no help text: {:?}", m.help);
+    }
+    for (sampling_key, rate) in &stats.sampling_rates_in_force {
+        let name = format!("eventbatch_sampling_rate{{{sampling_key}}}");
+        let m = got
+            .get(&name)
+            .unwrap_or_else(|| panic!("{name} not recorded"));
+        assert_eq!(m.value, DebugValue::Gauge((*rate).into()), "{name}");
     }
     let batch_rows = match got["eventbatch_batch_rows_total"].value {
         DebugValue::Counter(n) => n,
@@ -129,6 +144,10 @@ fn what_is_recorded_equals_stats_after_flush_and_shutdown() {
 
         let got = recorded("metrics-flush");
         equal_to_stats(&got, &stats);
+        assert!(
+            !stats.sampling_rates_in_force.is_empty(),
+            "the workload has sampled keys, whose rates are gauges"
+        );
         let (transactions, rows) = histogram(&got, "eventbatch_transaction_rows");
         assert_eq!(transactions as u64, stats.transactions);
         let batch_rows = stats.avg_batch_size * stats.batches_written as f64;
