@@ -20,41 +20,9 @@ use eventbatch::{start, Config, Flush, Store, TrackBatch, TrackEvent};
 use raw_events::{command_rows, events, OwnedRow};
 
 const N: usize = 200_000;
-const T0: i64 = 1_764_000_000_000;
-
-/// 90% metrics (two series), 5% datastore latencies, 3% commands, 1% errors, 1% engagement:
-/// the "mostly-metric mixed workload".
-fn mixed(i: usize) -> TrackEvent {
-    let ts = T0 + (i as i64) * 3; // 600 s of event time: ten 1-minute windows
-    match i % 100 {
-        0..=2 => TrackEvent::command("help")
-            .user("user123")
-            .server("s1")
-            .success(true)
-            .duration_ms(12.0)
-            .at(ts),
-        3 => TrackEvent::error("timeout", "api")
-            .message("upstream timed out")
-            .at(ts),
-        4 => TrackEvent::engagement("reaction").user("u1").at(ts),
-        5..=9 => TrackEvent::datastore("save", "conversation", (i % 37) as f64).at(ts),
-        10..=54 => TrackEvent::performance("response_time", (i % 500) as f64 + 1.0)
-            .context("api")
-            .at(ts),
-        _ => TrackEvent::performance("render_ms", (i % 90) as f64 + 0.5)
-            .context("web")
-            .at(ts),
-    }
-}
-
-fn command(i: usize) -> TrackEvent {
-    TrackEvent::command("help")
-        .user("user123")
-        .server("server456")
-        .success(!i.is_multiple_of(50))
-        .duration_ms(250.0)
-        .at(T0 + i as i64)
-}
+#[path = "support/workloads.rs"]
+mod workloads;
+use workloads::{command, mostly_metric as mixed, T0};
 
 fn run_pipeline(make: fn(usize) -> TrackEvent, n: usize, durable: bool) -> Duration {
     let dir = tempfile::tempdir().unwrap();

@@ -18,31 +18,16 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use eventbatch::stats::window::WindowState;
-use eventbatch::{start, Config, Flush, Store, TrackEvent};
+use eventbatch::{start, Config, Flush, Store};
 
 #[path = "../benches/support/raw_events.rs"]
 #[allow(dead_code)]
 mod raw_events;
 use raw_events::{events, OwnedRow as Row};
 
-const T0: i64 = 1_764_000_000_000;
-
-/// The i-th event of the mix (event time 1 ms apart: windows close as time passes).
-fn event(i: usize) -> TrackEvent {
-    let ts = T0 + i as i64;
-    match i % 3 {
-        0 => TrackEvent::command("help")
-            .user("user123")
-            .server("server456")
-            .success(!i.is_multiple_of(50))
-            .duration_ms(250.0)
-            .at(ts),
-        1 => TrackEvent::performance("response_time", (i % 500) as f64 + 1.0)
-            .context("api")
-            .at(ts),
-        _ => TrackEvent::datastore("save", "conversation", (i % 37) as f64 + 0.5).at(ts),
-    }
-}
+#[path = "../benches/support/workloads.rs"]
+mod workloads;
+use workloads::{record_heavy as event, T0};
 
 fn rates() -> HashMap<String, f64> {
     [("performance.response_time", 0.5), ("datastore.save", 0.5)]

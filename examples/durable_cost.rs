@@ -20,50 +20,9 @@ use std::time::{Duration, Instant};
 
 use eventbatch::{start, Config, Flush, Stats, Store, TrackBatch, TrackEvent};
 
-const T0: i64 = 1_764_000_000_000;
-
-fn mostly_metric(i: usize) -> TrackEvent {
-    let ts = T0 + (i as i64) * 3;
-    match i % 100 {
-        0..=2 => TrackEvent::command("help")
-            .user("user123")
-            .server("s1")
-            .success(true)
-            .duration_ms(12.0)
-            .at(ts),
-        3 => TrackEvent::error("timeout", "api")
-            .message("upstream timed out")
-            .at(ts),
-        4 => TrackEvent::engagement("reaction").user("u1").at(ts),
-        5..=9 => TrackEvent::datastore("save", "conversation", (i % 37) as f64).at(ts),
-        10..=54 => TrackEvent::performance("response_time", (i % 500) as f64 + 1.0)
-            .context("api")
-            .at(ts),
-        _ => TrackEvent::performance("render_ms", (i % 90) as f64 + 0.5)
-            .context("web")
-            .at(ts),
-    }
-}
-
-fn command(i: usize) -> TrackEvent {
-    TrackEvent::command("help")
-        .user("user123")
-        .server("server456")
-        .success(!i.is_multiple_of(50))
-        .duration_ms(250.0)
-        .at(T0 + i as i64)
-}
-
-fn record_heavy(i: usize) -> TrackEvent {
-    let ts = T0 + i as i64;
-    match i % 3 {
-        0 => command(i),
-        1 => TrackEvent::performance("response_time", (i % 500) as f64 + 1.0)
-            .context("api")
-            .at(ts),
-        _ => TrackEvent::datastore("save", "conversation", (i % 37) as f64 + 0.5).at(ts),
-    }
-}
+#[path = "../benches/support/workloads.rs"]
+mod workloads;
+use workloads::{command, mostly_metric, record_heavy};
 
 #[derive(Clone, Copy)]
 enum Send {

@@ -209,31 +209,8 @@ fn sigterm_with_shutdown_on_signal_loses_nothing() {
 #[test]
 fn a_bare_system_stop_writes_what_every_stage_held() {
     let db = TempDb::new();
-    let sys = actix::System::new();
-    sys.block_on(async {
-        let (t, _) = start_manual(
-            Config {
-                max_batch_size: 100,
-                ..quiet_config()
-            },
-            &db,
-        );
-        // records in full batches (in flight to the writer) and queued, open windows, an
-        // error count, all in the mailboxes when the System stops
-        for i in 0..2_550 {
-            t.do_send(TrackEvent::command("c").at(T0 + i));
-            t.do_send(TrackEvent::performance("rt", 1.0).at(T0 + i * 100));
-            t.do_send(TrackEvent::error("timeout", "api").at(T0));
-        }
-        actix::System::current().stop();
-    });
-    sys.run().unwrap();
-    assert_eq!(db.count("events WHERE kind = 'command'"), 2_550);
-    assert_eq!(
-        db.scalar("SELECT sum(count) AS n FROM metric_windows"),
-        2_550
-    );
-    assert_eq!(db.scalar("SELECT sum(count) AS n FROM error_counts"), 2_550);
+    common::fill_every_stage_and_stop(quiet_config(), &db);
+    common::assert_every_stage_was_written(&db);
 }
 
 #[test]

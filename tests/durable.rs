@@ -303,32 +303,11 @@ async fn the_store_changes_only_at_checkpoints() {
 #[test]
 fn a_bare_system_stop_checkpoints_everything_and_empties_the_journal() {
     let db = TempDb::new();
-    let sys = actix::System::new();
-    sys.block_on(async {
-        let (t, _) = start_manual(
-            Config {
-                max_batch_size: 100,
-                ..durable_config()
-            },
-            &db,
-        );
-        for i in 0..2_550 {
-            t.do_send(TrackEvent::command("c").at(T0 + i));
-            t.do_send(TrackEvent::performance("rt", 1.0).at(T0 + i * 100));
-            t.do_send(TrackEvent::error("timeout", "api").at(T0));
-        }
-        actix::System::current().stop();
-    });
-    sys.run().unwrap();
-    assert_eq!(db.count("events WHERE kind = 'command'"), 2_550);
-    assert_eq!(
-        db.scalar("SELECT sum(count) AS n FROM metric_windows"),
-        2_550
-    );
-    assert_eq!(db.scalar("SELECT sum(count) AS n FROM error_counts"), 2_550);
+    common::fill_every_stage_and_stop(durable_config(), &db);
+    common::assert_every_stage_was_written(&db);
     assert_eq!(
         db.scalar("SELECT max(position) AS n FROM durable_checkpoints"),
-        3 * 2_550
+        3 * common::BARE_STOP_EVENTS
     );
     assert_eq!(journal_entries(&journal_of(&db)), 0);
     let (started, _) = run_durable(&db, durable_config());

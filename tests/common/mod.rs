@@ -101,3 +101,43 @@ pub fn conservation_pending(s: &Stats) {
         "{s:?}"
     );
 }
+
+/// Events of each kind [`fill_every_stage_and_stop`] sends.
+pub const BARE_STOP_EVENTS: i64 = 2_550;
+
+/// Starts a pipeline on `db` with `config` (at `max_batch_size` 100), fills every stage with
+/// records in full batches (in flight to the writer) and queued, open windows and an error
+/// count, all still in the mailboxes, then stops the System without a `Shutdown`: what an
+/// application returning from `main` does.
+pub fn fill_every_stage_and_stop(config: Config, db: &TempDb) {
+    let sys = actix::System::new();
+    sys.block_on(async {
+        let (t, _) = start_manual(
+            Config {
+                max_batch_size: 100,
+                ..config
+            },
+            db,
+        );
+        for i in 0..BARE_STOP_EVENTS {
+            t.do_send(eventbatch::TrackEvent::command("c").at(T0 + i));
+            t.do_send(eventbatch::TrackEvent::performance("rt", 1.0).at(T0 + i * 100));
+            t.do_send(eventbatch::TrackEvent::error("timeout", "api").at(T0));
+        }
+        actix::System::current().stop();
+    });
+    sys.run().unwrap();
+}
+
+/// Every event [`fill_every_stage_and_stop`] sent is in the store.
+pub fn assert_every_stage_was_written(db: &TempDb) {
+    assert_eq!(db.count("events WHERE kind = 'command'"), BARE_STOP_EVENTS);
+    assert_eq!(
+        db.scalar("SELECT sum(count) AS n FROM metric_windows"),
+        BARE_STOP_EVENTS
+    );
+    assert_eq!(
+        db.scalar("SELECT sum(count) AS n FROM error_counts"),
+        BARE_STOP_EVENTS
+    );
+}

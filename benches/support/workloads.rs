@@ -1,0 +1,58 @@
+//! The event mixes the benches and the bench examples send, in one place so that every figure
+//! that names a mix measures the same events.
+#![allow(dead_code)] // each user of this file sends some of the mixes
+
+use eventbatch::TrackEvent;
+
+/// Event time of the first event (2025-11-24): windows close as event time passes.
+pub const T0: i64 = 1_764_000_000_000;
+
+/// The "mostly-metric mixed workload": 90% metric samples (two series), 5% datastore
+/// latencies, 3% commands, 1% errors, 1% engagement; 3 ms of event time apart (200,000
+/// events: 600 s, ten 1-minute windows).
+pub fn mostly_metric(i: usize) -> TrackEvent {
+    let ts = T0 + (i as i64) * 3;
+    match i % 100 {
+        0..=2 => TrackEvent::command("help")
+            .user("user123")
+            .server("s1")
+            .success(true)
+            .duration_ms(12.0)
+            .at(ts),
+        3 => TrackEvent::error("timeout", "api")
+            .message("upstream timed out")
+            .at(ts),
+        4 => TrackEvent::engagement("reaction").user("u1").at(ts),
+        5..=9 => TrackEvent::datastore("save", "conversation", (i % 37) as f64).at(ts),
+        10..=54 => TrackEvent::performance("response_time", (i % 500) as f64 + 1.0)
+            .context("api")
+            .at(ts),
+        _ => TrackEvent::performance("render_ms", (i % 90) as f64 + 0.5)
+            .context("web")
+            .at(ts),
+    }
+}
+
+/// The records-only workload: a command with user, server and duration, one in 50 failed
+/// (a failed command is high priority), 1 ms apart.
+pub fn command(i: usize) -> TrackEvent {
+    TrackEvent::command("help")
+        .user("user123")
+        .server("server456")
+        .success(!i.is_multiple_of(50))
+        .duration_ms(250.0)
+        .at(T0 + i as i64)
+}
+
+/// The record-heavy mix of issue 8: a third commands (as [`command`]), a third latency
+/// samples, a third datastore timings; 1 ms apart.
+pub fn record_heavy(i: usize) -> TrackEvent {
+    let ts = T0 + i as i64;
+    match i % 3 {
+        0 => command(i),
+        1 => TrackEvent::performance("response_time", (i % 500) as f64 + 1.0)
+            .context("api")
+            .at(ts),
+        _ => TrackEvent::datastore("save", "conversation", (i % 37) as f64 + 0.5).at(ts),
+    }
+}
