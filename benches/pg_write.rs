@@ -21,16 +21,9 @@ use pg::TestDb;
 use raw_events::{command_rows, events};
 
 const N: usize = 200_000;
-const T0: i64 = 1_764_000_000_000;
-
-fn command(i: usize) -> TrackEvent {
-    TrackEvent::command("help")
-        .user("user123")
-        .server("server456")
-        .success(!i.is_multiple_of(50))
-        .duration_ms(250.0)
-        .at(T0 + i as i64)
-}
+#[path = "support/workloads.rs"]
+mod workloads;
+use workloads::{command, T0};
 
 /// A fresh database with the pipeline's schema.
 fn fresh_db() -> TestDb {
