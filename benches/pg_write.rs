@@ -3,7 +3,7 @@
 //! raw diesel doing the same rows 500 per transaction, as multi-row INSERTs and as COPY, and
 //! 4,000 per transaction as COPY.
 //!
-//! `CARGO_TARGET_DIR=/work/target-pg cargo bench --bench pg_write` (needs the server on
+//! `cargo bench --bench pg_write` (needs the server on
 //! 127.0.0.1:5432; each iteration gets a fresh database, created and dropped outside the clock).
 
 #[path = "../tests/support/pg.rs"]
