@@ -12,7 +12,7 @@
 //! `likelihood_window + smoothing_window` surprises, and a few scalars (among them the
 //! smallest and largest value ever seen); about
 //! `8 (2 baseline_window + memory_window + likelihood_window)` bytes, 30 KB with the
-//! defaults. [`DetectorSettings::validate`] bounds every size (see [`MAX_WINDOW`] and
+//! defaults, once the series is that long (the buffers grow with the history). [`DetectorSettings::validate`] bounds every size (see [`MAX_WINDOW`] and
 //! [`MAX_MEMORY`]). Cost per value: `O(baseline_window log baseline_window)` for the medians,
 //! `O(memory_window)` for "seen before" and the seasonal candidates, `O(trend_window^2)` for
 //! the trend test, and on average `O(memory_window^2 / 256)` for the period search (every
@@ -557,21 +557,24 @@ impl SeriesDetector {
             }
         };
         let tail_z = Normal::standard().inverse_cdf(1.0 - settings.tail_quantile);
-        let memory_len = settings.memory_window.max(settings.warmup);
+        // The buffers start empty and grow with the series' history up to their windows: a
+        // series that has closed a few windows holds a few values, not every window's
+        // capacity (~40 KB per detector at the defaults, reserved for each of 100,000
+        // one-window series in `examples/idle_series_memory.rs`).
         SeriesDetector {
             tail_z,
-            history: VecDeque::with_capacity(settings.baseline_window + 1),
-            memory: VecDeque::with_capacity(memory_len + 1),
-            marks: VecDeque::with_capacity(memory_len + 1),
+            history: VecDeque::new(),
+            memory: VecDeque::new(),
+            marks: VecDeque::new(),
             season: Season::new(settings.baseline_window, settings.season_min_acf),
-            surprises: VecDeque::with_capacity(settings.smoothing_window + 1),
-            averages: VecDeque::with_capacity(settings.likelihood_window + 1),
+            surprises: VecDeque::new(),
+            averages: VecDeque::new(),
             avg_sum: 0.0,
             avg_sumsq: 0.0,
             event: None,
             range: (f64::INFINITY, f64::NEG_INFINITY),
             trend: TrendState::None,
-            scratch: Vec::with_capacity(settings.baseline_window.max(memory_len)),
+            scratch: Vec::new(),
             settings,
         }
     }

@@ -60,7 +60,7 @@ impl Season {
         Season {
             period: None,
             since_check: RECHECK,
-            residuals: VecDeque::with_capacity(capacity + 1),
+            residuals: VecDeque::new(),
             capacity,
             min_acf,
             scratch: Vec::new(),
