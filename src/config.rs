@@ -128,7 +128,7 @@ pub struct Config {
     /// to a journal (a local SQLite file, [`Config::journal_path`]) committed every
     /// `fsync_interval_ms`; the writer commits to the store only at checkpoints (every
     /// `batch_interval_ms`, each `Flush`, query and `Shutdown`, and after
-    /// `max_queued_events / 4` records), each in one transaction with the journal position it
+    /// `min(max_queued_events / 4, 25,000)` records), each in one transaction with the journal position it
     /// covers; a start replays the journal after the store's checkpoint, exactly once. Costs
     /// throughput (README, "Durable mode"), and a query commits a checkpoint first. Off by
     /// default; changing it needs a restart.

@@ -372,15 +372,6 @@ pub(crate) struct Samples(pub Vec<Kept>);
 #[rtype(result = "()")]
 pub(crate) struct Records(pub Vec<Record>);
 
-/// Sampler -> queue: the settings the sampler just took (from a [`Control::Settings`]
-/// marker), sent on the records' own path, so that the records of every event sampled under
-/// them are queued under them: the marker itself reaches the queue later, through the
-/// aggregator and the detector, and records may overtake it (this matters most for
-/// `Config::batching`).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct QueueSettings(pub Arc<Settings>);
-
 /// Aggregator -> detector: windows that closed, in closing order.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

@@ -216,8 +216,7 @@ impl Supervisor {
             counters: counters.clone(),
             clock: clock.clone(),
             aggregator: aggregator.clone().recipient(),
-            queue: back.records.clone(),
-            queue_settings: back.settings.clone(),
+            queue: aggregator.clone().recipient(),
             next: aggregator.recipient(),
             remains: remains.clone(),
         });
@@ -486,22 +485,34 @@ fn open_journal(
         position: recovered.journal.last_position(),
         journal: recovered.journal,
         records_since: 0,
-        records_per_checkpoint: (settings.max_queued_events.get() / 4).max(1),
+        records_per_checkpoint: records_per_checkpoint(settings),
         ticks: 0,
         replay: recovered.replay,
     })
 }
 
-/// Where the stages on their own thread take their input.
+/// Durable mode: record-like events between two checkpoints, at most. A quarter of
+/// `max_queued_events` (records wait in the queues until a checkpoint, under that bound), and
+/// never more than [`MAX_RECORDS_PER_CHECKPOINT`], so that with a large queue bound the writer
+/// still commits alongside the intake instead of at the end of a burst.
+fn records_per_checkpoint(settings: &Settings) -> usize {
+    (settings.max_queued_events.get() / 4).clamp(1, MAX_RECORDS_PER_CHECKPOINT)
+}
+
+/// The most record-like events between two checkpoints: the default `max_queued_events`'
+/// quarter, about 40 ms of the writer's work at its record rate on SQLite.
+const MAX_RECORDS_PER_CHECKPOINT: usize = 25_000;
+
+/// Where the stages on their own thread take their input: all of it at the detector (which
+/// passes on what is for the queue), except the writer's `Committed`.
 struct BackStages {
     records: Recipient<Records>,
     write: Recipient<Write>,
     closed: Recipient<Closed>,
-    /// The detector's: markers enter the back stages there.
+    /// Markers enter the back stages at the detector.
     control: Recipient<Control>,
+    /// The queue's, for the writer.
     committed: Recipient<Committed>,
-    /// The queue's, for the sampler's [`QueueSettings`].
-    settings: Recipient<QueueSettings>,
 }
 
 /// Starts the back stages on the current (their own) thread: the queue and the detector.
@@ -531,16 +542,18 @@ fn start_back_stages(
         counters,
         clock,
         write: queue.clone().recipient(),
+        records: queue.clone().recipient(),
         next: queue.clone().recipient(),
         remains,
     });
+    // everything for the queue enters through the detector, markers included (see the
+    // detector's `Handler<Records>`)
     BackStages {
-        records: queue.clone().recipient(),
-        write: queue.clone().recipient(),
+        records: detector.clone().recipient(),
+        write: detector.clone().recipient(),
         closed: detector.clone().recipient(),
         control: detector.recipient(),
-        committed: queue.clone().recipient(),
-        settings: queue.recipient(),
+        committed: queue.recipient(),
     }
 }
 

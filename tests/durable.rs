@@ -300,6 +300,34 @@ async fn the_store_changes_only_at_checkpoints() {
     assert_eq!(db.count("durable_checkpoints WHERE position = 201"), 1);
 }
 
+/// With a large `max_queued_events`, a burst still checkpoints every 25,000 record-like
+/// events, so the store is written while the events arrive, not all at the end.
+#[actix_rt::test]
+async fn a_burst_checkpoints_every_25_000_records_whatever_the_queue_bound() {
+    let db = TempDb::new();
+    let (t, _) = start_manual(
+        Config {
+            max_queued_events: 1_000_000,
+            ..durable_config()
+        },
+        &db,
+    );
+    for batch in 0..60 {
+        let events = (0..1_000)
+            .map(|i| TrackEvent::command("c").at(T0 + batch * 1_000 + i))
+            .collect();
+        t.send(TrackBatch(events)).await.unwrap().unwrap();
+    }
+    // no Tick and no Flush: only the count triggers checkpoints (at 25,000 and 50,000)
+    let s = wait_for(&t, |s| s.checkpoints >= 2).await;
+    assert_eq!(s.records_written, 50_000, "{s:?}");
+    assert_eq!(db.count("events"), 50_000);
+    assert_eq!(db.count("durable_checkpoints WHERE position = 50000"), 1);
+    let s = t.send(Shutdown).await.unwrap();
+    conservation(&s);
+    assert_eq!(db.count("events"), 60_000);
+}
+
 #[test]
 fn a_bare_system_stop_checkpoints_everything_and_empties_the_journal() {
     let db = TempDb::new();

@@ -119,6 +119,9 @@ async fn write_all(t: &actix::Addr<Supervisor>, clock: &ManualClock) {
     for (metric, start) in PERIODS {
         stretch(t, metric, start).await;
     }
+    // everything is through the pipeline (a Tick's answer means only that the supervisor sent
+    // it on) before the clock moves, so the writer ran the Ticks' roll-ups at NOW
+    t.send(Flush).await.unwrap().unwrap();
     clock.set(LATER);
     t.send(Flush).await.unwrap().unwrap();
 }

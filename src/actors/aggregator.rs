@@ -14,13 +14,17 @@ use crate::messages::{Closed, Control, Records, Samples, Write};
 use crate::model::WriteBatch;
 
 /// The aggregator's actor: folds each batch of samples in, closes windows as event time and
-/// the clock pass them, and hands on what comes out: window and error-count rows and
-/// first-of-hash error records to the queue, closed windows to the detector.
+/// the clock pass them, and hands on what comes out: closed windows to the detector, and
+/// window and error-count rows and first-of-hash error records through the detector to the
+/// queue (with the sampler's records, which it passes on in order).
 pub(crate) struct AggregatorActor {
     pub aggregator: Aggregator,
     pub counters: Arc<Counters>,
     pub clock: Arc<dyn Clock>,
+    /// Records (the first error of a hash in a window, and the sampler's, passed on) go to
+    /// the detector, which passes them to the queue.
     pub records: Recipient<Records>,
+    /// Window and error-count rows go the same way.
     pub write: Recipient<Write>,
     pub detector: Recipient<Closed>,
     /// Markers go on to the detector.
@@ -92,6 +96,15 @@ impl Handler<Samples> for AggregatorActor {
         }
         self.aggregator.close_passed(now, &mut out);
         self.emit(out);
+    }
+}
+
+/// The sampler's records, passed on behind what the aggregator produced before them: the
+/// queue gets everything from one sender, in order (see the detector's `Handler<Records>`).
+impl Handler<Records> for AggregatorActor {
+    type Result = ();
+    fn handle(&mut self, records: Records, _: &mut Context<Self>) {
+        deliver(&self.records, records, &self.remains);
     }
 }
 

@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::counters::Counters;
 use crate::db::store::Pool;
 use crate::detector::{Detectors, HISTORY_WINDOWS};
-use crate::messages::{Closed, Control, WindowStats, Write};
+use crate::messages::{Closed, Control, Records, WindowStats, Write};
 use crate::model::{ClosedWindow, SeriesKey, WriteBatch};
 
 /// The detector's actor: feeds each batch of closed windows to [`Detectors`] and sends the
@@ -26,7 +26,10 @@ pub(crate) struct DetectorActor {
     pub window_ms: i64,
     pub counters: Arc<Counters>,
     pub clock: Arc<dyn Clock>,
+    /// Patterns go to the queue, and so do the rows the aggregator sends this way.
     pub write: Recipient<Write>,
+    /// The records the sampler and the aggregator send this way go on to the queue.
+    pub records: Recipient<Records>,
     /// Markers go on to the queue.
     pub next: Recipient<Control>,
     pub remains: Arc<Remains>,
@@ -113,6 +116,25 @@ impl Handler<Closed> for DetectorActor {
             };
             deliver(&self.write, Write(batch), &self.remains);
         }
+    }
+}
+
+/// Everything the queue takes comes through here, the markers included: one sender, so the
+/// queue sees data and markers in the order the sampler and the aggregator produced them
+/// (durable mode's checkpoints depend on it: records of events after a checkpoint must not
+/// reach the queue before the checkpoint does).
+impl Handler<Records> for DetectorActor {
+    type Result = ();
+    fn handle(&mut self, records: Records, _: &mut Context<Self>) {
+        deliver(&self.records, records, &self.remains);
+    }
+}
+
+/// Rows from the aggregator, on to the queue in order (see `Handler<Records>`).
+impl Handler<Write> for DetectorActor {
+    type Result = ();
+    fn handle(&mut self, write: Write, _: &mut Context<Self>) {
+        deliver(&self.write, write, &self.remains);
     }
 }
 

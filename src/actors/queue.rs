@@ -13,7 +13,7 @@ use crate::actors::remains::{deliver, Remains};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::counters::Counters;
-use crate::messages::{Committed, Control, QueueSettings, Records, Write};
+use crate::messages::{Committed, Control, Records, Write};
 use crate::model::WriteBatch;
 use crate::queue::{PriorityQueues, Pushed, QueueLimits};
 
@@ -143,13 +143,6 @@ impl Handler<Write> for QueueActor {
     }
 }
 
-impl Handler<QueueSettings> for QueueActor {
-    type Result = ();
-    fn handle(&mut self, QueueSettings(s): QueueSettings, _: &mut Context<Self>) {
-        self.apply_settings(&s);
-    }
-}
-
 impl Handler<Committed> for QueueActor {
     type Result = ();
     fn handle(&mut self, done: Committed, _: &mut Context<Self>) {
@@ -169,7 +162,8 @@ impl Handler<Control> for QueueActor {
                 self.send_due(true);
                 ctx.stop();
             }
-            // (applied already when the sampler's `QueueSettings` came first; again is a no-op)
+            // records of events sampled after the marker come after it (one sender): they
+            // are queued under the new limits and `batching`
             Control::Settings(s) => self.apply_settings(s),
             Control::Windows(_) | Control::Patterns(..) => {}
             Control::Admitted(_) => {

@@ -29,7 +29,7 @@ use crate::db::writer::WriterCore;
 use crate::detector::Detectors;
 use crate::event::TrackEvent;
 use crate::journal::Journal;
-use crate::messages::{Closed, Committed, Control, Events, QueueSettings, Records, Samples, Write};
+use crate::messages::{Closed, Committed, Control, Events, Records, Samples, Write};
 use crate::model::{ClosedWindow, Kept, Record, WriteBatch};
 use crate::queue::{PriorityQueues, Pushed};
 use crate::sampler::{Routed, Sampler};
@@ -263,11 +263,6 @@ impl Spill for Write {
 
 impl Spill for Committed {
     /// The queue is gone: nothing to make room in.
-    fn spill(self, _: &mut Left) {}
-}
-
-impl Spill for QueueSettings {
-    /// The queue is gone: the last flush takes the settings in force from [`Remains`].
     fn spill(self, _: &mut Left) {}
 }
 

@@ -10,7 +10,7 @@ use actix::prelude::*;
 use crate::actors::remains::{deliver, Remains};
 use crate::clock::Clock;
 use crate::counters::Counters;
-use crate::messages::{Control, Events, QueueSettings, Records, Samples};
+use crate::messages::{Control, Events, Records, Samples};
 use crate::sampler::{Routed, Sampler};
 
 /// The sampler's actor: routes each batch of events as it comes.
@@ -21,10 +21,9 @@ pub(crate) struct SamplerActor {
     pub clock: Arc<dyn Clock>,
     /// Kept metric samples and errors go here.
     pub aggregator: Recipient<Samples>,
-    /// Kept records go here.
+    /// Kept records go here: to the aggregator, which passes them on toward the queue behind
+    /// what it produced before them (the queue takes everything from one sender, in order).
     pub queue: Recipient<Records>,
-    /// New settings go here too, on the records' path (see [`QueueSettings`]).
-    pub queue_settings: Recipient<QueueSettings>,
     /// Markers go on to the aggregator.
     pub next: Recipient<Control>,
     pub remains: Arc<Remains>,
@@ -81,11 +80,6 @@ impl Handler<Control> for SamplerActor {
             Control::Settings(s) => {
                 self.sampler.set_settings(s);
                 self.publish_rates();
-                deliver(
-                    &self.queue_settings,
-                    QueueSettings(s.clone()),
-                    &self.remains,
-                );
             }
             Control::Tick => {
                 self.sampler.advance(self.clock.now_ms());
