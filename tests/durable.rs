@@ -301,7 +301,9 @@ async fn the_store_changes_only_at_checkpoints() {
 }
 
 /// With a large `max_queued_events`, a burst still checkpoints every 25,000 record-like
-/// events, so the store is written while the events arrive, not all at the end.
+/// events, so the store is written while the events arrive, not all at the end; and each
+/// checkpoint holds exactly the events up to its position, even with the next batches
+/// already on their way (records and samples of later events must not ride along).
 #[actix_rt::test]
 async fn a_burst_checkpoints_every_25_000_records_whatever_the_queue_bound() {
     let db = TempDb::new();
@@ -312,20 +314,38 @@ async fn a_burst_checkpoints_every_25_000_records_whatever_the_queue_bound() {
         },
         &db,
     );
-    for batch in 0..60 {
+    // 120 batches back to back, each 500 commands and 500 samples, interleaved
+    for batch in 0..120 {
         let events = (0..1_000)
-            .map(|i| TrackEvent::command("c").at(T0 + batch * 1_000 + i))
+            .map(|i| {
+                let at = T0 + batch * 1_000 + i;
+                if i % 2 == 0 {
+                    TrackEvent::command("c").at(at)
+                } else {
+                    TrackEvent::performance("rt", 1.0).at(at)
+                }
+            })
             .collect();
         t.send(TrackBatch(events)).await.unwrap().unwrap();
     }
-    // no Tick and no Flush: only the count triggers checkpoints (at 25,000 and 50,000)
+    // no Tick and no Flush: only the count triggers checkpoints, after the 25,000th and the
+    // 50,000th command (positions 50,000 and 100,000)
     let s = wait_for(&t, |s| s.checkpoints >= 2).await;
-    assert_eq!(s.records_written, 50_000, "{s:?}");
-    assert_eq!(db.count("events"), 50_000);
-    assert_eq!(db.count("durable_checkpoints WHERE position = 50000"), 1);
+    assert_eq!(s.checkpoints, 2, "{s:?}");
+    assert_eq!(db.count("durable_checkpoints WHERE position = 100000"), 1);
+    assert_eq!(db.count("events"), 50_000, "the commands up to 100,000");
+    assert_eq!(
+        db.scalar("SELECT sum(count) AS n FROM metric_windows"),
+        50_000,
+        "the samples up to 100,000"
+    );
     let s = t.send(Shutdown).await.unwrap();
     conservation(&s);
     assert_eq!(db.count("events"), 60_000);
+    assert_eq!(
+        db.scalar("SELECT sum(count) AS n FROM metric_windows"),
+        60_000
+    );
 }
 
 #[test]
