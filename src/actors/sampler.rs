@@ -1,6 +1,6 @@
 //! The sampler's actor: routes each [`Events`] batch the supervisor sends with its
-//! [`Sampler`]: kept samples and errors to the aggregator, kept records toward the queue (by way of the
-//! aggregator and the detector, so they stay in order with the markers). Adaptive
+//! [`Sampler`]: kept samples and errors to the aggregator, kept records toward the queue (by
+//! way of the aggregator and the detector, so they stay in order with the markers). Adaptive
 //! rates follow the pipeline clock (read once per batch and on each tick); the rates in force
 //! are published to the counters whenever one changes.
 
