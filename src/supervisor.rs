@@ -21,6 +21,7 @@
 //! self-notification runs after the mailbox), so one event sent alone travels at once and a
 //! burst of them travels in batches.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -113,8 +114,8 @@ struct DurableIntake {
     records_per_checkpoint: usize,
     /// Timer ticks since the last checkpoint (one every four: every `batch_interval_ms`).
     ticks: u32,
-    /// Events of an earlier run to replay once started.
-    replay: Vec<TrackEvent>,
+    /// Events of an earlier run to replay once started, each with its journal position.
+    replay: VecDeque<(u64, TrackEvent)>,
 }
 
 /// Whether an event of this kind may become an `events` row (and wait in the queues).
@@ -305,28 +306,70 @@ impl Supervisor {
     }
 
     /// Durable mode: hands the events of an earlier run that the store lacks to the sampler,
-    /// ahead of every new event, and checkpoints them.
-    fn replay(&mut self) {
-        let Some(d) = &mut self.durable else {
-            return;
-        };
-        let replay = std::mem::take(&mut d.replay);
-        if replay.is_empty() {
-            return;
-        }
-        let n = replay.len() as u64;
-        Counters::add(&self.counters.received, n);
-        Counters::add(&self.counters.replayed, n);
-        log::info!("replaying {n} journaled events an earlier run had not written");
-        let mut events = replay.into_iter();
+    /// ahead of every new event (the mailbox waits until the replay is through), then
+    /// checkpoints. Like new events, in batches of at most [`INTAKE_BATCH`] and at most
+    /// `records_per_checkpoint`, checkpointed every `records_per_checkpoint` record-like events
+    /// (each checkpoint at the position of the last event handed on); unlike them, held back
+    /// while the queue could overflow, so that the overflow policy drops no replayed record:
+    /// every one was acknowledged in the earlier run.
+    fn replay(&mut self, ctx: &mut Context<Self>) {
         loop {
-            let chunk: Vec<TrackEvent> = events.by_ref().take(INTAKE_BATCH).collect();
-            if chunk.is_empty() {
+            let Some(d) = &self.durable else { return };
+            if d.replay.is_empty() {
                 break;
             }
-            deliver(&self.sampler, Events(chunk), &self.remains);
+            let n = d
+                .replay
+                .len()
+                .min(INTAKE_BATCH)
+                .min(d.records_per_checkpoint);
+            let waiting = d.records_since > 0;
+            if !self.room_for(n) {
+                // room comes from commits, and in durable mode commits come at checkpoints
+                if waiting {
+                    self.send_checkpointed(Control::Tick);
+                }
+                ctx.wait(
+                    actix::clock::sleep(REPLAY_WAIT)
+                        .into_actor(self)
+                        .map(|(), act, ctx| act.replay(ctx)),
+                );
+                return;
+            }
+            self.replay_batch(n);
         }
         self.send_checkpointed(Control::Tick);
+    }
+
+    /// Durable mode: hands on the rest of the replay at once (the pipeline is being torn
+    /// down, nothing can wait), then checkpoints.
+    fn replay_rest(&mut self) {
+        let Some(d) = &self.durable else { return };
+        if d.replay.is_empty() {
+            return;
+        }
+        while let Some(d) = self.durable.as_ref().filter(|d| !d.replay.is_empty()) {
+            let n = d.replay.len().min(INTAKE_BATCH);
+            self.replay_batch(n);
+        }
+        self.send_checkpointed(Control::Tick);
+    }
+
+    /// Durable mode: hands the next `n` replayed events to the sampler, counted as received
+    /// and replayed, and checkpoints if due.
+    fn replay_batch(&mut self, n: usize) {
+        let Some(d) = &mut self.durable else { return };
+        let batch: Vec<(u64, TrackEvent)> = d.replay.drain(..n).collect();
+        if let Some((last, _)) = batch.last() {
+            d.position = *last;
+        }
+        let events: Vec<TrackEvent> = batch.into_iter().map(|(_, e)| e).collect();
+        d.records_since += events.iter().filter(|e| may_be_record(e.kind)).count();
+        let n = events.len() as u64;
+        Counters::add(&self.counters.received, n);
+        Counters::add(&self.counters.replayed, n);
+        deliver(&self.sampler, Events(events), &self.remains);
+        self.checkpoint_if_due();
     }
 
     /// Counts and refuses, or validates, journals (durable mode) and buffers, one event.
@@ -359,6 +402,20 @@ impl Supervisor {
         let on_the_way = accepted_so_far.saturating_sub(settled);
         queued + on_the_way > self.settings.max_queued_events.get() as u64
             || accepted as u64 > self.settings.max_queued_events.get() as u64
+    }
+
+    /// Whether `n` more events (not yet counted as received) fit: every event not yet past
+    /// the queue, as if each became a record, plus the records queued or in flight, plus
+    /// these, stay under `max_queued_events`.
+    fn room_for(&self, n: usize) -> bool {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed};
+        let c = &self.counters;
+        let settled =
+            c.sampled_out.load(Relaxed) + c.aggregated.load(Relaxed) + c.admitted.load(Acquire);
+        let accepted = c.received.load(Relaxed) - c.rejected.load(Relaxed);
+        let on_the_way = accepted.saturating_sub(settled);
+        c.queued.load(Relaxed) + on_the_way + n as u64
+            <= self.settings.max_queued_events.get() as u64
     }
 
     /// (Re)arms the timer: a tick four times per batch interval, so the interval is kept to
@@ -455,7 +512,13 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.replay();
+        if let Some(d) = self.durable.as_ref().filter(|d| !d.replay.is_empty()) {
+            log::info!(
+                "replaying {} journaled events an earlier run had not written",
+                d.replay.len()
+            );
+            self.replay(ctx);
+        }
         self.arm_timer(ctx);
         log::info!(
             "eventbatch pipeline started (instance {})",
@@ -481,13 +544,19 @@ fn open_journal(
     };
     let recovered =
         crate::journal::recover(path, checkpoint_of, settings.fsync_interval, counters)?;
+    let replay = VecDeque::from(recovered.replay);
     Ok(DurableIntake {
-        position: recovered.journal.last_position(),
+        // until the replay has handed on its events, the last position handed on is the
+        // store's checkpoint
+        position: match replay.front() {
+            Some((first, _)) => first - 1,
+            None => recovered.journal.last_position(),
+        },
         journal: recovered.journal,
         records_since: 0,
         records_per_checkpoint: records_per_checkpoint(settings),
         ticks: 0,
-        replay: recovered.replay,
+        replay,
     })
 }
 
@@ -498,6 +567,9 @@ fn open_journal(
 fn records_per_checkpoint(settings: &Settings) -> usize {
     (settings.max_queued_events.get() / 4).clamp(1, MAX_RECORDS_PER_CHECKPOINT)
 }
+
+/// How long a replay waits for room in the queue before it looks again.
+const REPLAY_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The most record-like events between two checkpoints: the default `max_queued_events`'
 /// quarter, about 40 ms of the writer's work at its record rate on SQLite.
@@ -603,8 +675,9 @@ impl Drop for Supervisor {
     fn drop(&mut self) {
         if !self.shutting_down {
             self.shutting_down = true;
-            // durable mode: a supervisor dropped before it started has not replayed yet
-            self.replay();
+            // durable mode: a supervisor dropped before it started (or while replaying) has
+            // not handed on the whole replay yet
+            self.replay_rest();
             self.forward_intake();
             // Through the whole chain; if the stages on this thread are already gone (the
             // System is tearing them down: they handed their state to `Remains`), through

@@ -95,8 +95,8 @@ impl Shared {
 /// A journal opened at start: its handle and the events to replay.
 pub(crate) struct Recovered {
     pub journal: Arc<Journal>,
-    /// The events after the store's checkpoint, in position order.
-    pub replay: Vec<TrackEvent>,
+    /// The events after the store's checkpoint, in position order, each with its position.
+    pub replay: Vec<(u64, TrackEvent)>,
 }
 
 /// Opens the journal at `path`, reads the store's checkpoint for it (`checkpoint_of` the
@@ -135,16 +135,17 @@ pub(crate) fn recover(
     })
 }
 
-/// The events of `entries` (in position order) whose positions are after `checkpoint`.
+/// The events of `entries` (in position order) whose positions are after `checkpoint`, each
+/// with its position.
 pub(crate) fn events_after(
     checkpoint: u64,
     entries: &[Entry],
-) -> Result<Vec<TrackEvent>, codec::Corrupt> {
+) -> Result<Vec<(u64, TrackEvent)>, codec::Corrupt> {
     let mut out = Vec::new();
     for entry in entries {
         let events = codec::decode_entry(entry)?;
         let skip = checkpoint.saturating_add(1).saturating_sub(entry.first) as usize;
-        out.extend(events.into_iter().skip(skip));
+        out.extend((entry.first..).zip(events).skip(skip));
     }
     Ok(out)
 }
@@ -399,8 +400,8 @@ mod tests {
         (r, counters)
     }
 
-    fn names(events: &[TrackEvent]) -> Vec<String> {
-        events.iter().map(|e| e.name().to_string()).collect()
+    fn names(events: &[(u64, TrackEvent)]) -> Vec<String> {
+        events.iter().map(|(_, e)| e.name().to_string()).collect()
     }
 
     #[test]
@@ -420,6 +421,8 @@ mod tests {
                  // the store holds up to 3: 4, 5, 6 are replayed, numbering goes on at 7
         let (r, _) = start(&path, 3);
         assert_eq!(names(&r.replay), ["e4", "e5", "e6"]);
+        let positions: Vec<u64> = r.replay.iter().map(|(p, _)| *p).collect();
+        assert_eq!(positions, [4, 5, 6]);
         assert_eq!(r.journal.id(), id);
         assert_eq!(r.journal.append(&[TrackEvent::command("e7")]), 7);
         r.journal.truncate_through(6);
