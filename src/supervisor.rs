@@ -388,23 +388,16 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Whether `accepted` more events could make the queue's overflow policy drop records:
-    /// true unless every event not yet past the queue, as if each became a record, plus the
-    /// records queued or in flight, plus these, fit under `max_queued_events`. When false a
-    /// `TrackBatch` answers at once with `dropped: 0`; when true it waits for the queue.
+    /// Whether `accepted` more events, already counted as received, could make the queue's
+    /// overflow policy drop records: true unless every event not yet past the queue (these
+    /// among them), as if each became a record, plus the records queued or in flight, fit
+    /// under `max_queued_events`. When false a `TrackBatch` answers at once with
+    /// `dropped: 0`; when true it waits for the queue.
     fn may_overflow(&self, accepted: usize) -> bool {
-        use std::sync::atomic::Ordering::{Acquire, Relaxed};
-        let c = &self.counters;
-        let admitted = c.admitted.load(Acquire);
-        let queued = c.queued.load(Relaxed);
-        let settled = c.sampled_out.load(Relaxed) + c.aggregated.load(Relaxed) + admitted;
-        let accepted_so_far = c.received.load(Relaxed) - c.rejected.load(Relaxed);
-        let on_the_way = accepted_so_far.saturating_sub(settled);
-        queued + on_the_way > self.settings.max_queued_events.get() as u64
-            || accepted as u64 > self.settings.max_queued_events.get() as u64
+        !self.room_for(0) || accepted > self.settings.max_queued_events.get()
     }
 
-    /// Whether `n` more events (not yet counted as received) fit: every event not yet past
+    /// Whether `n` more events, not yet counted as received, fit: every event not yet past
     /// the queue, as if each became a record, plus the records queued or in flight, plus
     /// these, stay under `max_queued_events`.
     fn room_for(&self, n: usize) -> bool {
