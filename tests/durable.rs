@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{conservation, quiet_config, start_manual, TempDb, T0};
+use common::{conservation, quiet_config, start_manual, wait_for, TempDb, T0};
 use diesel::prelude::*;
 use eventbatch::{
     start, Config, ConfigPatch, Configure, Error, Flush, GetStats, Shutdown, Stats, Store, Tick,
@@ -271,18 +271,6 @@ fn a_kill_9_loses_nothing_acknowledged_before_the_fsync_interval() {
     assert_eq!((started.events_replayed, stopped.events_received), (0, 0));
     assert_eq!(db.count("events"), events);
     assert_eq!(stored_windows(&db), expected());
-}
-
-/// Polls the pipeline's stats until `done` holds (at most 20 s).
-async fn wait_for(t: &actix::Addr<eventbatch::Supervisor>, done: impl Fn(&Stats) -> bool) -> Stats {
-    for _ in 0..20_000 {
-        let s = t.send(GetStats).await.unwrap();
-        if done(&s) {
-            return s;
-        }
-        actix::clock::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("timed out waiting for the pipeline");
 }
 
 #[actix_rt::test]

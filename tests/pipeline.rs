@@ -3,7 +3,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use common::*;
 use diesel::connection::SimpleConnection;
@@ -12,22 +11,6 @@ use statrs::statistics::{Data, Distribution, OrderStatistics};
 
 async fn track(t: &actix::Addr<Supervisor>, e: TrackEvent) {
     t.send(e).await.expect("mailbox").expect("accepted");
-}
-
-/// Polls `GetStats` until `pred` holds (work that finishes on the writer thread), failing after
-/// 10 s. Not a timing assertion: it waits for completion, however long it takes up to then.
-async fn wait_for(t: &actix::Addr<Supervisor>, pred: impl Fn(&Stats) -> bool) -> Stats {
-    for _ in 0..1000 {
-        let s = t.send(GetStats).await.unwrap();
-        if pred(&s) {
-            return s;
-        }
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!(
-        "condition not reached: {:?}",
-        t.send(GetStats).await.unwrap()
-    );
 }
 
 #[actix_rt::test]

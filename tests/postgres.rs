@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::conservation;
+use common::{conservation, send_all};
 use eventbatch::*;
 use pg::{Proxy, TestDb};
 
@@ -22,16 +22,6 @@ fn config(instance: &str) -> Config {
         instance_id: Some(instance.into()),
         max_batch_size: 500,
         ..Config::default()
-    }
-}
-
-async fn send_all(t: &actix::Addr<Supervisor>, events: Vec<TrackEvent>, chunk: usize) {
-    let mut events = events.into_iter().peekable();
-    while events.peek().is_some() {
-        let batch: Vec<TrackEvent> = events.by_ref().take(chunk).collect();
-        let n = batch.len();
-        let ack = t.send(TrackBatch(batch)).await.unwrap().unwrap();
-        assert_eq!((ack.accepted, ack.rejected), (n, 0));
     }
 }
 

@@ -8,7 +8,6 @@ mod pg;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use diesel::prelude::*;
@@ -20,33 +19,6 @@ fn owned<T: Clone>(pairs: &[(&str, T)]) -> HashMap<String, T> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect()
-}
-
-/// Sends `events` in `TrackBatch`es of `chunk`, every one accepted.
-async fn send_all(t: &actix::Addr<Supervisor>, events: Vec<TrackEvent>, chunk: usize) {
-    let mut events = events.into_iter().peekable();
-    while events.peek().is_some() {
-        let batch: Vec<TrackEvent> = events.by_ref().take(chunk).collect();
-        let n = batch.len();
-        let ack = t.send(TrackBatch(batch)).await.unwrap().unwrap();
-        assert_eq!((ack.accepted, ack.rejected), (n, 0));
-    }
-}
-
-/// Polls `GetStats` until `pred` holds (work that finishes on the writer thread), failing after
-/// 10 s. Not a timing assertion: it waits for completion, however long it takes up to then.
-async fn wait_for(t: &actix::Addr<Supervisor>, pred: impl Fn(&Stats) -> bool) -> Stats {
-    for _ in 0..1000 {
-        let s = t.send(GetStats).await.unwrap();
-        if pred(&s) {
-            return s;
-        }
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!(
-        "condition not reached: {:?}",
-        t.send(GetStats).await.unwrap()
-    );
 }
 
 #[derive(QueryableByName, Debug)]

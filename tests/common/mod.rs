@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests: a temporary SQLite file, direct SQL reads, and a
-//! pipeline on a manual clock.
+//! Helpers shared by the integration tests: a temporary SQLite file, direct SQL reads, a
+//! pipeline on a manual clock, and sending to it and waiting for it.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
-use eventbatch::{Config, ManualClock, Stats, Store, Supervisor};
+use eventbatch::{Config, GetStats, ManualClock, Stats, Store, Supervisor, TrackBatch, TrackEvent};
 
 /// 2025-11-24T16:00:00Z, a multiple of a minute and of an hour.
 pub const T0: i64 = 1_764_000_000_000;
@@ -139,5 +139,32 @@ pub fn assert_every_stage_was_written(db: &TempDb) {
     assert_eq!(
         db.scalar("SELECT sum(count) AS n FROM error_counts"),
         BARE_STOP_EVENTS
+    );
+}
+
+/// Sends `events` in `TrackBatch`es of `chunk`, every one accepted.
+pub async fn send_all(t: &actix::Addr<Supervisor>, events: Vec<TrackEvent>, chunk: usize) {
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        let batch: Vec<TrackEvent> = events.by_ref().take(chunk).collect();
+        let n = batch.len();
+        let ack = t.send(TrackBatch(batch)).await.unwrap().unwrap();
+        assert_eq!((ack.accepted, ack.rejected), (n, 0));
+    }
+}
+
+/// Polls `GetStats` until `pred` holds (work that finishes on the writer thread), failing after
+/// 20 s. Not a timing assertion: it waits for completion, however long it takes up to then.
+pub async fn wait_for(t: &actix::Addr<Supervisor>, pred: impl Fn(&Stats) -> bool) -> Stats {
+    for _ in 0..2_000 {
+        let s = t.send(GetStats).await.unwrap();
+        if pred(&s) {
+            return s;
+        }
+        actix::clock::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!(
+        "condition not reached: {:?}",
+        t.send(GetStats).await.unwrap()
     );
 }
