@@ -464,18 +464,28 @@ impl Supervisor {
         checkpointed: bool,
         marker: impl FnOnce(Reply<T>) -> Control,
     ) -> impl std::future::Future<Output = Result<T, PipelineError>> {
+        answer_within_budget(
+            self.send_asking(checkpointed, marker),
+            self.counters.clone(),
+            self.store_watch.clone(),
+            self.settings.store_retry_budget,
+        )
+    }
+
+    /// Sends `marker` with a reply channel (with `checkpointed`, in durable mode right behind a
+    /// checkpoint, [`Self::send_checkpointed`]); returns where the answer comes.
+    fn send_asking<T>(
+        &mut self,
+        checkpointed: bool,
+        marker: impl FnOnce(Reply<T>) -> Control,
+    ) -> oneshot::Receiver<Result<T, PipelineError>> {
         let (tx, rx) = oneshot::channel();
         if checkpointed {
             self.send_checkpointed(marker(tx));
         } else {
             self.send_marker(marker(tx));
         }
-        answer_within_budget(
-            rx,
-            self.counters.clone(),
-            self.store_watch.clone(),
-            self.settings.store_retry_budget,
-        )
+        rx
     }
 
     /// A marker whose answer comes back through a channel, as a future of the answer; with
@@ -485,12 +495,7 @@ impl Supervisor {
         checkpointed: bool,
         marker: impl FnOnce(Reply<T>) -> Control,
     ) -> impl std::future::Future<Output = Result<T, PipelineError>> {
-        let (tx, rx) = oneshot::channel();
-        if checkpointed {
-            self.send_checkpointed(marker(tx));
-        } else {
-            self.send_marker(marker(tx));
-        }
+        let rx = self.send_asking(checkpointed, marker);
         async move {
             rx.await.unwrap_or_else(|_| {
                 Err(PipelineError::Unavailable(
