@@ -23,7 +23,7 @@ use raw_events::{command_rows, events};
 const N: usize = 200_000;
 #[path = "support/workloads.rs"]
 mod workloads;
-use workloads::{command, T0};
+use workloads::{batches, command, T0};
 
 /// A fresh database with the pipeline's schema.
 fn fresh_db() -> TestDb {
@@ -37,11 +37,7 @@ fn fresh_db() -> TestDb {
 
 fn run_pipeline(n: usize) -> Duration {
     let db = fresh_db();
-    let events: Vec<Vec<TrackEvent>> = (0..n)
-        .collect::<Vec<_>>()
-        .chunks(1000)
-        .map(|c| c.iter().map(|&i| command(i)).collect())
-        .collect();
+    let events: Vec<Vec<TrackEvent>> = batches(command, n);
     let url = db.url();
     let elapsed = actix::System::new().block_on(async move {
         let t = start(

@@ -22,16 +22,12 @@ use raw_events::{command_rows, events, OwnedRow};
 const N: usize = 200_000;
 #[path = "support/workloads.rs"]
 mod workloads;
-use workloads::{command, mostly_metric as mixed, T0};
+use workloads::{batches, command, mostly_metric as mixed, T0};
 
 fn run_pipeline(make: fn(usize) -> TrackEvent, n: usize, durable: bool) -> Duration {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bench.db");
-    let events: Vec<Vec<TrackEvent>> = (0..n)
-        .collect::<Vec<_>>()
-        .chunks(1000)
-        .map(|c| c.iter().map(|&i| make(i)).collect())
-        .collect();
+    let events: Vec<Vec<TrackEvent>> = batches(make, n);
     actix::System::new().block_on(async move {
         // room for every event: the bench measures throughput, not the overflow policy
         let config = Config {

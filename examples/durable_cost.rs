@@ -22,7 +22,7 @@ use eventbatch::{start, Config, Flush, Stats, Store, TrackBatch, TrackEvent};
 
 #[path = "../benches/support/workloads.rs"]
 mod workloads;
-use workloads::{command, mostly_metric, record_heavy};
+use workloads::{batches, command, mostly_metric, record_heavy};
 
 #[derive(Clone, Copy)]
 enum Send {
@@ -46,11 +46,7 @@ fn run(how: Send, n: usize, durable: bool) -> (Duration, Option<Duration>, Stats
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bench.db");
     let batches: Vec<Vec<TrackEvent>> = match how {
-        Send::Batches(make) => (0..n)
-            .collect::<Vec<_>>()
-            .chunks(1000)
-            .map(|c| c.iter().map(|&i| make(i)).collect())
-            .collect(),
+        Send::Batches(make) => batches(make, n),
         Send::DoSend(_) => Vec::new(),
     };
     actix::System::new().block_on(async move {

@@ -56,3 +56,12 @@ pub fn record_heavy(i: usize) -> TrackEvent {
         _ => TrackEvent::datastore("save", "conversation", (i % 37) as f64 + 0.5).at(ts),
     }
 }
+
+/// Events `0..n` of `make`, in `TrackBatch`-sized vectors of 1,000, built before a clock starts.
+pub fn batches(make: fn(usize) -> TrackEvent, n: usize) -> Vec<Vec<TrackEvent>> {
+    (0..n)
+        .collect::<Vec<_>>()
+        .chunks(1000)
+        .map(|c| c.iter().map(|&i| make(i)).collect())
+        .collect()
+}
