@@ -12,7 +12,7 @@ use crate::config::{Config, ConfigPatch, Settings};
 use crate::counters::Stats;
 use crate::error::{ConfigError, PipelineError, TrackError};
 use crate::event::TrackEvent;
-use crate::model::{ClosedWindow, Kept, Record, SeriesKey, WindowSnapshot, WriteBatch};
+use crate::model::{ClosedWindow, Record, SeriesKey, WindowSnapshot, WriteBatch};
 use crate::rollup::Resolution;
 use crate::stats::detect::PatternKind;
 use crate::stats::window::WindowState;
@@ -352,19 +352,10 @@ pub struct Pattern {
 
 // ---- internal messages ----------------------------------------------------------------------
 //
-// What moves between the internal actors, in flow order (ARCHITECTURE.md draws the graph).
-// Every data message carries a batch, so a hop costs per batch, not per event. Each actor
-// receives its inputs as `Recipient`s of these types, so no actor file names another.
-
-/// Supervisor -> sampler: validated events, in arrival order.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct Events(pub Vec<TrackEvent>);
-
-/// Sampler -> aggregator: kept metric samples and errors, each with the rate it was kept at.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct Samples(pub Vec<Kept>);
+// What moves from the front stages (driven by the supervisor on the application's thread) to
+// the internal actors and between them, in flow order (ARCHITECTURE.md draws the graph).
+// Every data message carries a batch, so a hop costs per batch, not per event. Each stage
+// sends through `Recipient`s of these types, so no stage file names another.
 
 /// Sampler and aggregator -> queue: `events` rows to queue by priority (commands, engagement,
 /// custom events, and the first error of each hash in a window).

@@ -184,7 +184,12 @@ impl Sampler {
     }
 
     /// Decides and routes a batch of validated events that arrived at `now_ms`.
-    pub(crate) fn route(&mut self, events: Vec<TrackEvent>, now_ms: i64, out: &mut Routed) {
+    pub(crate) fn route(
+        &mut self,
+        events: impl IntoIterator<Item = TrackEvent>,
+        now_ms: i64,
+        out: &mut Routed,
+    ) {
         for event in events {
             let Some(rate) = self.decide(&event, now_ms) else {
                 out.sampled_out += 1;

@@ -1,25 +1,31 @@
-//! The [`Supervisor`]: the application's only address. It validates events, answers stats and
-//! configuration, starts the internal actors, and sends the control markers (flush, queries,
-//! shutdown, ticks) down the data path.
+//! The [`Supervisor`]: the application's only address, and the only actor on the
+//! application's thread. It validates events, answers stats and configuration, starts the
+//! internal actors, drives the front stages (sampling, then aggregation) on the events it
+//! accepted, and sends the control markers (flush, queries, shutdown, ticks) down the data
+//! path.
 //!
 //! ```text
-//! Supervisor ─Events─▶ Sampler ─Samples─▶ Aggregator ─Closed─▶ Detector
-//!                         │                 │  │                  │
-//!                         │ Records         │  │ Records, Write   │ Write (patterns)
-//!                         └────────────────▶ Queue ◀──────────────┘
-//!                                             │ Write
-//!                                             ▼
-//!                                          DbWriter (own thread) ─Committed─▶ Queue
+//!  application's thread                    stages' thread              writer's thread
+//! ┌───────────────────────────────────┐   ┌─────────────────────┐    ┌──────────────────┐
+//! │ Supervisor: validate, then        │   │ Detector ─Write───┐ │    │                  │
+//! │ FrontStages: sample ─▶ aggregate ─┼──▶│   │ Records, Write│ │    │                  │
+//! │   (Records, Write, Closed, Control│   │   ▼   (passed on) ▼ │    │                  │
+//! │    to the detector)               │   │ Queue ──Write───────┼───▶│ DbWriter ─▶ store│
+//! └───────────────────────────────────┘   │   ◀──Committed──────┼────│                  │
+//!                                         └─────────────────────┘    └──────────────────┘
 //! ```
 //!
-//! Control markers ([`Control`]) take the path Supervisor → Sampler → Aggregator → Detector →
-//! Queue → DbWriter, behind the data sent before them; the writer answers through the
-//! marker's reply channel.
+//! Control markers ([`Control`]) take the path front stages → Detector → Queue → DbWriter,
+//! behind the data sent before them; the writer answers through the marker's reply channel.
 //!
-//! Validated events are buffered and handed to the sampler in batches: when
+//! Validated events are buffered and run through the front stages in batches: when
 //! [`INTAKE_BATCH`] are waiting, and otherwise once the supervisor's mailbox is empty (a
 //! self-notification runs after the mailbox), so one event sent alone travels at once and a
 //! burst of them travels in batches.
+//!
+//! One stop mechanism, [`Supervisor::close`]: `Shutdown` calls it and awaits the answer; a
+//! System stop or the application returning from `main` reaches it too (see
+//! `Actor::stopping` and `Drop` below) and waits for the same answer.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -27,12 +33,13 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::actors::aggregator::AggregatorActor;
+use crate::actors::aggregator::{AggregatorStage, BackStages};
 use crate::actors::detector::DetectorActor;
+use crate::actors::front::FrontStages;
 use crate::actors::queue::QueueActor;
-use crate::actors::remains::{deliver, Remains, UNBOUNDED};
-use crate::actors::sampler::SamplerActor;
+use crate::actors::sampler::SamplerStage;
 use crate::actors::writer::{ConnectQueue, DbWriter, StopWriter};
+use crate::actors::UNBOUNDED;
 use crate::aggregator::Aggregator;
 use crate::clock::Clock;
 use crate::config::{Config, Settings};
@@ -44,7 +51,6 @@ use crate::error::{ConfigError, Error, PipelineError, TrackError};
 use crate::event::{EventKind, TrackEvent};
 use crate::journal::Journal;
 use crate::messages::*;
-use crate::messages::{Closed, Records, Write};
 use crate::sampler::Sampler;
 use crate::telemetry::Publisher;
 
@@ -75,17 +81,11 @@ pub struct Supervisor {
     intake: Vec<TrackEvent>,
     /// A [`ForwardIntake`] is on its way.
     intake_scheduled: bool,
-    /// Where events go.
-    sampler: Recipient<Events>,
-    /// Where control markers go (the sampler, first on their path).
-    chain: Recipient<Control>,
-    /// What the actors leave when torn down without `Shutdown`.
-    remains: Arc<Remains>,
+    /// The sampler and the aggregator, which accepted events and markers go through, in
+    /// order, before they reach the back stages.
+    front: FrontStages,
     /// The writer (to stop it should the stages' thread have failed).
     writer: Addr<DbWriter>,
-    /// The first of the stages on their own thread (the detector), for a shutdown when the
-    /// stages on this thread are already gone (see `Drop`).
-    back: Recipient<Control>,
     /// The stages' thread and the writer's, joined when the supervisor goes.
     threads: Vec<std::thread::JoinHandle<()>>,
     /// The timer that sends [`Control::Tick`].
@@ -96,8 +96,12 @@ pub struct Supervisor {
     publisher: Arc<Publisher>,
     /// The timer that publishes them (`metrics_interval_ms`).
     metrics_timer: Option<SpawnHandle>,
-    /// Set when `Shutdown` arrives: every event after it is refused.
+    /// Set by [`Supervisor::close`] (on `Shutdown`, or as the supervisor goes without one):
+    /// every event after it is refused.
     shutting_down: bool,
+    /// Set when actix stops the supervisor without `Shutdown` (its System is going): what is
+    /// still in the mailbox is handled without pausing, then [`Supervisor::close`] runs.
+    closing: bool,
     /// Durable mode: the journal every accepted event is appended to, and checkpoints.
     durable: Option<DurableIntake>,
 }
@@ -161,17 +165,8 @@ impl Supervisor {
             None => None,
         };
         let journal = durable.as_ref().map(|d| d.journal.clone());
-        let remains = Arc::new(
-            Remains::new(
-                settings.clone(),
-                counters.clone(),
-                clock.clone(),
-                pool.clone(),
-            )
-            .with_journal(journal.clone()),
-        );
         let (writer, writer_thread) = {
-            let (counters, clock, remains) = (counters.clone(), clock.clone(), remains.clone());
+            let (counters, clock) = (counters.clone(), clock.clone());
             let core = WriterCore::new(pool.clone(), &settings).with_journal(journal);
             spawn_system_thread("eventbatch-writer", move || {
                 unbounded(DbWriter {
@@ -179,7 +174,6 @@ impl Supervisor {
                     counters,
                     clock,
                     queue: None,
-                    remains,
                     write_scheduled: false,
                     prune_scheduled: false,
                     shutdown: None,
@@ -187,40 +181,29 @@ impl Supervisor {
                 })
             })?
         };
-        let (back, stages_thread) = {
-            let (settings, counters, clock, remains, pool, writer) = (
+        let ((back, committed), stages_thread) = {
+            let (settings, counters, clock, pool, writer) = (
                 settings.clone(),
                 counters.clone(),
                 clock.clone(),
-                remains.clone(),
                 pool.clone(),
                 writer.clone(),
             );
             spawn_system_thread("eventbatch-stages", move || {
-                start_back_stages(&settings, counters, clock, remains, pool, writer)
+                start_back_stages(&settings, counters, clock, pool, writer)
             })?
         };
-        writer.do_send(ConnectQueue(back.committed.clone()));
-        let aggregator = unbounded(AggregatorActor {
-            aggregator: Aggregator::from_settings(&settings),
-            counters: counters.clone(),
+        writer.do_send(ConnectQueue(committed));
+        let front = FrontStages {
+            sampler: SamplerStage::new(Sampler::from_settings(&settings), counters.clone()),
+            aggregator: AggregatorStage::new(
+                Aggregator::from_settings(&settings),
+                counters.clone(),
+                back,
+                settings.durable,
+            ),
             clock: clock.clone(),
-            records: back.records.clone(),
-            write: back.write.clone(),
-            detector: back.closed.clone(),
-            next: back.control.clone(),
-            remains: remains.clone(),
-            durable: settings.durable,
-        });
-        let sampler = unbounded(SamplerActor {
-            sampler: Sampler::from_settings(&settings),
-            counters: counters.clone(),
-            clock: clock.clone(),
-            aggregator: aggregator.clone().recipient(),
-            queue: aggregator.clone().recipient(),
-            next: aggregator.recipient(),
-            remains: remains.clone(),
-        });
+        };
         Ok(unbounded(Supervisor {
             config,
             publisher: Arc::new(Publisher::new(&settings, counters.clone())),
@@ -228,34 +211,31 @@ impl Supervisor {
             settings,
             counters,
             clock,
-            intake: Vec::new(),
+            intake: Vec::with_capacity(INTAKE_BATCH),
             intake_scheduled: false,
-            sampler: sampler.clone().recipient(),
-            chain: sampler.recipient(),
-            remains,
+            front,
             writer,
-            back: back.control,
             threads: vec![stages_thread, writer_thread],
             timer: None,
             stats_timer: None,
             metrics_timer: None,
             shutting_down: false,
+            closing: false,
             durable,
         }))
     }
 
-    /// Hands the intake to the sampler.
+    /// Runs the intake through the front stages (the buffer is kept for the next events).
     fn forward_intake(&mut self) {
         if !self.intake.is_empty() {
-            let events = std::mem::replace(&mut self.intake, Vec::with_capacity(INTAKE_BATCH));
-            deliver(&self.sampler, Events(events), &self.remains);
+            self.front.events(self.intake.drain(..));
         }
     }
 
     /// Sends a marker down the data path, behind every event accepted so far.
     fn send_marker(&mut self, marker: Control) {
         self.forward_intake();
-        deliver(&self.chain, marker, &self.remains);
+        self.front.marker(marker);
     }
 
     /// Sends `marker`, in durable mode right behind a checkpoint of every event accepted so
@@ -329,9 +309,13 @@ impl Supervisor {
                 if waiting {
                     self.send_checkpointed(Control::Tick);
                 }
+                // an actor first polled while its System is torn down has no timers (nor time
+                // to wait): the rest goes at once
+                if self.closing || tokio::runtime::Handle::try_current().is_err() {
+                    return self.replay_rest();
+                }
                 ctx.wait(
-                    actix::clock::sleep(REPLAY_WAIT)
-                        .into_actor(self)
+                    UnlessClosing::new(actix::clock::sleep(REPLAY_WAIT))
                         .map(|(), act, ctx| act.replay(ctx)),
                 );
                 return;
@@ -368,8 +352,19 @@ impl Supervisor {
         let n = events.len() as u64;
         Counters::add(&self.counters.received, n);
         Counters::add(&self.counters.replayed, n);
-        deliver(&self.sampler, Events(events), &self.remains);
+        self.front.events(events.into_iter());
         self.checkpoint_if_due();
+    }
+
+    /// The one way the pipeline stops, on `Shutdown` or as the supervisor goes without one:
+    /// refuses every later event, hands on the rest of a replay (durable mode) and the intake
+    /// through the front stages, then a checkpoint (durable mode) and the `Shutdown` marker,
+    /// which closes every window on its way and stops each back stage behind what it sent.
+    /// The writer writes everything and answers once every internal actor has stopped.
+    fn close(&mut self) -> impl std::future::Future<Output = Result<(), PipelineError>> {
+        self.shutting_down = true;
+        self.replay_rest();
+        self.ask(true, Control::Shutdown)
     }
 
     /// Counts and refuses, or validates, journals (durable mode) and buffers, one event.
@@ -524,8 +519,18 @@ impl Actor for Supervisor {
         );
     }
 
-    /// Stopped without `Shutdown` (the System is going): `Drop` runs the shutdown.
-    fn stopped(&mut self, _: &mut Context<Self>) {}
+    /// Stopped without `Shutdown` (the System is going, or every address is gone): actix
+    /// would stop without reading the mailbox (it reads none while the context is stopping),
+    /// so the first time the supervisor asks to go on: actix then handles every message
+    /// already in the mailbox (nothing pauses it, see [`UnlessClosing`]) and asks again.
+    /// `Drop` then runs [`Supervisor::close`].
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        if self.shutting_down || self.closing {
+            return Running::Stop;
+        }
+        self.closing = true;
+        Running::Continue
+    }
 }
 
 /// Durable mode: opens the journal at `path` (reading the store's checkpoint for it) and what
@@ -573,37 +578,25 @@ const REPLAY_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 /// quarter, about 40 ms of the writer's work at its record rate on SQLite.
 const MAX_RECORDS_PER_CHECKPOINT: usize = 25_000;
 
-/// Where the stages on their own thread take their input: all of it at the detector (which
-/// passes on what is for the queue), except the writer's `Committed`.
-struct BackStages {
-    records: Recipient<Records>,
-    write: Recipient<Write>,
-    closed: Recipient<Closed>,
-    /// Markers enter the back stages at the detector.
-    control: Recipient<Control>,
-    /// The queue's, for the writer.
-    committed: Recipient<Committed>,
-}
-
 /// Starts the back stages on the current (their own) thread: the queue and the detector.
 /// The sampler and the aggregator run on the application's thread, where the events are
 /// (cache-hot, and nothing crosses threads per event); what crosses is compact: records,
-/// closed windows, row batches.
+/// closed windows, row batches. Returns where the front stages send (everything at the
+/// detector, which passes on what is for the queue, markers included: see the detector's
+/// `Handler<Records>`), and where the writer confirms the queue's batches.
 fn start_back_stages(
     settings: &Settings,
     counters: Arc<Counters>,
     clock: Arc<dyn Clock>,
-    remains: Arc<Remains>,
     pool: Pool,
     writer: Addr<DbWriter>,
-) -> BackStages {
+) -> (BackStages, Recipient<Committed>) {
     let queue = unbounded(QueueActor::new(
         settings,
         counters.clone(),
         clock.clone(),
         writer.clone().recipient(),
         writer.recipient(),
-        remains.clone(),
     ));
     let detector = unbounded(DetectorActor {
         detectors: Detectors::new(settings.detection.clone()).with_tail(settings.watch_percentile),
@@ -614,21 +607,44 @@ fn start_back_stages(
         write: queue.clone().recipient(),
         records: queue.clone().recipient(),
         next: queue.clone().recipient(),
-        remains,
     });
-    // everything for the queue enters through the detector, markers included (see the
-    // detector's `Handler<Records>`)
-    BackStages {
+    let back = BackStages {
         records: detector.clone().recipient(),
         write: detector.clone().recipient(),
         closed: detector.clone().recipient(),
         control: detector.recipient(),
-        committed: queue.recipient(),
+    };
+    (back, queue.recipient())
+}
+
+/// A pause of the supervisor's mailbox (`ctx.wait`) that ends at once when the supervisor is
+/// closing: actix reads no message while a pause is pending, and in the last poll of a
+/// System being torn down nothing would end it, so what is in the mailbox would never be read.
+struct UnlessClosing<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future<Output = ()>> UnlessClosing<F> {
+    fn new(pause: F) -> Self {
+        UnlessClosing(Box::pin(pause))
     }
 }
 
-/// A future that is pending once (waking itself), then ready: a turn for the other actors
-/// of this thread.
+impl<F: std::future::Future<Output = ()>> ActorFuture<Supervisor> for UnlessClosing<F> {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        act: &mut Supervisor,
+        _: &mut Context<Supervisor>,
+        task: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if act.closing {
+            return std::task::Poll::Ready(());
+        }
+        self.0.as_mut().poll(task)
+    }
+}
+
+/// A future that is pending once (waking itself), then ready: a turn for the other tasks of
+/// this thread.
 struct YieldOnce(bool);
 
 impl std::future::Future for YieldOnce {
@@ -665,32 +681,20 @@ fn batching_line(s: &Stats) -> String {
 }
 
 /// When the supervisor goes without `Shutdown` (a bare System stop, or the application
-/// returning from `main`), it runs the shutdown: the intake and a `Shutdown` marker go down
-/// the chain, and it waits, on this thread, until the writer has answered (within the retry
-/// budget when the store fails). The stages and the writer run in Systems of their own on
-/// their own threads, so this System going does not stop them. Then it joins their threads.
+/// returning from `main`: actix has had it handle what was in its mailbox, see
+/// `Actor::stopping`), it runs [`Supervisor::close`] and waits, blocking this thread (which has
+/// nothing else to do then), for the writer's answer: within the retry budget when the store
+/// fails. The back stages and the writer run in Systems of their own on their own threads, so
+/// the application's System going does not stop them; the `Shutdown` marker does. Then it joins
+/// their threads.
 impl Drop for Supervisor {
     fn drop(&mut self) {
         if !self.shutting_down {
-            self.shutting_down = true;
-            // durable mode: a supervisor dropped before it started (or while replaying) has
-            // not handed on the whole replay yet
-            self.replay_rest();
-            self.forward_intake();
-            // Through the whole chain; if the stages on this thread are already gone (the
-            // System is tearing them down: they handed their state to `Remains`), through
-            // the back stages, so the stages' and the writer's threads stop.
-            let chain = self.chain.clone();
-            if let Some(d) = &self.durable {
-                // behind it, the Shutdown marker commits what closing produces with it; if
-                // the chain is broken, the last flush (`Remains`) commits with a checkpoint
-                deliver(&chain, Control::Checkpoint(d.position), &self.remains);
+            let answer = self.close();
+            match crate::actors::wait_for(answer) {
+                Ok(()) => log::info!("eventbatch pipeline flushed and stopped with its System"),
+                Err(e) => log::error!("the pipeline stopped with its System: {e}"),
             }
-            if !shut_down_through(&chain, &self.remains) {
-                let back = self.back.clone();
-                shut_down_through(&back, &self.remains);
-            }
-            log::info!("eventbatch pipeline flushed and stopped with its System");
         }
         // A no-op if the writer has stopped; ends it if the stages' thread failed.
         self.writer.do_send(StopWriter);
@@ -701,26 +705,6 @@ impl Drop for Supervisor {
         }
         // the final counts (every actor has stopped)
         self.stats();
-    }
-}
-
-/// Sends a `Shutdown` marker to `first` and waits (blocking this thread) for the writer's
-/// answer. False if the marker could not get through (a stage on the way is gone).
-fn shut_down_through(first: &Recipient<Control>, remains: &Remains) -> bool {
-    let (tx, mut rx) = oneshot::channel();
-    deliver(first, Control::Shutdown(tx), remains);
-    loop {
-        match rx.try_recv() {
-            Ok(Ok(())) => return true,
-            Ok(Err(e)) => {
-                log::error!("the pipeline stopped while the store is failing: {e}");
-                return true;
-            }
-            Err(oneshot::error::TryRecvError::Closed) => return false,
-            Err(oneshot::error::TryRecvError::Empty) => {
-                std::thread::sleep(std::time::Duration::from_millis(1))
-            }
-        }
     }
 }
 
@@ -801,9 +785,9 @@ impl Handler<TrackEvent> for Supervisor {
         self.checkpoint_if_due();
         if self.intake.len() >= INTAKE_BATCH {
             self.forward_intake();
-            // Let the stages behind run on this batch before the mailbox is read on, so a
-            // long burst is processed (and written, on the other threads) while it arrives.
-            ctx.wait(actix::fut::wrap_future(YieldOnce(false)));
+            // Give the other tasks of this thread (the application's) a turn before the
+            // mailbox is read on, so a long burst does not hold the thread until it is read.
+            ctx.wait(UnlessClosing::new(YieldOnce(false)));
         } else if !self.intake_scheduled {
             self.intake_scheduled = true;
             ctx.notify(ForwardIntake);
@@ -848,7 +832,7 @@ impl Handler<TrackBatch> for Supervisor {
         self.forward_intake();
         if !events.is_empty() {
             self.journal(&events);
-            deliver(&self.sampler, Events(events), &self.remains);
+            self.front.events(events.into_iter());
             self.checkpoint_if_due();
         }
         if !self.may_overflow(ack.accepted) {
@@ -892,7 +876,6 @@ impl Handler<Configure> for Supervisor {
             || settings.metrics_interval != self.settings.metrics_interval;
         self.settings = Arc::new(settings);
         self.config = next.clone();
-        self.remains.set_settings(self.settings.clone());
         if let Some(d) = &self.durable {
             d.journal.set_interval(self.settings.fsync_interval);
         }
@@ -954,17 +937,14 @@ impl Handler<Shutdown> for Supervisor {
             // A second Shutdown: the first one is under way.
             return Box::pin(actix::fut::ready(self.stats()));
         }
-        self.shutting_down = true;
         if let Some(handle) = self.timer.take() {
             ctx.cancel_future(handle);
         }
-        let answer = self.ask(true, Control::Shutdown);
+        let answer = self.close();
         Box::pin(answer.into_actor(self).map(|result, act, ctx| {
             match result {
                 Ok(()) => log::info!("eventbatch pipeline shut down"),
-                Err(e) => log::error!(
-                    "shutdown flush failed ({e}); the last flush retries once as the pipeline stops"
-                ),
+                Err(e) => log::error!("eventbatch pipeline shut down with the store failing: {e}"),
             }
             ctx.stop();
             act.stats()

@@ -1,43 +1,103 @@
-//! The aggregator's actor: folds each batch of samples into its [`Aggregator`], closes windows
-//! as event time and the clock pass them, and hands on what comes out.
+//! The aggregation stage, second of the front stages ([`crate::actors::front`]): folds each
+//! batch of kept samples into its [`Aggregator`], closes windows as event time and the clock
+//! pass them, and hands on what comes out to the back stages (on their own thread): closed
+//! windows to the detector, and window and error-count rows and records (first-of-hash errors
+//! and the sampler's) through the detector to the queue, then the markers, behind them.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::remains::{deliver, Remains};
+use crate::actors::deliver;
 use crate::aggregator::{Aggregator, Output};
-use crate::clock::Clock;
 use crate::counters::Counters;
-use crate::messages::{Closed, Control, Records, Samples, Write};
-use crate::model::WriteBatch;
+use crate::messages::{Closed, Control, Records, Write};
+use crate::model::{Kept, Record, WriteBatch};
 
-/// The aggregator's actor: folds each batch of samples in, closes windows as event time and
-/// the clock pass them, and hands on what comes out: closed windows to the detector, and
-/// window and error-count rows and first-of-hash error records through the detector to the
-/// queue (with the sampler's records, which it passes on in order).
-pub(crate) struct AggregatorActor {
-    pub aggregator: Aggregator,
-    pub counters: Arc<Counters>,
-    pub clock: Arc<dyn Clock>,
-    /// Records (the first error of a hash in a window, and the sampler's, passed on) go to
-    /// the detector, which passes them to the queue.
+/// Where the back stages (on their own thread) take what the front stages produce: all of it
+/// at the detector, which passes what is for the queue on, in order.
+pub(crate) struct BackStages {
+    /// Records (the first error of a hash in a window, and the sampler's).
     pub records: Recipient<Records>,
-    /// Window and error-count rows go the same way.
+    /// Window and error-count rows.
     pub write: Recipient<Write>,
-    pub detector: Recipient<Closed>,
-    /// Markers go on to the detector.
-    pub next: Recipient<Control>,
-    pub remains: Arc<Remains>,
-    /// Durable mode: checkpoints snapshot what changed, so `Flush` (which follows one) needs
-    /// no snapshot of every window.
-    pub durable: bool,
+    /// Closed windows, for the detectors.
+    pub closed: Recipient<Closed>,
+    /// Markers, behind the data sent before them.
+    pub control: Recipient<Control>,
 }
 
-impl AggregatorActor {
-    /// Hands on what one step produced.
-    fn emit(&mut self, out: Output) {
+/// The aggregation stage: its [`Aggregator`], and where its output goes.
+pub(crate) struct AggregatorStage {
+    aggregator: Aggregator,
+    counters: Arc<Counters>,
+    back: BackStages,
+    /// Durable mode: checkpoints snapshot what changed, so `Flush` (which follows one) needs
+    /// no snapshot of every window.
+    durable: bool,
+}
+
+impl AggregatorStage {
+    pub(crate) fn new(
+        aggregator: Aggregator,
+        counters: Arc<Counters>,
+        back: BackStages,
+        durable: bool,
+    ) -> Self {
+        AggregatorStage {
+            aggregator,
+            counters,
+            back,
+            durable,
+        }
+    }
+
+    /// Folds `samples` in (the clock read `now_ms`), closes the windows event time passed,
+    /// and hands on what came out with `records` (the sampler's, of the same events) behind it.
+    pub(crate) fn fold(&mut self, samples: Vec<Kept>, records: Vec<Record>, now_ms: i64) {
+        let mut out = Output::default();
+        if !samples.is_empty() {
+            for kept in samples {
+                self.aggregator.observe(kept, now_ms, &mut out);
+            }
+            self.aggregator.close_passed(now_ms, &mut out);
+        }
+        self.emit(out, records);
+    }
+
+    /// Does the aggregator's part of `marker`, hands on what that produced, then the marker.
+    pub(crate) fn marker(&mut self, mut marker: Control, now_ms: i64) {
+        let mut out = Output::default();
+        let a = &mut self.aggregator;
+        match &mut marker {
+            Control::Tick => a.close_due(now_ms, false, &mut out),
+            Control::Flush(_) => {
+                a.close_due(now_ms, false, &mut out);
+                if self.durable {
+                    a.snapshot_changed(&mut out);
+                } else {
+                    a.snapshot(&mut out);
+                }
+            }
+            Control::Checkpoint(_) => a.snapshot_changed(&mut out),
+            // the pipeline stops: every window closes
+            Control::Shutdown(_) => a.close_due(now_ms, true, &mut out),
+            Control::Windows(q) => {
+                q.open = a.open_copies(&q.query.key(), q.query.from_ms, q.query.to_ms)
+            }
+            Control::Settings(s) => {
+                a.set_lateness(s.allowed_lateness_ms);
+                a.set_max_series(s.max_open_series);
+            }
+            Control::Patterns(..) | Control::Admitted(_) => {}
+        }
+        self.emit(out, Vec::new());
+        deliver(&self.back.control, marker);
+    }
+
+    /// Hands on what one step produced (records: the aggregator's, then `more`), and counts it.
+    fn emit(&mut self, out: Output, mut more: Vec<Record>) {
         let c = &self.counters;
         Counters::add(&c.aggregated, out.aggregated);
         if out.dropped > 0 {
@@ -50,8 +110,14 @@ impl AggregatorActor {
         }
         c.windows_open
             .store(self.aggregator.open_windows() as u64, Relaxed);
-        if !out.records.is_empty() {
-            deliver(&self.records, Records(out.records), &self.remains);
+        let mut records = out.records;
+        if records.is_empty() {
+            records = more;
+        } else {
+            records.append(&mut more);
+        }
+        if !records.is_empty() {
+            deliver(&self.back.records, Records(records));
         }
         if !out.windows.is_empty() || !out.errors.is_empty() {
             let batch = WriteBatch {
@@ -59,87 +125,11 @@ impl AggregatorActor {
                 errors: out.errors,
                 ..WriteBatch::default()
             };
-            deliver(&self.write, Write(batch), &self.remains);
+            deliver(&self.back.write, Write(batch));
         }
         if !out.closed.is_empty() {
             log::debug!("closed {} windows", out.closed.len());
-            deliver(&self.detector, Closed(out.closed), &self.remains);
+            deliver(&self.back.closed, Closed(out.closed));
         }
-    }
-}
-
-impl Actor for AggregatorActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, _: &mut Context<Self>) {
-        Counters::add(&self.counters.actors_running, 1);
-    }
-
-    /// Hands the open windows to the last flush.
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        Counters::sub(&self.counters.actors_running, 1);
-        if self.aggregator.open_windows() > 0 {
-            let empty = Aggregator::new(self.aggregator.window_ms, self.aggregator.lateness_ms);
-            let aggregator = std::mem::replace(&mut self.aggregator, empty);
-            self.remains.left().aggregator = Some(aggregator);
-        }
-    }
-}
-
-impl Handler<Samples> for AggregatorActor {
-    type Result = ();
-    fn handle(&mut self, Samples(samples): Samples, _: &mut Context<Self>) {
-        let now = self.clock.now_ms();
-        let mut out = Output::default();
-        for kept in samples {
-            self.aggregator.observe(kept, now, &mut out);
-        }
-        self.aggregator.close_passed(now, &mut out);
-        self.emit(out);
-    }
-}
-
-/// The sampler's records, passed on behind what the aggregator produced before them: the
-/// queue gets everything from one sender, in order (see the detector's `Handler<Records>`).
-impl Handler<Records> for AggregatorActor {
-    type Result = ();
-    fn handle(&mut self, records: Records, _: &mut Context<Self>) {
-        deliver(&self.records, records, &self.remains);
-    }
-}
-
-impl Handler<Control> for AggregatorActor {
-    type Result = ();
-    fn handle(&mut self, mut marker: Control, ctx: &mut Context<Self>) {
-        let now = self.clock.now_ms();
-        let mut out = Output::default();
-        match &mut marker {
-            Control::Tick => self.aggregator.close_due(now, false, &mut out),
-            Control::Flush(_) => {
-                self.aggregator.close_due(now, false, &mut out);
-                if self.durable {
-                    self.aggregator.snapshot_changed(&mut out);
-                } else {
-                    self.aggregator.snapshot(&mut out);
-                }
-            }
-            Control::Checkpoint(_) => self.aggregator.snapshot_changed(&mut out),
-            Control::Shutdown(_) => {
-                self.aggregator.close_due(now, true, &mut out);
-                ctx.stop();
-            }
-            Control::Windows(q) => {
-                q.open = self
-                    .aggregator
-                    .open_copies(&q.query.key(), q.query.from_ms, q.query.to_ms)
-            }
-            Control::Settings(s) => {
-                self.aggregator.set_lateness(s.allowed_lateness_ms);
-                self.aggregator.set_max_series(s.max_open_series);
-            }
-            Control::Patterns(..) | Control::Admitted(_) => {}
-        }
-        self.emit(out);
-        deliver(&self.next, marker, &self.remains);
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::remains::{deliver, Remains};
+use crate::actors::deliver;
 use crate::clock::Clock;
 use crate::counters::Counters;
 use crate::db::store::Pool;
@@ -32,7 +32,6 @@ pub(crate) struct DetectorActor {
     pub records: Recipient<Records>,
     /// Markers go on to the queue.
     pub next: Recipient<Control>,
-    pub remains: Arc<Remains>,
 }
 
 impl DetectorActor {
@@ -94,12 +93,8 @@ impl Actor for DetectorActor {
         Counters::add(&self.counters.actors_running, 1);
     }
 
-    /// Hands the detectors to the last flush (windows closed there are checked too).
     fn stopped(&mut self, _: &mut Context<Self>) {
         Counters::sub(&self.counters.actors_running, 1);
-        let settings = self.detectors.settings.clone();
-        let detectors = std::mem::replace(&mut self.detectors, Detectors::new(settings));
-        self.remains.left().detectors = Some(detectors);
     }
 }
 
@@ -114,7 +109,7 @@ impl Handler<Closed> for DetectorActor {
                 patterns,
                 ..WriteBatch::default()
             };
-            deliver(&self.write, Write(batch), &self.remains);
+            deliver(&self.write, Write(batch));
         }
     }
 }
@@ -126,7 +121,7 @@ impl Handler<Closed> for DetectorActor {
 impl Handler<Records> for DetectorActor {
     type Result = ();
     fn handle(&mut self, records: Records, _: &mut Context<Self>) {
-        deliver(&self.records, records, &self.remains);
+        deliver(&self.records, records);
     }
 }
 
@@ -134,7 +129,7 @@ impl Handler<Records> for DetectorActor {
 impl Handler<Write> for DetectorActor {
     type Result = ();
     fn handle(&mut self, write: Write, _: &mut Context<Self>) {
-        deliver(&self.write, write, &self.remains);
+        deliver(&self.write, write);
     }
 }
 
@@ -157,6 +152,6 @@ impl Handler<Control> for DetectorActor {
             Control::Shutdown(_) => ctx.stop(),
             _ => {}
         }
-        deliver(&self.next, marker, &self.remains);
+        deliver(&self.next, marker);
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::remains::{deliver, Remains};
+use crate::actors::deliver;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::counters::Counters;
@@ -28,12 +28,13 @@ pub(crate) struct QueueActor {
     pub in_flight_records: usize,
     /// Records dropped by the overflow policy since the last [`Control::Admitted`].
     pub dropped_since_admitted: usize,
+    /// Counted in `actors_running` (until it forwards `Shutdown`, or stops).
+    pub counted: bool,
     pub counters: Arc<Counters>,
     pub clock: Arc<dyn Clock>,
     pub writer: Recipient<Write>,
     /// Markers go on to the writer.
     pub next: Recipient<Control>,
-    pub remains: Arc<Remains>,
 }
 
 impl QueueActor {
@@ -43,7 +44,6 @@ impl QueueActor {
         clock: Arc<dyn Clock>,
         writer: Recipient<Write>,
         next: Recipient<Control>,
-        remains: Arc<Remains>,
     ) -> Self {
         QueueActor {
             queues: PriorityQueues::from_settings(settings),
@@ -51,11 +51,19 @@ impl QueueActor {
             in_flight_batches: 0,
             in_flight_records: 0,
             dropped_since_admitted: 0,
+            counted: false,
             counters,
             clock,
             writer,
             next,
-            remains,
+        }
+    }
+
+    /// Leaves `actors_running`, once: as it forwards `Shutdown` (its last work), before the
+    /// writer on its own thread can answer it, so the answer's count is 0.
+    fn count_out(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            Counters::sub(&self.counters.actors_running, 1);
         }
     }
 
@@ -82,7 +90,7 @@ impl QueueActor {
                 own_transaction: !self.queues.limits.batching,
                 ..WriteBatch::default()
             };
-            deliver(&self.writer, Write(batch), &self.remains);
+            deliver(&self.writer, Write(batch));
         }
     }
 }
@@ -92,16 +100,12 @@ impl Actor for QueueActor {
 
     fn started(&mut self, _: &mut Context<Self>) {
         Counters::add(&self.counters.actors_running, 1);
+        self.counted = true;
     }
 
-    /// Hands the queued records to the last flush.
+    /// Stopped by `Shutdown`, which sent every queued record first.
     fn stopped(&mut self, _: &mut Context<Self>) {
-        Counters::sub(&self.counters.actors_running, 1);
-        let limits = self.queues.limits;
-        let queues = std::mem::replace(&mut self.queues, PriorityQueues::new(limits));
-        if queues.len() > 0 {
-            self.remains.left().queues = Some(queues);
-        }
+        self.count_out();
         // The queue stops last of the stages on their thread (a marker stops them in flow
         // order): that thread's System can end.
         System::current().stop();
@@ -139,7 +143,7 @@ impl Handler<Records> for QueueActor {
 impl Handler<Write> for QueueActor {
     type Result = ();
     fn handle(&mut self, batch: Write, _: &mut Context<Self>) {
-        deliver(&self.writer, batch, &self.remains);
+        deliver(&self.writer, batch);
     }
 }
 
@@ -161,6 +165,7 @@ impl Handler<Control> for QueueActor {
             Control::Shutdown(_) => {
                 self.send_due(true);
                 ctx.stop();
+                self.count_out();
             }
             // records of events sampled after the marker come after it (one sender): they
             // are queued under the new limits and `batching`
@@ -173,6 +178,6 @@ impl Handler<Control> for QueueActor {
                 return;
             }
         }
-        deliver(&self.next, marker, &self.remains);
+        deliver(&self.next, marker);
     }
 }

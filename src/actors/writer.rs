@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::remains::{deliver, Remains};
+use crate::actors::deliver;
 use crate::clock::Clock;
 use crate::counters::Counters;
 use crate::db::writer::WriterCore;
@@ -35,7 +35,6 @@ pub(crate) struct DbWriter {
     /// Told what of the queue's batches is committed (set by [`ConnectQueue`], the first
     /// message the writer gets: the queue is started after it).
     pub queue: Option<Recipient<Committed>>,
-    pub remains: Arc<Remains>,
     /// A [`WriteHeld`] is on its way.
     pub write_scheduled: bool,
     /// A [`PruneNext`] is on its way.
@@ -52,7 +51,25 @@ impl DbWriter {
     fn write(&mut self) -> Result<(), PipelineError> {
         let (done, result) = self.core.write_held(&self.counters);
         if let (true, Some(queue)) = (done.batches > 0, &self.queue) {
-            deliver(queue, done, &self.remains);
+            deliver(queue, done);
+        }
+        result
+    }
+
+    /// The writer's last write: everything held, then (durable mode) waits until the journal
+    /// is truncated to the last checkpoint. If the store fails through the retry budget, what
+    /// is still held is lost, and counted so before the answer (the answer's `Stats` keep the
+    /// conservation laws).
+    fn write_or_abandon(&mut self) -> Result<(), PipelineError> {
+        let result = self.write();
+        match &result {
+            Ok(()) => self.core.wait_journal_truncated(),
+            Err(e) => {
+                let lost = self.core.abandon_held(&self.counters);
+                log::error!(
+                    "pipeline stopped while the store is failing: {lost} events not written ({e})"
+                );
+            }
         }
         result
     }
@@ -83,13 +100,14 @@ impl Actor for DbWriter {
         Counters::add(&self.counters.actors_running, 1);
     }
 
-    /// Hands what is still held to the last flush, answers a `Shutdown`, and ends the
+    /// Writes what is still held (nothing, after `Shutdown`, which wrote it; something only
+    /// when told to stop by [`StopWriter`] without one), answers a `Shutdown`, and ends the
     /// writer's thread.
     fn stopped(&mut self, _: &mut Context<Self>) {
         Counters::sub(&self.counters.actors_running, 1);
         self.own_address = None;
         if !self.core.is_idle() {
-            self.remains.left().writer = Some(self.core.take());
+            let _ = self.write_or_abandon();
         }
         if let Some((reply, result)) = self.shutdown.take() {
             let _ = reply.send(result);
@@ -111,8 +129,9 @@ impl Handler<ConnectQueue> for DbWriter {
     }
 }
 
-/// From the supervisor as it goes without `Shutdown`: stop (what is held goes to the last
-/// flush). Everything sent before it has been handled.
+/// From the supervisor as it goes, after its `Shutdown` marker was answered (then a no-op:
+/// the writer has stopped), or could not be (a back stage is gone): stop, writing what is
+/// held first.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub(crate) struct StopWriter;
@@ -186,16 +205,7 @@ impl Handler<Control> for DbWriter {
                 let _ = reply.send(result);
             }
             Control::Shutdown(reply) => {
-                let result = self.write();
-                if result.is_ok() {
-                    self.core.wait_journal_truncated();
-                }
-                if let Err(e) = &result {
-                    // the retry budget is spent: what is still held is lost, and counted so
-                    // before the answer (the answer's Stats keep the conservation laws)
-                    let lost = self.core.abandon_held(&self.counters);
-                    log::error!("pipeline stopped while the store is failing: {lost} events not written ({e})");
-                }
+                let result = self.write_or_abandon();
                 self.shutdown = Some((reply, result));
                 ctx.stop();
             }

@@ -220,17 +220,6 @@ impl WriterCore {
         }
     }
 
-    /// Durable mode, the last flush as the pipeline stops: everything held is covered by the
-    /// journal's last position (nothing is appended any more).
-    pub(crate) fn checkpoint_everything(&mut self) {
-        let held = self.held.len();
-        if let Some(d) = &mut self.durable {
-            d.position = d.position.max(d.journal.last_position());
-            d.covered = held;
-            d.open = false;
-        }
-    }
-
     /// Durable mode: waits (a few seconds at most) until the journal has deleted the entries
     /// the last checkpoint covers, so a clean stop leaves it empty.
     pub(crate) fn wait_journal_truncated(&self) {
@@ -255,33 +244,6 @@ impl WriterCore {
             self.retention = s.retention.clone();
             self.end_prune();
             self.last_prune_ms = i64::MIN;
-        }
-    }
-
-    /// Moves everything held, and the bases its windows were read against, into a new core
-    /// with the same settings and run (so retries stay idempotent), leaving this one empty.
-    pub(crate) fn take(&mut self) -> WriterCore {
-        WriterCore {
-            pool: self.pool.clone(),
-            instance_id: self.instance_id.clone(),
-            hash_ids: self.hash_ids,
-            metrics: self.metrics.clone(),
-            held: std::mem::take(&mut self.held),
-            run_id: self.run_id,
-            last_seq: self.last_seq,
-            bases: std::mem::take(&mut self.bases),
-            retry_budget: self.retry_budget,
-            window_ms: self.window_ms,
-            rollups: self.rollups,
-            rollup_interval_ms: self.rollup_interval_ms,
-            lateness_ms: self.lateness_ms,
-            next_rollup_ms: self.next_rollup_ms,
-            retention: self.retention.clone(),
-            last_prune_ms: self.last_prune_ms,
-            prune: None,
-            durable: self.durable.take(),
-            #[cfg(test)]
-            lose_next_commit_reply: false,
         }
     }
 
@@ -634,28 +596,6 @@ impl WriterCore {
             delay = (delay * 2).min(MAX_BACKOFF);
             Counters::add(&c.retries, 1);
         }
-    }
-
-    /// Everything still held: events that will be lost if the pipeline stops now.
-    pub(crate) fn held_events(&self) -> u64 {
-        self.held
-            .iter()
-            .map(|Pending { batch: b, .. }| {
-                let windows: u64 = b
-                    .windows
-                    .iter()
-                    .filter(|w| w.is_final)
-                    .map(|w| w.state.count())
-                    .sum();
-                let errors: u64 = b
-                    .errors
-                    .iter()
-                    .filter(|e| e.is_final)
-                    .map(|e| e.count)
-                    .sum();
-                b.records.len() as u64 + windows + errors
-            })
-            .sum()
     }
 
     /// Gives up everything held (the store kept failing through the retry budget while the

@@ -24,6 +24,13 @@ impl TempDb {
         TempDb { dir, path }
     }
 
+    /// Another SQLite file (a journal, say), read with the same helpers (`dir` is an empty
+    /// temporary directory of its own).
+    pub fn reading(path: PathBuf) -> TempDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        TempDb { dir, path }
+    }
+
     pub fn store(&self) -> Store {
         Store::sqlite(&self.path)
     }
