@@ -53,17 +53,20 @@
 //! ## Layout
 //!
 //! ```text
-//! app ─TrackEvent─▶ Supervisor ─Events─▶ Sampler ─Records─▶ Queue (High|Normal|Low) ─Write─▶ DbWriter ─▶ store
-//!                                           └─Samples─▶ Aggregator ─Write, Records──▶▲        (own thread)
-//!                                                           └─Closed─▶ Detector ─Write┘
+//!  application's thread                   stages' thread                 writer's thread
+//! app ─TrackEvent─▶ Supervisor            Detector ─Write, Records─▶ Queue ─Write─▶ DbWriter ─▶ store
+//!                   (validate, then        ▲  (patterns; the rest     (High|Normal|Low)
+//!                    sample ─▶ aggregate) ─┘   passed on in order)
 //! ```
 //!
-//! - [`Supervisor`]: the front door (validation, stats, config), and the markers (`Flush`,
-//!   queries, `Shutdown`, ticks) that travel the data path behind the data.
-//! - `src/actors/`: one thin actor per stage; each owns a plain, unit-tested core
-//!   (`sampler.rs` with `adaptive.rs`, `aggregator.rs`, `detector.rs`, `queue.rs`,
-//!   `db/writer.rs`) and passes typed batches on. `actors/remains.rs`: what they leave when torn down without
-//!   `Shutdown`, written by the last one to go.
+//! - [`Supervisor`]: the front door (validation, stats, config), the only actor on the
+//!   application's thread. It drives the front stages (sampling, then aggregation) on the
+//!   events it accepted, synchronously, and sends the markers (`Flush`, queries, `Shutdown`,
+//!   ticks) down the data path behind the data.
+//! - `src/actors/`: the stages. `front.rs`, `sampler.rs`, `aggregator.rs`: the front stages the
+//!   supervisor drives; `detector.rs`, `queue.rs`, `writer.rs`: thin actors on threads of their
+//!   own. Each owns a plain, unit-tested core (`sampler.rs` with `adaptive.rs`,
+//!   `aggregator.rs`, `detector.rs`, `queue.rs`, `db/writer.rs`) and passes typed batches on.
 //! - [`stats`]: the window state (exact small windows, DDSketch), the detector's maths.
 //! - `db/`: schema, rows, the SQL for both backends, the writer's core.
 //! - `journal/`: durable mode (`Config::durable`): the journal of accepted events, its thread,
@@ -86,7 +89,9 @@
 //! ## Stopping
 //!
 //! `Shutdown` flushes everything and stops every actor. Stopping the actix `System` without it,
-//! or returning from `main`, loses nothing either. For SIGTERM, see [`shutdown_on_signal`].
+//! or returning from `main` (even right after `do_send`), loses nothing either: the supervisor
+//! handles what is in its mailbox, runs the same shutdown and waits for it. For SIGTERM, see
+//! [`shutdown_on_signal`].
 //!
 //! `ARCHITECTURE.md` in the repository maps every actor and message to its file.
 
