@@ -54,7 +54,7 @@ use crate::messages::*;
 use crate::sampler::Sampler;
 use crate::telemetry::Publisher;
 
-/// Most validated events handed to the sampler in one message.
+/// Most validated events run through the front stages in one batch.
 pub(crate) const INTAKE_BATCH: usize = 1024;
 
 /// Starts `actor` on the current Arbiter with an unbounded mailbox (set before its address
@@ -77,7 +77,7 @@ pub struct Supervisor {
     /// The pipeline's counters (shared: every actor adds to them).
     counters: Arc<Counters>,
     clock: Arc<dyn Clock>,
-    /// Validated events not yet handed to the sampler.
+    /// Validated events not yet run through the front stages.
     intake: Vec<TrackEvent>,
     /// A [`ForwardIntake`] is on its way.
     intake_scheduled: bool,
@@ -139,8 +139,8 @@ impl std::fmt::Debug for Supervisor {
     }
 }
 
-/// To the supervisor itself: hand the intake to the sampler (sent when the first event of a
-/// burst arrives; handled after the mailbox is empty).
+/// To the supervisor itself: run the intake through the front stages (sent when the first
+/// event of a burst arrives; handled after the mailbox is empty).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 struct ForwardIntake;
@@ -285,8 +285,8 @@ impl Supervisor {
         }
     }
 
-    /// Durable mode: hands the events of an earlier run that the store lacks to the sampler,
-    /// ahead of every new event (the mailbox waits until the replay is through), then
+    /// Durable mode: hands the events of an earlier run that the store lacks to the front
+    /// stages, ahead of every new event (the mailbox waits until the replay is through), then
     /// checkpoints. Like new events, in batches of at most [`INTAKE_BATCH`] and at most
     /// `records_per_checkpoint`, checkpointed every `records_per_checkpoint` record-like events
     /// (each checkpoint at the position of the last event handed on); unlike them, held back
@@ -339,8 +339,8 @@ impl Supervisor {
         self.send_checkpointed(Control::Tick);
     }
 
-    /// Durable mode: hands the next `n` replayed events to the sampler, counted as received
-    /// and replayed, and checkpoints if due.
+    /// Durable mode: hands the next `n` replayed events to the front stages, counted as
+    /// received and replayed, and checkpoints if due.
     fn replay_batch(&mut self, n: usize) {
         let Some(d) = &mut self.durable else { return };
         let batch: Vec<(u64, TrackEvent)> = d.replay.drain(..n).collect();
@@ -522,8 +522,8 @@ impl Actor for Supervisor {
     /// Stopped without `Shutdown` (the System is going, or every address is gone): actix
     /// would stop without reading the mailbox (it reads none while the context is stopping),
     /// so the first time the supervisor asks to go on: actix then handles every message
-    /// already in the mailbox (nothing pauses it, see [`UnlessClosing`]) and asks again.
-    /// `Drop` then runs [`Supervisor::close`].
+    /// already in the mailbox (nothing pauses it, see `UnlessClosing`) and asks again.
+    /// `Drop` then runs `Supervisor::close`.
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
         if self.shutting_down || self.closing {
             return Running::Stop;
@@ -682,7 +682,7 @@ fn batching_line(s: &Stats) -> String {
 
 /// When the supervisor goes without `Shutdown` (a bare System stop, or the application
 /// returning from `main`: actix has had it handle what was in its mailbox, see
-/// `Actor::stopping`), it runs [`Supervisor::close`] and waits, blocking this thread (which has
+/// `Actor::stopping`), it runs `Supervisor::close` and waits, blocking this thread (which has
 /// nothing else to do then), for the writer's answer: within the retry budget when the store
 /// fails. The back stages and the writer run in Systems of their own on their own threads, so
 /// the application's System going does not stop them; the `Shutdown` marker does. Then it joins

@@ -81,3 +81,26 @@ pub(crate) fn wait_for<T>(answer: impl std::future::Future<Output = T>) -> T {
         std::thread::park();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_for_blocks_until_another_thread_answers() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let answering = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            tx.send(7).unwrap();
+        });
+        assert_eq!(wait_for(rx), Ok(7));
+        answering.join().unwrap();
+    }
+
+    #[test]
+    fn wait_for_sees_a_dropped_sender() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
+        std::thread::spawn(move || drop(tx));
+        assert!(wait_for(rx).is_err());
+    }
+}
