@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use actix::Addr;
 use common::{conservation, quiet_config, TempDb, T0};
-use eventbatch::{Config, ManualClock, Shutdown, Store, Supervisor, TrackEvent};
+use eventbatch::{Config, ManualClock, Shutdown, Store, Supervisor, TrackBatch, TrackEvent};
 
 /// How many events each test sends, half commands and half metric samples: a few, more than
 /// one intake batch (1,024), and the 10,000. The teardown order of the application's
@@ -145,4 +145,27 @@ fn durable_mode_returning_from_main_stores_everything_and_empties_the_journal() 
     assert_all_stored(&db, 10_000, "durable, returned from main");
     let entries = TempDb::reading(journal).count("journal_entries");
     assert_eq!(entries, 0, "the last checkpoint emptied the journal");
+}
+
+#[test]
+fn returning_from_actix_main_after_do_send_of_batches_stores_everything() {
+    let db = TempDb::new();
+    let path = db.path.clone();
+    on_a_fresh_thread(move || {
+        actix::System::new().block_on(async move {
+            let t = start_at(&path, quiet_config());
+            for b in 0..10 {
+                let batch = (0..1_000)
+                    .map(|i| TrackEvent::performance("rt", 1.0).at(T0 + b * 1_000 + i))
+                    .collect();
+                t.do_send(TrackBatch(batch));
+                t.do_send(TrackEvent::command("c").at(T0 + b));
+            }
+        });
+    });
+    assert_eq!(db.count("events WHERE kind = 'command'"), 10);
+    assert_eq!(
+        db.scalar("SELECT coalesce(sum(count), 0) AS n FROM metric_windows"),
+        10_000
+    );
 }
