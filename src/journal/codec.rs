@@ -301,7 +301,12 @@ pub(crate) fn decode_entry(entry: &Entry) -> Result<Vec<TrackEvent>, Corrupt> {
         }
     }
     let events = decode(&entry.bytes)?;
-    if Some(events.len() as u64) != (entry.last + 1).checked_sub(entry.first) {
+    if Some(events.len() as u64)
+        != entry
+            .last
+            .checked_add(1)
+            .and_then(|l| l.checked_sub(entry.first))
+    {
         return Err(Corrupt {
             at: entry.bytes.len(),
             what: "the number of events does not match the entry's positions",

@@ -347,7 +347,7 @@ pub(crate) fn sort_out(checkpoint: u64, entries: Vec<Entry>, options: &Options) 
             }
         };
         let skip = checkpoint.saturating_add(1).saturating_sub(entry.first) as usize;
-        for (position, mut event) in (entry.first..).zip(events).skip(skip) {
+        for (position, mut event) in (entry.first..=entry.last).zip(events).skip(skip) {
             match event.admit(options.now_ms, options.window_ms) {
                 Ok(()) => out.replay.push((position, event)),
                 Err(e) => {
