@@ -87,7 +87,8 @@ pub struct Stats {
     pub sampling_rates_in_force: BTreeMap<String, f64>,
     /// Durable mode: events replayed from the journal at start (accepted by an earlier run,
     /// not yet in the store when it ended). Counted in `events_received` too, and sampled and
-    /// routed like new events, so the conservation laws hold for them; never validated again.
+    /// routed like new events, so the conservation laws hold for them; admitted again like new
+    /// events (those refused are counted in `events_rejected` too).
     pub events_replayed: u64,
     /// Durable mode: checkpoints committed (the store holds every event up to a journal
     /// position; the journal's entries up to it are deleted).
@@ -95,6 +96,18 @@ pub struct Stats {
     /// Durable mode: failed journal file operations (each failed commit or delete counts;
     /// a failed commit is retried every `fsync_interval_ms`).
     pub journal_errors: u64,
+    /// Durable mode: false while the journal fails to commit (new events are refused with
+    /// `TrackError::JournalUnavailable` once that has lasted `fsync_interval_ms`, and `Flush`
+    /// answers `PipelineError::Journal`). Always true outside durable mode.
+    pub journal_healthy: bool,
+    /// Gauge, durable mode: for how long (ms) the journal has been failing to commit; 0 while
+    /// it is healthy.
+    pub journal_failing_ms: u64,
+    /// Durable mode: journal entries set aside at start instead of replayed, because their
+    /// checksum did not match or they could not be decoded (moved to the journal file's
+    /// `journal_rejected` table; logged once with how many). Replayed events that fail
+    /// validation are counted in `events_rejected` instead, like new ones.
+    pub journal_entries_rejected: u64,
 }
 
 impl Stats {
@@ -159,6 +172,9 @@ pub(crate) struct Counters {
     pub replayed: AtomicU64,
     pub checkpoints: AtomicU64,
     pub journal_errors: AtomicU64,
+    /// When the journal began failing (ms since the Unix epoch), 0 while it is healthy.
+    pub journal_failing_since_ms: AtomicU64,
+    pub journal_entries_rejected: AtomicU64,
 }
 
 impl Counters {
@@ -229,6 +245,12 @@ impl Counters {
             events_replayed: get(&self.replayed),
             checkpoints: get(&self.checkpoints),
             journal_errors: get(&self.journal_errors),
+            journal_healthy: get(&self.journal_failing_since_ms) == 0,
+            journal_failing_ms: match get(&self.journal_failing_since_ms) {
+                0 => 0,
+                since => crate::journal::unix_ms().saturating_sub(since).max(1),
+            },
+            journal_entries_rejected: get(&self.journal_entries_rejected),
         }
     }
 }

@@ -117,6 +117,15 @@ pub enum TrackError {
     /// The pipeline is shutting down or stopped.
     #[error("the pipeline is shut down")]
     ShutDown,
+    /// Durable mode: the journal has failed to commit for longer than `fsync_interval_ms` (or
+    /// holds as many unwritten events as `max_queued_events` while failing), so the event
+    /// could not be made durable and is refused rather than acknowledged. Events are accepted
+    /// again as soon as a journal commit succeeds (it is retried every `fsync_interval_ms`).
+    #[error("the journal cannot take events: {reason}")]
+    JournalUnavailable {
+        /// What the journal file answered (the SQLite error, e.g. a full disk), and since when.
+        reason: String,
+    },
 }
 
 /// An invalid configuration value.
@@ -154,6 +163,16 @@ pub enum PipelineError {
     /// An internal actor did not answer (the pipeline is stopping or stopped).
     #[error("pipeline actor unavailable: {0}")]
     Unavailable(String),
+    /// Durable mode: the journal is failing to commit (what was accepted before is in the
+    /// store if the flush got through, but new events are not durable, and are refused once
+    /// it has failed for longer than `fsync_interval_ms`).
+    #[error("journal {path} is failing: {reason}")]
+    Journal {
+        /// The journal file.
+        path: String,
+        /// What the journal file answered (the SQLite error), and for how long.
+        reason: String,
+    },
 }
 
 /// A store operation failed: what failed, whether trying again can help, and the cause.

@@ -269,6 +269,18 @@ impl TrackEvent {
         }
     }
 
+    /// [`TrackEvent::validate`], and its window of `window_ms` must fit in an `i64`
+    /// (`stats::window::window_bounds`). What the front door admits and, in durable mode, what
+    /// a replay admits from the journal: the same check for both.
+    pub(crate) fn admit(&mut self, now_ms: i64, window_ms: i64) -> Result<(), TrackError> {
+        self.validate(now_ms)?;
+        let ts_ms = self.ts_ms.unwrap_or(now_ms);
+        match crate::stats::window::window_bounds(ts_ms, window_ms) {
+            Some(_) => Ok(()),
+            None => Err(TrackError::TimestampOutOfRange { ts_ms, now_ms }),
+        }
+    }
+
     /// Checks the event against the rules in the contract and fills in its time; `now_ms` is
     /// the pipeline clock.
     pub(crate) fn validate(&mut self, now_ms: i64) -> Result<(), TrackError> {

@@ -183,9 +183,12 @@ pub fn start_with_clock(
 }
 
 /// Durable mode's journal file: `Config::journal_path`, or the SQLite file's path with
-/// `.journal` appended.
+/// `.journal` appended. Refused when it is the store's own file, however spelled.
 fn journal_path(settings: &Settings, store: &Store) -> Result<std::path::PathBuf> {
     if let Some(path) = &settings.journal_path {
+        if let Some(db) = store.sqlite_path() {
+            journal::file::check_path(path, db)?;
+        }
         return Ok(path.clone());
     }
     match store.sqlite_path() {

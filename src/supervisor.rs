@@ -161,7 +161,13 @@ impl Supervisor {
         let settings = Arc::new(settings);
         let counters = Arc::new(Counters::default());
         let durable = match &journal_path {
-            Some(path) => Some(open_journal(path, &settings, &pool, counters.clone())?),
+            Some(path) => Some(open_journal(
+                path,
+                crate::journal::Options::new(&settings, clock.now_ms()),
+                &settings,
+                &pool,
+                counters.clone(),
+            )?),
             None => None,
         };
         let journal = durable.as_ref().map(|d| d.journal.clone());
@@ -250,12 +256,23 @@ impl Supervisor {
         self.send_marker(marker);
     }
 
-    /// Durable mode: journals accepted events before they are acknowledged.
-    fn journal(&mut self, events: &[TrackEvent]) {
-        if let Some(d) = &mut self.durable {
-            d.position = d.journal.append(events);
-            d.records_since += events.iter().filter(|e| may_be_record(e.kind)).count();
+    /// Durable mode: journals accepted events before they are acknowledged, or refuses them
+    /// while the journal fails (the first refusal checkpoints what was accepted before).
+    fn journal(&mut self, events: &[TrackEvent]) -> Result<(), TrackError> {
+        let Some(d) = &mut self.durable else {
+            return Ok(());
+        };
+        match d.journal.append(events) {
+            Ok(position) => d.position = position,
+            Err(refused) => {
+                if refused.first {
+                    self.send_checkpointed(Control::Tick);
+                }
+                return Err(refused.error);
+            }
         }
+        d.records_since += events.iter().filter(|e| may_be_record(e.kind)).count();
+        Ok(())
     }
 
     /// Durable mode: checkpoints when enough accepted events may be waiting in the queues as
@@ -372,13 +389,13 @@ impl Supervisor {
         let refused = if self.shutting_down {
             Err(TrackError::ShutDown)
         } else {
-            event.validate(now_ms)
+            event.admit(now_ms, self.settings.window_ms)
         };
+        let refused = refused.and_then(|()| self.journal(std::slice::from_ref(&event)));
         if let Err(e) = refused {
             Counters::add(&self.counters.rejected, 1);
             return Err(e);
         }
-        self.journal(std::slice::from_ref(&event));
         self.intake.push(event);
         Ok(())
     }
@@ -537,6 +554,7 @@ impl Actor for Supervisor {
 /// to replay.
 fn open_journal(
     path: &std::path::Path,
+    options: crate::journal::Options,
     settings: &Settings,
     pool: &Pool,
     counters: Arc<Counters>,
@@ -545,8 +563,7 @@ fn open_journal(
         let mut conn = pool.get().map_err(|e| e.to_string())?;
         conn.checkpoint_of(id).map_err(|e| e.to_string())
     };
-    let recovered =
-        crate::journal::recover(path, checkpoint_of, settings.fsync_interval, counters)?;
+    let recovered = crate::journal::recover_with(path, checkpoint_of, options, counters)?;
     let replay = VecDeque::from(recovered.replay);
     Ok(DurableIntake {
         // until the replay has handed on its events, the last position handed on is the
@@ -822,7 +839,8 @@ impl Handler<TrackBatch> for Supervisor {
         }
         let now = self.clock.now_ms();
         // validated in place: the batch travels on as it came, without copying its events
-        events.retain_mut(|e| e.validate(now).is_ok());
+        let window_ms = self.settings.window_ms;
+        events.retain_mut(|e| e.admit(now, window_ms).is_ok());
         let mut ack = BatchAck {
             accepted: events.len(),
             rejected: n - events.len(),
@@ -831,7 +849,10 @@ impl Handler<TrackBatch> for Supervisor {
         Counters::add(&self.counters.rejected, ack.rejected as u64);
         self.forward_intake();
         if !events.is_empty() {
-            self.journal(&events);
+            if let Err(e) = self.journal(&events) {
+                Counters::add(&self.counters.rejected, events.len() as u64);
+                return Box::pin(async { Err(e) });
+            }
             self.front.events(events.into_iter());
             self.checkpoint_if_due();
         }
@@ -900,8 +921,12 @@ impl Handler<Flush> for Supervisor {
         let answer = self.ask_within_budget(true, Control::Flush);
         let counters = self.counters.clone();
         let publisher = self.publisher();
+        let journal = self.durable.as_ref().map(|d| d.journal.clone());
         Box::pin(async move {
             answer.await?;
+            if let Some(e) = journal.and_then(|j| j.failure()) {
+                return Err(e);
+            }
             Ok(match publisher {
                 Some(p) => p.snapshot_and_publish(),
                 None => counters.snapshot(),

@@ -111,6 +111,7 @@ const COUNTERS: &[FromStats] = counters_of_stats! {
     events_replayed: "Durable mode: events replayed from the journal at start (also counted as received).",
     checkpoints: "Durable mode: checkpoints committed (the store holds every event up to a journal position).",
     journal_errors: "Durable mode: failed journal file operations (commits are retried every fsync_interval_ms).",
+    journal_entries_rejected: "Durable mode: journal entries set aside at start (checksum mismatch or undecodable) instead of replayed.",
 };
 
 /// The gauges of [`Stats`].
@@ -118,6 +119,7 @@ const GAUGES: &[FromStats] = gauges_of_stats! {
     events_queued: "Records waiting in the priority queues or handed to the writer, not yet written.",
     windows_open: "Aggregation windows open in memory.",
     actors_running: "The pipeline's internal actors running (0 once it has stopped).",
+    journal_failing_ms: "Durable mode: how long (ms) the journal has been failing to commit; 0 while healthy.",
 };
 
 /// Rows of the committed batches: with `eventbatch_batches_written_total`, the average batch

@@ -9,6 +9,19 @@
 //! An entry holds the encoded events at positions `first_pos..=last_pos` (see
 //! [`super::codec`]). Keyed by its last position, entries are read and deleted in position
 //! order with range scans of the table's own b-tree.
+//!
+//! ```sql
+//! journal_rejected (id INTEGER PRIMARY KEY, first_pos INTEGER, last_pos INTEGER, events BLOB,
+//!                   reason TEXT, rejected_at_ms INTEGER)  -- entries set aside at start
+//! ```
+//!
+//! An entry that fails its checksum or cannot be decoded is moved to `journal_rejected` at
+//! start (the newest [`MAX_REJECTED`] are kept there for inspection), so it is counted once.
+//!
+//! The file is created with mode 0600 (SQLite gives its `-wal` the same mode), and uses
+//! `secure_delete`: the entries deleted once the store holds them are overwritten with zeros,
+//! and a clean stop truncates the WAL (`wal_checkpoint(TRUNCATE)`), so what was checkpointed
+//! does not stay readable in the files.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +34,138 @@ use super::codec::Entry;
 
 /// How long opening waits for a journal file another pipeline (or one still stopping) holds.
 const LOCK_WAIT: Duration = Duration::from_millis(500);
+
+/// Rejected entries kept in `journal_rejected` (the oldest go first).
+const MAX_REJECTED: i64 = 1_000;
+
+/// Why a journal file could not be opened or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum OpenError {
+    /// The file is damaged (SQLite says so, or `PRAGMA quick_check` finds faults): see
+    /// [`move_aside`].
+    #[error("the journal file is corrupt: {0}")]
+    Corrupt(String),
+    /// Anything else (in use by another pipeline, no permission, a full disk, ...).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl OpenError {
+    /// An SQLite error said in the journal's terms: corruption, or something else.
+    fn of(e: impl ToString) -> OpenError {
+        let e = e.to_string();
+        let m = e.to_ascii_lowercase();
+        if ["malformed", "not a database", "corrupt"]
+            .iter()
+            .any(|w| m.contains(w))
+        {
+            OpenError::Corrupt(e)
+        } else {
+            OpenError::Other(in_use(e))
+        }
+    }
+}
+
+/// Moves a corrupt journal file (and its `-wal` and `-shm`) aside, to
+/// `<path>.corrupt-<unix ms>`, so a new one can be started; returns the new name.
+pub(crate) fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let stamp = super::unix_ms();
+    let with = |suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    let aside = with(&format!(".corrupt-{stamp}"));
+    std::fs::rename(path, &aside)?;
+    for side in ["-wal", "-shm"] {
+        let mut to = aside.as_os_str().to_owned();
+        to.push(side);
+        // absent when SQLite has not made them
+        let _ = std::fs::rename(with(side), to);
+    }
+    Ok(aside)
+}
+
+/// Refuses a journal path that is the store's SQLite file, or one of its side files (`-wal`,
+/// `-shm`, `-journal`), however it is spelled (`./`, `..`, a symbolic or hard link): checked
+/// before anything is created, naming both.
+pub(crate) fn check_path(journal: &Path, store: &Path) -> Result<(), crate::ConfigError> {
+    let (j, s) = (resolve(journal), resolve(store));
+    let side = |suffix: &str| {
+        let mut p = s.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    let clash =
+        j == s || same_file(&j, &s) || ["-wal", "-shm", "-journal"].iter().any(|x| j == side(x));
+    if !clash {
+        return Ok(());
+    }
+    Err(crate::ConfigError::new(
+        "journal_path",
+        journal.display(),
+        format!(
+            "is the store's own file {} (both resolve to {}): the journal needs a file of its own",
+            store.display(),
+            j.display()
+        ),
+    ))
+}
+
+/// `path` absolute, with its symbolic links resolved as far as it exists (through its
+/// directory when the file does not exist yet).
+fn resolve(path: &Path) -> PathBuf {
+    let mut path = path.to_path_buf();
+    // a link to a file not created yet: follow it by hand (a few links deep at most)
+    for _ in 0..8 {
+        if let Ok(p) = std::fs::canonicalize(&path) {
+            return p;
+        }
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        match std::fs::read_link(&path) {
+            Ok(target) => path = parent.join(target),
+            Err(_) => {
+                return match (std::fs::canonicalize(&parent), path.file_name()) {
+                    (Ok(dir), Some(name)) => dir.join(name),
+                    _ => path,
+                }
+            }
+        }
+    }
+    path
+}
+
+/// Two existing paths name one file (a hard link).
+#[cfg(unix)]
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &Path, _: &Path) -> bool {
+    false
+}
+
+/// Creates the file at `path` with mode 0600 unless it exists (SQLite would create it with
+/// the umask's mode, usually 0644; its `-wal` takes the main file's mode).
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
 
 /// An open journal file (see the module docs).
 pub(crate) struct JournalFile {
@@ -42,6 +187,7 @@ struct Value {
     value: String,
 }
 
+#[cfg(test)]
 #[derive(QueryableByName)]
 struct Position {
     #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
@@ -59,39 +205,27 @@ struct Row {
 }
 
 impl JournalFile {
-    /// Opens (creating it if missing) the journal at `path`, takes its lock, and returns it
-    /// with its id (made when the file was created). An error says what went wrong in words.
-    pub(crate) fn open(path: &Path) -> Result<(JournalFile, String), String> {
+    /// Opens (creating it, mode 0600, if missing) the journal at `path`, takes its lock, and
+    /// returns it with its id (made when the file was created).
+    pub(crate) fn open(path: &Path) -> Result<(JournalFile, String), OpenError> {
+        let other = |e: &str| OpenError::Other(e.to_string());
         let url = path
             .to_str()
-            .ok_or_else(|| "the path is not valid UTF-8".to_string())?;
+            .ok_or_else(|| other("the path is not valid UTF-8"))?;
         if path.is_dir() {
-            return Err("the path is a directory".into());
+            return Err(other("the path is a directory"));
         }
         let existed = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
-        let mut conn = SqliteConnection::establish(url).map_err(|e| e.to_string())?;
+        create_private(path).map_err(|e| other(&format!("cannot create the file: {e}")))?;
+        let mut conn = SqliteConnection::establish(url).map_err(OpenError::of)?;
         conn.batch_execute(&format!(
             "PRAGMA busy_timeout = {}; PRAGMA locking_mode = EXCLUSIVE; \
-             PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;",
+             PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;",
             LOCK_WAIT.as_millis()
         ))
-        .map_err(|e| in_use(e.to_string()))?;
+        .map_err(OpenError::of)?;
         if existed {
-            let checks: Vec<QuickCheck> = diesel::sql_query("PRAGMA quick_check(3)")
-                .load(&mut conn)
-                .map_err(|e| {
-                    format!(
-                        "the file is corrupt or unreadable: {}",
-                        in_use(e.to_string())
-                    )
-                })?;
-            if !matches!(checks.as_slice(), [only] if only.quick_check == "ok") {
-                let found: Vec<String> = checks.into_iter().map(|c| c.quick_check).collect();
-                return Err(format!(
-                    "the journal file is corrupt (PRAGMA quick_check: {})",
-                    found.join("; ")
-                ));
-            }
+            quick_check(&mut conn)?;
         }
         // The first write takes the exclusive lock, held until the connection closes.
         let new_id = format!("{:016x}", crate::util::os_random_u64());
@@ -118,12 +252,78 @@ impl JournalFile {
                 id.value,
             )
         })
-        .map_err(|e| in_use(e.to_string()))
+        .map_err(OpenError::of)
+    }
+
+    /// Runs `body` in one `BEGIN IMMEDIATE` transaction. The error returned is the first one:
+    /// when a COMMIT fails with a full disk SQLite has rolled back already, and the ROLLBACK
+    /// that follows fails too ("no transaction is active"), which must not hide the cause.
+    fn in_transaction(
+        &mut self,
+        body: impl FnOnce(&mut SqliteConnection) -> QueryResult<()>,
+    ) -> QueryResult<()> {
+        self.conn.batch_execute("BEGIN IMMEDIATE")?;
+        let done = body(&mut self.conn).and_then(|()| self.conn.batch_execute("COMMIT"));
+        if done.is_err() {
+            let _ = self.conn.batch_execute("ROLLBACK");
+        }
+        done
+    }
+
+    /// Whether the file takes a write again (after failed ones, when nothing waits to be
+    /// written): rewrites one row of `journal_meta`.
+    pub(crate) fn probe(&mut self) -> QueryResult<()> {
+        self.in_transaction(|c| {
+            c.batch_execute(
+                "INSERT INTO journal_meta (key, value) VALUES ('probe', '1')
+                 ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+            )
+        })
+    }
+
+    /// Moves `entries` (each with why) to `journal_rejected`, in one transaction, keeping the
+    /// newest [`MAX_REJECTED`] there.
+    pub(crate) fn set_aside(&mut self, entries: &[(Entry, String)]) -> QueryResult<()> {
+        let now_ms = super::unix_ms() as i64;
+        self.in_transaction(|c| {
+            c.batch_execute(
+                "CREATE TABLE IF NOT EXISTS journal_rejected (id INTEGER PRIMARY KEY,
+                     first_pos INTEGER, last_pos INTEGER, events BLOB, reason TEXT,
+                     rejected_at_ms INTEGER)",
+            )?;
+            for (e, reason) in entries {
+                diesel::sql_query(
+                    "INSERT INTO journal_rejected (first_pos, last_pos, events, reason, rejected_at_ms)
+                     VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind::<BigInt, _>(e.first as i64)
+                .bind::<BigInt, _>(e.last as i64)
+                .bind::<Binary, _>(&e.bytes)
+                .bind::<Text, _>(reason)
+                .bind::<BigInt, _>(now_ms)
+                .execute(c)?;
+                diesel::sql_query("DELETE FROM journal_entries WHERE last_pos = ?")
+                    .bind::<BigInt, _>(e.last as i64)
+                    .execute(c)?;
+            }
+            diesel::sql_query(
+                "DELETE FROM journal_rejected WHERE id <= (SELECT max(id) FROM journal_rejected) - ?",
+            )
+            .bind::<BigInt, _>(MAX_REJECTED)
+            .execute(c)
+            .map(drop)
+        })
+    }
+
+    /// Folds the WAL into the file and truncates it to zero bytes (at a clean stop): with
+    /// `secure_delete`, no deleted entry stays readable in either file.
+    pub(crate) fn truncate_wal(&mut self) -> QueryResult<()> {
+        self.conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)")
     }
 
     /// Writes `entries` in one transaction; on disk when it returns.
     pub(crate) fn write(&mut self, entries: &[Entry]) -> QueryResult<()> {
-        self.conn.immediate_transaction(|c| {
+        self.in_transaction(|c| {
             for e in entries {
                 diesel::sql_query(
                     "INSERT INTO journal_entries (last_pos, first_pos, events) VALUES (?, ?, ?)",
@@ -145,13 +345,14 @@ impl JournalFile {
             .execute(&mut self.conn)
     }
 
-    /// The entries holding events after `position`, in position order.
-    pub(crate) fn entries_after(&mut self, position: u64) -> QueryResult<Vec<Entry>> {
+    /// Every entry, in position order (each is checked at start, those the store holds too:
+    /// a damaged position could otherwise hide an entry behind the checkpoint).
+    pub(crate) fn entries(&mut self) -> Result<Vec<Entry>, OpenError> {
         let rows: Vec<Row> = diesel::sql_query(
-            "SELECT first_pos, last_pos, events FROM journal_entries WHERE last_pos > ? ORDER BY last_pos",
+            "SELECT first_pos, last_pos, events FROM journal_entries ORDER BY last_pos",
         )
-        .bind::<BigInt, _>(position as i64)
-        .load(&mut self.conn)?;
+        .load(&mut self.conn)
+        .map_err(OpenError::of)?;
         Ok(rows
             .into_iter()
             .map(|r| Entry {
@@ -163,6 +364,7 @@ impl JournalFile {
     }
 
     /// The position of the last event in the file (0 when empty).
+    #[cfg(test)]
     pub(crate) fn last_position(&mut self) -> QueryResult<u64> {
         let p: Position =
             diesel::sql_query("SELECT max(last_pos) AS position FROM journal_entries")
@@ -188,6 +390,21 @@ impl JournalFile {
 struct QuickCheck {
     #[diesel(sql_type = Text)]
     quick_check: String,
+}
+
+/// `PRAGMA quick_check`: the file's b-trees and pages are sound.
+fn quick_check(conn: &mut SqliteConnection) -> Result<(), OpenError> {
+    let checks: Vec<QuickCheck> = diesel::sql_query("PRAGMA quick_check(3)")
+        .load(conn)
+        .map_err(OpenError::of)?;
+    if matches!(checks.as_slice(), [only] if only.quick_check == "ok") {
+        return Ok(());
+    }
+    let found: Vec<String> = checks.into_iter().map(|c| c.quick_check).collect();
+    Err(OpenError::Corrupt(format!(
+        "PRAGMA quick_check: {}",
+        found.join("; ")
+    )))
 }
 
 /// SQLite's "database is locked" said in the journal's terms.
@@ -224,18 +441,14 @@ mod tests {
         f.write(&entries(4, 2)).unwrap();
         f.write(&entries(6, 4)).unwrap();
         assert_eq!((f.len().unwrap(), f.last_position().unwrap()), (3, 9));
-        let after: Vec<(u64, u64)> = f
-            .entries_after(4)
+        let all: Vec<(u64, u64)> = f
+            .entries()
             .unwrap()
             .iter()
             .map(|e| (e.first, e.last))
             .collect();
-        assert_eq!(
-            after,
-            [(4, 5), (6, 9)],
-            "an entry straddling 4 is read whole"
-        );
-        let names: Vec<String> = decode(&f.entries_after(5).unwrap()[0].bytes)
+        assert_eq!(all, [(1, 3), (4, 5), (6, 9)], "in position order");
+        let names: Vec<String> = decode(&f.entries().unwrap()[2].bytes)
             .unwrap()
             .iter()
             .map(|e| e.name().to_string())
@@ -252,12 +465,54 @@ mod tests {
         assert_eq!(f.last_position().unwrap(), 10);
     }
 
+    /// Mode 0600 for the file (and its WAL); entries set aside leave `journal_entries`.
+    #[cfg(unix)]
+    #[test]
+    fn the_file_is_private_and_entries_can_be_set_aside() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (mut f, _) = JournalFile::open(&path).unwrap();
+        f.write(&entries(1, 3)).unwrap();
+        f.write(&entries(4, 2)).unwrap();
+        for p in [path.clone(), dir.path().join("j-wal")] {
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", p.display());
+        }
+        let first = f.entries().unwrap().remove(0);
+        f.set_aside(&[(first, "damaged".into())]).unwrap();
+        assert_eq!(f.len().unwrap(), 1);
+        f.probe().unwrap();
+        f.truncate_wal().unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_journal_path_that_is_the_store_is_refused_however_spelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("a.db");
+        let dotted = dir.path().join(".").join("sub").join("..").join("a.db");
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&store, &link).unwrap();
+        for journal in [store.clone(), dotted, link, dir.path().join("a.db-wal")] {
+            let e = check_path(&journal, &store).unwrap_err();
+            assert_eq!(e.field, "journal_path");
+            assert!(e.reason.contains("a.db"), "{e}");
+        }
+        std::fs::write(&store, b"").unwrap();
+        let hard = dir.path().join("hard.db");
+        std::fs::hard_link(&store, &hard).unwrap();
+        assert!(check_path(&hard, &store).is_err(), "a hard link");
+        check_path(&dir.path().join("a.db.journal"), &store).unwrap();
+    }
+
     #[test]
     fn one_pipeline_per_journal_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         let (_held, _) = JournalFile::open(&path).unwrap();
-        let err = JournalFile::open(&path).unwrap_err();
+        let err = JournalFile::open(&path).unwrap_err().to_string();
         assert!(err.contains("in use by another pipeline"), "{err}");
     }
 
@@ -282,6 +537,10 @@ mod tests {
         }
         std::fs::write(&path, bytes).unwrap();
         let err = JournalFile::open(&path).unwrap_err();
-        assert!(err.contains("corrupt"), "{err}");
+        assert!(matches!(err, OpenError::Corrupt(_)), "{err}");
+        let aside = move_aside(&path).unwrap();
+        assert!(aside.to_str().unwrap().contains("j.corrupt-"), "{aside:?}");
+        assert!(!path.exists());
+        JournalFile::open(&path).expect("a new journal in its place");
     }
 }

@@ -14,21 +14,39 @@
 //! uncontended lock ([`Journal::append`]); the commit (and its fsync) runs on the journal
 //! thread, which takes the whole buffer at once, so a commit writes all that arrived in an
 //! interval (a group commit).
+//!
+//! **A failing journal** (a full disk, an I/O error): the commit is retried every interval
+//! (when nothing waits, a one-row probe write), the first failure and the recovery are logged
+//! once each, with SQLite's own error. While it fails for less than `fsync_interval_ms`,
+//! appended events wait in memory for the next commit; once it has failed for longer, or
+//! `max_queued_events` events wait, [`Journal::append`] refuses (the front door answers
+//! `TrackError::JournalUnavailable`), and the first refusal asks the supervisor for a
+//! checkpoint, so what waits in memory reaches the store. `Flush` answers
+//! `PipelineError::Journal` while it fails ([`Journal::failure`]), `Stats::journal_healthy`
+//! and `journal_failing_ms` say so.
+//!
+//! **Recovery at start** trusts no byte: each entry's checksum ([`codec`]) is checked, and
+//! each replayed event is admitted again like a new one (`TrackEvent::admit`). Damaged entries
+//! are set aside (`journal_rejected`, counted in `Stats::journal_entries_rejected`), invalid
+//! events are refused (counted in `events_rejected`), each logged once with how many. A file
+//! SQLite finds corrupt is moved aside ([`file::move_aside`], an ERROR line) and a new journal
+//! started in its place, so a start never fails for good on a damaged journal.
 
 pub(crate) mod codec;
 pub(crate) mod file;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::config::Settings;
 use crate::counters::Counters;
-use crate::error::Error;
+use crate::error::{Error, PipelineError, TrackError};
 use crate::event::TrackEvent;
 use codec::{Appender, Entry};
-use file::JournalFile;
+use file::{JournalFile, OpenError};
 
 /// Waiting bytes past which the journal thread commits at once rather than at its interval.
 const FLUSH_BYTES: usize = 16 << 20;
@@ -40,6 +58,17 @@ const MAX_APPEND_WAIT: Duration = Duration::from_secs(1);
 
 /// Commit attempts when stopping with entries the file has refused so far.
 const STOP_ATTEMPTS: u32 = 3;
+
+/// Positions past this in a journal file are damage, not positions (the next position is
+/// numbered after the largest one below it).
+const MAX_POSITION: u64 = 1 << 62;
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// The journal: an appendable buffer shared with the journal thread, which commits it to the
 /// journal file. Dropping the last handle commits what waits and stops the thread.
@@ -66,6 +95,10 @@ struct Shared {
     done: Condvar,
     /// `fsync_interval_ms` (changed at run time by `Configure`).
     interval_ms: AtomicU64,
+    /// While failing, appends are refused once this many events wait unwritten
+    /// (`max_queued_events` at start).
+    max_unwritten: u64,
+    path: PathBuf,
     counters: Arc<Counters>,
 }
 
@@ -80,6 +113,27 @@ struct State {
     /// Committed to the file up to this position.
     written: u64,
     stop: bool,
+    /// The journal's failure in progress, if any.
+    failing: Option<Failure>,
+    /// An append was refused during this failure already (the first asks for a checkpoint).
+    refused: bool,
+}
+
+/// A failure of the journal file: since when, and what it answered first.
+#[derive(Debug, Clone)]
+struct Failure {
+    since: Instant,
+    error: String,
+}
+
+/// Why [`Journal::append`] refused events.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    /// For the caller's `TrackError::JournalUnavailable`.
+    pub error: TrackError,
+    /// The first refusal of this failure: the caller should checkpoint, so that the events
+    /// waiting in the journal's memory reach the store.
+    pub first: bool,
 }
 
 impl Shared {
@@ -90,6 +144,91 @@ impl Shared {
     fn interval(&self) -> Duration {
         Duration::from_millis(self.interval_ms.load(Relaxed))
     }
+
+    /// Why `n` more events cannot be appended now (see the module docs), if they cannot.
+    fn refusal(&self, s: &State, n: usize) -> Option<String> {
+        let f = s.failing.as_ref()?;
+        let failed_for = f.since.elapsed();
+        let interval = self.interval();
+        let unwritten = s.appender.last().saturating_sub(s.written.max(s.truncate)) + n as u64;
+        let why = if failed_for > interval {
+            format!(
+                "for {} ms, longer than fsync_interval_ms = {} ms",
+                failed_for.as_millis(),
+                interval.as_millis()
+            )
+        } else if unwritten > self.max_unwritten {
+            format!(
+                "{unwritten} events would wait unwritten, more than max_queued_events = {}",
+                self.max_unwritten
+            )
+        } else {
+            return None;
+        };
+        Some(format!(
+            "journal {} fails to commit ({}) {why}",
+            self.path.display(),
+            f.error
+        ))
+    }
+
+    /// Records the journal's health after a commit (or probe) that failed with `error` (or
+    /// succeeded, `None`); logs the first failure and the recovery, once each.
+    fn record_health(&self, error: Option<String>, events: u64) {
+        let mut s = self.lock();
+        match (error, &s.failing) {
+            (Some(error), None) => {
+                log::error!(
+                    "journal {}: cannot commit {events} events: {error}; retrying every {} ms, \
+                     new events are refused once this lasts longer than that",
+                    self.path.display(),
+                    self.interval().as_millis()
+                );
+                self.counters
+                    .journal_failing_since_ms
+                    .store(unix_ms().max(1), Relaxed);
+                s.failing = Some(Failure {
+                    since: Instant::now(),
+                    error,
+                });
+            }
+            (None, Some(f)) => {
+                log::info!(
+                    "journal {}: commits again after failing for {} ms; events are accepted again",
+                    self.path.display(),
+                    f.since.elapsed().as_millis()
+                );
+                self.counters.journal_failing_since_ms.store(0, Relaxed);
+                s.failing = None;
+                s.refused = false;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What [`recover`] needs from the settings in force at start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Options {
+    /// `fsync_interval_ms`.
+    pub interval: Duration,
+    /// `max_queued_events`: while failing, at most this many events wait unwritten.
+    pub max_unwritten: usize,
+    /// The pipeline clock's now, for admitting replayed events like new ones.
+    pub now_ms: i64,
+    /// `aggregation_window_ms`, likewise.
+    pub window_ms: i64,
+}
+
+impl Options {
+    pub(crate) fn new(settings: &Settings, now_ms: i64) -> Options {
+        Options {
+            interval: settings.fsync_interval,
+            max_unwritten: settings.max_queued_events.get(),
+            now_ms,
+            window_ms: settings.window_ms,
+        }
+    }
 }
 
 /// A journal opened at start: its handle and the events to replay.
@@ -99,55 +238,154 @@ pub(crate) struct Recovered {
     pub replay: Vec<(u64, TrackEvent)>,
 }
 
-/// Opens the journal at `path`, reads the store's checkpoint for it (`checkpoint_of` the
-/// journal's id), decodes the events after it, and starts the journal thread numbering on
-/// after the last of them.
+/// [`recover_with`] with the default settings and the system clock.
+#[cfg(test)]
 pub(crate) fn recover(
     path: &Path,
     checkpoint_of: impl FnOnce(&str) -> Result<u64, String>,
     interval: Duration,
     counters: Arc<Counters>,
 ) -> Result<Recovered, Error> {
+    let settings = crate::config::Config::default().validate()?;
+    let options = Options {
+        interval,
+        ..Options::new(&settings, unix_ms() as i64)
+    };
+    recover_with(path, checkpoint_of, options, counters)
+}
+
+/// Opens the journal at `path` (a corrupt file is moved aside and a new one started), reads
+/// the store's checkpoint for it (`checkpoint_of` the journal's id), sorts out the events
+/// after it (damaged entries set aside, invalid events refused, both counted), and starts the
+/// journal thread numbering on after the last of them.
+pub(crate) fn recover_with(
+    path: &Path,
+    checkpoint_of: impl FnOnce(&str) -> Result<u64, String>,
+    options: Options,
+    counters: Arc<Counters>,
+) -> Result<Recovered, Error> {
     let fail = |reason: String| Error::Journal {
         path: path.display().to_string(),
         reason,
     };
-    let (mut file, id) = JournalFile::open(path).map_err(fail)?;
+    let (mut file, id, entries) = match open_and_read(path) {
+        Err(OpenError::Corrupt(reason)) => {
+            let aside = file::move_aside(path)
+                .map_err(|e| fail(format!("{reason}; cannot move it aside: {e}")))?;
+            log::error!(
+                "journal {} is corrupt ({reason}): moved aside to {} and a new journal started; \
+                 the events it held that the store lacks are not replayed",
+                path.display(),
+                aside.display()
+            );
+            open_and_read(path).map_err(|e| fail(e.to_string()))?
+        }
+        opened => opened.map_err(|e| fail(e.to_string()))?,
+    };
     let checkpoint =
         checkpoint_of(&id).map_err(|e| fail(format!("reading the checkpoint: {e}")))?;
-    let entries = file
-        .entries_after(checkpoint)
-        .map_err(|e| fail(e.to_string()))?;
-    let last = file.last_position().map_err(|e| fail(e.to_string()))?;
-    let replay = events_after(checkpoint, &entries).map_err(|e| fail(e.to_string()))?;
-    if !replay.is_empty() {
+    let sorted = sort_out(checkpoint, entries, &options);
+    sorted.report(path, &counters);
+    if !sorted.damaged.is_empty() {
+        if let Err(e) = file.set_aside(&sorted.damaged) {
+            log::warn!(
+                "journal {}: cannot set the damaged entries aside ({e}); the next start finds them again",
+                path.display()
+            );
+        }
+    }
+    if !sorted.replay.is_empty() {
         log::info!(
             "journal {}: {} events after checkpoint {checkpoint} to replay",
             path.display(),
-            replay.len()
+            sorted.replay.len()
         );
     }
-    let journal = Journal::start(file, id, checkpoint.max(last) + 1, interval, counters)
-        .map_err(|e| fail(e.to_string()))?;
+    let next = checkpoint.max(sorted.last) + 1;
+    let journal =
+        Journal::start(file, id, next, options, counters).map_err(|e| fail(e.to_string()))?;
     Ok(Recovered {
         journal: Arc::new(journal),
-        replay,
+        replay: sorted.replay,
     })
 }
 
-/// The events of `entries` (in position order) whose positions are after `checkpoint`, each
-/// with its position.
-pub(crate) fn events_after(
-    checkpoint: u64,
-    entries: &[Entry],
-) -> Result<Vec<(u64, TrackEvent)>, codec::Corrupt> {
-    let mut out = Vec::new();
+/// Opens the journal file and reads every entry.
+fn open_and_read(path: &Path) -> Result<(JournalFile, String, Vec<Entry>), OpenError> {
+    let (mut file, id) = JournalFile::open(path)?;
+    let entries = file.entries()?;
+    Ok((file, id, entries))
+}
+
+/// A journal's entries sorted out at start.
+#[derive(Debug, Default)]
+pub(crate) struct Sorted {
+    /// The admitted events after the checkpoint, in position order, each with its position.
+    pub replay: Vec<(u64, TrackEvent)>,
+    /// Entries whose checksum failed or that could not be decoded, each with why.
+    pub damaged: Vec<(Entry, String)>,
+    /// Events after the checkpoint that failed admission, and the first error.
+    pub invalid: u64,
+    pub first_invalid: Option<TrackError>,
+    /// The largest position in the file that is not plainly damage.
+    pub last: u64,
+}
+
+/// Sorts out `entries` (in position order) against the store's `checkpoint`: the events after
+/// it that pass [`TrackEvent::admit`], the damaged entries, the refused events.
+pub(crate) fn sort_out(checkpoint: u64, entries: Vec<Entry>, options: &Options) -> Sorted {
+    let mut out = Sorted::default();
     for entry in entries {
-        let events = codec::decode_entry(entry)?;
+        if entry.last < MAX_POSITION {
+            out.last = out.last.max(entry.last);
+        }
+        let events = match codec::decode_entry(&entry) {
+            Ok(events) => events,
+            Err(e) => {
+                out.damaged.push((entry, e.to_string()));
+                continue;
+            }
+        };
         let skip = checkpoint.saturating_add(1).saturating_sub(entry.first) as usize;
-        out.extend((entry.first..).zip(events).skip(skip));
+        for (position, mut event) in (entry.first..=entry.last).zip(events).skip(skip) {
+            match event.admit(options.now_ms, options.window_ms) {
+                Ok(()) => out.replay.push((position, event)),
+                Err(e) => {
+                    out.invalid += 1;
+                    out.first_invalid.get_or_insert(e);
+                }
+            }
+        }
     }
-    Ok(out)
+    out
+}
+
+impl Sorted {
+    /// Counts and logs (once each) the damaged entries and the refused events. A refused
+    /// event counts as received, replayed and rejected, like a new event refused.
+    fn report(&self, path: &Path, counters: &Counters) {
+        if let Some((_, why)) = self.damaged.first() {
+            Counters::add(
+                &counters.journal_entries_rejected,
+                self.damaged.len() as u64,
+            );
+            log::error!(
+                "journal {}: {} damaged entries set aside in its journal_rejected table, not replayed (first: {why})",
+                path.display(),
+                self.damaged.len()
+            );
+        }
+        if let Some(e) = &self.first_invalid {
+            for c in [&counters.received, &counters.replayed, &counters.rejected] {
+                Counters::add(c, self.invalid);
+            }
+            log::error!(
+                "journal {}: {} journaled events refused at replay, as they would be at the front door (first: {e})",
+                path.display(),
+                self.invalid
+            );
+        }
+    }
 }
 
 impl Journal {
@@ -156,7 +394,7 @@ impl Journal {
         file: JournalFile,
         id: String,
         next: u64,
-        interval: Duration,
+        options: Options,
         counters: Arc<Counters>,
     ) -> std::io::Result<Journal> {
         let shared = Arc::new(Shared {
@@ -167,10 +405,14 @@ impl Journal {
                 truncated: 0,
                 written: next - 1,
                 stop: false,
+                failing: None,
+                refused: false,
             }),
             wake: Condvar::new(),
             done: Condvar::new(),
-            interval_ms: AtomicU64::new(interval.as_millis() as u64),
+            interval_ms: AtomicU64::new(options.interval.as_millis() as u64),
+            max_unwritten: options.max_unwritten as u64,
+            path: file.path().to_path_buf(),
             counters,
         });
         let thread = {
@@ -192,9 +434,17 @@ impl Journal {
     }
 
     /// Appends accepted events; returns the position of the last one. On disk within
-    /// `fsync_interval_ms` (plus one commit).
-    pub(crate) fn append(&self, events: &[TrackEvent]) -> u64 {
+    /// `fsync_interval_ms` (plus one commit). Refused while the journal fails (see the module
+    /// docs).
+    pub(crate) fn append(&self, events: &[TrackEvent]) -> Result<u64, Refused> {
         let mut s = self.shared.lock();
+        if let Some(reason) = self.shared.refusal(&s, events.len()) {
+            let first = !std::mem::replace(&mut s.refused, true);
+            return Err(Refused {
+                error: TrackError::JournalUnavailable { reason },
+                first,
+            });
+        }
         if s.since.is_none() {
             s.since = Some(Instant::now());
             self.shared.wake.notify_one();
@@ -212,7 +462,21 @@ impl Journal {
                 };
             }
         }
-        s.appender.last()
+        Ok(s.appender.last())
+    }
+
+    /// While the journal fails to commit: the error for `Flush` to answer.
+    pub(crate) fn failure(&self) -> Option<PipelineError> {
+        let s = self.shared.lock();
+        let f = s.failing.as_ref()?;
+        Some(PipelineError::Journal {
+            path: self.shared.path.display().to_string(),
+            reason: format!(
+                "{} (failing for {} ms)",
+                f.error,
+                f.since.elapsed().as_millis()
+            ),
+        })
     }
 
     /// The position of the last event appended.
@@ -276,83 +540,117 @@ struct Round {
     stop: bool,
 }
 
+/// The journal thread's side: the file, and what it has failed to write so far.
+struct Writer {
+    file: JournalFile,
+    /// Entries the file refused, retried in the next round.
+    failed: Vec<Entry>,
+    /// While failing: when to try again (with the failed entries, or a probe).
+    retry_at: Option<Instant>,
+    /// The last successful commit's duration.
+    commit_time: Duration,
+    /// Deleted up to this position.
+    truncated: u64,
+}
+
+impl Writer {
+    /// Commits the round's entries with those that failed before (a probe when failing and
+    /// nothing waits); returns the last position written, if any.
+    fn commit(&mut self, shared: &Shared, round: Vec<Entry>, truncate: u64) -> Option<u64> {
+        let mut entries = std::mem::take(&mut self.failed);
+        entries.extend(round.into_iter().map(|mut e| {
+            codec::seal(&mut e);
+            e
+        }));
+        // entries the store already holds need not be written
+        entries.retain(|e| e.last > truncate);
+        let began = Instant::now();
+        let result = match entries.is_empty() {
+            false => self.file.write(&entries),
+            true if self.retry_at.is_some() => self.file.probe(),
+            true => return None,
+        };
+        let events: u64 = entries.iter().map(|e| e.last - e.first + 1).sum();
+        match result {
+            Ok(()) => {
+                self.commit_time = began.elapsed();
+                self.retry_at = None;
+                shared.record_health(None, events);
+                entries.last().map(|e| e.last)
+            }
+            Err(e) => {
+                Counters::add(&shared.counters.journal_errors, 1);
+                shared.record_health(Some(e.to_string()), events);
+                self.failed = entries;
+                self.retry_at = Some(Instant::now() + shared.interval());
+                None
+            }
+        }
+    }
+
+    /// Deletes the entries up to `truncate` (the store holds them).
+    fn truncate(&mut self, shared: &Shared, truncate: u64) {
+        if truncate <= self.truncated {
+            return;
+        }
+        if let Err(e) = self.file.truncate_through(truncate) {
+            Counters::add(&shared.counters.journal_errors, 1);
+            log::warn!(
+                "journal {}: cannot delete entries up to {truncate} ({e}); a later checkpoint will",
+                self.file.path().display(),
+            );
+        }
+        self.truncated = truncate;
+    }
+}
+
 /// The journal thread: waits until the oldest waiting event is due (its append time plus the
 /// interval, less the last commit's duration so the commit ends within the interval), a
-/// truncation is asked for, or stop; then commits every waiting entry in one transaction and
-/// deletes the entries the store holds.
-fn run(shared: &Shared, mut file: JournalFile) {
-    let mut failed: Vec<Entry> = Vec::new();
-    let mut failed_at = Instant::now();
-    let mut commit_time = Duration::ZERO;
-    let mut truncated = 0;
+/// truncation is asked for, a retry is due, or stop; then commits every waiting entry in one
+/// transaction and deletes the entries the store holds. A clean stop truncates the WAL.
+fn run(shared: &Shared, file: JournalFile) {
+    let mut w = Writer {
+        file,
+        failed: Vec::new(),
+        retry_at: None,
+        commit_time: Duration::ZERO,
+        truncated: 0,
+    };
     let mut stop_attempts = 0;
     loop {
-        let round = next_round(shared, &failed, failed_at, commit_time);
-        let mut entries = std::mem::take(&mut failed);
-        entries.extend(round.entries);
-        // entries the store already holds need not be written
-        entries.retain(|e| e.last > round.truncate);
-        let mut written = None;
-        if !entries.is_empty() {
-            let began = Instant::now();
-            match file.write(&entries) {
-                Ok(()) => {
-                    commit_time = began.elapsed();
-                    written = entries.last().map(|e| e.last);
-                }
-                Err(e) => {
-                    Counters::add(&shared.counters.journal_errors, 1);
-                    let events: u64 = entries.iter().map(|e| e.last - e.first + 1).sum();
-                    log::error!(
-                        "journal {}: cannot write {events} events ({e}); retrying",
-                        file.path().display()
-                    );
-                    failed = entries;
-                    failed_at = Instant::now();
-                }
-            }
-        }
-        if round.truncate > truncated {
-            if let Err(e) = file.truncate_through(round.truncate) {
-                Counters::add(&shared.counters.journal_errors, 1);
-                log::warn!(
-                    "journal {}: cannot delete entries up to {} ({e}); a later checkpoint will",
-                    file.path().display(),
-                    round.truncate
-                );
-            }
-            truncated = round.truncate;
-        }
+        let round = next_round(shared, w.retry_at, w.commit_time);
+        let written = w.commit(shared, round.entries, round.truncate);
+        w.truncate(shared, round.truncate);
         {
             let mut s = shared.lock();
-            s.truncated = truncated;
+            s.truncated = w.truncated;
             s.written = s.written.max(written.unwrap_or(0));
         }
         shared.done.notify_all();
         if round.stop {
             stop_attempts += 1;
-            if failed.is_empty() || stop_attempts >= STOP_ATTEMPTS {
+            if w.failed.is_empty() || stop_attempts >= STOP_ATTEMPTS {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    if !failed.is_empty() {
-        let events: u64 = failed.iter().map(|e| e.last - e.first + 1).sum();
+    if !w.failed.is_empty() {
+        let events: u64 = w.failed.iter().map(|e| e.last - e.first + 1).sum();
         log::error!(
             "journal {}: stopped with {events} events not written",
-            file.path().display()
+            w.file.path().display()
+        );
+    } else if let Err(e) = w.file.truncate_wal() {
+        log::warn!(
+            "journal {}: cannot truncate its WAL at stop ({e})",
+            w.file.path().display()
         );
     }
 }
 
 /// Waits for the next round's work and takes it.
-fn next_round(
-    shared: &Shared,
-    failed: &[Entry],
-    failed_at: Instant,
-    commit_time: Duration,
-) -> Round {
+fn next_round(shared: &Shared, retry_at: Option<Instant>, commit_time: Duration) -> Round {
     let mut s = shared.lock();
     loop {
         if s.stop || s.truncate > s.truncated {
@@ -361,8 +659,7 @@ fn next_round(
         let interval = shared.interval();
         let due = match s.since {
             Some(since) => Some(since + interval.saturating_sub(commit_time.min(interval / 2))),
-            None if !failed.is_empty() => Some(failed_at + interval),
-            None => None,
+            None => retry_at,
         };
         let now = Instant::now();
         s = match due {
@@ -414,8 +711,8 @@ mod tests {
         let batch: Vec<TrackEvent> = (1..=5)
             .map(|i| TrackEvent::command(format!("e{i}")))
             .collect();
-        assert_eq!(j.append(&batch), 5);
-        assert_eq!(j.append(&[TrackEvent::command("e6")]), 6);
+        assert_eq!(j.append(&batch).unwrap(), 5);
+        assert_eq!(j.append(&[TrackEvent::command("e6")]).unwrap(), 6);
         let id = j.id().to_string();
         drop(j); // commits what waits
                  // the store holds up to 3: 4, 5, 6 are replayed, numbering goes on at 7
@@ -424,7 +721,7 @@ mod tests {
         let positions: Vec<u64> = r.replay.iter().map(|(p, _)| *p).collect();
         assert_eq!(positions, [4, 5, 6]);
         assert_eq!(r.journal.id(), id);
-        assert_eq!(r.journal.append(&[TrackEvent::command("e7")]), 7);
+        assert_eq!(r.journal.append(&[TrackEvent::command("e7")]).unwrap(), 7);
         r.journal.truncate_through(6);
         assert!(r.journal.wait_truncated(6, Duration::from_secs(10)));
         drop(r);
@@ -435,7 +732,81 @@ mod tests {
         drop(r);
         let (r, _) = start(&path, 10);
         assert!(r.replay.is_empty());
-        assert_eq!(r.journal.append(&[TrackEvent::command("e11")]), 11);
+        assert_eq!(r.journal.append(&[TrackEvent::command("e11")]).unwrap(), 11);
+    }
+
+    /// Entries written by hand, past the front door: events it would refuse (NaN, infinite
+    /// values, timestamps at the ends of `i64`) are refused at replay too and counted; values
+    /// it accepts (±1e308) replay; a damaged entry is set aside once and counted.
+    #[test]
+    fn replay_admits_events_like_the_front_door_and_sets_damaged_entries_aside() {
+        const NOW: i64 = 1_764_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let good = [
+            TrackEvent::command("ok").at(NOW),
+            TrackEvent::performance("big", 1e308).at(NOW),
+            TrackEvent::performance("small", -1e308).at(NOW),
+        ];
+        let bad = [
+            TrackEvent::performance("nan", f64::NAN).at(NOW),
+            TrackEvent::performance("inf", f64::INFINITY).at(NOW),
+            TrackEvent::custom("minus-inf")
+                .value(f64::NEG_INFINITY)
+                .at(NOW),
+            TrackEvent::command("min").at(i64::MIN),
+            TrackEvent::command("max").at(i64::MAX),
+        ];
+        for e in &bad {
+            assert!(e.clone().admit(NOW, 60_000).is_err(), "{e:?}");
+        }
+        let mut a = Appender::new(1);
+        for e in good.iter().chain(&bad) {
+            a.append(e);
+        }
+        let mut entries = a.take();
+        codec::seal(&mut entries[0]);
+        // an entry of its own at position 9, one byte of its name flipped after sealing
+        let mut damaged = Appender::new(9);
+        damaged.append(&TrackEvent::command("damaged").at(NOW));
+        let mut damaged = damaged.take().remove(0);
+        codec::seal(&mut damaged);
+        damaged.bytes[13] ^= 0x20;
+        entries.push(damaged);
+        {
+            let (mut f, _) = JournalFile::open(&path).unwrap();
+            f.write(&entries).unwrap();
+        }
+        let options = Options {
+            interval: Duration::from_millis(5),
+            max_unwritten: 100,
+            now_ms: NOW,
+            window_ms: 60_000,
+        };
+        let counters = Arc::new(Counters::default());
+        let r = recover_with(&path, |_| Ok(0), options, counters.clone()).unwrap();
+        assert_eq!(names(&r.replay), ["ok", "big", "small"]);
+        let s = counters.snapshot();
+        assert_eq!(
+            (s.events_rejected, s.events_received, s.events_replayed),
+            (5, 5, 5),
+            "refused at replay, counted like refusals at the front door"
+        );
+        assert_eq!(s.journal_entries_rejected, 1);
+        // numbering goes on after the damaged entry's position
+        assert_eq!(
+            r.journal.append(&[TrackEvent::command("next")]).unwrap(),
+            10
+        );
+        drop(r);
+        let counters = Arc::new(Counters::default());
+        let r = recover_with(&path, |_| Ok(0), options, counters.clone()).unwrap();
+        assert_eq!(names(&r.replay), ["ok", "big", "small", "next"]);
+        assert_eq!(
+            counters.snapshot().journal_entries_rejected,
+            0,
+            "set aside once"
+        );
     }
 
     #[test]
@@ -445,7 +816,8 @@ mod tests {
         let (r, _) = start(&path, 0);
         let last = r
             .journal
-            .append(&[TrackEvent::command("a"), TrackEvent::command("b")]);
+            .append(&[TrackEvent::command("a"), TrackEvent::command("b")])
+            .unwrap();
         let began = Instant::now();
         while r.journal.shared.lock().written < last && began.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(Duration::from_millis(1));
@@ -464,7 +836,8 @@ mod tests {
         let (r, _) = start(&path, 0);
         r.journal.set_interval(Duration::from_secs(3600));
         r.journal
-            .append(&[TrackEvent::command("a"), TrackEvent::command("b")]);
+            .append(&[TrackEvent::command("a"), TrackEvent::command("b")])
+            .unwrap();
         r.journal.truncate_through(2);
         assert!(r.journal.wait_truncated(2, Duration::from_secs(10)));
         drop(r);

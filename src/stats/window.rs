@@ -88,6 +88,19 @@ const TAG_EXACT_WEIGHTED: u8 = 1;
 /// Quantiles tag: a sketch.
 const TAG_SKETCH: u8 = 2;
 
+/// The bounds `[start, end)` of the window of `width_ms` that holds `ts_ms` (`start` a
+/// multiple of the width), or `None` when they do not fit in an `i64` (or the width is not
+/// positive): checked arithmetic, so a timestamp near `i64::MIN` or `i64::MAX` can never give
+/// a window that ends before it starts. Events are admitted only when their window fits
+/// (`TrackEvent::admit`), so the aggregator's own window arithmetic cannot wrap.
+pub(crate) fn window_bounds(ts_ms: i64, width_ms: i64) -> Option<(i64, i64)> {
+    if width_ms <= 0 {
+        return None;
+    }
+    let start = ts_ms.div_euclid(width_ms).checked_mul(width_ms)?;
+    Some((start, start.checked_add(width_ms)?))
+}
+
 /// Why a byte string is not a valid serialised [`WindowState`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum WindowDecodeError {
@@ -475,6 +488,38 @@ impl WindowState {
             weighted_count,
             quantiles,
         })
+    }
+}
+
+#[cfg(test)]
+mod bounds_tests {
+    use super::window_bounds;
+
+    #[test]
+    fn window_bounds_never_wrap() {
+        assert_eq!(window_bounds(61_000, 60_000), Some((60_000, 120_000)));
+        assert_eq!(window_bounds(-1, 60_000), Some((-60_000, 0)));
+        assert_eq!(window_bounds(i64::MAX, 60_000), None, "the end overflows");
+        assert_eq!(window_bounds(i64::MIN, 60_000), None, "the start overflows");
+        assert_eq!(window_bounds(i64::MAX, 1), None);
+        assert_eq!(
+            window_bounds(i64::MAX - 1, 1),
+            Some((i64::MAX - 1, i64::MAX))
+        );
+        assert_eq!(window_bounds(5, 0), None);
+        for ts in [
+            i64::MIN,
+            i64::MIN + 1,
+            -1,
+            0,
+            1,
+            i64::MAX - 60_000,
+            i64::MAX,
+        ] {
+            if let Some((start, end)) = window_bounds(ts, 60_000) {
+                assert!(start <= ts && ts < end, "{ts}: [{start}, {end})");
+            }
+        }
     }
 }
 
