@@ -71,7 +71,7 @@ impl DbWriter {
             false => self.core.write_due(&self.counters),
         };
         self.confirm(done);
-        if let Some(after) = self.core.next_attempt_in() {
+        if let (true, Some(after)) = (result.is_err(), self.core.next_attempt_in()) {
             if !self.write_scheduled {
                 self.write_scheduled = true;
                 ctx.notify_later(WriteHeld, after);

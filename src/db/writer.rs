@@ -1295,6 +1295,36 @@ mod tests {
     }
 
     #[test]
+    fn a_newer_snapshot_replaces_the_held_one_of_its_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (mut w, c) = writer(&path);
+        w.hold(batch(2, &[1.0], 1));
+        w.hold(batch(0, &[1.0, 2.0], 1));
+        assert_eq!(w.held_rows(), 3, "the first batch keeps its records only");
+        w.hold(batch(0, &[1.0, 2.0, 3.0], 1));
+        assert_eq!(
+            (w.held.len(), w.held_rows()),
+            (2, 3),
+            "a batch left empty goes"
+        );
+        // a batch an attempt may have committed is left as it is
+        w.held[1].maybe_committed = true;
+        w.hold(batch(0, &[1.0, 2.0, 3.0, 4.0], 1));
+        assert_eq!(w.held_rows(), 4);
+        w.held[1].maybe_committed = false;
+        w.hold(batch(0, &[7.0], 2));
+        assert_eq!(w.held_rows(), 5, "another epoch is another window");
+        w.write_held(&c).1.unwrap();
+        assert_eq!(
+            counts(&path),
+            (2, 5),
+            "the newest snapshot of epoch 1, then epoch 2 on it"
+        );
+        assert_eq!(c.snapshot().rows_held, 0);
+    }
+
+    #[test]
     fn leading_records_only_batches_are_coalesced_within_the_limit() {
         let held = |batches: Vec<WriteBatch>| -> VecDeque<Pending> {
             (1..)
