@@ -71,10 +71,13 @@ pub struct Config {
     /// (closing is driven by the newest event time, or by the clock for idle windows).
     /// Events later than that are still folded into the stored window.
     pub allowed_lateness_ms: u64,
-    /// How long (ms) the writer keeps retrying a failing batch, with exponential backoff,
-    /// before it holds the batch and retries it on the next tick or flush. Also bounds the
-    /// time toward the store: the connection pool's wait and, on PostgreSQL, the connect,
-    /// statement and TCP timeouts derive from it (see `Store::postgres`). At most an hour.
+    /// How long (ms) a `Flush` or `Shutdown` keeps retrying, with exponential backoff, after
+    /// the store began failing: each answers within this budget plus a second, whatever the
+    /// store answers. Meanwhile what failed is held and retried in the background with one
+    /// backoff (at most a second apart) shared by every message; a query makes one attempt.
+    /// Also bounds the time toward the store: the connection pool's wait, SQLite's busy wait
+    /// within a failing attempt and, on PostgreSQL, the connect, statement and TCP timeouts
+    /// derive from it (see `Store::postgres`). At most an hour.
     pub store_retry_budget_ms: u64,
     /// SQLite busy timeout (ms): how long a write waits for another connection's lock. At
     /// most an hour.

@@ -70,6 +70,10 @@ pub struct Stats {
     /// Gauge: the pipeline's internal actors (sampler, aggregator, detector, queue, writer)
     /// running; 0 once `Shutdown` has answered.
     pub actors_running: u64,
+    /// Gauge: rows the writer holds because the store failed (records, window and error-count
+    /// snapshots, patterns), waiting for the next attempt. Bounded by what was accepted, not
+    /// by the attempts: a newer snapshot of a held window or error count replaces the older.
+    pub rows_held: u64,
     /// Rows the store refused for a reason a retry cannot fix, kept in the `quarantine` table
     /// with the error instead (see `StoreError::retryable`).
     pub rows_quarantined: u64,
@@ -159,6 +163,7 @@ pub(crate) struct Counters {
     pub windows_open: AtomicU64,
     pub patterns_detected: AtomicU64,
     pub actors_running: AtomicU64,
+    pub rows_held: AtomicU64,
     /// Records the queue has taken in (queued or dropped), ever: with the others, bounds how
     /// many records can still reach the queue (see the supervisor's `TrackBatch`). Added to
     /// with `Release` after `queued`, read with `Acquire` before it.
@@ -234,6 +239,7 @@ impl Counters {
             error_counts_written: errors,
             rollups_written: rollups,
             actors_running: get(&self.actors_running),
+            rows_held: get(&self.rows_held),
             rows_quarantined: get(&self.rows_quarantined),
             events_quarantined: get(&self.events_quarantined),
             rows_pruned: get(&self.rows_pruned),

@@ -220,6 +220,20 @@ impl StoreError {
         }
     }
 
+    /// A query's error when what arrived before it cannot be written (this error): the store
+    /// is unavailable. Keeps this error as its source.
+    pub(crate) fn unavailable(self) -> Self {
+        StoreError {
+            retryable: self.retryable,
+            gone: self.gone,
+            message: format!(
+                "the store is unavailable ({}); an answer now would miss what is held",
+                self.message
+            ),
+            source: Some(std::sync::Arc::new(self)),
+        }
+    }
+
     /// The store itself is gone (its SQLite file was deleted or replaced under the running
     /// pipeline): neither a retry nor quarantining the rows can help.
     pub fn is_gone(&self) -> bool {
@@ -236,42 +250,204 @@ impl StoreError {
         }
     }
 
-    /// Whether `e` is the store refusing the data itself (a retry cannot help).
+    /// Whether `e` is the store refusing the data itself (a retry cannot help): classified by
+    /// what the store reports, not only by the few kinds diesel names.
+    ///
+    /// Diesel names four SQLite extended result codes and a few PostgreSQL SQLSTATEs as
+    /// [`diesel::result::DatabaseErrorKind`]s (all of them class 23 / SQLITE_CONSTRAINT: a
+    /// refusal; a closed connection, a serialization failure, a read-only transaction: the
+    /// store failing) and hands every other code over as its message only. Those messages
+    /// split the same way: SQLite gives each primary result code that means "the store cannot
+    /// write now" (BUSY, LOCKED, NOMEM, READONLY, INTERRUPT, IOERR, CORRUPT, FULL, CANTOPEN,
+    /// PROTOCOL, SCHEMA, NOTADB, ...) a fixed text ([`STORE_FAILURES`]), and PostgreSQL's
+    /// classes 08, 40, 53, 55, 57 and 58 have the texts listed there too. Any other error a
+    /// statement got from a store that answers is the store refusing the row: SQLite's
+    /// CONSTRAINT family (a trigger's `RAISE(ABORT, 'any text')` is
+    /// SQLITE_CONSTRAINT_TRIGGER with the trigger's own text), MISMATCH, TOOBIG, RANGE;
+    /// PostgreSQL's classes 22 and 23 and P0001 (a trigger's `RAISE EXCEPTION`, with its own
+    /// text). The rows are then isolated and quarantined, and the quarantine insert itself
+    /// must succeed, so a store that fails every write is never taken for one that refuses.
     pub(crate) fn refuses(e: &diesel::result::Error) -> bool {
         use diesel::result::{DatabaseErrorKind as K, Error as E};
-        let retryable = match e {
+        match e {
             E::DatabaseError(
                 K::UniqueViolation
                 | K::ForeignKeyViolation
                 | K::NotNullViolation
-                | K::CheckViolation,
+                | K::CheckViolation
+                | K::RestrictViolation
+                | K::ExclusionViolation,
+                _,
+            ) => true,
+            E::DatabaseError(
+                K::ClosedConnection
+                | K::SerializationFailure
+                | K::ReadOnlyTransaction
+                | K::UnableToSendCommand,
                 _,
             ) => false,
-            E::DatabaseError(_, info) => !refuses_data(info.message()),
-            E::QueryBuilderError(_) | E::SerializationError(_) => false,
-            _ => true,
-        };
-        !retryable
+            E::DatabaseError(_, info) => !is_store_failure(info.message()),
+            E::QueryBuilderError(_) | E::SerializationError(_) => true,
+            _ => false,
+        }
     }
 }
 
-/// Messages of SQLite and PostgreSQL errors that refuse a value rather than fail for a while.
-fn refuses_data(message: &str) -> bool {
-    const REFUSALS: [&str; 7] = [
-        "constraint failed",
-        "violates",
-        "invalid byte sequence",
-        "out of range",
-        "datatype mismatch",
-        "value too long",
-        "invalid input syntax",
-    ];
-    let m = message.to_ascii_lowercase();
-    REFUSALS.iter().any(|r| m.contains(r))
+/// The messages of errors that mean "the store cannot write now" rather than "this row is
+/// refused", as `(text, exact)`: `exact` texts are the whole message, the others its start.
+///
+/// SQLite: `sqlite3_errstr` of each primary result code that is not a refusal (a unit test
+/// checks them against the linked library), the two LOCKED texts that name the table, and the
+/// SQLITE_ERROR texts of a broken transaction or schema. PostgreSQL (the server's English
+/// texts): classes 08 (connection), 40 (deadlock), 53 (disk full, out of memory), 55 (lock not
+/// available), 57 (statement timeout, administrator shutdown), 58 (I/O), and 42501/42P01 (a
+/// permission or a table gone: the store, not the row).
+pub(crate) const STORE_FAILURES: &[(&str, bool)] = &[
+    // SQLite primary result codes
+    ("SQL logic error", true),
+    ("unknown error", true),
+    ("access permission denied", true),
+    ("query aborted", true),
+    ("abort due to ROLLBACK", true),
+    ("database is locked", true),
+    ("database table is locked", false),
+    ("database schema is locked", false),
+    ("out of memory", false),
+    ("attempt to write a readonly database", true),
+    ("interrupted", true),
+    ("disk I/O error", true),
+    ("database disk image is malformed", true),
+    ("malformed database schema", false),
+    ("unknown operation", true),
+    ("database or disk is full", true),
+    ("unable to open database file", true),
+    ("locking protocol", true),
+    ("database schema has changed", true),
+    ("bad parameter or other API misuse", true),
+    ("large file support is disabled", true),
+    ("authorization denied", true),
+    ("file is not a database", true),
+    // SQLite's SQLITE_ERROR: the connection's transaction or the schema, not the row
+    ("cannot commit", false),
+    ("cannot rollback", false),
+    ("cannot start a transaction", false),
+    ("no such table", false),
+    ("no such column", false),
+    ("no such savepoint", false),
+    // PostgreSQL
+    ("could not ", false),
+    ("deadlock detected", true),
+    ("canceling statement due to", false),
+    ("terminating connection", false),
+    ("the database system is", false),
+    ("server closed the connection", false),
+    ("no connection to the server", false),
+    ("lost synchronization with server", false),
+    ("SSL ", false),
+    ("cannot execute", false),
+    ("current transaction is aborted", false),
+    ("permission denied", false),
+    ("relation \"", false),
+    ("sorry, too many clients", false),
+    ("remaining connection slots", false),
+];
+
+/// Whether `message` is one of [`STORE_FAILURES`].
+fn is_store_failure(message: &str) -> bool {
+    STORE_FAILURES.iter().any(|&(text, exact)| {
+        if exact {
+            message == text
+        } else {
+            message.starts_with(text)
+        }
+    })
 }
 
 impl From<actix::MailboxError> for PipelineError {
     fn from(e: actix::MailboxError) -> Self {
         PipelineError::Unavailable(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite's own text of a primary result code.
+    fn errstr(code: i32) -> String {
+        // SAFETY: sqlite3_errstr returns a static, NUL-terminated English text for any code.
+        unsafe { std::ffi::CStr::from_ptr(libsqlite3_sys::sqlite3_errstr(code)) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn sqlite_result_codes_split_into_store_failures_and_refusals() {
+        use libsqlite3_sys as ffi;
+        let failing = [
+            ffi::SQLITE_ERROR,
+            ffi::SQLITE_PERM,
+            ffi::SQLITE_ABORT,
+            ffi::SQLITE_BUSY,
+            ffi::SQLITE_LOCKED,
+            ffi::SQLITE_NOMEM,
+            ffi::SQLITE_READONLY,
+            ffi::SQLITE_INTERRUPT,
+            ffi::SQLITE_IOERR,
+            ffi::SQLITE_IOERR_WRITE,
+            ffi::SQLITE_CORRUPT,
+            ffi::SQLITE_FULL,
+            ffi::SQLITE_CANTOPEN,
+            ffi::SQLITE_PROTOCOL,
+            ffi::SQLITE_SCHEMA,
+            ffi::SQLITE_MISUSE,
+            ffi::SQLITE_NOLFS,
+            ffi::SQLITE_AUTH,
+            ffi::SQLITE_NOTADB,
+        ];
+        for code in failing {
+            assert!(is_store_failure(&errstr(code)), "{code}: {}", errstr(code));
+        }
+        let refusing = [
+            ffi::SQLITE_CONSTRAINT,
+            ffi::SQLITE_CONSTRAINT_TRIGGER,
+            ffi::SQLITE_MISMATCH,
+            ffi::SQLITE_TOOBIG,
+            ffi::SQLITE_RANGE,
+        ];
+        for code in refusing {
+            assert!(!is_store_failure(&errstr(code)), "{code}: {}", errstr(code));
+        }
+    }
+
+    #[test]
+    fn what_the_store_refuses_is_told_from_a_store_that_fails() {
+        use diesel::result::{DatabaseErrorKind as K, Error as E};
+        let db = |kind, msg: &str| E::DatabaseError(kind, Box::new(msg.to_string()));
+        let refused = [
+            db(K::Unknown, "refused by policy"), // a trigger's RAISE, SQLite or PostgreSQL
+            db(K::CheckViolation, "new row violates check constraint \"c\""),
+            db(K::Unknown, "value too long for type character varying(3)"),
+            db(K::Unknown, "datatype mismatch"),
+            db(K::Unknown, "string or blob too big"),
+        ];
+        for e in &refused {
+            assert!(StoreError::refuses(e), "{e}");
+        }
+        let failing = [
+            db(K::Unknown, "database or disk is full"),
+            db(K::Unknown, "database table is locked: events"),
+            db(
+                K::Unknown,
+                "could not extend file \"base/1/2\": No space left on device",
+            ),
+            db(K::Unknown, "canceling statement due to statement timeout"),
+            db(K::Unknown, "deadlock detected"),
+            db(K::ClosedConnection, "refused by policy"),
+            E::BrokenTransactionManager,
+        ];
+        for e in &failing {
+            assert!(!StoreError::refuses(e), "{e}");
+        }
     }
 }

@@ -14,8 +14,8 @@
 //!   `eventbatch_batch_rows_total`, the rows of the committed batches (with
 //!   `eventbatch_batches_written_total`, the average batch size over any range:
 //!   `Stats::avg_batch_size` is their ratio since the start);
-//! - its gauges as `eventbatch_events_queued`, `eventbatch_windows_open` and
-//!   `eventbatch_actors_running`;
+//! - its gauges as `eventbatch_events_queued`, `eventbatch_windows_open`,
+//!   `eventbatch_actors_running` and `eventbatch_rows_held`;
 //! - `Stats::sampling_rates_in_force` as the gauge `eventbatch_sampling_rate`, one series per
 //!   sampling key (label `sampling_key`): the keep probability in force, fixed or adapted to a
 //!   target;
@@ -120,6 +120,7 @@ const GAUGES: &[FromStats] = gauges_of_stats! {
     windows_open: "Aggregation windows open in memory.",
     actors_running: "The pipeline's internal actors running (0 once it has stopped).",
     journal_failing_ms: "Durable mode: how long (ms) the journal has been failing to commit; 0 while healthy.",
+    rows_held: "Rows the writer holds because the store failed, waiting for the next attempt.",
 };
 
 /// Rows of the committed batches: with `eventbatch_batches_written_total`, the average batch

@@ -4,6 +4,12 @@
 //! arrived meanwhile is written together, and answers the markers ([`Control`]). Between
 //! batches it runs the roll-up job and the retention rounds, a chunk per turn ([`PruneNext`]),
 //! so what arrives meanwhile is written between two chunks.
+//!
+//! While the store fails, the writer never sleeps through its mailbox: batches, ticks and its
+//! own retry timer make an attempt only when the shared backoff says one is due
+//! ([`WriterCore::write_due`]), a `Flush` or `Shutdown` retries for what is left of the retry
+//! budget ([`WriterCore::write_held`]), and a query answers `Err` at once (after at most one
+//! attempt) if what arrived before it cannot be written.
 
 use std::sync::Arc;
 
@@ -48,12 +54,35 @@ pub(crate) struct DbWriter {
 }
 
 impl DbWriter {
+    /// For a `Flush` or `Shutdown`: writes what is held, retrying while the store fails for
+    /// what is left of the retry budget.
     fn write(&mut self) -> Result<(), PipelineError> {
         let (done, result) = self.core.write_held(&self.counters);
+        self.confirm(done);
+        result
+    }
+
+    /// In the background: writes what is held if the store is not in its backoff, and if it
+    /// is (or fails now), sets the retry timer. For a query (`once`): one attempt in any case.
+    fn write_due(&mut self, ctx: &mut Context<Self>, once: bool) -> Result<(), PipelineError> {
+        let (done, result) = match once {
+            true => self.core.write_once(&self.counters),
+            false => self.core.write_due(&self.counters),
+        };
+        self.confirm(done);
+        if let (true, Some(after)) = (result.is_err(), self.core.next_attempt_in()) {
+            if !self.write_scheduled {
+                self.write_scheduled = true;
+                ctx.notify_later(WriteHeld, after);
+            }
+        }
+        result
+    }
+
+    fn confirm(&mut self, done: Committed) {
         if let (true, Some(queue)) = (done.batches > 0, &self.queue) {
             deliver(queue, done);
         }
-        result
     }
 
     /// The writer's last write: everything held, then (durable mode) waits until the journal
@@ -156,9 +185,9 @@ impl Handler<Write> for DbWriter {
 
 impl Handler<WriteHeld> for DbWriter {
     type Result = ();
-    fn handle(&mut self, _: WriteHeld, _: &mut Context<Self>) {
+    fn handle(&mut self, _: WriteHeld, ctx: &mut Context<Self>) {
         self.write_scheduled = false;
-        let _ = self.write();
+        let _ = self.write_due(ctx, false);
     }
 }
 
@@ -170,7 +199,7 @@ impl Handler<PruneNext> for DbWriter {
             return; // stopping: the round ends here
         }
         // what arrived while the last chunk ran goes first
-        let _ = self.write();
+        let _ = self.write_due(ctx, false);
         if self.core.prune_chunk(&self.counters) {
             self.schedule_prune(ctx);
         }
@@ -188,7 +217,7 @@ impl Handler<Control> for DbWriter {
         }
         match marker {
             Control::Tick => {
-                let _ = self.write();
+                let _ = self.write_due(ctx, false);
                 self.core
                     .roll_up_if_due(self.clock.now_ms(), &self.counters);
                 self.prune(ctx);
@@ -210,19 +239,26 @@ impl Handler<Control> for DbWriter {
                 ctx.stop();
             }
             // A query answers after what arrived before it is written (it writes nothing
-            // of its own).
+            // of its own), or at once with an error if that cannot be written now.
             Control::Windows(q) => {
-                let _ = self.write();
                 let q = *q;
                 let answer = self
-                    .core
-                    .watch()
-                    .call(|| self.core.query_windows(&q.query, q.open));
+                    .write_due(ctx, true)
+                    .map_err(unavailable)
+                    .and_then(|()| {
+                        let core = &mut self.core;
+                        core.watch().call(|| core.query_windows(&q.query, q.open))
+                    });
                 let _ = q.reply.send(answer);
             }
             Control::Patterns(q, reply) => {
-                let _ = self.write();
-                let answer = self.core.watch().call(|| self.core.query_patterns(&q));
+                let answer = self
+                    .write_due(ctx, true)
+                    .map_err(unavailable)
+                    .and_then(|()| {
+                        let core = &mut self.core;
+                        core.watch().call(|| core.query_patterns(&q))
+                    });
                 let _ = reply.send(answer);
             }
             Control::Settings(s) => self.core.set_settings(&s),
@@ -232,5 +268,14 @@ impl Handler<Control> for DbWriter {
             }
             Control::Checkpoint(_) => {}
         }
+    }
+}
+
+/// A query's answer when what arrived before it cannot be written: the store is unavailable,
+/// and an answer without what it holds would be wrong.
+fn unavailable(e: PipelineError) -> PipelineError {
+    match e {
+        PipelineError::Store(e) => PipelineError::Store(e.unavailable()),
+        other => other,
     }
 }

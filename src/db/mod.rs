@@ -3,6 +3,7 @@
 
 pub(crate) mod event_insert;
 pub(crate) mod models;
+pub(crate) mod outage;
 pub(crate) mod retention;
 pub(crate) mod rollups;
 /// The diesel schema shared by both backends.

@@ -170,6 +170,9 @@ pub(crate) struct StorePool<C: diesel::r2d2::R2D2Connection + 'static> {
     file: Option<(PathBuf, FileIdentity)>,
     /// Whether the store answers the call in progress; shared by every clone.
     watch: Arc<StoreWatch>,
+    /// SQLite: the busy timeout (`Config::sqlite_busy_timeout_ms`), which
+    /// [`StorePool::get_within`] shortens to an attempt's patience.
+    busy_timeout: Option<Duration>,
 }
 
 /// Milliseconds on a monotonic clock (real time, whatever clock the pipeline runs on: a
@@ -227,22 +230,42 @@ impl<C: diesel::r2d2::R2D2Connection + 'static> Clone for StorePool<C> {
             pseudonyms: self.pseudonyms.clone(),
             file: self.file.clone(),
             watch: self.watch.clone(),
+            busy_timeout: self.busy_timeout,
         }
     }
 }
 
 impl<C: diesel::r2d2::R2D2Connection + 'static> StorePool<C> {
+    /// [`Self::get_within`] without a patience of its own.
+    #[cfg(test)]
+    pub(crate) fn get(&self) -> Result<PooledConnection<ConnectionManager<C>>, StoreError> {
+        self.get_within(None)
+    }
+
     /// A connection, after checking that the SQLite file is still the one opened (see
     /// [`check_sqlite_file_identity`]): a deleted or replaced file is an error, not writes
     /// into an unlinked inode that vanish when the last connection closes.
-    pub(crate) fn get(&self) -> Result<PooledConnection<ConnectionManager<C>>, StoreError> {
+    ///
+    /// With `patience`, waits at most that long for a connection, and on SQLite for the
+    /// database's lock in what the connection runs (its `busy_timeout`, set on every checkout):
+    /// so an attempt of the writer's takes at most what is left of its retry budget.
+    pub(crate) fn get_within(
+        &self,
+        patience: Option<Duration>,
+    ) -> Result<PooledConnection<ConnectionManager<C>>, StoreError> {
         if let Some((path, opened)) = &self.file {
             check_sqlite_file_identity(path, *opened).map_err(StoreError::gone)?;
         }
+        let wait = self.pool.connection_timeout();
         let mut conn = self
             .pool
-            .get()
+            .get_timeout(patience.map_or(wait, |p| p.clamp(MIN_POOL_WAIT, wait)))
             .map_err(|e| StoreError::retryable(e.to_string()))?;
+        if let Some(busy) = self.busy_timeout {
+            let busy = patience.map_or(busy, |p| p.min(busy));
+            conn.batch_execute(&format!("PRAGMA busy_timeout = {}", busy.as_millis()))
+                .map_err(StoreError::from_diesel)?;
+        }
         let watch = self.watch.clone();
         conn.set_instrumentation(move |_: diesel::connection::InstrumentationEvent<'_>| {
             watch.alive()
@@ -273,10 +296,13 @@ impl std::fmt::Debug for Pool {
 /// [`pool_wait`]), so one attempt never overruns the budget.
 const POOL_WAIT: Duration = Duration::from_secs(2);
 
-/// The pool's `connection_timeout` for a retry budget: the budget, within 50 ms (r2d2 needs a
-/// positive wait) and [`POOL_WAIT`].
+/// The shortest wait for a pooled connection (r2d2 needs a positive wait).
+const MIN_POOL_WAIT: Duration = Duration::from_millis(50);
+
+/// The pool's `connection_timeout` for a retry budget: the budget, within [`MIN_POOL_WAIT`]
+/// and [`POOL_WAIT`].
 fn pool_wait(retry_budget: Duration) -> Duration {
-    retry_budget.clamp(Duration::from_millis(50), POOL_WAIT)
+    retry_budget.clamp(MIN_POOL_WAIT, POOL_WAIT)
 }
 
 fn pool_builder<C: diesel::r2d2::R2D2Connection + 'static>(
@@ -367,6 +393,7 @@ pub(crate) fn open_with(store: &Store, opts: &OpenOptions) -> Result<Pool, Error
                 pseudonyms,
                 file: Some((path.clone(), identity)),
                 watch: Arc::default(),
+                busy_timeout: Some(opts.busy_timeout),
             }))
         }
         StoreKind::Postgres(url) => {
@@ -383,6 +410,7 @@ pub(crate) fn open_with(store: &Store, opts: &OpenOptions) -> Result<Pool, Error
                 pseudonyms,
                 file: None,
                 watch: Arc::default(),
+                busy_timeout: None,
             }))
         }
     }
@@ -1525,13 +1553,23 @@ enum Backend {
 impl Pool {
     /// A connection from the pool.
     pub(crate) fn get(&self) -> Result<Conn, StoreError> {
+        self.get_patient(None)
+    }
+
+    /// A connection for an attempt that may wait at most `patience` for the store (see
+    /// [`StorePool::get_within`]).
+    pub(crate) fn get_within(&self, patience: Duration) -> Result<Conn, StoreError> {
+        self.get_patient(Some(patience))
+    }
+
+    fn get_patient(&self, patience: Option<Duration>) -> Result<Conn, StoreError> {
         match self {
             Pool::Sqlite(p) => Ok(Conn {
-                backend: Backend::Sqlite(p.get()?),
+                backend: Backend::Sqlite(p.get_within(patience)?),
                 pseudonyms: p.pseudonyms(),
             }),
             Pool::Pg(p) => Ok(Conn {
-                backend: Backend::Pg(p.get()?),
+                backend: Backend::Pg(p.get_within(patience)?),
                 pseudonyms: p.pseudonyms(),
             }),
         }

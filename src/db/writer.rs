@@ -4,9 +4,13 @@
 //! per-epoch bases; [`DbWriter`] owns it on an Arbiter (thread) of its own, so blocking I/O
 //! never stalls the event loop. Batches arrive as [`Write`] messages; the writer writes once
 //! its mailbox is empty (a self-notification runs after the mailbox), so everything that
-//! arrived meanwhile is written together. A failing batch is retried with exponential backoff
-//! for `store_retry_budget_ms`, then held (in order, before anything newer) and retried on the
-//! next batch, tick or flush: nothing is dropped while the pipeline runs.
+//! arrived meanwhile is written together. A batch the store fails is held (in order, before
+//! anything newer) and retried with one backoff that every message shares ([`Outage`], in
+//! `src/db/outage.rs`): in the background only when an attempt is due, by a `Flush` or
+//! `Shutdown` until the retry budget since the store began failing is spent, by a query once.
+//! Nothing is dropped while the pipeline runs, and what is held is bounded by what was
+//! accepted: a newer snapshot of a held window or error count replaces the older one
+//! ([`WriterCore::hold`]).
 //!
 //! Retries are idempotent: every batch carries a [`BatchMark`] committed with it, and a batch
 //! whose previous attempt failed (possibly after the server committed it, e.g. the connection
@@ -32,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Settings;
 use crate::counters::Counters;
+use crate::db::outage::{Outage, MAX_BACKOFF, PROBE_PATIENCE};
 use crate::db::rollups::RollupRun;
 use crate::db::store::{merge_rows, Bases, BatchMark, Checkpoint, Outcome, Pool, Written};
 use crate::error::{PipelineError, StoreError};
@@ -41,10 +46,6 @@ use crate::model::{Record, WindowSnapshot, WriteBatch};
 use crate::retention::{PruneRound, Retention};
 use crate::rollup::{merge_into_buckets, Grid, Part};
 use crate::telemetry::TransactionMetrics;
-
-/// First retry delay; doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Most records written in one transaction by coalescing batches (a single larger batch is
 /// never split). Large enough for a PostgreSQL COPY to reach its speed (FACTS.md: ~345k rows/s
@@ -69,8 +70,12 @@ pub(crate) struct WriterCore {
     bases: Bases,
     /// Each committed transaction's duration and rows, through the `metrics` facade.
     metrics: TransactionMetrics,
-    /// How long to retry one batch before holding it.
+    /// How long a `Flush` or `Shutdown` retries after the store began failing.
     retry_budget: Duration,
+    /// Whether the store is failing, and the backoff every message shares.
+    outage: Outage,
+    /// The current write has made an attempt (see [`Self::ready`]).
+    tried: bool,
     /// The aggregation window (ms), for merging open windows into query answers.
     window_ms: i64,
     /// Roll-ups on, how often (ms), and the lateness a bucket waits for.
@@ -174,6 +179,8 @@ impl WriterCore {
             last_seq: 0,
             bases: Bases::default(),
             retry_budget: settings.store_retry_budget,
+            outage: Outage::default(),
+            tried: false,
             window_ms: settings.window_ms,
             rollups: settings.rollups,
             rollup_interval_ms: settings.rollup_interval_ms,
@@ -253,10 +260,13 @@ impl WriterCore {
     }
 
     /// Queues a batch behind everything held; it is written by the next [`Self::write_held`].
+    /// A window or error-count snapshot in it replaces the older snapshots of the same epoch
+    /// still held ([`Self::drop_superseded`]).
     pub(crate) fn hold(&mut self, batch: WriteBatch) {
         if batch.is_empty() {
             return;
         }
+        self.drop_superseded(&batch);
         let lo = self.last_seq;
         self.last_seq += SEQ_SPACING;
         let mark = BatchMark {
@@ -276,20 +286,114 @@ impl WriterCore {
         }
     }
 
-    /// Writes everything held, in order, and returns what came from the queue among what
-    /// was committed. Stops at the first batch that still fails after the retry budget; it
-    /// and the rest stay held, and the error is returned with the progress so far.
-    pub(crate) fn write_held(&mut self, c: &Counters) -> (Committed, Result<(), PipelineError>) {
-        if self.durable.is_some() {
-            return self.write_checkpointed(c);
+    /// Drops from the held batches every window and error-count snapshot that `batch` holds a
+    /// newer state of (the same window, or error hash and window, and the same epoch): a
+    /// snapshot is its epoch's whole state, so the newer one replaces the older, and a store
+    /// that fails `Flush` after `Flush` holds one snapshot per open window, not one per
+    /// attempt. A batch left empty goes too. Batches a failed attempt may have committed are
+    /// left alone, and in durable mode so are the batches a checkpoint covers when `batch` is
+    /// not covered by it (they are committed apart).
+    fn drop_superseded(&mut self, batch: &WriteBatch) {
+        if self.held.is_empty() || (batch.windows.is_empty() && batch.errors.is_empty()) {
+            return;
         }
+        let windows: std::collections::HashSet<_> = batch
+            .windows
+            .iter()
+            .map(|w| (&w.key, w.start_ms, w.epoch))
+            .collect();
+        let errors: std::collections::HashSet<_> = batch
+            .errors
+            .iter()
+            .map(|e| (e.error_hash.as_str(), e.start_ms, e.epoch))
+            .collect();
+        let first = match &self.durable {
+            Some(d) if !d.open => d.covered,
+            _ => 0,
+        };
+        let mut i = first;
+        while i < self.held.len() {
+            let p = &mut self.held[i];
+            if !p.maybe_committed {
+                let b = &mut p.batch;
+                b.windows
+                    .retain(|w| w.is_final || !windows.contains(&(&w.key, w.start_ms, w.epoch)));
+                b.errors.retain(|e| {
+                    e.is_final || !errors.contains(&(e.error_hash.as_str(), e.start_ms, e.epoch))
+                });
+                if b.is_empty() && p.confirms.is_none() {
+                    self.held.remove(i);
+                    if let Some(d) = self.durable.as_mut().filter(|d| i < d.covered) {
+                        d.covered -= 1;
+                    }
+                    continue;
+                }
+            }
+            i += 1;
+        }
+    }
+
+    /// Rows held: records, window and error-count snapshots, patterns.
+    fn held_rows(&self) -> usize {
+        self.held.iter().map(|p| p.batch.rows()).sum()
+    }
+
+    /// Writes everything held, in order, and returns what came from the queue among what
+    /// was committed; for a `Flush` or `Shutdown`: while the store fails, retries with the
+    /// backoff until the retry budget since it began failing is spent (see [`Outage`]). Stops
+    /// at the first batch that still fails; it and the rest stay held, and the error is
+    /// returned with the progress so far.
+    pub(crate) fn write_held(&mut self, c: &Counters) -> (Committed, Result<(), PipelineError>) {
+        self.write(c, Patience::Marker)
+    }
+
+    /// [`Self::write_held`] in the background (a batch arrived, a tick, the retry timer):
+    /// while the store fails, one attempt if one is due, and no waiting for the next
+    /// ([`Self::next_attempt_in`] says when).
+    pub(crate) fn write_due(&mut self, c: &Counters) -> (Committed, Result<(), PipelineError>) {
+        self.write(c, Patience::Background)
+    }
+
+    /// [`Self::write_held`] for a query: while the store fails, one attempt, and no waiting.
+    pub(crate) fn write_once(&mut self, c: &Counters) -> (Committed, Result<(), PipelineError>) {
+        self.write(c, Patience::Once)
+    }
+
+    /// While the store fails and something is held: how long until the next attempt is due.
+    pub(crate) fn next_attempt_in(&self) -> Option<Duration> {
+        let next = self
+            .outage
+            .next_attempt()
+            .filter(|_| !self.held.is_empty())?;
+        Some(next.saturating_duration_since(Instant::now()))
+    }
+
+    fn write(&mut self, c: &Counters, mode: Patience) -> (Committed, Result<(), PipelineError>) {
+        self.tried = false;
+        let out = if self.durable.is_some() {
+            self.write_checkpointed(c, mode)
+        } else {
+            self.write_in_order(c, mode)
+        };
+        c.rows_held.store(
+            self.held_rows() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        out
+    }
+
+    fn write_in_order(
+        &mut self,
+        c: &Counters,
+        mode: Patience,
+    ) -> (Committed, Result<(), PipelineError>) {
         let mut done = Committed {
             batches: 0,
             records: 0,
         };
         while !self.held.is_empty() {
             let started = Instant::now();
-            let step = match self.write_with_retry(c) {
+            let step = match self.write_front(c, mode) {
                 Ok(step) => step,
                 Err(e) => return (done, Err(e)),
             };
@@ -326,12 +430,12 @@ impl WriterCore {
     /// quarantine table; a larger batch is split in halves (each with a `seq` of its own in
     /// the batch's range), which are tried in turn, so the refused rows are isolated in
     /// `log2(rows)` steps and the rest is written.
-    fn isolate_front(&mut self, e: &StoreError) -> Result<Step, StoreError> {
-        let Some(front) = self.held.pop_front() else {
-            return Ok(Step::Split);
-        };
-        if front.batch.rows() <= 1 {
-            let mut conn = self.pool.get()?;
+    fn isolate_front(&mut self, e: &StoreError, patience: Duration) -> Result<Step, StoreError> {
+        if self.held.front().is_some_and(|p| p.batch.rows() <= 1) {
+            let mut conn = self.pool.get_within(patience)?;
+            let Some(front) = self.held.pop_front() else {
+                return Ok(Step::Split);
+            };
             let quarantined =
                 conn.quarantine(&self.instance_id, &front.batch, &e.to_string(), front.mark);
             self.held.push_front(front);
@@ -341,6 +445,9 @@ impl WriterCore {
             );
             return Ok(Step::Quarantined);
         }
+        let Some(front) = self.held.pop_front() else {
+            return Ok(Step::Split);
+        };
         let (first, second) = front.batch.split();
         let mid = front.lo + (front.mark.seq - front.lo) / 2;
         let run_id = front.mark.run_id;
@@ -491,11 +598,12 @@ impl WriterCore {
         }
     }
 
-    /// One attempt at the first `n` held batches: if the last attempt may have committed them,
-    /// looks them up; else writes them in one transaction. Returns how many batches at the
-    /// front are now committed.
-    fn attempt(&mut self, n: usize) -> Result<usize, StoreError> {
-        let mut conn = self.pool.get()?;
+    /// One attempt at the first `n` held batches, waiting at most `patience` for the store
+    /// (a connection, SQLite's lock): if the last attempt may have committed them, looks them
+    /// up; else writes them in one transaction. Returns how many batches at the front are now
+    /// committed.
+    fn attempt(&mut self, n: usize, patience: Duration) -> Result<usize, StoreError> {
+        let mut conn = self.pool.get_within(patience)?;
         let Some(front) = self.held.front() else {
             return Ok(0);
         };
@@ -558,21 +666,29 @@ impl WriterCore {
     }
 
     /// Writes the front of `held`: the first attempt coalesces records-only batches, retries
-    /// write one batch. A retryable failure is retried with backoff for the retry budget; a
+    /// write one batch. A failure of the store is retried as `mode` allows ([`Self::ready`]); a
     /// refusal of the data isolates the refused rows ([`Self::isolate_front`]).
-    fn write_with_retry(&mut self, c: &Counters) -> Result<Step, PipelineError> {
-        let deadline = Instant::now() + self.retry_budget;
-        let mut delay = FIRST_BACKOFF;
+    fn write_front(&mut self, c: &Counters, mode: Patience) -> Result<Step, PipelineError> {
         let mut n = coalesced_len(&self.held, MAX_COALESCED_RECORDS);
         loop {
-            let e = match self.pool.watch().call(|| self.attempt(n)) {
-                Ok(committed) => return Ok(Step::Committed(committed)),
+            self.ready(mode)?;
+            self.tried = true;
+            let started = Instant::now();
+            if self.outage.is_failing() {
+                Counters::add(&c.retries, 1);
+                n = 1;
+            }
+            let patience = self.patience(mode, started);
+            let e = match self.pool.watch().call(|| self.attempt(n, patience)) {
+                Ok(committed) => {
+                    self.store_answers();
+                    return Ok(Step::Committed(committed));
+                }
                 Err(e) => e,
             };
             Counters::add(&c.db_errors, 1);
             if e.is_gone() {
-                let rows: usize = self.held.iter().map(|p| p.batch.rows()).sum();
-                log::error!("{e}; holding {rows} rows");
+                log::error!("{e}; holding {} rows", self.held_rows());
                 return Err(PipelineError::Store(e));
             }
             if !e.retryable {
@@ -580,21 +696,77 @@ impl WriterCore {
                     n = 1; // which of the coalesced batches was refused?
                     continue;
                 }
-                match self.pool.watch().call(|| self.isolate_front(&e)) {
+                match self.pool.watch().call(|| self.isolate_front(&e, patience)) {
                     Ok(step) => return Ok(step),
-                    Err(q) => log::warn!("quarantining a refused row failed: {q}"),
+                    Err(q) => {
+                        log::warn!("quarantining a refused row failed: {q}");
+                        self.store_failed(started, q);
+                        continue;
+                    }
                 }
             }
-            n = 1;
-            if Instant::now() + delay > deadline {
-                let rows: usize = self.held.iter().map(|p| p.batch.rows()).sum();
-                log::error!("store write failed, holding {rows} rows for a later retry: {e}");
-                return Err(PipelineError::Store(e));
-            }
-            log::warn!("store write failed, retrying in {delay:?}: {e}");
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(MAX_BACKOFF);
-            Counters::add(&c.retries, 1);
+            self.store_failed(started, e);
+        }
+    }
+
+    /// Waits, if `mode` allows, until the next attempt is due (a `Flush` or `Shutdown` waits
+    /// while that is within the retry budget since the store began failing; a marker's or a
+    /// query's first attempt is made at once). `Err` (the store's last failure): no attempt
+    /// now, answer with it.
+    fn ready(&self, mode: Patience) -> Result<(), PipelineError> {
+        if mode != Patience::Background && !self.tried {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let Some(next) = self
+            .outage
+            .next_attempt()
+            .filter(|_| !self.outage.is_due(now))
+        else {
+            return Ok(());
+        };
+        let fits =
+            next + self.outage.last_attempt_took() <= self.outage.deadline(now, self.retry_budget);
+        if mode == Patience::Marker && fits {
+            std::thread::sleep(next - now);
+            return Ok(());
+        }
+        let e = self.outage.error().cloned();
+        Err(PipelineError::Store(e.unwrap_or_else(|| {
+            StoreError::retryable("the store is failing")
+        })))
+    }
+
+    /// How long an attempt starting at `now` may wait for the store: what is left of the
+    /// budget (see [`Outage::patience`]); a query's attempt while the store fails, only
+    /// [`PROBE_PATIENCE`].
+    fn patience(&self, mode: Patience, now: Instant) -> Duration {
+        match mode {
+            Patience::Once if self.outage.is_failing() => PROBE_PATIENCE,
+            _ => self.outage.patience(now, self.retry_budget),
+        }
+    }
+
+    /// An attempt that started at `started` failed with `e`: the backoff goes on; the
+    /// outage is logged once, when it begins.
+    fn store_failed(&mut self, started: Instant, e: StoreError) {
+        let rows = self.held_rows();
+        if self.outage.failed(started, Instant::now(), e.clone()) {
+            log::error!(
+                "the store is failing ({e}); holding {rows} rows and retrying with backoff (at most {MAX_BACKOFF:?} apart)"
+            );
+        } else {
+            log::debug!("the store is still failing ({rows} rows held): {e}");
+        }
+    }
+
+    /// An attempt succeeded: the end of an outage is logged.
+    fn store_answers(&mut self) {
+        if let Some((lasted, attempts)) = self.outage.recovered(Instant::now()) {
+            log::info!(
+                "the store answers again after {lasted:?} and {attempts} failed attempts; writing the {} rows held",
+                self.held_rows()
+            );
         }
     }
 
@@ -623,6 +795,7 @@ impl WriterCore {
         Counters::sub(&c.queued, records);
         Counters::sub(&c.aggregated, folded);
         Counters::add(&c.dropped, records + folded);
+        c.rows_held.store(0, std::sync::atomic::Ordering::Relaxed);
         if let Some(d) = &mut self.durable {
             d.covered = 0;
             log::error!(
@@ -635,16 +808,18 @@ impl WriterCore {
     }
 
     /// Durable mode's [`Self::write_held`]: commits the batches the latest checkpoint covers
-    /// with it, in one transaction, retrying a retryable failure with backoff for the retry
-    /// budget. Nothing is committed while a checkpoint marker waits for the marker behind it,
+    /// with it, in one transaction, retrying a failure of the store as `mode` allows (see
+    /// [`Outage`]). Nothing is committed while a checkpoint marker waits for the marker behind it,
     /// nor when there is nothing new to commit.
-    fn write_checkpointed(&mut self, c: &Counters) -> (Committed, Result<(), PipelineError>) {
+    fn write_checkpointed(
+        &mut self,
+        c: &Counters,
+        mode: Patience,
+    ) -> (Committed, Result<(), PipelineError>) {
         let mut done = Committed {
             batches: 0,
             records: 0,
         };
-        let deadline = Instant::now() + self.retry_budget;
-        let mut delay = FIRST_BACKOFF;
         loop {
             let Some(d) = &self.durable else {
                 return (done, Ok(()));
@@ -652,31 +827,40 @@ impl WriterCore {
             if d.open || (d.covered == 0 && d.position <= d.committed) {
                 return (done, Ok(()));
             }
-            let e = match self.attempt_checkpoint() {
-                Ok((n, outcomes, position)) => {
-                    self.settle_checkpoint(c, n, &outcomes, position, &mut done);
-                    continue;
-                }
-                Err(e) => e,
-            };
-            Counters::add(&c.db_errors, 1);
-            if e.is_gone() || Instant::now() + delay > deadline {
-                let rows: usize = self.held.iter().map(|p| p.batch.rows()).sum();
-                log::error!("checkpoint failed, holding {rows} rows for a later retry: {e}");
-                return (done, Err(PipelineError::Store(e)));
+            if let Err(e) = self.ready(mode) {
+                return (done, Err(e));
             }
-            log::warn!("checkpoint failed, retrying in {delay:?}: {e}");
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(MAX_BACKOFF);
-            Counters::add(&c.retries, 1);
+            self.tried = true;
+            let started = Instant::now();
+            if self.outage.is_failing() {
+                Counters::add(&c.retries, 1);
+            }
+            let patience = self.patience(mode, started);
+            match self.pool.watch().call(|| self.attempt_checkpoint(patience)) {
+                Ok((n, outcomes, position)) => {
+                    self.store_answers();
+                    self.settle_checkpoint(c, n, &outcomes, position, &mut done);
+                }
+                Err(e) => {
+                    Counters::add(&c.db_errors, 1);
+                    if e.is_gone() {
+                        log::error!("{e}; holding {} rows", self.held_rows());
+                        return (done, Err(PipelineError::Store(e)));
+                    }
+                    self.store_failed(started, e);
+                }
+            }
         }
     }
 
     /// One attempt at the covered batches and the checkpoint: if the last attempt may have
     /// committed, looks that up first. Returns how many batches at the front are committed,
     /// what became of each, and the position the store now holds.
-    fn attempt_checkpoint(&mut self) -> Result<(usize, Vec<Outcome>, u64), StoreError> {
-        let mut conn = self.pool.get()?;
+    fn attempt_checkpoint(
+        &mut self,
+        patience: Duration,
+    ) -> Result<(usize, Vec<Outcome>, u64), StoreError> {
+        let mut conn = self.pool.get_within(patience)?;
         let Some(d) = self.durable.as_mut() else {
             return Ok((0, Vec::new(), 0));
         };
@@ -839,6 +1023,18 @@ impl WriterCore {
         conn.query_patterns(q)
             .map_err(|e| PipelineError::Store(StoreError::from_diesel(e)))
     }
+}
+
+/// How long a write may go on while the store fails (see [`Outage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Patience {
+    /// In the background: an attempt only if one is due, never waiting.
+    Background,
+    /// A query: one attempt, never waiting.
+    Once,
+    /// A `Flush` or `Shutdown`: one attempt, then more with the backoff until the retry
+    /// budget since the store began failing is spent.
+    Marker,
 }
 
 /// What one step of [`WriterCore::write_held`] did to the front of `held`.
@@ -1011,7 +1207,7 @@ mod tests {
             maybe_committed: true,
         });
         w.last_seq = 2 * SEQ_SPACING;
-        assert_eq!(w.attempt(1), Ok(1));
+        assert_eq!(w.attempt(1, Duration::from_secs(5)), Ok(1));
         assert!(!w.held[0].maybe_committed);
         assert_eq!(counts(&path), (7, 2));
         // A new run never mistakes its batches for an older run's.
@@ -1034,6 +1230,36 @@ mod tests {
                 }
             )
             .unwrap());
+    }
+
+    #[test]
+    fn a_newer_snapshot_replaces_the_held_one_of_its_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (mut w, c) = writer(&path);
+        w.hold(batch(2, &[1.0], 1));
+        w.hold(batch(0, &[1.0, 2.0], 1));
+        assert_eq!(w.held_rows(), 3, "the first batch keeps its records only");
+        w.hold(batch(0, &[1.0, 2.0, 3.0], 1));
+        assert_eq!(
+            (w.held.len(), w.held_rows()),
+            (2, 3),
+            "a batch left empty goes"
+        );
+        // a batch an attempt may have committed is left as it is
+        w.held[1].maybe_committed = true;
+        w.hold(batch(0, &[1.0, 2.0, 3.0, 4.0], 1));
+        assert_eq!(w.held_rows(), 4);
+        w.held[1].maybe_committed = false;
+        w.hold(batch(0, &[7.0], 2));
+        assert_eq!(w.held_rows(), 5, "another epoch is another window");
+        w.write_held(&c).1.unwrap();
+        assert_eq!(
+            counts(&path),
+            (2, 5),
+            "the newest snapshot of epoch 1, then epoch 2 on it"
+        );
+        assert_eq!(c.snapshot().rows_held, 0);
     }
 
     #[test]
@@ -1135,7 +1361,7 @@ mod tests {
         );
         w.last_seq = 2;
         assert_eq!(
-            w.attempt(1),
+            w.attempt(1, Duration::from_secs(5)),
             Ok(1),
             "looked up, not committed: written alone"
         );

@@ -6,11 +6,12 @@ use eventbatch::{Stats, Supervisor, TrackBatch, TrackEvent};
 
 /// `Stats` fields published as gauges (`eventbatch_<field>`); every other count is a counter
 /// (`eventbatch_<field>_total`).
-pub const GAUGES: [&str; 4] = [
+pub const GAUGES: [&str; 5] = [
     "events_queued",
     "windows_open",
     "actors_running",
     "journal_failing_ms",
+    "rows_held",
 ];
 
 /// Every count of `stats` as the metric it is published as, with its value.

@@ -1,0 +1,341 @@
+//! Issue 16, items 2, 3, 4 and 13: a store that fails (a full disk, a locked file, a
+//! PostgreSQL that died, a trigger that refuses a row) never hangs `Flush`, `Shutdown` or a
+//! query, never makes what the writer holds grow with the attempts, and never makes a refused
+//! row look like a busy store. Real parts: a SQLite file on a real full tmpfs, a SQLite file
+//! locked by another connection, a real PostgreSQL behind a proxy that is cut or a network
+//! partition, real triggers.
+
+mod common;
+#[path = "support/netns.rs"]
+mod netns;
+#[path = "support/pg.rs"]
+mod pg;
+#[path = "support/tmpfs.rs"]
+mod tmpfs;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{conservation, conservation_pending, quiet_config, start_manual, TempDb, T0};
+use diesel::connection::SimpleConnection;
+use eventbatch::*;
+use pg::{Proxy, TestDb};
+use tmpfs::Tmpfs;
+
+fn start_at_t0(config: Config, store: Store) -> actix::Addr<Supervisor> {
+    let _ = env_logger::builder().is_test(true).try_init();
+    start_with_clock(config, store, Arc::new(ManualClock::new(T0))).expect("start")
+}
+
+/// `n` commands and `n` latency samples over `series` series, from event time `T0 + from` on.
+fn commands_and_samples(from: i64, n: i64, series: i64) -> Vec<TrackEvent> {
+    (from..from + n)
+        .flat_map(|i| {
+            [
+                TrackEvent::command("help").duration_ms(i as f64).at(T0 + i),
+                TrackEvent::performance(format!("rt{}", i % series), i as f64).at(T0 + i),
+            ]
+        })
+        .collect()
+}
+
+/// `ask` answers within `bound`; returns the answer and how long it took.
+async fn within<T>(
+    what: &str,
+    bound: Duration,
+    ask: impl std::future::Future<Output = T>,
+) -> (T, Duration) {
+    let started = Instant::now();
+    let answer = actix_rt::time::timeout(bound, ask)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {bound:?}"));
+    let took = started.elapsed();
+    eprintln!("{what}: answered after {took:?} (bound {bound:?})");
+    (answer, took)
+}
+
+/// Item 2: SQLite on a 2 MiB tmpfs that fills after start, the batch timer ticking every 50 ms.
+/// `Flush` after `Flush`, a query and `Shutdown` (through `shutdown_on_signal` and a real
+/// SIGTERM) each answer within the retry budget plus a second; `Shutdown` counts what it could
+/// not write as dropped, so the conservation law holds.
+#[actix_rt::test]
+async fn on_a_full_disk_flush_queries_and_shutdown_answer_within_the_budget() {
+    let fs = Tmpfs::new(2 << 20);
+    let path = fs.path().join("analytics.db");
+    let budget_ms = 2_000;
+    let bound = Duration::from_millis(budget_ms + 1_000);
+    let t = start_at_t0(
+        Config {
+            store_retry_budget_ms: budget_ms,
+            batch_interval_ms: 200,
+            ..Config::default()
+        },
+        Store::sqlite(&path),
+    );
+    common::send_all(&t, commands_and_samples(0, 50, 5), 100).await;
+    let s = t.send(Flush).await.unwrap().expect("the disk has room");
+    assert_eq!(s.records_written, 50);
+
+    fs.fill();
+    common::send_all(&t, commands_and_samples(50, 3_000, 500), 500).await;
+    for i in 0..3 {
+        let (answer, _) = within(&format!("Flush {i} on a full disk"), bound, t.send(Flush)).await;
+        answer.unwrap().expect_err("the disk is full");
+    }
+    let (answer, _) = within(
+        "QueryWindows on a full disk",
+        bound,
+        t.send(QueryWindows::metric("rt1")),
+    )
+    .await;
+    answer.unwrap().expect_err("what it holds is not written");
+    let s = t.send(GetStats).await.unwrap();
+    assert!(s.db_errors > 0, "the store really failed: {s:?}");
+    conservation_pending(&s);
+
+    let stop = eventbatch::shutdown_on_signal(t.clone());
+    // SAFETY: kill(2) on this process; `shutdown_on_signal` has installed its handler.
+    assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGTERM) }, 0);
+    let (s, _) = within("shutdown_on_signal on a full disk", bound, stop).await;
+    let s = s.expect("Shutdown answered with the stats");
+    assert!(s.events_dropped > 0, "what could not be written: {s:?}");
+    assert_eq!(s.events_queued, 0, "{s:?}");
+    conservation(&s);
+}
+
+/// Item 3: many open windows, the SQLite file locked by another connection, `Flush` after
+/// `Flush` answering `Err`: what the writer holds (`Stats::rows_held`) is the same after ten
+/// failed flushes as after one (a newer snapshot of a window replaces the held one); each
+/// answers within the budget plus a second (the SQLite busy timeout is the default 5 s); once
+/// the lock goes, everything is written once.
+#[actix_rt::test]
+async fn held_rows_do_not_grow_with_failed_flushes() {
+    let db = TempDb::new();
+    let budget_ms = 300;
+    let bound = Duration::from_millis(budget_ms + 1_000);
+    let (t, _) = start_manual(
+        Config {
+            store_retry_budget_ms: budget_ms,
+            ..quiet_config()
+        },
+        &db,
+    );
+    let series = 2_000;
+    common::send_all(&t, commands_and_samples(0, 4_000, series), 1_000).await;
+    t.send(Flush).await.unwrap().expect("not locked yet");
+
+    let mut lock = db.conn();
+    lock.batch_execute("BEGIN EXCLUSIVE").unwrap();
+    common::send_all(&t, commands_and_samples(4_000, 500, series), 500).await;
+    let mut held = Vec::new();
+    for i in 0..10 {
+        let (answer, _) = within(&format!("Flush {i}, file locked"), bound, t.send(Flush)).await;
+        answer.unwrap().expect_err("the file is locked");
+        // the first answer may come from the supervisor's watch on a silent store (SQLite
+        // waiting for its lock) while the writer is still taking the flush's snapshots in
+        let s = common::wait_for(&t, |s| s.rows_held >= 500 + series as u64).await;
+        conservation_pending(&s);
+        held.push(s.rows_held);
+    }
+    eprintln!("rows held after each failed Flush: {held:?}");
+    assert!(held.iter().all(|&h| h == held[0]), "{held:?}");
+
+    lock.batch_execute("COMMIT").unwrap();
+    drop(lock);
+    let s = t.send(Flush).await.unwrap().expect("the lock is gone");
+    conservation(&s);
+    assert_eq!((s.records_written, s.rows_held), (4_500, 0), "{s:?}");
+    assert_eq!(db.count("events"), 4_500);
+    assert_eq!(
+        db.scalar("SELECT sum(count) AS n FROM metric_windows"),
+        4_500
+    );
+    t.send(Shutdown).await.unwrap();
+}
+
+/// Item 4: a query against a PostgreSQL that went away mid-run (`stop`) answers `Err` within
+/// a few seconds with the default 30 s retry budget; once it is back (`heal`), everything is
+/// written once.
+async fn queries_answer_within_seconds(db: &TestDb, url: String, stop: impl Fn(), heal: impl Fn()) {
+    let bound = Duration::from_secs(5);
+    let t = start_at_t0(
+        Config {
+            instance_id: Some("gone".into()),
+            ..quiet_config()
+        },
+        Store::postgres(url),
+    );
+    common::send_all(&t, commands_and_samples(0, 100, 2), 200).await;
+    t.send(Flush).await.unwrap().expect("the server is there");
+
+    stop();
+    common::send_all(&t, commands_and_samples(100, 100, 2), 200).await;
+    t.send(Tick).await.unwrap();
+    for i in 0..3 {
+        let (answer, _) = within(
+            &format!("QueryWindows {i}, server gone"),
+            bound,
+            t.send(QueryWindows::metric("rt0")),
+        )
+        .await;
+        let e = answer.unwrap().expect_err("the store is gone");
+        assert!(e.to_string().contains("unavailable"), "{e}");
+        let (answer, _) = within(
+            &format!("QueryPatterns {i}, server gone"),
+            bound,
+            t.send(QueryPatterns::default()),
+        )
+        .await;
+        answer.unwrap().expect_err("the store is gone");
+    }
+    let s = t.send(GetStats).await.unwrap();
+    assert_eq!(s.records_written, 100, "{s:?}");
+    conservation_pending(&s);
+
+    heal();
+    let healed = Instant::now();
+    let s = loop {
+        match t.send(Flush).await.unwrap() {
+            Ok(s) => break s,
+            Err(e) if healed.elapsed() < Duration::from_secs(60) => {
+                eprintln!("a flush after the server came back: {e}");
+                actix_rt::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the writer did not recover: {e}"),
+        }
+    };
+    conservation(&s);
+    assert_eq!((s.records_written, s.rows_held), (200, 0), "{s:?}");
+    assert_eq!(db.count("events"), 200);
+    let windows = t.send(QueryWindows::metric("rt0")).await.unwrap().unwrap();
+    assert_eq!(windows.iter().map(|w| w.count).sum::<u64>(), 100);
+    let s = t.send(Shutdown).await.unwrap();
+    assert_eq!((s.records_written, s.events_dropped), (200, 0), "{s:?}");
+}
+
+/// The server's connections reset and new ones refused, as when PostgreSQL is stopped.
+#[actix_rt::test]
+async fn a_query_answers_within_seconds_when_postgres_dies_mid_run() {
+    let db = TestDb::create("died");
+    let proxy = Proxy::start();
+    let url = db.url_via(proxy.port);
+    queries_answer_within_seconds(&db, url, || proxy.cut(), || proxy.restore()).await;
+}
+
+/// The pipeline's connections terminated by the server, then a real network partition: new
+/// connections get no answer at all.
+#[actix_rt::test]
+async fn a_query_answers_within_seconds_across_terminated_connections_and_a_partition() {
+    let Some(path) = netns::NetPath::to_postgres(pg::PG_PORT) else {
+        return;
+    };
+    let db = TestDb::create("partitioned");
+    let url = format!("postgres://root@{}:{}/{}", path.addr, path.port, db.name);
+    let stop = || {
+        assert!(db.kill_connections() > 0);
+        // let the server's goodbye reach the client before the partition swallows it
+        std::thread::sleep(Duration::from_millis(300));
+        path.cut();
+    };
+    queries_answer_within_seconds(&db, url, stop, || path.restore()).await;
+}
+
+/// Ten good commands and the ones `refused` names, in one batch: after `Flush` (answered `Ok`)
+/// the good ones are stored, each refused one is in `quarantine`, nothing was retried as if
+/// the store were busy, and nothing is dropped at `Shutdown`.
+async fn refused_rows_are_quarantined(
+    t: &actix::Addr<Supervisor>,
+    refused: &[TrackEvent],
+) -> Stats {
+    let mut batch: Vec<TrackEvent> = (0..10)
+        .map(|i| TrackEvent::command("good").duration_ms(i as f64).at(T0 + i))
+        .collect();
+    batch.splice(5..5, refused.iter().cloned());
+    common::send_all(t, batch, 100).await;
+    let s = t
+        .send(Flush)
+        .await
+        .unwrap()
+        .expect("a refused row does not fail the flush");
+    conservation(&s);
+    assert_eq!(
+        (s.records_written, s.events_quarantined, s.retries),
+        (10, refused.len() as u64, 0),
+        "{s:?}"
+    );
+    let s = t.send(Shutdown).await.unwrap();
+    assert_eq!(s.events_dropped, 0, "{s:?}");
+    s
+}
+
+const SQLITE_REFUSE: &str = "CREATE TRIGGER refuse BEFORE INSERT ON events \
+     WHEN NEW.name = 'refused' BEGIN SELECT RAISE(ABORT, 'refused by policy'); END;";
+
+/// Item 13 on SQLite: a trigger refusing one command (`RAISE(ABORT, ...)`, result code
+/// SQLITE_CONSTRAINT_TRIGGER), durable mode off and on.
+#[actix_rt::test]
+async fn a_row_a_sqlite_trigger_refuses_is_quarantined_and_the_rest_written() {
+    for durable in [false, true] {
+        let db = TempDb::new();
+        let (t, _) = start_manual(
+            Config {
+                durable,
+                store_retry_budget_ms: 1_000,
+                ..quiet_config()
+            },
+            &db,
+        );
+        db.conn().batch_execute(SQLITE_REFUSE).unwrap();
+        let refused = [TrackEvent::command("refused").at(T0)];
+        refused_rows_are_quarantined(&t, &refused).await;
+        assert_eq!(db.count("events"), 10, "durable {durable}");
+        assert_eq!(
+            db.count("quarantine WHERE error LIKE '%refused by policy%'"),
+            1,
+            "durable {durable}"
+        );
+    }
+}
+
+const PG_REFUSE: &str = "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ \
+     BEGIN IF NEW.name = 'refused' THEN RAISE EXCEPTION 'refused by policy'; END IF; \
+     RETURN NEW; END $$; \
+     CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse(); \
+     ALTER TABLE events ADD CONSTRAINT short_commands \
+     CHECK (duration_ms IS NULL OR duration_ms < 1000000);";
+
+/// Item 13 on PostgreSQL: a trigger raising an exception (SQLSTATE P0001) and a CHECK
+/// constraint (23514), durable mode off and on.
+#[actix_rt::test]
+async fn rows_postgres_refuses_are_quarantined_and_the_rest_written() {
+    for durable in [false, true] {
+        let db = TestDb::create("refuses");
+        let journal = tempfile::tempdir().unwrap();
+        let t = start_at_t0(
+            Config {
+                durable,
+                journal_path: Some(journal.path().join("journal")),
+                store_retry_budget_ms: 1_000,
+                ..quiet_config()
+            },
+            Store::postgres(db.url()),
+        );
+        db.conn().batch_execute(PG_REFUSE).unwrap();
+        let refused = [
+            TrackEvent::command("refused").at(T0),
+            TrackEvent::command("slow").duration_ms(5e6).at(T0),
+        ];
+        refused_rows_are_quarantined(&t, &refused).await;
+        assert_eq!(db.count("events"), 10, "durable {durable}");
+        assert_eq!(
+            db.count("quarantine WHERE error LIKE '%refused by policy%'"),
+            1,
+            "durable {durable}"
+        );
+        assert_eq!(
+            db.count("quarantine WHERE error LIKE '%short_commands%'"),
+            1,
+            "durable {durable}"
+        );
+    }
+}
