@@ -372,12 +372,14 @@ impl Supervisor {
         self.checkpoint_if_due();
     }
 
-    /// Counts and refuses, or validates, journals (durable mode) and buffers, one event.
+    /// Counts and refuses, or validates, pseudonymises (`identity_key`), journals (durable
+    /// mode) and buffers, one event.
     fn accept(&mut self, mut event: TrackEvent, now_ms: i64) -> Result<(), TrackError> {
         let refused = if self.shutting_down {
             Err(TrackError::ShutDown)
         } else {
-            event.validate(now_ms)
+            let ids = &self.settings.pseudonyms;
+            event.validate(now_ms).map(|()| ids.apply(&mut event))
         };
         if let Err(e) = refused {
             Counters::add(&self.counters.rejected, 1);
@@ -837,8 +839,10 @@ impl Handler<TrackBatch> for Supervisor {
             return Box::pin(async { Err(TrackError::ShutDown) });
         }
         let now = self.clock.now_ms();
-        // validated in place: the batch travels on as it came, without copying its events
-        events.retain_mut(|e| e.validate(now).is_ok());
+        // validated and pseudonymised in place: the batch travels on as it came, without
+        // copying its events
+        let ids = &self.settings.pseudonyms;
+        events.retain_mut(|e| e.validate(now).map(|()| ids.apply(e)).is_ok());
         let mut ack = BatchAck {
             accepted: events.len(),
             rejected: n - events.len(),

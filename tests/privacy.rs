@@ -53,10 +53,7 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap_or_default();
-        if bytes
-            .windows(needle.len())
-            .any(|w| w == needle.as_bytes())
-        {
+        if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
             found.push(path.display().to_string());
         }
     }
@@ -84,7 +81,10 @@ async fn with_an_identity_key_no_raw_id_reaches_any_file_or_the_quarantine() {
     let (t, _) = start_at(config, db.store(), T0);
     t.send(Flush).await.unwrap().unwrap(); // the schema exists
     poison_commands(&db);
-    let mut events = vec![TrackEvent::command("poison").user(USER).server(SERVER).at(T0)];
+    let mut events = vec![TrackEvent::command("poison")
+        .user(USER)
+        .server(SERVER)
+        .at(T0)];
     for i in 0..200 {
         events.push(
             TrackEvent::command("help")
@@ -181,10 +181,22 @@ async fn a_postgres_password_is_never_logged_shown_or_in_an_error() {
     let pg = pg::TestDb::create("password");
     let db = &pg.name;
     let reachable = [
-        ("pw-userinfo-5c1", format!("postgres://root:pw-userinfo-5c1@127.0.0.1:5432/{db}")),
-        ("pw-query-8e2", format!("postgres://root@127.0.0.1:5432/{db}?password=pw-query-8e2&connect_timeout=2")),
-        ("pw-keyvalue-3a7", format!("host=127.0.0.1 port=5432 user=root dbname={db} password=pw-keyvalue-3a7")),
-        ("pw-quoted-9d4", format!("host=127.0.0.1 user=root password='pw-quoted-9d4' dbname={db}")),
+        (
+            "pw-userinfo-5c1",
+            format!("postgres://root:pw-userinfo-5c1@127.0.0.1:5432/{db}"),
+        ),
+        (
+            "pw-query-8e2",
+            format!("postgres://root@127.0.0.1:5432/{db}?password=pw-query-8e2&connect_timeout=2"),
+        ),
+        (
+            "pw-keyvalue-3a7",
+            format!("host=127.0.0.1 port=5432 user=root dbname={db} password=pw-keyvalue-3a7"),
+        ),
+        (
+            "pw-quoted-9d4",
+            format!("host=127.0.0.1 user=root password='pw-quoted-9d4' dbname={db}"),
+        ),
     ];
     for (secret, url) in &reachable {
         let store = if url.contains("://") {
@@ -194,23 +206,45 @@ async fn a_postgres_password_is_never_logged_shown_or_in_an_error() {
         };
         let shown = vec![format!("{store:?}"), store.describe()];
         let t = start(quiet("pw"), store.clone()).expect("start");
-        t.send(TrackEvent::command("c").user("u")).await.unwrap().unwrap();
+        t.send(TrackEvent::command("c").user("u"))
+            .await
+            .unwrap()
+            .unwrap();
         let flushed = t.send(Flush).await.unwrap();
         let s = t.send(Shutdown).await.unwrap();
-        assert!(flushed.is_ok() && s.records_written == 1, "{flushed:?} {s:?}");
-        let read = StoreReader::open(&store).map(|_| ()).map_err(|e| e.to_string());
+        assert!(
+            flushed.is_ok() && s.records_written == 1,
+            "{flushed:?} {s:?}"
+        );
+        let read = StoreReader::open(&store)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
         assert_eq!(read, Ok(()));
         assert_secret_nowhere(secret, &shown);
     }
     let failing = [
-        ("pw-scheme-1b6", Store::from_url("postgress://root:pw-scheme-1b6@127.0.0.1/x")),
-        ("pw-down-6f0", Store::from_url("postgres://root:pw-down-6f0@127.0.0.1:1/x?password=pw-down-6f0")),
-        ("pw-kvdown-2c8", Store::postgres("host=127.0.0.1 port=1 password=pw-kvdown-2c8 user=root")),
-        ("pw-garbled-4e3", Store::postgres("host=127.0.0.1 password pw-garbled-4e3 user=root")),
+        (
+            "pw-scheme-1b6",
+            Store::from_url("postgress://root:pw-scheme-1b6@127.0.0.1/x"),
+        ),
+        (
+            "pw-down-6f0",
+            Store::from_url("postgres://root:pw-down-6f0@127.0.0.1:1/x?password=pw-down-6f0"),
+        ),
+        (
+            "pw-kvdown-2c8",
+            Store::postgres("host=127.0.0.1 port=1 password=pw-kvdown-2c8 user=root"),
+        ),
+        (
+            "pw-garbled-4e3",
+            Store::postgres("host=127.0.0.1 password pw-garbled-4e3 user=root"),
+        ),
     ];
     for (secret, store) in failing {
         let err = start(quiet("pw"), store.clone()).expect_err("no such store");
-        let read = StoreReader::open(&store).map(|_| ()).expect_err("no such store");
+        let read = StoreReader::open(&store)
+            .map(|_| ())
+            .expect_err("no such store");
         let shown = vec![
             format!("{store:?}"),
             store.describe(),
@@ -258,8 +292,13 @@ async fn the_identity_key_is_never_serialised_or_echoed() {
         ("EVENTBATCH_SAMPLING_RATES", SECRET),
         ("EVENTBATCH_DETECTION_SPIKE_RATIO", SECRET),
     ] {
-        let err = Config::default().with_overrides([(name, value)]).unwrap_err();
-        assert!(err.to_string().contains(name) || err.field.contains("identity_key"), "{err}");
+        let err = Config::default()
+            .with_overrides([(name, value)])
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(name) || err.field.contains("identity_key"),
+            "{err}"
+        );
         shown.push(err.to_string());
         shown.push(format!("{err:?}"));
     }
@@ -278,12 +317,18 @@ async fn an_event_without_a_field_its_kind_needs_is_refused_naming_it() {
     let db = TempDb::new();
     let (t, _) = start_at(quiet("fields"), db.store(), T0);
     let cases = [
-        (serde_json::json!({"kind": "Performance", "name": "rt", "tags": []}), "value"),
+        (
+            serde_json::json!({"kind": "Performance", "name": "rt", "tags": []}),
+            "value",
+        ),
         (
             serde_json::json!({"kind": "Datastore", "name": "save", "context": "db", "tags": []}),
             "latency_ms",
         ),
-        (serde_json::json!({"kind": "Datastore", "name": "save", "value": 1.5, "tags": []}), "store type"),
+        (
+            serde_json::json!({"kind": "Datastore", "name": "save", "value": 1.5, "tags": []}),
+            "store type",
+        ),
     ];
     for (json, field) in &cases {
         let event: TrackEvent = serde_json::from_value(json.clone()).unwrap();
@@ -317,7 +362,10 @@ async fn a_new_store_and_its_wal_are_created_owner_only_an_existing_file_keeps_i
     use std::os::unix::fs::PermissionsExt;
     let db = TempDb::new();
     let (t, _) = start_at(quiet("modes"), db.store(), T0);
-    t.send(TrackEvent::command("c").at(T0)).await.unwrap().unwrap();
+    t.send(TrackEvent::command("c").at(T0))
+        .await
+        .unwrap()
+        .unwrap();
     t.send(Flush).await.unwrap().unwrap();
     let wal = db.path.with_extension("db-wal");
     assert!(wal.exists(), "the WAL exists while the pipeline runs");
@@ -329,7 +377,10 @@ async fn a_new_store_and_its_wal_are_created_owner_only_an_existing_file_keeps_i
     std::fs::write(&shared.path, b"").unwrap();
     std::fs::set_permissions(&shared.path, std::fs::Permissions::from_mode(0o640)).unwrap();
     let (t, _) = start_at(quiet("modes"), shared.store(), T0);
-    t.send(TrackEvent::command("c").at(T0)).await.unwrap().unwrap();
+    t.send(TrackEvent::command("c").at(T0))
+        .await
+        .unwrap()
+        .unwrap();
     t.send(Shutdown).await.unwrap();
     assert_eq!(mode(&shared.path), 0o640);
     assert_eq!(shared.count("events"), 1);
