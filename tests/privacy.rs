@@ -122,6 +122,46 @@ async fn with_an_identity_key_no_raw_id_reaches_any_file_or_the_quarantine() {
     );
 }
 
+/// Item 7: retention prunes `quarantine` rows (by the time they were set aside) once older
+/// than `retention.quarantine_max_age_ms`, and keeps younger ones.
+#[actix_rt::test]
+async fn retention_prunes_old_quarantine_rows() {
+    const DAY: i64 = 86_400_000;
+    // quarantined_at_ms is wall-clock time: the manual clock starts at it
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let db = TempDb::new();
+    let config = Config {
+        retention: Retention {
+            quarantine_max_age_ms: DAY as u64,
+            interval_ms: 60_000,
+            ..Retention::default()
+        },
+        ..quiet("prune")
+    };
+    let (t, clock) = start_at(config, db.store(), now);
+    t.send(Flush).await.unwrap().unwrap(); // the schema exists
+    poison_commands(&db);
+    for i in 0..3 {
+        t.send(TrackEvent::command("poison").at(now + i))
+            .await
+            .unwrap()
+            .unwrap();
+        t.send(Flush).await.unwrap().unwrap();
+    }
+    assert_eq!(db.count("quarantine"), 3);
+    clock.advance(DAY / 2);
+    t.send(Flush).await.unwrap().unwrap();
+    assert_eq!(db.count("quarantine"), 3, "younger than a day: kept");
+    clock.advance(DAY);
+    let s = t.send(Flush).await.unwrap().unwrap();
+    assert_eq!(db.count("quarantine"), 0);
+    assert_eq!(s.rows_pruned, 3, "{s:?}");
+    conservation(&t.send(Shutdown).await.unwrap());
+}
+
 fn stored_users(db: &TempDb) -> Vec<(String, Option<String>)> {
     use eventbatch::db::schema::events::dsl::*;
     events
