@@ -84,7 +84,6 @@ pub const MAX_FUTURE_MS: i64 = 86_400_000;
 
 /// One analytics event. Build it with a constructor for its kind and builder methods, then send
 /// it to the [`crate::Supervisor`]:
-
 ///
 /// ```
 /// use eventbatch::{Priority, TrackEvent};

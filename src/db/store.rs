@@ -89,7 +89,9 @@ impl Store {
     }
 
     /// A printable description, without any password: what every log line, error and
-    /// report shows (see [`redact`]).
+    /// report shows. A URL's userinfo password, a `password=` query parameter and a
+    /// `password=` pair of a `key=value` connection string show as `***`; a location that
+    /// parses as neither shows only its scheme.
     pub fn describe(&self) -> String {
         match &self.kind {
             StoreKind::Sqlite(p) => format!("sqlite://{}", p.display()),
@@ -245,9 +247,9 @@ fn conninfo_pairs(s: &str) -> Option<Vec<(&str, &str)>> {
         let key_end = rest.find(|c: char| c == '=' || c.is_whitespace())?;
         let (key, after) = rest.split_at(key_end);
         let after = after.trim_start().strip_prefix('=')?.trim_start();
-        let value_end = if after.starts_with('\'') {
+        let value_end = if let Some(quoted) = after.strip_prefix('\'') {
             let mut escaped = false;
-            let close = after[1..].char_indices().find(|&(_, c)| {
+            let close = quoted.char_indices().find(|&(_, c)| {
                 let end = c == '\'' && !escaped;
                 escaped = c == '\\' && !escaped;
                 end
