@@ -90,10 +90,13 @@ pub struct Config {
     /// HMAC-SHA256(key, id), hex, first 32 digits (128 bits), so the ids cannot be recovered
     /// without the key, even by trying every possible id. `None`: they hold the ids as the
     /// application gave them (the guide's applications pass their own hashes). 16 to 1024
-    /// bytes; never printed by `Debug` or in a [`ConfigError`]. Changing it at run time
-    /// applies to events written afterwards (rows already written keep their old pseudonym).
+    /// bytes; never printed by `Debug`, serialised (written as `"<redacted>"`) or shown in
+    /// a [`ConfigError`]. Applied as an event is accepted, so a raw id never reaches the
+    /// journal, the `quarantine` table or any other file; changing it at run time applies to
+    /// events accepted afterwards (those accepted before keep the id or pseudonym they had).
     /// Replaces the former `hash_identities` flag (an unkeyed 64-bit hash); a config that
     /// still sets that is refused as an unknown field.
+    #[serde(serialize_with = "serialize_redacted")]
     pub identity_key: Option<String>,
     /// Pattern detection settings (spike, drop, anomaly, trend).
     pub detection: DetectorSettings,
@@ -214,6 +217,7 @@ pub struct ConfigPatch {
     /// See [`Config::max_in_flight_batches`].
     pub max_in_flight_batches: Option<usize>,
     /// See [`Config::identity_key`] (sets or changes the key; removing it needs a restart).
+    #[serde(serialize_with = "serialize_redacted")]
     pub identity_key: Option<String>,
     /// See [`Config::detection`].
     pub detection: Option<DetectorSettings>,
@@ -350,6 +354,19 @@ impl std::fmt::Debug for Redacted {
     }
 }
 
+/// What a serialised configuration holds in place of `identity_key` (a configuration read
+/// back with it is refused, naming the field, rather than running with another key).
+pub const REDACTED_KEY: &str = "<redacted>";
+
+/// Serialises `identity_key` as [`REDACTED_KEY`] (or nothing): configurations end up in files,
+/// logs and answers.
+fn serialize_redacted<S: serde::Serializer>(key: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match key {
+        Some(_) => s.serialize_some(REDACTED_KEY),
+        None => s.serialize_none(),
+    }
+}
+
 fn redacted(key: &Option<String>) -> Option<Redacted> {
     key.as_ref().map(|k| Redacted(k.len()))
 }
@@ -461,7 +478,7 @@ pub struct Settings {
     /// See [`Config::max_in_flight_batches`].
     pub max_in_flight_batches: NonZeroUsize,
     /// Whether an identity key is set. Deprecated, for the writer's current signature only:
-    /// what is stored is decided by [`Settings::pseudonyms`] (through the store's pool).
+    /// what is stored is decided by [`Settings::pseudonyms`] (at the front door).
     pub(crate) hash_identities: bool,
     /// How users and servers are stored: see [`Config::identity_key`].
     pub(crate) pseudonyms: Pseudonyms,
@@ -776,6 +793,14 @@ fn check_instance_id(id: &str) -> Result<String, ConfigError> {
 
 /// 16 to 1024 bytes. The error shows the length, never the key.
 fn check_identity_key(key: &str) -> Result<&str, ConfigError> {
+    if key == REDACTED_KEY {
+        return Err(ConfigError::new(
+            "identity_key",
+            REDACTED_KEY,
+            "is the placeholder a serialised configuration holds in place of the key; give \
+             the key itself",
+        ));
+    }
     if !(MIN_IDENTITY_KEY_BYTES..=MAX_IDENTITY_KEY_BYTES).contains(&key.len()) {
         return Err(ConfigError::new(
             "identity_key",

@@ -41,13 +41,10 @@ impl Config {
         })
     }
 
-    /// This configuration as TOML, every field with its value (the key is never written).
+    /// This configuration as TOML, every field with its value (the key is never written:
+    /// `identity_key`, when set, is [`crate::REDACTED_KEY`]).
     pub fn to_toml(&self) -> String {
-        let shown = Config {
-            identity_key: None,
-            ..self.clone()
-        };
-        toml::to_string(&shown).unwrap_or_default()
+        toml::to_string(self).unwrap_or_default()
     }
 
     /// This configuration with the `EVENTBATCH_*` environment variables applied, then validated:
@@ -57,7 +54,8 @@ impl Config {
         self.with_overrides(std::env::vars().filter(|(k, _)| k.starts_with(ENV_PREFIX)))
     }
 
-    /// [`Config::with_env_overrides`] with the variables given (name, value).
+    /// [`Config::with_env_overrides`] with the variables given (name, value). An error names
+    /// the variable and what is wrong, never its value (a variable may hold a secret).
     pub fn with_overrides<K: AsRef<str>, V: AsRef<str>>(
         self,
         vars: impl IntoIterator<Item = (K, V)>,
@@ -72,9 +70,13 @@ impl Config {
             let key = key.to_ascii_lowercase();
             set(&mut table, &key, name, value)?;
         }
-        let config: Config = table.try_into().map_err(|e: toml::de::Error| {
+        let mut config: Config = table.try_into().map_err(|e: toml::de::Error| {
             ConfigError::new("config", "(environment)", e.message().to_string())
         })?;
+        // the key went through the table redacted: keep this one unless a variable set it
+        if config.identity_key.as_deref() == Some(crate::config::REDACTED_KEY) {
+            config.identity_key = self.identity_key;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -111,11 +113,25 @@ fn set(table: &mut toml::Table, key: &str, name: &str, value: &str) -> Result<()
             }
         }
     }
-    Err(ConfigError::new(name, value, "no such configuration field"))
+    Err(ConfigError::new(
+        name,
+        not_shown(value),
+        "no such configuration field",
+    ))
 }
 
 fn bad(name: &str, key: &str, value: &str) -> ConfigError {
-    ConfigError::new(name, value, format!("not a valid value for {key}"))
+    ConfigError::new(
+        name,
+        not_shown(value),
+        format!("not a valid value for {key}"),
+    )
+}
+
+/// An environment value in an error: its length only (a variable may hold a secret, e.g. a
+/// mistyped `EVENTBATCH_IDENTITY_KEY`).
+fn not_shown(value: &str) -> String {
+    format!("<{} bytes, not shown>", value.len())
 }
 
 /// `value` parsed as the same TOML type as `current`.

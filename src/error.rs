@@ -19,7 +19,7 @@ pub enum Error {
     /// The store URL is not one eventbatch understands.
     #[error("invalid store url {url:?}: {reason}")]
     InvalidUrl {
-        /// The URL as given.
+        /// The URL, with any password removed (as [`crate::Store::describe`] shows it).
         url: String,
         /// What is wrong with it.
         reason: String,
@@ -113,6 +113,15 @@ pub enum TrackError {
         ts_ms: i64,
         /// The pipeline clock's now.
         now_ms: i64,
+    },
+    /// A field the event's kind needs is absent (an event deserialised without it: a
+    /// performance sample's value, a datastore operation's latency or store type).
+    #[error("a {kind} event needs {field}; it has none")]
+    Missing {
+        /// The kind, as stored (`performance`, `datastore`).
+        kind: &'static str,
+        /// The missing field.
+        field: &'static str,
     },
     /// The pipeline is shutting down or stopped.
     #[error("the pipeline is shut down")]

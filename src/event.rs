@@ -32,20 +32,28 @@ impl Priority {
     }
 }
 
-/// What kind of event this is; decides its sampling key and route.
+/// What kind of event this is; decides its sampling key and route. Serialised as the variant
+/// name (`"Performance"`); deserialised from that or from [`EventKind::as_str`]
+/// (`"performance"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventKind {
     /// A bot command or API call: written as a record.
+    #[serde(alias = "command")]
     Command,
     /// A performance metric sample: aggregated into windows.
+    #[serde(alias = "performance")]
     Performance,
     /// A datastore operation's latency: aggregated into windows.
+    #[serde(alias = "datastore")]
     Datastore,
     /// An error: counted per hash and window; the first of each hash per window is a record.
+    #[serde(alias = "error")]
     Error,
     /// A user engagement (reaction, message, ...): written as a record.
+    #[serde(alias = "engagement")]
     Engagement,
     /// An application-defined event: written as a record.
+    #[serde(alias = "custom")]
     Custom,
 }
 
@@ -83,9 +91,16 @@ pub const MAX_FUTURE_MS: i64 = 86_400_000;
 /// let m = TrackEvent::performance("response_time", 212.0).context("api").priority(Priority::Low);
 /// # let _ = (e, m);
 /// ```
+///
+/// It also deserialises (serde): `{"kind": "performance", "name": "rt", "value": 212.0}`
+/// (`"type"` for `"kind"`; absent fields are empty). Deserialised events are validated like
+/// built ones when they arrive, so a field the kind needs that is missing (a performance
+/// sample's `value`, a datastore operation's `value` (its latency) or `context` (its store
+/// type)) is a [`TrackError::Missing`] naming it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, actix::Message)]
 #[rtype(result = "Result<(), TrackError>")]
 pub struct TrackEvent {
+    #[serde(alias = "type")]
     pub(crate) kind: EventKind,
     /// Command name, metric name, datastore operation, error type, engagement type or custom name.
     pub(crate) name: String,
@@ -102,6 +117,7 @@ pub struct TrackEvent {
     pub(crate) error_type: Option<String>,
     pub(crate) message: Option<String>,
     pub(crate) error_hash: Option<String>,
+    #[serde(default)]
     pub(crate) tags: Vec<(String, String)>,
 }
 
@@ -284,6 +300,7 @@ impl TrackEvent {
     /// Checks the event against the rules in the contract and fills in its time; `now_ms` is
     /// the pipeline clock.
     pub(crate) fn validate(&mut self, now_ms: i64) -> Result<(), TrackError> {
+        self.check_required()?;
         self.check_text()?;
         self.check_numbers()?;
         let ts = *self.ts_ms.get_or_insert(now_ms);
@@ -291,6 +308,22 @@ impl TrackEvent {
             return Err(TrackError::TimestampOutOfRange { ts_ms: ts, now_ms });
         }
         Ok(())
+    }
+
+    /// The fields the kind needs besides its name (a deserialised event may lack them; the
+    /// constructors always set them): a metric sample's value, a datastore operation's latency
+    /// and store type.
+    fn check_required(&self) -> Result<(), TrackError> {
+        let missing = match self.kind {
+            EventKind::Performance if self.value.is_none() => "value",
+            EventKind::Datastore if self.value.is_none() => "latency_ms",
+            EventKind::Datastore if self.context.is_none() => "store type",
+            _ => return Ok(()),
+        };
+        Err(TrackError::Missing {
+            kind: self.kind.as_str(),
+            field: missing,
+        })
     }
 
     /// Every text field: present when required, within its length, free of NUL bytes (which
@@ -558,6 +591,50 @@ mod tests {
             .tag("k".repeat(MAX_NAME_BYTES), "v".repeat(MAX_NAME_BYTES))
             .tag("empty value", "");
         longest.validate(NOW).unwrap();
+    }
+
+    #[test]
+    fn a_field_the_kind_needs_is_required_naming_it() {
+        let json = |v: serde_json::Value| serde_json::from_value::<TrackEvent>(v).unwrap();
+        let cases = [
+            (
+                json(serde_json::json!({"type": "performance", "name": "rt"})),
+                "performance",
+                "value",
+            ),
+            (
+                json(serde_json::json!({"kind": "Datastore", "name": "save", "context": "db"})),
+                "datastore",
+                "latency_ms",
+            ),
+            (
+                json(serde_json::json!({"kind": "datastore", "name": "save", "value": 2.0})),
+                "datastore",
+                "store type",
+            ),
+        ];
+        for (mut e, kind, field) in cases {
+            let err = e.validate(NOW).unwrap_err();
+            assert_eq!(err, TrackError::Missing { kind, field });
+            assert_eq!(
+                err.to_string(),
+                format!("a {kind} event needs {field}; it has none")
+            );
+        }
+        for v in [
+            serde_json::json!({"type": "performance", "name": "rt", "value": 1.0}),
+            serde_json::json!({"kind": "Datastore", "name": "s", "value": 1.0, "context": "db"}),
+            serde_json::json!({"kind": "command", "name": "help"}),
+            serde_json::json!({"kind": "Error", "name": "timeout"}),
+            serde_json::json!({"kind": "custom", "name": "c"}),
+            serde_json::json!({"kind": "engagement", "name": "e"}),
+        ] {
+            json(v.clone())
+                .validate(NOW)
+                .unwrap_or_else(|e| panic!("{v}: {e}"));
+        }
+        let built = serde_json::to_value(TrackEvent::performance("rt", 1.0)).unwrap();
+        assert_eq!(built["kind"], "Performance");
     }
 
     #[test]

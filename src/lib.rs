@@ -132,7 +132,7 @@ mod util;
 use std::sync::Arc;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Config, ConfigPatch, SampleBy, Settings};
+pub use config::{Config, ConfigPatch, SampleBy, Settings, REDACTED_KEY};
 pub use config_file::ENV_PREFIX;
 pub use counters::Stats;
 pub use db::Store;

@@ -12,7 +12,6 @@ use crate::db::store::{open_with, OpenOptions, Pool};
 use crate::db::Store;
 use crate::error::{Error, PipelineError, StoreError};
 use crate::messages::{Pattern, QueryPatterns, QueryWindows, WindowStats};
-use crate::pseudonyms::Pseudonyms;
 
 /// Reads the windows and patterns stored in a store, without a pipeline.
 ///
@@ -90,7 +89,6 @@ impl StoreReader {
         let opts = OpenOptions {
             busy_timeout: Duration::from_millis(defaults.sqlite_busy_timeout_ms),
             retry_budget: Duration::from_millis(defaults.store_retry_budget_ms),
-            pseudonyms: Pseudonyms::as_given(),
         };
         Ok(StoreReader {
             pool: open_with(store, &opts)?,

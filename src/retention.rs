@@ -3,7 +3,9 @@
 //! along, what was removed.
 //!
 //! Rows are aged by event time against the pipeline clock: `events` by `ts_ms`; windows, error
-//! counts, patterns and roll-ups by `window_start_ms`. A row goes once that time is more than
+//! counts, patterns and roll-ups by `window_start_ms`; `quarantine` rows (rows the store
+//! refused, which hold the events' data) by `quarantined_at_ms`, the wall-clock time they were
+//! set aside. A row goes once that time is more than
 //! the table's maximum age before now; a maximum age of 0 keeps the table's rows forever (the
 //! default for every table: nothing is deleted unless asked for).
 //!
@@ -71,6 +73,10 @@ pub struct Retention {
     pub day_rollups_max_age_ms: u64,
     /// Week roll-ups, by `window_start_ms`: 0 or at least `day_rollups_max_age_ms`.
     pub week_rollups_max_age_ms: u64,
+    /// `quarantine` rows (rows the store refused, with the data of the events or windows they
+    /// held), by `quarantined_at_ms`: set it with `events_max_age_ms` so that refused rows
+    /// do not outlive the events kept. 0 (the default, like every table's) keeps them.
+    pub quarantine_max_age_ms: u64,
     /// How often (ms, pipeline clock) a pruning round starts, when any age is set. At most a
     /// week.
     pub interval_ms: u64,
@@ -90,6 +96,7 @@ impl Default for Retention {
             hour_rollups_max_age_ms: 0,
             day_rollups_max_age_ms: 0,
             week_rollups_max_age_ms: 0,
+            quarantine_max_age_ms: 0,
             interval_ms: 3_600_000,
             batch_size: 1_000,
         }
@@ -167,10 +174,11 @@ pub(crate) enum Table {
     HourRollups,
     DayRollups,
     WeekRollups,
+    Quarantine,
 }
 
 impl Table {
-    pub(crate) const ALL: [Table; 7] = [
+    pub(crate) const ALL: [Table; 8] = [
         Table::Events,
         Table::ErrorCounts,
         Table::Patterns,
@@ -178,6 +186,7 @@ impl Table {
         Table::HourRollups,
         Table::DayRollups,
         Table::WeekRollups,
+        Table::Quarantine,
     ];
 
     fn max_age_ms(self, r: &Retention) -> u64 {
@@ -189,6 +198,7 @@ impl Table {
             Table::HourRollups => r.hour_rollups_max_age_ms,
             Table::DayRollups => r.day_rollups_max_age_ms,
             Table::WeekRollups => r.week_rollups_max_age_ms,
+            Table::Quarantine => r.quarantine_max_age_ms,
         }
     }
 
@@ -202,6 +212,7 @@ impl Table {
             Table::HourRollups => "hour_rollups_max_age_ms",
             Table::DayRollups => "day_rollups_max_age_ms",
             Table::WeekRollups => "week_rollups_max_age_ms",
+            Table::Quarantine => "quarantine_max_age_ms",
         }
     }
 
@@ -215,6 +226,7 @@ impl Table {
             Table::HourRollups => "hour roll-ups",
             Table::DayRollups => "day roll-ups",
             Table::WeekRollups => "week roll-ups",
+            Table::Quarantine => "quarantine",
         }
     }
 

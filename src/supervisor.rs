@@ -384,12 +384,16 @@ impl Supervisor {
         self.ask(true, Control::Shutdown)
     }
 
-    /// Counts and refuses, or validates, journals (durable mode) and buffers, one event.
+    /// Counts and refuses, or validates, pseudonymises (`identity_key`), journals (durable
+    /// mode) and buffers, one event.
     fn accept(&mut self, mut event: TrackEvent, now_ms: i64) -> Result<(), TrackError> {
         let refused = if self.shutting_down {
             Err(TrackError::ShutDown)
         } else {
-            event.admit(now_ms, self.settings.window_ms)
+            let ids = &self.settings.pseudonyms;
+            event
+                .admit(now_ms, self.settings.window_ms)
+                .map(|()| ids.apply(&mut event))
         };
         let refused = refused.and_then(|()| self.journal(std::slice::from_ref(&event)));
         if let Err(e) = refused {
@@ -838,9 +842,11 @@ impl Handler<TrackBatch> for Supervisor {
             return Box::pin(async { Err(TrackError::ShutDown) });
         }
         let now = self.clock.now_ms();
-        // validated in place: the batch travels on as it came, without copying its events
+        // validated and pseudonymised in place: the batch travels on as it came, without
+        // copying its events
         let window_ms = self.settings.window_ms;
-        events.retain_mut(|e| e.admit(now, window_ms).is_ok());
+        let ids = &self.settings.pseudonyms;
+        events.retain_mut(|e| e.admit(now, window_ms).map(|()| ids.apply(e)).is_ok());
         let mut ack = BatchAck {
             accepted: events.len(),
             rejected: n - events.len(),

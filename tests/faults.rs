@@ -14,7 +14,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{conservation, conservation_pending, TempDb, T0};
+use common::{conservation, conservation_pending, pseudonym, TempDb, T0};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use eventbatch::*;
@@ -215,15 +215,6 @@ async fn sizes_beyond_their_bounds_are_config_errors_at_start_and_at_run_time() 
     let s = t.send(Shutdown).await.unwrap();
     conservation(&s);
     assert_eq!(db.count("events"), 1);
-}
-
-/// HMAC-SHA256(key, id), first 32 hex digits: what an analyst computes to find a user's rows.
-fn pseudonym(key: &str, id: &str) -> String {
-    use hmac::{KeyInit, Mac};
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    mac.update(id.as_bytes());
-    let tag = mac.finalize().into_bytes();
-    tag.iter().map(|b| format!("{b:02x}")).collect::<String>()[..32].to_string()
 }
 
 fn stored_users(db: &TempDb) -> Vec<(Option<String>, Option<String>)> {

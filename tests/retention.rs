@@ -42,6 +42,7 @@ fn retention() -> Retention {
         week_rollups_max_age_ms: 30 * DAY as u64,
         interval_ms: 10 * MINUTE as u64,
         batch_size: 7,
+        ..Retention::default()
     }
 }
 

@@ -201,8 +201,9 @@ fn csv_error(path: &Path, e: csv::Error) -> DetectCsvError {
 /// Runs the detector over the `timestamp,value` CSV at `input` and writes
 /// `timestamp,value,anomaly_score,pattern` to `output` (see the module docs).
 ///
-/// The output file is written through a temporary sibling and renamed into place only when
-/// every row has been read, so a malformed input leaves no partial output behind.
+/// The output file is written through a temporary file in its directory (created exclusively,
+/// 0600: [`crate::output`]) and renamed into place only when every row has been read, so a
+/// malformed input leaves no partial output behind.
 pub fn detect_csv(
     input: &Path,
     output: &Path,
@@ -298,21 +299,15 @@ pub fn detect_csv(
         path: output.to_path_buf(),
         source,
     };
-    let mut tmp_name = output.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = output.with_file_name(tmp_name);
-    {
-        let csv_write_err = |e: csv::Error| write_err(e.into());
-        let mut w = csv::Writer::from_writer(File::create(&tmp).map_err(write_err)?);
-        w.write_record(["timestamp", "value", "anomaly_score", "pattern"])
-            .map_err(csv_write_err)?;
+    crate::output::write_file(output, |file| {
+        let mut w = csv::Writer::from_writer(file);
+        w.write_record(["timestamp", "value", "anomaly_score", "pattern"])?;
         for (t, v, score, kinds) in &out_rows {
-            w.write_record([t.as_str(), v.as_str(), &score.to_string(), kinds.as_str()])
-                .map_err(csv_write_err)?;
+            w.write_record([t.as_str(), v.as_str(), &score.to_string(), kinds.as_str()])?;
         }
-        w.flush().map_err(write_err)?;
-    }
-    std::fs::rename(&tmp, output).map_err(write_err)?;
+        w.flush()
+    })
+    .map_err(write_err)?;
     Ok(report)
 }
 

@@ -7,4 +7,5 @@
 
 pub mod csv_detect;
 pub mod nab;
+pub mod output;
 pub mod report;

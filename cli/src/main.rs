@@ -376,8 +376,10 @@ fn run_report(args: ReportArgs) -> Result<(), String> {
         .map_err(|e| format!("no random source for the page's nonce: {e}"))?;
     let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
     let html = report::page::render(&data, &nonce);
-    std::fs::write(&args.output, &html)
-        .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;
+    eventbatch_cli::output::write_file(&args.output, |f| {
+        std::io::Write::write_all(f, html.as_bytes())
+    })
+    .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;
     println!(
         "{}: {} series, {} {}, {} patterns ({} KiB)",
         args.output.display(),

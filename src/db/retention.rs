@@ -2,8 +2,8 @@
 //! short transaction that deletes at most `batch_size` rows of one table older than a cut-off,
 //! under the retention lock; and the oldest pending roll-up marks a round is planned with.
 //!
-//! Each chunk finds its rows through an index on the time column (migration
-//! `retention_indexes`; `events` through `events_kind_ts` on SQLite and its BRIN index on
+//! Each chunk finds its rows through an index on the time column (migrations
+//! `retention_indexes` and `quarantine_retention`; `events` through `events_kind_ts` on SQLite and its BRIN index on
 //! PostgreSQL), so its cost is that of the rows it deletes, never a scan of the table.
 
 use diesel::prelude::*;
@@ -57,6 +57,7 @@ pub(crate) fn delete_statement(
         Table::ErrorCounts => ("error_counts", format!("window_start_ms < {cutoff}")),
         Table::Patterns => ("patterns", format!("window_start_ms < {cutoff}")),
         Table::Windows => ("metric_windows", format!("window_start_ms < {cutoff}")),
+        Table::Quarantine => ("quarantine", format!("quarantined_at_ms < {cutoff}")),
         Table::HourRollups | Table::DayRollups | Table::WeekRollups => {
             let res = table.resolution().map_or("", Resolution::as_str);
             (

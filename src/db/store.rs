@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
@@ -18,7 +18,6 @@ use crate::db::models::NewEventRow;
 use crate::error::{Error, StoreError};
 use crate::messages::{Pattern, QueryPatterns, QueryWindows, WindowStats};
 use crate::model::{SeriesKey, WriteBatch};
-use crate::pseudonyms::{Pseudonyms, StoredId};
 use crate::stats::window::WindowState;
 
 pub(crate) const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -27,8 +26,8 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 /// Where the pipeline writes: an SQLite file or a PostgreSQL database.
 ///
 /// Building a `Store` never fails; a bad URL or an unreachable store is an `Err` from
-/// [`crate::start`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// [`crate::start`]. Its `Display` and `Debug` are [`Store::describe`]: never a password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Store {
     kind: StoreKind,
 }
@@ -89,12 +88,14 @@ impl Store {
         }
     }
 
-    /// A printable description, without any password.
+    /// A printable description, without any password: what every log line, error and
+    /// report shows. A URL's userinfo password, a `password=` query parameter and a
+    /// `password=` pair of a `key=value` connection string show as `***`; a location that
+    /// parses as neither shows only its scheme.
     pub fn describe(&self) -> String {
         match &self.kind {
             StoreKind::Sqlite(p) => format!("sqlite://{}", p.display()),
-            StoreKind::Postgres(url) => redact(url),
-            StoreKind::Invalid { url, .. } => url.clone(),
+            StoreKind::Postgres(url) | StoreKind::Invalid { url, .. } => redact(url),
         }
     }
 
@@ -112,23 +113,158 @@ impl Store {
     }
 }
 
-fn redact(url: &str) -> String {
-    // postgres://user:secret@host -> postgres://user:***@host
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &creds[..colon],
-                    &url[at..]
-                ),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
+impl std::fmt::Display for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
     }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.describe())
+    }
+}
+
+/// What a password is shown as.
+const HIDDEN: &str = "***";
+
+/// A store location (URL or libpq `key=value` connection string) fit to show: the password of
+/// a URL's userinfo (`postgres://user:***@host`), a `password=` query parameter, and a
+/// `password=` pair of a connection string become `***`; a location that parses as neither
+/// shows only its scheme (`postgres://(not shown: unparseable)`), or nothing of itself.
+pub(crate) fn redact(location: &str) -> String {
+    match location.split_once("://") {
+        Some((scheme, rest)) if is_scheme(scheme) => match redact_uri(rest) {
+            Some(rest) => format!("{scheme}://{rest}"),
+            None => format!("{scheme}://(not shown: unparseable)"),
+        },
+        Some(_) => "(a store location, not shown: unparseable)".to_string(),
+        None => match conninfo_pairs(location) {
+            Some(pairs) => pairs
+                .iter()
+                .map(|&(key, value)| match is_password(key) {
+                    true => format!("{key}={HIDDEN}"),
+                    false => format!("{key}={value}"),
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+            None => "(a connection string, not shown: unparseable)".to_string(),
+        },
+    }
+}
+
+/// Every password `location` holds (as written), to take out of error texts that might echo
+/// it (see [`scrub`]).
+fn passwords(location: &str) -> Vec<&str> {
+    let found: Vec<&str> = if let Some((_, rest)) = location.split_once("://") {
+        // up to the last `@`, as libpq reads a password holding `/` or `?`
+        let userinfo = rest.rsplit_once('@').map(|(u, _)| u);
+        let in_userinfo = userinfo.and_then(|u| u.split_once(':')).map(|(_, pw)| pw);
+        let (_, _, query) = uri_parts(rest);
+        let in_query = query
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .filter(|(k, _)| is_password(k))
+            .map(|(_, v)| v);
+        in_userinfo.into_iter().chain(in_query).collect()
+    } else {
+        let pairs = conninfo_pairs(location).unwrap_or_default();
+        let quoted = pairs.into_iter().filter(|(k, _)| is_password(k));
+        quoted.map(|(_, v)| v.trim_matches('\'')).collect()
+    };
+    found.into_iter().filter(|pw| !pw.is_empty()).collect()
+}
+
+/// `text` (an error from the store's client library) with every password of `location` in it
+/// replaced by `***`.
+pub(crate) fn scrub(text: &str, location: &str) -> String {
+    let mut found = passwords(location);
+    // the longest first: one password may contain another
+    found.sort_by_key(|pw| std::cmp::Reverse(pw.len()));
+    found
+        .into_iter()
+        .fold(text.to_string(), |t, pw| t.replace(pw, HIDDEN))
+}
+
+fn is_scheme(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.')
+}
+
+fn is_password(key: &str) -> bool {
+    key.trim().eq_ignore_ascii_case("password")
+}
+
+/// A URI after its `scheme://`: its authority (userinfo, host, port), path, and query string
+/// (`None` when absent).
+fn uri_parts(rest: &str) -> (&str, &str, Option<&str>) {
+    let (before, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    let slash = before.find('/').unwrap_or(before.len());
+    (&before[..slash], &before[slash..], query)
+}
+
+/// A URI after its `scheme://` with the userinfo password and `password` query parameters
+/// hidden; `None` if a parser could read it otherwise (whitespace, or a `@` after the
+/// authority: a password holding `/` or `?`), so that nothing of it is shown.
+fn redact_uri(rest: &str) -> Option<String> {
+    let (authority, path, query) = uri_parts(rest);
+    let after_authority = &rest[authority.len()..];
+    if rest.contains(char::is_whitespace) || after_authority.contains('@') {
+        return None;
+    }
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:{HIDDEN}@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let Some(query) = query else {
+        return Some(format!("{authority}{path}"));
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if is_password(k) => format!("{k}={HIDDEN}"),
+            _ => kv.to_string(),
+        })
+        .collect();
+    Some(format!("{authority}{path}?{}", query.join("&")))
+}
+
+/// The `key=value` pairs of a libpq connection string (values as written, single-quoted ones
+/// with their quotes), or `None` if it is not one (libpq's grammar: whitespace around `=`
+/// allowed, `'...'` quoting with backslash escapes).
+fn conninfo_pairs(s: &str) -> Option<Vec<(&str, &str)>> {
+    let mut pairs = Vec::new();
+    let mut rest = s.trim_start();
+    while !rest.is_empty() {
+        let key_end = rest.find(|c: char| c == '=' || c.is_whitespace())?;
+        let (key, after) = rest.split_at(key_end);
+        let after = after.trim_start().strip_prefix('=')?.trim_start();
+        let value_end = if let Some(quoted) = after.strip_prefix('\'') {
+            let mut escaped = false;
+            let close = quoted.char_indices().find(|&(_, c)| {
+                let end = c == '\'' && !escaped;
+                escaped = c == '\\' && !escaped;
+                end
+            })?;
+            close.0 + 2
+        } else {
+            after.find(char::is_whitespace).unwrap_or(after.len())
+        };
+        if key.is_empty() {
+            return None;
+        }
+        pairs.push((key, &after[..value_end]));
+        rest = after[value_end..].trim_start();
+    }
+    Some(pairs)
 }
 
 #[derive(Debug)]
@@ -150,11 +286,8 @@ fn sqlite_pragmas(busy: Duration) -> String {
     )
 }
 
-/// An open store: a small connection pool for one backend, the pseudonym policy every
-/// connection writes ids with, and (SQLite) the file it was opened on.
-///
-/// Clones share both the pool and the pseudonym policy, so [`Pool::set_pseudonyms`] on the
-/// writer's pool also reaches the stop path's clone.
+/// An open store: a small connection pool for one backend and (SQLite) the file it was opened
+/// on. Clones share the pool.
 #[derive(Clone)]
 pub(crate) enum Pool {
     Sqlite(StorePool<SqliteConnection>),
@@ -164,8 +297,6 @@ pub(crate) enum Pool {
 /// One backend's pool (see [`Pool`]).
 pub(crate) struct StorePool<C: diesel::r2d2::R2D2Connection + 'static> {
     pool: R2d2Pool<ConnectionManager<C>>,
-    /// How users and servers are written; shared by every clone.
-    pseudonyms: Arc<RwLock<Pseudonyms>>,
     /// SQLite: the file and its identity when opened, checked on every checkout.
     file: Option<(PathBuf, FileIdentity)>,
     /// Whether the store answers the call in progress; shared by every clone.
@@ -227,7 +358,6 @@ impl<C: diesel::r2d2::R2D2Connection + 'static> Clone for StorePool<C> {
     fn clone(&self) -> Self {
         StorePool {
             pool: self.pool.clone(),
-            pseudonyms: self.pseudonyms.clone(),
             file: self.file.clone(),
             watch: self.watch.clone(),
             busy_timeout: self.busy_timeout,
@@ -272,13 +402,6 @@ impl<C: diesel::r2d2::R2D2Connection + 'static> StorePool<C> {
         });
         Ok(conn)
     }
-
-    fn pseudonyms(&self) -> Pseudonyms {
-        self.pseudonyms
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -322,8 +445,6 @@ pub(crate) struct OpenOptions {
     pub busy_timeout: Duration,
     /// `store_retry_budget_ms`: bounds the pool wait and the PostgreSQL timeouts.
     pub retry_budget: Duration,
-    /// How users and servers are written.
-    pub pseudonyms: Pseudonyms,
 }
 
 impl OpenOptions {
@@ -332,12 +453,11 @@ impl OpenOptions {
         OpenOptions {
             busy_timeout: settings.sqlite_busy_timeout,
             retry_budget: settings.store_retry_budget,
-            pseudonyms: settings.pseudonyms.clone(),
         }
     }
 }
 
-/// [`open_with`] the default retry budget (30 s) and ids stored as given (for tests).
+/// [`open_with`] the default retry budget (30 s) (for tests).
 #[cfg(test)]
 pub(crate) fn open(store: &Store, busy_timeout: Duration) -> Result<Pool, Error> {
     open_with(
@@ -345,7 +465,6 @@ pub(crate) fn open(store: &Store, busy_timeout: Duration) -> Result<Pool, Error>
         &OpenOptions {
             busy_timeout,
             retry_budget: Duration::from_secs(30),
-            pseudonyms: Pseudonyms::as_given(),
         },
     )
 }
@@ -359,10 +478,9 @@ pub(crate) fn open_with(store: &Store, opts: &OpenOptions) -> Result<Pool, Error
         store: store.describe(),
         reason,
     };
-    let pseudonyms = Arc::new(RwLock::new(opts.pseudonyms.clone()));
     match &store.kind {
-        StoreKind::Invalid { url, reason } => Err(Error::InvalidUrl {
-            url: url.clone(),
+        StoreKind::Invalid { reason, .. } => Err(Error::InvalidUrl {
+            url: store.describe(),
             reason: reason.clone(),
         }),
         StoreKind::Sqlite(path) => {
@@ -373,6 +491,7 @@ pub(crate) fn open_with(store: &Store, opts: &OpenOptions) -> Result<Pool, Error
                 return Err(fail("the path is a directory".into()));
             }
             let existed = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+            create_owner_only(path).map_err(|e| fail(format!("cannot create the file: {e}")))?;
             let mut conn = SqliteConnection::establish(url).map_err(|e| fail(e.to_string()))?;
             conn.batch_execute(&sqlite_pragmas(opts.busy_timeout))
                 .map_err(|e| fail(e.to_string()))?;
@@ -390,14 +509,15 @@ pub(crate) fn open_with(store: &Store, opts: &OpenOptions) -> Result<Pool, Error
                 .build_unchecked(ConnectionManager::new(url));
             Ok(Pool::Sqlite(StorePool {
                 pool,
-                pseudonyms,
                 file: Some((path.clone(), identity)),
                 watch: Arc::default(),
                 busy_timeout: Some(opts.busy_timeout),
             }))
         }
-        StoreKind::Postgres(url) => {
-            let url = pg_url_with_timeouts(url, opts.retry_budget);
+        StoreKind::Postgres(given) => {
+            // the client library's errors might echo part of the connection string
+            let fail = |reason: String| fail(scrub(&reason, given));
+            let url = pg_url_with_timeouts(given, opts.retry_budget);
             let mut conn = PgConnection::establish(&url).map_err(|e| fail(pg_connect_error(&e)))?;
             // Several instances may start at once: migrate under an advisory lock.
             conn.batch_execute("SELECT pg_advisory_lock(727272)")
@@ -407,12 +527,26 @@ pub(crate) fn open_with(store: &Store, opts: &OpenOptions) -> Result<Pool, Error
             migrated.map_err(|e| fail(format!("migrations: {e}")))?;
             Ok(Pool::Pg(StorePool {
                 pool: pool_builder(opts.retry_budget).build_unchecked(ConnectionManager::new(url)),
-                pseudonyms,
                 file: None,
                 watch: Arc::default(),
                 busy_timeout: None,
             }))
         }
+    }
+}
+
+/// Creates the SQLite file at `path`, empty, readable and writable by its owner only (0600 on
+/// Unix, whatever the umask), unless a file is there already (it keeps its mode). SQLite gives
+/// the `-wal` and `-shm` files the mode of the main file, so they are 0600 too.
+fn create_owner_only(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -906,7 +1040,6 @@ macro_rules! backend {
             pub(crate) fn write_batch(
                 c: &mut $Conn,
                 instance: &str,
-                ids: &Pseudonyms,
                 batch: &WriteBatch,
                 mark: BatchMark,
                 bases: &mut Bases,
@@ -914,7 +1047,7 @@ macro_rules! backend {
             ) -> QueryResult<Written> {
                 let written = in_txn(c, txn, |c| {
                     set_mark(c, instance, mark)?;
-                    insert_records(c, instance, ids, &[&batch.records])?;
+                    insert_records(c, instance, &[&batch.records])?;
                     for w in &batch.windows {
                         let key = (w.key.clone(), w.start_ms);
                         let base = match bases.windows.get(&key) {
@@ -1069,13 +1202,12 @@ macro_rules! backend {
             pub(crate) fn write_records(
                 c: &mut $Conn,
                 instance: &str,
-                ids: &Pseudonyms,
                 records: &[&[Record]],
                 mark: BatchMark,
             ) -> QueryResult<u64> {
                 c.write_txn(|c| {
                     set_mark(c, instance, mark)?;
-                    insert_records(c, instance, ids, records)
+                    insert_records(c, instance, records)
                 })
             }
 
@@ -1152,7 +1284,6 @@ macro_rules! backend {
             pub(crate) fn write_durable(
                 c: &mut $Conn,
                 instance: &str,
-                ids: &Pseudonyms,
                 batches: &[(&WriteBatch, BatchMark)],
                 bases: &mut Bases,
                 checkpoint: Checkpoint<'_>,
@@ -1161,7 +1292,7 @@ macro_rules! backend {
                 outcomes.clear();
                 let all = c.write_txn(|c| {
                     for &(batch, mark) in batches {
-                        write_batch(c, instance, ids, batch, mark, bases, Txn::Enclosing)?;
+                        write_batch(c, instance, batch, mark, bases, Txn::Enclosing)?;
                         let mut outcome = Outcome::default();
                         outcome.written(batch);
                         outcomes.push(outcome);
@@ -1178,7 +1309,7 @@ macro_rules! backend {
                 c.write_txn(|c| {
                     for &(batch, mark) in batches {
                         let mut outcome = Outcome::default();
-                        write_isolating(c, instance, ids, batch, mark, bases, &mut outcome)?;
+                        write_isolating(c, instance, batch, mark, bases, &mut outcome)?;
                         outcomes.push(outcome);
                     }
                     set_checkpoint(c, instance, checkpoint)
@@ -1211,13 +1342,12 @@ macro_rules! backend {
             fn write_isolating(
                 c: &mut $Conn,
                 instance: &str,
-                ids: &Pseudonyms,
                 batch: &WriteBatch,
                 mark: BatchMark,
                 bases: &mut Bases,
                 outcome: &mut Outcome,
             ) -> QueryResult<()> {
-                let e = match write_batch(c, instance, ids, batch, mark, bases, Txn::Savepoint) {
+                let e = match write_batch(c, instance, batch, mark, bases, Txn::Savepoint) {
                     Ok(_) => {
                         outcome.written(batch);
                         return Ok(());
@@ -1234,8 +1364,8 @@ macro_rules! backend {
                     return Ok(());
                 }
                 let (first, second) = batch.clone().split();
-                write_isolating(c, instance, ids, &first, mark, bases, outcome)?;
-                write_isolating(c, instance, ids, &second, mark, bases, outcome)
+                write_isolating(c, instance, &first, mark, bases, outcome)?;
+                write_isolating(c, instance, &second, mark, bases, outcome)
             }
 
             /// The position the store holds journal `journal_id` through, if any.
@@ -1254,31 +1384,19 @@ macro_rules! backend {
             fn insert_records(
                 c: &mut $Conn,
                 instance: &str,
-                pseudonyms: &Pseudonyms,
                 records: &[&[Record]],
             ) -> QueryResult<u64> {
                 let records = || records.iter().flat_map(|batch| batch.iter());
-                let ids: Vec<(Option<StoredId<'_>>, Option<StoredId<'_>>)> = records()
-                    .map(|r| {
-                        (
-                            pseudonyms.stored(r.field(Field::User)),
-                            pseudonyms.stored(r.field(Field::Server)),
-                        )
-                    })
-                    .collect();
-                if ids.is_empty() {
-                    return Ok(0);
-                }
                 let mut rows: Vec<NewEventRow<'_>> = records()
-                    .zip(&ids)
-                    .map(|(r, (user, server))| NewEventRow {
+                    .map(|r| NewEventRow {
                         instance_id: instance,
                         ts_ms: r.ts_ms,
                         kind: r.kind.as_str(),
                         name: r.name(),
                         priority: r.priority.as_str(),
-                        user_hash: user.as_ref().map(StoredId::as_str),
-                        server_hash: server.as_ref().map(StoredId::as_str),
+                        // pseudonymised at the front door when `identity_key` is set
+                        user_hash: r.field(Field::User),
+                        server_hash: r.field(Field::Server),
                         success: r.success,
                         duration_ms: r.duration_ms(),
                         value: r.value(),
@@ -1289,6 +1407,9 @@ macro_rules! backend {
                         payload: r.field(Field::Payload),
                     })
                     .collect();
+                if rows.is_empty() {
+                    return Ok(0);
+                }
                 // In event-time order within the transaction (a stable sort: the queue hands
                 // over high priority first, and in one transaction that order is not
                 // observable): the `events` index on (kind, ts_ms) then grows at its end, which
@@ -1538,11 +1659,9 @@ fn quarantine_payloads(batch: &WriteBatch) -> Vec<(&'static str, String)> {
     out
 }
 
-/// A pooled connection of either backend, with the pseudonym policy in force when it was
-/// taken from the pool.
+/// A pooled connection of either backend.
 pub(crate) struct Conn {
     backend: Backend,
-    pseudonyms: Pseudonyms,
 }
 
 enum Backend {
@@ -1566,11 +1685,9 @@ impl Pool {
         match self {
             Pool::Sqlite(p) => Ok(Conn {
                 backend: Backend::Sqlite(p.get_within(patience)?),
-                pseudonyms: p.pseudonyms(),
             }),
             Pool::Pg(p) => Ok(Conn {
                 backend: Backend::Pg(p.get_within(patience)?),
-                pseudonyms: p.pseudonyms(),
             }),
         }
     }
@@ -1582,22 +1699,12 @@ impl Pool {
             Pool::Pg(p) => p.watch.clone(),
         }
     }
-
-    /// Writes users and servers as `pseudonyms` says from the next connection taken on, on
-    /// every clone of this pool (`Configure` of `identity_key`).
-    pub(crate) fn set_pseudonyms(&self, pseudonyms: Pseudonyms) {
-        let shared = match self {
-            Pool::Sqlite(p) => &p.pseudonyms,
-            Pool::Pg(p) => &p.pseudonyms,
-        };
-        *shared.write().unwrap_or_else(|p| p.into_inner()) = pseudonyms;
-    }
 }
 
 impl Conn {
     /// Writes `batch` in one transaction, marked as batch `mark` (see [`BatchMark`]). Users
-    /// and servers are written as the pool's [`Pseudonyms`] say; `_hash_ids` is ignored (kept
-    /// until the writer stops passing it).
+    /// and servers are written as the records carry them (pseudonymised at the front door);
+    /// `_hash_ids` is ignored (kept until the writer stops passing it).
     pub(crate) fn write_batch(
         &mut self,
         instance: &str,
@@ -1606,12 +1713,9 @@ impl Conn {
         mark: BatchMark,
         bases: &mut Bases,
     ) -> QueryResult<Written> {
-        let ids = &self.pseudonyms;
         match &mut self.backend {
-            Backend::Sqlite(c) => {
-                sqlite::write_batch(c, instance, ids, batch, mark, bases, Txn::Own)
-            }
-            Backend::Pg(c) => pg::write_batch(c, instance, ids, batch, mark, bases, Txn::Own),
+            Backend::Sqlite(c) => sqlite::write_batch(c, instance, batch, mark, bases, Txn::Own),
+            Backend::Pg(c) => pg::write_batch(c, instance, batch, mark, bases, Txn::Own),
         }
     }
 
@@ -1624,10 +1728,9 @@ impl Conn {
         records: &[&[crate::model::Record]],
         mark: BatchMark,
     ) -> QueryResult<u64> {
-        let ids = &self.pseudonyms;
         match &mut self.backend {
-            Backend::Sqlite(c) => sqlite::write_records(c, instance, ids, records, mark),
-            Backend::Pg(c) => pg::write_records(c, instance, ids, records, mark),
+            Backend::Sqlite(c) => sqlite::write_records(c, instance, records, mark),
+            Backend::Pg(c) => pg::write_records(c, instance, records, mark),
         }
     }
 
@@ -1655,14 +1758,11 @@ impl Conn {
         checkpoint: Checkpoint<'_>,
         outcomes: &mut Vec<Outcome>,
     ) -> QueryResult<()> {
-        let ids = &self.pseudonyms;
         match &mut self.backend {
             Backend::Sqlite(c) => {
-                sqlite::write_durable(c, instance, ids, batches, bases, checkpoint, outcomes)
+                sqlite::write_durable(c, instance, batches, bases, checkpoint, outcomes)
             }
-            Backend::Pg(c) => {
-                pg::write_durable(c, instance, ids, batches, bases, checkpoint, outcomes)
-            }
+            Backend::Pg(c) => pg::write_durable(c, instance, batches, bases, checkpoint, outcomes),
         }
     }
 
@@ -1772,7 +1872,6 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pseudonyms::PSEUDONYM_HEX_DIGITS;
 
     #[test]
     fn urls() {
@@ -1793,47 +1892,67 @@ mod tests {
         assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
     }
 
-    /// RFC 4231, test case 2: HMAC-SHA256 with key "Jefe".
     #[test]
-    fn pseudonyms_are_hmac_sha256_truncated_to_32_hex_digits() {
-        let p = Pseudonyms::keyed("Jefe");
-        let stored = p.stored(Some("what do ya want for nothing?")).unwrap();
-        assert_eq!(stored.as_str(), "5bdcc146bf60754e6a042426089575c7");
-        assert_eq!(stored.as_str().len(), PSEUDONYM_HEX_DIGITS);
-        // another key, another pseudonym; the same key, the same one
-        let other = Pseudonyms::keyed("Jeff");
-        let id = Some("123456");
-        assert_ne!(
-            other.stored(id).unwrap().as_str(),
-            p.stored(id).unwrap().as_str()
-        );
-        assert_eq!(
-            p.clone().stored(id).unwrap().as_str(),
-            p.stored(id).unwrap().as_str()
-        );
-        // as given, and absent stays absent
-        assert_eq!(
-            Pseudonyms::as_given().stored(id).unwrap().as_str(),
-            "123456"
-        );
-        assert!(p.stored(None).is_none());
-        assert!(!format!("{p:?}").contains("Jefe"));
-    }
-
-    /// Cost of a pseudonym: `cargo test --release --lib pseudonym_cost -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "a measurement, not a check"]
-    fn pseudonym_cost() {
-        let p = Pseudonyms::keyed("a key of at least sixteen bytes");
-        let ids: Vec<String> = (0..1_000_000).map(|i| format!("user-{i}")).collect();
-        let started = std::time::Instant::now();
-        let mut sink = 0usize;
-        for id in &ids {
-            sink += p.stored(Some(id)).map_or(0, |s| s.as_str().len());
+    fn every_form_of_password_is_redacted_and_the_rest_kept() {
+        let cases = [
+            ("postgres://u:pw@h:5432/db", "postgres://u:***@h:5432/db"),
+            (
+                "postgresql://u@h/db?sslmode=disable&password=pw",
+                "postgresql://u@h/db?sslmode=disable&***",
+            ),
+            (
+                "postgres://u@h/db?PassWord=pw&x=1",
+                "postgres://u@h/db?PassWord=***&x=1",
+            ),
+            (
+                "postgres://u:p/w?x@h/db",
+                "postgres://(not shown: unparseable)",
+            ),
+            (
+                "postgres://u:pw@h/db?a=b c",
+                "postgres://(not shown: unparseable)",
+            ),
+            ("postgres://h", "postgres://h"),
+            ("postgress://u:pw@h/db", "postgress://u:***@h/db"),
+            (
+                "pg sql://u:pw@h/db",
+                "(a store location, not shown: unparseable)",
+            ),
+            (
+                "host=h user=u password=pw dbname=d",
+                "host=h user=u password=*** dbname=d",
+            ),
+            (
+                "host = h password = 'p w\\'x' port=1",
+                "host=h password=*** port=1",
+            ),
+            (
+                "host=h password pw",
+                "(a connection string, not shown: unparseable)",
+            ),
+        ];
+        for (given, shown) in cases {
+            let shown = shown.replace("&***", "&password=***");
+            assert_eq!(redact(given), shown, "{given}");
+            assert!(!redact(given).contains("pw"), "{given}");
         }
-        let per_id = started.elapsed() / ids.len() as u32;
-        assert_eq!(sink, ids.len() * PSEUDONYM_HEX_DIGITS);
-        eprintln!("HMAC-SHA256 pseudonym: {per_id:?} per id");
+        assert_eq!(
+            scrub(
+                "bad pw near 'p w\\'x' and pw",
+                "host=h password='p w\\'x' x=pw"
+            ),
+            "bad pw near '***' and pw"
+        );
+        assert_eq!(
+            scrub("pw and pw2", "postgres://u:pw@h?password=pw2"),
+            "*** and ***"
+        );
+        let store = Store::from_url("postgres://u@h/db?password=pw");
+        assert_eq!(format!("{store}"), "postgres://u@h/db?password=***");
+        assert_eq!(
+            format!("{store:?}"),
+            "Store(postgres://u@h/db?password=***)"
+        );
     }
 
     #[test]
@@ -1914,14 +2033,13 @@ mod tests {
     }
 
     #[test]
-    fn the_pool_refuses_a_deleted_sqlite_file_and_writes_pseudonyms() {
+    fn the_pool_refuses_a_deleted_sqlite_file_and_writes_ids_as_records_carry_them() {
         use crate::model::Record;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.db");
         let opts = OpenOptions {
             busy_timeout: Duration::from_secs(5),
             retry_budget: Duration::from_secs(1),
-            pseudonyms: Pseudonyms::keyed("0123456789abcdef"),
         };
         let pool = open_with(&Store::sqlite(&path), &opts).unwrap();
         let mut e = crate::TrackEvent::command("help")
@@ -1929,28 +2047,20 @@ mod tests {
             .server("s1");
         e.ts_ms = Some(1_764_000_000_000);
         let records = [Record::from_event(&e, 1.0)];
-        let mark = |seq| BatchMark { run_id: 1, seq };
         let mut c = pool.get().unwrap();
-        c.write_records("i", true, &[&records], mark(1)).unwrap();
-        pool.set_pseudonyms(Pseudonyms::as_given());
-        let mut c = pool.clone().get().unwrap();
-        c.write_records("i", true, &[&records], mark(2)).unwrap();
+        c.write_records("i", true, &[&records], BatchMark { run_id: 1, seq: 1 })
+            .unwrap();
         let Backend::Sqlite(raw) = &mut c.backend else {
             unreachable!()
         };
-        let users: Vec<Option<String>> = crate::db::schema::events::table
-            .select(crate::db::schema::events::user_hash)
-            .order(crate::db::schema::events::id)
+        let users: Vec<(Option<String>, Option<String>)> = crate::db::schema::events::table
+            .select((
+                crate::db::schema::events::user_hash,
+                crate::db::schema::events::server_hash,
+            ))
             .load(&mut **raw)
             .unwrap();
-        let keyed = Pseudonyms::keyed("0123456789abcdef");
-        assert_eq!(
-            users,
-            vec![
-                Some(keyed.stored(Some("user123")).unwrap().as_str().to_string()),
-                Some("user123".to_string())
-            ]
-        );
+        assert_eq!(users, vec![(Some("user123".into()), Some("s1".into()))]);
         drop(c);
         std::fs::remove_file(&path).unwrap();
         let err = pool.get().map(drop).unwrap_err();

@@ -239,7 +239,6 @@ impl WriterCore {
 
     /// Takes the settings that can change at run time.
     pub(crate) fn set_settings(&mut self, s: &Settings) {
-        self.pool.set_pseudonyms(s.pseudonyms.clone());
         self.retry_budget = s.store_retry_budget;
         self.metrics = TransactionMetrics::new(s);
         self.rollups = s.rollups;

@@ -175,3 +175,38 @@ pub async fn wait_for(t: &actix::Addr<Supervisor>, pred: impl Fn(&Stats) -> bool
         t.send(GetStats).await.unwrap()
     );
 }
+
+/// HMAC-SHA256(key, id), first 32 hex digits: what an analyst computes to find a user's rows.
+pub fn pseudonym(key: &str, id: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(id.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    tag.iter().map(|b| format!("{b:02x}")).collect::<String>()[..32].to_string()
+}
+
+/// Every log line of this test binary from the first call on (all levels), as `LEVEL target:
+/// message`, for tests that check what is logged. The first call installs the logger; call it
+/// before anything logs (a test binary has one logger: `start_manual`'s `env_logger` then
+/// stays out).
+pub fn captured_log() -> &'static std::sync::Mutex<Vec<String>> {
+    struct Capture;
+    static LINES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, r: &log::Record<'_>) {
+            let line = format!("{} {}: {}", r.level(), r.target(), r.args());
+            LINES.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+        }
+        fn flush(&self) {}
+    }
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        if log::set_boxed_logger(Box::new(Capture)).is_ok() {
+            log::set_max_level(log::LevelFilter::Trace);
+        }
+    });
+    &LINES
+}
