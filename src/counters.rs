@@ -95,6 +95,15 @@ pub struct Stats {
     /// Durable mode: failed journal file operations (each failed commit or delete counts;
     /// a failed commit is retried every `fsync_interval_ms`).
     pub journal_errors: u64,
+    /// Gauge: series with pattern detectors in memory (at most `Config::max_detector_series`).
+    pub detector_series: u64,
+    /// Series whose detectors were evicted as least recently used to stay within
+    /// `Config::max_detector_series` (warmed again from the store if they return).
+    pub detectors_evicted: u64,
+    /// Errors of new hashes counted in their window's `(other)` row because
+    /// `Config::max_error_messages_per_window` hashes were counted there (also in
+    /// `events_aggregated`: nothing is lost from the counts).
+    pub error_messages_overflowed: u64,
 }
 
 impl Stats {
@@ -159,6 +168,9 @@ pub(crate) struct Counters {
     pub replayed: AtomicU64,
     pub checkpoints: AtomicU64,
     pub journal_errors: AtomicU64,
+    pub detector_series: AtomicU64,
+    pub detectors_evicted: AtomicU64,
+    pub error_messages_overflowed: AtomicU64,
 }
 
 impl Counters {
@@ -229,6 +241,9 @@ impl Counters {
             events_replayed: get(&self.replayed),
             checkpoints: get(&self.checkpoints),
             journal_errors: get(&self.journal_errors),
+            detector_series: get(&self.detector_series),
+            detectors_evicted: get(&self.detectors_evicted),
+            error_messages_overflowed: get(&self.error_messages_overflowed),
         }
     }
 }

@@ -14,8 +14,8 @@
 //!   `eventbatch_batch_rows_total`, the rows of the committed batches (with
 //!   `eventbatch_batches_written_total`, the average batch size over any range:
 //!   `Stats::avg_batch_size` is their ratio since the start);
-//! - its gauges as `eventbatch_events_queued`, `eventbatch_windows_open` and
-//!   `eventbatch_actors_running`;
+//! - its gauges as `eventbatch_events_queued`, `eventbatch_windows_open`,
+//!   `eventbatch_actors_running` and `eventbatch_detector_series`;
 //! - `Stats::sampling_rates_in_force` as the gauge `eventbatch_sampling_rate`, one series per
 //!   sampling key (label `sampling_key`): the keep probability in force, fixed or adapted to a
 //!   target;
@@ -111,6 +111,8 @@ const COUNTERS: &[FromStats] = counters_of_stats! {
     events_replayed: "Durable mode: events replayed from the journal at start (also counted as received).",
     checkpoints: "Durable mode: checkpoints committed (the store holds every event up to a journal position).",
     journal_errors: "Durable mode: failed journal file operations (commits are retried every fsync_interval_ms).",
+    detectors_evicted: "Series whose detectors were evicted as least recently used (Config::max_detector_series).",
+    error_messages_overflowed: "Errors of new hashes counted in their window's (other) row (Config::max_error_messages_per_window).",
 };
 
 /// The gauges of [`Stats`].
@@ -118,6 +120,7 @@ const GAUGES: &[FromStats] = gauges_of_stats! {
     events_queued: "Records waiting in the priority queues or handed to the writer, not yet written.",
     windows_open: "Aggregation windows open in memory.",
     actors_running: "The pipeline's internal actors running (0 once it has stopped).",
+    detector_series: "Series with pattern detectors in memory (at most Config::max_detector_series).",
 };
 
 /// Rows of the committed batches: with `eventbatch_batches_written_total`, the average batch

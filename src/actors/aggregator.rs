@@ -40,6 +40,7 @@ impl AggregatorActor {
     fn emit(&mut self, out: Output) {
         let c = &self.counters;
         Counters::add(&c.aggregated, out.aggregated);
+        Counters::add(&c.error_messages_overflowed, out.overflowed);
         if out.dropped > 0 {
             Counters::add(&c.dropped, out.dropped);
             log::warn!(
@@ -136,6 +137,8 @@ impl Handler<Control> for AggregatorActor {
             Control::Settings(s) => {
                 self.aggregator.set_lateness(s.allowed_lateness_ms);
                 self.aggregator.set_max_series(s.max_open_series);
+                self.aggregator
+                    .set_max_error_messages(s.max_error_messages_per_window);
             }
             Control::Patterns(..) | Control::Admitted(_) => {}
         }

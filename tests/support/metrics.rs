@@ -6,7 +6,12 @@ use eventbatch::{Stats, Supervisor, TrackBatch, TrackEvent};
 
 /// `Stats` fields published as gauges (`eventbatch_<field>`); every other count is a counter
 /// (`eventbatch_<field>_total`).
-pub const GAUGES: [&str; 3] = ["events_queued", "windows_open", "actors_running"];
+pub const GAUGES: [&str; 4] = [
+    "events_queued",
+    "windows_open",
+    "actors_running",
+    "detector_series",
+];
 
 /// Every count of `stats` as the metric it is published as, with its value.
 pub fn expected(stats: &Stats) -> Vec<(String, u64)> {
