@@ -1,14 +1,16 @@
 //! The aggregator: event-time windows per metric series, and error counts per hash and window.
 //!
 //! [`Aggregator`] is the logic. Windows are `[k*w, (k+1)*w)` in event time. A window closes
-//! when its series' newest event time passes its end plus the allowed lateness, or when it has
-//! been idle (no event) on the clock for the lateness (at least a second) after its end, or at
+//! when its series' watermark (its newest event time, which a lone event far ahead does not
+//! move: see [`Watermark`]) passes its end plus the allowed lateness, or when it has been idle
+//! (no event) on the clock for the lateness (at least a second) after its end, or at
 //! shutdown. A closed window is written (final) and handed to the detector; an event for it
 //! that comes later opens a new *epoch* of the same window, which the writer merges onto the
 //! stored one, so nothing is dropped and queries see one window.
 //!
 //! Errors: per `(hash, window)` the first occurrence becomes a High record, every occurrence
-//! is counted into `error_counts`.
+//! is counted into `error_counts`. At most `max_error_messages_per_window` hashes per window:
+//! the errors of further hashes are counted in the window's [`OVERFLOW_HASH`] row.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -46,10 +48,10 @@ struct Series {
 /// only once a second such event confirms it, and then to the earlier of the two. Until
 /// then the event is folded into its own window, which stays open like any other (written by
 /// `Flush`, closed by the clock, or at shutdown), and later events are not late because of
-/// it. A series' first event is such a jump (nothing confirms it yet), so a series that starts
-/// with an outlier is not taken over by it either. Cost: one comparison per event; the price
-/// is that a real jump (a series that comes back after a pause) closes the windows it passed
-/// one event later, or by the clock.
+/// it. A series' first event sets it (so a series whose very first event is far ahead still
+/// makes its later events late). Cost: one comparison per event; the price is that a real
+/// jump (a series that comes back after a pause) closes the windows it passed one event
+/// later, or by the clock.
 #[derive(Debug, Clone, Copy)]
 struct Watermark {
     /// The watermark: no window ending (plus the lateness) at or before it stays open.
@@ -69,7 +71,7 @@ impl Watermark {
     /// still move it on its own. Returns the watermark.
     fn see(&mut self, ts: i64, jump: i64) -> i64 {
         let reach = self.ts.saturating_add(jump);
-        if ts <= reach {
+        if ts <= reach || self.ts == i64::MIN {
             self.ts = self.ts.max(ts);
             return self.ts;
         }
@@ -856,9 +858,12 @@ mod tests {
         const HOUR: i64 = 3_600_000;
         let jump = 65_000;
         let mut w = Watermark::NONE;
-        // a series' first event waits for a second one
-        assert_eq!(w.see(T0 + 23 * HOUR, jump), i64::MIN);
-        assert_eq!(w.see(T0, jump), T0, "the earlier of the two");
+        assert_eq!(w.see(T0, jump), T0, "the first event sets it");
+        assert_eq!(
+            w.see(T0 + 23 * HOUR, jump),
+            T0,
+            "a lone event far ahead does not"
+        );
         for i in 1..=50 {
             assert_eq!(w.see(T0 + i * 100, jump), T0 + i * 100);
         }
@@ -868,8 +873,8 @@ mod tests {
         // without one, the event after a pause waits for the next
         let mut w = Watermark::NONE;
         w.see(T0, jump);
-        assert_eq!(w.see(T0 + 1, jump), T0);
-        assert_eq!(w.see(T0 + 600_000, jump), T0);
+        assert_eq!(w.see(T0 + 1, jump), T0 + 1);
+        assert_eq!(w.see(T0 + 600_000, jump), T0 + 1);
         assert_eq!(w.see(T0 + 600_100, jump), T0 + 600_000);
         assert_eq!(w.see(T0 + 600_200, jump), T0 + 600_200);
         // two events far ahead move it, to the earlier

@@ -68,7 +68,8 @@ pub struct Config {
     /// Identifies this pipeline's rows in a shared database. `None`: a fresh random id per start.
     pub instance_id: Option<String>,
     /// How long (ms) after its end a window stays open for late events before it closes
-    /// (closing is driven by the newest event time, or by the clock for idle windows).
+    /// (closing is driven by the series' newest event time, which one event far ahead does not
+    /// move on its own, or by the clock for idle windows).
     /// Events later than that are still folded into the stored window.
     pub allowed_lateness_ms: u64,
     /// How long (ms) the writer keeps retrying a failing batch, with exponential backoff,

@@ -606,7 +606,7 @@ fn start_back_stages(
         remains.clone(),
     ));
     let detector = unbounded(DetectorActor {
-        detectors: Detectors::from_settings(&settings),
+        detectors: Detectors::from_settings(settings),
         history: pool,
         window_ms: settings.window_ms,
         counters,

@@ -93,21 +93,21 @@ async fn distinct_error_messages_beyond_the_cap_go_to_one_overflow_row() {
     assert_eq!(db.count("events WHERE kind = 'error'"), cap as i64);
 }
 
-/// 50 batches of two series `a` and `b` in one window (and an error each), optionally after
-/// one event of `a` and one error dated 23 hours ahead; then a shutdown. The `Stats` at the end.
+/// 50 batches of two series `a` and `b` in one window (and an error each), optionally with
+/// one event of `a` and one error dated 23 hours ahead after the first; then a shutdown. The `Stats` at the end.
 async fn fifty_batches(db: &TempDb, outlier: bool) -> Stats {
     let (t, _) = start_manual(quiet_config(), db);
-    if outlier {
-        batch(
-            &t,
-            vec![
-                TrackEvent::performance("a", 1_000.0).at(T0 + 23 * HOUR),
-                TrackEvent::error("timeout", "api").at(T0 + 23 * HOUR),
-            ],
-        )
-        .await;
-    }
     for i in 0..50 {
+        if outlier && i == 1 {
+            batch(
+                &t,
+                vec![
+                    TrackEvent::performance("a", 1_000.0).at(T0 + 23 * HOUR),
+                    TrackEvent::error("timeout", "api").at(T0 + 23 * HOUR),
+                ],
+            )
+            .await;
+        }
         let at = T0 + i * 100;
         batch(
             &t,
