@@ -1,18 +1,20 @@
 //! The aggregator: event-time windows per metric series, and error counts per hash and window.
 //!
 //! [`Aggregator`] is the logic. Windows are `[k*w, (k+1)*w)` in event time. A window closes
-//! when its series' newest event time passes its end plus the allowed lateness, or when it has
-//! been idle (no event) on the clock for the lateness (at least a second) after its end, or at
+//! when its series' watermark (its newest event time, which a lone event far ahead does not
+//! move: see [`Watermark`]) passes its end plus the allowed lateness, or when it has been idle
+//! (no event) on the clock for the lateness (at least a second) after its end, or at
 //! shutdown. A closed window is written (final) and handed to the detector; an event for it
 //! that comes later opens a new *epoch* of the same window, which the writer merges onto the
 //! stored one, so nothing is dropped and queries see one window.
 //!
 //! Errors: per `(hash, window)` the first occurrence becomes a High record, every occurrence
-//! is counted into `error_counts`.
+//! is counted into `error_counts`. At most `max_error_messages_per_window` hashes per window:
+//! the errors of further hashes are counted in the window's [`OVERFLOW_HASH`] row.
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::config::{Settings, DEFAULT_MAX_OPEN_SERIES};
+use crate::config::{Settings, DEFAULT_MAX_ERROR_MESSAGES_PER_WINDOW, DEFAULT_MAX_OPEN_SERIES};
 use crate::event::EventKind;
 use crate::model::{ClosedWindow, ErrorCountSnapshot, Kept, Record, SeriesKey, WindowSnapshot};
 use crate::stats::window::WindowState;
@@ -34,9 +36,56 @@ struct OpenWindow {
 #[derive(Debug)]
 struct Series {
     key: SeriesKey,
-    /// Newest event time seen in this series: its watermark.
-    newest_ts: i64,
+    /// This series' event time, which closes its windows.
+    watermark: Watermark,
     windows: BTreeMap<i64, OpenWindow>,
+}
+
+/// An event-time watermark that a lone event far ahead does not move.
+///
+/// Event times move it forward as they come, except a *jump*: an event more than one window
+/// plus the lateness ahead of it (one that would close every open window at once) moves it
+/// only once a second such event confirms it, and then to the earlier of the two. Until
+/// then the event is folded into its own window, which stays open like any other (written by
+/// `Flush`, closed by the clock, or at shutdown), and later events are not late because of
+/// it. A series' first event sets it (so a series whose very first event is far ahead still
+/// makes its later events late). Cost: one comparison per event; the price is that a real
+/// jump (a series that comes back after a pause) closes the windows it passed one event
+/// later, or by the clock.
+#[derive(Debug, Clone, Copy)]
+struct Watermark {
+    /// The watermark: no window ending (plus the lateness) at or before it stays open.
+    ts: i64,
+    /// An event time beyond `ts + jump` that no other event has confirmed yet.
+    ahead: Option<i64>,
+}
+
+impl Watermark {
+    /// No event seen.
+    const NONE: Watermark = Watermark {
+        ts: i64::MIN,
+        ahead: None,
+    };
+
+    /// Sees an event at `ts`; `jump` is how far ahead of the watermark an event may be and
+    /// still move it on its own. Returns the watermark.
+    fn see(&mut self, ts: i64, jump: i64) -> i64 {
+        let reach = self.ts.saturating_add(jump);
+        if ts <= reach || self.ts == i64::MIN {
+            self.ts = self.ts.max(ts);
+            return self.ts;
+        }
+        match self.ahead {
+            // a second event beyond the reach: both confirm the earlier of the two
+            Some(other) if other > reach => {
+                self.ts = other.min(ts);
+                let later = other.max(ts);
+                self.ahead = (later > self.ts.saturating_add(jump)).then_some(later);
+            }
+            _ => self.ahead = Some(ts),
+        }
+        self.ts
+    }
 }
 
 #[derive(Debug)]
@@ -68,6 +117,9 @@ pub(crate) struct Output {
     /// Samples of new series refused because `max_open_series` series were open (counted
     /// in `events_dropped`).
     pub dropped: u64,
+    /// Errors counted in their window's overflow row because `max_error_messages_per_window`
+    /// distinct hashes were open in it (also in `aggregated`).
+    pub overflowed: u64,
 }
 
 /// Per-series event-time windows and per-hash error counts.
@@ -84,14 +136,27 @@ pub(crate) struct Aggregator {
     /// Open series by [`lookup_key`] of their metric and context.
     series: HashMap<String, Series>,
     errors: HashMap<(String, i64), ErrorWindow>,
-    /// Newest error time seen: the error counts' watermark.
-    newest_error_ts: i64,
+    /// The error counts' watermark (all error hashes share it).
+    error_watermark: Watermark,
+    /// Open error counts per window start, the overflow row aside: at most
+    /// `max_error_messages` each.
+    error_hashes: HashMap<i64, usize>,
+    /// Most distinct error hashes counted in one window; beyond, an error is counted in the
+    /// window's overflow row ([`OVERFLOW_HASH`]).
+    max_error_messages: usize,
+    /// Whether the first overflow was logged (it is logged once).
+    overflow_logged: bool,
     next_epoch: u64,
     key_buf: String,
     open: usize,
     /// Most series with open windows; a sample of a new series beyond it is dropped.
     max_series: usize,
 }
+
+/// The `error_hash` (and `error_type`) of a window's overflow row: the errors of new hashes
+/// that came once `max_error_messages_per_window` distinct hashes were counted in the window.
+/// Reserved: an application's own hash `(other)` is counted in the same row.
+pub(crate) const OVERFLOW_HASH: &str = "(other)";
 
 impl Aggregator {
     pub(crate) fn new(window_ms: i64, lateness_ms: i64) -> Self {
@@ -102,7 +167,10 @@ impl Aggregator {
             next_close_ts: i64::MAX,
             series: HashMap::new(),
             errors: HashMap::new(),
-            newest_error_ts: i64::MIN,
+            error_watermark: Watermark::NONE,
+            error_hashes: HashMap::new(),
+            max_error_messages: DEFAULT_MAX_ERROR_MESSAGES_PER_WINDOW,
+            overflow_logged: false,
             next_epoch: 1,
             key_buf: String::new(),
             open: 0,
@@ -126,7 +194,15 @@ impl Aggregator {
     }
 
     pub(crate) fn from_settings(s: &Settings) -> Self {
-        Aggregator::new(s.window_ms, s.allowed_lateness_ms).with_max_series(s.max_open_series)
+        let mut a =
+            Aggregator::new(s.window_ms, s.allowed_lateness_ms).with_max_series(s.max_open_series);
+        a.set_max_error_messages(s.max_error_messages_per_window);
+        a
+    }
+
+    /// At most this many distinct error hashes counted per window (see [`Output::overflowed`]).
+    pub(crate) fn set_max_error_messages(&mut self, max: usize) {
+        self.max_error_messages = max;
     }
 
     pub(crate) fn set_lateness(&mut self, lateness_ms: i64) {
@@ -182,94 +258,162 @@ impl Aggregator {
 
     /// Folds a kept metric sample or error into its window.
     pub(crate) fn observe(&mut self, kept: Kept, now_ms: i64, out: &mut Output) {
-        let e = &kept.event;
-        let ts = e.ts_ms.unwrap_or(now_ms);
+        let ts = kept.event.ts_ms.unwrap_or(now_ms);
         let start = self.window_start(ts);
-        let weight = 1.0 / kept.rate;
-        self.newest_any_ts = self.newest_any_ts.max(ts);
         let closes_at = (start + self.window_ms).saturating_add(self.lateness_ms);
         self.next_close_ts = self.next_close_ts.min(closes_at);
-        match e.kind {
+        match kept.event.kind {
             EventKind::Performance | EventKind::Datastore => {
-                let value = e.value.unwrap_or(0.0);
-                let prefix = match e.kind {
-                    EventKind::Datastore => "datastore.",
-                    _ => "",
-                };
-                let metric_len = prefix.len() + e.name.len();
-                lookup_key(&mut self.key_buf, &[prefix, &e.name], e.context.as_deref());
-                if !self.series.contains_key(self.key_buf.as_str()) {
-                    if self.series.len() >= self.max_series {
-                        out.dropped += 1;
-                        return;
-                    }
-                    let series = Series {
-                        key: SeriesKey::new(&self.key_buf[..metric_len], e.context.as_deref()),
-                        newest_ts: ts,
-                        windows: BTreeMap::new(),
-                    };
-                    self.series.insert(self.key_buf.clone(), series);
-                }
-                let epoch = self.next_epoch + 1;
-                let Some(series) = self.series.get_mut(self.key_buf.as_str()) else {
-                    return;
-                };
-                series.newest_ts = series.newest_ts.max(ts);
-                let window = series.windows.entry(start).or_insert_with(|| OpenWindow {
-                    state: WindowState::new(),
-                    epoch,
-                    touched_ms: now_ms,
-                    dirty: true,
-                });
-                if window.epoch == epoch {
-                    self.next_epoch = epoch;
-                    self.open += 1;
-                }
-                window.state.observe(value, weight);
-                window.touched_ms = now_ms;
-                window.dirty = true;
-                out.aggregated += 1;
+                self.observe_sample(&kept, ts, start, now_ms, out)
             }
-            EventKind::Error => {
-                let error_type = e.error_type.clone().unwrap_or_else(|| e.name.clone());
-                let hash = match &e.error_hash {
-                    Some(h) => h.clone(),
-                    None => stable_hash_hex(&[&error_type, e.message.as_deref().unwrap_or("")]),
-                };
-                self.newest_error_ts = self.newest_error_ts.max(ts);
-                let key = (hash, start);
-                if let Some(w) = self.errors.get_mut(&key) {
-                    w.count += 1;
-                    w.first_ts = w.first_ts.min(ts);
-                    w.last_ts = w.last_ts.max(ts);
-                    w.touched_ms = now_ms;
-                    w.dirty = true;
-                    out.aggregated += 1;
-                    return;
-                }
-                let mut event = kept.event;
-                if event.error_hash.is_none() {
-                    event.error_hash = Some(key.0.clone());
-                }
-                let epoch = self.epoch();
-                self.errors.insert(
-                    key,
-                    ErrorWindow {
-                        error_type,
-                        category: event.context.clone(),
-                        count: 1,
-                        first_ts: ts,
-                        last_ts: ts,
-                        epoch,
-                        touched_ms: now_ms,
-                        dirty: true,
-                    },
-                );
-                self.open += 1;
-                out.records.push(Record::from_event(&event, kept.rate));
-            }
+            EventKind::Error => self.observe_error(kept, ts, start, now_ms, out),
             // Records never reach the aggregator (the sampler routes them to the queues).
             EventKind::Command | EventKind::Engagement | EventKind::Custom => {}
+        }
+    }
+
+    /// How far ahead of a watermark an event moves it on its own (see [`Watermark`]).
+    fn jump(&self) -> i64 {
+        self.window_ms.saturating_add(self.lateness_ms)
+    }
+
+    /// Folds a metric sample into its series' window (a new series only below the cap).
+    fn observe_sample(&mut self, kept: &Kept, ts: i64, start: i64, now_ms: i64, out: &mut Output) {
+        let e = &kept.event;
+        let jump = self.jump();
+        let value = e.value.unwrap_or(0.0);
+        let prefix = match e.kind {
+            EventKind::Datastore => "datastore.",
+            _ => "",
+        };
+        let metric_len = prefix.len() + e.name.len();
+        lookup_key(&mut self.key_buf, &[prefix, &e.name], e.context.as_deref());
+        if !self.series.contains_key(self.key_buf.as_str()) {
+            if self.series.len() >= self.max_series {
+                out.dropped += 1;
+                return;
+            }
+            let series = Series {
+                key: SeriesKey::new(&self.key_buf[..metric_len], e.context.as_deref()),
+                watermark: Watermark::NONE,
+                windows: BTreeMap::new(),
+            };
+            self.series.insert(self.key_buf.clone(), series);
+        }
+        let epoch = self.next_epoch + 1;
+        let Some(series) = self.series.get_mut(self.key_buf.as_str()) else {
+            return;
+        };
+        let watermark = series.watermark.see(ts, jump);
+        self.newest_any_ts = self.newest_any_ts.max(watermark);
+        let window = series.windows.entry(start).or_insert_with(|| OpenWindow {
+            state: WindowState::new(),
+            epoch,
+            touched_ms: now_ms,
+            dirty: true,
+        });
+        if window.epoch == epoch {
+            self.next_epoch = epoch;
+            self.open += 1;
+        }
+        window.state.observe(value, 1.0 / kept.rate);
+        window.touched_ms = now_ms;
+        window.dirty = true;
+        out.aggregated += 1;
+    }
+
+    /// Counts an error under its hash in its window: the first of a hash becomes a record;
+    /// a new hash beyond the window's cap is counted in the window's overflow row.
+    fn observe_error(&mut self, kept: Kept, ts: i64, start: i64, now_ms: i64, out: &mut Output) {
+        let e = &kept.event;
+        let error_type = e.error_type.as_ref().unwrap_or(&e.name);
+        let hash = match &e.error_hash {
+            Some(h) => h.clone(),
+            None => stable_hash_hex(&[error_type, e.message.as_deref().unwrap_or("")]),
+        };
+        let watermark = self.error_watermark.see(ts, self.jump());
+        self.newest_any_ts = self.newest_any_ts.max(watermark);
+        let mut key = (hash, start);
+        if self.count_error(&key, ts, now_ms) {
+            out.aggregated += 1;
+            return;
+        }
+        // an application's own hash `(other)` is the overflow row's, outside the cap
+        if key.0 != OVERFLOW_HASH {
+            let distinct = self.error_hashes.entry(start).or_insert(0);
+            if *distinct >= self.max_error_messages {
+                key.0.clear();
+                key.0.push_str(OVERFLOW_HASH);
+                self.overflow(key, ts, now_ms, out);
+                return;
+            }
+            *distinct += 1;
+        }
+        let error_type = error_type.clone();
+        let mut event = kept.event;
+        if event.error_hash.is_none() {
+            event.error_hash = Some(key.0.clone());
+        }
+        let category = event.context.clone();
+        self.open_error(key, error_type, category, ts, now_ms);
+        out.records.push(Record::from_event(&event, kept.rate));
+    }
+
+    /// Counts an error in the open count of `key`, if there is one.
+    fn count_error(&mut self, key: &(String, i64), ts: i64, now_ms: i64) -> bool {
+        let Some(w) = self.errors.get_mut(key) else {
+            return false;
+        };
+        w.count += 1;
+        w.first_ts = w.first_ts.min(ts);
+        w.last_ts = w.last_ts.max(ts);
+        w.touched_ms = now_ms;
+        w.dirty = true;
+        true
+    }
+
+    /// Opens the count of `key` with its first error.
+    fn open_error(
+        &mut self,
+        key: (String, i64),
+        error_type: String,
+        category: Option<String>,
+        ts: i64,
+        now_ms: i64,
+    ) {
+        let epoch = self.epoch();
+        let window = ErrorWindow {
+            error_type,
+            category,
+            count: 1,
+            first_ts: ts,
+            last_ts: ts,
+            epoch,
+            touched_ms: now_ms,
+            dirty: true,
+        };
+        self.errors.insert(key, window);
+        self.open += 1;
+    }
+
+    /// Counts an error of a new hash in its window's overflow row ([`OVERFLOW_HASH`]; `key`
+    /// holds it), logged the first time.
+    fn overflow(&mut self, key: (String, i64), ts: i64, now_ms: i64, out: &mut Output) {
+        out.aggregated += 1;
+        out.overflowed += 1;
+        if !self.overflow_logged {
+            self.overflow_logged = true;
+            log::warn!(
+                "more than {} distinct error hashes in the window at {}: the errors of further \
+                 hashes are counted in its '{OVERFLOW_HASH}' row (max_error_messages_per_window; \
+                 counted in Stats::error_messages_overflowed, logged once)",
+                self.max_error_messages,
+                key.1
+            );
+        }
+        if !self.count_error(&key, ts, now_ms) {
+            let error_type = OVERFLOW_HASH.to_string();
+            self.open_error(key, error_type, None, ts, now_ms);
         }
     }
 
@@ -285,7 +429,7 @@ impl Aggregator {
                     all || window_due(
                         start + w,
                         self.lateness_ms,
-                        series.newest_ts,
+                        series.watermark.ts,
                         win.touched_ms,
                         now_ms,
                     )
@@ -317,7 +461,7 @@ impl Aggregator {
         if self.series.len() < self.series.capacity() / 4 {
             self.series.shrink_to_fit();
         }
-        let newest = self.newest_error_ts;
+        let newest = self.error_watermark.ts;
         let due: Vec<(String, i64)> = self
             .errors
             .iter()
@@ -329,6 +473,9 @@ impl Aggregator {
         for key in due {
             if let Some(e) = self.errors.remove(&key) {
                 closed += 1;
+                if key.0 != OVERFLOW_HASH {
+                    self.forget_error_hash(key.1);
+                }
                 out.errors.push(error_snapshot(key.0, key.1, e, true));
             }
         }
@@ -341,6 +488,16 @@ impl Aggregator {
             .map(|&start| closes_at(start))
             .min()
             .unwrap_or(i64::MAX);
+    }
+
+    /// One error count of the window at `start` closed: room for another hash in it.
+    fn forget_error_hash(&mut self, start: i64) {
+        if let Some(n) = self.error_hashes.get_mut(&start) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.error_hashes.remove(&start);
+            }
+        }
     }
 
     /// Snapshots of the open windows and error counts that changed since the last call (all
@@ -694,5 +851,100 @@ mod tests {
         let mut all = Output::default();
         a.snapshot(&mut all);
         assert_eq!((all.windows.len(), all.errors.len()), (2, 1));
+    }
+
+    #[test]
+    fn a_lone_event_far_ahead_does_not_move_the_watermark_two_do() {
+        const HOUR: i64 = 3_600_000;
+        let jump = 65_000;
+        let mut w = Watermark::NONE;
+        assert_eq!(w.see(T0, jump), T0, "the first event sets it");
+        assert_eq!(
+            w.see(T0 + 23 * HOUR, jump),
+            T0,
+            "a lone event far ahead does not"
+        );
+        for i in 1..=50 {
+            assert_eq!(w.see(T0 + i * 100, jump), T0 + i * 100);
+        }
+        // a pause beyond the reach, confirmed by the outlier still ahead: the earlier
+        assert_eq!(w.see(T0 + 600_000, jump), T0 + 600_000);
+        assert_eq!(w.ahead, Some(T0 + 23 * HOUR));
+        // without one, the event after a pause waits for the next
+        let mut w = Watermark::NONE;
+        w.see(T0, jump);
+        assert_eq!(w.see(T0 + 1, jump), T0 + 1);
+        assert_eq!(w.see(T0 + 600_000, jump), T0 + 1);
+        assert_eq!(w.see(T0 + 600_100, jump), T0 + 600_000);
+        assert_eq!(w.see(T0 + 600_200, jump), T0 + 600_200);
+        // two events far ahead move it, to the earlier
+        w.see(T0 + 10 * HOUR, jump);
+        assert_eq!(w.see(T0 + 9 * HOUR, jump), T0 + 9 * HOUR);
+        assert_eq!(w.ahead, Some(T0 + 10 * HOUR));
+    }
+
+    #[test]
+    fn windows_behind_a_lone_outlier_close_as_before() {
+        let mut a = Aggregator::new(60_000, 5_000);
+        let mut out = Output::default();
+        let obs = |a: &mut Aggregator, ts: i64, out: &mut Output| {
+            a.observe(
+                kept(TrackEvent::performance("rt", 1.0).at(ts), 1.0),
+                T0,
+                out,
+            );
+            a.close_passed(T0, out);
+        };
+        obs(&mut a, T0, &mut out);
+        obs(&mut a, T0 + 1, &mut out);
+        obs(&mut a, T0 + 23 * 3_600_000, &mut out);
+        for i in 2..50 {
+            obs(&mut a, T0 + i * 100, &mut out);
+        }
+        assert!(out.windows.is_empty(), "nothing is late: {:?}", out.windows);
+        obs(&mut a, T0 + 65_000, &mut out);
+        assert_eq!(out.windows.len(), 1);
+        assert_eq!(out.windows[0].state.count(), 50);
+        assert_eq!(a.open_windows(), 2, "the next window and the outlier's");
+    }
+
+    #[test]
+    fn distinct_error_hashes_beyond_the_cap_are_counted_in_one_overflow_row() {
+        let mut a = Aggregator::new(60_000, 0);
+        a.set_max_error_messages(3);
+        let mut out = Output::default();
+        for i in 0..10 {
+            for window in [T0, T0 + 60_000] {
+                let e = TrackEvent::error("timeout", "api")
+                    .message(format!("m{i}"))
+                    .at(window + i);
+                a.observe(kept(e, 1.0), T0, &mut out);
+            }
+        }
+        // the first three hashes of each window are records, the rest overflow
+        assert_eq!(
+            (out.records.len(), out.overflowed, out.aggregated),
+            (6, 14, 14)
+        );
+        assert_eq!(a.open_windows(), 8);
+        a.close_due(T0, true, &mut out);
+        for window in [T0, T0 + 60_000] {
+            let rows: Vec<_> = out.errors.iter().filter(|e| e.start_ms == window).collect();
+            assert_eq!(rows.len(), 4);
+            assert_eq!(rows.iter().map(|e| e.count).sum::<u64>(), 10);
+            let other = rows.iter().find(|e| e.error_hash == OVERFLOW_HASH).unwrap();
+            assert_eq!((other.count, other.error_type.as_str()), (7, OVERFLOW_HASH));
+            assert_eq!(
+                (other.first_ts_ms, other.last_ts_ms),
+                (window + 3, window + 9)
+            );
+        }
+        // closed windows leave room
+        assert!(a.error_hashes.is_empty());
+        let e = TrackEvent::error("timeout", "api")
+            .message("new")
+            .at(T0 + 120_000);
+        a.observe(kept(e, 1.0), T0, &mut out);
+        assert_eq!(out.records.len(), 7);
     }
 }

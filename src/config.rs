@@ -68,7 +68,8 @@ pub struct Config {
     /// Identifies this pipeline's rows in a shared database. `None`: a fresh random id per start.
     pub instance_id: Option<String>,
     /// How long (ms) after its end a window stays open for late events before it closes
-    /// (closing is driven by the newest event time, or by the clock for idle windows).
+    /// (closing is driven by the series' newest event time, which one event far ahead does not
+    /// move on its own, or by the clock for idle windows).
     /// Events later than that are still folded into the stored window.
     pub allowed_lateness_ms: u64,
     /// How long (ms) a `Flush` or `Shutdown` keeps retrying, with exponential backoff, after
@@ -120,6 +121,18 @@ pub struct Config {
     /// at the default window). A sample of a new series beyond it is dropped, counted in
     /// `Stats::events_dropped` and logged; series whose windows closed do not count.
     pub max_open_series: usize,
+    /// Most series with pattern detectors in memory (1 to 10,000,000; memory: under 2 KB per
+    /// series that has closed a few windows, up to about 30 KB per series with a long
+    /// history at the default detection settings). A series beyond it evicts the least
+    /// recently used ones (counted in `Stats::detectors_evicted`, logged once); an evicted
+    /// series that returns is warmed again from its stored windows, as after 6 hours idle.
+    pub max_detector_series: usize,
+    /// Most distinct error hashes counted per window (1 to 10,000,000; memory: about 200
+    /// bytes each). The errors of further hashes in that window are counted in one row
+    /// whose `error_hash` and `error_type` are `(other)` (and are not written as records),
+    /// counted in `Stats::error_messages_overflowed` and logged once: the window's counts
+    /// still add up to every error accepted.
+    pub max_error_messages_per_window: usize,
     /// How often (ms) the pipeline publishes its counters and gauges through the `metrics`
     /// facade (as `eventbatch_*` metrics; they are also published whenever `GetStats`, `Flush`
     /// or `Shutdown` answers); 0: the pipeline records no metrics at all, the writer's
@@ -172,6 +185,8 @@ impl Default for Config {
             watch_percentile: 99,
             stats_log_interval_ms: 60_000,
             max_open_series: DEFAULT_MAX_OPEN_SERIES,
+            max_detector_series: DEFAULT_MAX_DETECTOR_SERIES,
+            max_error_messages_per_window: DEFAULT_MAX_ERROR_MESSAGES_PER_WINDOW,
             metrics_interval_ms: 1_000,
             retention: Retention::default(),
             durable: false,
@@ -231,6 +246,10 @@ pub struct ConfigPatch {
     pub stats_log_interval_ms: Option<u64>,
     /// See [`Config::max_open_series`].
     pub max_open_series: Option<usize>,
+    /// See [`Config::max_detector_series`].
+    pub max_detector_series: Option<usize>,
+    /// See [`Config::max_error_messages_per_window`].
+    pub max_error_messages_per_window: Option<usize>,
     /// See [`Config::metrics_interval_ms`].
     pub metrics_interval_ms: Option<u64>,
     /// See [`Config::retention`] (replaces the whole section; applies at once: a round under
@@ -333,6 +352,8 @@ impl Config {
             watch_percentile,
             stats_log_interval_ms,
             max_open_series,
+            max_detector_series,
+            max_error_messages_per_window,
             metrics_interval_ms,
             retention,
             fsync_interval_ms
@@ -399,6 +420,11 @@ impl std::fmt::Debug for Config {
             .field("watch_percentile", &self.watch_percentile)
             .field("stats_log_interval_ms", &self.stats_log_interval_ms)
             .field("max_open_series", &self.max_open_series)
+            .field("max_detector_series", &self.max_detector_series)
+            .field(
+                "max_error_messages_per_window",
+                &self.max_error_messages_per_window,
+            )
             .field("metrics_interval_ms", &self.metrics_interval_ms)
             .field("retention", &self.retention)
             .field("durable", &self.durable)
@@ -436,6 +462,11 @@ impl std::fmt::Debug for ConfigPatch {
             .field("watch_percentile", &self.watch_percentile)
             .field("stats_log_interval_ms", &self.stats_log_interval_ms)
             .field("max_open_series", &self.max_open_series)
+            .field("max_detector_series", &self.max_detector_series)
+            .field(
+                "max_error_messages_per_window",
+                &self.max_error_messages_per_window,
+            )
             .field("metrics_interval_ms", &self.metrics_interval_ms)
             .field("retention", &self.retention)
             .field("durable", &self.durable)
@@ -494,6 +525,10 @@ pub struct Settings {
     pub stats_log_interval: Option<Duration>,
     /// See [`Config::max_open_series`] (1 to 10,000,000).
     pub max_open_series: usize,
+    /// See [`Config::max_detector_series`] (1 to 10,000,000).
+    pub max_detector_series: usize,
+    /// See [`Config::max_error_messages_per_window`] (1 to 10,000,000).
+    pub max_error_messages_per_window: usize,
     /// See [`Config::metrics_interval_ms`]; `None` for 0.
     pub metrics_interval: Option<Duration>,
     /// See [`Config::retention`] (validated).
@@ -520,6 +555,10 @@ const MAX_FSYNC_INTERVAL_MS: u64 = 60_000;
 
 /// Default of [`Config::max_open_series`].
 pub(crate) const DEFAULT_MAX_OPEN_SERIES: usize = 200_000;
+/// Default of [`Config::max_detector_series`].
+pub(crate) const DEFAULT_MAX_DETECTOR_SERIES: usize = 100_000;
+/// Default of [`Config::max_error_messages_per_window`].
+pub(crate) const DEFAULT_MAX_ERROR_MESSAGES_PER_WINDOW: usize = 1_000;
 /// Largest `max_in_flight_batches`.
 const MAX_IN_FLIGHT_BATCHES: usize = 1_000;
 /// Most sampling keys, and the longest (a sampling key is a prefix such as `performance.` and
@@ -611,6 +650,7 @@ impl Settings {
         };
         let stats_log = millis("stats_log_interval_ms", c.stats_log_interval_ms, true, WEEK)?;
         let max_open_series = count("max_open_series", c.max_open_series, MAX_QUEUED_EVENTS)?;
+        let (max_detectors, max_error_messages) = cardinality_caps(c)?;
         let metrics = millis(
             "metrics_interval_ms",
             c.metrics_interval_ms,
@@ -668,6 +708,8 @@ impl Settings {
             watch_percentile,
             stats_log_interval: (stats_log > 0).then(|| Duration::from_millis(stats_log)),
             max_open_series: max_open_series.get(),
+            max_detector_series: max_detectors,
+            max_error_messages_per_window: max_error_messages,
             metrics_interval: (metrics > 0).then(|| Duration::from_millis(metrics)),
             retention: c.retention.clone(),
             durable: c.durable,
@@ -675,6 +717,22 @@ impl Settings {
             fsync_interval: Duration::from_millis(fsync),
         })
     }
+}
+
+/// The caps that bound memory whatever the names: `max_detector_series` and
+/// `max_error_messages_per_window`, each 1 to 10,000,000.
+fn cardinality_caps(c: &Config) -> Result<(usize, usize), ConfigError> {
+    let detectors = count(
+        "max_detector_series",
+        c.max_detector_series,
+        MAX_QUEUED_EVENTS,
+    )?;
+    let errors = count(
+        "max_error_messages_per_window",
+        c.max_error_messages_per_window,
+        MAX_QUEUED_EVENTS,
+    )?;
+    Ok((detectors.get(), errors.get()))
 }
 
 /// Not too many keys, each non-empty and of a sensible length.
@@ -1065,6 +1123,48 @@ mod tests {
         }
         .validate()
         .unwrap();
+    }
+
+    #[test]
+    fn cardinality_caps_name_field_and_value_and_take_their_bounds() {
+        let d = Config::default;
+        for (config, field, value) in [
+            (
+                Config {
+                    max_detector_series: 0,
+                    ..d()
+                },
+                "max_detector_series",
+                "0",
+            ),
+            (
+                Config {
+                    max_error_messages_per_window: MAX_QUEUED_EVENTS + 1,
+                    ..d()
+                },
+                "max_error_messages_per_window",
+                "10000001",
+            ),
+        ] {
+            let err = config.validate().unwrap_err();
+            assert_eq!((err.field.as_str(), err.value.as_str()), (field, value));
+        }
+        let s = Config {
+            max_detector_series: MAX_QUEUED_EVENTS,
+            max_error_messages_per_window: 1,
+            ..d()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(
+            (s.max_detector_series, s.max_error_messages_per_window),
+            (MAX_QUEUED_EVENTS, 1)
+        );
+        let patch = ConfigPatch {
+            max_detector_series: Some(7),
+            ..ConfigPatch::default()
+        };
+        assert_eq!(d().patched(&patch).unwrap().max_detector_series, 7);
     }
 
     #[test]

@@ -112,6 +112,15 @@ pub struct Stats {
     /// `journal_rejected` table; logged once with how many). Replayed events that fail
     /// validation are counted in `events_rejected` instead, like new ones.
     pub journal_entries_rejected: u64,
+    /// Gauge: series with pattern detectors in memory (at most `Config::max_detector_series`).
+    pub detector_series: u64,
+    /// Series whose detectors were evicted as least recently used to stay within
+    /// `Config::max_detector_series` (warmed again from the store if they return).
+    pub detectors_evicted: u64,
+    /// Errors of new hashes counted in their window's `(other)` row because
+    /// `Config::max_error_messages_per_window` hashes were counted there (also in
+    /// `events_aggregated`: nothing is lost from the counts).
+    pub error_messages_overflowed: u64,
 }
 
 impl Stats {
@@ -180,6 +189,9 @@ pub(crate) struct Counters {
     /// When the journal began failing (ms since the Unix epoch), 0 while it is healthy.
     pub journal_failing_since_ms: AtomicU64,
     pub journal_entries_rejected: AtomicU64,
+    pub detector_series: AtomicU64,
+    pub detectors_evicted: AtomicU64,
+    pub error_messages_overflowed: AtomicU64,
 }
 
 impl Counters {
@@ -257,6 +269,9 @@ impl Counters {
                 since => crate::journal::unix_ms().saturating_sub(since).max(1),
             },
             journal_entries_rejected: get(&self.journal_entries_rejected),
+            detector_series: get(&self.detector_series),
+            detectors_evicted: get(&self.detectors_evicted),
+            error_messages_overflowed: get(&self.error_messages_overflowed),
         }
     }
 }

@@ -4,7 +4,9 @@
 //! The maths (baselines, tests, confidence, alert hygiene) lives in [`crate::stats::detect`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use crate::config::{Settings, DEFAULT_MAX_DETECTOR_SERIES};
 use crate::messages::WindowStats;
 use crate::model::{ClosedWindow, PatternRecord, SeriesKey};
 use crate::stats::detect::{DetectorSettings, Finding, SeriesDetector};
@@ -52,15 +54,39 @@ impl Watched {
 /// (a latency tail that triples while the mean barely moves is a finding of its own), plus
 /// the last window fed (a window reopened by late events closes again, out of order: it is
 /// written but not fed twice) and when it was fed.
+///
+/// # Memory
+///
+/// At most `max_series` series ([`crate::Config::max_detector_series`]): a new series beyond
+/// it evicts the least recently used sixteenth of them at once (an `O(max_series)` selection
+/// every `max_series / 16` new series: constant per series on average), counted
+/// ([`Detectors::take_evicted`]) and logged once. A series whose detectors were evicted, or
+/// dropped after [`DEFAULT_IDLE_MS`] idle, is warmed again from the store when it returns. Each
+/// series' detectors sit in a box of their own, so the map's spare slots cost a pointer, not a
+/// detector; a detector's buffers grow with its history (see [`SeriesDetector`]).
 #[derive(Debug)]
 pub(crate) struct Detectors {
     pub(crate) settings: DetectorSettings,
+    /// The same, shared by every new series' detectors.
+    shared: Arc<DetectorSettings>,
     /// The percentile watched besides the mean (`None`: the mean only).
     tail: Option<u8>,
     /// By series: metric and context.
-    series: HashMap<SeriesKey, Tracked>,
+    series: HashMap<SeriesKey, Box<Tracked>>,
     /// Detectors idle for longer than this are dropped by [`Detectors::evict_idle`].
     idle_ms: i64,
+    /// Most series with detectors.
+    max_series: usize,
+    /// Uses so far: each series is stamped with the count at its last use (least recently
+    /// used = smallest stamp).
+    uses: u64,
+    /// Series evicted by the cap since [`Detectors::take_evicted`].
+    evicted: u64,
+    /// Whether the first eviction by the cap was logged.
+    eviction_logged: bool,
+    /// Stamp of the current batch's first use (`u64::MAX` outside a batch): series used
+    /// since are not evicted until it ends.
+    batch_from: u64,
 }
 
 #[derive(Debug)]
@@ -71,16 +97,52 @@ struct Tracked {
     last_start_ms: i64,
     /// Clock time of the last window fed.
     seen_ms: i64,
+    /// [`Detectors::uses`] at the last use.
+    used: u64,
+}
+
+impl Tracked {
+    /// Between two windows, the detectors keep their history only.
+    fn release_buffers(&mut self) {
+        self.mean.release_buffers();
+        if let Some(d) = self.tail.as_mut() {
+            d.release_buffers();
+        }
+    }
 }
 
 impl Detectors {
     pub(crate) fn new(settings: DetectorSettings) -> Self {
         Detectors {
+            shared: Arc::new(settings.clone()),
             settings,
             tail: Some(99),
             series: HashMap::new(),
             idle_ms: DEFAULT_IDLE_MS,
+            max_series: DEFAULT_MAX_DETECTOR_SERIES,
+            uses: 0,
+            evicted: 0,
+            eviction_logged: false,
+            batch_from: u64::MAX,
         }
+    }
+
+    /// Detectors as `s` configures them: detection settings, tail, cap.
+    pub(crate) fn from_settings(s: &Settings) -> Self {
+        let mut d = Detectors::new(s.detection.clone()).with_tail(s.watch_percentile);
+        d.set_max_series(s.max_detector_series);
+        d
+    }
+
+    /// At most this many series with detectors (fewer at once if more are in memory).
+    pub(crate) fn set_max_series(&mut self, max_series: usize) {
+        self.max_series = max_series.max(1);
+        self.end_batch();
+    }
+
+    /// Series evicted by the cap since the last call.
+    pub(crate) fn take_evicted(&mut self) -> u64 {
+        std::mem::take(&mut self.evicted)
     }
 
     /// Watch this percentile (90, 95 or 99) besides the mean, or none.
@@ -90,9 +152,62 @@ impl Detectors {
     }
 
     /// Series with detectors in memory.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.series.len()
+    }
+
+    /// Starts a batch of closed windows: until it ends ([`Detectors::observe`]), the series
+    /// it warms or feeds are not evicted to make room for each other (a batch with more new
+    /// series than the cap grows past it, and the batch's end trims it back).
+    pub(crate) fn begin_batch(&mut self) {
+        self.batch_from = self.uses + 1;
+    }
+
+    /// Makes room for one more series: at the cap, evicts the least recently used sixteenth
+    /// (not the current batch's).
+    fn make_room(&mut self) {
+        if self.series.len() < self.max_series {
+            return;
+        }
+        let keep = self.max_series - (self.max_series / 16).max(1);
+        self.evict_least_recent(self.series.len() - keep, self.batch_from);
+    }
+
+    /// Evicts the `n` least recently used series among those last used before the stamp
+    /// `before` (exactly: stamps are unique); fewer if there are fewer.
+    fn evict_least_recent(&mut self, n: usize, before: u64) {
+        let mut stamps: Vec<u64> = self
+            .series
+            .values()
+            .map(|t| t.used)
+            .filter(|&u| u < before)
+            .collect();
+        let n = n.min(stamps.len());
+        if n == 0 {
+            return;
+        }
+        if !self.eviction_logged {
+            self.eviction_logged = true;
+            log::warn!(
+                "{} series have pattern detectors (max_detector_series {}): evicting the least \
+                 recently used (counted in Stats::detectors_evicted, logged once; they are \
+                 warmed from the store if they return)",
+                self.series.len(),
+                self.max_series
+            );
+        }
+        let (_, &mut last, _) = stamps.select_nth_unstable(n - 1);
+        let len = self.series.len();
+        self.series.retain(|_, t| t.used > last);
+        self.evicted += (len - self.series.len()) as u64;
+    }
+
+    /// Ends a batch: back within the cap.
+    fn end_batch(&mut self) {
+        self.batch_from = u64::MAX;
+        if self.series.len() > self.max_series {
+            self.evict_least_recent(self.series.len() - self.max_series, u64::MAX);
+        }
     }
 
     /// Drops the detectors that have seen no window for the idle time; returns how many.
@@ -110,6 +225,9 @@ impl Detectors {
     /// New settings apply to series seen from now on; running detectors keep their history
     /// and settings.
     pub(crate) fn set_settings(&mut self, settings: DetectorSettings, tail: Option<u8>) {
+        if settings != self.settings {
+            self.shared = Arc::new(settings.clone());
+        }
         self.settings = settings;
         self.tail = tail;
     }
@@ -125,14 +243,25 @@ impl Detectors {
         first.into_iter().map(|(k, t)| (k.clone(), t)).collect()
     }
 
+    /// The detectors of `key`, new ones if it has none (making room for them), stamped as
+    /// used now.
     fn tracked(&mut self, key: &SeriesKey, now_ms: i64) -> &mut Tracked {
-        let (settings, tail) = (&self.settings, self.tail);
-        self.series.entry(key.clone()).or_insert_with(|| Tracked {
-            mean: SeriesDetector::new(settings.clone()),
-            tail: tail.map(|_| SeriesDetector::new(settings.clone())),
-            last_start_ms: i64::MIN,
-            seen_ms: now_ms,
-        })
+        self.uses += 1;
+        if !self.series.contains_key(key) {
+            self.make_room();
+        }
+        let (settings, tail, used) = (&self.shared, self.tail, self.uses);
+        let t = self.series.entry(key.clone()).or_insert_with(|| {
+            Box::new(Tracked {
+                mean: SeriesDetector::with_shared_settings(settings),
+                tail: tail.map(|_| SeriesDetector::with_shared_settings(settings)),
+                last_start_ms: i64::MIN,
+                seen_ms: now_ms,
+                used,
+            })
+        });
+        t.used = used;
+        t
     }
 
     /// Warms the detectors of a series from its stored windows (in window order, each before
@@ -160,6 +289,7 @@ impl Detectors {
                 let _ = d.observe(Watched::Tail(q).value_of(w));
             }
         }
+        t.release_buffers();
     }
 
     /// Feeds closed windows (in closing order) and returns the patterns found.
@@ -187,7 +317,9 @@ impl Detectors {
                 let tail = d.observe(Watched::Tail(q).value(&w.summary));
                 report(&w, Watched::Tail(q), tail.findings, now_ms, &mut found);
             }
+            t.release_buffers();
         }
+        self.end_batch();
         found
     }
 }
@@ -316,5 +448,65 @@ mod tests {
             found.iter().all(|p| p.start_ms >= 60 * 60_000),
             "nothing on the steady part: {found:?}"
         );
+    }
+
+    #[test]
+    fn beyond_the_cap_the_least_recently_used_are_evicted_and_counted() {
+        let mut d = Detectors::new(DetectorSettings::default());
+        d.set_max_series(32);
+        let key = |i: usize| format!("s{i}");
+        for i in 0..32 {
+            d.observe(vec![closed(&key(i), 0, 1.0)], 0);
+        }
+        assert_eq!((d.len(), d.take_evicted()), (32, 0));
+        // s0 and s1 are used again: the least recently used are now s2, s3, ...
+        d.observe(
+            vec![closed("s0", 60_000, 1.0), closed("s1", 60_000, 1.0)],
+            0,
+        );
+        d.observe(vec![closed("new", 0, 1.0)], 0);
+        // a sixteenth of the cap (two series) made room for the new one
+        assert_eq!((d.len(), d.take_evicted()), (31, 2));
+        for gone in ["s2", "s3"] {
+            assert!(!d.series.contains_key(&SeriesKey::new(gone, None)));
+        }
+        for kept in ["s0", "s1", "s4", "new"] {
+            assert!(d.series.contains_key(&SeriesKey::new(kept, None)));
+        }
+        // many new series: never more than the cap, every eviction counted
+        for i in 100..1_100 {
+            d.observe(vec![closed(&key(i), 0, 1.0)], 0);
+            assert!(d.len() <= 32);
+        }
+        assert_eq!(d.take_evicted() + d.len() as u64, 31 + 1_000);
+        // one batch of more new series than the cap: none is evicted for another of the
+        // batch (each is fed), and its end trims back to the cap
+        let live = d.len() as u64;
+        d.begin_batch();
+        d.observe(
+            (0..100).map(|i| closed(&format!("b{i}"), 0, 1.0)).collect(),
+            0,
+        );
+        assert_eq!((d.len(), d.take_evicted()), (32, live + 100 - 32));
+        assert!(d.series.keys().all(|k| k.metric.starts_with('b')));
+        // a lower cap applies at once
+        d.set_max_series(4);
+        assert_eq!(d.len(), 4);
+    }
+
+    #[test]
+    fn detectors_share_their_settings_and_hold_no_spare_buffers() {
+        let mut d = Detectors::new(DetectorSettings::default());
+        let windows = (0..100)
+            .map(|k| closed("s", k * 60_000, (k % 7) as f64))
+            .collect();
+        d.observe(windows, 0);
+        d.observe(vec![closed("t", 0, 1.0)], 0);
+        let [s, t] = [SeriesKey::new("s", None), SeriesKey::new("t", None)].map(|k| &d.series[&k]);
+        assert!(Arc::ptr_eq(
+            &s.mean.shared_settings(),
+            &t.mean.shared_settings()
+        ));
+        assert_eq!(s.mean.spare_capacity(), 0);
     }
 }

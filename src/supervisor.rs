@@ -620,7 +620,7 @@ fn start_back_stages(
         writer.recipient(),
     ));
     let detector = unbounded(DetectorActor {
-        detectors: Detectors::new(settings.detection.clone()).with_tail(settings.watch_percentile),
+        detectors: Detectors::from_settings(settings),
         history: pool,
         window_ms: settings.window_ms,
         counters,

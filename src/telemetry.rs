@@ -15,7 +15,8 @@
 //!   `eventbatch_batches_written_total`, the average batch size over any range:
 //!   `Stats::avg_batch_size` is their ratio since the start);
 //! - its gauges as `eventbatch_events_queued`, `eventbatch_windows_open`,
-//!   `eventbatch_actors_running` and `eventbatch_rows_held`;
+//!   `eventbatch_actors_running`, `eventbatch_journal_failing_ms`, `eventbatch_rows_held` and
+//!   `eventbatch_detector_series`;
 //! - `Stats::sampling_rates_in_force` as the gauge `eventbatch_sampling_rate`, one series per
 //!   sampling key (label `sampling_key`): the keep probability in force, fixed or adapted to a
 //!   target;
@@ -112,6 +113,8 @@ const COUNTERS: &[FromStats] = counters_of_stats! {
     checkpoints: "Durable mode: checkpoints committed (the store holds every event up to a journal position).",
     journal_errors: "Durable mode: failed journal file operations (commits are retried every fsync_interval_ms).",
     journal_entries_rejected: "Durable mode: journal entries set aside at start (checksum mismatch or undecodable) instead of replayed.",
+    detectors_evicted: "Series whose detectors were evicted as least recently used (Config::max_detector_series).",
+    error_messages_overflowed: "Errors of new hashes counted in their window's (other) row (Config::max_error_messages_per_window).",
 };
 
 /// The gauges of [`Stats`].
@@ -121,6 +124,7 @@ const GAUGES: &[FromStats] = gauges_of_stats! {
     actors_running: "The pipeline's internal actors running (0 once it has stopped).",
     journal_failing_ms: "Durable mode: how long (ms) the journal has been failing to commit; 0 while healthy.",
     rows_held: "Rows the writer holds because the store failed, waiting for the next attempt.",
+    detector_series: "Series with pattern detectors in memory (at most Config::max_detector_series).",
 };
 
 /// Rows of the committed batches: with `eventbatch_batches_written_total`, the average batch

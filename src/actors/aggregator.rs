@@ -89,6 +89,7 @@ impl AggregatorStage {
             Control::Settings(s) => {
                 a.set_lateness(s.allowed_lateness_ms);
                 a.set_max_series(s.max_open_series);
+                a.set_max_error_messages(s.max_error_messages_per_window);
             }
             Control::Patterns(..) | Control::Admitted(_) => {}
         }
@@ -100,6 +101,7 @@ impl AggregatorStage {
     fn emit(&mut self, out: Output, mut more: Vec<Record>) {
         let c = &self.counters;
         Counters::add(&c.aggregated, out.aggregated);
+        Counters::add(&c.error_messages_overflowed, out.overflowed);
         if out.dropped > 0 {
             Counters::add(&c.dropped, out.dropped);
             log::warn!(

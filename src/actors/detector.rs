@@ -4,6 +4,7 @@
 //! read this actor makes from the store, once per series, batched.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -86,6 +87,16 @@ impl DetectorActor {
     }
 }
 
+impl DetectorActor {
+    /// Publishes the detectors' gauge and the evictions since the last call.
+    fn count_detectors(&mut self) {
+        let c = &self.counters;
+        Counters::add(&c.detectors_evicted, self.detectors.take_evicted());
+        c.detector_series
+            .store(self.detectors.len() as u64, Relaxed);
+    }
+}
+
 impl Actor for DetectorActor {
     type Context = Context<Self>;
 
@@ -101,8 +112,10 @@ impl Actor for DetectorActor {
 impl Handler<Closed> for DetectorActor {
     type Result = ();
     fn handle(&mut self, Closed(closed): Closed, _: &mut Context<Self>) {
+        self.detectors.begin_batch();
         self.warm(&closed);
         let patterns = self.detectors.observe(closed, self.clock.now_ms());
+        self.count_detectors();
         if !patterns.is_empty() {
             Counters::add(&self.counters.patterns_detected, patterns.len() as u64);
             let batch = WriteBatch {
@@ -145,10 +158,13 @@ impl Handler<Control> for DetectorActor {
                 if evicted >= 1_000 {
                     crate::util::release_freed_memory();
                 }
+                self.count_detectors();
             }
-            Control::Settings(s) => self
-                .detectors
-                .set_settings(s.detection.clone(), s.watch_percentile),
+            Control::Settings(s) => {
+                self.detectors
+                    .set_settings(s.detection.clone(), s.watch_percentile);
+                self.detectors.set_max_series(s.max_detector_series);
+            }
             Control::Shutdown(_) => ctx.stop(),
             _ => {}
         }

@@ -6,12 +6,13 @@ use eventbatch::{Stats, Supervisor, TrackBatch, TrackEvent};
 
 /// `Stats` fields published as gauges (`eventbatch_<field>`); every other count is a counter
 /// (`eventbatch_<field>_total`).
-pub const GAUGES: [&str; 5] = [
+pub const GAUGES: [&str; 6] = [
     "events_queued",
     "windows_open",
     "actors_running",
     "journal_failing_ms",
     "rows_held",
+    "detector_series",
 ];
 
 /// Every count of `stats` as the metric it is published as, with its value.

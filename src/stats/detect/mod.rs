@@ -106,6 +106,7 @@ mod season;
 mod trend;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
@@ -515,8 +516,9 @@ struct Judgement {
 /// module docs for the statistics and the state's bound.
 #[derive(Debug, Clone)]
 pub struct SeriesDetector {
-    /// Validated settings (invalid values are replaced by the defaults, see [`Self::new`]).
-    settings: DetectorSettings,
+    /// Validated settings (invalid values are replaced by the defaults, see [`Self::new`]),
+    /// shared by the detectors made with [`Self::with_shared_settings`].
+    settings: Arc<DetectorSettings>,
     /// `z` of the upper tail quantile, e.g. 1.2816 for 0.1.
     tail_z: f64,
     /// The last `baseline_window` finite values, oldest first.
@@ -549,11 +551,17 @@ impl SeriesDetector {
     /// A detector with no history. Settings that fail [`DetectorSettings::validate`] are
     /// replaced by the defaults (with a warning): validate earlier to report them.
     pub fn new(settings: DetectorSettings) -> Self {
+        Self::with_shared_settings(&Arc::new(settings))
+    }
+
+    /// [`Self::new`] with settings shared with other detectors (one copy for every series of
+    /// a pipeline, not one per detector).
+    pub fn with_shared_settings(settings: &Arc<DetectorSettings>) -> Self {
         let settings = match settings.validate() {
-            Ok(()) => settings,
+            Ok(()) => Arc::clone(settings),
             Err((field, value)) => {
                 log::warn!("invalid detector setting {field} = {value}; using the defaults");
-                DetectorSettings::default()
+                Arc::new(DetectorSettings::default())
             }
         };
         let tail_z = Normal::standard().inverse_cdf(1.0 - settings.tail_quantile);
@@ -582,6 +590,26 @@ impl SeriesDetector {
     /// The settings in force.
     pub fn settings(&self) -> &DetectorSettings {
         &self.settings
+    }
+
+    /// Frees the buffers reused within one value (they are allocated again by the next
+    /// one): for a detector that waits for its next value, as a series' detectors do
+    /// between two windows (up to `8 (baseline_window + memory_window)` bytes each).
+    pub fn release_buffers(&mut self) {
+        self.scratch = Vec::new();
+        self.season.release_buffers();
+    }
+
+    /// The settings, shared.
+    #[cfg(test)]
+    pub(crate) fn shared_settings(&self) -> Arc<DetectorSettings> {
+        Arc::clone(&self.settings)
+    }
+
+    /// Capacity of the buffers reused within one value, in values.
+    #[cfg(test)]
+    pub(crate) fn spare_capacity(&self) -> usize {
+        self.scratch.capacity() + self.season.spare_capacity()
     }
 
     /// Number of finite values seen so far, up to `baseline_window`.

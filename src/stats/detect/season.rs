@@ -67,6 +67,17 @@ impl Season {
         }
     }
 
+    /// Frees the reused buffer (the next value allocates it again).
+    pub(super) fn release_buffers(&mut self) {
+        self.scratch = Vec::new();
+    }
+
+    /// Capacity of the reused buffer, in values.
+    #[cfg(test)]
+    pub(super) fn spare_capacity(&self) -> usize {
+        self.scratch.capacity()
+    }
+
     /// The period in force, if any.
     pub(super) fn period(&self) -> Option<usize> {
         self.period
