@@ -1,7 +1,23 @@
 //! Small helpers with no better home: a stable hash (for error hashes, not secrets), the OS
-//! random source, a fast PRNG, a random instance id.
+//! random source, a fast PRNG, a random instance id, owner-only file creation.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Creates the SQLite file at `path`, empty, readable and writable by its owner only (0600 on
+/// Unix, whatever the umask), unless a file is there already (it keeps its mode). SQLite gives
+/// the `-wal` and `-shm` files the mode of the main file, so the store's and the journal's are
+/// 0600 too.
+pub(crate) fn create_owner_only(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
 
 /// FNV-1a, 64 bit: stable across runs, platforms and versions (unlike `DefaultHasher`), so
 /// hashes written by one run match those of the next.

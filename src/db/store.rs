@@ -491,7 +491,8 @@ pub(crate) fn open_with(store: &Store, opts: &OpenOptions) -> Result<Pool, Error
                 return Err(fail("the path is a directory".into()));
             }
             let existed = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
-            create_owner_only(path).map_err(|e| fail(format!("cannot create the file: {e}")))?;
+            crate::util::create_owner_only(path)
+                .map_err(|e| fail(format!("cannot create the file: {e}")))?;
             let mut conn = SqliteConnection::establish(url).map_err(|e| fail(e.to_string()))?;
             conn.batch_execute(&sqlite_pragmas(opts.busy_timeout))
                 .map_err(|e| fail(e.to_string()))?;
@@ -532,21 +533,6 @@ pub(crate) fn open_with(store: &Store, opts: &OpenOptions) -> Result<Pool, Error
                 busy_timeout: None,
             }))
         }
-    }
-}
-
-/// Creates the SQLite file at `path`, empty, readable and writable by its owner only (0600 on
-/// Unix, whatever the umask), unless a file is there already (it keeps its mode). SQLite gives
-/// the `-wal` and `-shm` files the mode of the main file, so they are 0600 too.
-fn create_owner_only(path: &Path) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
     }
 }
 

@@ -153,20 +153,6 @@ fn same_file(_: &Path, _: &Path) -> bool {
     false
 }
 
-/// Creates the file at `path` with mode 0600 unless it exists (SQLite would create it with
-/// the umask's mode, usually 0644; its `-wal` takes the main file's mode).
-fn create_private(path: &Path) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// An open journal file (see the module docs).
 pub(crate) struct JournalFile {
     conn: SqliteConnection,
@@ -216,7 +202,8 @@ impl JournalFile {
             return Err(other("the path is a directory"));
         }
         let existed = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
-        create_private(path).map_err(|e| other(&format!("cannot create the file: {e}")))?;
+        crate::util::create_owner_only(path)
+            .map_err(|e| other(&format!("cannot create the file: {e}")))?;
         let mut conn = SqliteConnection::establish(url).map_err(OpenError::of)?;
         conn.batch_execute(&format!(
             "PRAGMA busy_timeout = {}; PRAGMA locking_mode = EXCLUSIVE; \
