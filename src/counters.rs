@@ -156,6 +156,12 @@ pub(crate) struct Counters {
     pub kept: AtomicU64,
     pub aggregated: AtomicU64,
     pub queued: AtomicU64,
+    /// Records in the priority queues or handed to the writer, as the queue itself counts them
+    /// (its overflow policy's measure): it falls only when the queue has read the writer's
+    /// `Committed`, unlike `queued`, which the writer lowers as it commits. Admission
+    /// (`Supervisor::room_for`) measures room with this one, so it never lets in what the
+    /// queue, still behind on `Committed` messages in its mailbox, would drop.
+    pub queue_occupancy: AtomicU64,
     pub records_written: AtomicU64,
     pub windows_written: AtomicU64,
     /// Snapshot (not final) window and error-count rows written.

@@ -414,8 +414,8 @@ impl Supervisor {
     }
 
     /// Whether `n` more events, not yet counted as received, fit: every event not yet past
-    /// the queue, as if each became a record, plus the records queued or in flight, plus
-    /// these, stay under `max_queued_events`.
+    /// the queue, as if each became a record, plus the records queued or in flight as the
+    /// queue counts them, plus these, stay under `max_queued_events`.
     fn room_for(&self, n: usize) -> bool {
         use std::sync::atomic::Ordering::{Acquire, Relaxed};
         let c = &self.counters;
@@ -423,7 +423,8 @@ impl Supervisor {
             c.sampled_out.load(Relaxed) + c.aggregated.load(Relaxed) + c.admitted.load(Acquire);
         let accepted = c.received.load(Relaxed) - c.rejected.load(Relaxed);
         let on_the_way = accepted.saturating_sub(settled);
-        c.queued.load(Relaxed) + on_the_way + n as u64
+        // the queue's own count (see `Counters::queue_occupancy`), read after `admitted`
+        c.queue_occupancy.load(Acquire) + on_the_way + n as u64
             <= self.settings.max_queued_events.get() as u64
     }
 

@@ -76,6 +76,14 @@ impl QueueActor {
 
     /// Hands due batches (every batch with `force`) to the writer, within the in-flight limit
     /// unless forced.
+    /// Publishes what the overflow policy counts (queued and in flight) for admission.
+    fn publish_occupancy(&self) {
+        let occupancy = (self.queues.len() + self.in_flight_records) as u64;
+        self.counters
+            .queue_occupancy
+            .store(occupancy, std::sync::atomic::Ordering::Release);
+    }
+
     fn send_due(&mut self, force: bool) {
         let now = self.clock.now_ms();
         while force || self.in_flight_batches < self.max_in_flight {
@@ -126,6 +134,8 @@ impl Handler<Records> for QueueActor {
         }
         // `queued` counts records in the queues or in flight: add the newcomers that stayed.
         Counters::add(&c.queued, added - dropped);
+        // before `admitted`: whoever sees these records admitted sees them in the occupancy
+        self.publish_occupancy();
         c.admitted
             .fetch_add(added, std::sync::atomic::Ordering::Release);
         if dropped > 0 {
@@ -153,6 +163,7 @@ impl Handler<Committed> for QueueActor {
         self.in_flight_batches = self.in_flight_batches.saturating_sub(done.batches);
         self.in_flight_records = self.in_flight_records.saturating_sub(done.records);
         self.send_due(false);
+        self.publish_occupancy();
     }
 }
 
