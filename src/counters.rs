@@ -272,7 +272,7 @@ impl Counters {
             journal_healthy: get(&self.journal_failing_since_ms) == 0,
             journal_failing_ms: match get(&self.journal_failing_since_ms) {
                 0 => 0,
-                since => crate::journal::unix_ms().saturating_sub(since).max(1),
+                since => crate::util::unix_ms().saturating_sub(since).max(1),
             },
             journal_entries_rejected: get(&self.journal_entries_rejected),
             detector_series: get(&self.detector_series),

@@ -103,14 +103,13 @@
 pub struct ReadmeDoctests;
 
 mod actors;
-mod adaptive;
-mod aggregator;
 mod clock;
 mod config;
 mod config_file;
+mod cores;
 mod counters;
 pub mod db;
-mod detector;
+mod encoding;
 mod error;
 mod event;
 mod journal;
@@ -119,20 +118,20 @@ mod model;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod pseudonyms;
-mod queue;
 mod reader;
 mod retention;
 mod rollup;
-mod sampler;
+mod settings;
 pub mod stats;
 mod supervisor;
 mod telemetry;
 mod util;
+mod window_stats;
 
 use std::sync::Arc;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Config, ConfigPatch, SampleBy, Settings, REDACTED_KEY};
+pub use config::{Config, ConfigPatch, SampleBy, REDACTED_KEY};
 pub use config_file::ENV_PREFIX;
 pub use counters::Stats;
 pub use db::Store;
@@ -140,13 +139,14 @@ pub use error::{ConfigError, Error, PipelineError, Result, TrackError};
 pub use event::{EventKind, Priority, TrackEvent, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_TAGS};
 pub use messages::{
     BatchAck, Configure, Flush, GetConfig, GetStats, Pattern, QueryPatterns, QueryWindows,
-    Shutdown, Tick, TrackBatch, WindowStats,
+    Shutdown, Tick, TrackBatch,
 };
 pub use reader::{StoreReader, StoredSeries};
 pub use retention::Retention;
 pub use rollup::Resolution;
 pub use stats::detect::{DetectorSettings, PatternKind};
 pub use supervisor::Supervisor;
+pub use window_stats::WindowStats;
 
 /// The exporter behind [`serve_prometheus`], for its types (`PrometheusHandle`, `BuildError`,
 /// `PrometheusBuilder`). Feature `prometheus`.
@@ -168,12 +168,12 @@ pub fn start_with_clock(
     store: Store,
     clock: Arc<dyn Clock>,
 ) -> Result<actix::Addr<Supervisor>> {
-    let settings = config.validate()?;
+    let settings = config.settings()?;
     let journal_path = match settings.durable {
         true => Some(journal_path(&settings, &store)?),
         false => None,
     };
-    let pool = db::store::open_with(&store, &db::store::OpenOptions::from_settings(&settings))?;
+    let pool = db::open::open_with(&store, &db::open::OpenOptions::from_settings(&settings))?;
     log::info!(
         "store {} open (instance {})",
         store.describe(),
@@ -184,7 +184,7 @@ pub fn start_with_clock(
 
 /// Durable mode's journal file: `Config::journal_path`, or the SQLite file's path with
 /// `.journal` appended. Refused when it is the store's own file, however spelled.
-fn journal_path(settings: &Settings, store: &Store) -> Result<std::path::PathBuf> {
+fn journal_path(settings: &settings::Settings, store: &Store) -> Result<std::path::PathBuf> {
     if let Some(path) = &settings.journal_path {
         if let Some(db) = store.sqlite_path() {
             journal::file::check_path(path, db)?;

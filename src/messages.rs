@@ -8,14 +8,15 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use crate::config::{Config, ConfigPatch, Settings};
+use crate::config::{Config, ConfigPatch};
 use crate::counters::Stats;
 use crate::error::{ConfigError, PipelineError, TrackError};
 use crate::event::TrackEvent;
 use crate::model::{ClosedWindow, Record, SeriesKey, WindowSnapshot, WriteBatch};
 use crate::rollup::Resolution;
+use crate::settings::Settings;
 use crate::stats::detect::PatternKind;
-use crate::stats::window::WindowState;
+use crate::window_stats::WindowStats;
 
 /// Accept many events at once. Invalid ones are rejected (and counted) individually; the batch
 /// fails as a whole only when the pipeline is shut down.
@@ -134,140 +135,12 @@ impl QueryWindows {
     /// query reads the windows of exactly this metric in exactly this context: `metric("a.b")`
     /// and `metric("a").context("b")` share this name and read two different series.
     pub fn series(&self) -> String {
-        series_name(&self.metric, self.context.as_deref())
+        crate::model::series_name(&self.metric, self.context.as_deref())
     }
 
     /// The series this query reads.
     pub(crate) fn key(&self) -> SeriesKey {
         SeriesKey::new(self.metric.as_str(), self.context.as_deref())
-    }
-}
-
-/// The series of a metric in a context: `metric` or `metric.context`.
-pub(crate) fn series_name(metric: &str, context: Option<&str>) -> String {
-    match context {
-        Some(c) => format!("{metric}.{c}"),
-        None => metric.to_string(),
-    }
-}
-
-/// One window of one series, merged over every snapshot, run and instance that wrote it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WindowStats {
-    /// `metric` or `metric.context`, for display: a series is identified by `metric` and
-    /// `context` (the metric `a.b` and the metric `a` in context `b` are both shown as `a.b`).
-    pub series: String,
-    /// The metric name.
-    pub metric: String,
-    /// The context (for datastore events the store type); `None` for a series without one.
-    #[serde(default)]
-    pub context: Option<String>,
-    /// Window start, ms since the Unix epoch (inclusive).
-    pub window_start_ms: i64,
-    /// Window end, ms (exclusive).
-    pub window_end_ms: i64,
-    /// Events observed.
-    pub count: u64,
-    /// Events corrected for sampling: each observed event counts `1 / sample_rate`.
-    pub estimated_count: f64,
-    /// Sum of observed values.
-    pub sum: f64,
-    /// Smallest observed value.
-    pub min: f64,
-    /// Largest observed value.
-    pub max: f64,
-    /// Mean of observed values.
-    pub mean: f64,
-    /// Sample standard deviation (n - 1); 0 for fewer than two values.
-    pub stddev: f64,
-    /// Median (weighted by `1 / sample_rate`), within 1% relative error.
-    pub p50: f64,
-    /// 90th percentile, within 1% relative error.
-    pub p90: f64,
-    /// 95th percentile, within 1% relative error.
-    pub p95: f64,
-    /// 99th percentile, within 1% relative error.
-    pub p99: f64,
-    /// The merged window state, for [`WindowStats::quantile`] at any `q`.
-    #[serde(skip)]
-    pub(crate) state: Option<WindowState>,
-}
-
-impl PartialEq for WindowStats {
-    fn eq(&self, o: &Self) -> bool {
-        (
-            &self.series,
-            &self.metric,
-            &self.context,
-            self.window_start_ms,
-            self.window_end_ms,
-            self.count,
-        ) == (
-            &o.series,
-            &o.metric,
-            &o.context,
-            o.window_start_ms,
-            o.window_end_ms,
-            o.count,
-        ) && [
-            self.estimated_count,
-            self.sum,
-            self.min,
-            self.max,
-            self.mean,
-            self.stddev,
-        ] == [o.estimated_count, o.sum, o.min, o.max, o.mean, o.stddev]
-            && [self.p50, self.p90, self.p95, self.p99] == [o.p50, o.p90, o.p95, o.p99]
-    }
-}
-
-impl WindowStats {
-    pub(crate) fn from_state(key: SeriesKey, start: i64, end: i64, state: WindowState) -> Self {
-        let s = state.summary();
-        WindowStats {
-            series: key.name(),
-            metric: key.metric,
-            context: key.context,
-            window_start_ms: start,
-            window_end_ms: end,
-            count: s.count,
-            estimated_count: s.estimated_count,
-            sum: s.sum,
-            min: s.min,
-            max: s.max,
-            mean: s.mean,
-            stddev: s.stddev,
-            p50: s.p50,
-            p90: s.p90,
-            p95: s.p95,
-            p99: s.p99,
-            state: Some(state),
-        }
-    }
-
-    /// The `q`-quantile (`q` in `[0, 1]`, clamped), within 1% relative error of the exact
-    /// weighted order statistic. Without the merged sketch (a value deserialised from JSON),
-    /// interpolates linearly between min, p50, p90, p95, p99 and max.
-    pub fn quantile(&self, q: f64) -> f64 {
-        let q = if q.is_nan() { 0.5 } else { q.clamp(0.0, 1.0) };
-        if let Some(state) = &self.state {
-            return state.quantile(q);
-        }
-        let knots = [
-            (0.0, self.min),
-            (0.5, self.p50),
-            (0.9, self.p90),
-            (0.95, self.p95),
-            (0.99, self.p99),
-            (1.0, self.max),
-        ];
-        for pair in knots.windows(2) {
-            let ((q0, v0), (q1, v1)) = (pair[0], pair[1]);
-            if q <= q1 {
-                return v0 + (v1 - v0) * (q - q0) / (q1 - q0);
-            }
-        }
-        self.max
     }
 }
 

@@ -5,6 +5,14 @@ use crate::event::{EventKind, Priority, TrackEvent};
 use crate::stats::detect::PatternKind;
 use crate::stats::window::{WindowState, WindowSummary};
 
+/// The series of a metric in a context: `metric` or `metric.context`.
+pub(crate) fn series_name(metric: &str, context: Option<&str>) -> String {
+    match context {
+        Some(c) => format!("{metric}.{c}"),
+        None => metric.to_string(),
+    }
+}
+
 /// An event the sampler kept, with the rate it was kept at (1.0 when no rate applies): a
 /// metric sample or an error on its way to the aggregator.
 #[derive(Debug)]
@@ -36,7 +44,7 @@ impl SeriesKey {
     /// The display name, `metric` or `metric.context`: what the `series` columns and
     /// `WindowStats::series` hold. Not an identity (two keys can share a name).
     pub(crate) fn name(&self) -> String {
-        crate::messages::series_name(&self.metric, self.context.as_deref())
+        series_name(&self.metric, self.context.as_deref())
     }
 
     /// The context as the store keys it (the non-null `context_key` columns): `""` for none.

@@ -8,10 +8,12 @@
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::db::store::{open_with, OpenOptions, Pool};
+use crate::db::open::{open_with, OpenOptions};
+use crate::db::pool::Pool;
 use crate::db::Store;
 use crate::error::{Error, PipelineError, StoreError};
-use crate::messages::{Pattern, QueryPatterns, QueryWindows, WindowStats};
+use crate::messages::{Pattern, QueryPatterns, QueryWindows};
+use crate::window_stats::WindowStats;
 
 /// Reads the windows and patterns stored in a store, without a pipeline.
 ///

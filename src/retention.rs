@@ -18,7 +18,7 @@
 //! the oldest pending mark is in the current week, so windows are kept at least until their
 //! week has been rolled up (and day roll-ups until theirs).
 //!
-//! The store side (chunked deletes, the lock) is [`crate::db::retention`]; the writer runs the
+//! The store side (chunked deletes, the lock) is [`crate::db::prune_sql`]; the writer runs the
 //! rounds on its thread, between its batches ([`crate::db::writer`]).
 
 use serde::{Deserialize, Serialize};

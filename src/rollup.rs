@@ -7,7 +7,7 @@
 //! quantiles within the sketch's 1%.
 //!
 //! How it stays right with late events and several instances (the store side is in
-//! [`crate::db::store`]):
+//! [`crate::db::write_sql`]):
 //! - Every write of a window also bumps a row `(hour, series, bucket)` in `rollup_pending`.
 //! - A bucket is *due* once its end plus `allowed_lateness_ms` has passed on the writer's
 //!   clock. The roll-up job (one transaction, under a PostgreSQL advisory lock, or SQLite's
@@ -20,9 +20,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::messages::WindowStats;
 use crate::model::SeriesKey;
 use crate::stats::window::WindowState;
+use crate::window_stats::WindowStats;
 
 /// One hour, in ms.
 pub const HOUR_MS: i64 = 3_600_000;

@@ -33,26 +33,28 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::actors::aggregator::{AggregatorStage, BackStages};
-use crate::actors::detector::DetectorActor;
+use crate::actors::aggregator_stage::{AggregatorStage, BackStages};
+use crate::actors::db_writer::{ConnectQueue, DbWriter, StopWriter};
+use crate::actors::detector_actor::DetectorActor;
 use crate::actors::front::FrontStages;
-use crate::actors::queue::QueueActor;
-use crate::actors::sampler::SamplerStage;
-use crate::actors::writer::{ConnectQueue, DbWriter, StopWriter};
+use crate::actors::queue_actor::QueueActor;
+use crate::actors::sampler_stage::SamplerStage;
 use crate::actors::UNBOUNDED;
-use crate::aggregator::Aggregator;
 use crate::clock::Clock;
-use crate::config::{Config, Settings};
+use crate::config::Config;
+use crate::cores::aggregator::Aggregator;
+use crate::cores::detector::Detectors;
+use crate::cores::sampler::Sampler;
 use crate::counters::{Counters, Stats};
-use crate::db::store::{Pool, StoreWatch};
+use crate::db::pool::{Pool, StoreWatch};
 use crate::db::writer::WriterCore;
-use crate::detector::Detectors;
 use crate::error::{ConfigError, Error, PipelineError, TrackError};
 use crate::event::{EventKind, TrackEvent};
 use crate::journal::Journal;
 use crate::messages::*;
-use crate::sampler::Sampler;
+use crate::settings::Settings;
 use crate::telemetry::Publisher;
+use crate::window_stats::WindowStats;
 
 /// Most validated events run through the front stages in one batch.
 pub(crate) const INTAKE_BATCH: usize = 1024;
@@ -895,7 +897,7 @@ impl Handler<Configure> for Supervisor {
     type Result = Result<Config, ConfigError>;
     fn handle(&mut self, Configure(patch): Configure, ctx: &mut Context<Self>) -> Self::Result {
         let next = self.config.patched(&patch)?;
-        let mut settings = next.validate()?;
+        let mut settings = next.settings()?;
         // the instance id stays the one in force (generated at start when not configured)
         settings.instance_id = self.settings.instance_id.clone();
         log::info!("configuration changed: {patch:?}");

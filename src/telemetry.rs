@@ -47,8 +47,8 @@ use std::time::Duration;
 
 use metrics::{Key, KeyName, Label, Level, Metadata, Recorder, SharedString, Unit};
 
-use crate::config::Settings;
 use crate::counters::{Counters, Stats};
+use crate::settings::Settings;
 
 /// The label every metric carries.
 pub(crate) const INSTANCE_LABEL: &str = "instance_id";
@@ -315,7 +315,7 @@ mod tests {
             instance_id: Some(id.into()),
             ..Config::default()
         }
-        .validate()
+        .settings()
         .unwrap()
     }
 
@@ -453,7 +453,7 @@ mod tests {
                 metrics_interval_ms: 0,
                 ..Config::default()
             }
-            .validate()
+            .settings()
             .unwrap();
             TransactionMetrics::new(&off).record(Duration::from_millis(5), 7);
         });

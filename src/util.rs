@@ -19,6 +19,13 @@ pub(crate) fn create_owner_only(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// FNV-1a, 64 bit: stable across runs, platforms and versions (unlike `DefaultHasher`), so
 /// hashes written by one run match those of the next.
 pub(crate) fn stable_hash(parts: &[&str]) -> u64 {

@@ -11,8 +11,8 @@
 
 use std::sync::Arc;
 
-use crate::actors::aggregator::AggregatorStage;
-use crate::actors::sampler::SamplerStage;
+use crate::actors::aggregator_stage::AggregatorStage;
+use crate::actors::sampler_stage::SamplerStage;
 use crate::clock::Clock;
 use crate::event::TrackEvent;
 use crate::messages::Control;

@@ -15,12 +15,12 @@
 //! The supervisor (`crate::supervisor`) starts and wires them; no stage file names another:
 //! each holds `Recipient`s of the messages it sends.
 
-pub(crate) mod aggregator;
-pub(crate) mod detector;
+pub(crate) mod aggregator_stage;
+pub(crate) mod db_writer;
+pub(crate) mod detector_actor;
 pub(crate) mod front;
-pub(crate) mod queue;
-pub(crate) mod sampler;
-pub(crate) mod writer;
+pub(crate) mod queue_actor;
+pub(crate) mod sampler_stage;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 

@@ -1,15 +1,22 @@
 //! Everything that touches the store: the schema, row types, the SQL for both backends, and the
 //! writer actor.
 
+pub(crate) mod backend;
+pub(crate) mod bookkeeping;
+pub(crate) mod conn;
 pub(crate) mod event_insert;
+pub(crate) mod location;
 pub(crate) mod models;
+pub(crate) mod open;
 pub(crate) mod outage;
-pub(crate) mod retention;
-pub(crate) mod rollups;
+pub(crate) mod pool;
+pub(crate) mod prune_sql;
+pub(crate) mod rollup_sql;
 /// The diesel schema shared by both backends.
 #[allow(missing_docs)]
 pub mod schema;
-pub(crate) mod store;
+pub(crate) mod write_sql;
 pub(crate) mod writer;
 
-pub use store::{Store, RETENTION_LOCK_KEY};
+pub use backend::RETENTION_LOCK_KEY;
+pub use location::Store;

@@ -6,7 +6,10 @@
 use diesel::prelude::*;
 
 use super::schema::{error_counts, events, metric_rollups, metric_windows, patterns, quarantine};
+use crate::messages::Pattern;
 use crate::model::SeriesKey;
+use crate::stats::window::WindowState;
+use crate::window_stats::WindowStats;
 
 /// An `events` row to insert.
 #[derive(Debug, Insertable)]
@@ -167,4 +170,70 @@ pub(crate) struct NewQuarantineRow<'a> {
     pub payload: &'a str,
     pub error: &'a str,
     pub quarantined_at_ms: i64,
+}
+
+/// A stored window state, or an empty one when the blob is missing or unreadable (logged).
+pub(crate) fn decode_state(blob: Option<&[u8]>) -> WindowState {
+    match blob.map(WindowState::from_bytes) {
+        Some(Ok(state)) => state,
+        Some(Err(e)) => {
+            log::warn!("unreadable window state in the store ({e}); treating it as empty");
+            WindowState::new()
+        }
+        None => WindowState::new(),
+    }
+}
+
+/// Rows of one series, ordered by window start, merged per start (over instances and runs).
+pub(crate) fn merge_rows(rows: Vec<crate::db::models::WindowRow>) -> Vec<WindowStats> {
+    let mut out: Vec<WindowStats> = Vec::new();
+    let mut current: Option<(crate::db::models::WindowRow, WindowState)> = None;
+    for row in rows {
+        let state = decode_state(row.sketch.as_deref());
+        match &mut current {
+            Some((first, merged)) if first.window_start_ms == row.window_start_ms => {
+                merged.merge(&state)
+            }
+            _ => {
+                if let Some((first, merged)) = current.take() {
+                    out.push(WindowStats::from_state(
+                        first.key(),
+                        first.window_start_ms,
+                        first.window_end_ms,
+                        merged,
+                    ));
+                }
+                current = Some((row, state));
+            }
+        }
+    }
+    if let Some((first, merged)) = current {
+        out.push(WindowStats::from_state(
+            first.key(),
+            first.window_start_ms,
+            first.window_end_ms,
+            merged,
+        ));
+    }
+    out
+}
+
+pub(crate) fn to_patterns(rows: Vec<crate::db::models::PatternRow>) -> Vec<Pattern> {
+    rows.into_iter()
+        .filter_map(|r| {
+            let kind = crate::stats::detect::PatternKind::parse(&r.kind)?;
+            Some(Pattern {
+                series: r.series,
+                metric: r.metric,
+                context: r.context,
+                kind,
+                confidence: r.confidence,
+                window_start_ms: r.window_start_ms,
+                window_end_ms: r.window_end_ms,
+                observed: r.observed,
+                baseline: r.baseline,
+                description: r.description,
+            })
+        })
+        .collect()
 }

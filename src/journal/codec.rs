@@ -17,6 +17,7 @@
 //! (whoever can write the file can write the events). Entries of format 1 (before the checksum)
 //! are still read. Decoded events are validated again at replay, like new ones.
 
+use crate::encoding::put_varint;
 use crate::event::{EventKind, Priority, TrackEvent};
 
 /// The format byte that opens every entry: 2, with a checksum.
@@ -63,12 +64,8 @@ const KINDS: [EventKind; 6] = [
 ];
 const PRIORITIES: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
 
-fn put_len(out: &mut Vec<u8>, mut n: usize) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
+fn put_len(out: &mut Vec<u8>, n: usize) {
+    put_varint(out, n as u64);
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {

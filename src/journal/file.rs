@@ -69,7 +69,7 @@ impl OpenError {
 /// Moves a corrupt journal file (and its `-wal` and `-shm`) aside, to
 /// `<path>.corrupt-<unix ms>`, so a new one can be started; returns the new name.
 pub(crate) fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
-    let stamp = super::unix_ms();
+    let stamp = crate::util::unix_ms();
     let with = |suffix: &str| {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);
@@ -271,7 +271,7 @@ impl JournalFile {
     /// Moves `entries` (each with why) to `journal_rejected`, in one transaction, keeping the
     /// newest [`MAX_REJECTED`] there.
     pub(crate) fn set_aside(&mut self, entries: &[(Entry, String)]) -> QueryResult<()> {
-        let now_ms = super::unix_ms() as i64;
+        let now_ms = crate::util::unix_ms() as i64;
         self.in_transaction(|c| {
             c.batch_execute(
                 "CREATE TABLE IF NOT EXISTS journal_rejected (id INTEGER PRIMARY KEY,

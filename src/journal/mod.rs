@@ -41,10 +41,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::Settings;
 use crate::counters::Counters;
 use crate::error::{Error, PipelineError, TrackError};
 use crate::event::TrackEvent;
+use crate::settings::Settings;
+use crate::util::unix_ms;
 use codec::{Appender, Entry};
 use file::{JournalFile, OpenError};
 
@@ -62,13 +63,6 @@ const STOP_ATTEMPTS: u32 = 3;
 /// Positions past this in a journal file are damage, not positions (the next position is
 /// numbered after the largest one below it).
 const MAX_POSITION: u64 = 1 << 62;
-
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// The journal: an appendable buffer shared with the journal thread, which commits it to the
 /// journal file. Dropping the last handle commits what waits and stops the thread.
@@ -246,7 +240,7 @@ pub(crate) fn recover(
     interval: Duration,
     counters: Arc<Counters>,
 ) -> Result<Recovered, Error> {
-    let settings = crate::config::Config::default().validate()?;
+    let settings = crate::config::Config::default().settings()?;
     let options = Options {
         interval,
         ..Options::new(&settings, unix_ms() as i64)

@@ -46,7 +46,8 @@
 use std::cmp::Ordering;
 
 use super::moments::pow2;
-use super::sketch::{Reader, Sketch, SketchDecodeError};
+use super::sketch::{Sketch, SketchDecodeError};
+use crate::encoding::Reader;
 
 /// Largest number of values a window keeps, and answers quantiles of exactly: 256 values
 /// take 2 KiB (8 bytes each; 16 with per-value weights), the order of the 1.5 KiB of the

@@ -71,7 +71,8 @@ use thiserror::Error;
 use super::exact::Exact;
 pub use super::exact::EXACT_LIMIT;
 use super::moments::Moments;
-use super::sketch::{put_varint, Reader, Sketch, SketchDecodeError, DEFAULT_RELATIVE_ACCURACY};
+use super::sketch::{Sketch, DEFAULT_RELATIVE_ACCURACY};
+use crate::encoding::{put_varint, Reader, SketchDecodeError};
 
 /// Version byte written first by [`WindowState::to_bytes`].
 const FORMAT_VERSION: u8 = 2;

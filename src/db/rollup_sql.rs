@@ -1,15 +1,17 @@
 //! The store side of roll-ups (see [`crate::rollup`] for the scheme): marking buckets pending
 //! when windows are written, the roll-up job, and queries at hour, day or week resolution. One body
-//! of diesel code, compiled for each backend like [`crate::db::store`]; the only
-//! backend-specific part, the roll-up lock, is [`crate::db::store::RollupLock`].
+//! of diesel code, compiled for each backend like [`crate::db::write_sql`]; the only
+//! backend-specific part, the roll-up lock, is [`crate::db::backend::RollupLock`].
 
 use diesel::prelude::*;
 
-use crate::db::store::{decode_state, RollupLock, WriteTxn};
-use crate::messages::{QueryWindows, WindowStats};
+use crate::db::backend::{RollupLock, WriteTxn};
+use crate::db::models::decode_state;
+use crate::messages::QueryWindows;
 use crate::model::{SeriesKey, WriteBatch};
 use crate::rollup::{due_cutoff, merge_into_buckets, Part, Resolution, LEVELS};
 use crate::stats::window::WindowState;
+use crate::window_stats::WindowStats;
 
 /// Pending marks one roll-up run takes per level at most; the rest wait for the next run. Runs
 /// happen on the writer's thread, between batches: this bounds how long one can delay writes
@@ -402,8 +404,9 @@ rollup_backend!(pg, diesel::pg::PgConnection);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::open::open;
+    use crate::db::pool::Pool;
     use crate::db::schema::rollup_pending;
-    use crate::db::store::{open, Pool};
     use crate::db::Store;
     use crate::rollup::{DAY_MS, WEEK_MS};
     use std::time::Duration;
@@ -488,7 +491,7 @@ mod tests {
     /// so the next roll-up run computes them.
     #[test]
     fn the_week_migration_marks_the_weeks_of_stored_days() {
-        use crate::db::store::SQLITE_MIGRATIONS;
+        use crate::db::open::SQLITE_MIGRATIONS;
         use diesel::connection::SimpleConnection;
         use diesel_migrations::MigrationHarness;
         let dir = tempfile::tempdir().unwrap();

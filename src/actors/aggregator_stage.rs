@@ -10,7 +10,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::actors::deliver;
-use crate::aggregator::{Aggregator, Output};
+use crate::cores::aggregator::{Aggregator, Output};
 use crate::counters::Counters;
 use crate::messages::{Closed, Control, Records, Write};
 use crate::model::{Kept, Record, WriteBatch};

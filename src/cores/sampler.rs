@@ -13,10 +13,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::adaptive::RateController;
-use crate::config::{SampleBy, Settings};
+use crate::config::SampleBy;
+use crate::cores::adaptive::RateController;
 use crate::event::{EventKind, TrackEvent};
 use crate::model::{Kept, Record};
+use crate::settings::Settings;
 use crate::util::SplitMix64;
 
 /// The sampling key of an event (see the contract's routing rules), written into `buf`.
@@ -251,7 +252,7 @@ mod tests {
     }
 
     fn sampler_with(config: Config, seed: u64) -> Sampler {
-        Sampler::new(&config.validate().unwrap(), SplitMix64::new(seed))
+        Sampler::new(&config.settings().unwrap(), SplitMix64::new(seed))
     }
 
     fn sampler(rates: &[(&str, f64)]) -> Sampler {
@@ -390,7 +391,7 @@ mod tests {
             sampling_targets: owned(&[("help", 500.0)]),
             ..Config::default()
         }
-        .validate()
+        .settings()
         .unwrap();
         let mut s = sampler_with(Config::default(), 1);
         s.set_settings(&settings);

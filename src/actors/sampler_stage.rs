@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
+use crate::cores::sampler::{Routed, Sampler};
 use crate::counters::Counters;
 use crate::event::TrackEvent;
 use crate::messages::Control;
-use crate::sampler::{Routed, Sampler};
 
 /// The sampling stage: its [`Sampler`] and the counters it adds to.
 pub(crate) struct SamplerStage {

@@ -6,11 +6,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{Settings, DEFAULT_MAX_DETECTOR_SERIES};
-use crate::messages::WindowStats;
+use crate::config::DEFAULT_MAX_DETECTOR_SERIES;
 use crate::model::{ClosedWindow, PatternRecord, SeriesKey};
+use crate::settings::Settings;
 use crate::stats::detect::{DetectorSettings, Finding, SeriesDetector};
 use crate::stats::window::WindowSummary;
+use crate::window_stats::WindowStats;
 
 /// How long (pipeline clock) a series' detector is kept without a closed window before it is
 /// dropped, so memory does not grow with every series ever seen. A series that returns is

@@ -11,11 +11,12 @@ use actix::prelude::*;
 
 use crate::actors::deliver;
 use crate::clock::Clock;
+use crate::cores::detector::{Detectors, HISTORY_WINDOWS};
 use crate::counters::Counters;
-use crate::db::store::Pool;
-use crate::detector::{Detectors, HISTORY_WINDOWS};
-use crate::messages::{Closed, Control, Records, WindowStats, Write};
+use crate::db::pool::Pool;
+use crate::messages::{Closed, Control, Records, Write};
 use crate::model::{ClosedWindow, SeriesKey, WriteBatch};
+use crate::window_stats::WindowStats;
 
 /// The detector's actor: feeds each batch of closed windows to [`Detectors`] and sends the
 /// patterns found to the queue (which passes them to the writer).

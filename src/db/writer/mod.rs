@@ -30,22 +30,29 @@
 //! and only while nothing is held, so the writer's own batches always go first and it never
 //! waits for SQLite's write lock behind itself.
 
+mod durable;
+mod queries;
+mod upkeep;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::Settings;
 use crate::counters::Counters;
+use crate::db::bookkeeping::{Bases, BatchMark, Checkpoint, Outcome, Written};
+use crate::db::models::merge_rows;
 use crate::db::outage::{Outage, MAX_BACKOFF, PROBE_PATIENCE};
-use crate::db::rollups::RollupRun;
-use crate::db::store::{merge_rows, Bases, BatchMark, Checkpoint, Outcome, Pool, Written};
+use crate::db::pool::Pool;
+use crate::db::rollup_sql::RollupRun;
 use crate::error::{PipelineError, StoreError};
 use crate::journal::Journal;
-use crate::messages::{Committed, Pattern, QueryPatterns, QueryWindows, WindowStats};
+use crate::messages::{Committed, Pattern, QueryPatterns, QueryWindows};
 use crate::model::{Record, WindowSnapshot, WriteBatch};
 use crate::retention::{PruneRound, Retention};
 use crate::rollup::{merge_into_buckets, Grid, Part};
+use crate::settings::Settings;
 use crate::telemetry::TransactionMetrics;
+use crate::window_stats::WindowStats;
 
 /// Most records written in one transaction by coalescing batches (a single larger batch is
 /// never split). Large enough for a PostgreSQL COPY to reach its speed (FACTS.md: ~345k rows/s
@@ -467,136 +474,6 @@ impl WriterCore {
         Ok(Step::Split)
     }
 
-    /// Every `rollup_interval_ms` on the pipeline clock, once everything is written: rolls up
-    /// the hour, day and week buckets that closed (see [`crate::rollup`]). A failure is logged and
-    /// counted; the buckets stay pending for the next run.
-    pub(crate) fn roll_up_if_due(&mut self, now: i64, c: &Counters) {
-        // durable mode: batches not yet covered by a checkpoint wait by design
-        let waiting = match &self.durable {
-            Some(d) => d.covered,
-            None => self.held.len(),
-        };
-        if !self.rollups || now < self.next_rollup_ms || waiting > 0 {
-            return;
-        }
-        self.next_rollup_ms = now.saturating_add(self.rollup_interval_ms);
-        let mut run = RollupRun::default();
-        let result = self.pool.watch().call(|| {
-            self.pool.get().and_then(|mut conn| {
-                conn.roll_up(now, self.lateness_ms, &mut run)
-                    .map_err(StoreError::from_diesel)
-            })
-        });
-        Counters::add(&c.rollups_written, run.rows);
-        match result {
-            Ok(()) if run.skipped => {
-                log::debug!("roll-up skipped: another instance holds the lock")
-            }
-            Ok(()) if run.rows > 0 => {
-                log::debug!("rolled up {} hour, day and week buckets", run.rows)
-            }
-            Ok(()) => {}
-            Err(e) => {
-                Counters::add(&c.db_errors, 1);
-                log::warn!(
-                    "roll-up failed, retrying in {} ms: {e}",
-                    self.rollup_interval_ms
-                );
-            }
-        }
-    }
-
-    /// Starts a retention round if one is due at `now` (every `retention.interval_ms` on the
-    /// pipeline clock, once everything is written) and none is under way: plans its cut-offs
-    /// from the maximum ages and, with roll-ups on, the oldest pending roll-up marks. A failure
-    /// is logged and counted; the next round comes an interval later.
-    pub(crate) fn start_prune_if_due(&mut self, now: i64, c: &Counters) {
-        let interval = self.retention.interval_ms.min(i64::MAX as u64) as i64;
-        if self.prune.is_some()
-            || !self.retention.is_enabled()
-            || !self.held.is_empty()
-            || now < self.last_prune_ms.saturating_add(interval)
-        {
-            return;
-        }
-        self.last_prune_ms = now;
-        let pending = self.pool.watch().call(|| {
-            self.pool
-                .get()
-                .and_then(|mut conn| conn.oldest_pending().map_err(StoreError::from_diesel))
-        });
-        match pending {
-            Ok(pending) => {
-                let round = PruneRound::plan(&self.retention, now, self.rollups, pending);
-                self.prune = Some(round);
-            }
-            Err(e) => {
-                Counters::add(&c.db_errors, 1);
-                log::warn!("retention round not started, next in {interval} ms: {e}");
-            }
-        }
-    }
-
-    /// Deletes one chunk of the round under way (one transaction of at most
-    /// `retention.batch_size` rows) and returns whether the round has more to do. Does nothing
-    /// while batches are held: the writer's own writes go first, and the round goes on after
-    /// them. The round ends when every table is done, when another instance holds the
-    /// retention lock (it is pruning), or at a store error (logged and counted; the next round
-    /// comes an interval after this one started).
-    pub(crate) fn prune_chunk(&mut self, c: &Counters) -> bool {
-        if !self.held.is_empty() {
-            return false;
-        }
-        let Some(round) = self.prune.as_mut() else {
-            return false;
-        };
-        let Some((table, cutoff)) = round.current() else {
-            self.end_prune();
-            return false;
-        };
-        let batch_size = self.retention.batch_size;
-        let pool = &self.pool;
-        let result = self.pool.watch().call(|| {
-            pool.get().and_then(|mut conn| {
-                conn.prune_chunk(table, cutoff, batch_size)
-                    .map_err(StoreError::from_diesel)
-            })
-        });
-        match result {
-            Ok(Some(removed)) => {
-                Counters::add(&c.rows_pruned, removed);
-                round.record(removed, batch_size);
-                if round.current().is_some() {
-                    return true;
-                }
-            }
-            Ok(None) => log::debug!("retention round ended: another instance is pruning"),
-            Err(e) => {
-                Counters::add(&c.db_errors, 1);
-                log::warn!(
-                    "retention: deleting old {} failed; the next round retries: {e}",
-                    table.label()
-                );
-            }
-        }
-        self.end_prune();
-        false
-    }
-
-    /// Ends the round under way, with a log line of what it removed.
-    fn end_prune(&mut self) {
-        if let Some(round) = self.prune.take() {
-            if round.total() > 0 {
-                log::info!(
-                    "retention removed {} rows in {} transactions ({})",
-                    round.total(),
-                    round.chunks,
-                    round.summary()
-                );
-            }
-        }
-    }
-
     /// One attempt at the first `n` held batches, waiting at most `patience` for the store
     /// (a connection, SQLite's lock): if the last attempt may have committed them, looks them
     /// up; else writes them in one transaction. Returns how many batches at the front are now
@@ -805,223 +682,6 @@ impl WriterCore {
         }
         records + folded
     }
-
-    /// Durable mode's [`Self::write_held`]: commits the batches the latest checkpoint covers
-    /// with it, in one transaction, retrying a failure of the store as `mode` allows (see
-    /// [`Outage`]). Nothing is committed while a checkpoint marker waits for the marker behind it,
-    /// nor when there is nothing new to commit.
-    fn write_checkpointed(
-        &mut self,
-        c: &Counters,
-        mode: Patience,
-    ) -> (Committed, Result<(), PipelineError>) {
-        let mut done = Committed {
-            batches: 0,
-            records: 0,
-        };
-        loop {
-            let Some(d) = &self.durable else {
-                return (done, Ok(()));
-            };
-            if d.open || (d.covered == 0 && d.position <= d.committed) {
-                return (done, Ok(()));
-            }
-            if let Err(e) = self.ready(mode) {
-                return (done, Err(e));
-            }
-            self.tried = true;
-            let started = Instant::now();
-            if self.outage.is_failing() {
-                Counters::add(&c.retries, 1);
-            }
-            let patience = self.patience(mode, started);
-            match self.pool.watch().call(|| self.attempt_checkpoint(patience)) {
-                Ok((n, outcomes, position)) => {
-                    self.store_answers();
-                    self.settle_checkpoint(c, n, &outcomes, position, &mut done);
-                }
-                Err(e) => {
-                    Counters::add(&c.db_errors, 1);
-                    if e.is_gone() {
-                        log::error!("{e}; holding {} rows", self.held_rows());
-                        return (done, Err(PipelineError::Store(e)));
-                    }
-                    self.store_failed(started, e);
-                }
-            }
-        }
-    }
-
-    /// One attempt at the covered batches and the checkpoint: if the last attempt may have
-    /// committed, looks that up first. Returns how many batches at the front are committed,
-    /// what became of each, and the position the store now holds.
-    fn attempt_checkpoint(
-        &mut self,
-        patience: Duration,
-    ) -> Result<(usize, Vec<Outcome>, u64), StoreError> {
-        let mut conn = self.pool.get_within(patience)?;
-        let Some(d) = self.durable.as_mut() else {
-            return Ok((0, Vec::new(), 0));
-        };
-        let flagged = self.held.iter().take_while(|p| p.maybe_committed).count();
-        if flagged > 0 {
-            if conn
-                .is_committed(&self.instance_id, self.held[0].mark)
-                .map_err(StoreError::from_diesel)?
-            {
-                log::warn!(
-                    "a checkpoint of {flagged} batch(es) was committed by an attempt that reported failure; not writing it again"
-                );
-                for p in self.held.iter().take(flagged) {
-                    self.bases.forget_final(&p.batch);
-                }
-                let (outcomes, position) = std::mem::take(&mut d.attempted);
-                return Ok((flagged, outcomes, position));
-            }
-            for p in self.held.iter_mut() {
-                p.maybe_committed = false;
-            }
-        }
-        let n = d.covered.min(self.held.len());
-        let batches: Vec<(&WriteBatch, BatchMark)> =
-            self.held.range(..n).map(|p| (&p.batch, p.mark)).collect();
-        let checkpoint = Checkpoint {
-            journal_id: d.journal.id(),
-            position: d.position,
-        };
-        d.attempted = (Vec::new(), d.position);
-        let result = conn.write_durable(
-            &self.instance_id,
-            &batches,
-            &mut self.bases,
-            checkpoint,
-            &mut d.attempted.0,
-        );
-        #[cfg(test)]
-        let result = match result {
-            Ok(()) if std::mem::take(&mut self.lose_next_commit_reply) => {
-                Err(diesel::result::Error::BrokenTransactionManager)
-            }
-            other => other,
-        };
-        match result {
-            Ok(()) => Ok((n, std::mem::take(&mut d.attempted.0), d.position)),
-            Err(e) => {
-                let e = StoreError::from_diesel(e);
-                for p in self.held.iter_mut().take(n) {
-                    p.maybe_committed = e.retryable;
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Counts a committed checkpoint of the first `n` held batches, confirms the queue's
-    /// among them, and lets the journal delete what the store now holds.
-    fn settle_checkpoint(
-        &mut self,
-        c: &Counters,
-        n: usize,
-        outcomes: &[Outcome],
-        position: u64,
-        done: &mut Committed,
-    ) {
-        for (i, p) in self.held.drain(..n).enumerate() {
-            match outcomes.get(i) {
-                Some(o) => count_outcome(c, o),
-                None => record_success(c, &p.batch),
-            }
-            if let Some(records) = p.confirms {
-                done.batches += 1;
-                done.records += records;
-            }
-        }
-        Counters::add(&c.transactions, 1);
-        Counters::add(&c.checkpoints, 1);
-        if let Some(d) = &mut self.durable {
-            d.covered = d.covered.saturating_sub(n);
-            d.committed = d.committed.max(position);
-            d.journal.truncate_through(d.committed);
-        }
-        log::debug!("checkpoint {position} committed ({n} batches)");
-    }
-
-    /// The windows of one series: what the store holds, merged over instances, with the open
-    /// windows (`open`, this instance's, in memory) merged in. Writes nothing.
-    ///
-    /// An open window whose epoch already has a snapshot in the store (an earlier `Flush`)
-    /// replaces this instance's row with `base + open state`; otherwise it is added to the row.
-    pub(crate) fn query_windows(
-        &mut self,
-        q: &QueryWindows,
-        open: Vec<WindowSnapshot>,
-    ) -> Result<Vec<WindowStats>, PipelineError> {
-        let mut conn = self.pool.get()?;
-        let store_err = |e| PipelineError::Store(StoreError::from_diesel(e));
-        let grid = q.resolution.grid();
-        if open.is_empty() {
-            return conn.query_windows(q).map_err(store_err);
-        }
-        // Buckets starting in [from, to) hold the windows starting in [ceil(from), ceil(to)).
-        let (from, to) = match grid {
-            Some(g) => (g.ceil(q.from_ms), g.ceil(q.to_ms)),
-            None => (q.from_ms, q.to_ms),
-        };
-        let rows = conn.window_rows(&q.key(), from, to).map_err(store_err)?;
-        let mut replaced = std::collections::HashSet::new();
-        let mut parts: Vec<Part> = Vec::with_capacity(open.len());
-        for w in open {
-            let mut state = w.state;
-            if let Some(base) = self.bases.window_base(&w.key, w.start_ms, w.epoch) {
-                replaced.insert(w.start_ms);
-                state.merge(base);
-            }
-            parts.push(Part {
-                key: w.key,
-                start_ms: w.start_ms,
-                state,
-            });
-        }
-        let rows: Vec<_> = rows
-            .into_iter()
-            .filter(|r| {
-                !(r.instance_id == self.instance_id && replaced.contains(&r.window_start_ms))
-            })
-            .collect();
-        for stored in merge_rows(rows) {
-            if let Some(state) = stored.state {
-                parts.push(Part {
-                    key: crate::model::SeriesKey {
-                        metric: stored.metric,
-                        context: stored.context,
-                    },
-                    start_ms: stored.window_start_ms,
-                    state,
-                });
-            }
-        }
-        // In window order, as the store's own merges go, so an answer does not depend on
-        // which windows happened to be open (floating-point sums depend on the order).
-        parts.sort_by_key(|p| p.start_ms);
-        Ok(merge_into_buckets(
-            parts,
-            grid.unwrap_or(Grid::epoch(self.window_ms)),
-        ))
-    }
-
-    /// Whether the store answers the writer's call in progress.
-    pub(crate) fn watch(&self) -> std::sync::Arc<crate::db::store::StoreWatch> {
-        self.pool.watch()
-    }
-
-    pub(crate) fn query_patterns(
-        &mut self,
-        q: &QueryPatterns,
-    ) -> Result<Vec<Pattern>, PipelineError> {
-        let mut conn = self.pool.get()?;
-        conn.query_patterns(q)
-            .map_err(|e| PipelineError::Store(StoreError::from_diesel(e)))
-    }
 }
 
 /// How long a write may go on while the store fails (see [`Outage`]).
@@ -1098,9 +758,9 @@ mod tests {
 
     /// A writer on a new SQLite file, and the counters it adds to.
     fn writer(path: &std::path::Path) -> (WriterCore, Counters) {
-        let settings = Config::default().validate().unwrap();
-        let pool = crate::db::store::open(&crate::db::Store::sqlite(path), Duration::from_secs(5))
-            .unwrap();
+        let settings = Config::default().settings().unwrap();
+        let pool =
+            crate::db::open::open(&crate::db::Store::sqlite(path), Duration::from_secs(5)).unwrap();
         (WriterCore::new(pool, &settings), Counters::default())
     }
 
@@ -1594,9 +1254,9 @@ mod tests {
             },
             ..Config::default()
         }
-        .validate()
+        .settings()
         .unwrap();
-        let pool = crate::db::store::open(&crate::db::Store::sqlite(&path), Duration::from_secs(5))
+        let pool = crate::db::open::open(&crate::db::Store::sqlite(&path), Duration::from_secs(5))
             .unwrap();
         let (mut w, c) = (WriterCore::new(pool, &settings), Counters::default());
         w.hold(records(7, 0)); // all at T0

@@ -13,9 +13,9 @@
 
 use std::collections::VecDeque;
 
-use crate::config::Settings;
 use crate::event::Priority;
 use crate::model::Record;
+use crate::settings::Settings;
 
 /// Limits the queues work with (from `Settings`).
 #[derive(Debug, Clone, Copy)]

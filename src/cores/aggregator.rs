@@ -14,9 +14,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::config::{Settings, DEFAULT_MAX_ERROR_MESSAGES_PER_WINDOW, DEFAULT_MAX_OPEN_SERIES};
+use crate::config::{DEFAULT_MAX_ERROR_MESSAGES_PER_WINDOW, DEFAULT_MAX_OPEN_SERIES};
 use crate::event::EventKind;
 use crate::model::{ClosedWindow, ErrorCountSnapshot, Kept, Record, SeriesKey, WindowSnapshot};
+use crate::settings::Settings;
 use crate::stats::window::WindowState;
 use crate::util::stable_hash_hex;
 

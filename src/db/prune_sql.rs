@@ -8,7 +8,7 @@
 
 use diesel::prelude::*;
 
-use crate::db::store::{PruneLock, WriteTxn};
+use crate::db::backend::{PruneLock, WriteTxn};
 use crate::event::EventKind;
 use crate::retention::{OldestPending, Table};
 use crate::rollup::Resolution;
@@ -137,7 +137,7 @@ retention_backend!(pg, diesel::pg::PgConnection, Dialect::Postgres);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::store::SQLITE_MIGRATIONS;
+    use crate::db::open::SQLITE_MIGRATIONS;
     use diesel::sql_types::Text;
     use diesel_migrations::MigrationHarness;
 

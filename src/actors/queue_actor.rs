@@ -11,11 +11,11 @@ use actix::prelude::*;
 
 use crate::actors::deliver;
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::cores::queue::{PriorityQueues, Pushed, QueueLimits};
 use crate::counters::Counters;
 use crate::messages::{Committed, Control, Records, Write};
 use crate::model::WriteBatch;
-use crate::queue::{PriorityQueues, Pushed, QueueLimits};
+use crate::settings::Settings;
 
 /// The queue's actor: queues records, hands due batches to the writer while fewer than
 /// `max_in_flight_batches` are unconfirmed, and passes other write batches straight on.
