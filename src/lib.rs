@@ -123,7 +123,7 @@ mod retention;
 mod rollup;
 mod settings;
 pub mod stats;
-mod supervisor;
+mod tracker;
 mod telemetry;
 mod util;
 mod window_stats;
@@ -145,7 +145,7 @@ pub use reader::{StoreReader, StoredSeries};
 pub use retention::Retention;
 pub use rollup::Resolution;
 pub use stats::detect::{DetectorSettings, PatternKind};
-pub use supervisor::Supervisor;
+pub use tracker::Supervisor;
 pub use window_stats::WindowStats;
 
 /// The exporter behind [`serve_prometheus`], for its types (`PrometheusHandle`, `BuildError`,

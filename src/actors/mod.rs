@@ -12,7 +12,7 @@
 //! supervisor's [`writer::StopWriter`] once that has been answered), never because the
 //! application's System went: one stop mechanism, `Supervisor::close`.
 //!
-//! The supervisor (`crate::supervisor`) starts and wires them; no stage file names another:
+//! The supervisor (`crate::tracker`) starts and wires them; no stage file names another:
 //! each holds `Recipient`s of the messages it sends.
 
 pub(crate) mod aggregator_stage;
