@@ -16,8 +16,8 @@
 use std::sync::Arc;
 
 use eventbatch::{
-    start_with_clock, Config, Flush, GetStats, ManualClock, Shutdown, Stats, Store, Supervisor,
-    Tick, TrackBatch, TrackEvent,
+    start_with_clock, Config, Flush, GetStats, ManualClock, Shutdown, Stats, Store, Tick,
+    TrackBatch, TrackEvent, Tracker,
 };
 
 /// 2025-11-24T16:00:00Z.
@@ -67,7 +67,7 @@ fn print_stats(label: &str, s: &Stats) {
     );
 }
 
-async fn send(t: &actix::Addr<Supervisor>, events: Vec<TrackEvent>) {
+async fn send(t: &actix::Addr<Tracker>, events: Vec<TrackEvent>) {
     for chunk in events.chunks(CHUNK) {
         let ack = t.send(TrackBatch(chunk.to_vec())).await.expect("mailbox");
         let ack = ack.expect("batch");
@@ -75,7 +75,7 @@ async fn send(t: &actix::Addr<Supervisor>, events: Vec<TrackEvent>) {
     }
 }
 
-async fn names(t: &actix::Addr<Supervisor>, clock: &ManualClock, n: usize, seconds: usize) {
+async fn names(t: &actix::Addr<Tracker>, clock: &ManualClock, n: usize, seconds: usize) {
     let per_second = n.div_ceil(seconds.max(1));
     let mut peak_open = 0;
     for s in 0..seconds {
@@ -95,7 +95,7 @@ async fn names(t: &actix::Addr<Supervisor>, clock: &ManualClock, n: usize, secon
     print_stats("all written", &stats);
 }
 
-async fn errors(t: &actix::Addr<Supervisor>, n: usize) {
+async fn errors(t: &actix::Addr<Tracker>, n: usize) {
     let events = (0..n)
         .map(|i| {
             TrackEvent::error("hostile", "api")

@@ -159,7 +159,7 @@ pub(crate) struct Counters {
     /// Records in the priority queues or handed to the writer, as the queue itself counts them
     /// (its overflow policy's measure): it falls only when the queue has read the writer's
     /// `Committed`, unlike `queued`, which the writer lowers as it commits. Admission
-    /// (`Supervisor::room_for`) measures room with this one, so it never lets in what the
+    /// (`Tracker::room_for`) measures room with this one, so it never lets in what the
     /// queue, still behind on `Committed` messages in its mailbox, would drop.
     pub queue_occupancy: AtomicU64,
     pub records_written: AtomicU64,

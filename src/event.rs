@@ -83,7 +83,7 @@ pub const MIN_TS_MS: i64 = 946_684_800_000;
 pub const MAX_FUTURE_MS: i64 = 86_400_000;
 
 /// One analytics event. Build it with a constructor for its kind and builder methods, then send
-/// it to the [`crate::Supervisor`]:
+/// it to the [`crate::Tracker`]:
 ///
 /// ```
 /// use eventbatch::{Priority, TrackEvent};

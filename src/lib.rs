@@ -54,12 +54,12 @@
 //!
 //! ```text
 //!  application's thread                   stages' thread                 writer's thread
-//! app ─TrackEvent─▶ Supervisor            Detector ─Write, Records─▶ Queue ─Write─▶ DbWriter ─▶ store
+//! app ─TrackEvent─▶ Tracker               Detector ─Write, Records─▶ Queue ─Write─▶ DbWriter ─▶ store
 //!                   (validate, then        ▲  (patterns; the rest     (High|Normal|Low)
 //!                    sample ─▶ aggregate) ─┘   passed on in order)
 //! ```
 //!
-//! - [`Supervisor`]: the front door (validation, stats, config), the only actor on the
+//! - [`Tracker`]: the front door (validation, stats, config), the only actor on the
 //!   application's thread. It drives the front stages (sampling, then aggregation) on the
 //!   events it accepted, synchronously, and sends the markers (`Flush`, queries, `Shutdown`,
 //!   ticks) down the data path behind the data.
@@ -123,8 +123,8 @@ mod retention;
 mod rollup;
 mod settings;
 pub mod stats;
-mod tracker;
 mod telemetry;
+mod tracker;
 mod util;
 mod window_stats;
 
@@ -145,7 +145,11 @@ pub use reader::{StoreReader, StoredSeries};
 pub use retention::Retention;
 pub use rollup::Resolution;
 pub use stats::detect::{DetectorSettings, PatternKind};
-pub use tracker::Supervisor;
+pub use tracker::Tracker;
+
+/// The front door's former name: it supervises nothing, it is the pipeline's entry point.
+#[deprecated(note = "renamed `Tracker`: the pipeline's front door")]
+pub type Supervisor = Tracker;
 pub use window_stats::WindowStats;
 
 /// The exporter behind [`serve_prometheus`], for its types (`PrometheusHandle`, `BuildError`,
@@ -156,9 +160,9 @@ pub use metrics_exporter_prometheus;
 pub use prometheus::{prometheus_builder, serve_prometheus};
 
 /// Validates `config`, opens `store` (creating an SQLite file), runs the embedded migrations,
-/// starts every actor under the [`Supervisor`] on the current actix system, and returns its
+/// starts every actor under the [`Tracker`] on the current actix system, and returns its
 /// address. Must be called inside a running actix system.
-pub fn start(config: Config, store: Store) -> Result<actix::Addr<Supervisor>> {
+pub fn start(config: Config, store: Store) -> Result<actix::Addr<Tracker>> {
     start_with_clock(config, store, Arc::new(SystemClock))
 }
 
@@ -167,7 +171,7 @@ pub fn start_with_clock(
     config: Config,
     store: Store,
     clock: Arc<dyn Clock>,
-) -> Result<actix::Addr<Supervisor>> {
+) -> Result<actix::Addr<Tracker>> {
     let settings = config.settings()?;
     let journal_path = match settings.durable {
         true => Some(journal_path(&settings, &store)?),
@@ -179,7 +183,7 @@ pub fn start_with_clock(
         store.describe(),
         settings.instance_id
     );
-    Supervisor::start_pipeline(config, settings, pool, clock, journal_path)
+    Tracker::start_pipeline(config, settings, pool, clock, journal_path)
 }
 
 /// Durable mode's journal file: `Config::journal_path`, or the SQLite file's path with
@@ -228,7 +232,7 @@ fn journal_path(settings: &settings::Settings, store: &Store) -> Result<std::pat
 /// must end the program once the future resolves: return from `main` as above, or, in a
 /// spawned task, call `actix::System::current().stop()`. Call it inside the actix system.
 pub fn shutdown_on_signal(
-    tracker: actix::Addr<Supervisor>,
+    tracker: actix::Addr<Tracker>,
 ) -> impl std::future::Future<Output = Option<Stats>> {
     let signal = signals::Signals::listen();
     async move {

@@ -1,5 +1,5 @@
 //! Every message in the pipeline. The public ones are the contract (`API.md`) and are all
-//! handled by [`crate::Supervisor`]; the crate-private ones connect the internal actors.
+//! handled by [`crate::Tracker`]; the crate-private ones connect the internal actors.
 
 use actix::Message;
 use serde::{Deserialize, Serialize};

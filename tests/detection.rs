@@ -5,8 +5,8 @@ mod common;
 
 use common::{quiet_config, start_manual, TempDb, T0};
 use eventbatch::{
-    Flush, ManualClock, Pattern, PatternKind, QueryPatterns, Shutdown, Supervisor, TrackBatch,
-    TrackEvent,
+    Flush, ManualClock, Pattern, PatternKind, QueryPatterns, Shutdown, TrackBatch, TrackEvent,
+    Tracker,
 };
 
 const MINUTE: i64 = 60_000;
@@ -14,7 +14,7 @@ const MINUTE: i64 = 60_000;
 /// Sends window `w` of series `metric` (20 samples made by `value(i)`), then moves the clock
 /// past it so it closes.
 async fn window(
-    t: &actix::Addr<Supervisor>,
+    t: &actix::Addr<Tracker>,
     clock: &ManualClock,
     metric: &str,
     w: i64,
@@ -33,7 +33,7 @@ fn steady(w: i64, i: i64) -> f64 {
     100.0 + ((w * 31 + i * 17) % 11) as f64 - 5.0
 }
 
-async fn patterns(t: &actix::Addr<Supervisor>, metric: &str) -> Vec<Pattern> {
+async fn patterns(t: &actix::Addr<Tracker>, metric: &str) -> Vec<Pattern> {
     t.send(Flush).await.unwrap().unwrap();
     t.send(QueryPatterns::all().metric(metric))
         .await

@@ -28,7 +28,7 @@ fn config(instance: &str) -> Config {
     }
 }
 
-fn start_at_t0(config: Config, store: Store) -> actix::Addr<Supervisor> {
+fn start_at_t0(config: Config, store: Store) -> actix::Addr<Tracker> {
     let _ = env_logger::builder().is_test(true).try_init();
     start_with_clock(config, store, Arc::new(ManualClock::new(T0))).expect("start")
 }
@@ -66,7 +66,7 @@ fn mixed_batch(n: i64) -> (Vec<TrackEvent>, u64) {
 
 /// Sends the mixed batch and one bad event alone, flushes, checks what was refused and that
 /// everything else arrived; returns the stats.
-async fn bad_input_is_refused(t: &actix::Addr<Supervisor>) -> Stats {
+async fn bad_input_is_refused(t: &actix::Addr<Tracker>) -> Stats {
     let n = 200;
     let (events, bad) = mixed_batch(n);
     let total = events.len() as u64;

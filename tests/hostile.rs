@@ -10,7 +10,7 @@ use eventbatch::*;
 /// An hour, in ms.
 const HOUR: i64 = 3_600_000;
 
-async fn batch(t: &actix::Addr<Supervisor>, events: Vec<TrackEvent>) {
+async fn batch(t: &actix::Addr<Tracker>, events: Vec<TrackEvent>) {
     let n = events.len();
     let ack = t.send(TrackBatch(events)).await.unwrap().unwrap();
     assert_eq!((ack.accepted, ack.rejected), (n, 0));

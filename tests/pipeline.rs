@@ -9,7 +9,7 @@ use diesel::connection::SimpleConnection;
 use eventbatch::*;
 use statrs::statistics::{Data, Distribution, OrderStatistics};
 
-async fn track(t: &actix::Addr<Supervisor>, e: TrackEvent) {
+async fn track(t: &actix::Addr<Tracker>, e: TrackEvent) {
     t.send(e).await.expect("mailbox").expect("accepted");
 }
 

@@ -21,7 +21,7 @@ use eventbatch::*;
 const KEY: &str = "the identity key of the privacy tests";
 
 /// A pipeline on a manual clock at `now_ms`, the log captured.
-fn start_at(config: Config, store: Store, now_ms: i64) -> (actix::Addr<Supervisor>, ManualClock) {
+fn start_at(config: Config, store: Store, now_ms: i64) -> (actix::Addr<Tracker>, ManualClock) {
     captured_log();
     let clock = ManualClock::new(now_ms);
     let t = start_with_clock(config, store, Arc::new(clock.clone())).expect("start");

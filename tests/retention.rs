@@ -97,7 +97,7 @@ fn steady(w: i64, i: i64) -> f64 {
 /// One stretch of traffic from `start`: 13 one-minute windows of `metric` (20 samples each,
 /// the last five times the others: a spike), ten commands and two kinds of error, three of
 /// each. Then a `Tick`, so that the windows close (the clock is past them).
-async fn stretch(t: &actix::Addr<Supervisor>, metric: &str, start: i64) {
+async fn stretch(t: &actix::Addr<Tracker>, metric: &str, start: i64) {
     let mut batch = Vec::new();
     for w in 0..13 {
         let factor = if w == 12 { 5.0 } else { 1.0 };
@@ -116,7 +116,7 @@ async fn stretch(t: &actix::Addr<Supervisor>, metric: &str, start: i64) {
 }
 
 /// Every stretch into the pipeline, then a roll-up run over all of it at `LATER`.
-async fn write_all(t: &actix::Addr<Supervisor>, clock: &ManualClock) {
+async fn write_all(t: &actix::Addr<Tracker>, clock: &ManualClock) {
     for (metric, start) in PERIODS {
         stretch(t, metric, start).await;
     }
@@ -135,7 +135,7 @@ fn config(instance: &str) -> Config {
     }
 }
 
-async fn switch_on(t: &actix::Addr<Supervisor>, retention: Retention) {
+async fn switch_on(t: &actix::Addr<Tracker>, retention: Retention) {
     let patch = ConfigPatch {
         retention: Some(retention),
         ..ConfigPatch::default()

@@ -146,14 +146,14 @@ fn events(from: i64, step: i64, n: i64, salt: i64, truth: &mut Truth) -> Vec<Tra
         .collect()
 }
 
-async fn send(t: &actix::Addr<Supervisor>, events: Vec<TrackEvent>) {
+async fn send(t: &actix::Addr<Tracker>, events: Vec<TrackEvent>) {
     for chunk in events.chunks(1000) {
         let ack = t.send(TrackBatch(chunk.to_vec())).await.unwrap().unwrap();
         assert_eq!(ack.rejected, 0);
     }
 }
 
-async fn query(t: &actix::Addr<Supervisor>, res: Resolution) -> Vec<WindowStats> {
+async fn query(t: &actix::Addr<Tracker>, res: Resolution) -> Vec<WindowStats> {
     t.send(QueryWindows::metric("rt").resolution(res))
         .await
         .unwrap()

@@ -58,7 +58,7 @@ fn config(instance: &str) -> Config {
     }
 }
 
-fn start_at(db: &Db, instance: &str, now: i64) -> (actix::Addr<Supervisor>, ManualClock) {
+fn start_at(db: &Db, instance: &str, now: i64) -> (actix::Addr<Tracker>, ManualClock) {
     let _ = env_logger::builder().is_test(true).try_init();
     let clock = ManualClock::new(now);
     let t = start_with_clock(config(instance), db.store(), Arc::new(clock.clone())).expect("start");
@@ -80,7 +80,7 @@ fn q_in_context() -> QueryWindows {
     QueryWindows::metric("a").context("b")
 }
 
-async fn windows(t: &actix::Addr<Supervisor>, q: QueryWindows) -> Vec<WindowStats> {
+async fn windows(t: &actix::Addr<Tracker>, q: QueryWindows) -> Vec<WindowStats> {
     t.send(q).await.unwrap().unwrap()
 }
 

@@ -2,7 +2,7 @@
 //! file: the README's usage at its shortest (`do_send`, then return from `#[actix::main]`, with
 //! no `Shutdown` and no System stop), an explicit `SystemRunner` dropped on a thread of its own,
 //! a bare `System::current().stop()` followed by `run()`, and `Shutdown`. One stop mechanism
-//! (`Supervisor::close`) serves them all.
+//! (`Tracker::close`) serves them all.
 
 mod common;
 
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use actix::Addr;
 use common::{conservation, quiet_config, TempDb, T0};
-use eventbatch::{Config, ManualClock, Shutdown, Store, Supervisor, TrackBatch, TrackEvent};
+use eventbatch::{Config, ManualClock, Shutdown, Store, TrackBatch, TrackEvent, Tracker};
 
 /// How many events each test sends, half commands and half metric samples: a few, more than
 /// one intake batch (1,024), and the 10,000. The teardown order of the application's
@@ -21,7 +21,7 @@ const SIZES: [i64; 3] = [10, 1_500, 10_000];
 /// `do_send`s `n` events without waiting for any: `n / 2` commands and `n / 2` performance
 /// samples, one a millisecond of event time apart (all in the first minute's windows and the
 /// next few).
-fn send_without_waiting(t: &Addr<Supervisor>, n: i64) {
+fn send_without_waiting(t: &Addr<Tracker>, n: i64) {
     for i in 0..n / 2 {
         t.do_send(TrackEvent::command("c").at(T0 + i));
         t.do_send(TrackEvent::performance("rt", i as f64).at(T0 + i));
@@ -44,7 +44,7 @@ fn assert_all_stored(db: &TempDb, n: i64, how: &str) {
 
 /// Starts a pipeline on the SQLite file at `path` (the test's `TempDb`, which stays on the
 /// test's thread), on a manual clock at `T0`.
-fn start_at(path: &Path, config: Config) -> Addr<Supervisor> {
+fn start_at(path: &Path, config: Config) -> Addr<Tracker> {
     let _ = env_logger::builder().is_test(true).try_init();
     let clock = Arc::new(ManualClock::new(T0));
     eventbatch::start_with_clock(config, Store::sqlite(path), clock).expect("start")

@@ -22,7 +22,7 @@ use eventbatch::*;
 use pg::{Proxy, TestDb};
 use tmpfs::Tmpfs;
 
-fn start_at_t0(config: Config, store: Store) -> actix::Addr<Supervisor> {
+fn start_at_t0(config: Config, store: Store) -> actix::Addr<Tracker> {
     let _ = env_logger::builder().is_test(true).try_init();
     start_with_clock(config, store, Arc::new(ManualClock::new(T0))).expect("start")
 }
@@ -243,10 +243,7 @@ async fn a_query_answers_within_seconds_across_terminated_connections_and_a_part
 /// Ten good commands and the ones `refused` names, in one batch: after `Flush` (answered `Ok`)
 /// the good ones are stored, each refused one is in `quarantine`, nothing was retried as if
 /// the store were busy, and nothing is dropped at `Shutdown`.
-async fn refused_rows_are_quarantined(
-    t: &actix::Addr<Supervisor>,
-    refused: &[TrackEvent],
-) -> Stats {
+async fn refused_rows_are_quarantined(t: &actix::Addr<Tracker>, refused: &[TrackEvent]) -> Stats {
     let mut batch: Vec<TrackEvent> = (0..10)
         .map(|i| TrackEvent::command("good").duration_ms(i as f64).at(T0 + i))
         .collect();

@@ -7,7 +7,7 @@
 //! one thread is pure cost, and actors on the application's thread are what its System tears
 //! down, in an order nobody controls, when the application stops it or returns from `main`.
 //! The supervisor alone is on that thread, so what it accepted reaches the back stages
-//! however it stops (see `Supervisor::close`).
+//! however it stops (see `Tracker::close`).
 
 use std::sync::Arc;
 

@@ -10,7 +10,7 @@
 //!
 //! The actors stop only on the pipeline's own `Shutdown` marker (or, for the writer, on the
 //! supervisor's [`writer::StopWriter`] once that has been answered), never because the
-//! application's System went: one stop mechanism, `Supervisor::close`.
+//! application's System went: one stop mechanism, `Tracker::close`.
 //!
 //! The supervisor (`crate::tracker`) starts and wires them; no stage file names another:
 //! each holds `Recipient`s of the messages it sends.

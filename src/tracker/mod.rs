@@ -1,4 +1,4 @@
-//! The [`Supervisor`]: the application's only address, and the only actor on the
+//! The [`Tracker`]: the application's only address, and the only actor on the
 //! application's thread. It validates events, answers stats and configuration, starts the
 //! internal actors, drives the front stages (sampling, then aggregation) on the events it
 //! accepted, and sends the control markers (flush, queries, shutdown, ticks) down the data
@@ -7,7 +7,7 @@
 //! ```text
 //!  application's thread                    stages' thread              writer's thread
 //! ┌───────────────────────────────────┐   ┌─────────────────────┐    ┌──────────────────┐
-//! │ Supervisor: validate, then        │   │ Detector ─Write───┐ │    │                  │
+//! │ Tracker: validate, then           │   │ Detector ─Write───┐ │    │                  │
 //! │ FrontStages: sample ─▶ aggregate ─┼──▶│   │ Records, Write│ │    │                  │
 //! │   (Records, Write, Closed, Control│   │   ▼   (passed on) ▼ │    │                  │
 //! │    to the detector)               │   │ Queue ──Write───────┼───▶│ DbWriter ─▶ store│
@@ -23,9 +23,12 @@
 //! self-notification runs after the mailbox), so one event sent alone travels at once and a
 //! burst of them travels in batches.
 //!
-//! One stop mechanism, [`Supervisor::close`]: `Shutdown` calls it and awaits the answer; a
+//! One stop mechanism, [`Tracker::close`]: `Shutdown` calls it and awaits the answer; a
 //! System stop or the application returning from `main` reaches it too (see
 //! `Actor::stopping` and `Drop` below) and waits for the same answer.
+
+mod durable;
+mod handlers;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -69,7 +72,7 @@ fn unbounded<A: Actor<Context = Context<A>>>(actor: A) -> Addr<A> {
 }
 
 /// The pipeline's front door; see the crate docs for the messages it handles.
-pub struct Supervisor {
+pub struct Tracker {
     /// The configuration in force, as the application gave it.
     config: Config,
     /// The same, validated.
@@ -98,11 +101,11 @@ pub struct Supervisor {
     publisher: Arc<Publisher>,
     /// The timer that publishes them (`metrics_interval_ms`).
     metrics_timer: Option<SpawnHandle>,
-    /// Set by [`Supervisor::close`] (on `Shutdown`, or as the supervisor goes without one):
+    /// Set by [`Tracker::close`] (on `Shutdown`, or as the supervisor goes without one):
     /// every event after it is refused.
     shutting_down: bool,
     /// Set when actix stops the supervisor without `Shutdown` (its System is going): what is
-    /// still in the mailbox is handled without pausing, then [`Supervisor::close`] runs.
+    /// still in the mailbox is handled without pausing, then [`Tracker::close`] runs.
     closing: bool,
     /// Durable mode: the journal every accepted event is appended to, and checkpoints.
     durable: Option<DurableIntake>,
@@ -132,9 +135,9 @@ fn may_be_record(kind: EventKind) -> bool {
     )
 }
 
-impl std::fmt::Debug for Supervisor {
+impl std::fmt::Debug for Tracker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Supervisor")
+        f.debug_struct("Tracker")
             .field("shutting_down", &self.shutting_down)
             .field("intake", &self.intake.len())
             .finish_non_exhaustive()
@@ -147,7 +150,7 @@ impl std::fmt::Debug for Supervisor {
 #[rtype(result = "()")]
 struct ForwardIntake;
 
-impl Supervisor {
+impl Tracker {
     /// Starts every actor: the writer on a thread of its own, the others on the current
     /// Arbiter. Returns the supervisor's address.
     ///
@@ -159,11 +162,11 @@ impl Supervisor {
         pool: Pool,
         clock: Arc<dyn Clock>,
         journal_path: Option<std::path::PathBuf>,
-    ) -> Result<Addr<Supervisor>, Error> {
+    ) -> Result<Addr<Tracker>, Error> {
         let settings = Arc::new(settings);
         let counters = Arc::new(Counters::default());
         let durable = match &journal_path {
-            Some(path) => Some(open_journal(
+            Some(path) => Some(DurableIntake::open(
                 path,
                 crate::journal::Options::new(&settings, clock.now_ms()),
                 &settings,
@@ -212,7 +215,7 @@ impl Supervisor {
             ),
             clock: clock.clone(),
         };
-        Ok(unbounded(Supervisor {
+        Ok(unbounded(Tracker {
             config,
             publisher: Arc::new(Publisher::new(&settings, counters.clone())),
             store_watch: pool.watch(),
@@ -258,38 +261,6 @@ impl Supervisor {
         self.send_marker(marker);
     }
 
-    /// Durable mode: journals accepted events before they are acknowledged, or refuses them
-    /// while the journal fails (the first refusal checkpoints what was accepted before).
-    fn journal(&mut self, events: &[TrackEvent]) -> Result<(), TrackError> {
-        let Some(d) = &mut self.durable else {
-            return Ok(());
-        };
-        match d.journal.append(events) {
-            Ok(position) => d.position = position,
-            Err(refused) => {
-                if refused.first {
-                    self.send_checkpointed(Control::Tick);
-                }
-                return Err(refused.error);
-            }
-        }
-        d.records_since += events.iter().filter(|e| may_be_record(e.kind)).count();
-        Ok(())
-    }
-
-    /// Durable mode: checkpoints when enough accepted events may be waiting in the queues as
-    /// records. Called once the events are on their way (in the intake or sent), so the
-    /// checkpoint marker goes behind them.
-    fn checkpoint_if_due(&mut self) {
-        if self
-            .durable
-            .as_ref()
-            .is_some_and(|d| d.records_since >= d.records_per_checkpoint)
-        {
-            self.send_checkpointed(Control::Tick);
-        }
-    }
-
     /// The timer: a tick, in durable mode one in four with a checkpoint before it (so one
     /// every `batch_interval_ms`).
     fn on_timer(&mut self) {
@@ -302,77 +273,6 @@ impl Supervisor {
         } else {
             self.send_marker(Control::Tick);
         }
-    }
-
-    /// Durable mode: hands the events of an earlier run that the store lacks to the front
-    /// stages, ahead of every new event (the mailbox waits until the replay is through), then
-    /// checkpoints. Like new events, in batches of at most [`INTAKE_BATCH`] and at most
-    /// `records_per_checkpoint`, checkpointed every `records_per_checkpoint` record-like events
-    /// (each checkpoint at the position of the last event handed on); unlike them, held back
-    /// while the queue could overflow, so that the overflow policy drops no replayed record:
-    /// every one was acknowledged in the earlier run.
-    fn replay(&mut self, ctx: &mut Context<Self>) {
-        loop {
-            let Some(d) = &self.durable else { return };
-            if d.replay.is_empty() {
-                break;
-            }
-            let n = d
-                .replay
-                .len()
-                .min(INTAKE_BATCH)
-                .min(d.records_per_checkpoint);
-            let waiting = d.records_since > 0;
-            if !self.room_for(n) {
-                // room comes from commits, and in durable mode commits come at checkpoints
-                if waiting {
-                    self.send_checkpointed(Control::Tick);
-                }
-                // an actor first polled while its System is torn down has no timers (nor time
-                // to wait): the rest goes at once
-                if self.closing || tokio::runtime::Handle::try_current().is_err() {
-                    return self.replay_rest();
-                }
-                ctx.wait(
-                    UnlessClosing::new(actix::clock::sleep(REPLAY_WAIT))
-                        .map(|(), act, ctx| act.replay(ctx)),
-                );
-                return;
-            }
-            self.replay_batch(n);
-        }
-        self.send_checkpointed(Control::Tick);
-    }
-
-    /// Durable mode: hands on the rest of the replay at once (the pipeline is being torn
-    /// down, nothing can wait), then checkpoints.
-    fn replay_rest(&mut self) {
-        let Some(d) = &self.durable else { return };
-        if d.replay.is_empty() {
-            return;
-        }
-        while let Some(d) = self.durable.as_ref().filter(|d| !d.replay.is_empty()) {
-            let n = d.replay.len().min(INTAKE_BATCH);
-            self.replay_batch(n);
-        }
-        self.send_checkpointed(Control::Tick);
-    }
-
-    /// Durable mode: hands the next `n` replayed events to the front stages, counted as
-    /// received and replayed, and checkpoints if due.
-    fn replay_batch(&mut self, n: usize) {
-        let Some(d) = &mut self.durable else { return };
-        let batch: Vec<(u64, TrackEvent)> = d.replay.drain(..n).collect();
-        if let Some((last, _)) = batch.last() {
-            d.position = *last;
-        }
-        let events: Vec<TrackEvent> = batch.into_iter().map(|(_, e)| e).collect();
-        d.records_since += events.iter().filter(|e| may_be_record(e.kind)).count();
-        let n = events.len() as u64;
-        Counters::add(&self.counters.received, n);
-        Counters::add(&self.counters.replayed, n);
-        self.front.events(events.into_iter());
-        self.checkpoint_if_due();
     }
 
     /// The one way the pipeline stops, on `Shutdown` or as the supervisor goes without one:
@@ -476,7 +376,7 @@ impl Supervisor {
         }
     }
 
-    /// [`Supervisor::ask`], answered with an error as soon as the writer has been inside one
+    /// [`Tracker::ask`], answered with an error as soon as the writer has been inside one
     /// call into the store for longer than the retry budget (see [`answer_within_budget`]).
     fn ask_within_budget<T: Send + 'static>(
         &mut self,
@@ -525,7 +425,7 @@ impl Supervisor {
     }
 }
 
-impl Actor for Supervisor {
+impl Actor for Tracker {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
@@ -547,7 +447,7 @@ impl Actor for Supervisor {
     /// would stop without reading the mailbox (it reads none while the context is stopping),
     /// so the first time the supervisor asks to go on: actix then handles every message
     /// already in the mailbox (nothing pauses it, see `UnlessClosing`) and asks again.
-    /// `Drop` then runs `Supervisor::close`.
+    /// `Drop` then runs `Tracker::close`.
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
         if self.shutting_down || self.closing {
             return Running::Stop;
@@ -556,51 +456,6 @@ impl Actor for Supervisor {
         Running::Continue
     }
 }
-
-/// Durable mode: opens the journal at `path` (reading the store's checkpoint for it) and what
-/// to replay.
-fn open_journal(
-    path: &std::path::Path,
-    options: crate::journal::Options,
-    settings: &Settings,
-    pool: &Pool,
-    counters: Arc<Counters>,
-) -> Result<DurableIntake, Error> {
-    let checkpoint_of = |id: &str| {
-        let mut conn = pool.get().map_err(|e| e.to_string())?;
-        conn.checkpoint_of(id).map_err(|e| e.to_string())
-    };
-    let recovered = crate::journal::recover_with(path, checkpoint_of, options, counters)?;
-    let replay = VecDeque::from(recovered.replay);
-    Ok(DurableIntake {
-        // until the replay has handed on its events, the last position handed on is the
-        // store's checkpoint
-        position: match replay.front() {
-            Some((first, _)) => first - 1,
-            None => recovered.journal.last_position(),
-        },
-        journal: recovered.journal,
-        records_since: 0,
-        records_per_checkpoint: records_per_checkpoint(settings),
-        ticks: 0,
-        replay,
-    })
-}
-
-/// Durable mode: record-like events between two checkpoints, at most. A quarter of
-/// `max_queued_events` (records wait in the queues until a checkpoint, under that bound), and
-/// never more than [`MAX_RECORDS_PER_CHECKPOINT`], so that with a large queue bound the writer
-/// still commits alongside the intake instead of at the end of a burst.
-fn records_per_checkpoint(settings: &Settings) -> usize {
-    (settings.max_queued_events.get() / 4).clamp(1, MAX_RECORDS_PER_CHECKPOINT)
-}
-
-/// How long a replay waits for room in the queue before it looks again.
-const REPLAY_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// The most record-like events between two checkpoints: the default `max_queued_events`'
-/// quarter, about 40 ms of the writer's work at its record rate on SQLite.
-const MAX_RECORDS_PER_CHECKPOINT: usize = 25_000;
 
 /// Starts the back stages on the current (their own) thread: the queue and the detector.
 /// The sampler and the aggregator run on the application's thread, where the events are
@@ -652,37 +507,18 @@ impl<F: std::future::Future<Output = ()>> UnlessClosing<F> {
     }
 }
 
-impl<F: std::future::Future<Output = ()>> ActorFuture<Supervisor> for UnlessClosing<F> {
+impl<F: std::future::Future<Output = ()>> ActorFuture<Tracker> for UnlessClosing<F> {
     type Output = ();
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
-        act: &mut Supervisor,
-        _: &mut Context<Supervisor>,
+        act: &mut Tracker,
+        _: &mut Context<Tracker>,
         task: &mut std::task::Context<'_>,
     ) -> std::task::Poll<()> {
         if act.closing {
             return std::task::Poll::Ready(());
         }
         self.0.as_mut().poll(task)
-    }
-}
-
-/// A future that is pending once (waking itself), then ready: a turn for the other tasks of
-/// this thread.
-struct YieldOnce(bool);
-
-impl std::future::Future for YieldOnce {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.0 {
-            return std::task::Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
     }
 }
 
@@ -706,12 +542,12 @@ fn batching_line(s: &Stats) -> String {
 
 /// When the supervisor goes without `Shutdown` (a bare System stop, or the application
 /// returning from `main`: actix has had it handle what was in its mailbox, see
-/// `Actor::stopping`), it runs `Supervisor::close` and waits, blocking this thread (which has
+/// `Actor::stopping`), it runs `Tracker::close` and waits, blocking this thread (which has
 /// nothing else to do then), for the writer's answer: within the retry budget when the store
 /// fails. The back stages and the writer run in Systems of their own on their own threads, so
 /// the application's System going does not stop them; the `Shutdown` marker does. Then it joins
 /// their threads.
-impl Drop for Supervisor {
+impl Drop for Tracker {
     fn drop(&mut self) {
         if !self.shutting_down {
             let answer = self.close();
@@ -798,192 +634,6 @@ fn spawn_system_thread<T: Send + 'static>(
         .recv()
         .map_err(|_| Error::Start(format!("thread {name} did not start")))?;
     Ok((made, thread))
-}
-
-impl Handler<TrackEvent> for Supervisor {
-    type Result = Result<(), TrackError>;
-
-    fn handle(&mut self, event: TrackEvent, ctx: &mut Context<Self>) -> Self::Result {
-        Counters::add(&self.counters.received, 1);
-        self.accept(event, self.clock.now_ms())?;
-        self.checkpoint_if_due();
-        if self.intake.len() >= INTAKE_BATCH {
-            self.forward_intake();
-            // Give the other tasks of this thread (the application's) a turn before the
-            // mailbox is read on, so a long burst does not hold the thread until it is read.
-            ctx.wait(UnlessClosing::new(YieldOnce(false)));
-        } else if !self.intake_scheduled {
-            self.intake_scheduled = true;
-            ctx.notify(ForwardIntake);
-        }
-        Ok(())
-    }
-}
-
-impl Handler<ForwardIntake> for Supervisor {
-    type Result = ();
-    fn handle(&mut self, _: ForwardIntake, _: &mut Context<Self>) {
-        self.intake_scheduled = false;
-        self.forward_intake();
-    }
-}
-
-impl Handler<TrackBatch> for Supervisor {
-    type Result = ResponseFuture<Result<BatchAck, TrackError>>;
-
-    /// Answers once the batch has passed the queue, so the ack can say how many of its
-    /// records the overflow policy dropped.
-    fn handle(
-        &mut self,
-        TrackBatch(mut events): TrackBatch,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
-        let n = events.len();
-        Counters::add(&self.counters.received, n as u64);
-        if self.shutting_down {
-            Counters::add(&self.counters.rejected, n as u64);
-            return Box::pin(async { Err(TrackError::ShutDown) });
-        }
-        let now = self.clock.now_ms();
-        // validated and pseudonymised in place: the batch travels on as it came, without
-        // copying its events
-        let window_ms = self.settings.window_ms;
-        let ids = &self.settings.pseudonyms;
-        events.retain_mut(|e| e.admit(now, window_ms).map(|()| ids.apply(e)).is_ok());
-        let mut ack = BatchAck {
-            accepted: events.len(),
-            rejected: n - events.len(),
-            dropped: 0,
-        };
-        Counters::add(&self.counters.rejected, ack.rejected as u64);
-        self.forward_intake();
-        if !events.is_empty() {
-            if let Err(e) = self.journal(&events) {
-                Counters::add(&self.counters.rejected, events.len() as u64);
-                return Box::pin(async { Err(e) });
-            }
-            self.front.events(events.into_iter());
-            self.checkpoint_if_due();
-        }
-        if !self.may_overflow(ack.accepted) {
-            return Box::pin(async move { Ok(ack) });
-        }
-        let admitted = self.ask(false, Control::Admitted);
-        Box::pin(async move {
-            match admitted.await {
-                Ok(dropped) => ack.dropped = dropped,
-                Err(e) => log::warn!("batch accepted; its overflow count is unknown: {e}"),
-            }
-            Ok(ack)
-        })
-    }
-}
-
-impl Handler<GetStats> for Supervisor {
-    type Result = MessageResult<GetStats>;
-    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.stats())
-    }
-}
-
-impl Handler<GetConfig> for Supervisor {
-    type Result = MessageResult<GetConfig>;
-    fn handle(&mut self, _: GetConfig, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.config.clone())
-    }
-}
-
-impl Handler<Configure> for Supervisor {
-    type Result = Result<Config, ConfigError>;
-    fn handle(&mut self, Configure(patch): Configure, ctx: &mut Context<Self>) -> Self::Result {
-        let next = self.config.patched(&patch)?;
-        let mut settings = next.settings()?;
-        // the instance id stays the one in force (generated at start when not configured)
-        settings.instance_id = self.settings.instance_id.clone();
-        log::info!("configuration changed: {patch:?}");
-        let interval_changed = settings.batch_interval != self.settings.batch_interval
-            || settings.stats_log_interval != self.settings.stats_log_interval
-            || settings.metrics_interval != self.settings.metrics_interval;
-        self.settings = Arc::new(settings);
-        self.config = next.clone();
-        if let Some(d) = &self.durable {
-            d.journal.set_interval(self.settings.fsync_interval);
-        }
-        self.send_marker(Control::Settings(self.settings.clone()));
-        if interval_changed {
-            self.arm_timer(ctx);
-        }
-        Ok(next)
-    }
-}
-
-impl Handler<Tick> for Supervisor {
-    type Result = ();
-    fn handle(&mut self, _: Tick, _: &mut Context<Self>) {
-        self.send_checkpointed(Control::Tick);
-    }
-}
-
-impl Handler<Flush> for Supervisor {
-    type Result = ResponseFuture<Result<Stats, PipelineError>>;
-    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
-        let answer = self.ask_within_budget(true, Control::Flush);
-        let counters = self.counters.clone();
-        let publisher = self.publisher();
-        let journal = self.durable.as_ref().map(|d| d.journal.clone());
-        Box::pin(async move {
-            answer.await?;
-            if let Some(e) = journal.and_then(|j| j.failure()) {
-                return Err(e);
-            }
-            Ok(match publisher {
-                Some(p) => p.snapshot_and_publish(),
-                None => counters.snapshot(),
-            })
-        })
-    }
-}
-
-impl Handler<QueryWindows> for Supervisor {
-    type Result = ResponseFuture<Result<Vec<WindowStats>, PipelineError>>;
-    fn handle(&mut self, query: QueryWindows, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.ask_within_budget(true, |reply| {
-            Control::Windows(Box::new(WindowsQuery {
-                query,
-                open: Vec::new(),
-                reply,
-            }))
-        }))
-    }
-}
-
-impl Handler<QueryPatterns> for Supervisor {
-    type Result = ResponseFuture<Result<Vec<Pattern>, PipelineError>>;
-    fn handle(&mut self, query: QueryPatterns, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.ask_within_budget(true, |reply| Control::Patterns(query, reply)))
-    }
-}
-
-impl Handler<Shutdown> for Supervisor {
-    type Result = ResponseActFuture<Self, Stats>;
-    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
-        if self.shutting_down {
-            // A second Shutdown: the first one is under way.
-            return Box::pin(actix::fut::ready(self.stats()));
-        }
-        if let Some(handle) = self.timer.take() {
-            ctx.cancel_future(handle);
-        }
-        let answer = self.close();
-        Box::pin(answer.into_actor(self).map(|result, act, ctx| {
-            match result {
-                Ok(()) => log::info!("eventbatch pipeline shut down"),
-                Err(e) => log::error!("eventbatch pipeline shut down with the store failing: {e}"),
-            }
-            ctx.stop();
-            act.stats()
-        }))
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
-use eventbatch::{Config, GetStats, ManualClock, Stats, Store, Supervisor, TrackBatch, TrackEvent};
+use eventbatch::{Config, GetStats, ManualClock, Stats, Store, TrackBatch, TrackEvent, Tracker};
 
 /// 2025-11-24T16:00:00Z, a multiple of a minute and of an hour.
 pub const T0: i64 = 1_764_000_000_000;
@@ -61,7 +61,7 @@ impl TempDb {
 }
 
 /// A pipeline on a manual clock set to `T0`; the batch timer never fires on its own.
-pub fn start_manual(config: Config, db: &TempDb) -> (actix::Addr<Supervisor>, ManualClock) {
+pub fn start_manual(config: Config, db: &TempDb) -> (actix::Addr<Tracker>, ManualClock) {
     let _ = env_logger::builder().is_test(true).try_init();
     let clock = ManualClock::new(T0);
     let addr =
@@ -150,7 +150,7 @@ pub fn assert_every_stage_was_written(db: &TempDb) {
 }
 
 /// Sends `events` in `TrackBatch`es of `chunk`, every one accepted.
-pub async fn send_all(t: &actix::Addr<Supervisor>, events: Vec<TrackEvent>, chunk: usize) {
+pub async fn send_all(t: &actix::Addr<Tracker>, events: Vec<TrackEvent>, chunk: usize) {
     let mut events = events.into_iter().peekable();
     while events.peek().is_some() {
         let batch: Vec<TrackEvent> = events.by_ref().take(chunk).collect();
@@ -162,7 +162,7 @@ pub async fn send_all(t: &actix::Addr<Supervisor>, events: Vec<TrackEvent>, chun
 
 /// Polls `GetStats` until `pred` holds (work that finishes on the writer thread), failing after
 /// 20 s. Not a timing assertion: it waits for completion, however long it takes up to then.
-pub async fn wait_for(t: &actix::Addr<Supervisor>, pred: impl Fn(&Stats) -> bool) -> Stats {
+pub async fn wait_for(t: &actix::Addr<Tracker>, pred: impl Fn(&Stats) -> bool) -> Stats {
     for _ in 0..2_000 {
         let s = t.send(GetStats).await.unwrap();
         if pred(&s) {

@@ -2,7 +2,7 @@
 //! counter, and the metrics a `Stats` should show as.
 #![allow(dead_code)]
 
-use eventbatch::{Stats, Supervisor, TrackBatch, TrackEvent};
+use eventbatch::{Stats, TrackBatch, TrackEvent, Tracker};
 
 /// `Stats` fields published as gauges (`eventbatch_<field>`); every other count is a counter
 /// (`eventbatch_<field>_total`).
@@ -36,7 +36,7 @@ pub fn expected(stats: &Stats) -> Vec<(String, u64)> {
 /// Commands (half sampled out, see [`RATES`]), latency samples over four one-minute windows
 /// (the first ones close, the last stays open), repeated errors, custom events and invalid
 /// ones, starting at `t0` (ms).
-pub async fn workload(t: &actix::Addr<Supervisor>, t0: i64) {
+pub async fn workload(t: &actix::Addr<Tracker>, t0: i64) {
     let mut events = Vec::new();
     for i in 0..300 {
         events.push(

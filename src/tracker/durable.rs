@@ -1,0 +1,156 @@
+//! Durable mode at the front door: journaling accepted events before they are acknowledged,
+//! checkpoints, and the replay of what an earlier run journaled and the store lacks.
+
+use super::*;
+
+impl Tracker {
+    /// Durable mode: journals accepted events before they are acknowledged, or refuses them
+    /// while the journal fails (the first refusal checkpoints what was accepted before).
+    pub(super) fn journal(&mut self, events: &[TrackEvent]) -> Result<(), TrackError> {
+        let Some(d) = &mut self.durable else {
+            return Ok(());
+        };
+        match d.journal.append(events) {
+            Ok(position) => d.position = position,
+            Err(refused) => {
+                if refused.first {
+                    self.send_checkpointed(Control::Tick);
+                }
+                return Err(refused.error);
+            }
+        }
+        d.records_since += events.iter().filter(|e| may_be_record(e.kind)).count();
+        Ok(())
+    }
+
+    /// Durable mode: checkpoints when enough accepted events may be waiting in the queues as
+    /// records. Called once the events are on their way (in the intake or sent), so the
+    /// checkpoint marker goes behind them.
+    pub(super) fn checkpoint_if_due(&mut self) {
+        if self
+            .durable
+            .as_ref()
+            .is_some_and(|d| d.records_since >= d.records_per_checkpoint)
+        {
+            self.send_checkpointed(Control::Tick);
+        }
+    }
+
+    /// Durable mode: hands the events of an earlier run that the store lacks to the front
+    /// stages, ahead of every new event (the mailbox waits until the replay is through), then
+    /// checkpoints. Like new events, in batches of at most [`INTAKE_BATCH`] and at most
+    /// `records_per_checkpoint`, checkpointed every `records_per_checkpoint` record-like events
+    /// (each checkpoint at the position of the last event handed on); unlike them, held back
+    /// while the queue could overflow, so that the overflow policy drops no replayed record:
+    /// every one was acknowledged in the earlier run.
+    pub(super) fn replay(&mut self, ctx: &mut Context<Self>) {
+        loop {
+            let Some(d) = &self.durable else { return };
+            if d.replay.is_empty() {
+                break;
+            }
+            let n = d
+                .replay
+                .len()
+                .min(INTAKE_BATCH)
+                .min(d.records_per_checkpoint);
+            let waiting = d.records_since > 0;
+            if !self.room_for(n) {
+                // room comes from commits, and in durable mode commits come at checkpoints
+                if waiting {
+                    self.send_checkpointed(Control::Tick);
+                }
+                // an actor first polled while its System is torn down has no timers (nor time
+                // to wait): the rest goes at once
+                if self.closing || tokio::runtime::Handle::try_current().is_err() {
+                    return self.replay_rest();
+                }
+                ctx.wait(
+                    UnlessClosing::new(actix::clock::sleep(REPLAY_WAIT))
+                        .map(|(), act, ctx| act.replay(ctx)),
+                );
+                return;
+            }
+            self.replay_batch(n);
+        }
+        self.send_checkpointed(Control::Tick);
+    }
+
+    /// Durable mode: hands on the rest of the replay at once (the pipeline is being torn
+    /// down, nothing can wait), then checkpoints.
+    pub(super) fn replay_rest(&mut self) {
+        let Some(d) = &self.durable else { return };
+        if d.replay.is_empty() {
+            return;
+        }
+        while let Some(d) = self.durable.as_ref().filter(|d| !d.replay.is_empty()) {
+            let n = d.replay.len().min(INTAKE_BATCH);
+            self.replay_batch(n);
+        }
+        self.send_checkpointed(Control::Tick);
+    }
+
+    /// Durable mode: hands the next `n` replayed events to the front stages, counted as
+    /// received and replayed, and checkpoints if due.
+    pub(super) fn replay_batch(&mut self, n: usize) {
+        let Some(d) = &mut self.durable else { return };
+        let batch: Vec<(u64, TrackEvent)> = d.replay.drain(..n).collect();
+        if let Some((last, _)) = batch.last() {
+            d.position = *last;
+        }
+        let events: Vec<TrackEvent> = batch.into_iter().map(|(_, e)| e).collect();
+        d.records_since += events.iter().filter(|e| may_be_record(e.kind)).count();
+        let n = events.len() as u64;
+        Counters::add(&self.counters.received, n);
+        Counters::add(&self.counters.replayed, n);
+        self.front.events(events.into_iter());
+        self.checkpoint_if_due();
+    }
+}
+
+/// Durable mode: record-like events between two checkpoints, at most. A quarter of
+/// `max_queued_events` (records wait in the queues until a checkpoint, under that bound), and
+/// never more than [`MAX_RECORDS_PER_CHECKPOINT`], so that with a large queue bound the writer
+/// still commits alongside the intake instead of at the end of a burst.
+pub(super) fn records_per_checkpoint(settings: &Settings) -> usize {
+    (settings.max_queued_events.get() / 4).clamp(1, MAX_RECORDS_PER_CHECKPOINT)
+}
+
+/// How long a replay waits for room in the queue before it looks again.
+pub(super) const REPLAY_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// The most record-like events between two checkpoints: the default `max_queued_events`'
+/// quarter, about 40 ms of the writer's work at its record rate on SQLite.
+pub(super) const MAX_RECORDS_PER_CHECKPOINT: usize = 25_000;
+
+impl DurableIntake {
+    /// Durable mode: opens the journal at `path` (reading the store's checkpoint for it) and what
+    /// to replay.
+    pub(super) fn open(
+        path: &std::path::Path,
+        options: crate::journal::Options,
+        settings: &Settings,
+        pool: &Pool,
+        counters: Arc<Counters>,
+    ) -> Result<DurableIntake, Error> {
+        let checkpoint_of = |id: &str| {
+            let mut conn = pool.get().map_err(|e| e.to_string())?;
+            conn.checkpoint_of(id).map_err(|e| e.to_string())
+        };
+        let recovered = crate::journal::recover_with(path, checkpoint_of, options, counters)?;
+        let replay = VecDeque::from(recovered.replay);
+        Ok(DurableIntake {
+            // until the replay has handed on its events, the last position handed on is the
+            // store's checkpoint
+            position: match replay.front() {
+                Some((first, _)) => first - 1,
+                None => recovered.journal.last_position(),
+            },
+            journal: recovered.journal,
+            records_since: 0,
+            records_per_checkpoint: records_per_checkpoint(settings),
+            ticks: 0,
+            replay,
+        })
+    }
+}

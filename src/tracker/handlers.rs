@@ -1,0 +1,189 @@
+//! The front door's handlers: one per public message.
+
+use super::*;
+
+impl Handler<TrackEvent> for Tracker {
+    type Result = Result<(), TrackError>;
+
+    fn handle(&mut self, event: TrackEvent, ctx: &mut Context<Self>) -> Self::Result {
+        Counters::add(&self.counters.received, 1);
+        self.accept(event, self.clock.now_ms())?;
+        self.checkpoint_if_due();
+        if self.intake.len() >= INTAKE_BATCH {
+            self.forward_intake();
+            // Give the other tasks of this thread (the application's) a turn before the
+            // mailbox is read on, so a long burst does not hold the thread until it is read.
+            ctx.wait(UnlessClosing::new(tokio::task::yield_now()));
+        } else if !self.intake_scheduled {
+            self.intake_scheduled = true;
+            ctx.notify(ForwardIntake);
+        }
+        Ok(())
+    }
+}
+
+impl Handler<ForwardIntake> for Tracker {
+    type Result = ();
+    fn handle(&mut self, _: ForwardIntake, _: &mut Context<Self>) {
+        self.intake_scheduled = false;
+        self.forward_intake();
+    }
+}
+
+impl Handler<TrackBatch> for Tracker {
+    type Result = ResponseFuture<Result<BatchAck, TrackError>>;
+
+    /// Answers once the batch has passed the queue, so the ack can say how many of its
+    /// records the overflow policy dropped.
+    fn handle(
+        &mut self,
+        TrackBatch(mut events): TrackBatch,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let n = events.len();
+        Counters::add(&self.counters.received, n as u64);
+        if self.shutting_down {
+            Counters::add(&self.counters.rejected, n as u64);
+            return Box::pin(async { Err(TrackError::ShutDown) });
+        }
+        let now = self.clock.now_ms();
+        // validated and pseudonymised in place: the batch travels on as it came, without
+        // copying its events
+        let window_ms = self.settings.window_ms;
+        let ids = &self.settings.pseudonyms;
+        events.retain_mut(|e| e.admit(now, window_ms).map(|()| ids.apply(e)).is_ok());
+        let mut ack = BatchAck {
+            accepted: events.len(),
+            rejected: n - events.len(),
+            dropped: 0,
+        };
+        Counters::add(&self.counters.rejected, ack.rejected as u64);
+        self.forward_intake();
+        if !events.is_empty() {
+            if let Err(e) = self.journal(&events) {
+                Counters::add(&self.counters.rejected, events.len() as u64);
+                return Box::pin(async { Err(e) });
+            }
+            self.front.events(events.into_iter());
+            self.checkpoint_if_due();
+        }
+        if !self.may_overflow(ack.accepted) {
+            return Box::pin(async move { Ok(ack) });
+        }
+        let admitted = self.ask(false, Control::Admitted);
+        Box::pin(async move {
+            match admitted.await {
+                Ok(dropped) => ack.dropped = dropped,
+                Err(e) => log::warn!("batch accepted; its overflow count is unknown: {e}"),
+            }
+            Ok(ack)
+        })
+    }
+}
+
+impl Handler<GetStats> for Tracker {
+    type Result = MessageResult<GetStats>;
+    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.stats())
+    }
+}
+
+impl Handler<GetConfig> for Tracker {
+    type Result = MessageResult<GetConfig>;
+    fn handle(&mut self, _: GetConfig, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.config.clone())
+    }
+}
+
+impl Handler<Configure> for Tracker {
+    type Result = Result<Config, ConfigError>;
+    fn handle(&mut self, Configure(patch): Configure, ctx: &mut Context<Self>) -> Self::Result {
+        let next = self.config.patched(&patch)?;
+        let mut settings = next.settings()?;
+        // the instance id stays the one in force (generated at start when not configured)
+        settings.instance_id = self.settings.instance_id.clone();
+        log::info!("configuration changed: {patch:?}");
+        let interval_changed = settings.batch_interval != self.settings.batch_interval
+            || settings.stats_log_interval != self.settings.stats_log_interval
+            || settings.metrics_interval != self.settings.metrics_interval;
+        self.settings = Arc::new(settings);
+        self.config = next.clone();
+        if let Some(d) = &self.durable {
+            d.journal.set_interval(self.settings.fsync_interval);
+        }
+        self.send_marker(Control::Settings(self.settings.clone()));
+        if interval_changed {
+            self.arm_timer(ctx);
+        }
+        Ok(next)
+    }
+}
+
+impl Handler<Tick> for Tracker {
+    type Result = ();
+    fn handle(&mut self, _: Tick, _: &mut Context<Self>) {
+        self.send_checkpointed(Control::Tick);
+    }
+}
+
+impl Handler<Flush> for Tracker {
+    type Result = ResponseFuture<Result<Stats, PipelineError>>;
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+        let answer = self.ask_within_budget(true, Control::Flush);
+        let counters = self.counters.clone();
+        let publisher = self.publisher();
+        let journal = self.durable.as_ref().map(|d| d.journal.clone());
+        Box::pin(async move {
+            answer.await?;
+            if let Some(e) = journal.and_then(|j| j.failure()) {
+                return Err(e);
+            }
+            Ok(match publisher {
+                Some(p) => p.snapshot_and_publish(),
+                None => counters.snapshot(),
+            })
+        })
+    }
+}
+
+impl Handler<QueryWindows> for Tracker {
+    type Result = ResponseFuture<Result<Vec<WindowStats>, PipelineError>>;
+    fn handle(&mut self, query: QueryWindows, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(self.ask_within_budget(true, |reply| {
+            Control::Windows(Box::new(WindowsQuery {
+                query,
+                open: Vec::new(),
+                reply,
+            }))
+        }))
+    }
+}
+
+impl Handler<QueryPatterns> for Tracker {
+    type Result = ResponseFuture<Result<Vec<Pattern>, PipelineError>>;
+    fn handle(&mut self, query: QueryPatterns, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(self.ask_within_budget(true, |reply| Control::Patterns(query, reply)))
+    }
+}
+
+impl Handler<Shutdown> for Tracker {
+    type Result = ResponseActFuture<Self, Stats>;
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        if self.shutting_down {
+            // A second Shutdown: the first one is under way.
+            return Box::pin(actix::fut::ready(self.stats()));
+        }
+        if let Some(handle) = self.timer.take() {
+            ctx.cancel_future(handle);
+        }
+        let answer = self.close();
+        Box::pin(answer.into_actor(self).map(|result, act, ctx| {
+            match result {
+                Ok(()) => log::info!("eventbatch pipeline shut down"),
+                Err(e) => log::error!("eventbatch pipeline shut down with the store failing: {e}"),
+            }
+            ctx.stop();
+            act.stats()
+        }))
+    }
+}
