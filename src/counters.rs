@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 /// events between stages). After a `Flush` nothing is pending, so
 /// `events_kept = records_written + events_aggregated + events_dropped + events_quarantined`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// Events offered to the pipeline (`TrackEvent`s and the elements of `TrackBatch`es).
     pub events_received: u64,

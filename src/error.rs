@@ -7,11 +7,15 @@
 
 use thiserror::Error;
 
+/// What a start-up error keeps of its cause, for [`std::error::Error::source`].
+type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// `Result` with the crate's [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Why [`crate::start`] failed.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The configuration did not validate.
     #[error(transparent)]
@@ -29,8 +33,14 @@ pub enum Error {
     Store {
         /// The store, with any password removed.
         store: String,
-        /// The underlying error, as text.
+        /// The underlying error, as text (a PostgreSQL connection error with any password
+        /// taken out).
         reason: String,
+        /// The underlying error itself, when it is one (the SQLite or PostgreSQL client's, a
+        /// migration's, the file system's); `None` for a PostgreSQL connection error, whose
+        /// text may hold the password (see `reason`).
+        #[source]
+        source: Option<Cause>,
     },
     /// Durable mode: the journal could not be opened, read or started (see
     /// `Config::journal_path`).
@@ -40,15 +50,25 @@ pub enum Error {
         path: String,
         /// What went wrong.
         reason: String,
+        /// The underlying error, when it is one (the file system's, the journal file's).
+        #[source]
+        source: Option<Cause>,
     },
     /// The pipeline's threads could not be started.
-    #[error("cannot start the pipeline: {0}")]
-    Start(String),
+    #[error("cannot start the pipeline: {reason}")]
+    Start {
+        /// What could not be started.
+        reason: String,
+        /// The operating system's error, when there is one.
+        #[source]
+        source: Option<std::io::Error>,
+    },
 }
 
 /// Why an event was rejected. Rejected events are counted in `Stats::events_rejected` and never
 /// reach the store.
 #[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
 pub enum TrackError {
     /// A required name (command, metric, error type, ...) is empty.
     #[error("{field} is empty")]
@@ -165,6 +185,7 @@ impl ConfigError {
 
 /// A flush or query could not complete.
 #[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
 pub enum PipelineError {
     /// The store failed and the data is still held for a later retry.
     #[error("store error: {0}")]

@@ -108,7 +108,11 @@ mod config;
 mod config_file;
 mod cores;
 mod counters;
+/// The store's diesel schema (`db::schema`), for tests that read the tables. Feature `testing`.
+#[cfg(any(test, feature = "testing"))]
 pub mod db;
+#[cfg(not(any(test, feature = "testing")))]
+mod db;
 mod encoding;
 mod error;
 mod event;
@@ -130,16 +134,19 @@ mod window_stats;
 
 use std::sync::Arc;
 
+#[cfg(any(test, feature = "testing"))]
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, ConfigPatch, SampleBy, REDACTED_KEY};
 pub use config_file::ENV_PREFIX;
 pub use counters::Stats;
 pub use db::Store;
-pub use error::{ConfigError, Error, PipelineError, Result, TrackError};
+pub use error::{ConfigError, Error, PipelineError, Result, StoreError, TrackError};
 pub use event::{EventKind, Priority, TrackEvent, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_TAGS};
+#[cfg(any(test, feature = "testing"))]
+pub use messages::Tick;
 pub use messages::{
     BatchAck, Configure, Flush, GetConfig, GetStats, Pattern, QueryPatterns, QueryWindows,
-    Shutdown, Tick, TrackBatch,
+    Shutdown, TrackBatch,
 };
 pub use reader::{StoreReader, StoredSeries};
 pub use retention::Retention;
@@ -163,14 +170,25 @@ pub use prometheus::{prometheus_builder, serve_prometheus};
 /// starts every actor under the [`Tracker`] on the current actix system, and returns its
 /// address. Must be called inside a running actix system.
 pub fn start(config: Config, store: Store) -> Result<actix::Addr<Tracker>> {
-    start_with_clock(config, store, Arc::new(SystemClock))
+    start_on(config, store, Arc::new(clock::SystemClock))
 }
 
-/// [`start`] with an injected clock (tests drive time with a [`ManualClock`]).
+/// [`start`] with an injected clock (tests drive time with a [`ManualClock`]). Feature
+/// `testing`.
+#[cfg(any(test, feature = "testing"))]
 pub fn start_with_clock(
     config: Config,
     store: Store,
     clock: Arc<dyn Clock>,
+) -> Result<actix::Addr<Tracker>> {
+    start_on(config, store, clock)
+}
+
+/// [`start`] on `clock`.
+fn start_on(
+    config: Config,
+    store: Store,
+    clock: Arc<dyn clock::Clock>,
 ) -> Result<actix::Addr<Tracker>> {
     let settings = config.settings()?;
     let journal_path = match settings.durable {

@@ -66,7 +66,8 @@ pub struct Shutdown;
 
 /// Runs the time-driven work now, as the internal timer does every `batch_interval_ms`: writes
 /// queues whose interval has elapsed on the pipeline clock and closes windows the clock has
-/// passed. For tests driving a [`crate::ManualClock`] (and harmless otherwise).
+/// passed. For tests driving a [`crate::ManualClock`]. Feature `testing`.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Clone, Copy, Default, Message)]
 #[rtype(result = "()")]
 pub struct Tick;

@@ -84,6 +84,7 @@ impl StoreReader {
                 return Err(Error::Store {
                     store: store.describe(),
                     reason: "no such file".into(),
+                    source: None,
                 });
             }
         }

@@ -12,6 +12,9 @@ use crate::db::location::{pg_url_with_timeouts, scrub, Store, StoreKind};
 use crate::db::pool::{pool_builder, sqlite_pragmas, FileIdentity, Pool, SqlitePragmas, StorePool};
 use crate::error::Error;
 
+/// A start-up error's cause.
+type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 pub(crate) const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 pub(crate) const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
@@ -51,10 +54,12 @@ pub(crate) fn open(store: &Store, busy_timeout: Duration) -> Result<Pool, Error>
 /// cannot be reached, and within the connect timeout (see [`Store::postgres`]) when a
 /// PostgreSQL server accepts the connection and never answers.
 pub(crate) fn open_with(store: &Store, opts: &OpenOptions) -> Result<Pool, Error> {
-    let fail = |reason: String| Error::Store {
+    let fail = |reason: String, source: Option<Cause>| Error::Store {
         store: store.describe(),
         reason,
+        source,
     };
+    let failed = |e: Cause| fail(e.to_string(), Some(e));
     match &store.kind {
         StoreKind::Invalid { reason, .. } => Err(Error::InvalidUrl {
             url: store.describe(),
@@ -63,23 +68,27 @@ pub(crate) fn open_with(store: &Store, opts: &OpenOptions) -> Result<Pool, Error
         StoreKind::Sqlite(path) => {
             let url = path
                 .to_str()
-                .ok_or_else(|| fail("the path is not valid UTF-8".into()))?;
+                .ok_or_else(|| fail("the path is not valid UTF-8".into(), None))?;
             if path.is_dir() {
-                return Err(fail("the path is a directory".into()));
+                return Err(fail("the path is a directory".into(), None));
             }
             let existed = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
             crate::util::create_owner_only(path)
-                .map_err(|e| fail(format!("cannot create the file: {e}")))?;
-            let mut conn = SqliteConnection::establish(url).map_err(|e| fail(e.to_string()))?;
+                .map_err(|e| fail(format!("cannot create the file: {e}"), Some(e.into())))?;
+            let mut conn = SqliteConnection::establish(url).map_err(|e| failed(e.into()))?;
             conn.batch_execute(&sqlite_pragmas(opts.busy_timeout))
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(|e| failed(e.into()))?;
             if existed {
-                quick_check(&mut conn).map_err(fail)?;
+                quick_check(&mut conn).map_err(|reason| fail(reason, None))?;
             }
             conn.run_pending_migrations(SQLITE_MIGRATIONS)
-                .map_err(|e| fail(format!("migrations: {e}")))?;
-            let identity = FileIdentity::of(path)
-                .map_err(|e| fail(format!("cannot stat the database file: {e}")))?;
+                .map_err(|e| fail(format!("migrations: {e}"), Some(e)))?;
+            let identity = FileIdentity::of(path).map_err(|e| {
+                fail(
+                    format!("cannot stat the database file: {e}"),
+                    Some(e.into()),
+                )
+            })?;
             let pool = pool_builder(opts.retry_budget)
                 .connection_customizer(Box::new(SqlitePragmas {
                     busy_timeout: opts.busy_timeout,
@@ -94,15 +103,17 @@ pub(crate) fn open_with(store: &Store, opts: &OpenOptions) -> Result<Pool, Error
         }
         StoreKind::Postgres(given) => {
             // the client library's errors might echo part of the connection string
-            let fail = |reason: String| fail(scrub(&reason, given));
+            // (a connection error keeps only its text, without the password, as its cause)
+            let fail = |reason: String, source| fail(scrub(&reason, given), source);
             let url = pg_url_with_timeouts(given, opts.retry_budget);
-            let mut conn = PgConnection::establish(&url).map_err(|e| fail(pg_connect_error(&e)))?;
+            let mut conn =
+                PgConnection::establish(&url).map_err(|e| fail(pg_connect_error(&e), None))?;
             // Several instances may start at once: migrate under an advisory lock.
             conn.batch_execute("SELECT pg_advisory_lock(727272)")
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(|e| fail(e.to_string(), Some(e.into())))?;
             let migrated = conn.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ());
             let _ = conn.batch_execute("SELECT pg_advisory_unlock(727272)");
-            migrated.map_err(|e| fail(format!("migrations: {e}")))?;
+            migrated.map_err(|e| fail(format!("migrations: {e}"), Some(e)))?;
             Ok(Pool::Pg(StorePool {
                 pool: pool_builder(opts.retry_budget).build_unchecked(ConnectionManager::new(url)),
                 file: None,
@@ -185,6 +196,23 @@ mod tests {
             Err(Error::Store { reason, .. }) => assert!(reason.contains("corrupt"), "{reason}"),
             other => panic!("a corrupt file opened: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_opened_keeps_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = open(
+            &Store::sqlite(dir.path().join("no/such/dir/x.db")),
+            Duration::ZERO,
+        )
+        .map(drop)
+        .unwrap_err();
+        let cause = std::error::Error::source(&err).expect("the cause is kept");
+        let io = cause.downcast_ref::<std::io::Error>();
+        assert_eq!(
+            io.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::NotFound)
+        );
     }
 
     #[test]

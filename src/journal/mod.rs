@@ -258,26 +258,32 @@ pub(crate) fn recover_with(
     options: Options,
     counters: Arc<Counters>,
 ) -> Result<Recovered, Error> {
-    let fail = |reason: String| Error::Journal {
-        path: path.display().to_string(),
-        reason,
-    };
+    let fail =
+        |reason: String, source: Option<Box<dyn std::error::Error + Send + Sync>>| Error::Journal {
+            path: path.display().to_string(),
+            reason,
+            source,
+        };
     let (mut file, id, entries) = match open_and_read(path) {
         Err(OpenError::Corrupt(reason)) => {
-            let aside = file::move_aside(path)
-                .map_err(|e| fail(format!("{reason}; cannot move it aside: {e}")))?;
+            let aside = file::move_aside(path).map_err(|e| {
+                fail(
+                    format!("{reason}; cannot move it aside: {e}"),
+                    Some(e.into()),
+                )
+            })?;
             log::error!(
                 "journal {} is corrupt ({reason}): moved aside to {} and a new journal started; \
                  the events it held that the store lacks are not replayed",
                 path.display(),
                 aside.display()
             );
-            open_and_read(path).map_err(|e| fail(e.to_string()))?
+            open_and_read(path).map_err(|e| fail(e.to_string(), Some(e.into())))?
         }
-        opened => opened.map_err(|e| fail(e.to_string()))?,
+        opened => opened.map_err(|e| fail(e.to_string(), Some(e.into())))?,
     };
     let checkpoint =
-        checkpoint_of(&id).map_err(|e| fail(format!("reading the checkpoint: {e}")))?;
+        checkpoint_of(&id).map_err(|e| fail(format!("reading the checkpoint: {e}"), None))?;
     let sorted = sort_out(checkpoint, entries, &options);
     sorted.report(path, &counters);
     if !sorted.damaged.is_empty() {
@@ -296,8 +302,8 @@ pub(crate) fn recover_with(
         );
     }
     let next = checkpoint.max(sorted.last) + 1;
-    let journal =
-        Journal::start(file, id, next, options, counters).map_err(|e| fail(e.to_string()))?;
+    let journal = Journal::start(file, id, next, options, counters)
+        .map_err(|e| fail(e.to_string(), Some(e.into())))?;
     Ok(Recovered {
         journal: Arc::new(journal),
         replay: sorted.replay,

@@ -119,6 +119,7 @@ impl Handler<Configure> for Tracker {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Handler<Tick> for Tracker {
     type Result = ();
     fn handle(&mut self, _: Tick, _: &mut Context<Self>) {

@@ -629,10 +629,14 @@ fn spawn_system_thread<T: Send + 'static>(
                 log::error!("a pipeline thread ended with an error: {e}");
             }
         })
-        .map_err(|e| Error::Start(format!("cannot start thread {name}: {e}")))?;
-    let made = rx
-        .recv()
-        .map_err(|_| Error::Start(format!("thread {name} did not start")))?;
+        .map_err(|e| Error::Start {
+            reason: format!("cannot start thread {name}: {e}"),
+            source: Some(e),
+        })?;
+    let made = rx.recv().map_err(|_| Error::Start {
+        reason: format!("thread {name} did not start"),
+        source: None,
+    })?;
     Ok((made, thread))
 }
 
