@@ -149,6 +149,11 @@ impl Stats {
 }
 
 /// The live counters, shared by every stage. Stages add per batch, not per event.
+///
+/// Not only a report: they are the pipeline's flow control too. Admission at the front door
+/// ([`Counters::room_for`]) reads how many accepted events are still on their way to the queue
+/// and how many records the queue holds (`queue_occupancy`), so that an event waits or is
+/// refused by policy instead of being dropped by the queue's overflow policy.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub received: AtomicU64,
@@ -202,6 +207,19 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Flow control: whether `n` more events, not yet counted as received, fit under
+    /// `max_queued`: every accepted event not yet past the queue (as if each became a record),
+    /// plus the records queued or in flight as the queue counts them, plus these.
+    pub(crate) fn room_for(&self, n: usize, max_queued: usize) -> bool {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed};
+        let settled = self.sampled_out.load(Relaxed)
+            + self.aggregated.load(Relaxed)
+            + self.admitted.load(Acquire);
+        let accepted = self.received.load(Relaxed) - self.rejected.load(Relaxed);
+        let on_the_way = accepted.saturating_sub(settled);
+        // the queue's own count (see `queue_occupancy`), read after `admitted`
+        self.queue_occupancy.load(Acquire) + on_the_way + n as u64 <= max_queued as u64
+    }
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         if n > 0 {
             counter.fetch_add(n, Relaxed);

@@ -319,15 +319,8 @@ impl Tracker {
     /// the queue, as if each became a record, plus the records queued or in flight as the
     /// queue counts them, plus these, stay under `max_queued_events`.
     fn room_for(&self, n: usize) -> bool {
-        use std::sync::atomic::Ordering::{Acquire, Relaxed};
-        let c = &self.counters;
-        let settled =
-            c.sampled_out.load(Relaxed) + c.aggregated.load(Relaxed) + c.admitted.load(Acquire);
-        let accepted = c.received.load(Relaxed) - c.rejected.load(Relaxed);
-        let on_the_way = accepted.saturating_sub(settled);
-        // the queue's own count (see `Counters::queue_occupancy`), read after `admitted`
-        c.queue_occupancy.load(Acquire) + on_the_way + n as u64
-            <= self.settings.max_queued_events.get() as u64
+        self.counters
+            .room_for(n, self.settings.max_queued_events.get())
     }
 
     /// (Re)arms the timer: a tick four times per batch interval, so the interval is kept to
