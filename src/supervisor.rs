@@ -1,19 +1,28 @@
-//! The [`Supervisor`]: the application's only address, and the only actor on the
-//! application's thread. It validates events, answers stats and configuration, starts the
-//! internal actors, drives the front stages (sampling, then aggregation) on the events it
-//! accepted, and sends the control markers (flush, queries, shutdown, ticks) down the data
-//! path.
+//! The [`Supervisor`]: the pipeline's front door, the application's only address, and the
+//! only actor on the application's thread. It validates events (and, in durable mode, journals
+//! them), decides admission against the queue's bound, answers stats and configuration, starts
+//! the threads and actors behind it, drives the front stages (sampling, then aggregation) on
+//! the events it accepted, and sends the control markers (flush, queries, shutdown, ticks)
+//! down the data path.
+//!
+//! The chain is a straight line. The sampler and the aggregator are plain cores the supervisor
+//! calls in its own turn ([`FrontStages`]); the detector and the queue are actors on the
+//! `eventbatch-stages` thread, the writer an actor on the `eventbatch-writer` thread, each
+//! thread an actix System of its own that [`spawn_system_thread`] starts (durable mode adds the
+//! journal's thread):
 //!
 //! ```text
-//!  application's thread                    stages' thread              writer's thread
-//! ┌───────────────────────────────────┐   ┌─────────────────────┐    ┌──────────────────┐
-//! │ Supervisor: validate, then        │   │ Detector ─Write───┐ │    │                  │
-//! │ FrontStages: sample ─▶ aggregate ─┼──▶│   │ Records, Write│ │    │                  │
-//! │   (Records, Write, Closed, Control│   │   ▼   (passed on) ▼ │    │                  │
-//! │    to the detector)               │   │ Queue ──Write───────┼───▶│ DbWriter ─▶ store│
-//! └───────────────────────────────────┘   │   ◀──Committed──────┼────│                  │
-//!                                         └─────────────────────┘    └──────────────────┘
+//!  application's thread                        ║ eventbatch-stages thread    ║ eventbatch-writer thread
+//!                                              ║                             ║
+//!  app ─▶ Supervisor ─▶ sampler ─▶ aggregator ─╫─▶ Detector ─▶ Queue ────────╫─▶ DbWriter ─▶ SQLite /
+//!         (front door)  (cores the front door  ║   (patterns)   (High|Normal ║               PostgreSQL
+//!                        calls in its turn)    ║                 |Low) ◀─────╫── Committed
 //! ```
+//!
+//! The counters are not only a report: [`Supervisor::room_for`] reads
+//! `Counters::queue_occupancy` (the queue's own count of records queued or in flight) to decide
+//! whether a `TrackBatch` is answered at once or waits for the queue, and to hold durable
+//! mode's replay back until the queue has room.
 //!
 //! Control markers ([`Control`]) take the path front stages → Detector → Queue → DbWriter,
 //! behind the data sent before them; the writer answers through the marker's reply channel.
@@ -146,8 +155,10 @@ impl std::fmt::Debug for Supervisor {
 struct ForwardIntake;
 
 impl Supervisor {
-    /// Starts every actor: the writer on a thread of its own, the others on the current
-    /// Arbiter. Returns the supervisor's address.
+    /// Starts the pipeline: the writer on the `eventbatch-writer` thread, the detector and the
+    /// queue on the `eventbatch-stages` thread (each an actix System of its own), and the
+    /// supervisor, with the sampler and the aggregator it drives, on the current Arbiter (the
+    /// application's). Returns the supervisor's address.
     ///
     /// Durable mode (`journal_path` given): opens the journal first, and replays the events
     /// after the store's checkpoint as soon as the supervisor starts.

@@ -726,17 +726,7 @@ async fn a_row_the_store_refuses_is_quarantined_and_writes_keep_flowing() {
     let db = TempDb::new();
     let (t, _) = start_manual(quiet_config(), &db);
     t.send(Flush).await.unwrap().unwrap(); // the schema exists
-    {
-        use diesel::connection::SimpleConnection;
-        // a real UNIQUE violation for every command named "poison"
-        db.conn()
-            .batch_execute(
-                "CREATE TABLE guard (x INTEGER PRIMARY KEY); INSERT INTO guard VALUES (1);
-                 CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.name = 'poison'
-                 BEGIN INSERT INTO guard VALUES (1); END;",
-            )
-            .unwrap();
-    }
+    db.poison_commands();
     track(&t, TrackEvent::command("poison").at(T0)).await;
     for i in 0..1000 {
         track(&t, TrackEvent::command("after").at(T0 + i)).await;
