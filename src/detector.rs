@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::config::{Settings, DEFAULT_MAX_DETECTOR_SERIES};
 use crate::messages::{Pattern, PatternStatistic, WindowStats};
 use crate::model::{ClosedWindow, PatternRecord, SeriesKey};
-use crate::stats::detect::{DetectorSettings, Finding, PatternKind, SeriesDetector};
+use crate::stats::detect::{Detection, DetectorSettings, Finding, PatternKind, SeriesDetector};
 use crate::stats::window::WindowSummary;
 
 /// How long (pipeline clock) a series' detector is kept without a closed window before it is
@@ -89,10 +89,59 @@ pub(crate) struct Detectors {
     batch_from: u64,
 }
 
+/// A series' detectors.
+#[derive(Debug)]
+enum Watchers {
+    /// Fewer than `early_min_history` windows: nothing can be judged yet, so no detector is
+    /// built; the watched values wait here, `[mean, tail]` per window (the tail NaN when none
+    /// is watched), exactly sized. A series that closes one window and goes idle (a hostile
+    /// or one-off name) costs 16 bytes here, not two detectors.
+    Young(Box<[[f64; 2]]>),
+    /// The detectors of the mean and of the tail, warmed with the young values.
+    Grown(Box<(SeriesDetector, Option<SeriesDetector>)>),
+}
+
+impl Watchers {
+    /// Feeds one window's `[mean, tail]`: the findings of the mean's and the tail's
+    /// detectors. A young series grows its detectors (warmed with the values so far, which
+    /// they could not have judged) when the values reach `early_min_history`.
+    fn feed(
+        &mut self,
+        values: [f64; 2],
+        tail: Option<u8>,
+        settings: &Arc<DetectorSettings>,
+    ) -> (Detection, Detection) {
+        if let Watchers::Young(young) = self {
+            if young.len() < settings.early_min_history {
+                let mut v = std::mem::take(young).into_vec();
+                v.push(values);
+                *young = v.into_boxed_slice();
+                return (Detection::default(), Detection::default());
+            }
+            let mut mean = SeriesDetector::with_shared_settings(settings);
+            mean.warm_up(young.iter().map(|v| v[0]));
+            let tail = tail.map(|_| {
+                let mut d = SeriesDetector::with_shared_settings(settings);
+                d.warm_up(young.iter().map(|v| v[1]));
+                d
+            });
+            *self = Watchers::Grown(Box::new((mean, tail)));
+        }
+        let Watchers::Grown(d) = self else {
+            unreachable!("grown above")
+        };
+        let mean = d.0.observe(values[0]);
+        let tail = match (d.1.as_mut(), tail) {
+            (Some(t), Some(_)) => t.observe(values[1]),
+            _ => Detection::default(),
+        };
+        (mean, tail)
+    }
+}
+
 #[derive(Debug)]
 struct Tracked {
-    mean: SeriesDetector,
-    tail: Option<SeriesDetector>,
+    watchers: Watchers,
     /// Start of the last window fed.
     last_start_ms: i64,
     /// Clock time of the last window fed.
@@ -240,11 +289,10 @@ impl Detectors {
         if !self.series.contains_key(key) {
             self.make_room();
         }
-        let (settings, tail, used) = (&self.shared, self.tail, self.uses);
+        let used = self.uses;
         let t = self.series.entry(key.clone()).or_insert_with(|| {
             Box::new(Tracked {
-                mean: SeriesDetector::with_shared_settings(settings),
-                tail: tail.map(|_| SeriesDetector::with_shared_settings(settings)),
+                watchers: Watchers::Young(Box::default()),
                 last_start_ms: i64::MIN,
                 seen_ms: now_ms,
                 used,
@@ -264,7 +312,7 @@ impl Detectors {
         before_ms: i64,
         now_ms: i64,
     ) {
-        let tail = self.tail;
+        let (tail, settings) = (self.tail, Arc::clone(&self.shared));
         let t = self.tracked(key, now_ms);
         for w in history
             .iter()
@@ -274,10 +322,11 @@ impl Detectors {
                 continue;
             }
             t.last_start_ms = w.window_start_ms;
-            let _ = t.mean.observe(Watched::Mean.value_of(w));
-            if let (Some(d), Some(q)) = (t.tail.as_mut(), tail) {
-                let _ = d.observe(Watched::Tail(q).value_of(w));
-            }
+            let values = [
+                Watched::Mean.value_of(w),
+                tail.map_or(f64::NAN, |q| Watched::Tail(q).value_of(w)),
+            ];
+            let _ = t.watchers.feed(values, tail, &settings);
         }
     }
 
@@ -288,7 +337,7 @@ impl Detectors {
         now_ms: i64,
     ) -> Vec<PatternRecord> {
         closed.sort_by(|a, b| a.key.cmp(&b.key).then(a.start_ms.cmp(&b.start_ms)));
-        let tail = self.tail;
+        let (tail, settings) = (self.tail, Arc::clone(&self.shared));
         let mut found = Vec::new();
         for w in closed {
             if w.summary.count == 0 {
@@ -300,15 +349,18 @@ impl Detectors {
             }
             t.last_start_ms = w.start_ms;
             t.seen_ms = now_ms;
-            let mean = t.mean.observe(Watched::Mean.value(&w.summary));
+            let values = [
+                Watched::Mean.value(&w.summary),
+                tail.map_or(f64::NAN, |q| Watched::Tail(q).value(&w.summary)),
+            ];
+            let (mean, of_tail) = t.watchers.feed(values, tail, &settings);
             let mut findings: Vec<(Watched, Finding)> = mean
                 .findings
                 .into_iter()
                 .map(|f| (Watched::Mean, f))
                 .collect();
-            if let (Some(d), Some(q)) = (t.tail.as_mut(), tail) {
-                let tail = d.observe(Watched::Tail(q).value(&w.summary));
-                findings.extend(tail.findings.into_iter().map(|f| (Watched::Tail(q), f)));
+            if let Some(q) = tail {
+                findings.extend(of_tail.findings.into_iter().map(|f| (Watched::Tail(q), f)));
             }
             if !findings.is_empty() {
                 report(&w, findings, now_ms, &mut found);
@@ -566,10 +618,18 @@ mod tests {
             .collect();
         d.observe(windows, 0);
         d.observe(vec![closed("t", 0, 1.0)], 0);
+        d.observe((0..10).map(|k| closed("t", k * 60_000, 1.0)).collect(), 0);
         let [s, t] = [SeriesKey::new("s", None), SeriesKey::new("t", None)].map(|k| &d.series[&k]);
-        assert!(Arc::ptr_eq(
-            &s.mean.shared_settings(),
-            &t.mean.shared_settings()
+        let settings = |t: &Tracked| match &t.watchers {
+            Watchers::Grown(g) => g.0.shared_settings(),
+            Watchers::Young(_) => panic!("grown after 10 windows"),
+        };
+        assert!(Arc::ptr_eq(&settings(s), &settings(t)));
+        // a series with one window holds its values only
+        d.observe(vec![closed("u", 0, 1.0)], 0);
+        assert!(matches!(
+            &d.series[&SeriesKey::new("u", None)].watchers,
+            Watchers::Young(v) if v.len() == 1
         ));
     }
 }

@@ -109,11 +109,11 @@ fn detector_scores_above_floor_on_all_files() {
     let files = detector_files(&labels);
     // Floors for (standard, reward_low_FP_rate, reward_low_FN_rate) on all 34 files, about
     // three points under what the detector scores (`cargo run --release --example
-    // nab_eval`: 70.28, 66.53, 73.52, 40/50 windows at threshold 0.373).
+    // nab_eval`: 68.68, 63.33, 72.45, 40/50 windows at threshold 0.386).
     let floors = [
-        (Profile::STANDARD, 67.0),
-        (Profile::REWARD_LOW_FP, 63.0),
-        (Profile::REWARD_LOW_FN, 70.0),
+        (Profile::STANDARD, 66.0),
+        (Profile::REWARD_LOW_FP, 60.0),
+        (Profile::REWARD_LOW_FN, 69.0),
     ];
     for (profile, floor) in floors {
         let o = nab::optimise(&profile, &files);
@@ -123,14 +123,14 @@ fn detector_scores_above_floor_on_all_files() {
         );
         assert!(o.normalised >= floor, "{o:?} below floor {floor}");
     }
-    // Half B at the threshold chosen on half A (currently 71.02 standard).
+    // Half B at the threshold chosen on half A (currently 69.42 standard).
     let (a, b): (Vec<ScoredFile>, Vec<ScoredFile>) =
         files.into_iter().partition(|f| in_half_a(&f.name));
     assert_eq!((a.len(), b.len()), (20, 14));
     let on_a = nab::optimise(&Profile::STANDARD, &a);
     let b_at_a = nab::score_at(&Profile::STANDARD, &b, on_a.threshold);
     println!("half B at half A's threshold: {:.2}", b_at_a.normalised);
-    assert!(b_at_a.normalised >= 68.0, "{b_at_a:?}");
+    assert!(b_at_a.normalised >= 66.0, "{b_at_a:?}");
 }
 
 #[test]
@@ -150,12 +150,15 @@ fn leave_one_category_out_scores_above_floors() {
         );
     }
     println!("mean of folds {:.2}, pooled {:.2}", cv.mean, cv.pooled);
-    // Floors about three points under what the detector scores (see the module docs).
+    // Floors about three points under what the detector scores (`cargo run --release
+    // --example nab_eval`: artificialNoAnomaly raw -0.110 (one false positive),
+    // artificialWithAnomaly 93.70, realAWSCloudwatch 65.37, realAdExchange 58.87; mean of the
+    // three folds with windows 72.65, pooled 66.84).
     let floors = [
-        ("artificialNoAnomaly", FLOOR_NO_ANOMALY_RAW),
-        ("artificialWithAnomaly", FLOOR_WITH_ANOMALY),
-        ("realAWSCloudwatch", FLOOR_AWS),
-        ("realAdExchange", FLOOR_AD_EXCHANGE),
+        ("artificialNoAnomaly", -0.5),
+        ("artificialWithAnomaly", 90.0),
+        ("realAWSCloudwatch", 62.0),
+        ("realAdExchange", 55.0),
     ];
     assert_eq!(cv.folds.len(), floors.len());
     for (fold, (category, floor)) in cv.folds.iter().zip(floors) {
@@ -169,6 +172,6 @@ fn leave_one_category_out_scores_above_floors() {
         };
         assert!(got >= floor, "{fold:?} below floor {floor}");
     }
-    assert!(cv.mean >= FLOOR_CV_MEAN, "{cv:?}");
-    assert!(cv.pooled >= FLOOR_CV_POOLED, "{cv:?}");
+    assert!(cv.mean >= 69.0, "{cv:?}");
+    assert!(cv.pooled >= 63.0, "{cv:?}");
 }
