@@ -337,8 +337,20 @@ async fn a_subscriber_receives_each_pattern_as_it_is_found() {
     assert_eq!(stored.len(), 1, "{stored:#?}");
     let (p, s) = (&pushed[0], &stored[0]);
     assert_eq!(
-        (&p.series, p.kind, p.window_start_ms, p.observed, &p.description),
-        (&s.series, s.kind, s.window_start_ms, s.observed, &s.description)
+        (
+            &p.series,
+            p.kind,
+            p.window_start_ms,
+            p.observed,
+            &p.description
+        ),
+        (
+            &s.series,
+            s.kind,
+            s.window_start_ms,
+            s.observed,
+            &s.description
+        )
     );
     // the statistics went through JSON in the store: the same up to the last bit
     assert_eq!(p.statistics.len(), s.statistics.len());
