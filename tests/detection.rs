@@ -207,14 +207,21 @@ async fn steady_with_spikes(
     }
 }
 
+/// Runs 50 windows of `api_latency` with every sample of window 40 times `factor`; the one
+/// pattern found, and the pipeline (to be shut down).
+async fn one_event(db: &TempDb, factor: f64) -> (actix::Addr<Supervisor>, Pattern) {
+    let (t, clock) = start_manual(quiet_config(), db);
+    steady_with_spikes(&t, &clock, "api_latency", 50, &[(40, factor)]).await;
+    let found = patterns(&t, "api_latency").await;
+    assert_eq!(found.len(), 1, "one pattern for one event: {found:#?}");
+    (t, found[0].clone())
+}
+
 #[actix_rt::test]
 async fn a_spike_of_the_mean_and_the_p99_is_one_pattern_counted_once() {
     let db = TempDb::new();
-    let (t, clock) = start_manual(quiet_config(), &db);
-    steady_with_spikes(&t, &clock, "api_latency", 50, &[(40, 5.0)]).await;
-    let found = patterns(&t, "api_latency").await;
-    assert_eq!(found.len(), 1, "one pattern for one event: {found:#?}");
-    let p = &found[0];
+    let (t, p) = one_event(&db, 5.0).await;
+    let p = &p;
     assert_eq!(p.kind, PatternKind::Spike);
     assert_eq!(p.window_start_ms, T0 + 40 * MINUTE);
     let moved: Vec<&str> = p.statistics.iter().map(|s| s.statistic.as_str()).collect();
@@ -231,11 +238,8 @@ async fn a_spike_of_the_mean_and_the_p99_is_one_pattern_counted_once() {
 #[actix_rt::test]
 async fn patterns_are_told_in_plain_words_with_the_numbers_in_fields() {
     let db = TempDb::new();
-    let (t, clock) = start_manual(quiet_config(), &db);
-    steady_with_spikes(&t, &clock, "api_latency", 50, &[(40, 4.0)]).await;
-    let found = patterns(&t, "api_latency").await;
-    assert_eq!(found.len(), 1, "{found:#?}");
-    let p = &found[0];
+    let (t, p) = one_event(&db, 4.0).await;
+    let p = &p;
     // e.g. "api_latency mean 400.5, 4.0x its usual 100.1, from 00:40 UTC; p99 ..."
     let head = &p.statistics[0];
     let expected_start = format!(
