@@ -680,7 +680,7 @@ async fn a_latency_spike_is_detected_and_a_steady_series_raises_nothing() {
     assert!(s.patterns_detected >= 1);
     assert_eq!(
         db.count("patterns WHERE kind = 'spike' AND series = 'api_latency'"),
-        2
+        1
     );
 }
 
