@@ -178,13 +178,14 @@ pub use db::Store;
 pub use error::{ConfigError, Error, PipelineError, Result, TrackError};
 pub use event::{EventKind, Priority, TrackEvent, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_TAGS};
 pub use messages::{
-    BatchAck, Configure, Flush, GetConfig, GetStats, Pattern, QueryPatterns, QueryWindows,
-    Shutdown, Tick, TrackBatch, WindowStats,
+    BatchAck, Configure, Flush, GetConfig, GetStats, Pattern, PatternFound, PatternStatistic,
+    QueryPatterns, QueryWindows, Shutdown, SubscribePatterns, SubscriptionId, Tick, TrackBatch,
+    UnsubscribePatterns, WindowStats,
 };
 pub use reader::{StoreReader, StoredSeries};
 pub use retention::Retention;
 pub use rollup::Resolution;
-pub use stats::detect::{DetectorSettings, PatternKind};
+pub use stats::detect::{DetectorSettings, Evidence, PatternKind, View};
 pub use supervisor::Supervisor;
 
 /// The exporter behind [`serve_prometheus`], for its types (`PrometheusHandle`, `BuildError`,

@@ -113,6 +113,10 @@ pub struct Supervisor {
     closing: bool,
     /// Durable mode: the journal every accepted event is appended to, and checkpoints.
     durable: Option<DurableIntake>,
+    /// Pattern subscriptions go to the detector.
+    subscriptions: Recipient<Subscription>,
+    /// The id of the next subscription.
+    next_subscription: u64,
 }
 
 /// Durable mode's part of the supervisor.
@@ -198,7 +202,7 @@ impl Supervisor {
                 })
             })?
         };
-        let ((back, committed), stages_thread) = {
+        let ((back, committed, subscriptions), stages_thread) = {
             let (settings, counters, clock, pool, writer) = (
                 settings.clone(),
                 counters.clone(),
@@ -239,6 +243,8 @@ impl Supervisor {
             shutting_down: false,
             closing: false,
             durable,
+            subscriptions,
+            next_subscription: 0,
         }))
     }
 
@@ -623,7 +629,7 @@ fn start_back_stages(
     clock: Arc<dyn Clock>,
     pool: Pool,
     writer: Addr<DbWriter>,
-) -> (BackStages, Recipient<Committed>) {
+) -> (BackStages, Recipient<Committed>, Recipient<Subscription>) {
     let queue = unbounded(QueueActor::new(
         settings,
         counters.clone(),
@@ -640,14 +646,16 @@ fn start_back_stages(
         write: queue.clone().recipient(),
         records: queue.clone().recipient(),
         next: queue.clone().recipient(),
+        subscribers: Vec::new(),
     });
+    let subscriptions = detector.clone().recipient();
     let back = BackStages {
         records: detector.clone().recipient(),
         write: detector.clone().recipient(),
         closed: detector.clone().recipient(),
         control: detector.recipient(),
     };
-    (back, queue.recipient())
+    (back, queue.recipient(), subscriptions)
 }
 
 /// A pause of the supervisor's mailbox (`ctx.wait`) that ends at once when the supervisor is
@@ -970,6 +978,27 @@ impl Handler<QueryPatterns> for Supervisor {
     type Result = ResponseFuture<Result<Vec<Pattern>, PipelineError>>;
     fn handle(&mut self, query: QueryPatterns, _: &mut Context<Self>) -> Self::Result {
         Box::pin(self.ask_within_budget(true, |reply| Control::Patterns(query, reply)))
+    }
+}
+
+impl Handler<SubscribePatterns> for Supervisor {
+    type Result = SubscriptionId;
+    fn handle(
+        &mut self,
+        SubscribePatterns(to): SubscribePatterns,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        self.next_subscription += 1;
+        let id = SubscriptionId(self.next_subscription);
+        self.subscriptions.do_send(Subscription::Add(id, to));
+        id
+    }
+}
+
+impl Handler<UnsubscribePatterns> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, UnsubscribePatterns(id): UnsubscribePatterns, _: &mut Context<Self>) {
+        self.subscriptions.do_send(Subscription::Remove(id));
     }
 }
 

@@ -140,6 +140,8 @@ pub(crate) struct NewPatternRow<'a> {
     pub baseline: f64,
     pub description: &'a str,
     pub detected_at_ms: i64,
+    /// The statistics that moved, JSON.
+    pub statistics: Option<String>,
 }
 
 /// A `patterns` row read back.
@@ -156,6 +158,7 @@ pub(crate) struct PatternRow {
     pub observed: f64,
     pub baseline: f64,
     pub description: String,
+    pub statistics: Option<String>,
 }
 
 /// A `quarantine` row: one row the store refused, as JSON, with the error.
