@@ -6,7 +6,9 @@
 //! `cargo bench --bench pg_write` (needs the server on
 //! 127.0.0.1:5432; each iteration gets a fresh database, created and dropped outside the clock).
 
-#[path = "../tests/support/pg.rs"]
+// the tests' PostgreSQL helpers, of which the bench uses the throwaway database only
+#[allow(dead_code)]
+#[path = "../tests/common/pg.rs"]
 mod pg;
 
 #[path = "support/raw_events.rs"]

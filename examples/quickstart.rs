@@ -18,8 +18,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await??;
     println!("p99 = {:.1} ms", windows[0].p99);
     let stats = tracker.send(Shutdown).await?; // flush everything and stop
-                                               // 2 events in, 2 rows (the command, the response_time window): nothing to fold yet.
-                                               // A minute of traffic folds every latency sample of a series into one row.
+
+    // 2 events in, 2 rows (the command, the response_time window): nothing to fold yet.
+    // A minute of traffic folds every latency sample of a series into one row.
     println!(
         "{} events in, {} rows written, write reduction {:.1}%",
         stats.events_received,

@@ -52,21 +52,29 @@
 //!
 //! ## Layout
 //!
+//! The chain is a straight line, each stage with one downstream; only the writer's
+//! `Committed` goes back, to the queue:
+//!
 //! ```text
-//!  application's thread                   stages' thread                 writer's thread
-//! app ─TrackEvent─▶ Tracker               Detector ─Write, Records─▶ Queue ─Write─▶ DbWriter ─▶ store
-//!                   (validate, then        ▲  (patterns; the rest     (High|Normal|Low)
-//!                    sample ─▶ aggregate) ─┘   passed on in order)
+//!  application's thread                        ║ eventbatch-stages thread    ║ eventbatch-writer thread
+//!                                              ║                             ║
+//!  app ─▶ Tracker ────▶ sampler ─▶ aggregator ─╫─▶ Detector ─▶ Queue ────────╫─▶ DbWriter ─▶ SQLite /
+//!         (front door)  (cores the front door  ║   (patterns)   (High|Normal ║               PostgreSQL
+//!                        calls in its turn)    ║                 |Low) ◀─────╫── Committed
 //! ```
 //!
-//! - [`Tracker`]: the front door (validation, stats, config), the only actor on the
-//!   application's thread. It drives the front stages (sampling, then aggregation) on the
-//!   events it accepted, synchronously, and sends the markers (`Flush`, queries, `Shutdown`,
-//!   ticks) down the data path behind the data.
-//! - `src/actors/`: the stages. `front.rs`, `sampler.rs`, `aggregator.rs`: the front stages the
-//!   supervisor drives; `detector.rs`, `queue.rs`, `writer.rs`: thin actors on threads of their
-//!   own. Each owns a plain, unit-tested core (`sampler.rs` with `adaptive.rs`,
-//!   `aggregator.rs`, `detector.rs`, `queue.rs`, `db/writer.rs`) and passes typed batches on.
+//! - [`Tracker`] (`src/tracker/`): the front door (validation, the journal in durable mode,
+//!   admission, stats, config), the only actor on the application's thread. It drives the sampler and the
+//!   aggregator, plain cores, synchronously in its own turn on the events it accepted
+//!   (`src/actors/front.rs`), and sends the markers (`Flush`, queries, `Shutdown`, ticks) down
+//!   the same path behind the data.
+//! - The detector, the queue and the writer are thin actors on threads the pipeline owns:
+//!   `eventbatch-stages` (detector and queue) and `eventbatch-writer`, each an actix System of
+//!   its own; durable mode adds the journal's thread, `eventbatch-journal`.
+//! - `src/actors/`: the stages' shells (`front.rs`, `sampler_stage.rs`, `aggregator_stage.rs`,
+//!   `detector_actor.rs`, `queue_actor.rs`, `db_writer.rs`). Each owns a plain, unit-tested
+//!   core in `src/cores/` (`sampler.rs` with `adaptive.rs`, `aggregator.rs`, `detector.rs`,
+//!   `queue.rs`) or `db/writer/`, and passes typed batches on.
 //! - [`stats`]: the window state (exact small windows, DDSketch), the detector's maths.
 //! - `db/`: schema, rows, the SQL for both backends, the writer's core.
 //! - `journal/`: durable mode (`Config::durable`): the journal of accepted events, its thread,
@@ -74,8 +82,8 @@
 //!
 //! ## Build options
 //!
-//! Cargo features choose how the C libraries under diesel are obtained (README.md, "Build
-//! options", has the table and what to install):
+//! Cargo features choose how the C libraries under diesel are obtained (`docs/build.md` in the
+//! repository has the table and what to install):
 //!
 //! - `bundled` (default): `bundled-sqlite` + `bundled-libpq`, both compiled from source; a
 //!   fresh machine needs only gcc.
@@ -93,7 +101,9 @@
 //! handles what is in its mailbox, runs the same shutdown and waits for it. For SIGTERM, see
 //! [`shutdown_on_signal`].
 //!
-//! `ARCHITECTURE.md` in the repository maps every actor and message to its file.
+//! `ARCHITECTURE.md` in the repository maps every actor and message to its file; `docs/` holds
+//! the reference (configuration, durable mode, PostgreSQL, retention and roll-ups, privacy,
+//! metrics, the command, detection, benchmarks).
 
 #![warn(missing_docs)]
 
@@ -101,6 +111,35 @@
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The examples of `docs/`, compiled as doctests (`cargo test --doc`), one page each.
+#[cfg(doctest)]
+mod docs_doctests {
+    #[doc = include_str!("../docs/build.md")]
+    pub struct Build;
+    #[doc = include_str!("../docs/configuration.md")]
+    pub struct Configuration;
+    #[doc = include_str!("../docs/sampling.md")]
+    pub struct Sampling;
+    #[doc = include_str!("../docs/durable.md")]
+    pub struct Durable;
+    #[doc = include_str!("../docs/postgresql.md")]
+    pub struct Postgresql;
+    #[doc = include_str!("../docs/retention-and-rollups.md")]
+    pub struct RetentionAndRollups;
+    #[doc = include_str!("../docs/privacy.md")]
+    pub struct Privacy;
+    #[doc = include_str!("../docs/metrics.md")]
+    pub struct Metrics;
+    #[doc = include_str!("../docs/cli.md")]
+    pub struct Cli;
+    #[doc = include_str!("../docs/detection.md")]
+    pub struct Detection;
+    #[doc = include_str!("../docs/guarantees.md")]
+    pub struct Guarantees;
+    #[doc = include_str!("../docs/benchmarks.md")]
+    pub struct Benchmarks;
+}
 
 mod actors;
 mod clock;
@@ -145,13 +184,14 @@ pub use event::{EventKind, Priority, TrackEvent, MAX_MESSAGE_BYTES, MAX_NAME_BYT
 #[cfg(any(test, feature = "testing"))]
 pub use messages::Tick;
 pub use messages::{
-    BatchAck, Configure, Flush, GetConfig, GetStats, Pattern, QueryPatterns, QueryWindows,
-    Shutdown, TrackBatch,
+    BatchAck, Configure, Flush, GetConfig, GetStats, Pattern, PatternFound, PatternStatistic,
+    QueryPatterns, QueryWindows, Shutdown, SubscribePatterns, SubscriptionId, TrackBatch,
+    UnsubscribePatterns,
 };
 pub use reader::{StoreReader, StoredSeries};
 pub use retention::Retention;
 pub use rollup::Resolution;
-pub use stats::detect::{DetectorSettings, PatternKind};
+pub use stats::detect::{DetectorSettings, Evidence, PatternKind, View};
 pub use tracker::Tracker;
 
 /// The front door's former name: it supervises nothing, it is the pipeline's entry point.
@@ -167,8 +207,11 @@ pub use metrics_exporter_prometheus;
 pub use prometheus::{prometheus_builder, serve_prometheus};
 
 /// Validates `config`, opens `store` (creating an SQLite file), runs the embedded migrations,
-/// starts every actor under the [`Tracker`] on the current actix system, and returns its
-/// address. Must be called inside a running actix system.
+/// starts the pipeline and returns the address of its front door, the [`Tracker`]. The
+/// tracker runs on the current actix system (the application's thread), with the sampler
+/// and the aggregator it drives; the detector and the queue run on a thread of their own, the
+/// writer on another (durable mode adds the journal's), each thread ended by the pipeline's
+/// stop. Must be called inside a running actix system.
 pub fn start(config: Config, store: Store) -> Result<actix::Addr<Tracker>> {
     start_on(config, store, Arc::new(clock::SystemClock))
 }

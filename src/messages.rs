@@ -15,7 +15,7 @@ use crate::event::TrackEvent;
 use crate::model::{ClosedWindow, Record, SeriesKey, WindowSnapshot, WriteBatch};
 use crate::rollup::Resolution;
 use crate::settings::Settings;
-use crate::stats::detect::PatternKind;
+use crate::stats::detect::{Evidence, PatternKind};
 use crate::window_stats::WindowStats;
 
 /// Accept many events at once. Invalid ones are rejected (and counted) individually; the batch
@@ -220,8 +220,67 @@ pub struct Pattern {
     pub observed: f64,
     /// What was expected (the robust baseline).
     pub baseline: f64,
-    /// A sentence for humans.
+    /// The pattern in plain words: `api_latency p99 1,032, 4.0x its usual 258, from 18:04
+    /// UTC`.
     pub description: String,
+    /// Which statistics of the window moved, the headline's first (`observed`, `baseline`,
+    /// `kind` and `confidence` are its), each with the numbers behind it. One pattern per
+    /// event: a spike of the mean and of the p99 in the same window is one pattern with two
+    /// statistics. Empty for patterns stored before this field existed.
+    #[serde(default)]
+    pub statistics: Vec<PatternStatistic>,
+}
+
+/// One statistic of a window that moved, as part of a [`Pattern`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatternStatistic {
+    /// The statistic watched: `mean`, `p90`, `p95` or `p99`.
+    pub statistic: String,
+    /// What its detector found.
+    pub kind: PatternKind,
+    /// How sure its detector is, in `[0, 1]`.
+    pub confidence: f64,
+    /// Its value in the window.
+    pub observed: f64,
+    /// What was expected of it.
+    pub baseline: f64,
+    /// The numbers behind the finding (z-score, surprises in decades, view, period).
+    #[serde(flatten)]
+    pub evidence: Evidence,
+}
+
+/// Subscribes a recipient to the patterns as they are found: each new pattern is sent to it
+/// as a [`PatternFound`] the moment the detector finds it (before it is written), so the
+/// application need not poll [`QueryPatterns`]. Answers the subscription's id, for
+/// [`UnsubscribePatterns`]. A recipient that is gone (its actor stopped) is dropped at the
+/// next pattern; nothing is kept for it.
+#[derive(Debug, Message)]
+#[rtype(result = "SubscriptionId")]
+pub struct SubscribePatterns(pub actix::Recipient<PatternFound>);
+
+/// Ends a subscription made with [`SubscribePatterns`] (an unknown id is ignored). Patterns
+/// already on their way may still arrive.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct UnsubscribePatterns(pub SubscriptionId);
+
+/// The id of a pattern subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, actix::MessageResponse)]
+pub struct SubscriptionId(pub u64);
+
+/// A pattern just found, sent to each subscriber ([`SubscribePatterns`]).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct PatternFound(pub Pattern);
+
+/// Tracker -> detector: a subscription starts or ends.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) enum Subscription {
+    /// Send every pattern found from now on to this recipient.
+    Add(SubscriptionId, actix::Recipient<PatternFound>),
+    /// Stop sending to the subscription with this id.
+    Remove(SubscriptionId),
 }
 
 // ---- internal messages ----------------------------------------------------------------------

@@ -255,6 +255,8 @@ pub(crate) struct PatternRecord {
     pub baseline: f64,
     pub description: String,
     pub detected_at_ms: i64,
+    /// The statistics that moved, the headline's first.
+    pub statistics: Vec<crate::messages::PatternStatistic>,
 }
 
 /// What the writer commits in one transaction.

@@ -1,4 +1,4 @@
-//! What the build options (Cargo features, README.md "Build options") change, checked against
+//! What the build options (Cargo features, docs/build.md "Build options") change, checked against
 //! the real stores: a PostgreSQL connection over TLS when this build's libpq has it (the `tls`
 //! feature, or a system libpq: Debian's is built with OpenSSL), a clear error naming the feature
 //! when it has not (the default `bundled-libpq`), and the pipeline on whichever SQLite is linked.
@@ -7,8 +7,7 @@
 //! libraries (`--no-default-features`); it also turns `ssl` on in the local server if it is off.
 
 mod common;
-#[path = "support/pg.rs"]
-mod pg;
+use common::pg;
 
 use common::{conservation, TempDb};
 use diesel::prelude::*;

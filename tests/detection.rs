@@ -1,12 +1,16 @@
 //! Detection in the pipeline, on a real SQLite file: the guide's own case, a restart that
-//! keeps detecting, alarms that do not hide each other, and a latency tail watched on its own.
+//! keeps detecting, alarms that do not hide each other, a latency tail watched on its own,
+//! one pattern per event with the statistics that moved, descriptions in plain words, and
+//! patterns pushed to a subscriber. Every test also checks that the steady parts of its
+//! series raise nothing (a detector that flags everything fails them).
 
 mod common;
 
+use actix::prelude::*;
 use common::{quiet_config, start_manual, TempDb, T0};
 use eventbatch::{
-    Flush, ManualClock, Pattern, PatternKind, QueryPatterns, Shutdown, TrackBatch, TrackEvent,
-    Tracker,
+    Flush, ManualClock, Pattern, PatternFound, PatternKind, QueryPatterns, Shutdown,
+    SubscribePatterns, TrackBatch, TrackEvent, Tracker, UnsubscribePatterns, View,
 };
 
 const MINUTE: i64 = 60_000;
@@ -47,6 +51,18 @@ fn at(p: &[Pattern], w: i64) -> Vec<&Pattern> {
         .collect()
 }
 
+/// The patterns outside the given windows (each with the window after it): the steady parts
+/// of the series must raise nothing.
+fn elsewhere<'a>(found: &'a [Pattern], events: &[i64]) -> Vec<&'a Pattern> {
+    found
+        .iter()
+        .filter(|p| {
+            let w = (p.window_start_ms - T0) / MINUTE;
+            !events.iter().any(|&e| w == e || w == e + 1)
+        })
+        .collect()
+}
+
 #[actix_rt::test]
 async fn the_guides_spike_and_drop_are_found_in_the_first_minutes() {
     let db = TempDb::new();
@@ -62,7 +78,7 @@ async fn the_guides_spike_and_drop_are_found_in_the_first_minutes() {
     let found = patterns(&t, "api_latency").await;
     let mean_only: Vec<Pattern> = found
         .iter()
-        .filter(|p| !p.description.starts_with('p'))
+        .filter(|p| p.statistics.iter().any(|s| s.statistic == "mean"))
         .cloned()
         .collect();
     assert!(
@@ -77,16 +93,10 @@ async fn the_guides_spike_and_drop_are_found_in_the_first_minutes() {
             .any(|p| p.kind == PatternKind::Drop),
         "{found:#?}"
     );
-    let elsewhere: Vec<_> = found
-        .iter()
-        .filter(|p| {
-            let w = (p.window_start_ms - T0) / MINUTE;
-            !(12..=13).contains(&w) && !(20..=21).contains(&w)
-        })
-        .collect();
+    let steady_part = elsewhere(&found, &[12, 20]);
     assert!(
-        elsewhere.is_empty(),
-        "nothing on the steady part: {elsewhere:#?}"
+        steady_part.is_empty(),
+        "nothing on the steady part: {steady_part:#?}"
     );
     t.send(Shutdown).await.unwrap();
 }
@@ -112,6 +122,8 @@ fn a_restart_keeps_detecting_without_a_new_warm_up() {
             at(&found, 40).iter().any(|p| p.kind == PatternKind::Spike),
             "the detector was warmed from the stored windows: {found:#?}"
         );
+        let steady_part = elsewhere(&found, &[40]);
+        assert!(steady_part.is_empty(), "{steady_part:#?}");
         t.send(Shutdown).await.unwrap();
     });
 }
@@ -137,6 +149,8 @@ async fn two_events_twenty_windows_apart_are_both_reported() {
             "window {w}: {found:#?}"
         );
     }
+    let steady_part = elsewhere(&found, &[40, 60]);
+    assert!(steady_part.is_empty(), "{steady_part:#?}");
     t.send(Shutdown).await.unwrap();
 }
 
@@ -166,8 +180,197 @@ async fn a_tail_that_triples_with_a_steady_mean_is_reported() {
     assert!(
         at(&found, 60)
             .iter()
-            .any(|p| p.description.starts_with("p99") && p.kind != PatternKind::Drop),
+            .any(|p| p.kind != PatternKind::Drop
+                && p.statistics.iter().any(|s| s.statistic == "p99")),
         "{found:#?}"
     );
+    let steady_part = elsewhere(&found, &[60]);
+    assert!(steady_part.is_empty(), "{steady_part:#?}");
+    t.send(Shutdown).await.unwrap();
+}
+
+/// Windows of a steady series with a 5x spike of every sample in window `spike`: mean and
+/// p99 both move.
+async fn steady_with_spikes(
+    t: &actix::Addr<Tracker>,
+    clock: &ManualClock,
+    metric: &str,
+    windows: i64,
+    spikes: &[(i64, f64)],
+) {
+    for w in 0..windows {
+        let factor = spikes
+            .iter()
+            .find(|(s, _)| *s == w)
+            .map_or(1.0, |&(_, f)| f);
+        window(t, clock, metric, w, |i| steady(w, i) * factor).await;
+    }
+}
+
+/// Runs 50 windows of `api_latency` with every sample of window 40 times `factor`; the one
+/// pattern found, and the pipeline (to be shut down).
+async fn one_event(db: &TempDb, factor: f64) -> (actix::Addr<Tracker>, Pattern) {
+    let (t, clock) = start_manual(quiet_config(), db);
+    steady_with_spikes(&t, &clock, "api_latency", 50, &[(40, factor)]).await;
+    let found = patterns(&t, "api_latency").await;
+    assert_eq!(found.len(), 1, "one pattern for one event: {found:#?}");
+    (t, found[0].clone())
+}
+
+#[actix_rt::test]
+async fn a_spike_of_the_mean_and_the_p99_is_one_pattern_counted_once() {
+    let db = TempDb::new();
+    let (t, p) = one_event(&db, 5.0).await;
+    let p = &p;
+    assert_eq!(p.kind, PatternKind::Spike);
+    assert_eq!(p.window_start_ms, T0 + 40 * MINUTE);
+    let moved: Vec<&str> = p.statistics.iter().map(|s| s.statistic.as_str()).collect();
+    assert_eq!(moved.len(), 2, "{p:#?}");
+    assert!(moved.contains(&"mean") && moved.contains(&"p99"), "{p:#?}");
+    // the headline is the first statistic's
+    assert_eq!(p.observed, p.statistics[0].observed);
+    assert_eq!(p.kind, p.statistics[0].kind);
+    let stats = t.send(Flush).await.unwrap().unwrap();
+    assert_eq!(stats.patterns_detected, 1, "counted once");
+    t.send(Shutdown).await.unwrap();
+}
+
+#[actix_rt::test]
+async fn patterns_are_told_in_plain_words_with_the_numbers_in_fields() {
+    let db = TempDb::new();
+    let (t, p) = one_event(&db, 4.0).await;
+    let p = &p;
+    // e.g. "api_latency mean 400.5, 4.0x its usual 100.1, from 00:40 UTC; p99 ..."
+    let head = &p.statistics[0];
+    let expected_start = format!(
+        "api_latency {} {}, {}x its usual ",
+        head.statistic,
+        eventbatch::stats::detect::plain_number(head.observed),
+        format_args!("{:.1}", head.observed / head.baseline)
+    );
+    assert!(
+        p.description.starts_with(&expected_start),
+        "{}",
+        p.description
+    );
+    let minutes = (T0 + 40 * MINUTE) / MINUTE % (24 * 60);
+    let from = format!(", from {:02}:{:02} UTC", minutes / 60, minutes % 60);
+    assert!(p.description.contains(&from), "{}", p.description);
+    for word in ["robust z", "decades", "surprise", "likelihood"] {
+        assert!(!p.description.contains(word), "{}", p.description);
+    }
+    // the numbers stay, in fields
+    for s in &p.statistics {
+        assert!(s.evidence.z >= 3.0, "{s:#?}");
+        assert!(s.evidence.surprise_decades > 0.0, "{s:#?}");
+        assert!(matches!(
+            s.evidence.view,
+            View::Level | View::Early | View::Seasonal
+        ));
+    }
+    t.send(Shutdown).await.unwrap();
+}
+
+#[actix_rt::test]
+async fn the_guides_rules_are_not_masked_by_an_earlier_spike() {
+    let db = TempDb::new();
+    let (t, clock) = start_manual(quiet_config(), &db);
+    // two identical 3x spikes 20 windows apart, then a value 12 standard deviations out
+    // (steady() has a standard deviation of about 3.2) 30 windows after the second
+    let sd = 3.2;
+    for w in 0..120 {
+        let shift = match w {
+            40 | 60 => 200.0,
+            90 => 12.0 * sd,
+            _ => 0.0,
+        };
+        window(&t, &clock, "rt", w, |i| steady(w, i) + shift).await;
+    }
+    let found = patterns(&t, "rt").await;
+    for (w, kind) in [
+        (40, PatternKind::Spike),
+        (60, PatternKind::Spike),
+        (90, PatternKind::Anomaly),
+    ] {
+        assert!(
+            at(&found, w).iter().any(|p| p.kind == kind),
+            "window {w}: {found:#?}"
+        );
+    }
+    let steady_part = elsewhere(&found, &[40, 60, 90]);
+    assert!(steady_part.is_empty(), "{steady_part:#?}");
+    t.send(Shutdown).await.unwrap();
+}
+
+/// Collects the patterns pushed to it.
+struct Listener(std::sync::Arc<std::sync::Mutex<Vec<Pattern>>>);
+
+impl Actor for Listener {
+    type Context = Context<Self>;
+}
+
+impl Handler<PatternFound> for Listener {
+    type Result = ();
+    fn handle(&mut self, PatternFound(p): PatternFound, _: &mut Context<Self>) {
+        self.0.lock().unwrap().push(p);
+    }
+}
+
+#[actix_rt::test]
+async fn a_subscriber_receives_each_pattern_as_it_is_found() {
+    let db = TempDb::new();
+    let (t, clock) = start_manual(quiet_config(), &db);
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = Listener(got.clone()).start();
+    let id = t
+        .send(SubscribePatterns(listener.clone().recipient()))
+        .await
+        .unwrap();
+    // a second subscriber whose actor stops before any pattern is found
+    let gone = Listener::create(|ctx| {
+        ctx.stop();
+        Listener(Default::default())
+    });
+    t.send(SubscribePatterns(gone.recipient())).await.unwrap();
+    steady_with_spikes(&t, &clock, "rt", 50, &[(40, 5.0)]).await;
+    t.send(Flush).await.unwrap().unwrap();
+    // pushed, without a query: exactly what the store holds
+    let pushed = got.lock().unwrap().clone();
+    let stored = patterns(&t, "rt").await;
+    assert_eq!(pushed.len(), 1, "{pushed:#?}");
+    assert_eq!(stored.len(), 1, "{stored:#?}");
+    let (p, s) = (&pushed[0], &stored[0]);
+    assert_eq!(
+        (
+            &p.series,
+            p.kind,
+            p.window_start_ms,
+            p.observed,
+            &p.description
+        ),
+        (
+            &s.series,
+            s.kind,
+            s.window_start_ms,
+            s.observed,
+            &s.description
+        )
+    );
+    // the statistics went through JSON in the store: the same up to the last bit
+    assert_eq!(p.statistics.len(), s.statistics.len());
+    for (a, b) in p.statistics.iter().zip(&s.statistics) {
+        assert_eq!((&a.statistic, a.kind), (&b.statistic, b.kind));
+        assert!((a.baseline - b.baseline).abs() <= 1e-9 * a.baseline.abs());
+    }
+    assert_eq!(pushed[0].window_start_ms, T0 + 40 * MINUTE);
+    // unsubscribed: nothing more arrives
+    t.send(UnsubscribePatterns(id)).await.unwrap();
+    for w in 50..70 {
+        let factor = if w == 60 { 0.2 } else { 1.0 };
+        window(&t, &clock, "rt", w, |i| steady(w, i) * factor).await;
+    }
+    let stored = patterns(&t, "rt").await;
+    assert!(at(&stored, 60).iter().any(|p| p.kind == PatternKind::Drop));
+    assert_eq!(got.lock().unwrap().len(), 1);
     t.send(Shutdown).await.unwrap();
 }

@@ -4,8 +4,7 @@
 //! on PostgreSQL.
 
 mod common;
-#[path = "support/pg.rs"]
-mod pg;
+use common::pg;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

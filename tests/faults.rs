@@ -5,10 +5,8 @@
 //! conservation laws afterwards.
 
 mod common;
-#[path = "support/netns.rs"]
-mod netns;
-#[path = "support/pg.rs"]
-mod pg;
+use common::netns;
+use common::pg;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -493,14 +491,14 @@ async fn flush_answers_err_within_the_budget_against_a_hung_proxy_and_recovers()
 }
 
 /// A real partition: every packet between the pipeline and the server is dropped (the path
-/// runs through a network namespace of the test's own, see `support/netns.rs`).
+/// runs through a network namespace of the test's own, see `common/netns.rs`).
 #[actix_rt::test]
 async fn flush_answers_err_within_the_budget_across_a_network_partition_and_recovers() {
     let Some(path) = netns::NetPath::to_postgres(pg::PG_PORT) else {
         return;
     };
     let db = TestDb::create("partition");
-    let url = format!("postgres://root@{}:{}/{}", path.addr, path.port, db.name);
+    let url = db.url_at(path.addr, path.port);
     flush_fails_within_budget_and_recovers(&db, url, || path.cut(), || path.restore()).await;
 }
 

@@ -3,8 +3,7 @@
 //! SIGKILL, raw data left readable in deleted entries, and a journal path that is the store.
 
 mod common;
-#[path = "support/tmpfs.rs"]
-mod tmpfs;
+use common::tmpfs;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};

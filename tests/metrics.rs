@@ -4,8 +4,6 @@
 //! pipeline answers, under the `instance_id` label, with help text and unit.
 
 mod common;
-#[path = "support/metrics.rs"]
-mod support;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -74,11 +72,11 @@ fn recorded(instance: &str) -> HashMap<String, Recorded> {
 
 /// Every count of `stats` is recorded with its value, described, with a unit.
 fn equal_to_stats(got: &HashMap<String, Recorded>, stats: &Stats) {
-    for (name, value) in support::expected(stats) {
+    for (name, value) in common::metrics::expected(stats) {
         let m = got
             .get(&name)
             .unwrap_or_else(|| panic!("{name} not recorded"));
-        let expected = if support::GAUGES
+        let expected = if common::metrics::GAUGES
             .iter()
             .any(|g| name == format!("eventbatch_{g}"))
         {
@@ -125,18 +123,12 @@ fn what_is_recorded_equals_stats_after_flush_and_shutdown() {
     let _turn = turn();
     in_a_system(async {
         let db = TempDb::new();
-        let config = Config {
-            instance_id: Some("metrics-flush".into()),
-            sampling_rates: support::rates(),
-            // only the answers publish: nothing between them to race with
-            metrics_interval_ms: 3_600_000,
-            ..quiet_config()
-        };
+        let config = common::metrics::config("metrics-flush");
         let (t, _clock) = start_manual(config, &db);
-        support::workload(&t, T0).await;
+        common::metrics::workload(&t, T0).await;
         let stats = t.send(Flush).await.unwrap().unwrap();
         conservation(&stats);
-        support::moved(&stats);
+        common::metrics::moved(&stats);
         assert_eq!(
             stats.records_written as i64,
             db.count("events WHERE instance_id = 'metrics-flush'")
@@ -189,14 +181,9 @@ fn a_system_stopped_without_shutdown_publishes_its_final_counts() {
     let db = TempDb::new();
     let sys = actix::System::new();
     sys.block_on(async {
-        let config = Config {
-            instance_id: Some("metrics-drop".into()),
-            sampling_rates: support::rates(),
-            metrics_interval_ms: 3_600_000,
-            ..quiet_config()
-        };
+        let config = common::metrics::config("metrics-drop");
         let (t, _clock) = start_manual(config, &db);
-        support::workload(&t, T0).await;
+        common::metrics::workload(&t, T0).await;
         actix::System::current().stop();
     });
     sys.run().unwrap();
@@ -276,7 +263,7 @@ fn metrics_off_records_nothing_and_configure_turns_them_on() {
             ..quiet_config()
         };
         let (t, _clock) = start_manual(config, &db);
-        support::workload(&t, T0).await;
+        common::metrics::workload(&t, T0).await;
         let stats = t.send(Flush).await.unwrap().unwrap();
         assert!(stats.transactions > 0);
         assert!(recorded("metrics-off").is_empty(), "metrics are off");
@@ -286,7 +273,7 @@ fn metrics_off_records_nothing_and_configure_turns_them_on() {
             ..ConfigPatch::default()
         };
         t.send(Configure(on)).await.unwrap().unwrap();
-        support::workload(&t, T0 + 600_000).await;
+        common::metrics::workload(&t, T0 + 600_000).await;
         let stats = t.send(Flush).await.unwrap().unwrap();
         let got = recorded("metrics-off");
         equal_to_stats(&got, &stats);

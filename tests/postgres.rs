@@ -2,8 +2,7 @@
 //! its own database and drops it when done, also on failure. `.ci/run` starts the server.
 
 mod common;
-#[path = "support/pg.rs"]
-mod pg;
+use common::pg;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -7,14 +7,12 @@
 //! SQLite files, the local PostgreSQL server, the real pipeline.
 
 mod common;
-#[path = "support/pg.rs"]
-mod pg;
+use common::pg;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use common::{captured_log, conservation, pseudonym, TempDb, T0};
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use eventbatch::*;
 
@@ -34,17 +32,6 @@ fn quiet(instance: &str) -> Config {
         batch_interval_ms: 3_600_000,
         ..Config::default()
     }
-}
-
-/// A real UNIQUE violation for every command named "poison": the writer quarantines it.
-fn poison_commands(db: &TempDb) {
-    db.conn()
-        .batch_execute(
-            "CREATE TABLE guard (x INTEGER PRIMARY KEY); INSERT INTO guard VALUES (1);
-             CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.name = 'poison'
-             BEGIN INSERT INTO guard VALUES (1); END;",
-        )
-        .unwrap();
 }
 
 /// The files of `dir` whose bytes contain `needle`.
@@ -80,7 +67,7 @@ async fn with_an_identity_key_no_raw_id_reaches_any_file_or_the_quarantine() {
     };
     let (t, _) = start_at(config, db.store(), T0);
     t.send(Flush).await.unwrap().unwrap(); // the schema exists
-    poison_commands(&db);
+    db.poison_commands();
     let mut events = vec![TrackEvent::command("poison")
         .user(USER)
         .server(SERVER)
@@ -143,7 +130,7 @@ async fn retention_prunes_old_quarantine_rows() {
     };
     let (t, clock) = start_at(config, db.store(), now);
     t.send(Flush).await.unwrap().unwrap(); // the schema exists
-    poison_commands(&db);
+    db.poison_commands();
     for i in 0..3 {
         t.send(TrackEvent::command("poison").at(now + i))
             .await

@@ -6,16 +6,14 @@
 //! `cargo test -p eventbatch --features prometheus --test prometheus`
 
 mod common;
-#[path = "support/metrics.rs"]
-mod support;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use common::{conservation, quiet_config, start_manual, TempDb, T0};
+use common::{conservation, start_manual, TempDb, T0};
 use eventbatch::metrics_exporter_prometheus::BuildError;
-use eventbatch::{Config, Flush, Shutdown, Stats};
+use eventbatch::{Flush, Shutdown, Stats};
 
 /// A port nobody listens on now.
 fn free_port() -> u16 {
@@ -127,8 +125,8 @@ impl Exposition {
 
 fn equal_to_stats(e: &Exposition, instance: &str, stats: &Stats) {
     let label = [("instance_id", instance)];
-    for (name, value) in support::expected(stats) {
-        let gauge = support::GAUGES
+    for (name, value) in common::metrics::expected(stats) {
+        let gauge = common::metrics::GAUGES
             .iter()
             .any(|g| name == format!("eventbatch_{g}"));
         let kind = if gauge { "gauge" } else { "counter" };
@@ -159,17 +157,12 @@ async fn the_endpoint_serves_the_pipeline_metrics_as_prometheus_text() {
     // an instance id the text format must escape
     let instance = r#"web "7" \ eu"#;
     let db = TempDb::new();
-    let config = Config {
-        instance_id: Some(instance.into()),
-        sampling_rates: support::rates(),
-        metrics_interval_ms: 3_600_000,
-        ..quiet_config()
-    };
+    let config = common::metrics::config(instance);
     let (t, _clock) = start_manual(config, &db);
-    support::workload(&t, T0).await;
+    common::metrics::workload(&t, T0).await;
     let stats = t.send(Flush).await.unwrap().unwrap();
     conservation(&stats);
-    support::moved(&stats);
+    common::metrics::moved(&stats);
 
     let (status, body) = scrape(port);
     assert_eq!(status, "HTTP/1.1 200 OK", "{body}");

@@ -4,8 +4,7 @@
 //! clock: the data is written at event times weeks apart, and rounds run on `Flush`.
 
 mod common;
-#[path = "support/pg.rs"]
-mod pg;
+use common::pg;
 
 use std::sync::Arc;
 
@@ -284,7 +283,7 @@ async fn postgres_instances_prune_one_at_a_time_under_the_advisory_lock() {
     // The next rounds are due an interval later; both start at once.
     clock_a.advance(10 * MINUTE);
     clock_b.advance(10 * MINUTE);
-    let (sa, sb) = futures_join(a.send(Flush), b.send(Flush)).await;
+    let (sa, sb) = common::join_both(a.send(Flush), b.send(Flush)).await;
     let (sa, sb) = (sa.unwrap().unwrap(), sb.unwrap().unwrap());
     let after = census(&count, LATER);
     assert_pruned(&before, &after, sa.rows_pruned + sb.rows_pruned);
@@ -293,17 +292,4 @@ async fn postgres_instances_prune_one_at_a_time_under_the_advisory_lock() {
     for t in [&a, &b] {
         common::conservation(&t.send(Shutdown).await.unwrap());
     }
-}
-
-/// Both futures, polled concurrently on this thread.
-async fn futures_join<A: std::future::Future, B: std::future::Future + 'static>(
-    a: A,
-    b: B,
-) -> (A::Output, B::Output)
-where
-    B::Output: 'static,
-{
-    let b = actix_rt::spawn(b);
-    let a = a.await;
-    (a, b.await.unwrap())
 }

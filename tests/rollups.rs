@@ -3,8 +3,7 @@
 //! across instances on PostgreSQL. Time is a manual clock: buckets close when the test moves it.
 
 mod common;
-#[path = "support/pg.rs"]
-mod pg;
+use common::pg;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -464,7 +463,7 @@ async fn postgres_rollups_merge_every_instance_once() {
     // minute later neither finds anything due.
     a.send(Configure(on.clone())).await.unwrap().unwrap();
     b.send(Configure(on)).await.unwrap().unwrap();
-    let (sa, sb) = futures_join(a.send(Flush), b.send(Flush)).await;
+    let (sa, sb) = common::join_both(a.send(Flush), b.send(Flush)).await;
     sa.unwrap().unwrap();
     sb.unwrap().unwrap();
     clock_a.advance(61_000);
@@ -502,19 +501,6 @@ async fn postgres_rollups_merge_every_instance_once() {
     }
     a.send(Shutdown).await.unwrap();
     b.send(Shutdown).await.unwrap();
-}
-
-/// Both futures, polled concurrently on this thread.
-async fn futures_join<A: std::future::Future, B: std::future::Future + 'static>(
-    a: A,
-    b: B,
-) -> (A::Output, B::Output)
-where
-    B::Output: 'static,
-{
-    let b = actix_rt::spawn(b);
-    let a = a.await;
-    (a, b.await.unwrap())
 }
 
 #[test]

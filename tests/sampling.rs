@@ -3,8 +3,7 @@
 //! manual clock.
 
 mod common;
-#[path = "support/pg.rs"]
-mod pg;
+use common::pg;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;

@@ -6,8 +6,7 @@
 //! the change is migrated. Both are still shown as `a.b` (the `series` display name).
 
 mod common;
-#[path = "support/pg.rs"]
-mod pg;
+use common::pg;
 
 use std::sync::Arc;
 

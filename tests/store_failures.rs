@@ -6,12 +6,9 @@
 //! partition, real triggers.
 
 mod common;
-#[path = "support/netns.rs"]
-mod netns;
-#[path = "support/pg.rs"]
-mod pg;
-#[path = "support/tmpfs.rs"]
-mod tmpfs;
+use common::netns;
+use common::pg;
+use common::tmpfs;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -230,7 +227,7 @@ async fn a_query_answers_within_seconds_across_terminated_connections_and_a_part
         return;
     };
     let db = TestDb::create("partitioned");
-    let url = format!("postgres://root@{}:{}/{}", path.addr, path.port, db.name);
+    let url = db.url_at(path.addr, path.port);
     let stop = || {
         assert!(db.kill_connections() > 0);
         // let the server's goodbye reach the client before the partition swallows it

@@ -222,10 +222,15 @@ struct SettingFlags {
     /// Values seen before the statistical detector takes over.
     #[arg(long, value_name = "N", default_value_t = defaults().warmup)]
     warmup: usize,
-    /// Values after an alarm during which the same event is not reported again.
+    /// Longest event, in values: after this many an event ends even if the series stays
+    /// disturbed (0: every alarm is an event of its own).
     #[arg(long, value_name = "N", default_value_t = defaults().cooldown)]
     cooldown: usize,
-    /// Factor applied to the scores of an event's continuation during the cooldown, in [0, 1].
+    /// An event ends once this many values in a row were ordinary (at least 1); a later
+    /// alarm is then reported as an event of its own.
+    #[arg(long, value_name = "N", default_value_t = defaults().event_gap)]
+    event_gap: usize,
+    /// Factor applied to the scores of an event's continuation, in [0, 1].
     #[arg(long, value_name = "F", default_value_t = defaults().cooldown_factor)]
     cooldown_factor: f64,
     /// Values in the Mann-Kendall trend test (0 disables trends; else at least 4).
@@ -275,6 +280,7 @@ impl DetectArgs {
             early_min_history,
             warmup,
             cooldown,
+            event_gap,
             cooldown_factor,
             trend_window,
             trend_alpha,

@@ -335,6 +335,91 @@ pub struct Outcome {
     pub fp_rows: usize,
 }
 
+/// The NAB category of a file name (`realAWSCloudwatch` for
+/// `realAWSCloudwatch/ec2_cpu_utilization_24ae8d.csv`).
+pub fn category(name: &str) -> &str {
+    name.split_once('/').map_or(name, |(c, _)| c)
+}
+
+/// One fold of a leave-one-category-out cross-validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fold {
+    /// The category left out: chosen on the others, scored on this one.
+    pub held_out: String,
+    /// Which candidate was chosen on the other categories (an index into the candidates).
+    pub chosen: usize,
+    /// The held-out category scored at the threshold chosen on the others.
+    pub outcome: Outcome,
+}
+
+/// A leave-one-category-out cross-validation of one profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrossValidation {
+    /// One fold per category, in name order.
+    pub folds: Vec<Fold>,
+    /// Mean of the folds' normalised scores, over the folds with labelled windows (a
+    /// category without anomalies has no normalised score: its false positives show in
+    /// the pooled score).
+    pub mean: f64,
+    /// Every held-out category's raw score summed and normalised over all windows: the
+    /// score of the whole corpus as the held-out folds saw it.
+    pub pooled: f64,
+}
+
+/// Leave-one-category-out cross-validation: for each category, the candidate (a run of the
+/// detector with some settings over every file) and the threshold with the best raw score on
+/// the other categories are chosen, and the held-out category is scored with them. Nothing
+/// is chosen on the files it is scored on. `candidates[k]` must hold the same files for
+/// every `k`.
+pub fn leave_one_category_out(
+    profile: &Profile,
+    candidates: &[Vec<ScoredFile>],
+) -> CrossValidation {
+    let mut categories: Vec<&str> = candidates
+        .first()
+        .map(|files| files.iter().map(|f| category(&f.name)).collect())
+        .unwrap_or_default();
+    categories.sort_unstable();
+    categories.dedup();
+    let split = |files: &[ScoredFile], c: &str| -> (Vec<ScoredFile>, Vec<ScoredFile>) {
+        files.iter().cloned().partition(|f| category(&f.name) != c)
+    };
+    let mut folds = Vec::new();
+    let (mut raw, mut windows) = (0.0, 0);
+    for c in categories {
+        let mut best: Option<(f64, usize, f64)> = None;
+        for (k, files) in candidates.iter().enumerate() {
+            let (train, _) = split(files, c);
+            let o = optimise(profile, &train);
+            if best.is_none_or(|(r, _, _)| o.raw > r) {
+                best = Some((o.raw, k, o.threshold));
+            }
+        }
+        let Some((_, chosen, threshold)) = best else {
+            continue;
+        };
+        let (_, test) = split(&candidates[chosen], c);
+        let outcome = score_at(profile, &test, threshold);
+        raw += outcome.raw;
+        windows += outcome.windows;
+        folds.push(Fold {
+            held_out: c.to_string(),
+            chosen,
+            outcome,
+        });
+    }
+    let scored: Vec<f64> = folds
+        .iter()
+        .filter(|f| f.outcome.windows > 0)
+        .map(|f| f.outcome.normalised)
+        .collect();
+    CrossValidation {
+        mean: scored.iter().sum::<f64>() / scored.len().max(1) as f64,
+        pooled: normalise(profile, raw, windows),
+        folds,
+    }
+}
+
 /// One scored row, flattened for the sweep.
 struct SweepRow {
     score: f64,

@@ -14,8 +14,10 @@ use crate::clock::Clock;
 use crate::cores::detector::{Detectors, HISTORY_WINDOWS};
 use crate::counters::Counters;
 use crate::db::pool::Pool;
-use crate::messages::{Closed, Control, Records, Write};
-use crate::model::{ClosedWindow, SeriesKey, WriteBatch};
+use crate::messages::{
+    Closed, Control, PatternFound, Records, Subscription, SubscriptionId, Write,
+};
+use crate::model::{ClosedWindow, PatternRecord, SeriesKey, WriteBatch};
 use crate::window_stats::WindowStats;
 
 /// The detector's actor: feeds each batch of closed windows to [`Detectors`] and sends the
@@ -34,6 +36,8 @@ pub(crate) struct DetectorActor {
     pub records: Recipient<Records>,
     /// Markers go on to the queue.
     pub next: Recipient<Control>,
+    /// Pattern subscribers ([`crate::SubscribePatterns`]): each pattern found is sent to each.
+    pub subscribers: Vec<(SubscriptionId, Recipient<PatternFound>)>,
 }
 
 impl DetectorActor {
@@ -98,6 +102,33 @@ impl DetectorActor {
     }
 }
 
+impl DetectorActor {
+    /// Sends each pattern to every subscriber; a subscriber whose actor is gone is dropped.
+    fn publish(&mut self, patterns: &[PatternRecord]) {
+        if self.subscribers.is_empty() {
+            return;
+        }
+        self.subscribers.retain(|(_, r)| r.connected());
+        for p in patterns {
+            let pattern = p.to_pattern();
+            for (_, r) in &self.subscribers {
+                r.do_send(PatternFound(pattern.clone()));
+            }
+        }
+    }
+}
+
+/// A subscription starts or ends.
+impl Handler<Subscription> for DetectorActor {
+    type Result = ();
+    fn handle(&mut self, change: Subscription, _: &mut Context<Self>) {
+        match change {
+            Subscription::Add(id, recipient) => self.subscribers.push((id, recipient)),
+            Subscription::Remove(id) => self.subscribers.retain(|(s, _)| *s != id),
+        }
+    }
+}
+
 impl Actor for DetectorActor {
     type Context = Context<Self>;
 
@@ -119,6 +150,7 @@ impl Handler<Closed> for DetectorActor {
         self.count_detectors();
         if !patterns.is_empty() {
             Counters::add(&self.counters.patterns_detected, patterns.len() as u64);
+            self.publish(&patterns);
             let batch = WriteBatch {
                 patterns,
                 ..WriteBatch::default()

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::DEFAULT_MAX_DETECTOR_SERIES;
+use crate::messages::{Pattern, PatternStatistic};
 use crate::model::{ClosedWindow, PatternRecord, SeriesKey};
 use crate::settings::Settings;
-use crate::stats::detect::{DetectorSettings, Finding, SeriesDetector};
+use crate::stats::detect::{Detection, DetectorSettings, Finding, PatternKind, SeriesDetector};
 use crate::stats::window::WindowSummary;
 use crate::window_stats::WindowStats;
 
@@ -90,26 +91,65 @@ pub(crate) struct Detectors {
     batch_from: u64,
 }
 
+/// A series' detectors.
+#[derive(Debug)]
+enum Watchers {
+    /// Fewer than `early_min_history` windows: nothing can be judged yet, so no detector is
+    /// built; the watched values wait here, `[mean, tail]` per window (the tail NaN when none
+    /// is watched), exactly sized. A series that closes one window and goes idle (a hostile
+    /// or one-off name) costs 16 bytes here, not two detectors.
+    Young(Box<[[f64; 2]]>),
+    /// The detectors of the mean and of the tail, warmed with the young values.
+    Grown(Box<(SeriesDetector, Option<SeriesDetector>)>),
+}
+
+impl Watchers {
+    /// Feeds one window's `[mean, tail]`: the findings of the mean's and the tail's
+    /// detectors. A young series grows its detectors (warmed with the values so far, which
+    /// they could not have judged) when the values reach `early_min_history`.
+    fn feed(
+        &mut self,
+        values: [f64; 2],
+        tail: Option<u8>,
+        settings: &Arc<DetectorSettings>,
+    ) -> (Detection, Detection) {
+        if let Watchers::Young(young) = self {
+            if young.len() < settings.early_min_history {
+                let mut v = std::mem::take(young).into_vec();
+                v.push(values);
+                *young = v.into_boxed_slice();
+                return (Detection::default(), Detection::default());
+            }
+            let mut mean = SeriesDetector::with_shared_settings(settings);
+            mean.warm_up(young.iter().map(|v| v[0]));
+            let tail = tail.map(|_| {
+                let mut d = SeriesDetector::with_shared_settings(settings);
+                d.warm_up(young.iter().map(|v| v[1]));
+                d
+            });
+            *self = Watchers::Grown(Box::new((mean, tail)));
+        }
+        let Watchers::Grown(d) = self else {
+            unreachable!("grown above")
+        };
+        let mean = d.0.observe(values[0]);
+        let tail = match (d.1.as_mut(), tail) {
+            (Some(t), Some(_)) => t.observe(values[1]),
+            _ => Detection::default(),
+        };
+        (mean, tail)
+    }
+}
+
 #[derive(Debug)]
 struct Tracked {
-    mean: SeriesDetector,
-    tail: Option<SeriesDetector>,
+    watchers: Watchers,
     /// Start of the last window fed.
     last_start_ms: i64,
     /// Clock time of the last window fed.
     seen_ms: i64,
     /// [`Detectors::uses`] at the last use.
     used: u64,
-}
-
-impl Tracked {
-    /// Between two windows, the detectors keep their history only.
-    fn release_buffers(&mut self) {
-        self.mean.release_buffers();
-        if let Some(d) = self.tail.as_mut() {
-            d.release_buffers();
-        }
-    }
 }
 
 impl Detectors {
@@ -251,11 +291,10 @@ impl Detectors {
         if !self.series.contains_key(key) {
             self.make_room();
         }
-        let (settings, tail, used) = (&self.shared, self.tail, self.uses);
+        let used = self.uses;
         let t = self.series.entry(key.clone()).or_insert_with(|| {
             Box::new(Tracked {
-                mean: SeriesDetector::with_shared_settings(settings),
-                tail: tail.map(|_| SeriesDetector::with_shared_settings(settings)),
+                watchers: Watchers::Young(Box::default()),
                 last_start_ms: i64::MIN,
                 seen_ms: now_ms,
                 used,
@@ -275,7 +314,7 @@ impl Detectors {
         before_ms: i64,
         now_ms: i64,
     ) {
-        let tail = self.tail;
+        let (tail, settings) = (self.tail, Arc::clone(&self.shared));
         let t = self.tracked(key, now_ms);
         for w in history
             .iter()
@@ -285,12 +324,12 @@ impl Detectors {
                 continue;
             }
             t.last_start_ms = w.window_start_ms;
-            let _ = t.mean.observe(Watched::Mean.value_of(w));
-            if let (Some(d), Some(q)) = (t.tail.as_mut(), tail) {
-                let _ = d.observe(Watched::Tail(q).value_of(w));
-            }
+            let values = [
+                Watched::Mean.value_of(w),
+                tail.map_or(f64::NAN, |q| Watched::Tail(q).value_of(w)),
+            ];
+            let _ = t.watchers.feed(values, tail, &settings);
         }
-        t.release_buffers();
     }
 
     /// Feeds closed windows (in closing order) and returns the patterns found.
@@ -300,7 +339,7 @@ impl Detectors {
         now_ms: i64,
     ) -> Vec<PatternRecord> {
         closed.sort_by(|a, b| a.key.cmp(&b.key).then(a.start_ms.cmp(&b.start_ms)));
-        let tail = self.tail;
+        let (tail, settings) = (self.tail, Arc::clone(&self.shared));
         let mut found = Vec::new();
         for w in closed {
             if w.summary.count == 0 {
@@ -312,51 +351,128 @@ impl Detectors {
             }
             t.last_start_ms = w.start_ms;
             t.seen_ms = now_ms;
-            let mean = t.mean.observe(Watched::Mean.value(&w.summary));
-            report(&w, Watched::Mean, mean.findings, now_ms, &mut found);
-            if let (Some(d), Some(q)) = (t.tail.as_mut(), tail) {
-                let tail = d.observe(Watched::Tail(q).value(&w.summary));
-                report(&w, Watched::Tail(q), tail.findings, now_ms, &mut found);
+            let values = [
+                Watched::Mean.value(&w.summary),
+                tail.map_or(f64::NAN, |q| Watched::Tail(q).value(&w.summary)),
+            ];
+            let (mean, of_tail) = t.watchers.feed(values, tail, &settings);
+            let mut findings: Vec<(Watched, Finding)> = mean
+                .findings
+                .into_iter()
+                .map(|f| (Watched::Mean, f))
+                .collect();
+            if let Some(q) = tail {
+                findings.extend(of_tail.findings.into_iter().map(|f| (Watched::Tail(q), f)));
             }
-            t.release_buffers();
+            if !findings.is_empty() {
+                report(&w, findings, now_ms, &mut found);
+            }
         }
         self.end_batch();
         found
     }
 }
 
-/// Turns findings on one window into pattern rows; a tail's description names its percentile.
+/// The name of a watched statistic: `mean`, `p90`, `p95` or `p99`.
+fn statistic_name(watched: Watched) -> String {
+    match watched {
+        Watched::Mean => "mean".to_string(),
+        Watched::Tail(q) => format!("p{q}"),
+    }
+}
+
+/// `HH:MM UTC` of a time in ms since the epoch.
+fn clock_time(ms: i64) -> String {
+    let minutes = ms.div_euclid(60_000).rem_euclid(24 * 60);
+    format!("{:02}:{:02} UTC", minutes / 60, minutes % 60)
+}
+
+/// Turns the findings on one window (of the mean and of the tail) into pattern rows: one per
+/// event, not one per statistic. The alarms (spike, drop, anomaly) of the window are one
+/// pattern, each trend direction another; the headline is the most confident statistic
+/// (the mean on a tie), and every statistic that moved is listed in `statistics`.
 fn report(
     w: &ClosedWindow,
-    watched: Watched,
-    findings: Vec<Finding>,
+    findings: Vec<(Watched, Finding)>,
     now_ms: i64,
     found: &mut Vec<PatternRecord>,
 ) {
-    for f in findings {
-        let description = match watched {
-            Watched::Mean => f.description,
-            Watched::Tail(q) => format!("p{q}: {}", f.description),
-        };
+    let group = |k: PatternKind| match k {
+        PatternKind::TrendUp => 1,
+        PatternKind::TrendDown => 2,
+        _ => 0,
+    };
+    for g in 0..3 {
+        let mut moved: Vec<&(Watched, Finding)> = findings
+            .iter()
+            .filter(|(_, f)| group(f.kind) == g)
+            .collect();
+        if moved.is_empty() {
+            continue;
+        }
+        // stable: the mean stays first among equals
+        moved.sort_by(|a, b| b.1.confidence.total_cmp(&a.1.confidence));
+        let (watched, head) = moved[0];
+        let mut description = format!(
+            "{} {} {}, from {}",
+            w.key.name(),
+            statistic_name(*watched),
+            head.description,
+            clock_time(w.start_ms)
+        );
+        for (other, f) in &moved[1..] {
+            description.push_str(&format!("; {} {}", statistic_name(*other), f.description));
+        }
         log::info!(
             "pattern {} in {} (metric {:?}, context {:?}) at {}: {description}",
-            f.kind.as_str(),
+            head.kind.as_str(),
             w.key.name(),
             w.key.metric,
             w.key.context,
             w.start_ms,
         );
+        let statistics = moved
+            .iter()
+            .map(|(watched, f)| PatternStatistic {
+                statistic: statistic_name(*watched),
+                kind: f.kind,
+                confidence: f.confidence.clamp(0.0, 1.0),
+                observed: f.observed,
+                baseline: f.baseline,
+                evidence: f.evidence,
+            })
+            .collect();
         found.push(PatternRecord {
             key: w.key.clone(),
-            kind: f.kind,
-            confidence: f.confidence.clamp(0.0, 1.0),
+            kind: head.kind,
+            confidence: head.confidence.clamp(0.0, 1.0),
             start_ms: w.start_ms,
             end_ms: w.end_ms,
-            observed: f.observed,
-            baseline: f.baseline,
+            observed: head.observed,
+            baseline: head.baseline,
             description,
             detected_at_ms: now_ms,
+            statistics,
         });
+    }
+}
+
+impl PatternRecord {
+    /// The pattern as the application sees it (as [`crate::QueryPatterns`] returns it).
+    pub(crate) fn to_pattern(&self) -> Pattern {
+        Pattern {
+            series: self.key.name(),
+            metric: self.key.metric.clone(),
+            context: self.key.context.clone(),
+            kind: self.kind,
+            confidence: self.confidence,
+            window_start_ms: self.start_ms,
+            window_end_ms: self.end_ms,
+            observed: self.observed,
+            baseline: self.baseline,
+            description: self.description.clone(),
+            statistics: self.statistics.clone(),
+        }
     }
 }
 
@@ -442,7 +558,8 @@ mod tests {
         assert!(
             found
                 .iter()
-                .any(|p| p.start_ms == 60 * 60_000 && p.description.starts_with("p99")),
+                .any(|p| p.start_ms == 60 * 60_000
+                    && p.statistics.iter().any(|s| s.statistic == "p99")),
             "{found:?}"
         );
         assert!(
@@ -496,18 +613,25 @@ mod tests {
     }
 
     #[test]
-    fn detectors_share_their_settings_and_hold_no_spare_buffers() {
+    fn detectors_share_their_settings() {
         let mut d = Detectors::new(DetectorSettings::default());
         let windows = (0..100)
             .map(|k| closed("s", k * 60_000, (k % 7) as f64))
             .collect();
         d.observe(windows, 0);
         d.observe(vec![closed("t", 0, 1.0)], 0);
+        d.observe((0..10).map(|k| closed("t", k * 60_000, 1.0)).collect(), 0);
         let [s, t] = [SeriesKey::new("s", None), SeriesKey::new("t", None)].map(|k| &d.series[&k]);
-        assert!(Arc::ptr_eq(
-            &s.mean.shared_settings(),
-            &t.mean.shared_settings()
+        let settings = |t: &Tracked| match &t.watchers {
+            Watchers::Grown(g) => g.0.shared_settings(),
+            Watchers::Young(_) => panic!("grown after 10 windows"),
+        };
+        assert!(Arc::ptr_eq(&settings(s), &settings(t)));
+        // a series with one window holds its values only
+        d.observe(vec![closed("u", 0, 1.0)], 0);
+        assert!(matches!(
+            &d.series[&SeriesKey::new("u", None)].watchers,
+            Watchers::Young(v) if v.len() == 1
         ));
-        assert_eq!(s.mean.spare_capacity(), 0);
     }
 }

@@ -143,6 +143,8 @@ pub(crate) struct NewPatternRow<'a> {
     pub baseline: f64,
     pub description: &'a str,
     pub detected_at_ms: i64,
+    /// The statistics that moved, JSON.
+    pub statistics: Option<String>,
 }
 
 /// A `patterns` row read back.
@@ -159,6 +161,7 @@ pub(crate) struct PatternRow {
     pub observed: f64,
     pub baseline: f64,
     pub description: String,
+    pub statistics: Option<String>,
 }
 
 /// A `quarantine` row: one row the store refused, as JSON, with the error.
@@ -233,6 +236,10 @@ pub(crate) fn to_patterns(rows: Vec<crate::db::models::PatternRow>) -> Vec<Patte
                 observed: r.observed,
                 baseline: r.baseline,
                 description: r.description,
+                statistics: r
+                    .statistics
+                    .and_then(|json| serde_json::from_str(&json).ok())
+                    .unwrap_or_default(),
             })
         })
         .collect()

@@ -79,6 +79,7 @@ diesel::table! {
         baseline -> Double,
         description -> Text,
         detected_at_ms -> BigInt,
+        statistics -> Nullable<Text>,
     }
 }
 

@@ -168,6 +168,7 @@ macro_rules! backend {
                                 baseline: p.baseline,
                                 description: &p.description,
                                 detected_at_ms: p.detected_at_ms,
+                                statistics: serde_json::to_string(&p.statistics).ok(),
                             })
                             .collect();
                         for chunk in rows.chunks(1000) {
@@ -573,6 +574,7 @@ fn quarantine_payloads(batch: &WriteBatch) -> Vec<(&'static str, String)> {
             "kind": p.kind.as_str(), "confidence": p.confidence,
             "window_start_ms": p.start_ms, "window_end_ms": p.end_ms,
             "observed": p.observed, "baseline": p.baseline, "description": p.description,
+            "statistics": p.statistics,
         });
         out.push(("pattern", v.to_string()));
     }

@@ -167,6 +167,27 @@ impl Handler<QueryPatterns> for Tracker {
     }
 }
 
+impl Handler<SubscribePatterns> for Tracker {
+    type Result = SubscriptionId;
+    fn handle(
+        &mut self,
+        SubscribePatterns(to): SubscribePatterns,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        self.next_subscription += 1;
+        let id = SubscriptionId(self.next_subscription);
+        self.subscriptions.do_send(Subscription::Add(id, to));
+        id
+    }
+}
+
+impl Handler<UnsubscribePatterns> for Tracker {
+    type Result = ();
+    fn handle(&mut self, UnsubscribePatterns(id): UnsubscribePatterns, _: &mut Context<Self>) {
+        self.subscriptions.do_send(Subscription::Remove(id));
+    }
+}
+
 impl Handler<Shutdown> for Tracker {
     type Result = ResponseActFuture<Self, Stats>;
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {

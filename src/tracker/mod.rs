@@ -1,19 +1,29 @@
-//! The [`Tracker`]: the application's only address, and the only actor on the
-//! application's thread. It validates events, answers stats and configuration, starts the
-//! internal actors, drives the front stages (sampling, then aggregation) on the events it
-//! accepted, and sends the control markers (flush, queries, shutdown, ticks) down the data
-//! path.
+//! The [`Tracker`]: the pipeline's front door, the application's only address, and the
+//! only actor on the application's thread. It validates events (and, in durable mode, journals
+//! them), decides admission against the queue's bound, answers stats and configuration, starts
+//! the threads and actors behind it, drives the front stages (sampling, then aggregation) on
+//! the events it accepted, and sends the control markers (flush, queries, shutdown, ticks)
+//! down the data path.
+//!
+//! The chain is a straight line. The sampler and the aggregator are plain cores the supervisor
+//! calls in its own turn ([`FrontStages`]); the detector and the queue are actors on the
+//! `eventbatch-stages` thread, the writer an actor on the `eventbatch-writer` thread, each
+//! thread an actix System of its own that [`spawn_system_thread`] starts (durable mode adds the
+//! journal's thread):
 //!
 //! ```text
-//!  application's thread                    stages' thread              writer's thread
-//! ┌───────────────────────────────────┐   ┌─────────────────────┐    ┌──────────────────┐
-//! │ Tracker: validate, then           │   │ Detector ─Write───┐ │    │                  │
-//! │ FrontStages: sample ─▶ aggregate ─┼──▶│   │ Records, Write│ │    │                  │
-//! │   (Records, Write, Closed, Control│   │   ▼   (passed on) ▼ │    │                  │
-//! │    to the detector)               │   │ Queue ──Write───────┼───▶│ DbWriter ─▶ store│
-//! └───────────────────────────────────┘   │   ◀──Committed──────┼────│                  │
-//!                                         └─────────────────────┘    └──────────────────┘
+//!  application's thread                        ║ eventbatch-stages thread    ║ eventbatch-writer thread
+//!                                              ║                             ║
+//!  app ─▶ Tracker ────▶ sampler ─▶ aggregator ─╫─▶ Detector ─▶ Queue ────────╫─▶ DbWriter ─▶ SQLite /
+//!         (front door)  (cores the front door  ║   (patterns)   (High|Normal ║               PostgreSQL
+//!                        calls in its turn)    ║                 |Low) ◀─────╫── Committed
 //! ```
+//!
+//! The counters are not only a report: they are the pipeline's flow control.
+//! [`Tracker::room_for`] asks `Counters::room_for`, which reads `Counters::queue_occupancy`
+//! (the queue's own count of records queued or in flight) and the events on their way, to decide
+//! whether a `TrackBatch` is answered at once or waits for the queue, and to hold durable
+//! mode's replay back until the queue has room.
 //!
 //! Control markers ([`Control`]) take the path front stages → Detector → Queue → DbWriter,
 //! behind the data sent before them; the writer answers through the marker's reply channel.
@@ -109,6 +119,10 @@ pub struct Tracker {
     closing: bool,
     /// Durable mode: the journal every accepted event is appended to, and checkpoints.
     durable: Option<DurableIntake>,
+    /// Pattern subscriptions go to the detector.
+    subscriptions: Recipient<Subscription>,
+    /// The id of the next subscription.
+    next_subscription: u64,
 }
 
 /// Durable mode's part of the supervisor.
@@ -151,8 +165,10 @@ impl std::fmt::Debug for Tracker {
 struct ForwardIntake;
 
 impl Tracker {
-    /// Starts every actor: the writer on a thread of its own, the others on the current
-    /// Arbiter. Returns the supervisor's address.
+    /// Starts the pipeline: the writer on the `eventbatch-writer` thread, the detector and the
+    /// queue on the `eventbatch-stages` thread (each an actix System of its own), and the
+    /// supervisor, with the sampler and the aggregator it drives, on the current Arbiter (the
+    /// application's). Returns the supervisor's address.
     ///
     /// Durable mode (`journal_path` given): opens the journal first, and replays the events
     /// after the store's checkpoint as soon as the supervisor starts.
@@ -192,7 +208,7 @@ impl Tracker {
                 })
             })?
         };
-        let ((back, committed), stages_thread) = {
+        let ((back, committed, subscriptions), stages_thread) = {
             let (settings, counters, clock, pool, writer) = (
                 settings.clone(),
                 counters.clone(),
@@ -233,6 +249,8 @@ impl Tracker {
             shutting_down: false,
             closing: false,
             durable,
+            subscriptions,
+            next_subscription: 0,
         }))
     }
 
@@ -462,7 +480,7 @@ fn start_back_stages(
     clock: Arc<dyn Clock>,
     pool: Pool,
     writer: Addr<DbWriter>,
-) -> (BackStages, Recipient<Committed>) {
+) -> (BackStages, Recipient<Committed>, Recipient<Subscription>) {
     let queue = unbounded(QueueActor::new(
         settings,
         counters.clone(),
@@ -479,14 +497,16 @@ fn start_back_stages(
         write: queue.clone().recipient(),
         records: queue.clone().recipient(),
         next: queue.clone().recipient(),
+        subscribers: Vec::new(),
     });
+    let subscriptions = detector.clone().recipient();
     let back = BackStages {
         records: detector.clone().recipient(),
         write: detector.clone().recipient(),
         closed: detector.clone().recipient(),
         control: detector.recipient(),
     };
-    (back, queue.recipient())
+    (back, queue.recipient(), subscriptions)
 }
 
 /// A pause of the supervisor's mailbox (`ctx.wait`) that ends at once when the supervisor is

@@ -1,6 +1,19 @@
-//! Helpers shared by the integration tests: a temporary SQLite file, direct SQL reads, a
-//! pipeline on a manual clock, and sending to it and waiting for it.
+//! Helpers shared by the integration tests, the one place they live: here a temporary SQLite
+//! file, direct SQL reads, a pipeline on a manual clock, the conservation laws, and sending to
+//! a pipeline and waiting for it; in the submodules, what needs more than that:
+//!
+//! - [`pg`]: a throwaway PostgreSQL database per test, and a TCP proxy a test can cut or stall;
+//! - [`netns`]: a real network partition between the pipeline and PostgreSQL (root);
+//! - [`tmpfs`]: a small real file system a test can fill (root);
+//! - [`metrics`]: a workload that moves every counter, and the metrics a `Stats` shows as.
+//!
+//! Every test file starts with `mod common;` and names what it uses (`use common::pg;`).
 #![allow(dead_code)]
+
+pub mod metrics;
+pub mod netns;
+pub mod pg;
+pub mod tmpfs;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,6 +70,20 @@ impl TempDb {
 
     pub fn count(&self, table_and_filter: &str) -> i64 {
         self.scalar(&format!("SELECT count(*) AS n FROM {table_and_filter}"))
+    }
+
+    /// Makes the store refuse every command named "poison" with a real UNIQUE violation (a
+    /// trigger inserting a duplicate key), so the writer has to quarantine it. The schema must
+    /// exist (after the first `Flush`).
+    pub fn poison_commands(&self) {
+        use diesel::connection::SimpleConnection;
+        self.conn()
+            .batch_execute(
+                "CREATE TABLE guard (x INTEGER PRIMARY KEY); INSERT INTO guard VALUES (1);
+                 CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.name = 'poison'
+                 BEGIN INSERT INTO guard VALUES (1); END;",
+            )
+            .unwrap();
     }
 }
 
@@ -174,6 +201,19 @@ pub async fn wait_for(t: &actix::Addr<Tracker>, pred: impl Fn(&Stats) -> bool) -
         "condition not reached: {:?}",
         t.send(GetStats).await.unwrap()
     );
+}
+
+/// Both futures, polled concurrently on this thread (`b` as a task of the current System).
+pub async fn join_both<A: std::future::Future, B: std::future::Future + 'static>(
+    a: A,
+    b: B,
+) -> (A::Output, B::Output)
+where
+    B::Output: 'static,
+{
+    let b = actix_rt::spawn(b);
+    let a = a.await;
+    (a, b.await.unwrap())
 }
 
 /// HMAC-SHA256(key, id), first 32 hex digits: what an analyst computes to find a user's rows.

@@ -422,6 +422,7 @@ mod tests {
             observed: 400.0,
             baseline: 100.0,
             description: description.into(),
+            statistics: Vec::new(),
         }
     }
 

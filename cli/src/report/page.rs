@@ -457,6 +457,7 @@ mod tests {
             observed: 300.0,
             baseline: 100.0,
             description: hostile.into(),
+            statistics: Vec::new(),
         };
         let html = render(&report(vec![series(hostile, t0, 5)], vec![p]), "abc123");
         assert_eq!(

@@ -24,6 +24,8 @@
 
 use std::collections::VecDeque;
 
+use super::math::{median_sorted, with_scratch};
+
 /// Values between two period searches.
 pub(super) const RECHECK: usize = 128;
 
@@ -40,8 +42,6 @@ pub(super) struct Season {
     capacity: usize,
     /// Minimum autocorrelation at the period.
     min_acf: f64,
-    /// Reused buffer.
-    scratch: Vec<f64>,
 }
 
 /// What the seasonal view says about one value.
@@ -63,19 +63,7 @@ impl Season {
             residuals: VecDeque::new(),
             capacity,
             min_acf,
-            scratch: Vec::new(),
         }
-    }
-
-    /// Frees the reused buffer (the next value allocates it again).
-    pub(super) fn release_buffers(&mut self) {
-        self.scratch = Vec::new();
-    }
-
-    /// Capacity of the reused buffer, in values.
-    #[cfg(test)]
-    pub(super) fn spare_capacity(&self) -> usize {
-        self.scratch.capacity()
     }
 
     /// The period in force, if any.
@@ -90,7 +78,7 @@ impl Season {
             return;
         }
         self.since_check = 0;
-        self.period = find_period(memory, self.min_acf, &mut self.scratch);
+        self.period = with_scratch(|buf| find_period(memory, self.min_acf, buf));
     }
 
     /// The same-phase candidates for the value after `memory` (see the module docs) into
@@ -121,23 +109,19 @@ impl Season {
         min_residuals: usize,
         tail: (f64, f64),
     ) -> Option<SeasonalJudgement> {
-        let mut cands = std::mem::take(&mut self.scratch);
-        let period = self.candidates(memory, &mut cands);
-        let local = period.filter(|_| !cands.is_empty()).map(|p| {
-            let centre = super::median_sorted(&mut cands);
-            let n = cands.len();
-            let at = |q: f64| ((q * (n - 1) as f64).round() as usize).min(n - 1);
-            let spread = (cands[at(1.0 - tail.0)] - cands[at(tail.0)]) / (2.0 * tail.1);
-            for c in cands.iter_mut() {
-                *c = (*c - centre).abs();
-            }
-            (
-                p,
-                centre,
-                spread.max(1.4826 * super::median_sorted(&mut cands)),
-            )
+        let local = with_scratch(|cands| {
+            let period = self.candidates(memory, cands);
+            period.filter(|_| !cands.is_empty()).map(|p| {
+                let centre = median_sorted(cands);
+                let n = cands.len();
+                let at = |q: f64| ((q * (n - 1) as f64).round() as usize).min(n - 1);
+                let spread = (cands[at(1.0 - tail.0)] - cands[at(tail.0)]) / (2.0 * tail.1);
+                for c in cands.iter_mut() {
+                    *c = (*c - centre).abs();
+                }
+                (p, centre, spread.max(1.4826 * median_sorted(cands)))
+            })
         });
-        self.scratch = cands;
         let (period, centre, local_scale) = local?;
         let raw = value - centre;
         let judgement = if self.residuals.len() >= min_residuals.max(2) {
@@ -165,18 +149,19 @@ impl Season {
     }
 
     /// `1.4826 * median(|residual|)`.
-    fn scale(&mut self) -> f64 {
-        self.scratch.clear();
-        self.scratch.extend(self.residuals.iter().map(|r| r.abs()));
-        1.4826 * super::median_sorted(&mut self.scratch)
+    fn scale(&self) -> f64 {
+        with_scratch(|buf| {
+            buf.extend(self.residuals.iter().map(|r| r.abs()));
+            1.4826 * median_sorted(buf)
+        })
     }
 
     /// Median of the last `n` residuals.
-    fn recent_median(&mut self, n: usize) -> f64 {
-        self.scratch.clear();
-        self.scratch
-            .extend(self.residuals.iter().rev().take(n.max(1)));
-        super::median_sorted(&mut self.scratch)
+    fn recent_median(&self, n: usize) -> f64 {
+        with_scratch(|buf| {
+            buf.extend(self.residuals.iter().rev().take(n.max(1)));
+            median_sorted(buf)
+        })
     }
 }
 

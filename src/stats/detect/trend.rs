@@ -5,11 +5,13 @@
 //! needs the test to have lost significance (`p >= 0.05`) first. Cost `O(trend_window^2 +
 //! baseline_window log baseline_window)` per value.
 
-use std::collections::VecDeque;
+use std::collections::vec_deque::Iter;
 
 use statrs::function::erf::erfc;
 
-use super::{median_sorted, short, Finding, PatternKind};
+use super::finding::{describe_trend, Evidence, View};
+use super::math::median_sorted;
+use super::{Finding, PatternKind};
 
 /// A trend is over (and may be reported again) once its test's p-value reaches this.
 const TREND_RELEASE_P: f64 = 0.05;
@@ -55,14 +57,9 @@ fn mann_kendall(xs: &[f64], scratch: &mut Vec<f64>) -> (i64, f64) {
 
 /// Noise level: robust scale of the first differences of `history`, over `sqrt 2` (a trend
 /// shifts the differences but does not widen them).
-fn noise(history: &VecDeque<f64>, level: f64, scratch: &mut Vec<f64>) -> f64 {
+fn noise(history: Iter<'_, f64>, level: f64, scratch: &mut Vec<f64>) -> f64 {
     scratch.clear();
-    scratch.extend(
-        history
-            .iter()
-            .zip(history.iter().skip(1))
-            .map(|(a, b)| b - a),
-    );
+    scratch.extend(history.clone().zip(history.skip(1)).map(|(a, b)| b - a));
     let dmed = median_sorted(scratch);
     for v in scratch.iter_mut() {
         *v = (*v - dmed).abs();
@@ -84,7 +81,7 @@ impl TrendTest {
     /// Runs the test on the end of `history`, updating the hysteresis `state`.
     pub(super) fn run(
         &self,
-        history: &VecDeque<f64>,
+        history: Iter<'_, f64>,
         state: &mut TrendState,
         scratch: &mut Vec<f64>,
     ) -> Option<Finding> {
@@ -92,7 +89,7 @@ impl TrendTest {
         if n == 0 || history.len() < n.max(self.min_history) {
             return None;
         }
-        let xs: Vec<f64> = history.iter().skip(history.len() - n).copied().collect();
+        let xs: Vec<f64> = history.clone().skip(history.len() - n).copied().collect();
         let (stat, var) = mann_kendall(&xs, scratch);
         if var <= 0.0 {
             *state = TrendState::None;
@@ -142,13 +139,14 @@ impl TrendTest {
             confidence: (1.0 - p).clamp(0.0, 1.0),
             observed: xs[n - 1],
             baseline: mean_x - slope * mean_t,
-            description: format!(
-                "{} over the last {n} values: Mann-Kendall S {stat}, p {p:.2e}, change {} \
-                 ({:.1} x noise)",
-                kind.as_str(),
-                short(change),
-                change.abs() / noise
-            ),
+            description: describe_trend(kind, mean_x - slope * mean_t, mean_x + slope * mean_t, n),
+            evidence: Evidence {
+                view: View::Trend,
+                z: zs,
+                surprise_decades: -p.log10(),
+                likelihood_decades: 0.0,
+                period: None,
+            },
         })
     }
 }

@@ -1,8 +1,7 @@
 //! For the metrics tests (tests/metrics.rs, tests/prometheus.rs): a workload that moves every
 //! counter, and the metrics a `Stats` should show as.
-#![allow(dead_code)]
 
-use eventbatch::{Stats, TrackBatch, TrackEvent, Tracker};
+use eventbatch::{Config, Stats, TrackBatch, TrackEvent, Tracker};
 
 /// `Stats` fields published as gauges (`eventbatch_<field>`); every other count is a counter
 /// (`eventbatch_<field>_total`).
@@ -33,7 +32,7 @@ pub fn expected(stats: &Stats) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// Commands (half sampled out, see [`RATES`]), latency samples over four one-minute windows
+/// Commands (half sampled out under [`config`]), latency samples over four one-minute windows
 /// (the first ones close, the last stays open), repeated errors, custom events and invalid
 /// ones, starting at `t0` (ms).
 pub async fn workload(t: &actix::Addr<Tracker>, t0: i64) {
@@ -80,9 +79,16 @@ pub async fn workload(t: &actix::Addr<Tracker>, t0: i64) {
     }
 }
 
-/// The sampling rates of [`workload`]: half the `help` commands are kept.
-pub fn rates() -> std::collections::HashMap<String, f64> {
-    [("help".to_string(), 0.5)].into()
+/// The config [`workload`] runs under, as `instance`: half the `help` commands kept, and the
+/// metrics published only when `GetStats`, `Flush` or `Shutdown` answers (nothing between
+/// the answers to race with).
+pub fn config(instance: &str) -> Config {
+    Config {
+        instance_id: Some(instance.into()),
+        sampling_rates: [("help".to_string(), 0.5)].into(),
+        metrics_interval_ms: 3_600_000,
+        ..super::quiet_config()
+    }
 }
 
 /// The workload moved the counters the tests compare (so equality is not 0 == 0).

@@ -13,8 +13,6 @@
 //! Needs root (`CAP_NET_ADMIN`, `CAP_SYS_ADMIN`) and iproute2's `ip`; [`NetPath::to_postgres`]
 //! says loudly why it cannot and returns `None` elsewhere.
 
-#![allow(dead_code)]
-
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;

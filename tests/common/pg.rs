@@ -6,8 +6,6 @@
 //! The server is the local one (`127.0.0.1:5432`, trust auth, user `root`); `EB_PG_ADMIN_URL`
 //! overrides the admin URL used to create and drop databases.
 
-#![allow(dead_code)]
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
@@ -77,6 +75,11 @@ impl TestDb {
             "postgres://root@{PG_HOST}:{port}/{}?connect_timeout=2",
             self.name
         )
+    }
+
+    /// URL of the database at another address (a network path of the test's own).
+    pub fn url_at(&self, host: impl std::fmt::Display, port: u16) -> String {
+        format!("postgres://root@{host}:{port}/{}", self.name)
     }
 
     pub fn conn(&self) -> PgConnection {

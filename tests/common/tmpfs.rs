@@ -8,8 +8,6 @@
 //! [`Tmpfs::new`] panics saying why: a disk-full test that quietly passed without a full disk
 //! would prove nothing.
 
-#![allow(dead_code)]
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,172 @@
+//! What the detector answers: a [`Detection`] per value, with its [`Finding`]s, each told in
+//! plain words and carrying the numbers behind it ([`Evidence`]) in fields.
+
+use serde::{Deserialize, Serialize};
+
+use super::math::{plain_number, plain_ratio};
+use super::settings::PatternKind;
+
+/// Which part of the detector judged a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum View {
+    /// The short-history rules (fewer than `warmup` values): a Student-t test against the
+    /// average of the values so far.
+    Early,
+    /// The level view: robust z-score against the median of recent values.
+    #[default]
+    Level,
+    /// The seasonal view: the same phase of earlier cycles.
+    Seasonal,
+    /// The Mann-Kendall trend test.
+    Trend,
+}
+
+/// The statistics behind a finding, kept as numbers (the description says it in words).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Which view judged the value.
+    pub view: View,
+    /// How many standard deviations the value lies from what was expected (signed): the
+    /// robust z-score (level view), the seasonal z-score, the Student t (early rules), or
+    /// the Mann-Kendall z (trends).
+    pub z: f64,
+    /// Point surprise, `-log10 p` of the value on its own (for trends, of the test).
+    pub surprise_decades: f64,
+    /// Anomaly likelihood of the recent surprises, `-log10 p` (0 for the early rules and
+    /// trends).
+    pub likelihood_decades: f64,
+    /// The period (in values) of the seasonal view, when it judged.
+    pub period: Option<u32>,
+}
+
+/// One pattern found on one observation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// What was found.
+    pub kind: PatternKind,
+    /// How sure the detector is, in `[0, 1]`: the anomaly score for spike, drop and
+    /// anomaly; `1 - p` of the trend test for trends.
+    pub confidence: f64,
+    /// The value that triggered the finding (for trends, the latest value).
+    pub observed: f64,
+    /// What was expected: the baseline (median, recent average in the first values, or the
+    /// seasonal expectation; for trends, the value the fitted line had at the start of the
+    /// trend window).
+    pub baseline: f64,
+    /// The finding in plain words, without the series' name: `1,032, 4.0x its usual 258`.
+    pub description: String,
+    /// The numbers behind it.
+    pub evidence: Evidence,
+}
+
+impl Finding {
+    /// A spike, drop or anomaly of `observed` against `expected`, described in words.
+    pub(super) fn alarm(
+        kind: PatternKind,
+        confidence: f64,
+        observed: f64,
+        expected: f64,
+        evidence: Evidence,
+    ) -> Self {
+        Finding {
+            kind,
+            confidence,
+            observed,
+            baseline: expected,
+            description: describe_alarm(kind, observed, expected, &evidence),
+            evidence,
+        }
+    }
+}
+
+/// `1,032, 4.0x its usual 258` (spike, drop), `112, 6.1 standard deviations above its usual
+/// 100` (anomaly); the seasonal view says `for this point of its cycle`.
+fn describe_alarm(kind: PatternKind, observed: f64, expected: f64, e: &Evidence) -> String {
+    let usual = match (e.view, e.period) {
+        (View::Seasonal, Some(p)) => format!(
+            "its usual {} at this point of its {p}-value cycle",
+            plain_number(expected)
+        ),
+        (View::Early, _) => format!("its usual {} so far", plain_number(expected)),
+        _ => format!("its usual {}", plain_number(expected)),
+    };
+    match kind {
+        PatternKind::Spike | PatternKind::Drop if expected > 0.0 => format!(
+            "{}, {} {usual}",
+            plain_number(observed),
+            plain_ratio(observed / expected)
+        ),
+        _ => format!(
+            "{}, {:.1} standard deviations {} {usual}",
+            plain_number(observed),
+            e.z.abs(),
+            if observed >= expected {
+                "above"
+            } else {
+                "below"
+            }
+        ),
+    }
+}
+
+/// `rising from 100 to 140 over the last 24 values`.
+pub(super) fn describe_trend(kind: PatternKind, from: f64, to: f64, n: usize) -> String {
+    let verb = if kind == PatternKind::TrendUp {
+        "rising"
+    } else {
+        "falling"
+    };
+    format!(
+        "{verb} from {} to {} over the last {n} values",
+        plain_number(from),
+        plain_number(to)
+    )
+}
+
+/// The detector's answer for one observation.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Detection {
+    /// Anomaly score in `[0, 1]`, monotone in how surprising the value is (0 before
+    /// `early_min_history` values and for non-finite input).
+    pub score: f64,
+    /// Patterns found on this observation (usually none).
+    pub findings: Vec<Finding>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alarms_are_told_in_plain_words() {
+        let e = Evidence {
+            z: 113.4,
+            surprise_decades: 300.0,
+            likelihood_decades: 300.0,
+            ..Evidence::default()
+        };
+        let f = Finding::alarm(PatternKind::Spike, 0.99, 1032.0, 258.0, e);
+        assert_eq!(f.description, "1,032, 4.0x its usual 258");
+        assert_eq!(f.evidence.z, 113.4);
+        let f = Finding::alarm(PatternKind::Anomaly, 0.7, 112.0, 100.0, e);
+        assert_eq!(
+            f.description,
+            "112, 113.4 standard deviations above its usual 100"
+        );
+        let seasonal = Evidence {
+            view: View::Seasonal,
+            period: Some(288),
+            ..e
+        };
+        let f = Finding::alarm(PatternKind::Drop, 0.7, 20.0, 80.0, seasonal);
+        assert_eq!(
+            f.description,
+            "20, 0.25x its usual 80 at this point of its 288-value cycle"
+        );
+        assert_eq!(
+            describe_trend(PatternKind::TrendUp, 100.0, 140.0, 24),
+            "rising from 100 to 140 over the last 24 values"
+        );
+    }
+}
