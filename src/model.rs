@@ -276,6 +276,26 @@ impl WriteBatch {
         self.records.len() + self.windows.len() + self.errors.len() + self.patterns.len()
     }
 
+    /// Kept events folded into this batch's final rows (counted in `events_aggregated` when
+    /// they were folded): every event of a final window, and every occurrence but the first of
+    /// a final error count (the first of each hash in a window is a record). Snapshots count
+    /// nothing: their events are counted once, by the final row.
+    pub(crate) fn folded(&self) -> u64 {
+        let windows: u64 = self
+            .windows
+            .iter()
+            .filter(|w| w.is_final)
+            .map(|w| w.state.count())
+            .sum();
+        let errors: u64 = self
+            .errors
+            .iter()
+            .filter(|e| e.is_final)
+            .map(|e| e.count.saturating_sub(1))
+            .sum();
+        windows + errors
+    }
+
     /// Splits the rows in two halves, in order (records, windows, error counts, patterns),
     /// each with at least one row when the batch has two or more.
     pub(crate) fn split(self) -> (WriteBatch, WriteBatch) {
