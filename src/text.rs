@@ -62,6 +62,7 @@ impl Text {
     }
 
     /// Heap bytes beyond the value itself.
+    #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
         match &self.0 {
             Repr::Inline { .. } => 0,

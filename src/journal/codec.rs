@@ -554,7 +554,7 @@ mod tests {
             };
             e.ts_ms = ts;
             e.value = value;
-            e.user = user;
+            e.user = user.map(Text::from);
             e.tags = tags;
             let mut bytes = vec![FORMAT_1];
             encode(&e, &mut bytes);
