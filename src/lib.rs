@@ -166,6 +166,7 @@ mod sampler;
 pub mod stats;
 mod supervisor;
 mod telemetry;
+mod text;
 mod util;
 
 use std::sync::Arc;
@@ -187,6 +188,7 @@ pub use retention::Retention;
 pub use rollup::Resolution;
 pub use stats::detect::{DetectorSettings, Evidence, PatternKind, View};
 pub use supervisor::Supervisor;
+pub use text::Text;
 
 /// The exporter behind [`serve_prometheus`], for its types (`PrometheusHandle`, `BuildError`,
 /// `PrometheusBuilder`). Feature `prometheus`.
