@@ -122,6 +122,11 @@ pub struct Stats {
     /// `Config::max_error_messages_per_window` hashes were counted there (also in
     /// `events_aggregated`: nothing is lost from the counts).
     pub error_messages_overflowed: u64,
+    /// Kept events not written when the pipeline stopped because the store kept failing, or
+    /// did not answer at all, through `store_retry_budget_ms` (also in `events_dropped`, so the
+    /// conservation laws hold). Durable mode: they stay in the journal and are replayed on the
+    /// next start. Logged at error level with the reason.
+    pub events_unwritten_at_stop: u64,
 }
 
 impl Stats {
@@ -204,6 +209,11 @@ pub(crate) struct Counters {
     pub detector_series: AtomicU64,
     pub detectors_evicted: AtomicU64,
     pub error_messages_overflowed: AtomicU64,
+    pub unwritten_at_stop: AtomicU64,
+    /// Events folded into final windows and error counts that were written or quarantined
+    /// ([`crate::model::WriteBatch::folded`]): with `aggregated`, what of the folded events
+    /// is still on its way to the store ([`Counters::give_up_unwritten`]).
+    pub folded_settled: AtomicU64,
 }
 
 impl Counters {
@@ -231,6 +241,28 @@ impl Counters {
             // saturating: a gauge never wraps below zero
             let _ = counter.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(n)));
         }
+    }
+
+    /// The pipeline gives up on a store that does not answer as it stops: counts every kept
+    /// event not yet written (records anywhere between the sampler and the store, and events
+    /// folded into windows and error counts not yet written) as dropped and unwritten at stop,
+    /// keeping the conservation laws, and empties the gauges of what waits for the store.
+    /// Returns how many events that is.
+    pub(crate) fn give_up_unwritten(&self) -> u64 {
+        let get = |c: &AtomicU64| c.load(Relaxed);
+        let aggregated = get(&self.aggregated);
+        let folded = aggregated.saturating_sub(get(&self.folded_settled));
+        let settled = aggregated
+            + get(&self.records_written)
+            + get(&self.events_quarantined)
+            + get(&self.dropped);
+        let records = get(&self.kept).saturating_sub(settled);
+        Counters::sub(&self.aggregated, folded);
+        Counters::add(&self.dropped, records + folded);
+        Counters::add(&self.unwritten_at_stop, records + folded);
+        self.queued.store(0, Relaxed);
+        self.rows_held.store(0, Relaxed);
+        records + folded
     }
 
     /// Publishes the sampler's rates in force.
@@ -297,6 +329,7 @@ impl Counters {
             detector_series: get(&self.detector_series),
             detectors_evicted: get(&self.detectors_evicted),
             error_messages_overflowed: get(&self.error_messages_overflowed),
+            events_unwritten_at_stop: get(&self.unwritten_at_stop),
         }
     }
 }

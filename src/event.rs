@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrackError;
+use crate::text::Text;
 
 /// Write priority of a record. High is written before Normal before Low, and overflow drops Low
 /// first.
@@ -103,18 +104,18 @@ pub struct TrackEvent {
     #[serde(alias = "type")]
     pub(crate) kind: EventKind,
     /// Command name, metric name, datastore operation, error type, engagement type or custom name.
-    pub(crate) name: String,
+    pub(crate) name: Text,
     pub(crate) ts_ms: Option<i64>,
     pub(crate) priority: Option<Priority>,
-    pub(crate) user: Option<String>,
-    pub(crate) server: Option<String>,
+    pub(crate) user: Option<Text>,
+    pub(crate) server: Option<Text>,
     pub(crate) success: Option<bool>,
     pub(crate) duration_ms: Option<f64>,
     /// Metric value, datastore latency, or custom value.
     pub(crate) value: Option<f64>,
     /// Metric context, datastore store type, or error category.
-    pub(crate) context: Option<String>,
-    pub(crate) error_type: Option<String>,
+    pub(crate) context: Option<Text>,
+    pub(crate) error_type: Option<Text>,
     pub(crate) message: Option<String>,
     pub(crate) error_hash: Option<String>,
     #[serde(default)]
@@ -122,7 +123,7 @@ pub struct TrackEvent {
 }
 
 impl TrackEvent {
-    fn new(kind: EventKind, name: impl Into<String>) -> Self {
+    fn new(kind: EventKind, name: impl Into<Text>) -> Self {
         TrackEvent {
             kind,
             name: name.into(),
@@ -142,20 +143,20 @@ impl TrackEvent {
     }
 
     /// A command (or API call) named `name`; written as a record.
-    pub fn command(name: impl Into<String>) -> Self {
+    pub fn command(name: impl Into<Text>) -> Self {
         Self::new(EventKind::Command, name)
     }
 
     /// A performance sample of `metric`; aggregated per `metric` + `context` and window.
-    pub fn performance(metric: impl Into<String>, value: f64) -> Self {
+    pub fn performance(metric: impl Into<Text>, value: f64) -> Self {
         Self::new(EventKind::Performance, metric).value(value)
     }
 
     /// A datastore `operation` on `store_type` that took `latency_ms`; aggregated in the series
     /// `datastore.<operation>.<store_type>`.
     pub fn datastore(
-        operation: impl Into<String>,
-        store_type: impl Into<String>,
+        operation: impl Into<Text>,
+        store_type: impl Into<Text>,
         latency_ms: f64,
     ) -> Self {
         let mut e = Self::new(EventKind::Datastore, operation).value(latency_ms);
@@ -164,7 +165,7 @@ impl TrackEvent {
     }
 
     /// An error of `error_type` in `category`; counted per hash and window.
-    pub fn error(error_type: impl Into<String>, category: impl Into<String>) -> Self {
+    pub fn error(error_type: impl Into<Text>, category: impl Into<Text>) -> Self {
         let error_type = error_type.into();
         let mut e = Self::new(EventKind::Error, error_type.clone());
         e.error_type = Some(error_type);
@@ -173,24 +174,24 @@ impl TrackEvent {
     }
 
     /// A user engagement of `kind` (reaction, message, ...); written as a record.
-    pub fn engagement(kind: impl Into<String>) -> Self {
+    pub fn engagement(kind: impl Into<Text>) -> Self {
         Self::new(EventKind::Engagement, kind)
     }
 
     /// An application-defined event `name`; written as a record.
-    pub fn custom(name: impl Into<String>) -> Self {
+    pub fn custom(name: impl Into<Text>) -> Self {
         Self::new(EventKind::Custom, name)
     }
 
     /// The user the event is about: stored as given, or as a keyed hash when
     /// `Config::identity_key` is set.
-    pub fn user(mut self, user: impl Into<String>) -> Self {
+    pub fn user(mut self, user: impl Into<Text>) -> Self {
         self.user = Some(user.into());
         self
     }
 
     /// The server (guild, tenant, host) the event is about (stored hashed like `user`).
-    pub fn server(mut self, server: impl Into<String>) -> Self {
+    pub fn server(mut self, server: impl Into<Text>) -> Self {
         self.server = Some(server.into());
         self
     }
@@ -208,13 +209,13 @@ impl TrackEvent {
     }
 
     /// The error type of a failed command, or overrides the type of an error event.
-    pub fn error_type(mut self, error_type: impl Into<String>) -> Self {
+    pub fn error_type(mut self, error_type: impl Into<Text>) -> Self {
         self.error_type = Some(error_type.into());
         self
     }
 
     /// The context of a performance metric (`"api"`, `"db"`, ...): part of its series.
-    pub fn context(mut self, context: impl Into<String>) -> Self {
+    pub fn context(mut self, context: impl Into<Text>) -> Self {
         self.context = Some(context.into());
         self
     }
@@ -351,10 +352,10 @@ impl TrackEvent {
             check_text(context_field, c, required, MAX_NAME_BYTES)?;
         }
         for (field, v) in [
-            ("user", &self.user),
-            ("server", &self.server),
-            ("error_type", &self.error_type),
-            ("error_hash", &self.error_hash),
+            ("user", self.user.as_deref()),
+            ("server", self.server.as_deref()),
+            ("error_type", self.error_type.as_deref()),
+            ("error_hash", self.error_hash.as_deref()),
         ] {
             if let Some(v) = v {
                 check_text(field, v, true, MAX_NAME_BYTES)?;

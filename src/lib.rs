@@ -167,6 +167,7 @@ mod rollup;
 mod settings;
 pub mod stats;
 mod telemetry;
+mod text;
 mod tracker;
 mod util;
 mod window_stats;
@@ -184,10 +185,10 @@ pub use event::{EventKind, Priority, TrackEvent, MAX_MESSAGE_BYTES, MAX_NAME_BYT
 #[cfg(any(test, feature = "testing"))]
 pub use messages::Tick;
 pub use messages::{
-    BatchAck, Configure, Flush, GetConfig, GetStats, Pattern, PatternFound, PatternStatistic,
-    QueryPatterns, QueryWindows, Shutdown, SubscribePatterns, SubscriptionId, TrackBatch,
-    UnsubscribePatterns,
+    BatchAck, Configure, Flush, GetConfig, GetStats, Pattern, PatternFound, QueryPatterns,
+    QueryWindows, Shutdown, SubscribePatterns, SubscriptionId, TrackBatch, UnsubscribePatterns,
 };
+pub use model::PatternStatistic;
 pub use reader::{StoreReader, StoredSeries};
 pub use retention::Retention;
 pub use rollup::Resolution;
@@ -197,6 +198,7 @@ pub use tracker::Tracker;
 /// The front door's former name: it supervises nothing, it is the pipeline's entry point.
 #[deprecated(note = "renamed `Tracker`: the pipeline's front door")]
 pub type Supervisor = Tracker;
+pub use text::Text;
 pub use window_stats::WindowStats;
 
 /// The exporter behind [`serve_prometheus`], for its types (`PrometheusHandle`, `BuildError`,

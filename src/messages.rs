@@ -12,10 +12,11 @@ use crate::config::{Config, ConfigPatch};
 use crate::counters::Stats;
 use crate::error::{ConfigError, PipelineError, TrackError};
 use crate::event::TrackEvent;
+use crate::model::PatternStatistic;
 use crate::model::{ClosedWindow, Record, SeriesKey, WindowSnapshot, WriteBatch};
 use crate::rollup::Resolution;
 use crate::settings::Settings;
-use crate::stats::detect::{Evidence, PatternKind};
+use crate::stats::detect::PatternKind;
 use crate::window_stats::WindowStats;
 
 /// Accept many events at once. Invalid ones are rejected (and counted) individually; the batch
@@ -229,24 +230,6 @@ pub struct Pattern {
     /// statistics. Empty for patterns stored before this field existed.
     #[serde(default)]
     pub statistics: Vec<PatternStatistic>,
-}
-
-/// One statistic of a window that moved, as part of a [`Pattern`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PatternStatistic {
-    /// The statistic watched: `mean`, `p90`, `p95` or `p99`.
-    pub statistic: String,
-    /// What its detector found.
-    pub kind: PatternKind,
-    /// How sure its detector is, in `[0, 1]`.
-    pub confidence: f64,
-    /// Its value in the window.
-    pub observed: f64,
-    /// What was expected of it.
-    pub baseline: f64,
-    /// The numbers behind the finding (z-score, surprises in decades, view, period).
-    #[serde(flatten)]
-    pub evidence: Evidence,
 }
 
 /// Subscribes a recipient to the patterns as they are found: each new pattern is sent to it

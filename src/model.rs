@@ -2,8 +2,9 @@
 //! patterns, and the write batches that carry them to the store.
 
 use crate::event::{EventKind, Priority, TrackEvent};
-use crate::stats::detect::PatternKind;
+use crate::stats::detect::{Evidence, PatternKind};
 use crate::stats::window::{WindowState, WindowSummary};
+use crate::text::Text;
 
 /// The series of a metric in a context: `metric` or `metric.context`.
 pub(crate) fn series_name(metric: &str, context: Option<&str>) -> String {
@@ -85,8 +86,9 @@ const FIELDS: usize = 7;
 const ABSENT: u32 = u32::MAX;
 
 /// One `events` row waiting to be written, packed for memory: every text field lives in one
-/// boxed string, so a queued record costs `size_of::<Record>()` (80 bytes) plus its text,
-/// instead of ~250 bytes for the `TrackEvent` it came from.
+/// [`Text`], inline up to [`Text::INLINE`] bytes (a command with a short name and user: no
+/// allocation), so a queued record costs `size_of::<Record>()` (88 bytes) plus its text when
+/// longer, instead of ~250 bytes for the `TrackEvent` it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Record {
     /// Event time, ms since the Unix epoch.
@@ -97,8 +99,8 @@ pub(crate) struct Record {
     duration_ms: f64,
     /// `value`, NaN when absent.
     value: f64,
-    /// All text fields, concatenated.
-    text: Box<str>,
+    /// All text fields, concatenated (inline when short: no allocation per record).
+    text: Text,
     /// Byte length of each field in `text`, in [`Field`] order; `ABSENT` for `None`.
     lens: [u32; FIELDS],
     /// `events.kind`.
@@ -150,20 +152,19 @@ impl Record {
             tags.as_deref(),
             payload.as_deref(),
         ];
-        let mut text = String::with_capacity(parts.iter().flatten().map(|s| s.len()).sum());
         let mut lens = [ABSENT; FIELDS];
         for (len, part) in lens.iter_mut().zip(parts) {
             if let Some(p) = part {
-                text.push_str(p);
                 *len = p.len() as u32;
             }
         }
+        let text = Text::concat(parts.into_iter().flatten());
         Record {
             ts_ms: e.ts_ms.unwrap_or(0),
             sample_rate,
             duration_ms: e.duration_ms.unwrap_or(f64::NAN),
             value: e.value.unwrap_or(f64::NAN),
-            text: text.into_boxed_str(),
+            text,
             lens,
             kind: e.kind,
             priority: e.effective_priority(),
@@ -203,7 +204,7 @@ impl Record {
     /// Heap bytes beyond the struct itself (the text).
     #[cfg(test)]
     pub(crate) fn text_bytes(&self) -> usize {
-        self.text.len()
+        self.text.heap_bytes()
     }
 }
 
@@ -256,7 +257,7 @@ pub(crate) struct PatternRecord {
     pub description: String,
     pub detected_at_ms: i64,
     /// The statistics that moved, the headline's first.
-    pub statistics: Vec<crate::messages::PatternStatistic>,
+    pub statistics: Vec<PatternStatistic>,
 }
 
 /// What the writer commits in one transaction.
@@ -284,6 +285,26 @@ impl WriteBatch {
 
     pub(crate) fn rows(&self) -> usize {
         self.records.len() + self.windows.len() + self.errors.len() + self.patterns.len()
+    }
+
+    /// Kept events folded into this batch's final rows (counted in `events_aggregated` when
+    /// they were folded): every event of a final window, and every occurrence but the first of
+    /// a final error count (the first of each hash in a window is a record). Snapshots count
+    /// nothing: their events are counted once, by the final row.
+    pub(crate) fn folded(&self) -> u64 {
+        let windows: u64 = self
+            .windows
+            .iter()
+            .filter(|w| w.is_final)
+            .map(|w| w.state.count())
+            .sum();
+        let errors: u64 = self
+            .errors
+            .iter()
+            .filter(|e| e.is_final)
+            .map(|e| e.count.saturating_sub(1))
+            .sum();
+        windows + errors
     }
 
     /// Splits the rows in two halves, in order (records, windows, error counts, patterns),
@@ -325,6 +346,24 @@ impl WriteBatch {
     }
 }
 
+/// One statistic of a window that moved, as part of a [`Pattern`](crate::Pattern).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PatternStatistic {
+    /// The statistic watched: `mean`, `p90`, `p95` or `p99`.
+    pub statistic: String,
+    /// What its detector found.
+    pub kind: PatternKind,
+    /// How sure its detector is, in `[0, 1]`.
+    pub confidence: f64,
+    /// Its value in the window.
+    pub observed: f64,
+    /// What was expected of it.
+    pub baseline: f64,
+    /// The numbers behind the finding (z-score, surprises in decades, view, period).
+    #[serde(flatten)]
+    pub evidence: Evidence,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,7 +393,7 @@ mod tests {
     #[test]
     fn queued_record_is_under_100_bytes_beyond_its_strings() {
         assert!(
-            std::mem::size_of::<Record>() <= 80,
+            std::mem::size_of::<Record>() <= 88,
             "{}",
             std::mem::size_of::<Record>()
         );
@@ -362,7 +401,15 @@ mod tests {
             &TrackEvent::command("help").user("user123").success(true),
             1.0,
         );
-        assert_eq!(r.text_bytes(), "help".len() + "user123".len());
+        assert_eq!(r.text_bytes(), 0, "short texts are inline");
+        let long = Record::from_event(
+            &TrackEvent::command("help").user("a-user-id-of-some-length"),
+            1.0,
+        );
+        assert_eq!(
+            long.text_bytes(),
+            "help".len() + "a-user-id-of-some-length".len()
+        );
         assert_eq!(r.duration_ms(), None);
         assert_eq!(r.success, Some(true));
     }

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use crate::event::TrackEvent;
+use crate::text::Text;
 
 /// How `events` stores users and servers (`Config::identity_key`): as the application gave
 /// them, or as HMAC-SHA256 under the key, the first [`PSEUDONYM_HEX_DIGITS`] hex digits.
@@ -54,16 +55,14 @@ impl Pseudonyms {
         self.keyed.is_some()
     }
 
-    /// Replaces the event's user and server by their pseudonyms when keyed (in the id's own
-    /// buffer: no allocation once it holds [`PSEUDONYM_HEX_DIGITS`] bytes); as given
+    /// Replaces the event's user and server by their pseudonyms when keyed; as given
     /// otherwise. Called once per event, at acceptance.
     pub(crate) fn apply(&self, e: &mut TrackEvent) {
         let Some(mac) = &self.keyed else { return };
         for id in [&mut e.user, &mut e.server].into_iter().flatten() {
             let hex = pseudonym(mac, id);
-            id.clear();
             // only ASCII hex digits: always valid UTF-8
-            id.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+            *id = Text::from(std::str::from_utf8(&hex).unwrap_or_default());
         }
     }
 }
@@ -104,11 +103,11 @@ mod tests {
         p.apply(&mut e);
         if p.is_keyed() {
             assert_eq!(
-                e.server.as_ref().map(String::len),
+                e.server.as_deref().map(str::len),
                 Some(PSEUDONYM_HEX_DIGITS)
             );
         }
-        e.user.unwrap_or_default()
+        e.user.map(String::from).unwrap_or_default()
     }
 
     /// RFC 4231, test case 2: HMAC-SHA256 with key "Jefe".
@@ -145,7 +144,7 @@ mod tests {
         let per_id = started.elapsed() / events.len() as u32;
         assert!(events
             .iter()
-            .all(|e| e.user.as_ref().map(String::len) == Some(32)));
+            .all(|e| e.user.as_deref().map(str::len) == Some(32)));
         eprintln!("HMAC-SHA256 pseudonym: {per_id:?} per id");
     }
 }

@@ -490,6 +490,145 @@ async fn flush_answers_err_within_the_budget_against_a_hung_proxy_and_recovers()
     flush_fails_within_budget_and_recovers(&db, url, || proxy.stall(), || proxy.resume()).await;
 }
 
+/// Backends other than this test's own connected to `db` (the pipeline's).
+fn other_connections(db: &TestDb) -> i64 {
+    db.scalar(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        db.name
+    ))
+}
+
+/// Issue 16, item 2, a store that goes silent after start: `Shutdown` answers within about the
+/// retry budget however long the store stays silent, with every accepted event not written
+/// counted (`events_unwritten_at_stop`, in `events_dropped` too: the conservation laws hold).
+/// When the proxy forwards again, the writer's blocked call ends and the writer starts no other
+/// call: the window's final row, counted as not written, is never written, and the pipeline's
+/// connections close.
+#[actix_rt::test]
+async fn shutdown_answers_within_the_budget_against_a_hung_proxy_and_counts_what_it_left() {
+    let db = TestDb::create("hungstop");
+    let proxy = Proxy::start();
+    let budget_ms = 2_000;
+    let t = start_at_t0(
+        Config {
+            store_retry_budget_ms: budget_ms,
+            ..config("hung-stop")
+        },
+        Store::postgres(db.url_via(proxy.port)),
+    );
+    t.send(TrackBatch(commands_and_samples(0, 200)))
+        .await
+        .unwrap()
+        .unwrap();
+    let s = t.send(Flush).await.unwrap().expect("the path works");
+    assert_eq!(s.records_written, 200);
+
+    proxy.stall();
+    t.send(TrackBatch(commands_and_samples(200, 300)))
+        .await
+        .unwrap()
+        .unwrap();
+    let started = Instant::now();
+    let s = actix_rt::time::timeout(Duration::from_secs(60), t.send(Shutdown))
+        .await
+        .expect("Shutdown answers while the store does not")
+        .unwrap();
+    eprintln!(
+        "Shutdown against a hung proxy (budget {budget_ms} ms): answered after {:?}",
+        started.elapsed()
+    );
+    conservation(&s);
+    // 300 commands, and the 500 samples of the window whose final row is not written (the
+    // Flush wrote a snapshot of its first 200)
+    assert_eq!(s.events_unwritten_at_stop, 800, "{s:?}");
+    assert_eq!(s.events_dropped, 800, "{s:?}");
+    assert_eq!((s.records_written, s.events_queued), (200, 0), "{s:?}");
+
+    proxy.resume();
+    let resumed = Instant::now();
+    while other_connections(&db) > 0 {
+        assert!(
+            resumed.elapsed() < Duration::from_secs(60),
+            "the pipeline's connections are still open"
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    // the call in flight may have committed its records; nothing after it was written
+    assert_eq!(
+        db.scalar("SELECT sum(count) FROM metric_windows"),
+        200,
+        "only the snapshot"
+    );
+    let stored = db.count("events");
+    assert!((200..=500).contains(&stored), "{stored}");
+    assert_eq!(
+        db.count("(SELECT DISTINCT duration_ms FROM events) d"),
+        stored
+    );
+}
+
+/// Issue 16, item 2, the other stop path: the application returns from `main` (its System
+/// ends, no `Shutdown`) while the store is silent. The System's end returns within about the
+/// retry budget; in durable mode what was not written stays in the journal, which is closed
+/// (its lock released) while the writer's thread is still blocked, and the next start replays
+/// it: every event in the store exactly once.
+#[test]
+fn returning_from_main_against_a_hung_store_ends_within_the_budget_and_the_journal_replays() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let db = TestDb::create("hungmain");
+    let proxy = Arc::new(Proxy::start());
+    let dir = tempfile::tempdir().unwrap();
+    let budget_ms = 2_000;
+    let config = Config {
+        durable: true,
+        journal_path: Some(dir.path().join("hung-main.journal")),
+        store_retry_budget_ms: budget_ms,
+        ..config("hung-main")
+    };
+    let (done, ended) = std::sync::mpsc::channel();
+    {
+        let (config, url, proxy) = (config.clone(), db.url_via(proxy.port), proxy.clone());
+        std::thread::spawn(move || {
+            let sys = actix::System::new();
+            let flushed = sys.block_on(async {
+                let t = start_at_t0(config, Store::postgres(url));
+                t.send(TrackBatch(commands_and_samples(0, 200)))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let s = t.send(Flush).await.unwrap().expect("the path works");
+                proxy.stall();
+                for e in commands_and_samples(200, 300) {
+                    t.do_send(e);
+                }
+                s // returns from "main" without Shutdown
+            });
+            let started = Instant::now();
+            drop(sys);
+            let _ = done.send((flushed, started.elapsed()));
+        });
+    }
+    let (flushed, took) = ended
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the System's end returns while the store does not answer");
+    eprintln!("the System ended against a hung proxy (budget {budget_ms} ms) after {took:?}");
+    assert_eq!(flushed.records_written, 200);
+
+    // the proxy stays hung (the old writer blocked in it); the next start goes direct
+    let sys = actix::System::new();
+    let s = sys.block_on(async {
+        let t = start_at_t0(config, Store::postgres(db.url()));
+        let s = t.send(Flush).await.unwrap().expect("the store answers");
+        conservation(&t.send(Shutdown).await.unwrap());
+        s
+    });
+    drop(sys);
+    assert_eq!(s.events_replayed, 600, "{s:?}");
+    assert_eq!(db.count("events"), 500);
+    assert_eq!(db.count("(SELECT DISTINCT duration_ms FROM events) d"), 500);
+    assert_eq!(db.scalar("SELECT sum(count) FROM metric_windows"), 500);
+}
+
 /// A real partition: every packet between the pipeline and the server is dropped (the path
 /// runs through a network namespace of the test's own, see `common/netns.rs`).
 #[actix_rt::test]

@@ -80,6 +80,9 @@ impl DbWriter {
     }
 
     fn confirm(&mut self, done: Committed) {
+        if self.core.watch().given_up() {
+            return; // the pipeline stopped without the store: the queue is gone
+        }
         if let (true, Some(queue)) = (done.batches > 0, &self.queue) {
             deliver(queue, done);
         }
@@ -93,6 +96,10 @@ impl DbWriter {
         let result = self.write();
         match &result {
             Ok(()) => self.core.wait_journal_truncated(),
+            Err(_) if self.core.watch().given_up() => {
+                // the supervisor gave up on the store and counted what is not written
+                self.core.abandon_held(&self.counters);
+            }
             Err(e) => {
                 let lost = self.core.abandon_held(&self.counters);
                 log::error!(

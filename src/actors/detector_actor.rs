@@ -43,12 +43,18 @@ pub(crate) struct DetectorActor {
 impl DetectorActor {
     /// Warms the detectors of the series among `closed` that have none, from their stored
     /// windows before the first closed one (at most [`HISTORY_WINDOWS`] windows back). A
-    /// failed read is logged: the series then starts cold.
+    /// failed read is logged: the series then starts cold. The read is watched like the
+    /// writer's calls (`StoreWatch`), so a store that stops answering during it is seen.
     fn warm(&mut self, closed: &[ClosedWindow]) {
         let unknown = self.detectors.unknown(closed);
         if unknown.is_empty() {
             return;
         }
+        let watch = self.history.watch();
+        watch.call(|| self.warm_from_history(unknown));
+    }
+
+    fn warm_from_history(&mut self, unknown: Vec<(SeriesKey, i64)>) {
         let now = self.clock.now_ms();
         let mut conn = match self.history.get() {
             Ok(c) => c,

@@ -56,10 +56,15 @@ where
     }
 }
 
-/// Waits for `answer`, blocking this thread (parked, woken by the answer: no polling), for
-/// the supervisor as it goes without `Shutdown`. Works inside a runtime's task or teardown
-/// too: the wait is outside tokio's cooperative budget, and needs no runtime.
-pub(crate) fn wait_for<T>(answer: impl std::future::Future<Output = T>) -> T {
+/// Waits for `answer`, blocking this thread (parked, woken by the answer), for the supervisor
+/// as it goes without `Shutdown`; every `every` without an answer it asks `give_up`, and
+/// returns `None` once that says yes. Works inside a runtime's task or teardown too: the wait
+/// is outside tokio's cooperative budget, and needs no runtime (nor its timers).
+pub(crate) fn wait_for<T>(
+    answer: impl std::future::Future<Output = T>,
+    every: std::time::Duration,
+    mut give_up: impl FnMut() -> bool,
+) -> Option<T> {
     use std::future::Future;
     use std::task::{Context, Poll, Wake, Waker};
 
@@ -76,9 +81,12 @@ pub(crate) fn wait_for<T>(answer: impl std::future::Future<Output = T>) -> T {
     let mut answer = std::pin::pin!(tokio::task::unconstrained(answer));
     loop {
         if let Poll::Ready(value) = answer.as_mut().poll(&mut cx) {
-            return value;
+            return Some(value);
         }
-        std::thread::park();
+        if give_up() {
+            return None;
+        }
+        std::thread::park_timeout(every);
     }
 }
 
@@ -93,14 +101,27 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(20));
             tx.send(7).unwrap();
         });
-        assert_eq!(wait_for(rx), Ok(7));
+        assert_eq!(wait_for(rx, EVERY, || false), Some(Ok(7)));
         answering.join().unwrap();
+    }
+
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(5);
+
+    #[test]
+    fn wait_for_stops_waiting_when_told_to_give_up() {
+        let (_tx, rx) = tokio::sync::oneshot::channel::<u8>();
+        let mut asked = 0;
+        let answer = wait_for(rx, EVERY, || {
+            asked += 1;
+            asked == 3
+        });
+        assert_eq!((answer, asked), (None, 3));
     }
 
     #[test]
     fn wait_for_sees_a_dropped_sender() {
         let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
         std::thread::spawn(move || drop(tx));
-        assert!(wait_for(rx).is_err());
+        assert!(wait_for(rx, EVERY, || false).is_some_and(|a| a.is_err()));
     }
 }

@@ -350,12 +350,12 @@ impl Aggregator {
             }
             *distinct += 1;
         }
-        let error_type = error_type.clone();
+        let error_type = error_type.as_str().to_owned();
         let mut event = kept.event;
         if event.error_hash.is_none() {
             event.error_hash = Some(key.0.clone());
         }
-        let category = event.context.clone();
+        let category = event.context.as_deref().map(str::to_owned);
         self.open_error(key, error_type, category, ts, now_ms);
         out.records.push(Record::from_event(&event, kept.rate));
     }

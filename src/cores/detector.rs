@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::DEFAULT_MAX_DETECTOR_SERIES;
-use crate::messages::{Pattern, PatternStatistic};
-use crate::model::{ClosedWindow, PatternRecord, SeriesKey};
+use crate::messages::Pattern;
+use crate::model::{ClosedWindow, PatternRecord, PatternStatistic, SeriesKey};
 use crate::settings::Settings;
 use crate::stats::detect::{Detection, DetectorSettings, Finding, PatternKind, SeriesDetector};
 use crate::stats::window::WindowSummary;

@@ -126,6 +126,8 @@ pub(crate) struct Outcome {
     /// Rows refused by the store, now in `quarantine`, and the records among them.
     pub quarantined_rows: u64,
     pub quarantined_records: u64,
+    /// Events folded into the final rows written or quarantined ([`WriteBatch::folded`]).
+    pub folded: u64,
 }
 
 impl Outcome {
@@ -137,11 +139,13 @@ impl Outcome {
         self.written.patterns += w.patterns;
         self.snapshots += (piece.windows.iter().filter(|w| !w.is_final).count()
             + piece.errors.iter().filter(|e| !e.is_final).count()) as u64;
+        self.folded += piece.folded();
     }
 
     pub(crate) fn quarantined(&mut self, piece: &WriteBatch) {
         self.quarantined_rows += piece.rows() as u64;
         self.quarantined_records += piece.records.len() as u64;
+        self.folded += piece.folded();
     }
 }
 

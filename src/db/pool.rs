@@ -3,8 +3,8 @@
 //! still the one that was opened ([`FileIdentity`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
@@ -59,44 +59,85 @@ pub(crate) fn monotonic_ms() -> u64 {
     BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
-/// Whether the store answers: while the writer is inside a call into the store
-/// ([`StoreWatch::call`]), the time of the store's last sign of life (the call's start, then
-/// every statement sent or answered: diesel's instrumentation events on the pool's
-/// connections). A call blocked on a store that took the request and never answers (a hung
-/// server or proxy, which keeps the connection alive, so no TCP or libpq timeout ends it) is
-/// seen here by the supervisor, which then answers `Flush` and queries with an error within the
-/// retry budget instead of waiting with the writer; a long transaction that keeps making
-/// progress is not.
+/// Whether the store answers: while a call into the store is in progress
+/// ([`StoreWatch::call`]: the writer's, or the detector's read of window history), the time of
+/// the store's last sign of life (the first call's start, then every statement sent or
+/// answered: diesel's instrumentation events on the pool's connections). A call blocked on a
+/// store that took the request and never answers (a hung server or proxy, which keeps the
+/// connection alive, so no TCP or libpq timeout ends it) is seen here by the supervisor, which
+/// then answers `Flush`, queries and `Shutdown` within the retry budget instead of waiting with
+/// the writer; a long transaction that keeps making progress is not.
+///
+/// When the pipeline stops and the store has not answered within the retry budget, the
+/// supervisor gives up on it ([`StoreWatch::give_up`]): from then on every connection checkout
+/// of the pool fails, so a writer whose blocked call returns later starts no other call (the
+/// call in flight ends as its transaction does, all or nothing; in durable mode with its
+/// checkpoint, so a restart replays exactly what the store lacks).
 #[derive(Debug, Default)]
 pub(crate) struct StoreWatch {
-    /// [`monotonic_ms`] of the last sign of life, plus one; 0 while no call is in progress.
-    last_sign: AtomicU64,
+    /// The calls in progress, and the last sign of life while there are any.
+    calls: Mutex<Calls>,
+    /// The pipeline gave up on the store as it stopped (see above).
+    given_up: AtomicBool,
+}
+
+/// See [`StoreWatch`].
+#[derive(Debug, Default)]
+struct Calls {
+    in_progress: u32,
+    /// [`monotonic_ms`] of the last sign of life (meaningful while `in_progress > 0`).
+    last_sign: u64,
 }
 
 impl StoreWatch {
+    fn calls(&self) -> std::sync::MutexGuard<'_, Calls> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Runs `f`, one call into the store, watched.
     pub(crate) fn call<T>(&self, f: impl FnOnce() -> T) -> T {
-        self.last_sign.store(monotonic_ms() + 1, Relaxed);
-        let out = f();
-        self.last_sign.store(0, Relaxed);
-        out
+        /// Ends the call, also should `f` panic.
+        struct Ending<'a>(&'a StoreWatch);
+        impl Drop for Ending<'_> {
+            fn drop(&mut self) {
+                let mut calls = self.0.calls();
+                calls.in_progress = calls.in_progress.saturating_sub(1);
+            }
+        }
+        {
+            let mut calls = self.calls();
+            if calls.in_progress == 0 {
+                calls.last_sign = monotonic_ms();
+            }
+            calls.in_progress += 1;
+        }
+        let _ending = Ending(self);
+        f()
     }
 
     /// The store answered or was sent something (only counts during a call).
     fn alive(&self) {
-        let _ = self
-            .last_sign
-            .fetch_update(Relaxed, Relaxed, |v| (v != 0).then(|| monotonic_ms() + 1));
+        let mut calls = self.calls();
+        if calls.in_progress > 0 {
+            calls.last_sign = monotonic_ms();
+        }
     }
 
-    /// How long the call in progress has gone without a sign of life; `None` outside calls.
+    /// The pipeline stops without the store: no later call may start (see the type's docs).
+    pub(crate) fn give_up(&self) {
+        self.given_up.store(true, SeqCst);
+    }
+
+    /// Whether [`Self::give_up`] was called.
+    pub(crate) fn given_up(&self) -> bool {
+        self.given_up.load(SeqCst)
+    }
+
+    /// How long the calls in progress have gone without a sign of life; `None` outside calls.
     pub(crate) fn silent_for(&self) -> Option<Duration> {
-        match self.last_sign.load(Relaxed) {
-            0 => None,
-            since => Some(Duration::from_millis(
-                monotonic_ms().saturating_sub(since - 1),
-            )),
-        }
+        let calls = self.calls();
+        (calls.in_progress > 0)
+            .then(|| Duration::from_millis(monotonic_ms().saturating_sub(calls.last_sign)))
     }
 }
 
@@ -129,6 +170,12 @@ impl<C: diesel::r2d2::R2D2Connection + 'static> StorePool<C> {
         &self,
         patience: Option<Duration>,
     ) -> Result<PooledConnection<ConnectionManager<C>>, StoreError> {
+        if self.watch.given_up() {
+            return Err(StoreError::gone(
+                "the pipeline stopped without the store, which did not answer within the retry \
+                 budget: nothing more is written by it",
+            ));
+        }
         if let Some((path, opened)) = &self.file {
             check_sqlite_file_identity(path, *opened).map_err(StoreError::gone)?;
         }

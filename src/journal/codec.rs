@@ -19,6 +19,7 @@
 
 use crate::encoding::put_varint;
 use crate::event::{EventKind, Priority, TrackEvent};
+use crate::text::Text;
 
 /// The format byte that opens every entry: 2, with a checksum.
 pub(crate) const FORMAT: u8 = 2;
@@ -111,9 +112,14 @@ pub(crate) fn encode(e: &TrackEvent, out: &mut Vec<u8>) {
     for v in [e.duration_ms, e.value].into_iter().flatten() {
         out.extend_from_slice(&v.to_le_bytes());
     }
-    for s in [&e.context, &e.error_type, &e.message, &e.error_hash]
-        .into_iter()
-        .flatten()
+    for s in [
+        e.context.as_deref(),
+        e.error_type.as_deref(),
+        e.message.as_deref(),
+        e.error_hash.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
     {
         put_str(out, s);
     }
@@ -219,16 +225,16 @@ impl<'a> Reader<'a> {
                 None => return self.fail("unknown priority"),
             },
         };
-        e.user = self.opt_string(flags, USER)?;
-        e.server = self.opt_string(flags, SERVER)?;
+        e.user = self.opt_string(flags, USER)?.map(Text::from);
+        e.server = self.opt_string(flags, SERVER)?.map(Text::from);
         e.success = match flags & SUCCESS {
             0 => None,
             _ => Some(self.byte()? != 0),
         };
         e.duration_ms = self.opt_f64(flags, DURATION)?;
         e.value = self.opt_f64(flags, VALUE)?;
-        e.context = self.opt_string(flags, CONTEXT)?;
-        e.error_type = self.opt_string(flags, ERROR_TYPE)?;
+        e.context = self.opt_string(flags, CONTEXT)?.map(Text::from);
+        e.error_type = self.opt_string(flags, ERROR_TYPE)?.map(Text::from);
         e.message = self.opt_string(flags, MESSAGE)?;
         e.error_hash = self.opt_string(flags, ERROR_HASH)?;
         if flags & TAGS != 0 {
@@ -545,7 +551,7 @@ mod tests {
             };
             e.ts_ms = ts;
             e.value = value;
-            e.user = user;
+            e.user = user.map(Text::from);
             e.tags = tags;
             let mut bytes = vec![FORMAT_1];
             encode(&e, &mut bytes);

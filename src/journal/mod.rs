@@ -519,9 +519,12 @@ impl Journal {
     }
 }
 
-impl Drop for Journal {
-    /// Commits what waits, deletes what the store holds, and stops the journal thread.
-    fn drop(&mut self) {
+impl Journal {
+    /// Commits what waits, deletes what the store holds, stops the journal thread and closes
+    /// the file (releasing its lock). Appends after it are not written; a second close does
+    /// nothing. For the supervisor giving up on a store that does not answer, while the writer
+    /// still holds the journal; otherwise when the last holder drops it.
+    pub(crate) fn close(&self) {
         self.shared.lock().stop = true;
         self.shared.wake.notify_one();
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -530,6 +533,13 @@ impl Drop for Journal {
                 log::error!("the journal thread panicked");
             }
         }
+    }
+}
+
+impl Drop for Journal {
+    /// [`Journal::close`].
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

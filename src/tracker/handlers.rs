@@ -198,11 +198,18 @@ impl Handler<Shutdown> for Tracker {
         if let Some(handle) = self.timer.take() {
             ctx.cancel_future(handle);
         }
-        let answer = self.close();
+        let answer = within_budget(
+            self.close(),
+            self.store_watch.clone(),
+            self.settings.store_retry_budget,
+        );
         Box::pin(answer.into_actor(self).map(|result, act, ctx| {
             match result {
-                Ok(()) => log::info!("eventbatch pipeline shut down"),
-                Err(e) => log::error!("eventbatch pipeline shut down with the store failing: {e}"),
+                Ok(Ok(())) => log::info!("eventbatch pipeline shut down"),
+                Ok(Err(e)) => {
+                    log::error!("eventbatch pipeline shut down with the store failing: {e}")
+                }
+                Err(Silent(age)) => act.give_up(age),
             }
             ctx.stop();
             act.stats()

@@ -298,10 +298,41 @@ impl Tracker {
     /// through the front stages, then a checkpoint (durable mode) and the `Shutdown` marker,
     /// which closes every window on its way and stops each back stage behind what it sent.
     /// The writer writes everything and answers once every internal actor has stopped.
-    fn close(&mut self) -> impl std::future::Future<Output = Result<(), PipelineError>> {
+    ///
+    /// Returns where the writer's answer comes. Whoever waits for it gives up after the store
+    /// has gone without answering for the retry budget ([`Tracker::give_up`]).
+    fn close(&mut self) -> oneshot::Receiver<Result<(), PipelineError>> {
         self.shutting_down = true;
         self.replay_rest();
-        self.ask(true, Control::Shutdown)
+        self.send_asking(true, Control::Shutdown)
+    }
+
+    /// Stops without the store, which has not answered for `silent` (longer than the retry
+    /// budget) while the pipeline stopped: no later call into it starts (`StoreWatch::give_up`;
+    /// the writer's blocked call is left to end as its transaction does), every accepted event
+    /// not written is counted (`Stats::events_unwritten_at_stop`, in `events_dropped` too) and
+    /// logged at error level, and in durable mode the journal is committed and closed with
+    /// them in it, for the next start to replay.
+    fn give_up(&mut self, silent: std::time::Duration) {
+        self.store_watch.give_up();
+        let unwritten = self.counters.give_up_unwritten();
+        Counters::add(&self.counters.db_errors, 1);
+        let fate = match &self.durable {
+            Some(d) => {
+                d.journal.close();
+                format!(
+                    "they stay in the journal {} and are replayed on the next start",
+                    d.journal.id()
+                )
+            }
+            None => "they are lost".to_string(),
+        };
+        log::error!(
+            "the store is unavailable: it has not answered for {} ms (store_retry_budget_ms = {} ms); \
+             the pipeline stopped without it, {unwritten} accepted events not written ({fate})",
+            silent.as_millis(),
+            self.settings.store_retry_budget.as_millis(),
+        );
     }
 
     /// Counts and refuses, or validates, pseudonymises (`identity_key`), journals (durable
@@ -426,13 +457,7 @@ impl Tracker {
         marker: impl FnOnce(Reply<T>) -> Control,
     ) -> impl std::future::Future<Output = Result<T, PipelineError>> {
         let rx = self.send_asking(checkpointed, marker);
-        async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(PipelineError::Unavailable(
-                    "the pipeline stopped before answering".into(),
-                ))
-            })
-        }
+        async move { rx.await.unwrap_or_else(|_| Err(not_answered())) }
     }
 }
 
@@ -557,22 +582,39 @@ fn batching_line(s: &Stats) -> String {
 /// returning from `main`: actix has had it handle what was in its mailbox, see
 /// `Actor::stopping`), it runs `Tracker::close` and waits, blocking this thread (which has
 /// nothing else to do then), for the writer's answer: within the retry budget when the store
-/// fails. The back stages and the writer run in Systems of their own on their own threads, so
-/// the application's System going does not stop them; the `Shutdown` marker does. Then it joins
-/// their threads.
+/// fails, and when it does not answer at all, until it has been silent for the retry budget
+/// (then it gives up on it, `Tracker::give_up`). The back stages and the writer run in
+/// Systems of their own on their own threads, so the application's System going does not stop
+/// them; the `Shutdown` marker does. Then it joins their threads, except, once it gave up on
+/// the store, a thread still blocked in a call into it: that one is left behind (it can start
+/// no other call).
 impl Drop for Tracker {
     fn drop(&mut self) {
         if !self.shutting_down {
             let answer = self.close();
-            match crate::actors::wait_for(answer) {
-                Ok(()) => log::info!("eventbatch pipeline flushed and stopped with its System"),
-                Err(e) => log::error!("the pipeline stopped with its System: {e}"),
+            let (watch, budget) = (self.store_watch.clone(), self.settings.store_retry_budget);
+            let silent = || watch.silent_for().filter(|age| *age > budget);
+            match crate::actors::wait_for(answer, STUCK_CHECK_EVERY, || silent().is_some()) {
+                Some(Ok(Ok(()))) => {
+                    log::info!("eventbatch pipeline flushed and stopped with its System")
+                }
+                Some(Ok(Err(e))) => log::error!("the pipeline stopped with its System: {e}"),
+                Some(Err(_)) => {
+                    log::error!("the pipeline stopped with its System: {}", not_answered())
+                }
+                None => self.give_up(silent().unwrap_or(budget)),
             }
         }
         // A no-op if the writer has stopped; ends it if the stages' thread failed.
         self.writer.do_send(StopWriter);
+        let given_up = self.store_watch.given_up();
         for thread in self.threads.drain(..) {
-            if thread.join().is_err() {
+            if given_up && !thread.is_finished() {
+                log::warn!(
+                    "{} is blocked in a call into the store: left behind",
+                    thread.thread().name().unwrap_or("a pipeline thread")
+                );
+            } else if thread.join().is_err() {
                 log::error!("a pipeline thread panicked");
             }
         }
@@ -584,44 +626,59 @@ impl Drop for Tracker {
 /// How often a request waiting for the writer looks whether the writer is stuck in the store.
 const STUCK_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// The answer on `rx`, or an error once the writer's call into the store has gone without a
-/// sign of life from the store (see [`StoreWatch`]) for longer than `budget` (the retry
-/// budget) while this waited: a store that took the request and never answers (a hung server or proxy, which keeps the connection alive, so no TCP or
-/// libpq timeout ends the call; on a network that drops packets the connection's own timeouts
-/// end it at about the same time). The error is counted in `db_errors`. The marker stays in
-/// the pipeline: the writer carries on when its call returns (the data it holds is written
-/// then, once), and its answer to this request goes nowhere.
-async fn answer_within_budget<T>(
+/// A call into the store has gone without a sign of life for this long, longer than the retry
+/// budget, while a request waited for the writer (see [`within_budget`]).
+struct Silent(std::time::Duration);
+
+/// The writer's answer on `rx` (an error if the pipeline stopped without answering), or
+/// [`Silent`] once a call into the store has gone without a sign of life from the store (see
+/// [`StoreWatch`]) for longer than `budget` (the retry budget) while this waited: a store that
+/// took the request and never answers (a hung server or proxy, which keeps the connection
+/// alive, so no TCP or libpq timeout ends the call; on a network that drops packets the
+/// connection's own timeouts end it at about the same time).
+async fn within_budget<T>(
     mut rx: oneshot::Receiver<Result<T, PipelineError>>,
-    counters: Arc<Counters>,
     watch: Arc<StoreWatch>,
     budget: std::time::Duration,
-) -> Result<T, PipelineError> {
+) -> Result<Result<T, PipelineError>, Silent> {
     loop {
         match actix::clock::timeout(STUCK_CHECK_EVERY, &mut rx).await {
-            Ok(answer) => {
-                return answer.unwrap_or_else(|_| {
-                    Err(PipelineError::Unavailable(
-                        "the pipeline stopped before answering".into(),
-                    ))
-                })
-            }
+            Ok(answer) => return Ok(answer.unwrap_or_else(|_| Err(not_answered()))),
             Err(_) => match watch.silent_for() {
-                Some(age) if age > budget => {
-                    Counters::add(&counters.db_errors, 1);
-                    let e = crate::error::StoreError::retryable(format!(
-                        "timeout: the store has not answered for {} ms (store_retry_budget_ms = {} ms); \
-                         what is not written is held, and written when it answers",
-                        age.as_millis(),
-                        budget.as_millis()
-                    ));
-                    log::error!("{e}");
-                    return Err(PipelineError::Store(e));
-                }
+                Some(age) if age > budget => return Err(Silent(age)),
                 _ => {}
             },
         }
     }
+}
+
+/// The pipeline's answer when it stopped before answering.
+fn not_answered() -> PipelineError {
+    PipelineError::Unavailable("the pipeline stopped before answering".into())
+}
+
+/// [`within_budget`] for `Flush` and queries: a silent store is an error, counted in
+/// `db_errors`. The marker stays in the pipeline: the writer carries on when its call returns
+/// (the data it holds is written then, once), and its answer to this request goes nowhere.
+async fn answer_within_budget<T>(
+    rx: oneshot::Receiver<Result<T, PipelineError>>,
+    counters: Arc<Counters>,
+    watch: Arc<StoreWatch>,
+    budget: std::time::Duration,
+) -> Result<T, PipelineError> {
+    within_budget(rx, watch, budget)
+        .await
+        .unwrap_or_else(|Silent(age)| {
+            Counters::add(&counters.db_errors, 1);
+            let e = crate::error::StoreError::retryable(format!(
+                "timeout: the store has not answered for {} ms (store_retry_budget_ms = {} ms); \
+                 what is not written is held, and written when it answers",
+                age.as_millis(),
+                budget.as_millis()
+            ));
+            log::error!("{e}");
+            Err(PipelineError::Store(e))
+        })
 }
 
 /// Runs `make` on a new thread inside an actix System of its own (the application's System

@@ -416,6 +416,7 @@ impl WriterCore {
                     Counters::add(&c.rows_quarantined, b.rows() as u64);
                     Counters::add(&c.events_quarantined, b.records.len() as u64);
                     Counters::sub(&c.queued, b.records.len() as u64);
+                    Counters::add(&c.folded_settled, b.folded());
                     1
                 }
             };
@@ -650,27 +651,26 @@ impl WriterCore {
     /// pipeline stops), keeping the counters' laws: records held are counted dropped and leave
     /// `events_queued`; events folded into held windows and error counts move from
     /// `events_aggregated` to `events_dropped`. Returns the events given up.
+    ///
+    /// After the supervisor gave up on a store that did not answer (`StoreWatch::give_up`),
+    /// it has counted everything not written: what is held is let go without counting again.
     pub(crate) fn abandon_held(&mut self, c: &Counters) -> u64 {
+        if self.pool.watch().given_up() {
+            self.held.clear();
+            if let Some(d) = &mut self.durable {
+                d.covered = 0;
+            }
+            return 0;
+        }
         let (mut records, mut folded) = (0u64, 0u64);
         for Pending { batch: b, .. } in self.held.drain(..) {
             records += b.records.len() as u64;
-            folded += b
-                .windows
-                .iter()
-                .filter(|w| w.is_final)
-                .map(|w| w.state.count())
-                .sum::<u64>();
-            // the first of each hash in a window is a record, the rest are folded
-            folded += b
-                .errors
-                .iter()
-                .filter(|e| e.is_final)
-                .map(|e| e.count.saturating_sub(1))
-                .sum::<u64>();
+            folded += b.folded();
         }
         Counters::sub(&c.queued, records);
         Counters::sub(&c.aggregated, folded);
         Counters::add(&c.dropped, records + folded);
+        Counters::add(&c.unwritten_at_stop, records + folded);
         c.rows_held.store(0, std::sync::atomic::Ordering::Relaxed);
         if let Some(d) = &mut self.durable {
             d.covered = 0;
@@ -720,6 +720,7 @@ fn count_outcome(c: &Counters, o: &Outcome) {
     Counters::sub(&c.queued, w.records + o.quarantined_records);
     Counters::add(&c.rows_quarantined, o.quarantined_rows);
     Counters::add(&c.events_quarantined, o.quarantined_records);
+    Counters::add(&c.folded_settled, o.folded);
 }
 
 /// Counts one committed batch (the caller counts its transaction).
@@ -735,6 +736,7 @@ fn record_success(c: &Counters, batch: &WriteBatch) {
     Counters::add(&c.batches_written, 1);
     Counters::add(&c.batch_rows, w.records + w.windows + w.errors + w.patterns);
     Counters::sub(&c.queued, w.records);
+    Counters::add(&c.folded_settled, batch.folded());
     log::debug!(
         "batch written: {} records, {} windows, {} error counts, {} patterns",
         w.records,
