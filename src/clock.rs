@@ -1,7 +1,9 @@
 //! Time as the pipeline sees it. Validation, window closing and batch timers read a [`Clock`],
 //! so tests drive time with a [`ManualClock`] instead of sleeping.
 
+#[cfg(any(test, feature = "testing"))]
 use std::sync::atomic::{AtomicI64, Ordering};
+#[cfg(any(test, feature = "testing"))]
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -4,7 +4,7 @@
 
 use thiserror::Error;
 
-/// Why a byte string is not a valid serialised [`Sketch`] (or window).
+/// Why a byte string is not a valid serialised [`Sketch`](crate::stats::sketch::Sketch) (or window).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum SketchDecodeError {
     /// The bytes end before the encoded data does.

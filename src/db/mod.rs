@@ -18,5 +18,6 @@ pub mod schema;
 pub(crate) mod write_sql;
 pub(crate) mod writer;
 
+#[cfg(any(test, feature = "testing"))]
 pub use backend::RETENTION_LOCK_KEY;
 pub use location::Store;
