@@ -9,7 +9,9 @@ use std::sync::Arc;
 use crate::config::{Settings, DEFAULT_MAX_DETECTOR_SERIES};
 use crate::messages::{Pattern, PatternStatistic, WindowStats};
 use crate::model::{ClosedWindow, PatternRecord, SeriesKey};
-use crate::stats::detect::{Detection, DetectorSettings, Finding, PatternKind, SeriesDetector};
+use crate::stats::detect::{
+    finite, Detection, DetectorSettings, Finding, PatternKind, SeriesDetector,
+};
 use crate::stats::window::WindowSummary;
 
 /// How long (pipeline clock) a series' detector is kept without a closed window before it is
@@ -94,9 +96,11 @@ pub(crate) struct Detectors {
 enum Watchers {
     /// Fewer than `early_min_history` windows: nothing can be judged yet, so no detector is
     /// built; the watched values wait here, `[mean, tail]` per window (the tail NaN when none
-    /// is watched), exactly sized. A series that closes one window and goes idle (a hostile
-    /// or one-off name) costs 16 bytes here, not two detectors.
-    Young(Box<[[f64; 2]]>),
+    /// is watched), in a vector grown as vectors grow (amortised `O(1)` a window, however
+    /// large `early_min_history`) and shrunk to its length when the series turns idle
+    /// ([`Detectors::evict_idle`]). A series that closes one window and goes idle (a
+    /// hostile or one-off name) costs 16 bytes here, not two detectors.
+    Young(Vec<[f64; 2]>),
     /// The detectors of the mean and of the tail, warmed with the young values.
     Grown(Box<(SeriesDetector, Option<SeriesDetector>)>),
 }
@@ -113,9 +117,7 @@ impl Watchers {
     ) -> (Detection, Detection) {
         if let Watchers::Young(young) = self {
             if young.len() < settings.early_min_history {
-                let mut v = std::mem::take(young).into_vec();
-                v.push(values);
-                *young = v.into_boxed_slice();
+                young.push(values);
                 return (Detection::default(), Detection::default());
             }
             let mut mean = SeriesDetector::with_shared_settings(settings);
@@ -253,16 +255,28 @@ impl Detectors {
     pub(crate) fn evict_idle(&mut self, now_ms: i64) -> usize {
         let before = self.series.len();
         let idle = self.idle_ms;
-        self.series
-            .retain(|_, t| now_ms.saturating_sub(t.seen_ms) <= idle);
+        self.series.retain(|_, t| {
+            let keep = now_ms.saturating_sub(t.seen_ms) <= idle;
+            if let (true, Watchers::Young(young)) = (keep, &mut t.watchers) {
+                // a young series quiet for a quarter of the idle time holds exactly its
+                // values (once per pause: a series fed between ticks is not shrunk each time)
+                if now_ms.saturating_sub(t.seen_ms) > idle / 4 {
+                    young.shrink_to_fit();
+                }
+            }
+            keep
+        });
         if self.series.len() < before / 2 {
             self.series.shrink_to_fit();
         }
         before - self.series.len()
     }
 
-    /// New settings apply to series seen from now on; running detectors keep their history
-    /// and settings.
+    /// New settings apply to the detectors built from now on: those of series seen from now
+    /// on, and those a young series (fewer than `early_min_history` windows, no detectors
+    /// yet) grows when it has enough windows. Grown detectors keep their history and
+    /// settings. A young series' values wait for a tail even when none is watched (NaN), so
+    /// a tail watched from now on grows with the series' young windows, ignoring the NaN.
     pub(crate) fn set_settings(&mut self, settings: DetectorSettings, tail: Option<u8>) {
         if settings != self.settings {
             self.shared = Arc::new(settings.clone());
@@ -292,7 +306,7 @@ impl Detectors {
         let used = self.uses;
         let t = self.series.entry(key.clone()).or_insert_with(|| {
             Box::new(Tracked {
-                watchers: Watchers::Young(Box::default()),
+                watchers: Watchers::Young(Vec::new()),
                 last_start_ms: i64::MIN,
                 seen_ms: now_ms,
                 used,
@@ -435,9 +449,10 @@ fn report(
                 statistic: statistic_name(*watched),
                 kind: f.kind,
                 confidence: f.confidence.clamp(0.0, 1.0),
-                observed: f.observed,
-                baseline: f.baseline,
-                evidence: f.evidence,
+                observed: finite(f.observed),
+                baseline: finite(f.baseline),
+                // the statistics are stored as JSON, which has no infinity
+                evidence: f.evidence.finite(),
             })
             .collect();
         found.push(PatternRecord {
@@ -446,8 +461,8 @@ fn report(
             confidence: head.confidence.clamp(0.0, 1.0),
             start_ms: w.start_ms,
             end_ms: w.end_ms,
-            observed: head.observed,
-            baseline: head.baseline,
+            observed: finite(head.observed),
+            baseline: finite(head.baseline),
             description,
             detected_at_ms: now_ms,
             statistics,
@@ -631,5 +646,54 @@ mod tests {
             &d.series[&SeriesKey::new("u", None)].watchers,
             Watchers::Young(v) if v.len() == 1
         ));
+    }
+
+    #[test]
+    fn a_young_series_grows_its_values_as_vectors_grow_and_is_shrunk_when_idle() {
+        let settings = DetectorSettings {
+            warmup: 5_000,
+            early_min_history: 5_000,
+            ..DetectorSettings::default()
+        };
+        settings.validate().unwrap();
+        let mut d = Detectors::new(settings);
+        let key = SeriesKey::new("s", None);
+        let young = |d: &Detectors| match &d.series[&key].watchers {
+            Watchers::Young(v) => (v.len(), v.capacity()),
+            Watchers::Grown(_) => panic!("young below early_min_history"),
+        };
+        let mut reallocations = 0;
+        let mut capacity = 0;
+        for k in 0..4_000 {
+            d.observe(vec![closed("s", k * 60_000, 1.0)], 0);
+            let (_, c) = young(&d);
+            reallocations += usize::from(c != capacity);
+            capacity = c;
+        }
+        // amortised: a few dozen reallocations for 4,000 windows, not one per window
+        assert!(reallocations <= 20, "{reallocations} reallocations");
+        assert!(young(&d).1 > 4_000, "spare room while fed");
+        // fed recently: kept as is
+        d.evict_idle(DEFAULT_IDLE_MS / 4);
+        assert!(young(&d).1 > 4_000);
+        // quiet for a while: exactly its values
+        assert_eq!(d.evict_idle(DEFAULT_IDLE_MS / 4 + 1), 0);
+        assert_eq!(young(&d), (4_000, 4_000));
+    }
+
+    #[test]
+    fn a_young_series_grows_with_the_settings_of_when_it_grows() {
+        let mut d = Detectors::new(DetectorSettings::default());
+        d.observe(vec![closed("s", 0, 1.0)], 0);
+        let changed = DetectorSettings {
+            anomaly_sigma: 4.0,
+            ..DetectorSettings::default()
+        };
+        d.set_settings(changed.clone(), Some(99));
+        d.observe((1..10).map(|k| closed("s", k * 60_000, 1.0)).collect(), 0);
+        match &d.series[&SeriesKey::new("s", None)].watchers {
+            Watchers::Grown(g) => assert_eq!(*g.0.shared_settings(), changed),
+            Watchers::Young(_) => panic!("grown after 10 windows"),
+        }
     }
 }
