@@ -581,6 +581,44 @@ mod tests {
         );
     }
 
+    /// A known limit, pinned: an incident whose tail moves one window before its mean is two
+    /// patterns (the p99's, then the mean's), not one; events are per statistic and per
+    /// window (docs/detection.md, "Limits").
+    #[test]
+    fn a_tail_that_moves_a_window_before_the_mean_is_two_patterns_today() {
+        let mut d = Detectors::new(DetectorSettings::default());
+        let window = |start: i64, level: f64, tail: f64| {
+            let mut state = WindowState::new();
+            for i in 0..100 {
+                let v = if i < 95 { level + (i % 3) as f64 } else { tail };
+                state.observe(v, 1.0);
+            }
+            ClosedWindow {
+                key: SeriesKey::new("rt", None),
+                start_ms: start,
+                end_ms: start + 60_000,
+                summary: state.summary(),
+            }
+        };
+        let mut found = Vec::new();
+        for k in 0..80 {
+            let (level, tail) = match k {
+                60 => (100.0, 900.0),
+                61 => (500.0, 1_500.0),
+                _ => (100.0, 300.0 + (k % 7) as f64 * 3.0),
+            };
+            found.extend(d.observe(vec![window(k * 60_000, level, tail)], 0));
+        }
+        let at = |k: i64| -> Vec<&PatternRecord> {
+            found.iter().filter(|p| p.start_ms == k * 60_000).collect()
+        };
+        assert_eq!(at(60).len(), 1, "{found:#?}");
+        assert_eq!(at(60)[0].statistics[0].statistic, "p99");
+        assert_eq!(at(61).len(), 1, "{found:#?}");
+        assert!(at(61)[0].statistics.iter().any(|s| s.statistic == "mean"));
+        assert_eq!(found.len(), 2, "{found:#?}");
+    }
+
     #[test]
     fn beyond_the_cap_the_least_recently_used_are_evicted_and_counted() {
         let mut d = Detectors::new(DetectorSettings::default());

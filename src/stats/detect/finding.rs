@@ -132,7 +132,7 @@ fn describe_alarm(kind: PatternKind, observed: f64, expected: f64, e: &Evidence)
             plain_number(observed),
             if observed >= 0.0 { "up" } else { "down" }
         ),
-        _ if !(e.z.abs() < MANY_SD) => format!(
+        _ if e.z.abs() >= MANY_SD => format!(
             "{}, more than {} standard deviations {side} {usual}",
             plain_number(observed),
             plain_number(MANY_SD)
@@ -237,7 +237,7 @@ mod tests {
     fn a_series_steady_at_zero_is_told_without_its_huge_z() {
         let mut d = super::super::SeriesDetector::new(Default::default());
         let mut findings = Vec::new();
-        for v in std::iter::repeat(0.0).take(40).chain([5.0]) {
+        for v in std::iter::repeat_n(0.0, 40).chain([5.0]) {
             findings.extend(d.observe(v).findings);
         }
         assert_eq!(findings.len(), 1, "{findings:#?}");
