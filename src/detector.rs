@@ -505,6 +505,21 @@ mod tests {
         }
     }
 
+    /// A window of series `rt`: 95 values around `level` and 5 at `tail`.
+    fn tail_window(start_ms: i64, level: f64, tail: f64) -> ClosedWindow {
+        let mut state = WindowState::new();
+        for i in 0..100 {
+            let v = if i < 95 { level + (i % 3) as f64 } else { tail };
+            state.observe(v, 1.0);
+        }
+        ClosedWindow {
+            key: SeriesKey::new("rt", None),
+            start_ms,
+            end_ms: start_ms + 60_000,
+            summary: state.summary(),
+        }
+    }
+
     #[test]
     fn idle_series_are_dropped_and_active_ones_kept() {
         let mut d = Detectors::new(DetectorSettings::default());
@@ -546,19 +561,8 @@ mod tests {
     #[test]
     fn the_tail_is_watched_on_its_own_and_named() {
         let mut d = Detectors::new(DetectorSettings::default());
-        let window = |start: i64, tail: f64| {
-            // 95 values at 100 and 5 at `tail`: the mean barely moves with the tail
-            let mut state = WindowState::new();
-            for i in 0..100 {
-                state.observe(if i < 95 { 100.0 + (i % 3) as f64 } else { tail }, 1.0);
-            }
-            ClosedWindow {
-                key: SeriesKey::new("rt", None),
-                start_ms: start,
-                end_ms: start + 60_000,
-                summary: state.summary(),
-            }
-        };
+        // 95 values at 100 and 5 at `tail`: the mean barely moves with the tail
+        let window = |start: i64, tail: f64| tail_window(start, 100.0, tail);
         let mut found = Vec::new();
         for k in 0..80 {
             let tail = if k == 60 {
@@ -587,19 +591,7 @@ mod tests {
     #[test]
     fn a_tail_that_moves_a_window_before_the_mean_is_two_patterns_today() {
         let mut d = Detectors::new(DetectorSettings::default());
-        let window = |start: i64, level: f64, tail: f64| {
-            let mut state = WindowState::new();
-            for i in 0..100 {
-                let v = if i < 95 { level + (i % 3) as f64 } else { tail };
-                state.observe(v, 1.0);
-            }
-            ClosedWindow {
-                key: SeriesKey::new("rt", None),
-                start_ms: start,
-                end_ms: start + 60_000,
-                summary: state.summary(),
-            }
-        };
+        let window = tail_window;
         let mut found = Vec::new();
         for k in 0..80 {
             let (level, tail) = match k {
