@@ -105,7 +105,9 @@ pub struct Config {
     /// passed.
     pub rollup_interval_ms: u64,
     /// The tail percentile the detector watches besides the window mean: 90, 95 or 99, or 0
-    /// for the mean only. A tail finding is its own pattern, its description starting `p99:`.
+    /// for the mean only. A tail that moves in the same window as the mean is the same pattern
+    /// (one report per event): the pattern's `statistics` lists each statistic that moved
+    /// (`mean`, `p99`), its headline is the most confident of them.
     pub watch_percentile: u8,
     /// How often (ms) the pipeline logs one line of its batching metrics (events in, kept,
     /// rows and transactions written, write reduction, queued, open windows, errors) at

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use actix::WeakRecipient;
 
 use crate::actors::deliver;
 use crate::clock::Clock;
@@ -37,7 +38,9 @@ pub(crate) struct DetectorActor {
     /// Markers go on to the queue.
     pub next: Recipient<Control>,
     /// Pattern subscribers ([`crate::SubscribePatterns`]): each pattern found is sent to each.
-    pub subscribers: Vec<(SubscriptionId, Recipient<PatternFound>)>,
+    /// Weak handles: a subscription does not keep its subscriber's actor alive, and one
+    /// whose actor is gone is dropped (at the next pattern or the next subscription).
+    pub subscribers: Vec<(SubscriptionId, WeakRecipient<PatternFound>)>,
 }
 
 impl DetectorActor {
@@ -110,17 +113,32 @@ impl DetectorActor {
 
 impl DetectorActor {
     /// Sends each pattern to every subscriber; a subscriber whose actor is gone is dropped.
+    ///
+    /// With `do_send`: the detector never waits for a subscriber, and a subscriber that cannot
+    /// keep up queues the patterns in its own mailbox (unbounded: its memory, not the
+    /// pipeline's; actix's `do_send` ignores the mailbox capacity).
     fn publish(&mut self, patterns: &[PatternRecord]) {
+        self.prune_subscribers();
         if self.subscribers.is_empty() {
             return;
         }
-        self.subscribers.retain(|(_, r)| r.connected());
+        let live: Vec<Recipient<PatternFound>> = self
+            .subscribers
+            .iter()
+            .filter_map(|(_, r)| r.upgrade())
+            .collect();
         for p in patterns {
             let pattern = p.to_pattern();
-            for (_, r) in &self.subscribers {
+            for r in &live {
                 r.do_send(PatternFound(pattern.clone()));
             }
         }
+    }
+
+    /// Drops the subscribers whose actor is gone.
+    fn prune_subscribers(&mut self) {
+        self.subscribers
+            .retain(|(_, r)| r.upgrade().is_some_and(|r| r.connected()));
     }
 }
 
@@ -129,7 +147,10 @@ impl Handler<Subscription> for DetectorActor {
     type Result = ();
     fn handle(&mut self, change: Subscription, _: &mut Context<Self>) {
         match change {
-            Subscription::Add(id, recipient) => self.subscribers.push((id, recipient)),
+            Subscription::Add(id, recipient) => {
+                self.prune_subscribers();
+                self.subscribers.push((id, recipient.downgrade()));
+            }
             Subscription::Remove(id) => self.subscribers.retain(|(s, _)| *s != id),
         }
     }

@@ -15,7 +15,7 @@
 use statrs::distribution::{ContinuousCDF, StudentsT};
 use statrs::function::erf::erfc;
 
-use super::MAX_DECADES;
+use super::math::MAX_DECADES;
 
 /// The short-history verdict on one value.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -40,6 +40,29 @@ pub struct Evidence {
     pub period: Option<u32>,
 }
 
+impl Evidence {
+    /// The same with every number finite (NaN as 0, an infinity as the largest finite
+    /// number of its sign), so that it survives JSON: `serde_json` writes a non-finite
+    /// float as `null`, which does not read back as a number.
+    pub fn finite(self) -> Self {
+        Evidence {
+            z: finite(self.z),
+            surprise_decades: finite(self.surprise_decades),
+            likelihood_decades: finite(self.likelihood_decades),
+            ..self
+        }
+    }
+}
+
+/// `v` if finite; NaN as 0, an infinity as the largest finite number of its sign.
+pub(crate) fn finite(v: f64) -> f64 {
+    if v.is_nan() {
+        0.0
+    } else {
+        v.clamp(f64::MIN, f64::MAX)
+    }
+}
+
 /// One pattern found on one observation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
@@ -91,24 +114,40 @@ fn describe_alarm(kind: PatternKind, observed: f64, expected: f64, e: &Evidence)
         (View::Early, _) => format!("its usual {} so far", plain_number(expected)),
         _ => format!("its usual {}", plain_number(expected)),
     };
+    let side = if observed >= expected {
+        "above"
+    } else {
+        "below"
+    };
     match kind {
         PatternKind::Spike | PatternKind::Drop if expected > 0.0 => format!(
             "{}, {} {usual}",
             plain_number(observed),
             plain_ratio(observed / expected)
         ),
+        // A series steady at 0 has no spread: any other value is "3e154 standard
+        // deviations" out, which says nothing a reader can use.
+        _ if expected == 0.0 => format!(
+            "{}, {} from {usual}",
+            plain_number(observed),
+            if observed >= 0.0 { "up" } else { "down" }
+        ),
+        _ if e.z.abs() >= MANY_SD => format!(
+            "{}, more than {} standard deviations {side} {usual}",
+            plain_number(observed),
+            plain_number(MANY_SD)
+        ),
         _ => format!(
-            "{}, {:.1} standard deviations {} {usual}",
+            "{}, {:.1} standard deviations {side} {usual}",
             plain_number(observed),
             e.z.abs(),
-            if observed >= expected {
-                "above"
-            } else {
-                "below"
-            }
         ),
     }
 }
+
+/// Beyond this many standard deviations the description says "more than" it (the
+/// z-score itself stays in [`Evidence::z`]): a spread near 0 makes z astronomical.
+const MANY_SD: f64 = 10_000.0;
 
 /// `rising from 100 to 140 over the last 24 values`.
 pub(super) fn describe_trend(kind: PatternKind, from: f64, to: f64, n: usize) -> String {
@@ -164,9 +203,46 @@ mod tests {
             f.description,
             "20, 0.25x its usual 80 at this point of its 288-value cycle"
         );
+        let huge = Evidence { z: 3e154, ..e };
+        let f = Finding::alarm(PatternKind::Anomaly, 0.9, 5.0, 1.0, huge);
+        assert_eq!(
+            f.description,
+            "5, more than 10,000 standard deviations above its usual 1"
+        );
+        assert_eq!(f.evidence.z, 3e154, "the number stays in Evidence");
         assert_eq!(
             describe_trend(PatternKind::TrendUp, 100.0, 140.0, 24),
             "rising from 100 to 140 over the last 24 values"
         );
+    }
+
+    #[test]
+    fn evidence_is_made_finite_for_json() {
+        let e = Evidence {
+            z: f64::NEG_INFINITY,
+            surprise_decades: f64::INFINITY,
+            likelihood_decades: f64::NAN,
+            ..Evidence::default()
+        }
+        .finite();
+        assert_eq!(
+            (e.z, e.surprise_decades, e.likelihood_decades),
+            (f64::MIN, f64::MAX, 0.0)
+        );
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<Evidence>(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn a_series_steady_at_zero_is_told_without_its_huge_z() {
+        let mut d = super::super::SeriesDetector::new(Default::default());
+        let mut findings = Vec::new();
+        for v in std::iter::repeat_n(0.0, 40).chain([5.0]) {
+            findings.extend(d.observe(v).findings);
+        }
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        let f = &findings[0];
+        assert_eq!(f.description, "5, up from its usual 0");
+        assert!(f.evidence.z.abs() > 1e6, "the number stays: {f:#?}");
     }
 }

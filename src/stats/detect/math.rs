@@ -11,6 +11,9 @@ thread_local! {
     static SCRATCH: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Surprise values are capped here (decades) so scores stay finite and comparable.
+pub(super) const MAX_DECADES: f64 = 300.0;
+
 /// Runs `f` with this thread's scratch buffer, emptied (a buffer of its own if the
 /// thread's is already in use).
 pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Vec<f64>) -> R) -> R {

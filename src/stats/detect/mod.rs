@@ -76,9 +76,11 @@
 //! Its other values have their score multiplied by `cooldown_factor` (0 by default:
 //! contextOSE's rest period) and raise no finding. A value that alarms on the other side,
 //! or with at least twice the event's largest deviation, is a new event. Once an event has
-//! ended it masks nothing: its values are left out of the likelihood's history, and of "seen
-//! before" but for the first, so a second identical spike later is a new finding, and a
-//! value 12 standard deviations out is an alarm however soon after the event it comes.
+//! ended it masks nothing: its values are left out of the likelihood's history, and all but
+//! its first (the alarm) are left out of "seen before" (step 1's cap). The alarms count there
+//! all but one (`seen_before_cap`): a second identical spike later is a new finding, a third
+//! has been seen before; and a value 12 standard deviations out is an alarm however soon
+//! after the event it comes.
 //!
 //! # Findings
 //!
@@ -121,9 +123,13 @@ use std::sync::Arc;
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use events::{Events, Outcome};
+pub(crate) use finding::finite;
 pub use finding::{Detection, Evidence, Finding, View};
 pub use math::plain_number;
-use math::{decades_to_score, median_sorted, one_sided_decades, two_sided_decades, with_scratch};
+use math::{
+    decades_to_score, median_sorted, one_sided_decades, two_sided_decades, with_scratch,
+    MAX_DECADES,
+};
 use season::Season;
 pub use settings::{DetectorSettings, PatternKind, MAX_MEMORY, MAX_WINDOW};
 use trend::{TrendState, TrendTest};
@@ -133,9 +139,6 @@ use trend::{TrendState, TrendTest};
 const SPATIAL_TOLERANCE: f64 = 0.05;
 /// The least score of a spatially novel value (Numenta gives it 1).
 const SPATIAL_SCORE: f64 = 0.9;
-
-/// Surprise values are capped here (decades) so scores stay finite and comparable.
-const MAX_DECADES: f64 = 300.0;
 
 /// The level view's baseline for one value.
 struct Baseline {

@@ -9,9 +9,9 @@ use std::collections::vec_deque::Iter;
 
 use statrs::function::erf::erfc;
 
-use super::finding::{describe_trend, Evidence, View};
-use super::math::median_sorted;
-use super::{Finding, PatternKind};
+use super::finding::{describe_trend, Evidence, Finding, View};
+use super::math::{median_sorted, MAX_DECADES};
+use super::settings::PatternKind;
 
 /// A trend is over (and may be reported again) once its test's p-value reaches this.
 const TREND_RELEASE_P: f64 = 0.05;
@@ -143,10 +143,36 @@ impl TrendTest {
             evidence: Evidence {
                 view: View::Trend,
                 z: zs,
-                surprise_decades: -p.log10(),
+                // p underflows to 0 for a long clean trend: capped like every surprise
+                surprise_decades: (-p.log10()).clamp(0.0, MAX_DECADES),
                 likelihood_decades: 0.0,
                 period: None,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    #[test]
+    fn a_trend_too_clean_for_a_p_value_has_a_capped_surprise() {
+        // 1,000 values rising without noise: p underflows to 0, -log10 p would be infinite
+        // (written as JSON `null`, read back as nothing)
+        let history: VecDeque<f64> = (0..1_000).map(f64::from).collect();
+        let test = TrendTest {
+            window: 1_000,
+            alpha: 1e-3,
+            min_history: 0,
+            sigma: 3.0,
+        };
+        let f = test
+            .run(history.iter(), &mut TrendState::None, &mut Vec::new())
+            .expect("a trend");
+        assert_eq!(f.kind, PatternKind::TrendUp);
+        assert_eq!(f.evidence.surprise_decades, MAX_DECADES);
     }
 }
