@@ -114,10 +114,12 @@ async fn adaptive_rates_hold_their_targets_are_stored_with_each_event_and_scale_
         assert_eq!((r.lo, r.hi), (expected, expected), "{r:?}");
     }
     assert_eq!(per_second[0].kept, 200);
-    // held: 100 a second once settled (binomial sd ~ 9.7 a second, 2.2 on average)
+    // held: 100 a second once settled. The coins are seeded by the OS, so the count is
+    // binomial: sd 9.7 a second, 3.25 for the mean of the 9 settled seconds; 5 sd of it
+    // (a bound of 10 was 3.1 sd: a failure in about 1 run of 500, which CI met once)
     let settled: Vec<&SecondRate> = per_second.iter().filter(|r| r.second > 10).collect();
     let mean = settled.iter().map(|r| r.kept).sum::<i64>() as f64 / settled.len() as f64;
-    assert!((mean - 100.0).abs() < 10.0, "{mean} kept a second");
+    assert!((mean - 100.0).abs() < 16.3, "{mean} kept a second");
     // sum of 1/rate: the offered count, within 5 estimated standard deviations
     let sums: Sums = diesel::sql_query(
         "SELECT sum(1.0 / sample_rate) AS estimated, \
