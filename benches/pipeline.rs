@@ -22,7 +22,7 @@ use raw_events::{command_rows, events, OwnedRow};
 const N: usize = 200_000;
 #[path = "support/workloads.rs"]
 mod workloads;
-use workloads::{batches, command, mostly_metric as mixed, T0};
+use workloads::{batches, command, mostly_metric as mixed, mostly_metric_labelled, T0};
 
 fn run_pipeline(make: fn(usize) -> TrackEvent, n: usize, durable: bool) -> Duration {
     let dir = tempfile::tempdir().unwrap();
@@ -116,6 +116,16 @@ fn bench(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("pipeline_mixed_mostly_metrics", N), |b| {
         b.iter_custom(|iters| (0..iters).map(|_| run_pipeline(mixed, N, false)).sum())
     });
+    g.bench_function(
+        BenchmarkId::new("pipeline_mixed_mostly_metrics_3_labels", N),
+        |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| run_pipeline(mostly_metric_labelled, N, false))
+                    .sum()
+            })
+        },
+    );
     g.bench_function(
         BenchmarkId::new("pipeline_mixed_mostly_metrics_durable", N),
         |b| b.iter_custom(|iters| (0..iters).map(|_| run_pipeline(mixed, N, true)).sum()),

@@ -129,6 +129,12 @@ pub struct Config {
     /// counted in `Stats::error_messages_overflowed` and logged once: the window's counts
     /// still add up to every error accepted.
     pub max_error_messages_per_window: usize,
+    /// Most label sets (series) of one metric with open windows at once (1 to 10,000,000).
+    /// A sample of a new label set beyond it is folded into the metric's overflow series,
+    /// labelled `otel.metric.overflow="true"` (one per metric and context), counted in
+    /// `Stats::series_overflowed` and logged once per metric: nothing is lost, and a
+    /// runaway label (a user id as a tag) cannot fill `max_open_series` on its own.
+    pub max_series_per_metric: usize,
     /// How often (ms) the pipeline publishes its counters and gauges through the `metrics`
     /// facade (as `eventbatch_*` metrics; they are also published whenever `GetStats`, `Flush`
     /// or `Shutdown` answers); 0: the pipeline records no metrics at all, the writer's
@@ -163,6 +169,8 @@ pub(crate) const DEFAULT_MAX_OPEN_SERIES: usize = 200_000;
 pub(crate) const DEFAULT_MAX_DETECTOR_SERIES: usize = 100_000;
 /// Default of [`Config::max_error_messages_per_window`].
 pub(crate) const DEFAULT_MAX_ERROR_MESSAGES_PER_WINDOW: usize = 1_000;
+/// Default of [`Config::max_series_per_metric`].
+pub(crate) const DEFAULT_MAX_SERIES_PER_METRIC: usize = 1_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -190,6 +198,7 @@ impl Default for Config {
             max_open_series: DEFAULT_MAX_OPEN_SERIES,
             max_detector_series: DEFAULT_MAX_DETECTOR_SERIES,
             max_error_messages_per_window: DEFAULT_MAX_ERROR_MESSAGES_PER_WINDOW,
+            max_series_per_metric: DEFAULT_MAX_SERIES_PER_METRIC,
             metrics_interval_ms: 1_000,
             retention: Retention::default(),
             durable: false,
@@ -253,6 +262,8 @@ pub struct ConfigPatch {
     pub max_detector_series: Option<usize>,
     /// See [`Config::max_error_messages_per_window`].
     pub max_error_messages_per_window: Option<usize>,
+    /// See [`Config::max_series_per_metric`].
+    pub max_series_per_metric: Option<usize>,
     /// See [`Config::metrics_interval_ms`].
     pub metrics_interval_ms: Option<u64>,
     /// See [`Config::retention`] (replaces the whole section; applies at once: a round under
@@ -352,6 +363,7 @@ impl Config {
             max_open_series,
             max_detector_series,
             max_error_messages_per_window,
+            max_series_per_metric,
             metrics_interval_ms,
             retention,
             fsync_interval_ms
@@ -423,6 +435,7 @@ impl std::fmt::Debug for Config {
                 "max_error_messages_per_window",
                 &self.max_error_messages_per_window,
             )
+            .field("max_series_per_metric", &self.max_series_per_metric)
             .field("metrics_interval_ms", &self.metrics_interval_ms)
             .field("retention", &self.retention)
             .field("durable", &self.durable)
@@ -465,6 +478,7 @@ impl std::fmt::Debug for ConfigPatch {
                 "max_error_messages_per_window",
                 &self.max_error_messages_per_window,
             )
+            .field("max_series_per_metric", &self.max_series_per_metric)
             .field("metrics_interval_ms", &self.metrics_interval_ms)
             .field("retention", &self.retention)
             .field("durable", &self.durable)

@@ -122,6 +122,10 @@ pub struct Stats {
     /// `Config::max_error_messages_per_window` hashes were counted there (also in
     /// `events_aggregated`: nothing is lost from the counts).
     pub error_messages_overflowed: u64,
+    /// Metric samples of a new label set folded into their metric's overflow series
+    /// (`{otel.metric.overflow="true"}`) because `Config::max_series_per_metric` label sets
+    /// of the metric were open (also in `events_aggregated`: nothing is lost).
+    pub series_overflowed: u64,
     /// Kept events not written when the pipeline stopped because the store kept failing, or
     /// did not answer at all, through `store_retry_budget_ms` (also in `events_dropped`, so the
     /// conservation laws hold). Durable mode: they stay in the journal and are replayed on the
@@ -209,6 +213,7 @@ pub(crate) struct Counters {
     pub detector_series: AtomicU64,
     pub detectors_evicted: AtomicU64,
     pub error_messages_overflowed: AtomicU64,
+    pub series_overflowed: AtomicU64,
     pub unwritten_at_stop: AtomicU64,
     /// Events folded into final windows and error counts that were written or quarantined
     /// ([`crate::model::WriteBatch::folded`]): with `aggregated`, what of the folded events
@@ -329,6 +334,7 @@ impl Counters {
             detector_series: get(&self.detector_series),
             detectors_evicted: get(&self.detectors_evicted),
             error_messages_overflowed: get(&self.error_messages_overflowed),
+            series_overflowed: get(&self.series_overflowed),
             events_unwritten_at_stop: get(&self.unwritten_at_stop),
         }
     }

@@ -239,8 +239,13 @@ impl TrackEvent {
         self
     }
 
-    /// A tag, stored in `events.tags` as a JSON object. At most [`MAX_TAGS`] per event, each
-    /// key once (more, or a key twice, rejects the event rather than dropping a tag).
+    /// A tag, stored in `events.tags` as a JSON object. On a metric sample (performance,
+    /// datastore) the tags are the labels of its series: `performance("lat", 12.0).tag("region",
+    /// "eu")` goes to the series `lat{region="eu"}`, stored, merged, rolled up, queried
+    /// ([`QueryWindows::label`](crate::QueryWindows::label)) and watched for patterns apart from
+    /// `lat{region="us"}` and from `lat` (see `Config::max_series_per_metric`). At most
+    /// [`MAX_TAGS`] per event, each key once (more, or a key twice, rejects the event rather
+    /// than dropping a tag).
     pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.tags.push((key.into(), value.into()));
         self

@@ -188,7 +188,7 @@ pub use messages::{
     BatchAck, Configure, Flush, GetConfig, GetStats, Pattern, PatternFound, QueryPatterns,
     QueryWindows, Shutdown, SubscribePatterns, SubscriptionId, TrackBatch, UnsubscribePatterns,
 };
-pub use model::PatternStatistic;
+pub use model::{labelled_name, Labels, PatternStatistic, OVERFLOW_LABEL};
 pub use reader::{StoreReader, StoredSeries};
 pub use retention::Retention;
 pub use rollup::Resolution;

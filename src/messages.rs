@@ -95,6 +95,15 @@ pub struct QueryWindows {
     /// roll-ups of them.
     #[serde(default)]
     pub resolution: Resolution,
+    /// The label set asked for ([`QueryWindows::label`]): exactly this one (empty: the series
+    /// without tags), or with [`QueryWindows::any_labels`] every label set that holds it.
+    #[serde(default)]
+    pub labels: crate::model::Labels,
+    /// Read every label set that holds `labels` (a subset match), merged per window (sketches
+    /// merged: counts exact, quantiles within the sketch's bound); false (default): exactly
+    /// the label set `labels`.
+    #[serde(default)]
+    pub any_labels: bool,
 }
 
 impl QueryWindows {
@@ -106,7 +115,26 @@ impl QueryWindows {
             from_ms: i64::MIN,
             to_ms: i64::MAX,
             resolution: Resolution::Window,
+            labels: crate::model::Labels::new(),
+            any_labels: false,
         }
+    }
+
+    /// Adds `key = value` to the label set asked for (a later value of the same key replaces
+    /// an earlier one). Without [`QueryWindows::any_labels`], the query reads the series of
+    /// exactly this label set.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Reads every label set that holds the labels asked for (`metric("lat").label("region",
+    /// "eu").any_labels()`: every `lat` series with `region=eu`, whatever its other labels;
+    /// with no label asked for, every label set of the metric), merged per window start: one
+    /// element per window (or bucket), `labels` holding the labels asked for.
+    pub fn any_labels(mut self) -> Self {
+        self.any_labels = true;
+        self
     }
 
     /// Answer in buckets of `resolution`: each hour (day, week) bucket starting in the range is
@@ -140,9 +168,30 @@ impl QueryWindows {
         crate::model::series_name(&self.metric, self.context.as_deref())
     }
 
-    /// The series this query reads.
+    /// The series this query reads (with [`QueryWindows::any_labels`]: the label set asked
+    /// for, which the series read hold).
     pub(crate) fn key(&self) -> SeriesKey {
-        SeriesKey::new(self.metric.as_str(), self.context.as_deref())
+        SeriesKey::new(self.metric.as_str(), self.context.as_deref()).with_labels(self.labels.clone())
+    }
+
+    /// Whether the query reads the series `key`.
+    pub(crate) fn reads(&self, key: &SeriesKey) -> bool {
+        key.metric == self.metric
+            && key.context == self.context
+            && if self.any_labels {
+                self.labels.iter().all(|(k, v)| key.labels.get(k) == Some(v))
+            } else {
+                key.labels == self.labels
+            }
+    }
+
+    /// The same query for the one series `key` (exactly its label set).
+    pub(crate) fn exactly(&self, key: &SeriesKey) -> QueryWindows {
+        QueryWindows {
+            labels: key.labels.clone(),
+            any_labels: false,
+            ..self.clone()
+        }
     }
 }
 
@@ -164,6 +213,10 @@ pub struct QueryPatterns {
     pub since_ms: Option<i64>,
     /// Only this kind.
     pub kind: Option<PatternKind>,
+    /// Only series of exactly this label set (`Some` of an empty set: the series without
+    /// labels); `None`: every label set.
+    #[serde(default)]
+    pub labels: Option<crate::model::Labels>,
 }
 
 impl QueryPatterns {
@@ -182,6 +235,15 @@ impl QueryPatterns {
     /// Only series in this context: with [`QueryPatterns::metric`], exactly one series.
     pub fn context(mut self, context: impl Into<String>) -> Self {
         self.context = Some(context.into());
+        self
+    }
+
+    /// Only series whose label set is exactly the labels given this way
+    /// (`.label("region", "eu").label("host", "a")`).
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels
+            .get_or_insert_with(Default::default)
+            .insert(key.into(), value.into());
         self
     }
 
@@ -209,6 +271,9 @@ pub struct Pattern {
     /// The context of that series; `None` for a series without one.
     #[serde(default)]
     pub context: Option<String>,
+    /// The label set of that series (empty for a series without tags).
+    #[serde(default)]
+    pub labels: crate::model::Labels,
     /// Spike, drop, anomaly, trend up or trend down.
     pub kind: PatternKind,
     /// How sure the detector is, in `[0, 1]`.

@@ -22,9 +22,63 @@ pub(crate) struct Kept {
     pub rate: f64,
 }
 
-/// Which series a window belongs to: its metric and its context, kept apart everywhere (in
-/// memory, in the store's keys, in queries). `("a.b", None)` and `("a", Some("b"))` are two
-/// series, although both are shown as `a.b` ([`SeriesKey::name`], the `series` column).
+/// A label set: the tags of a metric sample, by key (a `BTreeMap`, so sorted and without a
+/// key twice). Part of the series: `lat{region=eu}` and `lat{region=us}` are two series.
+pub type Labels = std::collections::BTreeMap<String, String>;
+
+/// The label a sample of a new label set carries when its metric already has
+/// `max_series_per_metric` label sets open: its samples fold into one overflow series per
+/// metric and context, `{otel.metric.overflow="true"}` (OpenTelemetry's SDK's name).
+pub const OVERFLOW_LABEL: &str = "otel.metric.overflow";
+
+/// The canonical encoding of a label set, as the `labels` columns hold it: a JSON object with
+/// its keys in order, `{}` for none.
+pub(crate) fn labels_text(labels: &Labels) -> String {
+    if labels.is_empty() {
+        return "{}".to_string();
+    }
+    serde_json::to_string(labels).expect("a map of strings serialises")
+}
+
+/// The stable hash of a label set the store keys it by (the `labels_key` columns): XXH3-64 of
+/// [`labels_text`] as a signed integer, 0 for the empty set only (rows written before labels
+/// existed hold 0).
+pub(crate) fn labels_key(labels: &Labels) -> i64 {
+    if labels.is_empty() {
+        return 0;
+    }
+    match xxhash_rust::xxh3::xxh3_64(labels_text(labels).as_bytes()) as i64 {
+        0 => 1,
+        h => h,
+    }
+}
+
+/// The label set a `labels` column holds (an unreadable one, never written by this crate, is
+/// logged and read as the empty set).
+pub(crate) fn parse_labels(text: &str) -> Labels {
+    if text.is_empty() || text == "{}" {
+        return Labels::new();
+    }
+    serde_json::from_str(text).unwrap_or_else(|e| {
+        log::warn!("unreadable label set {text:?} in the store ({e}); reading it as none");
+        Labels::new()
+    })
+}
+
+/// `name{k="v",k2="v2"}` (Prometheus' notation), or `name` for the empty set: how the report
+/// and the logs show a series with its labels.
+pub fn labelled_name(name: &str, labels: &Labels) -> String {
+    if labels.is_empty() {
+        return name.to_string();
+    }
+    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{name}{{{}}}", inner.join(","))
+}
+
+/// Which series a window belongs to: its metric, its context and its label set, kept apart
+/// everywhere (in memory, in the store's keys, in queries). `("a.b", None)` and
+/// `("a", Some("b"))` are two series, although both are shown as `a.b` ([`SeriesKey::name`],
+/// the `series` column).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct SeriesKey {
     /// The metric name (for datastore events `datastore.<operation>`).
@@ -32,6 +86,8 @@ pub(crate) struct SeriesKey {
     /// The context (for datastore events the store type); never empty (intake refuses an
     /// empty context), so `None` and every `Some` differ in [`SeriesKey::context_key`] too.
     pub context: Option<String>,
+    /// The label set (the sample's tags); empty for a series without tags.
+    pub labels: Labels,
 }
 
 impl SeriesKey {
@@ -39,11 +95,19 @@ impl SeriesKey {
         SeriesKey {
             metric: metric.into(),
             context: context.map(str::to_string),
+            labels: Labels::new(),
         }
     }
 
+    /// This key with the label set `labels`.
+    pub(crate) fn with_labels(mut self, labels: Labels) -> SeriesKey {
+        self.labels = labels;
+        self
+    }
+
     /// The display name, `metric` or `metric.context`: what the `series` columns and
-    /// `WindowStats::series` hold. Not an identity (two keys can share a name).
+    /// `WindowStats::series` hold. Not an identity (two keys can share a name, and the label
+    /// set is apart).
     pub(crate) fn name(&self) -> String {
         series_name(&self.metric, self.context.as_deref())
     }
@@ -53,11 +117,23 @@ impl SeriesKey {
         self.context.as_deref().unwrap_or("")
     }
 
-    /// The key whose `context_key` column holds `context_key` (`""`: no context).
-    pub(crate) fn from_columns(metric: String, context_key: String) -> SeriesKey {
+    /// The label set's hash as the store keys it (the `labels_key` columns): 0 for none.
+    pub(crate) fn labels_key(&self) -> i64 {
+        labels_key(&self.labels)
+    }
+
+    /// The label set as the `labels` columns hold it.
+    pub(crate) fn labels_text(&self) -> String {
+        labels_text(&self.labels)
+    }
+
+    /// The key whose `context_key` column holds `context_key` (`""`: no context) and whose
+    /// `labels` column holds `labels`.
+    pub(crate) fn from_columns(metric: String, context_key: String, labels: &str) -> SeriesKey {
         SeriesKey {
             metric,
             context: Some(context_key).filter(|c| !c.is_empty()),
+            labels: parse_labels(labels),
         }
     }
 }

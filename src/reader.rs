@@ -61,17 +61,26 @@ pub struct StoredSeries {
     pub metric: String,
     /// The context, if the series has one.
     pub context: Option<String>,
+    /// The label set (empty for a series without tags): each label set of a metric is a
+    /// series of its own.
+    pub labels: crate::model::Labels,
 }
 
 impl StoredSeries {
     /// A [`QueryWindows`] for every window of this series (narrow it with
     /// [`QueryWindows::between`] and [`QueryWindows::resolution`]).
     pub fn query(&self) -> QueryWindows {
-        let q = QueryWindows::metric(&self.metric);
-        match &self.context {
-            Some(c) => q.context(c),
-            None => q,
+        let mut q = QueryWindows::metric(&self.metric);
+        if let Some(c) = &self.context {
+            q = q.context(c);
         }
+        q.labels = self.labels.clone();
+        q
+    }
+
+    /// The display name with the labels, `series{k="v",...}` (just `series` without labels).
+    pub fn labelled_name(&self) -> String {
+        crate::model::labelled_name(&self.series, &self.labels)
     }
 }
 
@@ -98,15 +107,17 @@ impl StoreReader {
         })
     }
 
-    /// Every series with at least one stored window, ordered by display name, then metric.
+    /// Every series with at least one stored window, ordered by display name, then metric,
+    /// then label set.
     pub fn series(&self) -> Result<Vec<StoredSeries>, PipelineError> {
         let rows = self.pool.get()?.stored_series().map_err(from_diesel)?;
         Ok(rows
             .into_iter()
-            .map(|(series, metric, context)| StoredSeries {
+            .map(|(series, metric, context, labels)| StoredSeries {
                 series,
                 metric,
                 context,
+                labels: crate::model::parse_labels(&labels),
             })
             .collect())
     }

@@ -80,6 +80,8 @@ pub(crate) struct Settings {
     pub max_detector_series: usize,
     /// See [`Config::max_error_messages_per_window`] (1 to 10,000,000).
     pub max_error_messages_per_window: usize,
+    /// See [`Config::max_series_per_metric`] (1 to 10,000,000).
+    pub max_series_per_metric: usize,
     /// See [`Config::metrics_interval_ms`]; `None` for 0.
     pub metrics_interval: Option<Duration>,
     /// See [`Config::retention`] (validated).
@@ -196,6 +198,11 @@ impl Settings {
         let stats_log = millis("stats_log_interval_ms", c.stats_log_interval_ms, true, WEEK)?;
         let max_open_series = count("max_open_series", c.max_open_series, MAX_QUEUED_EVENTS)?;
         let (max_detectors, max_error_messages) = cardinality_caps(c)?;
+        let max_series_per_metric = count(
+            "max_series_per_metric",
+            c.max_series_per_metric,
+            MAX_QUEUED_EVENTS,
+        )?;
         let metrics = millis(
             "metrics_interval_ms",
             c.metrics_interval_ms,
@@ -255,6 +262,7 @@ impl Settings {
             max_open_series: max_open_series.get(),
             max_detector_series: max_detectors,
             max_error_messages_per_window: max_error_messages,
+            max_series_per_metric: max_series_per_metric.get(),
             metrics_interval: (metrics > 0).then(|| Duration::from_millis(metrics)),
             retention: c.retention.clone(),
             durable: c.durable,
@@ -689,6 +697,22 @@ mod tests {
                     ..d()
                 },
                 "max_error_messages_per_window",
+                "10000001",
+            ),
+            (
+                Config {
+                    max_series_per_metric: 0,
+                    ..d()
+                },
+                "max_series_per_metric",
+                "0",
+            ),
+            (
+                Config {
+                    max_series_per_metric: MAX_QUEUED_EVENTS + 1,
+                    ..d()
+                },
+                "max_series_per_metric",
                 "10000001",
             ),
         ] {

@@ -115,6 +115,7 @@ const COUNTERS: &[FromStats] = counters_of_stats! {
     journal_entries_rejected: "Durable mode: journal entries set aside at start (checksum mismatch or undecodable) instead of replayed.",
     detectors_evicted: "Series whose detectors were evicted as least recently used (Config::max_detector_series).",
     error_messages_overflowed: "Errors of new hashes counted in their window's (other) row (Config::max_error_messages_per_window).",
+    series_overflowed: "Metric samples of a new label set folded into their metric's otel.metric.overflow=\"true\" series (Config::max_series_per_metric).",
     events_unwritten_at_stop: "Kept events not written at stop, the store failing or silent through the retry budget (also in events_dropped).",
 };
 

@@ -16,6 +16,11 @@ pub struct WindowStats {
     /// The context (for datastore events the store type); `None` for a series without one.
     #[serde(default)]
     pub context: Option<String>,
+    /// The label set of the series (the samples' tags); empty for a series without tags. For a
+    /// [`QueryWindows::any_labels`](crate::QueryWindows::any_labels) query, the labels asked
+    /// for (the element merges every label set holding them).
+    #[serde(default)]
+    pub labels: crate::model::Labels,
     /// Window start, ms since the Unix epoch (inclusive).
     pub window_start_ms: i64,
     /// Window end, ms (exclusive).
@@ -53,6 +58,7 @@ impl PartialEq for WindowStats {
             &self.series,
             &self.metric,
             &self.context,
+            &self.labels,
             self.window_start_ms,
             self.window_end_ms,
             self.count,
@@ -60,6 +66,7 @@ impl PartialEq for WindowStats {
             &o.series,
             &o.metric,
             &o.context,
+            &o.labels,
             o.window_start_ms,
             o.window_end_ms,
             o.count,
@@ -82,6 +89,7 @@ impl WindowStats {
             series: key.name(),
             metric: key.metric,
             context: key.context,
+            labels: key.labels,
             window_start_ms: start,
             window_end_ms: end,
             count: s.count,
@@ -97,6 +105,27 @@ impl WindowStats {
             p99: s.p99,
             state: Some(state),
         }
+    }
+
+    /// Elements of several series merged per window start (their states merged, in the
+    /// order given): one element per start, in start order, shown as `key`. What a
+    /// [`QueryWindows::any_labels`](crate::QueryWindows::any_labels) query answers.
+    pub(crate) fn merge_by_start(key: SeriesKey, parts: Vec<WindowStats>) -> Vec<WindowStats> {
+        let mut by_start: std::collections::BTreeMap<i64, (i64, WindowState)> =
+            std::collections::BTreeMap::new();
+        for w in parts {
+            let state = w.state.unwrap_or_else(WindowState::new);
+            match by_start.entry(w.window_start_ms) {
+                std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().1.merge(&state),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert((w.window_end_ms, state));
+                }
+            }
+        }
+        by_start
+            .into_iter()
+            .map(|(start, (end, state))| WindowStats::from_state(key.clone(), start, end, state))
+            .collect()
     }
 
     /// The `q`-quantile (`q` in `[0, 1]`, clamped), within 1% relative error of the exact

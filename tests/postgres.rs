@@ -180,6 +180,7 @@ async fn records_windows_error_counts_and_patterns_land_in_postgres() {
             series: "api_latency.api".into(),
             metric: "api_latency".into(),
             context: Some("api".into()),
+            labels: Labels::new(),
         }]
     );
     truth.check(&reader.windows(&series[0].query()).unwrap());

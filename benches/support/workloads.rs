@@ -33,6 +33,19 @@ pub fn mostly_metric(i: usize) -> TrackEvent {
     }
 }
 
+/// [`mostly_metric`] with three labels on every metric sample (`region` of 3, `host` of 4,
+/// `method` of 2: 24 label sets per metric), given in an order that is not sorted by key.
+pub fn mostly_metric_labelled(i: usize) -> TrackEvent {
+    let e = mostly_metric(i);
+    match i % 100 {
+        5..=99 => e
+            .tag("region", ["eu", "us", "ap"][i % 3])
+            .tag("host", ["h1", "h2", "h3", "h4"][(i / 3) % 4])
+            .tag("method", ["GET", "POST"][(i / 12) % 2]),
+        _ => e,
+    }
+}
+
 /// The records-only workload: a command with user, server and duration, one in 50 failed
 /// (a failed command is high priority), 1 ms apart.
 pub fn command(i: usize) -> TrackEvent {

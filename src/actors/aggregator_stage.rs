@@ -84,12 +84,13 @@ impl AggregatorStage {
             // the pipeline stops: every window closes
             Control::Shutdown(_) => a.close_due(now_ms, true, &mut out),
             Control::Windows(q) => {
-                q.open = a.open_copies(&q.query.key(), q.query.from_ms, q.query.to_ms)
+                q.open = a.open_matching(&q.query)
             }
             Control::Settings(s) => {
                 a.set_lateness(s.allowed_lateness_ms);
                 a.set_max_series(s.max_open_series);
                 a.set_max_error_messages(s.max_error_messages_per_window);
+                a.set_max_series_per_metric(s.max_series_per_metric);
             }
             Control::Patterns(..) | Control::Admitted(_) => {}
         }
@@ -102,6 +103,7 @@ impl AggregatorStage {
         let c = &self.counters;
         Counters::add(&c.aggregated, out.aggregated);
         Counters::add(&c.error_messages_overflowed, out.overflowed);
+        Counters::add(&c.series_overflowed, out.series_overflowed);
         if out.dropped > 0 {
             Counters::add(&c.dropped, out.dropped);
             log::warn!(

@@ -82,17 +82,21 @@ impl DetectorActor {
                     return;
                 }
             };
-            // by series (metric and context), then start
+            // by series (metric, context and labels), then start
             let same = |a: &WindowStats, b: &WindowStats| {
-                (&a.metric, &a.context) == (&b.metric, &b.context)
+                (&a.metric, &a.context, &a.labels) == (&b.metric, &b.context, &b.labels)
             };
-            let mut by_series: HashMap<(&str, Option<&str>), &[WindowStats]> = HashMap::new();
+            type Of<'a> = (&'a str, Option<&'a str>, &'a crate::model::Labels);
+            let mut by_series: HashMap<Of<'_>, &[WindowStats]> = HashMap::new();
             for run in windows.chunk_by(same) {
-                by_series.insert((&run[0].metric, run[0].context.as_deref()), run);
+                by_series.insert(
+                    (&run[0].metric, run[0].context.as_deref(), &run[0].labels),
+                    run,
+                );
             }
             for (key, first) in chunk {
                 let history = by_series
-                    .get(&(key.metric.as_str(), key.context.as_deref()))
+                    .get(&(key.metric.as_str(), key.context.as_deref(), &key.labels))
                     .copied()
                     .unwrap_or(&[]);
                 self.detectors.warm(key, history, *first, now);

@@ -14,9 +14,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::config::{DEFAULT_MAX_ERROR_MESSAGES_PER_WINDOW, DEFAULT_MAX_OPEN_SERIES};
+use crate::config::{
+    DEFAULT_MAX_ERROR_MESSAGES_PER_WINDOW, DEFAULT_MAX_OPEN_SERIES, DEFAULT_MAX_SERIES_PER_METRIC,
+};
 use crate::event::EventKind;
-use crate::model::{ClosedWindow, ErrorCountSnapshot, Kept, Record, SeriesKey, WindowSnapshot};
+use crate::messages::QueryWindows;
+use crate::model::{
+    ClosedWindow, ErrorCountSnapshot, Kept, Labels, Record, SeriesKey, WindowSnapshot,
+    OVERFLOW_LABEL,
+};
 use crate::settings::Settings;
 use crate::stats::window::WindowState;
 use crate::util::stable_hash_hex;
@@ -121,6 +127,9 @@ pub(crate) struct Output {
     /// Errors counted in their window's overflow row because `max_error_messages_per_window`
     /// distinct hashes were open in it (also in `aggregated`).
     pub overflowed: u64,
+    /// Samples of a new label set folded into their metric's overflow series because
+    /// `max_series_per_metric` label sets of it were open (also in `aggregated`).
+    pub series_overflowed: u64,
 }
 
 /// Per-series event-time windows and per-hash error counts.
@@ -152,6 +161,13 @@ pub(crate) struct Aggregator {
     open: usize,
     /// Most series with open windows; a sample of a new series beyond it is dropped.
     max_series: usize,
+    /// Open series per metric (its label sets and contexts, the overflow series aside).
+    per_metric: HashMap<String, usize>,
+    /// Most open series per metric; a sample of a new label set beyond it folds into the
+    /// metric's overflow series (`{otel.metric.overflow="true"}`).
+    max_series_per_metric: usize,
+    /// Metrics whose first overflow was logged (each is logged once).
+    overflow_logged_metrics: std::collections::HashSet<String>,
 }
 
 /// The `error_hash` (and `error_type`) of a window's overflow row: the errors of new hashes
@@ -176,7 +192,15 @@ impl Aggregator {
             key_buf: String::new(),
             open: 0,
             max_series: DEFAULT_MAX_OPEN_SERIES,
+            per_metric: HashMap::new(),
+            max_series_per_metric: DEFAULT_MAX_SERIES_PER_METRIC,
+            overflow_logged_metrics: std::collections::HashSet::new(),
         }
+    }
+
+    /// At most this many open series (label sets) per metric (see [`Output::series_overflowed`]).
+    pub(crate) fn set_max_series_per_metric(&mut self, max: usize) {
+        self.max_series_per_metric = max;
     }
 
     pub(crate) fn set_max_series(&mut self, max_series: usize) {
@@ -198,6 +222,7 @@ impl Aggregator {
         let mut a =
             Aggregator::new(s.window_ms, s.allowed_lateness_ms).with_max_series(s.max_open_series);
         a.set_max_error_messages(s.max_error_messages_per_window);
+        a.set_max_series_per_metric(s.max_series_per_metric);
         a
     }
 
@@ -226,10 +251,31 @@ impl Aggregator {
         to_ms: i64,
     ) -> Vec<WindowSnapshot> {
         let mut lookup = String::new();
-        lookup_key(&mut lookup, &[&key.metric], key.context.as_deref());
+        let labels: Vec<(&str, &str)> =
+            key.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        lookup_key(&mut lookup, &[&key.metric], key.context.as_deref(), &labels);
         let Some(s) = self.series.get(&lookup) else {
             return Vec::new();
         };
+        self.copies(s, from_ms, to_ms)
+    }
+
+    /// Copies of the open windows of every series `q` reads (with
+    /// [`QueryWindows::any_labels`], every label set that holds the labels asked for).
+    pub(crate) fn open_matching(&self, q: &QueryWindows) -> Vec<WindowSnapshot> {
+        if !q.any_labels {
+            return self.open_copies(&q.key(), q.from_ms, q.to_ms);
+        }
+        let mut series: Vec<&Series> = self.series.values().filter(|s| q.reads(&s.key)).collect();
+        series.sort_by(|a, b| a.key.cmp(&b.key));
+        series
+            .into_iter()
+            .flat_map(|s| self.copies(s, q.from_ms, q.to_ms))
+            .collect()
+    }
+
+    /// Copies of the open windows of `s` starting in `[from_ms, to_ms)`.
+    fn copies(&self, s: &Series, from_ms: i64, to_ms: i64) -> Vec<WindowSnapshot> {
         s.windows
             .range(from_ms..to_ms.max(from_ms))
             .map(|(&start, win)| WindowSnapshot {
@@ -288,18 +334,59 @@ impl Aggregator {
             _ => "",
         };
         let metric_len = prefix.len() + e.name.len();
-        lookup_key(&mut self.key_buf, &[prefix, &e.name], e.context.as_deref());
+        // the label set in key order (validation: each key once); no allocation without tags
+        let mut labels: Vec<(&str, &str)> =
+            e.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        if labels.len() > 1 {
+            labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        }
+        lookup_key(&mut self.key_buf, &[prefix, &e.name], e.context.as_deref(), &labels);
         if !self.series.contains_key(self.key_buf.as_str()) {
-            if self.series.len() >= self.max_series {
-                out.dropped += 1;
-                return;
+            let metric = &self.key_buf[..metric_len];
+            let mut set: Labels = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let of_metric = self.per_metric.get(metric).copied().unwrap_or(0);
+            let overflow = of_metric >= self.max_series_per_metric;
+            if overflow {
+                // the metric's overflow series (in the sample's context) takes the sample
+                set = Labels::from([(OVERFLOW_LABEL.to_string(), "true".to_string())]);
+                let metric = metric.to_string();
+                if self.overflow_logged_metrics.len() < self.max_series
+                    && self.overflow_logged_metrics.insert(metric.clone())
+                {
+                    log::warn!(
+                        "metric {metric:?} has {of_metric} label sets open \
+                         (max_series_per_metric): samples of further label sets fold into its \
+                         {OVERFLOW_LABEL}=\"true\" series (counted in \
+                         Stats::series_overflowed, logged once per metric)"
+                    );
+                }
+                lookup_key(
+                    &mut self.key_buf,
+                    &[&metric],
+                    e.context.as_deref(),
+                    &[(OVERFLOW_LABEL, "true")],
+                );
             }
-            let series = Series {
-                key: SeriesKey::new(&self.key_buf[..metric_len], e.context.as_deref()),
-                watermark: Watermark::NONE,
-                windows: BTreeMap::new(),
-            };
-            self.series.insert(self.key_buf.clone(), series);
+            if !self.series.contains_key(self.key_buf.as_str()) {
+                if self.series.len() >= self.max_series {
+                    out.dropped += 1;
+                    return;
+                }
+                let metric = &self.key_buf[..metric_len];
+                if !overflow {
+                    *self.per_metric.entry(metric.to_string()).or_insert(0) += 1;
+                }
+                let series = Series {
+                    key: SeriesKey::new(metric, e.context.as_deref()).with_labels(set),
+                    watermark: Watermark::NONE,
+                    windows: BTreeMap::new(),
+                };
+                self.series.insert(self.key_buf.clone(), series);
+            }
+            out.series_overflowed += u64::from(overflow);
         }
         let epoch = self.next_epoch + 1;
         let Some(series) = self.series.get_mut(self.key_buf.as_str()) else {
@@ -458,7 +545,19 @@ impl Aggregator {
                 });
             }
         }
-        self.series.retain(|_, s| !s.windows.is_empty());
+        let per_metric = &mut self.per_metric;
+        self.series.retain(|_, s| {
+            let keep = !s.windows.is_empty();
+            if !keep && !s.key.labels.contains_key(OVERFLOW_LABEL) {
+                if let Some(n) = per_metric.get_mut(&s.key.metric) {
+                    *n -= 1;
+                    if *n == 0 {
+                        per_metric.remove(&s.key.metric);
+                    }
+                }
+            }
+            keep
+        });
         if self.series.len() < self.series.capacity() / 4 {
             self.series.shrink_to_fit();
         }
@@ -554,10 +653,17 @@ impl Aggregator {
 }
 
 /// Writes into `buf` the key an open series is found by: the metric (given in parts, which are
-/// concatenated) alone, or the metric, a
-/// NUL byte and the context. Intake refuses NUL bytes in both, so two different (metric,
-/// context) pairs never share a key (`"a.b"` and `"a\0b"`), and a lookup allocates nothing.
-fn lookup_key(buf: &mut String, metric: &[&str], context: Option<&str>) {
+/// concatenated) alone, or the metric, a NUL byte and the context; then for each label (in key
+/// order) two NUL bytes, its key, a NUL byte and its value. Intake refuses NUL bytes in all of
+/// them and empty contexts, so two different (metric, context, labels) never share a key
+/// (`"a.b"` and `"a\0b"`; after the metric a context starts with a non-NUL byte, a label with
+/// a NUL), and a lookup allocates nothing once the buffer has grown.
+fn lookup_key(
+    buf: &mut String,
+    metric: &[&str],
+    context: Option<&str>,
+    labels: &[(&str, &str)],
+) {
     buf.clear();
     for part in metric {
         buf.push_str(part);
@@ -565,6 +671,12 @@ fn lookup_key(buf: &mut String, metric: &[&str], context: Option<&str>) {
     if let Some(c) = context {
         buf.push('\0');
         buf.push_str(c);
+    }
+    for (k, v) in labels {
+        buf.push_str("\0\0");
+        buf.push_str(k);
+        buf.push('\0');
+        buf.push_str(v);
     }
 }
 
@@ -947,5 +1059,71 @@ mod tests {
             .at(T0 + 120_000);
         a.observe(kept(e, 1.0), T0, &mut out);
         assert_eq!(out.records.len(), 7);
+    }
+
+    #[test]
+    fn tags_are_the_label_set_of_the_series_in_any_order() {
+        let mut a = Aggregator::new(60_000, 5_000);
+        let mut out = Output::default();
+        let sample = |v: f64, tags: &[(&str, &str)]| {
+            let mut e = TrackEvent::performance("lat", v).context("api").at(T0 + 1);
+            for (k, val) in tags {
+                e = e.tag(*k, *val);
+            }
+            kept(e, 1.0)
+        };
+        a.observe(sample(1.0, &[("region", "eu"), ("host", "a")]), T0, &mut out);
+        a.observe(sample(2.0, &[("host", "a"), ("region", "eu")]), T0, &mut out);
+        a.observe(sample(3.0, &[("host", "a"), ("region", "us")]), T0, &mut out);
+        a.observe(sample(4.0, &[]), T0, &mut out);
+        assert_eq!(a.open_series(), 3);
+        a.close_due(T0, true, &mut out);
+        let mut got: Vec<(String, u64)> = out
+            .windows
+            .iter()
+            .map(|w| (crate::model::labelled_name(&w.key.name(), &w.key.labels), w.state.count()))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("lat.api".to_string(), 1),
+                ("lat.api{host=\"a\",region=\"eu\"}".to_string(), 2),
+                ("lat.api{host=\"a\",region=\"us\"}".to_string(), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn label_sets_beyond_the_cap_fold_into_one_overflow_series() {
+        let mut a = Aggregator::new(60_000, 5_000);
+        a.set_max_series_per_metric(2);
+        let mut out = Output::default();
+        for i in 0..5 {
+            for metric in ["lat", "other"] {
+                let e = TrackEvent::performance(metric, 1.0)
+                    .tag("user", format!("u{i}"))
+                    .at(T0 + 1);
+                a.observe(kept(e, 1.0), T0, &mut out);
+            }
+        }
+        assert_eq!(out.series_overflowed, 6, "3 per metric");
+        assert_eq!(out.aggregated, 10, "nothing lost");
+        assert_eq!(a.open_series(), 6, "2 label sets and an overflow series per metric");
+        a.close_due(T0, true, &mut out);
+        let overflow: Vec<_> = out
+            .windows
+            .iter()
+            .filter(|w| w.key.labels.get(OVERFLOW_LABEL).map(String::as_str) == Some("true"))
+            .collect();
+        assert_eq!(overflow.len(), 2);
+        assert!(overflow.iter().all(|w| w.state.count() == 3));
+        // closed windows leave room for new label sets
+        assert!(a.per_metric.is_empty());
+        let e = TrackEvent::performance("lat", 1.0)
+            .tag("user", "new")
+            .at(T0 + 60_001);
+        a.observe(kept(e, 1.0), T0, &mut out);
+        assert_eq!(out.series_overflowed, 6);
     }
 }

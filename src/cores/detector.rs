@@ -427,9 +427,10 @@ fn report(
         // stable: the mean stays first among equals
         moved.sort_by(|a, b| b.1.confidence.total_cmp(&a.1.confidence));
         let (watched, head) = moved[0];
+        let shown = crate::model::labelled_name(&w.key.name(), &w.key.labels);
         let mut description = format!(
             "{} {} {}, from {}",
-            w.key.name(),
+            shown,
             statistic_name(*watched),
             head.description,
             clock_time(w.start_ms)
@@ -440,7 +441,7 @@ fn report(
         log::info!(
             "pattern {} in {} (metric {:?}, context {:?}) at {}: {description}",
             head.kind.as_str(),
-            w.key.name(),
+            shown,
             w.key.metric,
             w.key.context,
             w.start_ms,
@@ -479,6 +480,7 @@ impl PatternRecord {
             series: self.key.name(),
             metric: self.key.metric.clone(),
             context: self.key.context.clone(),
+            labels: self.key.labels.clone(),
             kind: self.kind,
             confidence: self.confidence,
             window_start_ms: self.start_ms,

@@ -166,11 +166,38 @@ impl Conn {
         }
     }
 
+    /// The windows (or buckets) a query asks for; with [`QueryWindows::any_labels`], each
+    /// label set that holds the labels asked for read apart and merged per start.
     pub(crate) fn query_windows(&mut self, q: &QueryWindows) -> QueryResult<Vec<WindowStats>> {
+        if q.any_labels {
+            let mut parts = Vec::new();
+            for key in self.label_sets(q)? {
+                parts.extend(self.query_windows(&q.exactly(&key))?);
+            }
+            return Ok(WindowStats::merge_by_start(q.key(), parts));
+        }
         match &mut self.backend {
             Backend::Sqlite(c) => sqlite::query_windows(c, q),
             Backend::Pg(c) => pg::query_windows(c, q),
         }
+    }
+
+    /// The stored series a query reads (its metric and context, the label sets that hold the
+    /// labels asked for), in key order.
+    pub(crate) fn label_sets(&mut self, q: &QueryWindows) -> QueryResult<Vec<SeriesKey>> {
+        let context_key = q.context.as_deref().unwrap_or("");
+        let sets = match &mut self.backend {
+            Backend::Sqlite(c) => sqlite::label_sets(c, &q.metric, context_key, q.resolution),
+            Backend::Pg(c) => pg::label_sets(c, &q.metric, context_key, q.resolution),
+        }?;
+        let mut keys: Vec<SeriesKey> = sets
+            .iter()
+            .map(|labels| SeriesKey::from_columns(q.metric.clone(), context_key.into(), labels))
+            .filter(|k| q.reads(k))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
     }
 
     /// Rolls up the buckets closed by `now_ms` (see [`crate::rollup`]).
@@ -212,7 +239,9 @@ impl Conn {
     }
 
     /// Every series with a stored window (see [`crate::StoreReader::series`]).
-    pub(crate) fn stored_series(&mut self) -> QueryResult<Vec<(String, String, Option<String>)>> {
+    pub(crate) fn stored_series(
+        &mut self,
+    ) -> QueryResult<Vec<(String, String, Option<String>, String)>> {
         match &mut self.backend {
             Backend::Sqlite(c) => sqlite::stored_series(c),
             Backend::Pg(c) => pg::stored_series(c),

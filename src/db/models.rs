@@ -55,6 +55,10 @@ pub(crate) struct NewWindowRow<'a> {
     pub p99: f64,
     pub sketch: Option<&'a [u8]>,
     pub is_final: bool,
+    /// The label set, canonical JSON ([`crate::model::labels_text`]).
+    pub labels: &'a str,
+    /// Its hash ([`crate::model::labels_key`]), in the uniqueness key.
+    pub labels_key: i64,
 }
 
 /// A `metric_windows` row read back for a query.
@@ -67,12 +71,14 @@ pub(crate) struct WindowRow {
     pub window_start_ms: i64,
     pub window_end_ms: i64,
     pub sketch: Option<Vec<u8>>,
+    pub labels: String,
 }
 
 impl WindowRow {
     /// The series of this row.
     pub(crate) fn key(&self) -> SeriesKey {
         SeriesKey::new(self.metric.as_str(), self.context.as_deref())
+            .with_labels(crate::model::parse_labels(&self.labels))
     }
 }
 
@@ -100,6 +106,10 @@ pub(crate) struct NewRollupRow<'a> {
     pub sketch: Option<&'a [u8]>,
     pub source_rows: i64,
     pub computed_at_ms: i64,
+    /// The label set, canonical JSON.
+    pub labels: &'a str,
+    /// Its hash, in the uniqueness key.
+    pub labels_key: i64,
 }
 
 /// A `metric_rollups` row read back: as a source of a coarser roll-up, or for a query.
@@ -111,6 +121,15 @@ pub(crate) struct RollupRow {
     pub window_start_ms: i64,
     pub window_end_ms: i64,
     pub sketch: Option<Vec<u8>>,
+    pub labels: String,
+}
+
+impl RollupRow {
+    /// The series of this row.
+    pub(crate) fn key(&self) -> SeriesKey {
+        SeriesKey::new(self.metric.as_str(), self.context.as_deref())
+            .with_labels(crate::model::parse_labels(&self.labels))
+    }
 }
 
 /// An `error_counts` row to insert or replace.
@@ -145,6 +164,8 @@ pub(crate) struct NewPatternRow<'a> {
     pub detected_at_ms: i64,
     /// The statistics that moved, JSON.
     pub statistics: Option<String>,
+    /// The label set of the series, canonical JSON.
+    pub labels: String,
 }
 
 /// A `patterns` row read back.
@@ -162,6 +183,7 @@ pub(crate) struct PatternRow {
     pub baseline: f64,
     pub description: String,
     pub statistics: Option<String>,
+    pub labels: String,
 }
 
 /// A `quarantine` row: one row the store refused, as JSON, with the error.
@@ -229,6 +251,7 @@ pub(crate) fn to_patterns(rows: Vec<crate::db::models::PatternRow>) -> Vec<Patte
                 series: r.series,
                 metric: r.metric,
                 context: r.context,
+                labels: crate::model::parse_labels(&r.labels),
                 kind,
                 confidence: r.confidence,
                 window_start_ms: r.window_start_ms,

@@ -85,6 +85,8 @@ macro_rules! rollup_backend {
                         rollup_pending::resolution.eq(res.as_str()),
                         rollup_pending::metric.eq(&key.metric),
                         rollup_pending::context_key.eq(key.context_key()),
+                        rollup_pending::labels_key.eq(key.labels_key()),
+                        rollup_pending::labels.eq(key.labels_text()),
                         rollup_pending::bucket_start_ms.eq(bucket),
                         rollup_pending::instance_id.eq(marker),
                         rollup_pending::gen.eq(1i64),
@@ -93,6 +95,7 @@ macro_rules! rollup_backend {
                         rollup_pending::resolution,
                         rollup_pending::metric,
                         rollup_pending::context_key,
+                        rollup_pending::labels_key,
                         rollup_pending::bucket_start_ms,
                         rollup_pending::instance_id,
                     ))
@@ -137,6 +140,7 @@ macro_rules! rollup_backend {
                         .filter(metric_rollups::resolution.eq(from.as_str()))
                         .filter(metric_rollups::metric.eq(&key.metric))
                         .filter(metric_rollups::context_key.eq(key.context_key()))
+                        .filter(metric_rollups::labels_key.eq(key.labels_key()))
                         .filter(metric_rollups::window_start_ms.ge(start))
                         .filter(metric_rollups::window_start_ms.lt(end))
                         .select(metric_rollups::sketch)
@@ -144,6 +148,7 @@ macro_rules! rollup_backend {
                     None => metric_windows::table
                         .filter(metric_windows::metric.eq(&key.metric))
                         .filter(metric_windows::context_key.eq(key.context_key()))
+                        .filter(metric_windows::labels_key.eq(key.labels_key()))
                         .filter(metric_windows::window_start_ms.ge(start))
                         .filter(metric_windows::window_start_ms.lt(end))
                         .select(metric_windows::sketch)
@@ -173,6 +178,7 @@ macro_rules! rollup_backend {
                             .filter(rollup_pending::resolution.eq(res.as_str()))
                             .filter(rollup_pending::metric.eq(&key.metric))
                             .filter(rollup_pending::context_key.eq(key.context_key()))
+                        .filter(rollup_pending::labels_key.eq(key.labels_key()))
                             .filter(rollup_pending::bucket_start_ms.eq(start))
                             .filter(rollup_pending::instance_id.eq(marker))
                             .filter(rollup_pending::gen.eq(gen))
@@ -192,6 +198,7 @@ macro_rules! rollup_backend {
                         let s = merged.summary();
                         let blob = merged.to_bytes();
                         let series = key.name();
+                        let labels = key.labels_text();
                         let row = NewRollupRow {
                             resolution: res.as_str(),
                             series: &series,
@@ -213,6 +220,8 @@ macro_rules! rollup_backend {
                             sketch: Some(&blob),
                             source_rows: rows.len() as i64,
                             computed_at_ms: now_ms,
+                            labels: &labels,
+                            labels_key: key.labels_key(),
                         };
                         diesel::insert_into(metric_rollups::table)
                             .values(&row)
@@ -220,6 +229,7 @@ macro_rules! rollup_backend {
                                 metric_rollups::resolution,
                                 metric_rollups::metric,
                                 metric_rollups::context_key,
+                                metric_rollups::labels_key,
                                 metric_rollups::window_start_ms,
                             ))
                             .do_update()
@@ -233,6 +243,7 @@ macro_rules! rollup_backend {
                                 .filter(rollup_pending::resolution.eq(res.as_str()))
                                 .filter(rollup_pending::metric.eq(&key.metric))
                                 .filter(rollup_pending::context_key.eq(key.context_key()))
+                        .filter(rollup_pending::labels_key.eq(key.labels_key()))
                                 .filter(rollup_pending::bucket_start_ms.eq(start))
                                 .filter(rollup_pending::instance_id.eq(marker))
                                 .filter(rollup_pending::gen.eq(gen)),
@@ -265,7 +276,9 @@ macro_rules! rollup_backend {
                 let result = (|| -> QueryResult<()> {
                     for res in LEVELS {
                         let width = res.bucket_ms().expect("roll-up levels have a width");
-                        let due: Vec<(String, String, i64, String, i64)> = rollup_pending::table
+                        #[allow(clippy::type_complexity)]
+                        let due: Vec<(String, String, i64, String, i64, String, i64)> =
+                            rollup_pending::table
                             .filter(rollup_pending::resolution.eq(res.as_str()))
                             .filter(rollup_pending::bucket_start_ms.le(due_cutoff(
                                 width,
@@ -276,6 +289,7 @@ macro_rules! rollup_backend {
                                 rollup_pending::bucket_start_ms,
                                 rollup_pending::metric,
                                 rollup_pending::context_key,
+                                rollup_pending::labels_key,
                             ))
                             .limit(MAX_MARKS_PER_RUN)
                             .select((
@@ -284,19 +298,23 @@ macro_rules! rollup_backend {
                                 rollup_pending::bucket_start_ms,
                                 rollup_pending::instance_id,
                                 rollup_pending::gen,
+                                rollup_pending::labels,
+                                rollup_pending::labels_key,
                             ))
                             .load(c)?;
                         let mut due = due.into_iter().peekable();
-                        while let Some((metric, context_key, start, marker, gen)) = due.next() {
+                        while let Some((metric, context_key, start, marker, gen, labels, lk)) =
+                            due.next()
+                        {
                             let mut marks = vec![(marker, gen)];
-                            while let Some((_, _, _, marker, gen)) =
-                                due.next_if(|(m, k, b, _, _)| {
-                                    (m, k, *b) == (&metric, &context_key, start)
+                            while let Some((_, _, _, marker, gen, _, _)) =
+                                due.next_if(|(m, k, b, _, _, _, l)| {
+                                    (m, k, *b, *l) == (&metric, &context_key, start, lk)
                                 })
                             {
                                 marks.push((marker, gen));
                             }
-                            let key = SeriesKey::from_columns(metric, context_key);
+                            let key = SeriesKey::from_columns(metric, context_key, &labels);
                             run.rows += roll_up_bucket(c, res, &key, start, &marks, now_ms)?;
                         }
                     }
@@ -335,6 +353,7 @@ macro_rules! rollup_backend {
                         .filter(rollup_pending::resolution.eq(finer.as_str()))
                         .filter(rollup_pending::metric.eq(&key.metric))
                         .filter(rollup_pending::context_key.eq(key.context_key()))
+                        .filter(rollup_pending::labels_key.eq(key.labels_key()))
                         .filter(rollup_pending::bucket_start_ms.ge(first))
                         .filter(rollup_pending::bucket_start_ms.lt(sources_end))
                         .select(rollup_pending::bucket_start_ms)
@@ -345,6 +364,7 @@ macro_rules! rollup_backend {
                     .filter(rollup_pending::resolution.eq(res.as_str()))
                     .filter(rollup_pending::metric.eq(&key.metric))
                     .filter(rollup_pending::context_key.eq(key.context_key()))
+                    .filter(rollup_pending::labels_key.eq(key.labels_key()))
                     .filter(rollup_pending::bucket_start_ms.ge(first))
                     .filter(rollup_pending::bucket_start_ms.lt(q.to_ms))
                     .select(rollup_pending::bucket_start_ms)
@@ -356,6 +376,7 @@ macro_rules! rollup_backend {
                     let rows: Vec<WindowRow> = metric_windows::table
                         .filter(metric_windows::metric.eq(&key.metric))
                         .filter(metric_windows::context_key.eq(key.context_key()))
+                        .filter(metric_windows::labels_key.eq(key.labels_key()))
                         .filter(metric_windows::window_start_ms.ge(from))
                         .filter(metric_windows::window_start_ms.lt(to))
                         .select(WindowRow::as_select())
@@ -371,6 +392,7 @@ macro_rules! rollup_backend {
                     .filter(metric_rollups::resolution.eq(res.as_str()))
                     .filter(metric_rollups::metric.eq(&key.metric))
                     .filter(metric_rollups::context_key.eq(key.context_key()))
+                    .filter(metric_rollups::labels_key.eq(key.labels_key()))
                     .filter(metric_rollups::window_start_ms.ge(first))
                     .filter(metric_rollups::window_start_ms.lt(q.to_ms))
                     .select(RollupRow::as_select())
@@ -381,10 +403,7 @@ macro_rules! rollup_backend {
                         .filter(|r| !dirty.contains(&r.window_start_ms))
                         .map(|r| {
                             WindowStats::from_state(
-                                SeriesKey {
-                                    metric: r.metric,
-                                    context: r.context,
-                                },
+                                r.key(),
                                 r.window_start_ms,
                                 r.window_end_ms,
                                 decode_state(r.sketch.as_deref()),

@@ -43,6 +43,7 @@ macro_rules! backend {
                                     .filter(metric_windows::instance_id.eq(instance))
                                     .filter(metric_windows::metric.eq(&w.key.metric))
                                     .filter(metric_windows::context_key.eq(w.key.context_key()))
+                                    .filter(metric_windows::labels_key.eq(w.key.labels_key()))
                                     .filter(metric_windows::window_start_ms.eq(w.start_ms))
                                     .select(metric_windows::sketch)
                                     .first(c)
@@ -57,6 +58,7 @@ macro_rules! backend {
                         let s = merged.summary();
                         let blob = merged.to_bytes();
                         let series = w.key.name();
+                        let labels = w.key.labels_text();
                         let row = NewWindowRow {
                             instance_id: instance,
                             series: &series,
@@ -77,6 +79,8 @@ macro_rules! backend {
                             p99: s.p99,
                             sketch: Some(&blob),
                             is_final: w.is_final,
+                            labels: &labels,
+                            labels_key: w.key.labels_key(),
                         };
                         diesel::insert_into(metric_windows::table)
                             .values(&row)
@@ -84,6 +88,7 @@ macro_rules! backend {
                                 metric_windows::instance_id,
                                 metric_windows::metric,
                                 metric_windows::context_key,
+                                metric_windows::labels_key,
                                 metric_windows::window_start_ms,
                             ))
                             .do_update()
@@ -149,13 +154,16 @@ macro_rules! backend {
                             .execute(c)?;
                     }
                     if !batch.patterns.is_empty() {
-                        let names: Vec<String> =
-                            batch.patterns.iter().map(|p| p.key.name()).collect();
+                        let names: Vec<(String, String)> = batch
+                            .patterns
+                            .iter()
+                            .map(|p| (p.key.name(), p.key.labels_text()))
+                            .collect();
                         let rows: Vec<NewPatternRow<'_>> = batch
                             .patterns
                             .iter()
                             .zip(&names)
-                            .map(|(p, series)| NewPatternRow {
+                            .map(|(p, (series, labels))| NewPatternRow {
                                 instance_id: instance,
                                 series,
                                 metric: &p.key.metric,
@@ -169,6 +177,7 @@ macro_rules! backend {
                                 description: &p.description,
                                 detected_at_ms: p.detected_at_ms,
                                 statistics: serde_json::to_string(&p.statistics).ok(),
+                                labels: labels.clone(),
                             })
                             .collect();
                         for chunk in rows.chunks(1000) {
@@ -438,15 +447,20 @@ macro_rules! backend {
                     v.sort_unstable();
                     v.dedup();
                 }
+                let mut labels: Vec<i64> = keys.iter().map(SeriesKey::labels_key).collect();
+                labels.sort_unstable();
+                labels.dedup();
                 let wanted: std::collections::HashSet<&SeriesKey> = keys.iter().collect();
                 let rows: Vec<WindowRow> = metric_windows::table
                     .filter(metric_windows::metric.eq_any(&metrics))
                     .filter(metric_windows::context_key.eq_any(&contexts))
+                    .filter(metric_windows::labels_key.eq_any(&labels))
                     .filter(metric_windows::window_start_ms.ge(from_ms))
                     .filter(metric_windows::window_start_ms.lt(to_ms))
                     .order((
                         metric_windows::metric,
                         metric_windows::context_key,
+                        metric_windows::labels_key,
                         metric_windows::window_start_ms,
                         metric_windows::id,
                     ))
@@ -455,8 +469,9 @@ macro_rules! backend {
                 let mut out = Vec::new();
                 let mut run: Vec<WindowRow> = Vec::new();
                 for row in rows.into_iter().filter(|r| wanted.contains(&r.key())) {
-                    let same =
-                        |r: &WindowRow| (&r.metric, &r.context) == (&row.metric, &row.context);
+                    let same = |r: &WindowRow| {
+                        (&r.metric, &r.context, &r.labels) == (&row.metric, &row.context, &row.labels)
+                    };
                     if run.last().is_some_and(|r| !same(r)) {
                         out.extend(merge_rows(std::mem::take(&mut run)));
                     }
@@ -477,6 +492,7 @@ macro_rules! backend {
                 metric_windows::table
                     .filter(metric_windows::metric.eq(&key.metric))
                     .filter(metric_windows::context_key.eq(key.context_key()))
+                    .filter(metric_windows::labels_key.eq(key.labels_key()))
                     .filter(metric_windows::window_start_ms.ge(from_ms))
                     .filter(metric_windows::window_start_ms.lt(to_ms))
                     .order((metric_windows::window_start_ms, metric_windows::id))
@@ -484,20 +500,56 @@ macro_rules! backend {
                     .load(c)
             }
 
-            /// Every series with at least one stored window: `(series, metric, context)`, by
-            /// series name.
+            /// Every series with at least one stored window: `(series, metric, context,
+            /// labels)`, by series name, then metric, then label set.
             pub(crate) fn stored_series(
                 c: &mut $Conn,
-            ) -> QueryResult<Vec<(String, String, Option<String>)>> {
+            ) -> QueryResult<Vec<(String, String, Option<String>, String)>> {
                 metric_windows::table
                     .select((
                         metric_windows::series,
                         metric_windows::metric,
                         metric_windows::context,
+                        metric_windows::labels,
                     ))
                     .distinct()
-                    .order((metric_windows::series, metric_windows::metric))
+                    .order((
+                        metric_windows::series,
+                        metric_windows::metric,
+                        metric_windows::labels,
+                    ))
                     .load(c)
+            }
+
+            /// The label sets stored for the series of `metric` in `context` (any labels),
+            /// each once, in windows and roll-ups of `resolution`.
+            pub(crate) fn label_sets(
+                c: &mut $Conn,
+                metric: &str,
+                context_key: &str,
+                resolution: crate::rollup::Resolution,
+            ) -> QueryResult<Vec<String>> {
+                let mut sets: Vec<String> = metric_windows::table
+                    .filter(metric_windows::metric.eq(metric))
+                    .filter(metric_windows::context_key.eq(context_key))
+                    .select(metric_windows::labels)
+                    .distinct()
+                    .load(c)?;
+                if resolution.bucket_ms().is_some() {
+                    use crate::db::schema::metric_rollups;
+                    sets.extend(
+                        metric_rollups::table
+                            .filter(metric_rollups::resolution.eq(resolution.as_str()))
+                            .filter(metric_rollups::metric.eq(metric))
+                            .filter(metric_rollups::context_key.eq(context_key))
+                            .select(metric_rollups::labels)
+                            .distinct()
+                            .load::<String>(c)?,
+                    );
+                }
+                sets.sort_unstable();
+                sets.dedup();
+                Ok(sets)
             }
 
             /// Patterns, filtered.
@@ -517,6 +569,9 @@ macro_rules! backend {
                 }
                 if let Some(context) = &q.context {
                     query = query.filter(patterns::context.eq(context.clone()));
+                }
+                if let Some(labels) = &q.labels {
+                    query = query.filter(patterns::labels.eq(crate::model::labels_text(labels)));
                 }
                 let rows: Vec<PatternRow> = query
                     .order((patterns::window_start_ms, patterns::id))
@@ -554,6 +609,7 @@ fn quarantine_payloads(batch: &WriteBatch) -> Vec<(&'static str, String)> {
     for w in &batch.windows {
         let v = json!({
             "series": w.key.name(), "metric": w.key.metric, "context": w.key.context,
+            "labels": w.key.labels,
             "window_start_ms": w.start_ms, "window_end_ms": w.end_ms, "epoch": w.epoch,
             "count": w.state.count(), "is_final": w.is_final,
             "state_hex": hex(w.state.to_bytes()),
@@ -571,6 +627,7 @@ fn quarantine_payloads(batch: &WriteBatch) -> Vec<(&'static str, String)> {
     for p in &batch.patterns {
         let v = json!({
             "series": p.key.name(), "metric": p.key.metric, "context": p.key.context,
+            "labels": p.key.labels,
             "kind": p.kind.as_str(), "confidence": p.confidence,
             "window_start_ms": p.start_ms, "window_end_ms": p.end_ms,
             "observed": p.observed, "baseline": p.baseline, "description": p.description,

@@ -415,6 +415,7 @@ mod tests {
             series: series.into(),
             metric: series.into(),
             context: None,
+            labels: Default::default(),
             kind,
             confidence: 0.9,
             window_start_ms: start,

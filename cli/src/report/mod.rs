@@ -147,7 +147,7 @@ pub fn load(
         let windows =
             reader.windows(&s.query().between(from, to).resolution(options.resolution))?;
         if windows.is_empty() {
-            series_without_windows.push(s.series.clone());
+            series_without_windows.push(s.labelled_name());
             continue;
         }
         let unit = options
@@ -184,10 +184,12 @@ pub fn load(
     })
 }
 
-/// Whether `pattern` was found in `series`: same metric, same context (two series can share
-/// a display name: the metric `a.b`, and the metric `a` in context `b`).
+/// Whether `pattern` was found in `series`: same metric, same context, same label set (two
+/// series can share a display name: the metric `a.b`, and the metric `a` in context `b`).
 pub fn belongs_to(pattern: &Pattern, series: &StoredSeries) -> bool {
-    pattern.metric == series.metric && pattern.context == series.context
+    pattern.metric == series.metric
+        && pattern.context == series.context
+        && pattern.labels == series.labels
 }
 
 impl Report {

@@ -293,10 +293,10 @@ fn patterns_table(html: &mut String, report: &Report) {
         let n = i + 1;
         let note = key_note(report, &p.series, &p.metric, p.context.as_deref());
         let series = match chart_of(report, p) {
-            Some(c) => format!("<a href=\"#series-{c}\">{}</a>{note}", esc(&p.series)),
+            Some(c) => format!("<a href=\"#series-{c}\">{}</a>{note}", esc(&eventbatch::labelled_name(&p.series, &p.labels))),
             None => format!(
                 "{}{note} <small>(no windows in range)</small>",
-                esc(&p.series)
+                esc(&eventbatch::labelled_name(&p.series, &p.labels))
             ),
         };
         let conf = (p.confidence * 100.0).clamp(0.0, 100.0);
@@ -366,7 +366,7 @@ fn charts(html: &mut String, report: &Report) {
             format_reading(max_p99),
             chart.markers.len(),
             chart.render(),
-            name = esc(&s.series.series),
+            name = esc(&s.series.labelled_name()),
             key = key_attributes(&s.series.metric, s.series.context.as_deref()),
             note = key_note(report, &s.series.series, &s.series.metric, s.series.context.as_deref()),
             u = esc(&unit),
@@ -436,6 +436,7 @@ mod tests {
                 series: name.into(),
                 metric: name.into(),
                 context: None,
+                labels: Default::default(),
             },
             unit: Some("ms".into()),
             windows,
@@ -450,6 +451,7 @@ mod tests {
             series: hostile.into(),
             metric: hostile.into(),
             context: None,
+            labels: Default::default(),
             kind: PatternKind::Spike,
             confidence: 0.8,
             window_start_ms: t0 + 60_000,
@@ -500,6 +502,20 @@ mod tests {
             2,
             "not for the unique name"
         );
+    }
+
+    #[test]
+    fn each_label_set_is_a_chart_titled_with_its_labels() {
+        let t0 = 1_764_000_000_000;
+        let mut eu = series("lat", t0, 3);
+        eu.series.labels.insert("region".into(), "eu".into());
+        let mut us = series("lat", t0, 3);
+        us.series.labels.insert("region".into(), "us".into());
+        let html = render(&report(vec![series("lat", t0, 3), eu, us], vec![]), "n");
+        assert_eq!(html.matches("<figure class=\"chart\"").count(), 3);
+        assert!(html.contains("<h3 id=\"series-0-title\">lat</h3>"), "{html}");
+        assert!(html.contains("<h3 id=\"series-1-title\">lat{region=&quot;eu&quot;}</h3>"));
+        assert!(html.contains("<h3 id=\"series-2-title\">lat{region=&quot;us&quot;}</h3>"));
     }
 
     #[test]

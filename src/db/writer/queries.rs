@@ -8,13 +8,30 @@ impl WriterCore {
     ///
     /// An open window whose epoch already has a snapshot in the store (an earlier `Flush`)
     /// replaces this instance's row with `base + open state`; otherwise it is added to the row.
+    ///
+    /// With [`QueryWindows::any_labels`], each series it reads (every stored or open label
+    /// set that holds the labels asked for) is answered so, and the answers merged per start.
     pub(crate) fn query_windows(
         &mut self,
         q: &QueryWindows,
         open: Vec<WindowSnapshot>,
     ) -> Result<Vec<WindowStats>, PipelineError> {
-        let mut conn = self.pool.get()?;
         let store_err = |e| PipelineError::Store(StoreError::from_diesel(e));
+        if q.any_labels && !open.is_empty() {
+            let mut keys = self.pool.get()?.label_sets(q).map_err(store_err)?;
+            keys.extend(open.iter().map(|w| w.key.clone()));
+            keys.sort_unstable();
+            keys.dedup();
+            let mut open = open;
+            let mut parts = Vec::new();
+            for key in keys {
+                let (mine, rest): (Vec<_>, Vec<_>) = open.into_iter().partition(|w| w.key == key);
+                open = rest;
+                parts.extend(self.query_windows(&q.exactly(&key), mine)?);
+            }
+            return Ok(WindowStats::merge_by_start(q.key(), parts));
+        }
+        let mut conn = self.pool.get()?;
         let grid = q.resolution.grid();
         if open.is_empty() {
             return conn.query_windows(q).map_err(store_err);
@@ -51,6 +68,7 @@ impl WriterCore {
                     key: crate::model::SeriesKey {
                         metric: stored.metric,
                         context: stored.context,
+                        labels: stored.labels,
                     },
                     start_ms: stored.window_start_ms,
                     state,
