@@ -171,7 +171,8 @@ impl QueryWindows {
     /// The series this query reads (with [`QueryWindows::any_labels`]: the label set asked
     /// for, which the series read hold).
     pub(crate) fn key(&self) -> SeriesKey {
-        SeriesKey::new(self.metric.as_str(), self.context.as_deref()).with_labels(self.labels.clone())
+        SeriesKey::new(self.metric.as_str(), self.context.as_deref())
+            .with_labels(self.labels.clone())
     }
 
     /// Whether the query reads the series `key`.
@@ -179,7 +180,9 @@ impl QueryWindows {
         key.metric == self.metric
             && key.context == self.context
             && if self.any_labels {
-                self.labels.iter().all(|(k, v)| key.labels.get(k) == Some(v))
+                self.labels
+                    .iter()
+                    .all(|(k, v)| key.labels.get(k) == Some(v))
             } else {
                 key.labels == self.labels
             }

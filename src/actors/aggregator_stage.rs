@@ -83,9 +83,7 @@ impl AggregatorStage {
             Control::Checkpoint(_) => a.snapshot_changed(&mut out),
             // the pipeline stops: every window closes
             Control::Shutdown(_) => a.close_due(now_ms, true, &mut out),
-            Control::Windows(q) => {
-                q.open = a.open_matching(&q.query)
-            }
+            Control::Windows(q) => q.open = a.open_matching(&q.query),
             Control::Settings(s) => {
                 a.set_lateness(s.allowed_lateness_ms);
                 a.set_max_series(s.max_open_series);

@@ -251,8 +251,11 @@ impl Aggregator {
         to_ms: i64,
     ) -> Vec<WindowSnapshot> {
         let mut lookup = String::new();
-        let labels: Vec<(&str, &str)> =
-            key.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let labels: Vec<(&str, &str)> = key
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         lookup_key(&mut lookup, &[&key.metric], key.context.as_deref(), &labels);
         let Some(s) = self.series.get(&lookup) else {
             return Vec::new();
@@ -335,12 +338,20 @@ impl Aggregator {
         };
         let metric_len = prefix.len() + e.name.len();
         // the label set in key order (validation: each key once); no allocation without tags
-        let mut labels: Vec<(&str, &str)> =
-            e.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut labels: Vec<(&str, &str)> = e
+            .tags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         if labels.len() > 1 {
             labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
         }
-        lookup_key(&mut self.key_buf, &[prefix, &e.name], e.context.as_deref(), &labels);
+        lookup_key(
+            &mut self.key_buf,
+            &[prefix, &e.name],
+            e.context.as_deref(),
+            &labels,
+        );
         if !self.series.contains_key(self.key_buf.as_str()) {
             let metric = &self.key_buf[..metric_len];
             let mut set: Labels = labels
@@ -658,12 +669,7 @@ impl Aggregator {
 /// them and empty contexts, so two different (metric, context, labels) never share a key
 /// (`"a.b"` and `"a\0b"`; after the metric a context starts with a non-NUL byte, a label with
 /// a NUL), and a lookup allocates nothing once the buffer has grown.
-fn lookup_key(
-    buf: &mut String,
-    metric: &[&str],
-    context: Option<&str>,
-    labels: &[(&str, &str)],
-) {
+fn lookup_key(buf: &mut String, metric: &[&str], context: Option<&str>, labels: &[(&str, &str)]) {
     buf.clear();
     for part in metric {
         buf.push_str(part);
@@ -1072,16 +1078,33 @@ mod tests {
             }
             kept(e, 1.0)
         };
-        a.observe(sample(1.0, &[("region", "eu"), ("host", "a")]), T0, &mut out);
-        a.observe(sample(2.0, &[("host", "a"), ("region", "eu")]), T0, &mut out);
-        a.observe(sample(3.0, &[("host", "a"), ("region", "us")]), T0, &mut out);
+        a.observe(
+            sample(1.0, &[("region", "eu"), ("host", "a")]),
+            T0,
+            &mut out,
+        );
+        a.observe(
+            sample(2.0, &[("host", "a"), ("region", "eu")]),
+            T0,
+            &mut out,
+        );
+        a.observe(
+            sample(3.0, &[("host", "a"), ("region", "us")]),
+            T0,
+            &mut out,
+        );
         a.observe(sample(4.0, &[]), T0, &mut out);
         assert_eq!(a.open_series(), 3);
         a.close_due(T0, true, &mut out);
         let mut got: Vec<(String, u64)> = out
             .windows
             .iter()
-            .map(|w| (crate::model::labelled_name(&w.key.name(), &w.key.labels), w.state.count()))
+            .map(|w| {
+                (
+                    crate::model::labelled_name(&w.key.name(), &w.key.labels),
+                    w.state.count(),
+                )
+            })
             .collect();
         got.sort();
         assert_eq!(
@@ -1109,7 +1132,11 @@ mod tests {
         }
         assert_eq!(out.series_overflowed, 6, "3 per metric");
         assert_eq!(out.aggregated, 10, "nothing lost");
-        assert_eq!(a.open_series(), 6, "2 label sets and an overflow series per metric");
+        assert_eq!(
+            a.open_series(),
+            6,
+            "2 label sets and an overflow series per metric"
+        );
         a.close_due(T0, true, &mut out);
         let overflow: Vec<_> = out
             .windows

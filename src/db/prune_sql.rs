@@ -222,9 +222,9 @@ mod tests {
         c.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
         assert_eq!(sqlite::oldest_pending(c).unwrap(), OldestPending::default());
         c.batch_execute(
-            "INSERT INTO rollup_pending VALUES ('hour', 'a', '', 7200, 'i', 1);
-             INSERT INTO rollup_pending VALUES ('hour', 'b', 'api', 3600, 'j', 4);
-             INSERT INTO rollup_pending VALUES ('day', 'a', '', 86400, '', 1);",
+            "INSERT INTO rollup_pending (resolution, metric, context_key, bucket_start_ms,
+                 instance_id, gen) VALUES ('hour', 'a', '', 7200, 'i', 1),
+                 ('hour', 'b', 'api', 3600, 'j', 4), ('day', 'a', '', 86400, '', 1);",
         )
         .unwrap();
         assert_eq!(

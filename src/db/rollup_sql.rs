@@ -178,7 +178,7 @@ macro_rules! rollup_backend {
                             .filter(rollup_pending::resolution.eq(res.as_str()))
                             .filter(rollup_pending::metric.eq(&key.metric))
                             .filter(rollup_pending::context_key.eq(key.context_key()))
-                        .filter(rollup_pending::labels_key.eq(key.labels_key()))
+                            .filter(rollup_pending::labels_key.eq(key.labels_key()))
                             .filter(rollup_pending::bucket_start_ms.eq(start))
                             .filter(rollup_pending::instance_id.eq(marker))
                             .filter(rollup_pending::gen.eq(gen))
@@ -243,7 +243,7 @@ macro_rules! rollup_backend {
                                 .filter(rollup_pending::resolution.eq(res.as_str()))
                                 .filter(rollup_pending::metric.eq(&key.metric))
                                 .filter(rollup_pending::context_key.eq(key.context_key()))
-                        .filter(rollup_pending::labels_key.eq(key.labels_key()))
+                                .filter(rollup_pending::labels_key.eq(key.labels_key()))
                                 .filter(rollup_pending::bucket_start_ms.eq(start))
                                 .filter(rollup_pending::instance_id.eq(marker))
                                 .filter(rollup_pending::gen.eq(gen)),
@@ -277,8 +277,15 @@ macro_rules! rollup_backend {
                     for res in LEVELS {
                         let width = res.bucket_ms().expect("roll-up levels have a width");
                         #[allow(clippy::type_complexity)]
-                        let due: Vec<(String, String, i64, String, i64, String, i64)> =
-                            rollup_pending::table
+                        let due: Vec<(
+                            String,
+                            String,
+                            i64,
+                            String,
+                            i64,
+                            String,
+                            i64,
+                        )> = rollup_pending::table
                             .filter(rollup_pending::resolution.eq(res.as_str()))
                             .filter(rollup_pending::bucket_start_ms.le(due_cutoff(
                                 width,

@@ -293,7 +293,10 @@ fn patterns_table(html: &mut String, report: &Report) {
         let n = i + 1;
         let note = key_note(report, &p.series, &p.metric, p.context.as_deref());
         let series = match chart_of(report, p) {
-            Some(c) => format!("<a href=\"#series-{c}\">{}</a>{note}", esc(&eventbatch::labelled_name(&p.series, &p.labels))),
+            Some(c) => format!(
+                "<a href=\"#series-{c}\">{}</a>{note}",
+                esc(&eventbatch::labelled_name(&p.series, &p.labels))
+            ),
             None => format!(
                 "{}{note} <small>(no windows in range)</small>",
                 esc(&eventbatch::labelled_name(&p.series, &p.labels))
@@ -513,7 +516,10 @@ mod tests {
         us.series.labels.insert("region".into(), "us".into());
         let html = render(&report(vec![series("lat", t0, 3), eu, us], vec![]), "n");
         assert_eq!(html.matches("<figure class=\"chart\"").count(), 3);
-        assert!(html.contains("<h3 id=\"series-0-title\">lat</h3>"), "{html}");
+        assert!(
+            html.contains("<h3 id=\"series-0-title\">lat</h3>"),
+            "{html}"
+        );
         assert!(html.contains("<h3 id=\"series-1-title\">lat{region=&quot;eu&quot;}</h3>"));
         assert!(html.contains("<h3 id=\"series-2-title\">lat{region=&quot;us&quot;}</h3>"));
     }
