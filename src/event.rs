@@ -59,6 +59,17 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in declaration order. The journal encodes a kind as its index here: append
+    /// a new kind at the end, never reorder.
+    pub(crate) const ALL: [EventKind; 6] = [
+        EventKind::Command,
+        EventKind::Performance,
+        EventKind::Datastore,
+        EventKind::Error,
+        EventKind::Engagement,
+        EventKind::Custom,
+    ];
+
     /// The text stored in `events.kind`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -66,15 +66,18 @@
 //! - [`Tracker`] (`src/tracker/`): the front door (validation, the journal in durable mode,
 //!   admission, stats, config), the only actor on the application's thread. It drives the sampler and the
 //!   aggregator, plain cores, synchronously in its own turn on the events it accepted
-//!   (`src/actors/front.rs`), and sends the markers (`Flush`, queries, `Shutdown`, ticks) down
+//!   (`src/pipeline/`), and sends the markers (`Flush`, queries, `Shutdown`, ticks) down
 //!   the same path behind the data.
-//! - The detector, the queue and the writer are thin actors on threads the pipeline owns:
+//! - The detector and the queue run in one generic actor shell, the writer in an actor of its
+//!   own, on threads the pipeline owns:
 //!   `eventbatch-stages` (detector and queue) and `eventbatch-writer`, each an actix System of
 //!   its own; durable mode adds the journal's thread, `eventbatch-journal`.
-//! - `src/actors/`: the stages' shells (`front.rs`, `sampler_stage.rs`, `aggregator_stage.rs`,
-//!   `detector_actor.rs`, `queue_actor.rs`, `db_writer.rs`). Each owns a plain, unit-tested
-//!   core in `src/cores/` (`sampler.rs` with `adaptive.rs`, `aggregator.rs`, `detector.rs`,
-//!   `queue.rs`) or `db/writer/`, and passes typed batches on.
+//! - `src/pipeline/`: the chain in one place (`mod.rs` wires it; `stage.rs`: the `Stage`
+//!   trait, the marker and stop protocol, and the generic actor shell).
+//! - `src/actors/`: the stages (`sampler_stage.rs`, `aggregator_stage.rs`,
+//!   `detector_stage.rs`, `queue_stage.rs`) and the writer's actor (`db_writer.rs`). Each owns
+//!   a plain, unit-tested core in `src/cores/` (`sampler.rs` with `adaptive.rs`,
+//!   `aggregator.rs`, `detector.rs`, `queue.rs`) or `db/writer/`, and passes typed batches on.
 //! - [`stats`]: the window state (exact small windows, DDSketch), the detector's maths.
 //! - `db/`: schema, rows, the SQL for both backends, the writer's core.
 //! - `journal/`: durable mode (`Config::durable`): the journal of accepted events, its thread,
@@ -158,6 +161,7 @@ mod event;
 mod journal;
 mod messages;
 mod model;
+mod pipeline;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod pseudonyms;

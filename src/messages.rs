@@ -13,7 +13,7 @@ use crate::counters::Stats;
 use crate::error::{ConfigError, PipelineError, TrackError};
 use crate::event::TrackEvent;
 use crate::model::PatternStatistic;
-use crate::model::{ClosedWindow, Record, SeriesKey, WindowSnapshot, WriteBatch};
+use crate::model::{SeriesKey, WindowSnapshot};
 use crate::rollup::Resolution;
 use crate::settings::Settings;
 use crate::stats::detect::PatternKind;
@@ -336,32 +336,13 @@ pub(crate) enum Subscription {
 
 // ---- internal messages ----------------------------------------------------------------------
 //
-// What moves from the front stages (driven by the supervisor on the application's thread) to
-// the internal actors and between them, in flow order (ARCHITECTURE.md draws the graph).
-// Every data message carries a batch, so a hop costs per batch, not per event. Each stage
-// sends through `Recipient`s of these types, so no stage file names another.
-
-/// Sampler and aggregator -> queue: `events` rows to queue by priority (commands, engagement,
-/// custom events, and the first error of each hash in a window).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct Records(pub Vec<Record>);
-
-/// Aggregator -> detector: windows that closed, in closing order.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct Closed(pub Vec<ClosedWindow>);
-
-/// Aggregator and detector -> queue -> writer: rows to commit in one transaction. The queue
-/// passes window, error-count and pattern batches straight on, and sends its record batches
-/// the same way.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct Write(pub WriteBatch);
+// What the chain carries besides its data (`crate::pipeline::stage::Item`: a batch of the
+// link's data, or one of these markers behind it), and the writer's confirmations upstream.
+// `crate::pipeline` draws the chain.
 
 /// Writer -> queue: record batches that came from the queue are committed, which makes room
 /// under `max_in_flight_batches` and `max_queued_events`.
-#[derive(Debug, Clone, Copy, Message)]
+#[derive(Debug, Clone, Copy, Default, Message)]
 #[rtype(result = "()")]
 pub(crate) struct Committed {
     /// Queue batches committed.
@@ -370,12 +351,11 @@ pub(crate) struct Committed {
     pub records: usize,
 }
 
-/// A control marker. It travels the data path (supervisor -> sampler -> aggregator ->
-/// detector -> queue -> writer) behind everything sent before it: each actor's mailbox is
-/// FIFO and each forwards the marker only after what the marker follows, so when it reaches
-/// an actor, everything accepted before it has too.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
+/// A control marker. It travels the data path (tracker -> sampler -> aggregator -> detector
+/// -> queue -> writer) behind everything sent before it: each actor's mailbox is FIFO and
+/// each forwards the marker only after what the marker follows, so when it reaches a stage,
+/// everything accepted before it has too.
+#[derive(Debug)]
 pub(crate) enum Control {
     /// The timer: time-driven work (close windows the clock passed, write queues whose
     /// interval elapsed, roll up).

@@ -59,9 +59,6 @@ pub(crate) struct Settings {
     pub sqlite_busy_timeout: Duration,
     /// See [`Config::max_in_flight_batches`].
     pub max_in_flight_batches: NonZeroUsize,
-    /// Whether an identity key is set. Deprecated, for the writer's current signature only:
-    /// what is stored is decided by [`Settings::pseudonyms`] (at the front door).
-    pub(crate) hash_identities: bool,
     /// How users and servers are stored: see [`Config::identity_key`].
     pub(crate) pseudonyms: Pseudonyms,
     /// See [`Config::detection`].
@@ -252,7 +249,6 @@ impl Settings {
             store_retry_budget: Duration::from_millis(retry),
             sqlite_busy_timeout: Duration::from_millis(busy),
             max_in_flight_batches: in_flight,
-            hash_identities: pseudonyms.is_keyed(),
             pseudonyms,
             detection: c.detection.clone(),
             rollups: c.rollups,
@@ -884,7 +880,7 @@ mod tests {
             ..Config::default()
         };
         let s = keyed.settings().unwrap();
-        assert!(s.pseudonyms.is_keyed() && s.hash_identities);
+        assert!(s.pseudonyms.is_keyed());
         assert!(!Config::default().settings().unwrap().pseudonyms.is_keyed());
         for shown in [
             format!("{keyed:?}"),

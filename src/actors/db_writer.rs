@@ -1,5 +1,6 @@
-//! The DB writer's actor, alone on a thread of its own, so blocking I/O never stalls the event
-//! loop. It owns the [`WriterCore`]. Batches arrive as [`Write`] messages; the writer writes
+//! The DB writer's actor, the end of the chain (`crate::pipeline`), alone on a thread of its
+//! own, so blocking I/O never stalls the event loop. It owns the [`WriterCore`]. Batches and
+//! markers arrive from the queue as [`Item`]s; the writer writes
 //! once its mailbox is empty (a self-notification runs after the mailbox), so everything that
 //! arrived meanwhile is written together, and answers the markers ([`Control`]). Between
 //! batches it runs the roll-up job and the retention rounds, a chunk per turn ([`PruneNext`]),
@@ -10,17 +11,24 @@
 //! ([`WriterCore::write_due`]), a `Flush` or `Shutdown` retries for what is left of the retry
 //! budget ([`WriterCore::write_held`]), and a query answers `Err` at once (after at most one
 //! attempt) if what arrived before it cannot be written.
+//!
+//! It is not a `Stage` in a generic `Shell`, as the stages before it are: it hands nothing
+//! on (it is the end), it defers its work to an empty mailbox and to timers of its own
+//! (`WriteHeld`, `PruneNext`, the retry backoff), it answers the markers, confirms upstream
+//! ([`Committed`]), and it answers `Shutdown` from `stopped()`, after every stage before it
+//! has stopped, so its actor is the protocol itself, not a shell around one.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::deliver;
 use crate::clock::Clock;
 use crate::counters::Counters;
 use crate::db::writer::WriterCore;
 use crate::error::PipelineError;
-use crate::messages::{Committed, Control, Reply, Write};
+use crate::messages::{Committed, Control, Reply};
+use crate::model::WriteBatch;
+use crate::pipeline::stage::{deliver, Item};
 
 /// Writes its own pending batches once its mailbox is empty (see the module docs).
 #[derive(Debug, Clone, Copy, Message)]
@@ -179,9 +187,20 @@ impl Handler<StopWriter> for DbWriter {
     }
 }
 
-impl Handler<Write> for DbWriter {
+/// The end of the chain: the queue's batches and markers.
+impl Handler<Item<WriteBatch>> for DbWriter {
     type Result = ();
-    fn handle(&mut self, Write(batch): Write, ctx: &mut Context<Self>) {
+    fn handle(&mut self, item: Item<WriteBatch>, ctx: &mut Context<Self>) {
+        match item {
+            Item::Data(batch) => self.hold(batch, ctx),
+            Item::Marker(marker) => self.marker(marker, ctx),
+        }
+    }
+}
+
+impl DbWriter {
+    /// Holds a batch, to write once the mailbox is empty.
+    fn hold(&mut self, batch: WriteBatch, ctx: &mut Context<Self>) {
         self.core.hold(batch);
         if !self.write_scheduled {
             self.write_scheduled = true;
@@ -213,9 +232,9 @@ impl Handler<PruneNext> for DbWriter {
     }
 }
 
-impl Handler<Control> for DbWriter {
-    type Result = ();
-    fn handle(&mut self, marker: Control, ctx: &mut Context<Self>) {
+impl DbWriter {
+    /// Does the writer's part of a marker, and answers it.
+    fn marker(&mut self, marker: Control, ctx: &mut Context<Self>) {
         // Durable mode: a checkpoint covers what is held and what arrives until the next
         // marker, which commits it (see `WriterCore::checkpoint`).
         match &marker {

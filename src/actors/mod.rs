@@ -1,60 +1,23 @@
-//! The pipeline's stages behind the supervisor: thin shells that own a pure core each and send
-//! on what the core produces (see `ARCHITECTURE.md` for the message graph).
+//! The stages of the chain (`crate::pipeline` draws it and wires them): each holds a pure
+//! core (`crate::cores`) and implements `pipeline::stage::Stage`, and the writer's actor.
 //!
-//! - [`front`]: the stages on the application's thread, [`sampler`] then [`aggregator`]. They
-//!   are not actors: the supervisor drives them synchronously, in chain order, on the events
-//!   it accepted (a mailbox hop between actors on one thread is pure cost, and the
-//!   application's System would tear such actors down in an order nobody controls).
-//! - [`detector`], [`queue`]: actors on the stages' thread (an actix System of its own).
-//! - [`writer`]: an actor on a thread (and System) of its own.
+//! - [`sampler_stage`], [`aggregator_stage`]: on the application's thread, driven by the
+//!   tracker synchronously, in chain order (`pipeline::stage::Front`: a mailbox hop between
+//!   actors on one thread is pure cost, and the application's System would tear such actors
+//!   down in an order nobody controls).
+//! - [`detector_stage`], [`queue_stage`]: on the stages' thread (an actix System of its own),
+//!   each in the generic actor `pipeline::stage::Shell`.
+//! - [`db_writer`]: an actor on a thread (and System) of its own, the end of the chain.
 //!
 //! The actors stop only on the pipeline's own `Shutdown` marker (or, for the writer, on the
-//! supervisor's [`writer::StopWriter`] once that has been answered), never because the
+//! tracker's [`db_writer::StopWriter`] once that has been answered), never because the
 //! application's System went: one stop mechanism, `Tracker::close`.
-//!
-//! The supervisor (`crate::tracker`) starts and wires them; no stage file names another:
-//! each holds `Recipient`s of the messages it sends.
 
 pub(crate) mod aggregator_stage;
 pub(crate) mod db_writer;
-pub(crate) mod detector_actor;
-pub(crate) mod front;
-pub(crate) mod queue_actor;
+pub(crate) mod detector_stage;
+pub(crate) mod queue_stage;
 pub(crate) mod sampler_stage;
-
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-
-use actix::prelude::*;
-
-/// The mailbox capacity every internal actor sets: in effect unbounded (2^30 messages, each
-/// a batch), as `do_send` is, so [`deliver`] never meets a full mailbox. (`usize::MAX`
-/// overflows actix's sender accounting.)
-pub(crate) const UNBOUNDED: usize = 1 << 30;
-
-/// Set once a message met a receiver that was gone (logged once).
-static RECEIVER_GONE: AtomicBool = AtomicBool::new(false);
-
-/// Sends `msg`. Mailboxes are unbounded ([`UNBOUNDED`]), so a send never waits or fails for
-/// room. The back stages stop only on the `Shutdown` marker, behind everything sent to them,
-/// so a receiver is gone only if its thread panicked: that is logged (once) as an error.
-pub(crate) fn deliver<M>(to: &Recipient<M>, msg: M)
-where
-    M: Message<Result = ()> + Send + 'static,
-{
-    match to.try_send(msg) {
-        Ok(()) => {}
-        // Only before the receiver has set its capacity (it is starting): it is there.
-        Err(SendError::Full(msg)) => to.do_send(msg),
-        Err(SendError::Closed(_)) => {
-            if !RECEIVER_GONE.swap(true, Relaxed) {
-                log::error!(
-                    "a pipeline stage is gone (its thread panicked?): a {} was not delivered",
-                    std::any::type_name::<M>()
-                );
-            }
-        }
-    }
-}
 
 /// Waits for `answer`, blocking this thread (parked, woken by the answer), for the supervisor
 /// as it goes without `Shutdown`; every `every` without an answer it asks `give_up`, and

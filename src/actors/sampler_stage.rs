@@ -1,7 +1,8 @@
-//! The sampling stage, first of the front stages ([`crate::actors::front`]): routes each batch
-//! of accepted events with its [`Sampler`]: kept samples and errors for the aggregator, kept
-//! records toward the queue. Adaptive rates follow the pipeline clock (read once per batch
-//! and on each tick); the rates in force are published to the counters whenever one changes.
+//! The sampling stage, first of the chain (`crate::pipeline`): routes each batch of accepted
+//! events with its [`Sampler`]: kept samples and errors for the aggregator, kept records toward
+//! the queue (with the aggregator's output). Adaptive rates follow the pipeline clock (read
+//! once per batch and on each tick); the rates in force are published to the counters whenever
+//! one changes.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use crate::cores::sampler::{Routed, Sampler};
 use crate::counters::Counters;
 use crate::event::TrackEvent;
 use crate::messages::Control;
+use crate::pipeline::stage::{Next, Pass, Stage};
 
 /// The sampling stage: its [`Sampler`] and the counters it adds to.
 pub(crate) struct SamplerStage {
@@ -24,32 +26,6 @@ impl SamplerStage {
         stage
     }
 
-    /// Routes `events` (the clock read `now_ms`), counting what is kept and sampled out.
-    pub(crate) fn route(
-        &mut self,
-        events: impl ExactSizeIterator<Item = TrackEvent>,
-        now_ms: i64,
-    ) -> Routed {
-        let n = events.len() as u64;
-        let mut routed = Routed::default();
-        self.sampler.route(events, now_ms, &mut routed);
-        Counters::add(&self.counters.sampled_out, routed.sampled_out);
-        Counters::add(&self.counters.kept, n - routed.sampled_out);
-        self.publish_rates();
-        routed
-    }
-
-    /// Does the sampler's part of a marker: new settings, or a tick that moves adaptive rates
-    /// to the clock's second (so an idle key's rate in force follows).
-    pub(crate) fn marker(&mut self, marker: &Control, now_ms: i64) {
-        match marker {
-            Control::Settings(s) => self.sampler.set_settings(s),
-            Control::Tick => self.sampler.advance(now_ms),
-            _ => return,
-        }
-        self.publish_rates();
-    }
-
     /// Hands the rates in force to the counters (`Stats::sampling_rates_in_force`) if one
     /// changed.
     fn publish_rates(&mut self) {
@@ -57,4 +33,36 @@ impl SamplerStage {
             self.counters.set_sampling_rates(rates);
         }
     }
+}
+
+impl Stage for SamplerStage {
+    /// Accepted events, in arrival order (taken out, the buffer left empty for reuse).
+    type In = Vec<TrackEvent>;
+    type Out = Routed;
+
+    /// Routes the events, counting what is kept and sampled out.
+    fn take(&mut self, events: &mut Vec<TrackEvent>, now_ms: i64, next: &mut impl Next<Routed>) {
+        let n = events.len() as u64;
+        let mut routed = Routed::default();
+        self.sampler.route(events.drain(..), now_ms, &mut routed);
+        Counters::add(&self.counters.sampled_out, routed.sampled_out);
+        Counters::add(&self.counters.kept, n - routed.sampled_out);
+        self.publish_rates();
+        next.data(routed);
+    }
+
+    /// New settings, or a tick that moves adaptive rates to the clock's second (so an idle
+    /// key's rate in force follows).
+    fn marker(&mut self, marker: &mut Control, now_ms: i64, _: &mut impl Next<Routed>) -> Pass {
+        match marker {
+            Control::Settings(s) => self.sampler.set_settings(s),
+            Control::Tick => self.sampler.advance(now_ms),
+            _ => return Pass::On,
+        }
+        self.publish_rates();
+        Pass::On
+    }
+
+    /// Holds nothing.
+    fn stop(&mut self, _: i64, _: &mut impl Next<Routed>) {}
 }

@@ -40,6 +40,21 @@ struct OpenWindow {
     dirty: bool,
 }
 
+impl OpenWindow {
+    /// A snapshot of this window (of `key`, starting at `start`, `window_ms` wide); it stays
+    /// open.
+    fn copy(&self, key: &SeriesKey, start: i64, window_ms: i64) -> WindowSnapshot {
+        WindowSnapshot {
+            key: key.clone(),
+            start_ms: start,
+            end_ms: start + window_ms,
+            epoch: self.epoch,
+            state: self.state.clone(),
+            is_final: false,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Series {
     key: SeriesKey,
@@ -281,14 +296,7 @@ impl Aggregator {
     fn copies(&self, s: &Series, from_ms: i64, to_ms: i64) -> Vec<WindowSnapshot> {
         s.windows
             .range(from_ms..to_ms.max(from_ms))
-            .map(|(&start, win)| WindowSnapshot {
-                key: s.key.clone(),
-                start_ms: start,
-                end_ms: start + self.window_ms,
-                epoch: win.epoch,
-                state: win.state.clone(),
-                is_final: false,
-            })
+            .map(|(&start, win)| win.copy(&s.key, start, self.window_ms))
             .collect()
     }
 
@@ -619,14 +627,7 @@ impl Aggregator {
         for series in self.series.values_mut() {
             for (&start, win) in series.windows.iter_mut().filter(|(_, win)| win.dirty) {
                 win.dirty = false;
-                out.windows.push(WindowSnapshot {
-                    key: series.key.clone(),
-                    start_ms: start,
-                    end_ms: start + w,
-                    epoch: win.epoch,
-                    state: win.state.clone(),
-                    is_final: false,
-                });
+                out.windows.push(win.copy(&series.key, start, w));
             }
         }
         for ((hash, start), e) in self.errors.iter_mut().filter(|(_, e)| e.dirty) {
@@ -641,14 +642,7 @@ impl Aggregator {
         let w = self.window_ms;
         for series in self.series.values() {
             for (&start, win) in &series.windows {
-                out.windows.push(WindowSnapshot {
-                    key: series.key.clone(),
-                    start_ms: start,
-                    end_ms: start + w,
-                    epoch: win.epoch,
-                    state: win.state.clone(),
-                    is_final: false,
-                });
+                out.windows.push(win.copy(&series.key, start, w));
             }
         }
         for ((hash, start), e) in &self.errors {

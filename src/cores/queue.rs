@@ -3,7 +3,7 @@
 //! [`PriorityQueues`] is the logic: three FIFO queues (High, Normal, Low), the triggers
 //! (a full batch, `high_priority_flush_threshold` High records, the batch interval, a flush)
 //! and the overflow policy; with batching off (`Config::batching`), every record is due at once
-//! as a batch of its own. [`QueueActor`] queues the [`Records`] it receives, and on each
+//! as a batch of its own. The queue's stage (`QueueStage`) queues the records it receives, and on each
 //! record batch, timer tick and confirmation ([`Committed`]) hands the due batches to the writer
 //! while fewer than `max_in_flight_batches` are unconfirmed. Window, error-count and pattern
 //! batches pass straight through, so the writer has one sender and markers stay in order.

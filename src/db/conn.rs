@@ -62,12 +62,10 @@ impl Pool {
 
 impl Conn {
     /// Writes `batch` in one transaction, marked as batch `mark` (see [`BatchMark`]). Users
-    /// and servers are written as the records carry them (pseudonymised at the front door);
-    /// `_hash_ids` is ignored (kept until the writer stops passing it).
+    /// and servers are written as the records carry them (pseudonymised at the front door).
     pub(crate) fn write_batch(
         &mut self,
         instance: &str,
-        _hash_ids: bool,
         batch: &WriteBatch,
         mark: BatchMark,
         bases: &mut Bases,
@@ -83,7 +81,6 @@ impl Conn {
     pub(crate) fn write_records(
         &mut self,
         instance: &str,
-        _hash_ids: bool,
         records: &[&[crate::model::Record]],
         mark: BatchMark,
     ) -> QueryResult<u64> {

@@ -349,7 +349,7 @@ mod tests {
         e.ts_ms = Some(1_764_000_000_000);
         let records = [Record::from_event(&e, 1.0)];
         let mut c = pool.get().unwrap();
-        c.write_records("i", true, &[&records], BatchMark { run_id: 1, seq: 1 })
+        c.write_records("i", &[&records], BatchMark { run_id: 1, seq: 1 })
             .unwrap();
         let Backend::Sqlite(raw) = &mut c.backend else {
             unreachable!()

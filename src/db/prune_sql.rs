@@ -16,14 +16,7 @@ use crate::rollup::Resolution;
 /// Every [`EventKind`]: the `events` statement names them all (`kind IN (...)`), so that on
 /// SQLite it is a range of the `events_kind_ts (kind, ts_ms)` index per kind instead of a
 /// scan (an index on `ts_ms` alone would cost every insert).
-const EVENT_KINDS: [EventKind; 6] = [
-    EventKind::Command,
-    EventKind::Performance,
-    EventKind::Datastore,
-    EventKind::Error,
-    EventKind::Engagement,
-    EventKind::Custom,
-];
+const EVENT_KINDS: [EventKind; 6] = EventKind::ALL;
 
 /// The SQL dialect a statement is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -55,14 +55,6 @@ const MESSAGE: u16 = 1 << 9;
 const ERROR_HASH: u16 = 1 << 10;
 const TAGS: u16 = 1 << 11;
 
-const KINDS: [EventKind; 6] = [
-    EventKind::Command,
-    EventKind::Performance,
-    EventKind::Datastore,
-    EventKind::Error,
-    EventKind::Engagement,
-    EventKind::Custom,
-];
 const PRIORITIES: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
 
 fn put_len(out: &mut Vec<u8>, n: usize) {
@@ -94,7 +86,12 @@ pub(crate) fn encode(e: &TrackEvent, out: &mut Vec<u8>) {
     flag(e.message.is_some(), MESSAGE);
     flag(e.error_hash.is_some(), ERROR_HASH);
     flag(!e.tags.is_empty(), TAGS);
-    out.push(KINDS.iter().position(|k| *k == e.kind).unwrap_or(0) as u8);
+    out.push(
+        EventKind::ALL
+            .iter()
+            .position(|k| *k == e.kind)
+            .unwrap_or(0) as u8,
+    );
     out.extend_from_slice(&flags.to_le_bytes());
     put_str(out, &e.name);
     if let Some(ts) = e.ts_ms {
@@ -199,7 +196,7 @@ impl<'a> Reader<'a> {
     }
 
     fn event(&mut self) -> Result<TrackEvent, Corrupt> {
-        let kind = match KINDS.get(usize::from(self.byte()?)) {
+        let kind = match EventKind::ALL.get(usize::from(self.byte()?)) {
             Some(k) => *k,
             None => return self.fail("unknown event kind"),
         };

@@ -98,12 +98,12 @@ impl Tracker {
         if let Some((last, _)) = batch.last() {
             d.position = *last;
         }
-        let events: Vec<TrackEvent> = batch.into_iter().map(|(_, e)| e).collect();
+        let mut events: Vec<TrackEvent> = batch.into_iter().map(|(_, e)| e).collect();
         d.records_since += events.iter().filter(|e| may_be_record(e.kind)).count();
         let n = events.len() as u64;
         Counters::add(&self.counters.received, n);
         Counters::add(&self.counters.replayed, n);
-        self.front.events(events.into_iter());
+        self.front.take(&mut events);
         self.checkpoint_if_due();
     }
 }

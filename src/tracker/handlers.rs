@@ -64,7 +64,7 @@ impl Handler<TrackBatch> for Tracker {
                 Counters::add(&self.counters.rejected, events.len() as u64);
                 return Box::pin(async { Err(e) });
             }
-            self.front.events(events.into_iter());
+            self.front.take(&mut events);
             self.checkpoint_if_due();
         }
         if !self.may_overflow(ack.accepted) {

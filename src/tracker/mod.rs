@@ -46,18 +46,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::actors::aggregator_stage::{AggregatorStage, BackStages};
 use crate::actors::db_writer::{ConnectQueue, DbWriter, StopWriter};
-use crate::actors::detector_actor::DetectorActor;
-use crate::actors::front::FrontStages;
-use crate::actors::queue_actor::QueueActor;
-use crate::actors::sampler_stage::SamplerStage;
-use crate::actors::UNBOUNDED;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::cores::aggregator::Aggregator;
-use crate::cores::detector::Detectors;
-use crate::cores::sampler::Sampler;
 use crate::counters::{Counters, Stats};
 use crate::db::pool::{Pool, StoreWatch};
 use crate::db::writer::WriterCore;
@@ -65,21 +56,14 @@ use crate::error::{ConfigError, Error, PipelineError, TrackError};
 use crate::event::{EventKind, TrackEvent};
 use crate::journal::Journal;
 use crate::messages::*;
+use crate::pipeline::stage::unbounded;
+use crate::pipeline::{front_stages, start_back_stages, BackStages, FrontStages};
 use crate::settings::Settings;
 use crate::telemetry::Publisher;
 use crate::window_stats::WindowStats;
 
 /// Most validated events run through the front stages in one batch.
 pub(crate) const INTAKE_BATCH: usize = 1024;
-
-/// Starts `actor` on the current Arbiter with an unbounded mailbox (set before its address
-/// exists, so no send can meet the default capacity of 16 and be held back or reordered).
-fn unbounded<A: Actor<Context = Context<A>>>(actor: A) -> Addr<A> {
-    A::create(|ctx| {
-        ctx.set_mailbox_capacity(UNBOUNDED);
-        actor
-    })
-}
 
 /// The pipeline's front door; see the crate docs for the messages it handles.
 pub struct Tracker {
@@ -208,29 +192,25 @@ impl Tracker {
                 })
             })?
         };
-        let ((back, committed, subscriptions), stages_thread) = {
+        let (back, stages_thread) = {
             let (settings, counters, clock, pool, writer) = (
                 settings.clone(),
                 counters.clone(),
                 clock.clone(),
                 pool.clone(),
-                writer.clone(),
+                writer.clone().recipient(),
             );
             spawn_system_thread("eventbatch-stages", move || {
                 start_back_stages(&settings, counters, clock, pool, writer)
             })?
         };
+        let BackStages {
+            detector,
+            subscriptions,
+            committed,
+        } = back;
         writer.do_send(ConnectQueue(committed));
-        let front = FrontStages {
-            sampler: SamplerStage::new(Sampler::from_settings(&settings), counters.clone()),
-            aggregator: AggregatorStage::new(
-                Aggregator::from_settings(&settings),
-                counters.clone(),
-                back,
-                settings.durable,
-            ),
-            clock: clock.clone(),
-        };
+        let front = front_stages(&settings, &counters, clock.clone(), detector);
         Ok(unbounded(Tracker {
             config,
             publisher: Arc::new(Publisher::new(&settings, counters.clone())),
@@ -257,7 +237,7 @@ impl Tracker {
     /// Runs the intake through the front stages (the buffer is kept for the next events).
     fn forward_intake(&mut self) {
         if !self.intake.is_empty() {
-            self.front.events(self.intake.drain(..));
+            self.front.take(&mut self.intake);
         }
     }
 
@@ -491,47 +471,6 @@ impl Actor for Tracker {
         self.closing = true;
         Running::Continue
     }
-}
-
-/// Starts the back stages on the current (their own) thread: the queue and the detector.
-/// The sampler and the aggregator run on the application's thread, where the events are
-/// (cache-hot, and nothing crosses threads per event); what crosses is compact: records,
-/// closed windows, row batches. Returns where the front stages send (everything at the
-/// detector, which passes on what is for the queue, markers included: see the detector's
-/// `Handler<Records>`), and where the writer confirms the queue's batches.
-fn start_back_stages(
-    settings: &Settings,
-    counters: Arc<Counters>,
-    clock: Arc<dyn Clock>,
-    pool: Pool,
-    writer: Addr<DbWriter>,
-) -> (BackStages, Recipient<Committed>, Recipient<Subscription>) {
-    let queue = unbounded(QueueActor::new(
-        settings,
-        counters.clone(),
-        clock.clone(),
-        writer.clone().recipient(),
-        writer.recipient(),
-    ));
-    let detector = unbounded(DetectorActor {
-        detectors: Detectors::from_settings(settings),
-        history: pool,
-        window_ms: settings.window_ms,
-        counters,
-        clock,
-        write: queue.clone().recipient(),
-        records: queue.clone().recipient(),
-        next: queue.clone().recipient(),
-        subscribers: Vec::new(),
-    });
-    let subscriptions = detector.clone().recipient();
-    let back = BackStages {
-        records: detector.clone().recipient(),
-        write: detector.clone().recipient(),
-        closed: detector.clone().recipient(),
-        control: detector.recipient(),
-    };
-    (back, queue.recipient(), subscriptions)
 }
 
 /// A pause of the supervisor's mailbox (`ctx.wait`) that ends at once when the supervisor is

@@ -13,10 +13,7 @@ impl WriterCore {
         c: &Counters,
         mode: Patience,
     ) -> (Committed, Result<(), PipelineError>) {
-        let mut done = Committed {
-            batches: 0,
-            records: 0,
-        };
+        let mut done = Committed::default();
         loop {
             let Some(d) = &self.durable else {
                 return (done, Ok(()));

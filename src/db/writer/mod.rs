@@ -2,7 +2,7 @@
 //!
 //! [`WriterCore`] holds the pool, the batches waiting to be written (`held`, in order) and the
 //! per-epoch bases; [`DbWriter`] owns it on an Arbiter (thread) of its own, so blocking I/O
-//! never stalls the event loop. Batches arrive as [`Write`] messages; the writer writes once
+//! never stalls the event loop. Batches arrive from the queue; the writer writes once
 //! its mailbox is empty (a self-notification runs after the mailbox), so everything that
 //! arrived meanwhile is written together. A batch the store fails is held (in order, before
 //! anything newer) and retried with one backoff that every message shares ([`Outage`], in
@@ -65,8 +65,6 @@ pub(crate) struct WriterCore {
     pool: Pool,
     /// This pipeline's `instance_id`, on every row.
     instance_id: String,
-    /// Store users and servers hashed.
-    hash_ids: bool,
     /// Batches received and not yet committed, oldest first.
     held: VecDeque<Pending>,
     /// This writer run's id (see [`BatchMark`]).
@@ -179,7 +177,6 @@ impl WriterCore {
         WriterCore {
             pool,
             instance_id: settings.instance_id.clone(),
-            hash_ids: settings.hash_identities,
             metrics: TransactionMetrics::new(settings),
             held: VecDeque::new(),
             run_id,
@@ -393,10 +390,7 @@ impl WriterCore {
         c: &Counters,
         mode: Patience,
     ) -> (Committed, Result<(), PipelineError>) {
-        let mut done = Committed {
-            batches: 0,
-            records: 0,
-        };
+        let mut done = Committed::default();
         while !self.held.is_empty() {
             let started = Instant::now();
             let step = match self.write_front(c, mode) {
@@ -508,19 +502,13 @@ impl WriterCore {
         let n = n.clamp(1, self.held.len());
         let result = if n == 1 {
             let p = &self.held[0];
-            conn.write_batch(
-                &self.instance_id,
-                self.hash_ids,
-                &p.batch,
-                p.mark,
-                &mut self.bases,
-            )
-            .map(drop)
+            conn.write_batch(&self.instance_id, &p.batch, p.mark, &mut self.bases)
+                .map(drop)
         } else {
             let records: Vec<&[Record]> =
                 self.held.range(..n).map(|p| &p.batch.records[..]).collect();
             let mark = self.held[n - 1].mark;
-            conn.write_records(&self.instance_id, self.hash_ids, &records, mark)
+            conn.write_records(&self.instance_id, &records, mark)
                 .map(drop)
         };
         #[cfg(test)]

@@ -9,7 +9,7 @@
 //! reported, keeps its score and starts its own. After the event, the guide's rules apply in
 //! full again: a later spike is judged as if the event had not happened.
 
-use super::settings::DetectorSettings;
+use super::detector_settings::DetectorSettings;
 
 /// Which side of the expected value an event is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

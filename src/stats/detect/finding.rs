@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::detector_settings::PatternKind;
 use super::math::{plain_number, plain_ratio};
-use super::settings::PatternKind;
 
 /// Which part of the detector judged a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -109,12 +109,12 @@
 //! NaN and infinite values are ignored: they score 0, report nothing and leave the state
 //! unchanged.
 
+mod detector_settings;
 mod early;
 mod events;
 mod finding;
 mod math;
 mod season;
-mod settings;
 mod trend;
 
 use std::collections::VecDeque;
@@ -122,6 +122,7 @@ use std::sync::Arc;
 
 use statrs::distribution::{ContinuousCDF, Normal};
 
+pub use detector_settings::{DetectorSettings, PatternKind, MAX_MEMORY, MAX_WINDOW};
 use events::{Events, Outcome};
 pub(crate) use finding::finite;
 pub use finding::{Detection, Evidence, Finding, View};
@@ -131,7 +132,6 @@ use math::{
     MAX_DECADES,
 };
 use season::Season;
-pub use settings::{DetectorSettings, PatternKind, MAX_MEMORY, MAX_WINDOW};
 use trend::{TrendState, TrendTest};
 
 /// A value beyond the range seen so far by more than this fraction of it is spatially

@@ -9,9 +9,9 @@ use std::collections::vec_deque::Iter;
 
 use statrs::function::erf::erfc;
 
+use super::detector_settings::PatternKind;
 use super::finding::{describe_trend, Evidence, Finding, View};
 use super::math::{median_sorted, MAX_DECADES};
-use super::settings::PatternKind;
 
 /// A trend is over (and may be reported again) once its test's p-value reaches this.
 const TREND_RELEASE_P: f64 = 0.05;

@@ -1,4 +1,6 @@
-//! The detector's actor: feeds each batch of closed windows to its [`Detectors`]. A series it
+//! The detection stage, third of the chain (`crate::pipeline`), first on the stages' thread
+//! (its actor is the generic `Shell`): feeds each batch of closed windows to its
+//! [`Detectors`] and hands the patterns found on, behind the rows it passes through. A series it
 //! has no detectors for (after a start, or after they were dropped as idle) is first warmed
 //! from its latest stored windows, so a restart does not start the detector over: the one
 //! read this actor makes from the store, once per series, batched.
@@ -10,55 +12,44 @@ use std::sync::Arc;
 use actix::prelude::*;
 use actix::WeakRecipient;
 
-use crate::actors::deliver;
-use crate::clock::Clock;
 use crate::cores::detector::{Detectors, HISTORY_WINDOWS};
 use crate::counters::Counters;
 use crate::db::pool::Pool;
-use crate::messages::{
-    Closed, Control, PatternFound, Records, Subscription, SubscriptionId, Write,
-};
+use crate::messages::{Control, PatternFound, Subscription, SubscriptionId};
 use crate::model::{ClosedWindow, PatternRecord, SeriesKey, WriteBatch};
+use crate::pipeline::stage::{Batch, Next, Pass, Rows, Shell, Stage};
 use crate::window_stats::WindowStats;
 
-/// The detector's actor: feeds each batch of closed windows to [`Detectors`] and sends the
-/// patterns found to the queue (which passes them to the writer).
-pub(crate) struct DetectorActor {
+/// The detection stage: its [`Detectors`], fed the closed windows; the rows bound for the
+/// queue pass through, in order.
+pub(crate) struct DetectorStage {
     pub detectors: Detectors,
     /// For warming detectors from stored windows (read only).
     pub history: Pool,
     /// The aggregation window, ms.
     pub window_ms: i64,
     pub counters: Arc<Counters>,
-    pub clock: Arc<dyn Clock>,
-    /// Patterns go to the queue, and so do the rows the aggregator sends this way.
-    pub write: Recipient<Write>,
-    /// The records the sampler and the aggregator send this way go on to the queue.
-    pub records: Recipient<Records>,
-    /// Markers go on to the queue.
-    pub next: Recipient<Control>,
     /// Pattern subscribers ([`crate::SubscribePatterns`]): each pattern found is sent to each.
     /// Weak handles: a subscription does not keep its subscriber's actor alive, and one
     /// whose actor is gone is dropped (at the next pattern or the next subscription).
     pub subscribers: Vec<(SubscriptionId, WeakRecipient<PatternFound>)>,
 }
 
-impl DetectorActor {
+impl DetectorStage {
     /// Warms the detectors of the series among `closed` that have none, from their stored
     /// windows before the first closed one (at most [`HISTORY_WINDOWS`] windows back). A
     /// failed read is logged: the series then starts cold. The read is watched like the
     /// writer's calls (`StoreWatch`), so a store that stops answering during it is seen.
-    fn warm(&mut self, closed: &[ClosedWindow]) {
+    fn warm(&mut self, closed: &[ClosedWindow], now: i64) {
         let unknown = self.detectors.unknown(closed);
         if unknown.is_empty() {
             return;
         }
         let watch = self.history.watch();
-        watch.call(|| self.warm_from_history(unknown));
+        watch.call(|| self.warm_from_history(unknown, now));
     }
 
-    fn warm_from_history(&mut self, unknown: Vec<(SeriesKey, i64)>) {
-        let now = self.clock.now_ms();
+    fn warm_from_history(&mut self, unknown: Vec<(SeriesKey, i64)>, now: i64) {
         let mut conn = match self.history.get() {
             Ok(c) => c,
             Err(e) => {
@@ -105,7 +96,7 @@ impl DetectorActor {
     }
 }
 
-impl DetectorActor {
+impl DetectorStage {
     /// Publishes the detectors' gauge and the evictions since the last call.
     fn count_detectors(&mut self) {
         let c = &self.counters;
@@ -115,7 +106,7 @@ impl DetectorActor {
     }
 }
 
-impl DetectorActor {
+impl DetectorStage {
     /// Sends each pattern to every subscriber; a subscriber whose actor is gone is dropped.
     ///
     /// With `do_send`: the detector never waits for a subscriber, and a subscriber that cannot
@@ -146,38 +137,42 @@ impl DetectorActor {
     }
 }
 
-/// A subscription starts or ends.
-impl Handler<Subscription> for DetectorActor {
+/// A subscription starts or ends (from the tracker: a side input of the detector's actor).
+impl Handler<Subscription> for Shell<DetectorStage> {
     type Result = ();
     fn handle(&mut self, change: Subscription, _: &mut Context<Self>) {
+        let stage = &mut self.stage;
         match change {
             Subscription::Add(id, recipient) => {
-                self.prune_subscribers();
-                self.subscribers.push((id, recipient.downgrade()));
+                stage.prune_subscribers();
+                stage.subscribers.push((id, recipient.downgrade()));
             }
-            Subscription::Remove(id) => self.subscribers.retain(|(s, _)| *s != id),
+            Subscription::Remove(id) => stage.subscribers.retain(|(s, _)| *s != id),
         }
     }
 }
 
-impl Actor for DetectorActor {
-    type Context = Context<Self>;
+impl Stage for DetectorStage {
+    type In = Batch;
+    /// Everything the queue takes comes through here, the markers included: one sender, so
+    /// the queue sees data and markers in the order the sampler and the aggregator produced
+    /// them (durable mode's checkpoints depend on it: records of events after a checkpoint
+    /// must not reach the queue before the checkpoint does).
+    type Out = Rows;
 
-    fn started(&mut self, _: &mut Context<Self>) {
-        Counters::add(&self.counters.actors_running, 1);
-    }
-
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        Counters::sub(&self.counters.actors_running, 1);
-    }
-}
-
-impl Handler<Closed> for DetectorActor {
-    type Result = ();
-    fn handle(&mut self, Closed(closed): Closed, _: &mut Context<Self>) {
+    /// Closed windows: warms the detectors of new series, runs them, publishes and hands on
+    /// the patterns found. Rows: on to the queue.
+    fn take(&mut self, batch: &mut Batch, now_ms: i64, next: &mut impl Next<Rows>) {
+        let closed = match batch {
+            Batch::Rows(rows) => {
+                let rows = std::mem::replace(rows, Rows::Records(Vec::new()));
+                return next.data(rows);
+            }
+            Batch::Closed(closed) => std::mem::take(closed),
+        };
         self.detectors.begin_batch();
-        self.warm(&closed);
-        let patterns = self.detectors.observe(closed, self.clock.now_ms());
+        self.warm(&closed, now_ms);
+        let patterns = self.detectors.observe(closed, now_ms);
         self.count_detectors();
         if !patterns.is_empty() {
             Counters::add(&self.counters.patterns_detected, patterns.len() as u64);
@@ -186,36 +181,15 @@ impl Handler<Closed> for DetectorActor {
                 patterns,
                 ..WriteBatch::default()
             };
-            deliver(&self.write, Write(batch));
+            next.data(Rows::Write(batch));
         }
     }
-}
 
-/// Everything the queue takes comes through here, the markers included: one sender, so the
-/// queue sees data and markers in the order the sampler and the aggregator produced them
-/// (durable mode's checkpoints depend on it: records of events after a checkpoint must not
-/// reach the queue before the checkpoint does).
-impl Handler<Records> for DetectorActor {
-    type Result = ();
-    fn handle(&mut self, records: Records, _: &mut Context<Self>) {
-        deliver(&self.records, records);
-    }
-}
-
-/// Rows from the aggregator, on to the queue in order (see `Handler<Records>`).
-impl Handler<Write> for DetectorActor {
-    type Result = ();
-    fn handle(&mut self, write: Write, _: &mut Context<Self>) {
-        deliver(&self.write, write);
-    }
-}
-
-impl Handler<Control> for DetectorActor {
-    type Result = ();
-    fn handle(&mut self, marker: Control, ctx: &mut Context<Self>) {
-        match &marker {
+    /// A tick drops the detectors of idle series; settings are taken.
+    fn marker(&mut self, marker: &mut Control, now_ms: i64, _: &mut impl Next<Rows>) -> Pass {
+        match marker {
             Control::Tick => {
-                let evicted = self.detectors.evict_idle(self.clock.now_ms());
+                let evicted = self.detectors.evict_idle(now_ms);
                 if evicted > 0 {
                     log::debug!("dropped the detectors of {evicted} idle series");
                 }
@@ -229,9 +203,11 @@ impl Handler<Control> for DetectorActor {
                     .set_settings(s.detection.clone(), s.watch_percentile);
                 self.detectors.set_max_series(s.max_detector_series);
             }
-            Control::Shutdown(_) => ctx.stop(),
             _ => {}
         }
-        deliver(&self.next, marker);
+        Pass::On
     }
+
+    /// Holds nothing to write: a detector's state is rebuilt from the stored windows.
+    fn stop(&mut self, _: i64, _: &mut impl Next<Rows>) {}
 }
