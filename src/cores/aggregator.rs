@@ -490,7 +490,13 @@ impl Aggregator {
         for series in self.series.values_mut() {
             let watermark = series.watermark.ts;
             let due = series.windows.take(|start, win| {
-                all || window_due(start + w, self.lateness_ms, watermark, win.touched_ms, now_ms)
+                all || window_due(
+                    start + w,
+                    self.lateness_ms,
+                    watermark,
+                    win.touched_ms,
+                    now_ms,
+                )
             });
             for (start, win) in due {
                 closed += 1;
@@ -669,7 +675,11 @@ mod tests {
     fn one_open_window_costs_one_slot() {
         let mut a = Aggregator::new(60_000, 5_000);
         let mut out = Output::default();
-        a.observe(kept(TrackEvent::performance("rt", 1.0).at(T0), 1.0), T0, &mut out);
+        a.observe(
+            kept(TrackEvent::performance("rt", 1.0).at(T0), 1.0),
+            T0,
+            &mut out,
+        );
         let series = a.series.values().next().unwrap();
         assert_eq!(series.windows.0.capacity(), 1, "no node of 11 slots");
         // what a series with one open window holds beyond its keys, the window's values aside
@@ -687,16 +697,26 @@ mod tests {
             dirty: false,
         };
         for start in [300, 100, 200, 100, 0, 500] {
-            w.entry(start, || open(start as u64)).state.observe(1.0, 1.0);
+            w.entry(start, || open(start as u64))
+                .state
+                .observe(1.0, 1.0);
         }
         let starts: Vec<i64> = w.iter().map(|(s, _)| *s).collect();
         assert_eq!(starts, [0, 100, 200, 300, 500]);
-        assert_eq!(w.entry(100, || open(9)).state.count(), 2, "found, not reopened");
+        assert_eq!(
+            w.entry(100, || open(9)).state.count(),
+            2,
+            "found, not reopened"
+        );
         let in_range: Vec<i64> = w.range(100, 300).iter().map(|(s, _)| *s).collect();
         assert_eq!(in_range, [100, 200]);
         assert!(w.range(300, 100).is_empty());
         assert!(w.take(|s, _| s > 1_000).is_empty());
-        let taken: Vec<i64> = w.take(|s, _| s % 200 == 0).iter().map(|(s, _)| *s).collect();
+        let taken: Vec<i64> = w
+            .take(|s, _| s % 200 == 0)
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
         assert_eq!(taken, [0, 200]);
         assert_eq!(w.first_start(), Some(100));
         assert_eq!(w.take(|_, _| true).len(), 3);
