@@ -218,8 +218,9 @@ config_fields! {
     /// `info` level, the guide's "log batching metrics every minute"; 0: never.
     stats_log_interval_ms: u64 = 60_000;
     patch set Option<u64>: "See [`Config::stats_log_interval_ms`].";
-    /// Most metric series with open windows at once (memory: about 2.6 KB per open series
-    /// at the default window). A sample of a new series beyond it is dropped, counted in
+    /// Most metric series with open windows at once (memory: about 0.7 KB per open series
+    /// with a few samples in its window, up to about 4.8 KB with 256 of differing weights). A
+    /// sample of a new series beyond it is dropped, counted in
     /// `Stats::events_dropped` and logged; series whose windows closed do not count.
     max_open_series: usize = DEFAULT_MAX_OPEN_SERIES;
     patch set Option<usize>: "See [`Config::max_open_series`].";

@@ -303,10 +303,11 @@ pub struct Pattern {
 /// Subscribes a recipient to the patterns as they are found: each new pattern is sent to it
 /// as a [`PatternFound`] the moment the detector finds it (before it is written), so the
 /// application need not poll [`QueryPatterns`]. Answers the subscription's id, for
-/// [`UnsubscribePatterns`]. A recipient that is gone (its actor stopped) is dropped at the
-/// next pattern; nothing is kept for it.
+/// [`UnsubscribePatterns`], or, once the pipeline is stopping or stopped (after
+/// [`Shutdown`]), [`PipelineError::Unavailable`]: no pattern would ever arrive. A recipient
+/// that is gone (its actor stopped) is dropped at the next pattern; nothing is kept for it.
 #[derive(Debug, Message)]
-#[rtype(result = "SubscriptionId")]
+#[rtype(result = "Result<SubscriptionId, PipelineError>")]
 pub struct SubscribePatterns(pub actix::Recipient<PatternFound>);
 
 /// Ends a subscription made with [`SubscribePatterns`] (an unknown id is ignored). Patterns

@@ -9,8 +9,9 @@ mod common;
 use actix::prelude::*;
 use common::{quiet_config, start_manual, TempDb, T0};
 use eventbatch::{
-    DetectorSettings, Flush, ManualClock, Pattern, PatternFound, PatternKind, QueryPatterns,
-    Shutdown, SubscribePatterns, TrackBatch, TrackEvent, Tracker, UnsubscribePatterns, View,
+    DetectorSettings, Flush, ManualClock, Pattern, PatternFound, PatternKind, PipelineError,
+    QueryPatterns, Shutdown, SubscribePatterns, TrackBatch, TrackEvent, Tracker,
+    UnsubscribePatterns, View,
 };
 
 const MINUTE: i64 = 60_000;
@@ -352,13 +353,17 @@ async fn a_subscriber_receives_each_pattern_as_it_is_found() {
     let id = t
         .send(SubscribePatterns(listener.clone().recipient()))
         .await
+        .unwrap()
         .unwrap();
     // a second subscriber whose actor stops before any pattern is found
     let gone = Listener::create(|ctx| {
         ctx.stop();
         Listener(Default::default())
     });
-    t.send(SubscribePatterns(gone.recipient())).await.unwrap();
+    t.send(SubscribePatterns(gone.recipient()))
+        .await
+        .unwrap()
+        .unwrap();
     steady_with_spikes(&t, &clock, "rt", 50, &[(40, 5.0)]).await;
     t.send(Flush).await.unwrap().unwrap();
     // pushed, without a query: exactly what the store holds
@@ -383,6 +388,46 @@ async fn a_subscriber_receives_each_pattern_as_it_is_found() {
 }
 
 #[actix_rt::test]
+async fn a_pattern_row_whose_statistics_do_not_parse_fails_the_query_and_is_named() {
+    use diesel::RunQueryDsl;
+    let db = TempDb::new();
+    let (t, clock) = start_manual(quiet_config(), &db);
+    steady_with_spikes(&t, &clock, "rt", 50, &[(40, 5.0)]).await;
+    assert_eq!(patterns(&t, "rt").await.len(), 1);
+    diesel::sql_query("UPDATE patterns SET statistics = '[{\"truncated'")
+        .execute(&mut db.conn())
+        .unwrap();
+    let err = t
+        .send(QueryPatterns::all().metric("rt"))
+        .await
+        .unwrap()
+        .expect_err("not an empty list of statistics");
+    let text = err.to_string();
+    assert!(
+        text.contains("\"rt\"") && text.contains(&(T0 + 40 * MINUTE).to_string()),
+        "the row is named: {text}"
+    );
+    t.send(Shutdown).await.unwrap();
+}
+
+#[actix_rt::test]
+async fn a_subscription_after_shutdown_is_refused() {
+    let db = TempDb::new();
+    let (t, _clock) = start_manual(quiet_config(), &db);
+    let listener = Listener(Default::default()).start();
+    // queued right behind the Shutdown: handled while the pipeline stops, before the tracker
+    // itself stops (after which the mailbox is closed)
+    let shutdown = t.send(Shutdown);
+    let subscribe = t.send(SubscribePatterns(listener.recipient()));
+    shutdown.await.unwrap();
+    let refused = subscribe.await.expect("the tracker answered");
+    assert!(
+        matches!(refused, Err(PipelineError::Unavailable(_))),
+        "no id for a subscription nothing will be sent to: {refused:?}"
+    );
+}
+
+#[actix_rt::test]
 async fn a_subscription_does_not_keep_its_subscriber_alive() {
     let db = TempDb::new();
     let (t, _clock) = start_manual(quiet_config(), &db);
@@ -390,11 +435,13 @@ async fn a_subscription_does_not_keep_its_subscriber_alive() {
     let listener = Listener(got.clone()).start();
     t.send(SubscribePatterns(listener.recipient()))
         .await
+        .unwrap()
         .unwrap();
     // a later subscription prunes the gone one (and must not keep it either)
     let other = Listener(Default::default()).start();
     t.send(SubscribePatterns(other.clone().recipient()))
         .await
+        .unwrap()
         .unwrap();
     t.send(Flush).await.unwrap().unwrap();
     // the application dropped its address: the listener stops and its state is dropped,

@@ -12,7 +12,7 @@
 //! is counted into `error_counts`. At most `max_error_messages_per_window` hashes per window:
 //! the errors of further hashes are counted in the window's [`OVERFLOW_HASH`] row.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use crate::config::{
     DEFAULT_MAX_ERROR_MESSAGES_PER_WINDOW, DEFAULT_MAX_OPEN_SERIES, DEFAULT_MAX_SERIES_PER_METRIC,
@@ -60,7 +60,71 @@ struct Series {
     key: SeriesKey,
     /// This series' event time, which closes its windows.
     watermark: Watermark,
-    windows: BTreeMap<i64, OpenWindow>,
+    windows: OpenWindows,
+}
+
+/// One series' open windows by start, ascending: a sorted vector, grown one slot at a time
+/// while short. A series usually has one or two windows open, and a `BTreeMap` allocates a
+/// whole node of 11 slots (2.2 KB here) for its first; one slot costs `size_of::<OpenWindow>()`
+/// plus the start (test `one_open_window_costs_one_slot`).
+#[derive(Debug, Default)]
+struct OpenWindows(Vec<(i64, OpenWindow)>);
+
+impl OpenWindows {
+    /// Slots grown one at a time up to this many; beyond, the vector's usual doubling.
+    const TIGHT: usize = 4;
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The window at `start`, made by `open` when absent.
+    fn entry(&mut self, start: i64, open: impl FnOnce() -> OpenWindow) -> &mut OpenWindow {
+        let at = match self.0.binary_search_by_key(&start, |(s, _)| *s) {
+            Ok(at) => at,
+            Err(at) => {
+                if self.0.len() == self.0.capacity() && self.0.len() < Self::TIGHT {
+                    self.0.reserve_exact(1);
+                }
+                self.0.insert(at, (start, open()));
+                at
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    /// Removes and returns the windows for which `due` holds, oldest first.
+    fn take(&mut self, mut due: impl FnMut(i64, &OpenWindow) -> bool) -> Vec<(i64, OpenWindow)> {
+        if !self.0.iter().any(|(start, win)| due(*start, win)) {
+            return Vec::new();
+        }
+        let (taken, kept) = std::mem::take(&mut self.0)
+            .into_iter()
+            .partition(|(start, win)| due(*start, win));
+        self.0 = kept;
+        self.0.shrink_to_fit();
+        taken
+    }
+
+    /// The windows starting in `[from, to)`.
+    fn range(&self, from: i64, to: i64) -> &[(i64, OpenWindow)] {
+        let lo = self.0.partition_point(|(s, _)| *s < from);
+        let hi = self.0.partition_point(|(s, _)| *s < to).max(lo);
+        &self.0[lo..hi]
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(i64, OpenWindow)> {
+        self.0.iter()
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut (i64, OpenWindow)> {
+        self.0.iter_mut()
+    }
+
+    /// The earliest start.
+    fn first_start(&self) -> Option<i64> {
+        self.0.first().map(|(s, _)| *s)
+    }
 }
 
 /// An event-time watermark that a lone event far ahead does not move.
@@ -295,8 +359,9 @@ impl Aggregator {
     /// Copies of the open windows of `s` starting in `[from_ms, to_ms)`.
     fn copies(&self, s: &Series, from_ms: i64, to_ms: i64) -> Vec<WindowSnapshot> {
         s.windows
-            .range(from_ms..to_ms.max(from_ms))
-            .map(|(&start, win)| win.copy(&s.key, start, self.window_ms))
+            .range(from_ms, to_ms)
+            .iter()
+            .map(|(start, win)| win.copy(&s.key, *start, self.window_ms))
             .collect()
     }
 
@@ -401,7 +466,7 @@ impl Aggregator {
                 let series = Series {
                     key: SeriesKey::new(metric, e.context.as_deref()).with_labels(set),
                     watermark: Watermark::NONE,
-                    windows: BTreeMap::new(),
+                    windows: OpenWindows::default(),
                 };
                 self.series.insert(self.key_buf.clone(), series);
             }
@@ -413,7 +478,7 @@ impl Aggregator {
         };
         let watermark = series.watermark.see(ts, jump);
         self.newest_any_ts = self.newest_any_ts.max(watermark);
-        let window = series.windows.entry(start).or_insert_with(|| OpenWindow {
+        let window = series.windows.entry(start, || OpenWindow {
             state: WindowState::new(),
             epoch,
             touched_ms: now_ms,
@@ -529,24 +594,17 @@ impl Aggregator {
         let w = self.window_ms;
         let mut closed = 0;
         for series in self.series.values_mut() {
-            let due: Vec<i64> = series
-                .windows
-                .iter()
-                .filter(|(&start, win)| {
-                    all || window_due(
-                        start + w,
-                        self.lateness_ms,
-                        series.watermark.ts,
-                        win.touched_ms,
-                        now_ms,
-                    )
-                })
-                .map(|(&start, _)| start)
-                .collect();
-            for start in due {
-                let Some(win) = series.windows.remove(&start) else {
-                    continue;
-                };
+            let watermark = series.watermark.ts;
+            let due = series.windows.take(|start, win| {
+                all || window_due(
+                    start + w,
+                    self.lateness_ms,
+                    watermark,
+                    win.touched_ms,
+                    now_ms,
+                )
+            });
+            for (start, win) in due {
                 closed += 1;
                 out.closed.push(ClosedWindow {
                     key: series.key.clone(),
@@ -600,11 +658,11 @@ impl Aggregator {
         }
         self.open -= closed;
         let closes_at = |start: i64| (start + w).saturating_add(self.lateness_ms);
-        let windows = self.series.values().filter_map(|s| s.windows.keys().next());
-        let errors = self.errors.keys().map(|(_, start)| start);
+        let windows = self.series.values().filter_map(|s| s.windows.first_start());
+        let errors = self.errors.keys().map(|&(_, start)| start);
         self.next_close_ts = windows
             .chain(errors)
-            .map(|&start| closes_at(start))
+            .map(closes_at)
             .min()
             .unwrap_or(i64::MAX);
     }
@@ -625,7 +683,8 @@ impl Aggregator {
     pub(crate) fn snapshot_changed(&mut self, out: &mut Output) {
         let w = self.window_ms;
         for series in self.series.values_mut() {
-            for (&start, win) in series.windows.iter_mut().filter(|(_, win)| win.dirty) {
+            for (start, win) in series.windows.iter_mut().filter(|(_, win)| win.dirty) {
+                let start = *start;
                 win.dirty = false;
                 out.windows.push(win.copy(&series.key, start, w));
             }
@@ -641,8 +700,8 @@ impl Aggregator {
     pub(crate) fn snapshot(&self, out: &mut Output) {
         let w = self.window_ms;
         for series in self.series.values() {
-            for (&start, win) in &series.windows {
-                out.windows.push(win.copy(&series.key, start, w));
+            for (start, win) in series.windows.iter() {
+                out.windows.push(win.copy(&series.key, *start, w));
             }
         }
         for ((hash, start), e) in &self.errors {
@@ -722,6 +781,58 @@ mod tests {
 
     fn kept(e: TrackEvent, rate: f64) -> Kept {
         Kept { event: e, rate }
+    }
+
+    #[test]
+    fn one_open_window_costs_one_slot() {
+        let mut a = Aggregator::new(60_000, 5_000);
+        let mut out = Output::default();
+        a.observe(
+            kept(TrackEvent::performance("rt", 1.0).at(T0), 1.0),
+            T0,
+            &mut out,
+        );
+        let series = a.series.values().next().unwrap();
+        assert_eq!(series.windows.0.capacity(), 1, "no node of 11 slots");
+        // what a series with one open window holds beyond its keys, the window's values aside
+        let slot = std::mem::size_of::<(i64, OpenWindow)>();
+        assert!(slot <= 256, "{slot} bytes");
+    }
+
+    #[test]
+    fn open_windows_stay_sorted_and_close_oldest_first() {
+        let mut w = OpenWindows::default();
+        let open = |epoch| OpenWindow {
+            state: WindowState::new(),
+            epoch,
+            touched_ms: 0,
+            dirty: false,
+        };
+        for start in [300, 100, 200, 100, 0, 500] {
+            w.entry(start, || open(start as u64))
+                .state
+                .observe(1.0, 1.0);
+        }
+        let starts: Vec<i64> = w.iter().map(|(s, _)| *s).collect();
+        assert_eq!(starts, [0, 100, 200, 300, 500]);
+        assert_eq!(
+            w.entry(100, || open(9)).state.count(),
+            2,
+            "found, not reopened"
+        );
+        let in_range: Vec<i64> = w.range(100, 300).iter().map(|(s, _)| *s).collect();
+        assert_eq!(in_range, [100, 200]);
+        assert!(w.range(300, 100).is_empty());
+        assert!(w.take(|s, _| s > 1_000).is_empty());
+        let taken: Vec<i64> = w
+            .take(|s, _| s % 200 == 0)
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
+        assert_eq!(taken, [0, 200]);
+        assert_eq!(w.first_start(), Some(100));
+        assert_eq!(w.take(|_, _| true).len(), 3);
+        assert!(w.is_empty() && w.first_start().is_none());
     }
 
     #[test]

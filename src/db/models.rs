@@ -243,27 +243,105 @@ pub(crate) fn merge_rows(rows: Vec<crate::db::models::WindowRow>) -> Vec<WindowS
     out
 }
 
-pub(crate) fn to_patterns(rows: Vec<crate::db::models::PatternRow>) -> Vec<Pattern> {
-    rows.into_iter()
-        .filter_map(|r| {
-            let kind = crate::stats::detect::PatternKind::parse(&r.kind)?;
-            Some(Pattern {
-                series: r.series,
-                metric: r.metric,
-                context: r.context,
-                labels: crate::model::parse_labels(&r.labels),
-                kind,
-                confidence: r.confidence,
-                window_start_ms: r.window_start_ms,
-                window_end_ms: r.window_end_ms,
-                observed: r.observed,
-                baseline: r.baseline,
-                description: r.description,
-                statistics: r
-                    .statistics
-                    .and_then(|json| serde_json::from_str(&json).ok())
-                    .unwrap_or_default(),
-            })
-        })
-        .collect()
+/// A stored pattern whose `statistics` column is not the JSON this code writes: the query
+/// that read it fails with this (named by the row's series, kind and window), rather than
+/// answering the pattern without the numbers behind it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "pattern row of series {series:?}, kind {kind:?}, window starting {window_start_ms}: \
+     unreadable statistics JSON ({source})"
+)]
+pub(crate) struct UnreadableStatistics {
+    series: String,
+    kind: String,
+    window_start_ms: i64,
+    #[source]
+    source: serde_json::Error,
+}
+
+/// The patterns of `rows` (rows of a kind this code does not know are skipped); an error
+/// naming the first row whose statistics do not parse. A row without statistics (written
+/// before the column existed) has none.
+pub(crate) fn to_patterns(
+    rows: Vec<crate::db::models::PatternRow>,
+) -> Result<Vec<Pattern>, UnreadableStatistics> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let Some(kind) = crate::stats::detect::PatternKind::parse(&r.kind) else {
+            continue;
+        };
+        let statistics = match r.statistics.as_deref().map(serde_json::from_str) {
+            None => Vec::new(),
+            Some(Ok(statistics)) => statistics,
+            Some(Err(source)) => {
+                return Err(UnreadableStatistics {
+                    series: r.series,
+                    kind: r.kind,
+                    window_start_ms: r.window_start_ms,
+                    source,
+                })
+            }
+        };
+        out.push(Pattern {
+            series: r.series,
+            metric: r.metric,
+            context: r.context,
+            labels: crate::model::parse_labels(&r.labels),
+            kind,
+            confidence: r.confidence,
+            window_start_ms: r.window_start_ms,
+            window_end_ms: r.window_end_ms,
+            observed: r.observed,
+            baseline: r.baseline,
+            description: r.description,
+            statistics,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(statistics: Option<&str>) -> PatternRow {
+        PatternRow {
+            series: "api.rt".into(),
+            metric: "api".into(),
+            context: Some("rt".into()),
+            kind: "spike".into(),
+            confidence: 0.9,
+            window_start_ms: 1_764_000_000_000,
+            window_end_ms: 1_764_000_060_000,
+            observed: 5.0,
+            baseline: 1.0,
+            description: "api.rt spiked".into(),
+            statistics: statistics.map(str::to_string),
+            labels: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn unreadable_statistics_are_an_error_naming_the_row() {
+        assert!(to_patterns(vec![row(None)]).unwrap()[0]
+            .statistics
+            .is_empty());
+        assert!(to_patterns(vec![row(Some("[]"))]).unwrap()[0]
+            .statistics
+            .is_empty());
+        let err = to_patterns(vec![row(Some("[]")), row(Some("[{\"stat"))]).unwrap_err();
+        let text = err.to_string();
+        for part in [
+            "\"api.rt\"",
+            "\"spike\"",
+            "1764000000000",
+            "statistics JSON",
+        ] {
+            assert!(text.contains(part), "{part} in {text}");
+        }
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "keeps serde's error"
+        );
+    }
 }

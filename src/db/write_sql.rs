@@ -577,7 +577,10 @@ macro_rules! backend {
                     .order((patterns::window_start_ms, patterns::id))
                     .select(PatternRow::as_select())
                     .load(c)?;
-                Ok(to_patterns(rows))
+                // a row that does not read is the store's data failing, named in the error
+                to_patterns(rows).map_err(|e| {
+                    diesel::result::Error::DeserializationError(Box::new(e))
+                })
             }
         }
     };

@@ -168,16 +168,23 @@ impl Handler<QueryPatterns> for Tracker {
 }
 
 impl Handler<SubscribePatterns> for Tracker {
-    type Result = SubscriptionId;
+    type Result = Result<SubscriptionId, PipelineError>;
+    /// Refused once stopping: the detector finds no pattern after `Shutdown`, so an id would
+    /// promise what never comes.
     fn handle(
         &mut self,
         SubscribePatterns(to): SubscribePatterns,
         _: &mut Context<Self>,
     ) -> Self::Result {
+        if self.shutting_down || self.closing {
+            return Err(PipelineError::Unavailable(
+                "the pipeline is shut down: no pattern will be found to send".into(),
+            ));
+        }
         self.next_subscription += 1;
         let id = SubscriptionId(self.next_subscription);
         self.subscriptions.do_send(Subscription::Add(id, to));
-        id
+        Ok(id)
     }
 }
 
