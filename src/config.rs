@@ -155,6 +155,13 @@ pub struct Config {
     /// Durable mode: the journal is committed (and fsynced) at least this often (ms): what a
     /// crash can lose. 1 to 60,000.
     pub fsync_interval_ms: u64,
+    /// Forwarding mode (docs/scale-out.md): publish what the pipeline would write (records,
+    /// window snapshots, error counts, patterns: validated, pseudonymised, sampled and
+    /// aggregated as usual) to a NATS JetStream stream instead of the store, for workers
+    /// (`eventbatch worker`) to write. The store given to `start` then only serves the
+    /// detectors' warm-up; queries answer `Err`. Not with `durable`. `None` (the default): the
+    /// pipeline writes to its store. Changing it needs a restart.
+    pub forward: Option<crate::forward::Forward>,
 }
 
 /// Default of [`Config::max_open_series`].
@@ -195,6 +202,7 @@ impl Default for Config {
             durable: false,
             journal_path: None,
             fsync_interval_ms: 100,
+            forward: None,
         }
     }
 }
@@ -428,6 +436,7 @@ impl std::fmt::Debug for Config {
             .field("durable", &self.durable)
             .field("journal_path", &self.journal_path)
             .field("fsync_interval_ms", &self.fsync_interval_ms)
+            .field("forward", &self.forward)
             .finish()
     }
 }

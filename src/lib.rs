@@ -155,6 +155,7 @@ mod db;
 mod encoding;
 mod error;
 mod event;
+pub mod forward;
 mod journal;
 mod messages;
 mod model;
@@ -180,6 +181,7 @@ pub use config::{Config, ConfigPatch, SampleBy, REDACTED_KEY};
 pub use config_file::ENV_PREFIX;
 pub use counters::Stats;
 pub use db::Store;
+pub use forward::Forward;
 pub use error::{ConfigError, Error, PipelineError, Result, StoreError, TrackError};
 pub use event::{EventKind, Priority, TrackEvent, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_TAGS};
 #[cfg(any(test, feature = "testing"))]

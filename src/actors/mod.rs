@@ -19,6 +19,7 @@ pub(crate) mod aggregator_stage;
 pub(crate) mod db_writer;
 pub(crate) mod detector_actor;
 pub(crate) mod front;
+pub(crate) mod nats_sink;
 pub(crate) mod queue_actor;
 pub(crate) mod sampler_stage;
 

@@ -48,6 +48,7 @@ use tokio::sync::oneshot;
 
 use crate::actors::aggregator_stage::{AggregatorStage, BackStages};
 use crate::actors::db_writer::{ConnectQueue, DbWriter, StopWriter};
+use crate::actors::nats_sink::NatsSink;
 use crate::actors::detector_actor::DetectorActor;
 use crate::actors::front::FrontStages;
 use crate::actors::queue_actor::QueueActor;
@@ -100,7 +101,7 @@ pub struct Tracker {
     /// order, before they reach the back stages.
     front: FrontStages,
     /// The writer (to stop it should the stages' thread have failed).
-    writer: Addr<DbWriter>,
+    writer: Recipient<StopWriter>,
     /// The stages' thread and the writer's, joined when the supervisor goes.
     threads: Vec<std::thread::JoinHandle<()>>,
     /// The timer that sends [`Control::Tick`].
@@ -192,11 +193,14 @@ impl Tracker {
             None => None,
         };
         let journal = durable.as_ref().map(|d| d.journal.clone());
+        // The one place the writer is chosen: the store's, or forwarding mode's sink.
         let (writer, writer_thread) = {
             let (counters, clock) = (counters.clone(), clock.clone());
             let core = WriterCore::new(pool.clone(), &settings).with_journal(journal);
-            spawn_system_thread("eventbatch-writer", move || {
-                unbounded(DbWriter {
+            let forward = settings.forward.clone();
+            let (instance, budget) = (settings.instance_id.clone(), settings.store_retry_budget);
+            spawn_system_thread("eventbatch-writer", move || match forward {
+                None => WriterInbox::of(unbounded(DbWriter {
                     core,
                     counters,
                     clock,
@@ -205,7 +209,10 @@ impl Tracker {
                     prune_scheduled: false,
                     shutdown: None,
                     own_address: None,
-                })
+                })),
+                Some(forward) => {
+                    WriterInbox::of(unbounded(NatsSink::new(forward, instance, budget, counters)))
+                }
             })?
         };
         let ((back, committed, subscriptions), stages_thread) = {
@@ -220,7 +227,7 @@ impl Tracker {
                 start_back_stages(&settings, counters, clock, pool, writer)
             })?
         };
-        writer.do_send(ConnectQueue(committed));
+        writer.connect.do_send(ConnectQueue(committed));
         let front = FrontStages {
             sampler: SamplerStage::new(Sampler::from_settings(&settings), counters.clone()),
             aggregator: AggregatorStage::new(
@@ -241,7 +248,7 @@ impl Tracker {
             intake: Vec::with_capacity(INTAKE_BATCH),
             intake_scheduled: false,
             front,
-            writer,
+            writer: writer.stop,
             threads: vec![stages_thread, writer_thread],
             timer: None,
             stats_timer: None,
@@ -504,14 +511,14 @@ fn start_back_stages(
     counters: Arc<Counters>,
     clock: Arc<dyn Clock>,
     pool: Pool,
-    writer: Addr<DbWriter>,
+    writer: WriterInbox,
 ) -> (BackStages, Recipient<Committed>, Recipient<Subscription>) {
     let queue = unbounded(QueueActor::new(
         settings,
         counters.clone(),
         clock.clone(),
-        writer.clone().recipient(),
-        writer.recipient(),
+        writer.write,
+        writer.control,
     ));
     let detector = unbounded(DetectorActor {
         detectors: Detectors::from_settings(settings),
@@ -532,6 +539,34 @@ fn start_back_stages(
         control: detector.recipient(),
     };
     (back, queue.recipient(), subscriptions)
+}
+
+/// What the pipeline sends its writer: the store's `DbWriter`, or forwarding mode's
+/// `NatsSink` (`Config::forward`).
+#[derive(Clone)]
+struct WriterInbox {
+    write: Recipient<Write>,
+    control: Recipient<Control>,
+    connect: Recipient<ConnectQueue>,
+    stop: Recipient<StopWriter>,
+}
+
+impl WriterInbox {
+    fn of<A>(addr: Addr<A>) -> WriterInbox
+    where
+        A: Actor<Context = Context<A>>
+            + Handler<Write>
+            + Handler<Control>
+            + Handler<ConnectQueue>
+            + Handler<StopWriter>,
+    {
+        WriterInbox {
+            write: addr.clone().recipient(),
+            control: addr.clone().recipient(),
+            connect: addr.clone().recipient(),
+            stop: addr.recipient(),
+        }
+    }
 }
 
 /// A pause of the supervisor's mailbox (`ctx.wait`) that ends at once when the supervisor is
