@@ -274,3 +274,75 @@ fn consumer_acked(url: &str, stream: &str) -> Option<u64> {
         Some(info.ack_floor.stream_sequence)
     })
 }
+
+/// Creates `stream` with three replicas on the cluster (the workers and instances then find
+/// it), as an operator would.
+fn create_r3_stream(url: &str, stream: &str) {
+    let (url, stream) = (url.to_string(), stream.to_string());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let client = async_nats::ConnectOptions::new()
+            .connect(eventbatch_addrs(&url))
+            .await
+            .unwrap();
+        let js = async_nats::jetstream::new(client);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let config = async_nats::jetstream::stream::Config {
+                name: stream.clone(),
+                subjects: vec![format!("{stream}.>")],
+                num_replicas: 3,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            };
+            match js.get_or_create_stream(config).await {
+                Ok(_) => return,
+                // the cluster elects its meta leader first
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "no R3 stream: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    })
+}
+
+fn eventbatch_addrs(url: &str) -> Vec<async_nats::ServerAddr> {
+    url.split(',').map(|u| u.parse().unwrap()).collect()
+}
+
+#[test]
+fn a_three_node_cluster_with_an_r3_stream_loses_nothing_when_a_node_stops() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let mut cluster = common::nats::Cluster::start();
+    let url = cluster.url();
+    let stream = "r3";
+    create_r3_stream(&url, stream);
+    let db = TestDb::create("nats_r3");
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..2)
+        .map(|_| spawn_worker(worker_opts(&url, stream, &db.url()), stop.clone()))
+        .collect();
+    let n = 60_000;
+    let stopped = Arc::new(std::sync::Mutex::new(None));
+    let node = Arc::new(std::sync::Mutex::new(cluster.nodes.remove(2)));
+    let (node2, stopped2) = (node.clone(), stopped.clone());
+    let a = instance(config("inst-r1", &url, stream), n, move |b| {
+        if b == 20 {
+            node2.lock().unwrap().stop();
+            *stopped2.lock().unwrap() = Some(());
+        }
+    });
+    let b = instance(config("inst-r2", &url, stream), n, |_| {});
+    let stats = vec![a.join().unwrap(), b.join().unwrap()];
+    assert!(stopped.lock().unwrap().is_some(), "a node was stopped mid-stream");
+    let messages: u64 = stats.iter().map(|s| s.batches_written).sum();
+    wait_applied(&db, messages);
+    stop.store(true, Ordering::Relaxed);
+    let reports: Vec<WorkerReport> = workers.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(reports.iter().map(|r| r.messages).sum::<u64>(), messages);
+    check_store(&db, &stats, 2, n);
+}

@@ -209,19 +209,27 @@ async fn consume(
             }
         }
     };
-    let consumer: consumer::PullConsumer = stream
-        .get_or_create_consumer(
-            &opts.consumer,
-            consumer::pull::Config {
-                durable_name: Some(opts.consumer.clone()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: opts.ack_wait,
-                max_ack_pending: 1024,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| nats(&e))?;
+    let config = consumer::pull::Config {
+        durable_name: Some(opts.consumer.clone()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: opts.ack_wait,
+        max_ack_pending: 1024,
+        ..Default::default()
+    };
+    // a clustered stream elects the consumer's leader first: creating it may time out
+    let consumer: consumer::PullConsumer = loop {
+        match stream
+            .get_or_create_consumer(&opts.consumer, config.clone())
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) if stop.load(Ordering::Relaxed) => return Err(nats(&e)),
+            Err(e) => {
+                log::warn!("worker: consumer {} not ready ({e}); retrying", opts.consumer);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
     log::info!(
         "worker: consuming {} as {} into {}",
         opts.stream,
