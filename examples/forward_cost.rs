@@ -59,7 +59,10 @@ fn run(n: usize, forward: Option<Forward>) -> (Duration, Stats) {
         let t = start(config, Store::sqlite(&path)).expect("start");
         let began = Instant::now();
         for b in batches {
-            t.send(TrackBatch(b)).await.expect("send").expect("accepted");
+            t.send(TrackBatch(b))
+                .await
+                .expect("send")
+                .expect("accepted");
         }
         let stats = t.send(Flush).await.expect("flush").expect("flushed");
         (began.elapsed(), stats)
@@ -92,15 +95,22 @@ fn stream_bodies(url: &str, stream: &str) -> (u64, Vec<Vec<u8>>) {
 }
 
 fn admin_url() -> String {
-    std::env::var("EB_PG_ADMIN_URL").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into())
+    std::env::var("EB_PG_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into())
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
     let server = nats::NatsServer::start();
-    println!("forward_cost: {n} mostly-metric events x {rounds} rounds, nats-server -js on port {}", server.port);
+    println!(
+        "forward_cost: {n} mostly-metric events x {rounds} rounds, nats-server -js on port {}",
+        server.port
+    );
 
     // 1. embedded vs forwarded, alternating
     let (mut embedded, mut forwarded) = (Vec::new(), Vec::new());
@@ -122,7 +132,11 @@ fn main() {
     // 2. bytes on the wire
     let (stored, bodies) = stream_bodies(&server.url(), &last_stream);
     let json: usize = (0..n)
-        .map(|i| serde_json::to_vec(&mostly_metric(i)).map(|v| v.len()).unwrap_or(0))
+        .map(|i| {
+            serde_json::to_vec(&mostly_metric(i))
+                .map(|v| v.len())
+                .unwrap_or(0)
+        })
         .sum();
     let body: usize = bodies.iter().map(Vec::len).sum();
     let raw: Vec<Vec<u8>> = bodies
@@ -158,7 +172,9 @@ fn main() {
     // 3. one worker into PostgreSQL
     let name = format!("eb_forward_cost_{}", std::process::id());
     let mut admin = PgConnection::establish(&admin_url()).expect("PostgreSQL must be running");
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
     let url = format!("postgres://root@127.0.0.1:5432/{name}");
     let stop = Arc::new(AtomicBool::new(false));
     let mut opts = WorkerOptions::new(server.url(), &last_stream, Store::postgres(&url));

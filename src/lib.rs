@@ -181,9 +181,9 @@ pub use config::{Config, ConfigPatch, SampleBy, REDACTED_KEY};
 pub use config_file::ENV_PREFIX;
 pub use counters::Stats;
 pub use db::Store;
-pub use forward::Forward;
 pub use error::{ConfigError, Error, PipelineError, Result, StoreError, TrackError};
 pub use event::{EventKind, Priority, TrackEvent, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_TAGS};
+pub use forward::Forward;
 #[cfg(any(test, feature = "testing"))]
 pub use messages::Tick;
 pub use messages::{

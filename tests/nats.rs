@@ -26,10 +26,16 @@ fn event(i: usize, n: usize) -> TrackEvent {
     match i % 10 {
         0..=3 => TrackEvent::performance("latency", v).context("api").at(ts),
         4 | 5 => TrackEvent::performance("latency", v * 2.0).at(ts),
-        6 => TrackEvent::command("help").user("u1").success(true).duration_ms(v).at(ts),
+        6 => TrackEvent::command("help")
+            .user("u1")
+            .success(true)
+            .duration_ms(v)
+            .at(ts),
         7 => TrackEvent::engagement("reaction").user("u2").at(ts),
         8 => match i % 3 {
-            0 => TrackEvent::error("timeout", "api").message("timed out").at(ts),
+            0 => TrackEvent::error("timeout", "api")
+                .message("timed out")
+                .at(ts),
             _ => TrackEvent::error("rate_limit", "api").message("429").at(ts),
         },
         _ => TrackEvent::datastore("load", "conversation", v).at(ts),
@@ -49,7 +55,8 @@ fn expected_windows(instances: usize, n: usize) -> BTreeMap<(String, String, i64
             9 => ("datastore.load", "conversation"),
             _ => continue,
         };
-        *out.entry((key.0.to_string(), key.1.to_string(), start)).or_insert(0) += instances as i64;
+        *out.entry((key.0.to_string(), key.1.to_string(), start))
+            .or_insert(0) += instances as i64;
     }
     out
 }
@@ -79,12 +86,18 @@ fn instance(
         actix::System::new().block_on(async move {
             let tracker = start(config, local).expect("start in forwarding mode");
             for (b, first) in (0..n).step_by(1000).enumerate() {
-                let batch = (first..(first + 1000).min(n)).map(|i| event(i, n)).collect();
+                let batch = (first..(first + 1000).min(n))
+                    .map(|i| event(i, n))
+                    .collect();
                 let ack = tracker.send(TrackBatch(batch)).await.unwrap().unwrap();
                 assert_eq!(ack.dropped, 0);
                 between(b);
             }
-            tracker.send(Flush).await.unwrap().expect("flush acknowledged by JetStream");
+            tracker
+                .send(Flush)
+                .await
+                .unwrap()
+                .expect("flush acknowledged by JetStream");
             tracker.send(Shutdown).await.unwrap()
         })
     })
@@ -156,7 +169,11 @@ fn check_store(db: &TestDb, stats: &[Stats], instances: usize, n: usize) {
     for (metric, context, start, count) in rows {
         *stored.entry((metric, context, start)).or_insert(0) += count;
     }
-    assert_eq!(stored, expected_windows(instances, n), "window counts = samples sent");
+    assert_eq!(
+        stored,
+        expected_windows(instances, n),
+        "window counts = samples sent"
+    );
     let errors = (0..n).filter(|i| i % 10 == 8).count() * instances;
     assert_eq!(
         db.scalar("SELECT COALESCE(SUM(count), 0) FROM error_counts"),
@@ -246,7 +263,11 @@ fn a_worker_whose_postgres_is_down_acknowledges_nothing_it_has_not_committed() {
     // past two acknowledgement timeouts: every message delivered, none committed
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(applied(&db), 0);
-    assert_eq!(consumer_acked(&nats.url(), stream), Some(0), "nothing acknowledged");
+    assert_eq!(
+        consumer_acked(&nats.url(), stream),
+        Some(0),
+        "nothing acknowledged"
+    );
     proxy.restore();
     wait_applied(&db, stats.batches_written);
     stop.store(true, Ordering::Relaxed);
@@ -338,7 +359,10 @@ fn a_three_node_cluster_with_an_r3_stream_loses_nothing_when_a_node_stops() {
     });
     let b = instance(config("inst-r2", &url, stream), n, |_| {});
     let stats = vec![a.join().unwrap(), b.join().unwrap()];
-    assert!(stopped.lock().unwrap().is_some(), "a node was stopped mid-stream");
+    assert!(
+        stopped.lock().unwrap().is_some(),
+        "a node was stopped mid-stream"
+    );
     let messages: u64 = stats.iter().map(|s| s.batches_written).sum();
     wait_applied(&db, messages);
     stop.store(true, Ordering::Relaxed);

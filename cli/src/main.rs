@@ -16,8 +16,8 @@ use clap::{
     ArgGroup, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum,
 };
 use eventbatch::{
-    start, Config, DetectorSettings, Flush, Forward, GetStats, PatternKind, QueryPatterns, QueryWindows,
-    Resolution, Shutdown, Store, StoreReader, TrackBatch, TrackEvent,
+    start, Config, DetectorSettings, Flush, Forward, GetStats, PatternKind, QueryPatterns,
+    QueryWindows, Resolution, Shutdown, Store, StoreReader, TrackBatch, TrackEvent,
 };
 use eventbatch_cli::report::{self, ReportOptions};
 
@@ -620,20 +620,48 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
 
 /// What the demo's pipeline did, from its final counters.
 fn print_summary(s: &eventbatch::Stats, elapsed: std::time::Duration) {
-    println!("\nsummary ({:.2} s, {:.0} events/s end to end, flush included)", elapsed.as_secs_f64(), s.events_received as f64 / elapsed.as_secs_f64());
+    println!(
+        "\nsummary ({:.2} s, {:.0} events/s end to end, flush included)",
+        elapsed.as_secs_f64(),
+        s.events_received as f64 / elapsed.as_secs_f64()
+    );
     println!("  events in          {:>10}", s.events_received);
     println!("  rejected           {:>10}", s.events_rejected);
-    println!("  sampled out        {:>10}   (cache_hit_rate kept at 10%)", s.events_sampled_out);
-    println!("  aggregated         {:>10}   (into windows and error counts)", s.events_aggregated);
+    println!(
+        "  sampled out        {:>10}   (cache_hit_rate kept at 10%)",
+        s.events_sampled_out
+    );
+    println!(
+        "  aggregated         {:>10}   (into windows and error counts)",
+        s.events_aggregated
+    );
     println!("  records written    {:>10}", s.records_written);
     println!("  window rows        {:>10}   (written as windows closed; plus {} snapshot rewrites by Flush)", s.windows_written - s.snapshot_rows_written.min(s.windows_written), s.snapshot_rows_written);
     println!("  error counts       {:>10}", s.error_counts_written);
-    println!("  rows written       {:>10}   in {} transactions (avg {:.1} rows/batch)", s.rows_written, s.transactions, s.avg_batch_size);
-    println!("  write reduction    {:>9.2}%   rows: 1 - rows written / events in", s.write_reduction() * 100.0);
-    println!("  commit reduction   {:>9.3}%   transactions: 1 - transactions / events in", s.transaction_reduction() * 100.0);
-    println!("  dropped            {:>10}   db errors {}  retries {}", s.events_dropped, s.db_errors, s.retries);
+    println!(
+        "  rows written       {:>10}   in {} transactions (avg {:.1} rows/batch)",
+        s.rows_written, s.transactions, s.avg_batch_size
+    );
+    println!(
+        "  write reduction    {:>9.2}%   rows: 1 - rows written / events in",
+        s.write_reduction() * 100.0
+    );
+    println!(
+        "  commit reduction   {:>9.3}%   transactions: 1 - transactions / events in",
+        s.transaction_reduction() * 100.0
+    );
+    println!(
+        "  dropped            {:>10}   db errors {}  retries {}",
+        s.events_dropped, s.db_errors, s.retries
+    );
     println!("  patterns detected  {:>10}", s.patterns_detected);
-    let lost = s.events_received - s.events_rejected - s.events_sampled_out - s.records_written - s.events_aggregated - s.events_dropped - s.events_quarantined;
+    let lost = s.events_received
+        - s.events_rejected
+        - s.events_sampled_out
+        - s.records_written
+        - s.events_aggregated
+        - s.events_dropped
+        - s.events_quarantined;
     println!("  unaccounted        {:>10}   (received - rejected - sampled - written - aggregated - dropped - quarantined)", lost);
 }
 

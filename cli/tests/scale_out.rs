@@ -19,7 +19,11 @@ fn psql(db: &str, sql: &str) -> String {
         .args(["-h", "127.0.0.1", "-U", "root", "-d", db, "-tAc", sql])
         .output()
         .expect("psql runs");
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -83,7 +87,10 @@ const TOTALS: &str = "SELECT (SELECT count(*) FROM events) || ' ' || \
     (SELECT COALESCE(SUM(count), 0) FROM error_counts)";
 
 fn totals(text: &str) -> Totals {
-    let v: Vec<i64> = text.split_whitespace().map(|t| t.parse().unwrap()).collect();
+    let v: Vec<i64> = text
+        .split_whitespace()
+        .map(|t| t.parse().unwrap())
+        .collect();
     (v[0], v[1], v[2])
 }
 
@@ -101,7 +108,15 @@ fn the_demo_through_two_workers_one_killed_stores_what_the_embedded_demo_stores(
     let config = dir.path().join("demo.toml");
     std::fs::write(&config, "max_batch_size = 500\n").unwrap();
     let demo = Command::new(env!("CARGO_BIN_EXE_eventbatch"))
-        .args(["demo", "--events", EVENTS, "--forward", &server.url(), "--stream", stream])
+        .args([
+            "demo",
+            "--events",
+            EVENTS,
+            "--forward",
+            &server.url(),
+            "--stream",
+            stream,
+        ])
         .arg("--config")
         .arg(&config)
         .arg("--db")
@@ -137,7 +152,11 @@ fn the_demo_through_two_workers_one_killed_stores_what_the_embedded_demo_stores(
         .unwrap_or_else(|| panic!("the demo says how many batches: {text}"));
     // the survivor takes the dead worker's messages over after the 2 s acknowledgement wait
     while applied(&db) < batches {
-        assert!(Instant::now() < deadline, "{} of {batches} committed", applied(&db));
+        assert!(
+            Instant::now() < deadline,
+            "{} of {batches} committed",
+            applied(&db)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(applied(&db), batches);
@@ -156,5 +175,8 @@ fn the_demo_through_two_workers_one_killed_stores_what_the_embedded_demo_stores(
     assert!(out.status.success());
     let embedded = totals(&sqlite(&embedded_db, TOTALS));
     assert!(embedded.0 > 0 && embedded.1 > 0 && embedded.2 > 0);
-    assert_eq!(forwarded, embedded, "(records, window counts, error counts)");
+    assert_eq!(
+        forwarded, embedded,
+        "(records, window counts, error counts)"
+    );
 }

@@ -53,7 +53,8 @@ impl Tally {
         Tally {
             written: Written::of(batch),
             snapshots: (batch.windows.iter().filter(|w| !w.is_final).count()
-                + batch.errors.iter().filter(|e| !e.is_final).count()) as u64,
+                + batch.errors.iter().filter(|e| !e.is_final).count())
+                as u64,
             folded: batch.folded(),
             from_queue: batch.from_queue,
         }
@@ -204,7 +205,13 @@ impl Handler<Write> for NatsSink {
     fn handle(&mut self, Write(batch): Write, _: &mut Context<Self>) {
         if batch.is_empty() {
             if let (true, Some(queue)) = (batch.from_queue, &self.queue) {
-                deliver(queue, Committed { batches: 1, records: 0 });
+                deliver(
+                    queue,
+                    Committed {
+                        batches: 1,
+                        records: 0,
+                    },
+                );
             }
             return;
         }
@@ -439,7 +446,11 @@ impl Publisher {
                 }
             }
         }
-        for m in self.retry.drain(..).chain(self.unacked.drain(..).map(|(m, _)| m)) {
+        for m in self
+            .retry
+            .drain(..)
+            .chain(self.unacked.drain(..).map(|(m, _)| m))
+        {
             m.tally.abandon(&self.counters);
         }
     }
@@ -448,7 +459,10 @@ impl Publisher {
 /// The front publish's acknowledgement, or pending forever when there is none (for `select!`).
 async fn front(
     unacked: &mut VecDeque<(Message, AckFuture)>,
-) -> Option<((), Result<jetstream::publish::PublishAck, jetstream::context::PublishError>)> {
+) -> Option<(
+    (),
+    Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
+)> {
     match unacked.front_mut() {
         Some((_, fut)) => Some(((), fut.await)),
         None => std::future::pending().await,
@@ -460,9 +474,7 @@ async fn publish(
     forward: &Forward,
     m: &Message,
 ) -> Result<AckFuture, jetstream::context::PublishError> {
-    let publish = Publish::build()
-        .payload(m.body.clone())
-        .message_id(&m.id);
+    let publish = Publish::build().payload(m.body.clone()).message_id(&m.id);
     let fut = js.send_publish(forward.subject(), publish).await?;
     Ok(fut.into_future())
 }

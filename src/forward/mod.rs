@@ -98,12 +98,22 @@ mod tests {
 
     #[test]
     fn bad_urls_and_stream_names_name_the_field_and_value() {
-        assert!(Forward::new("nats://127.0.0.1:4222", "ev_1-a").validate().is_ok());
-        assert!(Forward::new("127.0.0.1:4222,nats://h:5", "s").validate().is_ok());
+        assert!(Forward::new("nats://127.0.0.1:4222", "ev_1-a")
+            .validate()
+            .is_ok());
+        assert!(Forward::new("127.0.0.1:4222,nats://h:5", "s")
+            .validate()
+            .is_ok());
         let e = Forward::new("", "s").validate().unwrap_err();
-        assert_eq!((e.field.as_str(), e.value.as_str()), ("forward.url", "\"\""));
+        assert_eq!(
+            (e.field.as_str(), e.value.as_str()),
+            ("forward.url", "\"\"")
+        );
         let e = Forward::new("nats://h:4222", "a.b").validate().unwrap_err();
-        assert_eq!((e.field.as_str(), e.value.as_str()), ("forward.stream", "\"a.b\""));
+        assert_eq!(
+            (e.field.as_str(), e.value.as_str()),
+            ("forward.stream", "\"a.b\"")
+        );
         let e = Forward::new("nats://h:4222", "").validate().unwrap_err();
         assert_eq!(e.field, "forward.stream");
         let e = Forward::new("http://h:x", "s").validate().unwrap_err();

@@ -117,7 +117,10 @@ pub(crate) fn encode_raw(origin: &Origin, batch: &WriteBatch) -> Vec<u8> {
     for r in &batch.records {
         let (duration, value, lens, text) = r.wire_parts();
         let kind = KINDS.iter().position(|k| *k == r.kind).unwrap_or(0) as u8;
-        let priority = PRIORITIES.iter().position(|p| *p == r.priority).unwrap_or(1) as u8;
+        let priority = PRIORITIES
+            .iter()
+            .position(|p| *p == r.priority)
+            .unwrap_or(1) as u8;
         let success = match r.success {
             None => 0u8,
             Some(false) => 1,
@@ -173,7 +176,12 @@ pub(crate) fn encode_raw(origin: &Origin, batch: &WriteBatch) -> Vec<u8> {
     for p in &batch.patterns {
         put_str(&mut out, &p.key.metric);
         put_opt_str(&mut out, p.key.context.as_deref());
-        out.push(PatternKind::ALL.iter().position(|k| *k == p.kind).unwrap_or(0) as u8);
+        out.push(
+            PatternKind::ALL
+                .iter()
+                .position(|k| *k == p.kind)
+                .unwrap_or(0) as u8,
+        );
         out.extend_from_slice(&p.confidence.to_le_bytes());
         put_varint(&mut out, zigzag(p.start_ms));
         put_varint(&mut out, zigzag(p.end_ms));
@@ -249,8 +257,16 @@ pub(crate) fn decode_raw(raw: &[u8]) -> Result<(Origin, WriteBatch), WireError> 
         let ts_ms = last_ts.wrapping_add(unzigzag(r.varint()?));
         last_ts = ts_ms;
         let rate = if flags & 4 != 0 { f64_at(&mut r)? } else { 1.0 };
-        let duration = if flags & 1 != 0 { f64_at(&mut r)? } else { f64::NAN };
-        let value = if flags & 2 != 0 { f64_at(&mut r)? } else { f64::NAN };
+        let duration = if flags & 1 != 0 {
+            f64_at(&mut r)?
+        } else {
+            f64::NAN
+        };
+        let value = if flags & 2 != 0 {
+            f64_at(&mut r)?
+        } else {
+            f64::NAN
+        };
         let mut lens = [ABSENT; FIELDS];
         let mut total = 0usize;
         for len in lens.iter_mut() {
@@ -334,4 +350,131 @@ pub(crate) fn decode_raw(raw: &[u8]) -> Result<(Origin, WriteBatch), WireError> 
     }
     r.finish()?;
     Ok((origin, batch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::TrackEvent;
+    use crate::model::PatternStatistic;
+
+    fn batch() -> WriteBatch {
+        let events = [
+            TrackEvent::command("help")
+                .user("ü1")
+                .server("s")
+                .success(false)
+                .duration_ms(3.5)
+                .at(1_000),
+            TrackEvent::engagement("reaction").at(900),
+            TrackEvent::custom("checkout")
+                .value(12.0)
+                .tag("plan", "pro")
+                .at(2_000),
+            TrackEvent::error("timeout", "api")
+                .message("slow")
+                .at(2_001),
+        ];
+        let mut state = WindowState::new();
+        for v in 0..1000 {
+            state.observe(f64::from(v), 1.0);
+        }
+        WriteBatch {
+            records: events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| Record::from_event(e, if i == 2 { 0.25 } else { 1.0 }))
+                .collect(),
+            windows: vec![WindowSnapshot {
+                key: SeriesKey::new("lat", Some("api")),
+                start_ms: 60_000,
+                end_ms: 120_000,
+                epoch: 7,
+                state,
+                is_final: true,
+            }],
+            errors: vec![ErrorCountSnapshot {
+                error_hash: "abc".into(),
+                error_type: "timeout".into(),
+                error_category: None,
+                start_ms: 0,
+                epoch: 3,
+                count: 9,
+                first_ts_ms: 5,
+                last_ts_ms: 50,
+                is_final: false,
+            }],
+            patterns: vec![PatternRecord {
+                key: SeriesKey::new("lat", None),
+                kind: PatternKind::TrendUp,
+                confidence: 0.9,
+                start_ms: 0,
+                end_ms: 60_000,
+                observed: 3.0,
+                baseline: 1.0,
+                description: "up".into(),
+                detected_at_ms: 61_000,
+                statistics: vec![PatternStatistic {
+                    statistic: "mean".into(),
+                    kind: PatternKind::TrendUp,
+                    confidence: 0.9,
+                    observed: 3.0,
+                    baseline: 1.0,
+                    evidence: crate::stats::detect::Evidence {
+                        z: 4.5,
+                        surprise_decades: 5.0,
+                        ..Default::default()
+                    },
+                }],
+            }],
+            from_queue: true,
+            own_transaction: false,
+        }
+    }
+
+    #[test]
+    fn a_batch_reads_back_as_it_was_sent() {
+        let origin = Origin {
+            instance: "api-1".into(),
+            run: u64::MAX - 3,
+            seq: 42,
+        };
+        let sent = batch();
+        let (o, got) = decode(&encode(&origin, &sent)).unwrap();
+        assert_eq!(o, origin);
+        assert_eq!(got.records, sent.records);
+        assert_eq!(got.errors, sent.errors);
+        assert_eq!(got.patterns, sent.patterns);
+        assert_eq!(got.windows.len(), 1);
+        let (w, s) = (&got.windows[0], &sent.windows[0]);
+        assert_eq!(
+            (&w.key, w.start_ms, w.end_ms, w.epoch, w.is_final),
+            (&s.key, s.start_ms, s.end_ms, s.epoch, s.is_final)
+        );
+        assert_eq!(w.state.to_bytes(), s.state.to_bytes());
+        assert_eq!(origin.msg_id(), "api-1.fffffffffffffffc.42");
+    }
+
+    #[test]
+    fn damaged_messages_are_errors_never_panics() {
+        let origin = Origin {
+            instance: "i".into(),
+            run: 1,
+            seq: 1,
+        };
+        let raw = encode_raw(&origin, &batch());
+        for cut in 0..raw.len() {
+            assert!(decode_raw(&raw[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut flipped = raw.clone();
+        for i in 0..flipped.len() {
+            flipped[i] ^= 0xff;
+            let _ = decode_raw(&flipped);
+            flipped[i] ^= 0xff;
+        }
+        assert!(matches!(decode(b"not zstd"), Err(WireError::Decompress(_))));
+        let mut v2 = raw;
+        v2[0] = 2;
+        assert!(matches!(decode_raw(&v2), Err(WireError::Version(2))));
+    }
 }

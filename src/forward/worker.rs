@@ -225,7 +225,10 @@ async fn consume(
             Ok(c) => break c,
             Err(e) if stop.load(Ordering::Relaxed) => return Err(nats(&e)),
             Err(e) => {
-                log::warn!("worker: consumer {} not ready ({e}); retrying", opts.consumer);
+                log::warn!(
+                    "worker: consumer {} not ready ({e}); retrying",
+                    opts.consumer
+                );
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
@@ -240,11 +243,17 @@ async fn consume(
     let mut last_message = Instant::now();
     let mut last_rollup = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        if opts.rollup_interval.is_some_and(|every| last_rollup.elapsed() >= every) {
+        if opts
+            .rollup_interval
+            .is_some_and(|every| last_rollup.elapsed() >= every)
+        {
             last_rollup = Instant::now();
             tokio::task::block_in_place(|| roll_up(&pool, opts.rollup_lateness));
         }
-        if opts.idle_exit.is_some_and(|idle| last_message.elapsed() >= idle) {
+        if opts
+            .idle_exit
+            .is_some_and(|idle| last_message.elapsed() >= idle)
+        {
             break;
         }
         let batch = consumer
@@ -309,7 +318,9 @@ async fn handle(
     let (origin, batch) = match wire::decode(&message.payload) {
         Ok(decoded) => decoded,
         Err(e) => {
-            log::error!("worker: message {seq} of {stream} is not a forwarded batch ({e}); set aside");
+            log::error!(
+                "worker: message {seq} of {stream} is not a forwarded batch ({e}); set aside"
+            );
             report.malformed += 1;
             let _ = message.ack_with(AckKind::Term).await;
             return;
@@ -320,7 +331,8 @@ async fn handle(
         let mut conn = pool.get().map_err(|e| e.to_string())?;
         match &mut conn.backend {
             crate::db::conn::Backend::Pg(c) => {
-                forward_sql::apply(c, stream, seq, &origin, batch, now_ms).map_err(|e| e.to_string())
+                forward_sql::apply(c, stream, seq, &origin, batch, now_ms)
+                    .map_err(|e| e.to_string())
             }
             crate::db::conn::Backend::Sqlite(_) => Err("the worker writes to PostgreSQL".into()),
         }

@@ -48,9 +48,9 @@ use tokio::sync::oneshot;
 
 use crate::actors::aggregator_stage::{AggregatorStage, BackStages};
 use crate::actors::db_writer::{ConnectQueue, DbWriter, StopWriter};
-use crate::actors::nats_sink::NatsSink;
 use crate::actors::detector_actor::DetectorActor;
 use crate::actors::front::FrontStages;
+use crate::actors::nats_sink::NatsSink;
 use crate::actors::queue_actor::QueueActor;
 use crate::actors::sampler_stage::SamplerStage;
 use crate::actors::UNBOUNDED;
@@ -210,9 +210,9 @@ impl Tracker {
                     shutdown: None,
                     own_address: None,
                 })),
-                Some(forward) => {
-                    WriterInbox::of(unbounded(NatsSink::new(forward, instance, budget, counters)))
-                }
+                Some(forward) => WriterInbox::of(unbounded(NatsSink::new(
+                    forward, instance, budget, counters,
+                ))),
             })?
         };
         let ((back, committed, subscriptions), stages_thread) = {
