@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use eventbatch::forward::worker::{self, WorkerOptions};
-use eventbatch::{start, Config, Flush, Forward, Stats, Store, TrackBatch, TrackEvent};
+use eventbatch::{start, Config, Flush, Forward, Stats, Store, TrackBatch};
 
 #[path = "../benches/support/workloads.rs"]
 mod workloads;
@@ -83,14 +83,17 @@ fn stream_bodies(url: &str, stream: &str) -> (u64, Vec<Vec<u8>>) {
     runtime.block_on(async {
         let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
         let mut s = js.get_stream(stream).await.unwrap();
-        let state = s.info().await.unwrap().state;
+        let (first, last, bytes) = {
+            let state = &s.info().await.unwrap().state;
+            (state.first_sequence, state.last_sequence, state.bytes)
+        };
         let mut bodies = Vec::new();
-        for seq in state.first_sequence..=state.last_sequence {
+        for seq in first..=last {
             if let Ok(m) = s.get_raw_message(seq).await {
                 bodies.push(m.payload.to_vec());
             }
         }
-        (state.bytes, bodies)
+        (bytes, bodies)
     })
 }
 

@@ -239,17 +239,13 @@ impl Handler<Control> for NatsSink {
                     reply: tx,
                     abandon: true,
                 });
-                ctx.wait(
-                    async move { rx.await }
-                        .into_actor(self)
-                        .map(|answer, act, ctx| {
-                            let result = answer.unwrap_or_else(|_| {
-                                Err(PipelineError::Forward("publisher stopped".into()))
-                            });
-                            act.shutdown = Some((reply, result));
-                            ctx.stop();
-                        }),
-                );
+                ctx.wait(rx.into_actor(self).map(|answer, act, ctx| {
+                    let result = answer.unwrap_or_else(|_| {
+                        Err(PipelineError::Forward("publisher stopped".into()))
+                    });
+                    act.shutdown = Some((reply, result));
+                    ctx.stop();
+                }));
             }
             Control::Windows(q) => {
                 let _ = q.reply.send(Err(not_here()));
