@@ -276,6 +276,14 @@ config_fields! {
     /// crash can lose. 1 to 60,000.
     fsync_interval_ms: u64 = 100;
     patch set Option<u64>: "See [`Config::fsync_interval_ms`] (applies from the next journal commit).";
+    /// Forwarding mode (docs/scale-out.md): publish what the pipeline would write (records,
+    /// window snapshots, error counts, patterns: validated, pseudonymised, sampled and
+    /// aggregated as usual) to a NATS JetStream stream instead of the store, for workers
+    /// (`eventbatch worker`) to write. The store given to `start` then only serves the
+    /// detectors' warm-up; queries answer `Err`. Not with `durable`. `None` (the default): the
+    /// pipeline writes to its store. Changing it needs a restart.
+    forward: Option<crate::forward::Forward> = None;
+    patch fixed Option<crate::forward::Forward>: "See [`Config::forward`] (must equal the current value: needs a restart).";
 }
 
 /// Default of [`Config::max_open_series`].
@@ -344,6 +352,15 @@ impl Config {
                     "instance_id",
                     id,
                     "cannot change at run time",
+                ));
+            }
+        }
+        if let Some(forward) = &patch.forward {
+            if Some(forward) != self.forward.as_ref() {
+                return Err(ConfigError::new(
+                    "forward",
+                    format!("{forward:?}"),
+                    "cannot change at run time: needs a restart",
                 ));
             }
         }

@@ -93,6 +93,17 @@ fn set(table: &mut toml::Table, key: &str, name: &str, value: &str) -> Result<()
         table.insert(key.to_string(), toml::Value::String(value.to_string()));
         return Ok(());
     }
+    if key == "forward" {
+        // absent from a serialized default: `{ url = "nats://...", stream = "events" }`
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .filter(toml::Value::is_table)
+            .ok_or_else(|| bad(name, key, value))?;
+        table.insert(key.to_string(), parsed);
+        return Ok(());
+    }
     if let Some(current) = table.get(key) {
         let parsed = typed_like(current, value).ok_or_else(|| bad(name, key, value))?;
         table.insert(key.to_string(), parsed);

@@ -94,6 +94,16 @@ impl<'a> Reader<'a> {
         Err(SketchDecodeError::Invalid("varint longer than 10 bytes"))
     }
 
+    /// Reads the next `n` bytes.
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], SketchDecodeError> {
+        if n > self.rest.len() {
+            return Err(SketchDecodeError::Truncated);
+        }
+        let (head, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(head)
+    }
+
     /// Succeeds if every byte was read.
     pub(crate) fn finish(&self) -> Result<(), SketchDecodeError> {
         if self.rest.is_empty() {

@@ -203,6 +203,11 @@ pub enum PipelineError {
         /// What the journal file answered (the SQLite error), and for how long.
         reason: String,
     },
+    /// Forwarding mode (`Config::forward`): JetStream did not acknowledge everything accepted
+    /// within `store_retry_budget_ms` (it is still retried), or the request needs a store
+    /// (queries: read the workers' database).
+    #[error("forwarding: {0}")]
+    Forward(String),
 }
 
 /// A store operation failed: what failed, whether trying again can help, and the cause.

@@ -158,6 +158,7 @@ mod db;
 mod encoding;
 mod error;
 mod event;
+pub mod forward;
 mod journal;
 mod messages;
 mod model;
@@ -186,6 +187,7 @@ pub use counters::Stats;
 pub use db::Store;
 pub use error::{ConfigError, Error, PipelineError, Result, StoreError, TrackError};
 pub use event::{EventKind, Priority, TrackEvent, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_TAGS};
+pub use forward::Forward;
 #[cfg(any(test, feature = "testing"))]
 pub use messages::Tick;
 pub use messages::{

@@ -158,8 +158,8 @@ pub(crate) enum Field {
     Tags,
     Payload,
 }
-const FIELDS: usize = 7;
-const ABSENT: u32 = u32::MAX;
+pub(crate) const FIELDS: usize = 7;
+pub(crate) const ABSENT: u32 = u32::MAX;
 
 /// One `events` row waiting to be written, packed for memory: every text field lives in one
 /// [`Text`], inline up to [`Text::INLINE`] bytes (a command with a short name and user: no
@@ -265,6 +265,60 @@ impl Record {
     /// `events.name`.
     pub(crate) fn name(&self) -> &str {
         self.field(Field::Name).unwrap_or("")
+    }
+
+    /// The fields the wire format (`crate::forward::wire`) carries besides the public ones:
+    /// duration and value (NaN when absent), the text fields' lengths (`u32::MAX` absent) and
+    /// their concatenated text.
+    pub(crate) fn wire_parts(&self) -> (f64, f64, &[u32; FIELDS], &str) {
+        (self.duration_ms, self.value, &self.lens, self.text.as_str())
+    }
+
+    /// The inverse of [`Record::wire_parts`]; `None` when the lengths do not fit the text.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_wire_parts(
+        ts_ms: i64,
+        sample_rate: f64,
+        duration_ms: f64,
+        value: f64,
+        lens: [u32; FIELDS],
+        text: &str,
+        kind: EventKind,
+        priority: Priority,
+        success: Option<bool>,
+    ) -> Option<Record> {
+        let total: usize = lens
+            .iter()
+            .filter(|&&l| l != ABSENT)
+            .map(|&l| l as usize)
+            .sum();
+        if total != text.len() {
+            return None;
+        }
+        let record = Record {
+            ts_ms,
+            sample_rate,
+            duration_ms,
+            value,
+            text: Text::concat(std::iter::once(text)),
+            lens,
+            kind,
+            priority,
+            success,
+        };
+        // every field must start and end on a character boundary
+        (0..FIELDS)
+            .all(|i| lens[i] == ABSENT || record.field_at(i).is_some())
+            .then_some(record)
+    }
+
+    fn field_at(&self, i: usize) -> Option<&str> {
+        let start: usize = self.lens[..i]
+            .iter()
+            .filter(|&&l| l != ABSENT)
+            .map(|&l| l as usize)
+            .sum();
+        self.text.get(start..start + self.lens[i] as usize)
     }
 
     /// `events.duration_ms`.

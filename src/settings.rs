@@ -85,6 +85,8 @@ pub(crate) struct Settings {
     pub retention: Retention,
     /// See [`Config::durable`].
     pub durable: bool,
+    /// See [`Config::forward`] (checked).
+    pub forward: Option<crate::forward::Forward>,
     /// See [`Config::journal_path`] (resolved against the store at start).
     pub journal_path: Option<PathBuf>,
     /// See [`Config::fsync_interval_ms`].
@@ -222,6 +224,16 @@ impl Settings {
                 "must be a file path (or absent for the default)",
             ));
         }
+        if let Some(f) = &c.forward {
+            f.validate()?;
+            if c.durable {
+                return Err(ConfigError::new(
+                    "durable",
+                    true,
+                    "cannot be on with `forward` (forwarding mode has no journal yet)",
+                ));
+            }
+        }
         let instance_id = match &c.instance_id {
             Some(id) => check_instance_id(id)?,
             None => crate::util::random_instance_id(),
@@ -263,6 +275,7 @@ impl Settings {
             retention: c.retention.clone(),
             durable: c.durable,
             journal_path: c.journal_path.clone(),
+            forward: c.forward.clone(),
             fsync_interval: Duration::from_millis(fsync),
         })
     }

@@ -16,8 +16,8 @@ use clap::{
     ArgGroup, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum,
 };
 use eventbatch::{
-    start, Config, DetectorSettings, Flush, GetStats, PatternKind, QueryPatterns, QueryWindows,
-    Resolution, Shutdown, Store, StoreReader, TrackBatch, TrackEvent,
+    start, Config, DetectorSettings, Flush, Forward, GetStats, PatternKind, QueryPatterns,
+    QueryWindows, Resolution, Shutdown, Store, StoreReader, TrackBatch, TrackEvent,
 };
 use eventbatch_cli::report::{self, ReportOptions};
 
@@ -45,6 +45,10 @@ enum Command {
     /// per series (the mean over the p50-p99 band, each pattern marked) and the patterns in a
     /// table. Reads only; the page needs no network to view.
     Report(ReportArgs),
+    /// Consume a JetStream stream of forwarded batches (`demo --forward`, `Config::forward`)
+    /// and write it to PostgreSQL exactly once; several workers share a stream. Runs until
+    /// SIGTERM or Ctrl-C (or `--idle-exit-ms` without a message).
+    Worker(eventbatch_cli::worker::WorkerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +141,14 @@ struct DemoArgs {
     /// the rest as `Config::default()`.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Forwarding mode (docs/scale-out.md): publish to this NATS server's JetStream stream
+    /// (`--stream`) instead of writing the SQLite file, which then only serves the detectors'
+    /// warm-up; run `eventbatch worker` to write the stream to PostgreSQL.
+    #[arg(long, value_name = "NATS_URL", requires = "stream")]
+    forward: Option<String>,
+    /// The JetStream stream of `--forward` (created when missing).
+    #[arg(long, value_name = "NAME", requires = "forward")]
+    stream: Option<String>,
 }
 
 /// A positive count; `_` separators allowed.
@@ -319,6 +331,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => run_demo(args),
         Command::Report(args) => run_report(args),
+        Command::Worker(args) => eventbatch_cli::worker::run(args),
         Command::Detect(args) => {
             let sub = matches
                 .subcommand_matches("detect")
@@ -513,8 +526,13 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
         }
         .and_then(Config::with_env_overrides)
         .map_err(|e| e.to_string())?;
+        let forward = args.forward.clone().zip(args.stream.clone()).map(|(url, stream)| Forward::new(url, stream));
+        let config = Config { forward: forward.clone().or(config.forward), ..config };
         let tracker = start(config, Store::sqlite(&args.db)).map_err(|e| e.to_string())?;
-        println!("eventbatch demo: {} events into {}", args.events, args.db.display());
+        match &forward {
+            Some(f) => println!("eventbatch demo: {} events forwarded to stream {} at {}", args.events, f.stream, f.url),
+            None => println!("eventbatch demo: {} events into {}", args.events, args.db.display()),
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_err(|e| e.to_string())?
@@ -545,6 +563,13 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
         }
         tracker.send(Flush).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
         let elapsed = began.elapsed();
+        if let Some(f) = &forward {
+            let s = tracker.send(Shutdown).await.map_err(|e| e.to_string())?;
+            print_summary(&s, elapsed);
+            println!("\nforwarded to stream {} ({} batches acknowledged by JetStream); write it to PostgreSQL with:", f.stream, s.batches_written);
+            println!("  eventbatch worker --nats {} --stream {} --url postgres://...", f.url, f.stream);
+            return Ok(());
+        }
         let windows = tracker
             .send(QueryWindows::metric("api_latency").context("api"))
             .await
@@ -558,21 +583,7 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
         let patterns = tracker.send(QueryPatterns::all()).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
         let s = tracker.send(Shutdown).await.map_err(|e| e.to_string())?;
 
-        println!("\nsummary ({:.2} s, {:.0} events/s end to end, flush included)", elapsed.as_secs_f64(), s.events_received as f64 / elapsed.as_secs_f64());
-        println!("  events in          {:>10}", s.events_received);
-        println!("  rejected           {:>10}", s.events_rejected);
-        println!("  sampled out        {:>10}   (cache_hit_rate kept at 10%)", s.events_sampled_out);
-        println!("  aggregated         {:>10}   (into windows and error counts)", s.events_aggregated);
-        println!("  records written    {:>10}", s.records_written);
-        println!("  window rows        {:>10}   (written as windows closed; plus {} snapshot rewrites by Flush)", s.windows_written - s.snapshot_rows_written.min(s.windows_written), s.snapshot_rows_written);
-        println!("  error counts       {:>10}", s.error_counts_written);
-        println!("  rows written       {:>10}   in {} transactions (avg {:.1} rows/batch)", s.rows_written, s.transactions, s.avg_batch_size);
-        println!("  write reduction    {:>9.2}%   rows: 1 - rows written / events in", s.write_reduction() * 100.0);
-        println!("  commit reduction   {:>9.3}%   transactions: 1 - transactions / events in", s.transaction_reduction() * 100.0);
-        println!("  dropped            {:>10}   db errors {}  retries {}", s.events_dropped, s.db_errors, s.retries);
-        println!("  patterns detected  {:>10}", s.patterns_detected);
-        let lost = s.events_received - s.events_rejected - s.events_sampled_out - s.records_written - s.events_aggregated - s.events_dropped - s.events_quarantined;
-        println!("  unaccounted        {:>10}   (received - rejected - sampled - written - aggregated - dropped - quarantined)", lost);
+        print_summary(&s, elapsed);
 
         let mut top = windows.clone();
         top.sort_by(|a, b| b.p99.total_cmp(&a.p99));
@@ -605,6 +616,53 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
         println!("\nwritten to {} (try: sqlite3 {} 'select kind, count(*) from events group by kind')", args.db.display(), args.db.display());
         Ok::<(), String>(())
     })
+}
+
+/// What the demo's pipeline did, from its final counters.
+fn print_summary(s: &eventbatch::Stats, elapsed: std::time::Duration) {
+    println!(
+        "\nsummary ({:.2} s, {:.0} events/s end to end, flush included)",
+        elapsed.as_secs_f64(),
+        s.events_received as f64 / elapsed.as_secs_f64()
+    );
+    println!("  events in          {:>10}", s.events_received);
+    println!("  rejected           {:>10}", s.events_rejected);
+    println!(
+        "  sampled out        {:>10}   (cache_hit_rate kept at 10%)",
+        s.events_sampled_out
+    );
+    println!(
+        "  aggregated         {:>10}   (into windows and error counts)",
+        s.events_aggregated
+    );
+    println!("  records written    {:>10}", s.records_written);
+    println!("  window rows        {:>10}   (written as windows closed; plus {} snapshot rewrites by Flush)", s.windows_written - s.snapshot_rows_written.min(s.windows_written), s.snapshot_rows_written);
+    println!("  error counts       {:>10}", s.error_counts_written);
+    println!(
+        "  rows written       {:>10}   in {} transactions (avg {:.1} rows/batch)",
+        s.rows_written, s.transactions, s.avg_batch_size
+    );
+    println!(
+        "  write reduction    {:>9.2}%   rows: 1 - rows written / events in",
+        s.write_reduction() * 100.0
+    );
+    println!(
+        "  commit reduction   {:>9.3}%   transactions: 1 - transactions / events in",
+        s.transaction_reduction() * 100.0
+    );
+    println!(
+        "  dropped            {:>10}   db errors {}  retries {}",
+        s.events_dropped, s.db_errors, s.retries
+    );
+    println!("  patterns detected  {:>10}", s.patterns_detected);
+    let lost = s.events_received
+        - s.events_rejected
+        - s.events_sampled_out
+        - s.records_written
+        - s.events_aggregated
+        - s.events_dropped
+        - s.events_quarantined;
+    println!("  unaccounted        {:>10}   (received - rejected - sampled - written - aggregated - dropped - quarantined)", lost);
 }
 
 /// `YYYY-MM-DD HH:MM` in UTC (the milliseconds as they are if out of the calendar's range).

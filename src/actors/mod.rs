@@ -16,6 +16,7 @@
 pub(crate) mod aggregator_stage;
 pub(crate) mod db_writer;
 pub(crate) mod detector_stage;
+pub(crate) mod nats_sink;
 pub(crate) mod queue_stage;
 pub(crate) mod sampler_stage;
 

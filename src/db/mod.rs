@@ -5,6 +5,7 @@ pub(crate) mod backend;
 pub(crate) mod bookkeeping;
 pub(crate) mod conn;
 pub(crate) mod event_insert;
+pub(crate) mod forward_sql;
 pub(crate) mod location;
 pub(crate) mod models;
 pub(crate) mod open;

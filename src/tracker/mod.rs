@@ -47,6 +47,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::actors::db_writer::{ConnectQueue, DbWriter, StopWriter};
+use crate::actors::nats_sink::NatsSink;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::counters::{Counters, Stats};
@@ -56,7 +57,8 @@ use crate::error::{ConfigError, Error, PipelineError, TrackError};
 use crate::event::{EventKind, TrackEvent};
 use crate::journal::Journal;
 use crate::messages::*;
-use crate::pipeline::stage::unbounded;
+use crate::model::WriteBatch;
+use crate::pipeline::stage::{unbounded, Item};
 use crate::pipeline::{front_stages, start_back_stages, BackStages, FrontStages};
 use crate::settings::Settings;
 use crate::telemetry::Publisher;
@@ -84,7 +86,7 @@ pub struct Tracker {
     /// order, before they reach the back stages.
     front: FrontStages,
     /// The writer (to stop it should the stages' thread have failed).
-    writer: Addr<DbWriter>,
+    writer: Recipient<StopWriter>,
     /// The stages' thread and the writer's, joined when the supervisor goes.
     threads: Vec<std::thread::JoinHandle<()>>,
     /// The timer that sends [`Control::Tick`].
@@ -176,11 +178,14 @@ impl Tracker {
             None => None,
         };
         let journal = durable.as_ref().map(|d| d.journal.clone());
+        // The one place the writer is chosen: the store's, or forwarding mode's sink.
         let (writer, writer_thread) = {
             let (counters, clock) = (counters.clone(), clock.clone());
             let core = WriterCore::new(pool.clone(), &settings).with_journal(journal);
-            spawn_system_thread("eventbatch-writer", move || {
-                unbounded(DbWriter {
+            let forward = settings.forward.clone();
+            let (instance, budget) = (settings.instance_id.clone(), settings.store_retry_budget);
+            spawn_system_thread("eventbatch-writer", move || match forward {
+                None => WriterInbox::of(unbounded(DbWriter {
                     core,
                     counters,
                     clock,
@@ -189,7 +194,10 @@ impl Tracker {
                     prune_scheduled: false,
                     shutdown: None,
                     own_address: None,
-                })
+                })),
+                Some(forward) => WriterInbox::of(unbounded(NatsSink::new(
+                    forward, instance, budget, counters,
+                ))),
             })?
         };
         let (back, stages_thread) = {
@@ -198,7 +206,7 @@ impl Tracker {
                 counters.clone(),
                 clock.clone(),
                 pool.clone(),
-                writer.clone().recipient(),
+                writer.items.clone(),
             );
             spawn_system_thread("eventbatch-stages", move || {
                 start_back_stages(&settings, counters, clock, pool, writer)
@@ -209,7 +217,7 @@ impl Tracker {
             subscriptions,
             committed,
         } = back;
-        writer.do_send(ConnectQueue(committed));
+        writer.connect.do_send(ConnectQueue(committed));
         let front = front_stages(&settings, &counters, clock.clone(), detector);
         Ok(unbounded(Tracker {
             config,
@@ -221,7 +229,7 @@ impl Tracker {
             intake: Vec::with_capacity(INTAKE_BATCH),
             intake_scheduled: false,
             front,
-            writer,
+            writer: writer.stop,
             threads: vec![stages_thread, writer_thread],
             timer: None,
             stats_timer: None,
@@ -470,6 +478,34 @@ impl Actor for Tracker {
         }
         self.closing = true;
         Running::Continue
+    }
+}
+
+/// What the pipeline sends its writer: the store's `DbWriter`, or forwarding mode's
+/// `NatsSink` (`Config::forward`).
+#[derive(Clone)]
+struct WriterInbox {
+    /// The end of the chain: the queue's batches and markers.
+    items: Recipient<Item<WriteBatch>>,
+    /// Where the writer confirms the queue's batches (set once the queue exists).
+    connect: Recipient<ConnectQueue>,
+    /// Stops the writer (should the stages' thread have failed).
+    stop: Recipient<StopWriter>,
+}
+
+impl WriterInbox {
+    fn of<A>(addr: Addr<A>) -> WriterInbox
+    where
+        A: Actor<Context = Context<A>>
+            + Handler<Item<WriteBatch>>
+            + Handler<ConnectQueue>
+            + Handler<StopWriter>,
+    {
+        WriterInbox {
+            items: addr.clone().recipient(),
+            connect: addr.clone().recipient(),
+            stop: addr.recipient(),
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod metrics;
+pub mod nats;
 pub mod netns;
 pub mod pg;
 pub mod tmpfs;

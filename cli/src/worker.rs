@@ -1,0 +1,52 @@
+//! `eventbatch worker`: a scale-out worker (docs/scale-out.md) over the library's
+//! `eventbatch::forward::worker`.
+
+use std::time::Duration;
+
+use clap::Args;
+use eventbatch::forward::worker::{self, WorkerOptions, DEFAULT_CONSUMER};
+use eventbatch::Store;
+
+/// `eventbatch worker` arguments.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The NATS server(s): `nats://host:port`, several separated by commas.
+    #[arg(long, value_name = "URL")]
+    pub nats: String,
+    /// The JetStream stream the instances forward to (created when missing).
+    #[arg(long, value_name = "NAME")]
+    pub stream: String,
+    /// The PostgreSQL store: `postgres://user@host/db` (migrated at start).
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// The durable pull consumer the stream's workers share (created when missing).
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_CONSUMER)]
+    pub consumer: String,
+    /// How long a delivered message stays with its worker before JetStream gives it to
+    /// another: the takeover time when a worker dies (used when the consumer is created).
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    pub ack_wait_ms: u64,
+    /// Stop after this long without a message (default: run until SIGTERM or Ctrl-C).
+    #[arg(long, value_name = "MS")]
+    pub idle_exit_ms: Option<u64>,
+}
+
+/// Runs the worker until a signal (or `--idle-exit-ms`), then prints what it wrote.
+pub fn run(args: WorkerArgs) -> Result<(), String> {
+    let mut opts = WorkerOptions::new(args.nats, args.stream, Store::from_url(&args.url));
+    opts.consumer = args.consumer;
+    opts.ack_wait = Duration::from_millis(args.ack_wait_ms);
+    opts.idle_exit = args.idle_exit_ms.map(Duration::from_millis);
+    let report = worker::run_until_signal(opts).map_err(|e| e.to_string())?;
+    println!(
+        "worker: {} messages written ({} records, {} window rows, {} error counts, {} patterns), {} delivered again and skipped, {} failed and left for redelivery",
+        report.messages,
+        report.records,
+        report.windows,
+        report.error_counts,
+        report.patterns,
+        report.duplicates,
+        report.failed
+    );
+    Ok(())
+}

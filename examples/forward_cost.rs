@@ -1,0 +1,228 @@
+//! What scale-out costs and carries (docs/scale-out.md), in one run on this machine:
+//!
+//! 1. the mostly-metric mix (benches/support/workloads.rs) through the embedded pipeline into
+//!    a fresh SQLite file, and the same events through a pipeline in forwarding mode into a
+//!    JetStream stream (a `nats-server -js` this example starts on a free port), alternating,
+//!    each timed to its `Flush` (every event in the store, or acknowledged by JetStream);
+//! 2. bytes per event on the wire (the stream's stored message bytes) against the JSON of the
+//!    same events (`serde_json` of each `TrackEvent`), and the forwarded batches' raw encoding
+//!    compressed with zstd (levels 1 and 3) and lz4, side by side;
+//! 3. one worker (`eventbatch::forward::worker`) draining the stream into a fresh PostgreSQL
+//!    database (127.0.0.1:5432, trust auth; `EB_PG_ADMIN_URL` overrides the admin URL): events
+//!    per second and CPU time of this process per event (PostgreSQL's own CPU not included).
+//!
+//! `cargo run --release --example forward_cost [EVENTS] [ROUNDS]` (default 1,000,000 x 3).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use eventbatch::forward::worker::{self, WorkerOptions};
+use eventbatch::{start, Config, Flush, Forward, Stats, Store, TrackBatch};
+
+#[path = "../benches/support/workloads.rs"]
+mod workloads;
+use workloads::{batches, mostly_metric};
+
+#[path = "../tests/common/nats.rs"]
+#[allow(dead_code)]
+mod nats;
+
+/// CPU time this process has used so far (user + system, every thread), from /proc.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// `n` mostly-metric events into a pipeline (SQLite, or forwarding to `forward`), to `Flush`.
+fn run(n: usize, forward: Option<Forward>) -> (Duration, Stats) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bench.db");
+    let batches = batches(mostly_metric, n);
+    actix::System::new().block_on(async move {
+        let config = Config {
+            max_batch_size: 500,
+            max_queued_events: 2 * n,
+            forward,
+            metrics_interval_ms: 0,
+            stats_log_interval_ms: 0,
+            ..Config::default()
+        };
+        let t = start(config, Store::sqlite(&path)).expect("start");
+        let began = Instant::now();
+        for b in batches {
+            t.send(TrackBatch(b))
+                .await
+                .expect("send")
+                .expect("accepted");
+        }
+        let stats = t.send(Flush).await.expect("flush").expect("flushed");
+        (began.elapsed(), stats)
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The bodies of every message in `stream`.
+fn stream_bodies(url: &str, stream: &str) -> (u64, Vec<Vec<u8>>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        let mut s = js.get_stream(stream).await.unwrap();
+        let (first, last, bytes) = {
+            let state = &s.info().await.unwrap().state;
+            (state.first_sequence, state.last_sequence, state.bytes)
+        };
+        let mut bodies = Vec::new();
+        for seq in first..=last {
+            if let Ok(m) = s.get_raw_message(seq).await {
+                bodies.push(m.payload.to_vec());
+            }
+        }
+        (bytes, bodies)
+    })
+}
+
+fn admin_url() -> String {
+    std::env::var("EB_PG_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into())
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+    let server = nats::NatsServer::start();
+    println!(
+        "forward_cost: {n} mostly-metric events x {rounds} rounds, nats-server -js on port {}",
+        server.port
+    );
+
+    // 1. embedded vs forwarded, alternating
+    let (mut embedded, mut forwarded) = (Vec::new(), Vec::new());
+    let mut last_stream = String::new();
+    for round in 0..rounds {
+        let (t, _) = run(n, None);
+        embedded.push(n as f64 / t.as_secs_f64());
+        last_stream = format!("cost{round}");
+        let (t, s) = run(n, Some(Forward::new(server.url(), &last_stream)));
+        forwarded.push(n as f64 / t.as_secs_f64());
+        println!(
+            "  round {round}: embedded SQLite {:>10.0} ev/s   forwarded {:>10.0} ev/s   ({} messages, {} records, {} window rows)",
+            embedded[round], forwarded[round], s.batches_written, s.records_written, s.windows_written
+        );
+    }
+    let (e, f) = (median(embedded), median(forwarded));
+    println!("events/s (median): embedded SQLite {e:.0}, forwarded to JetStream {f:.0}: forwarded/embedded {:.2}x", f / e);
+
+    // 2. bytes on the wire
+    let (stored, bodies) = stream_bodies(&server.url(), &last_stream);
+    let json: usize = (0..n)
+        .map(|i| {
+            serde_json::to_vec(&mostly_metric(i))
+                .map(|v| v.len())
+                .unwrap_or(0)
+        })
+        .sum();
+    let body: usize = bodies.iter().map(Vec::len).sum();
+    let raw: Vec<Vec<u8>> = bodies
+        .iter()
+        .map(|b| zstd::bulk::decompress(b, 256 << 20).expect("a forwarded batch"))
+        .collect();
+    let raw_len: usize = raw.iter().map(Vec::len).sum();
+    println!(
+        "bytes/event: JSON {:.1}; wire (stream bytes) {:.2} ({:.0}x smaller); message bodies {:.2}; uncompressed encoding {:.2}",
+        json as f64 / n as f64,
+        stored as f64 / n as f64,
+        json as f64 / stored as f64,
+        body as f64 / n as f64,
+        raw_len as f64 / n as f64
+    );
+    for (name, level) in [("zstd-1", Some(1)), ("zstd-3", Some(3)), ("lz4", None)] {
+        let began = Instant::now();
+        let out: usize = raw
+            .iter()
+            .map(|r| match level {
+                Some(l) => zstd::bulk::compress(r, l).unwrap().len(),
+                None => lz4_flex::compress_prepend_size(r).len(),
+            })
+            .sum();
+        let secs = began.elapsed().as_secs_f64();
+        println!(
+            "  {name:<7} {:>8.2} bytes/event, {:>6.0} MB/s raw in",
+            out as f64 / n as f64,
+            raw_len as f64 / secs / 1e6
+        );
+    }
+
+    // 3. one worker into PostgreSQL
+    let name = format!("eb_forward_cost_{}", std::process::id());
+    let mut admin = PgConnection::establish(&admin_url()).expect("PostgreSQL must be running");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let url = format!("postgres://root@127.0.0.1:5432/{name}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut opts = WorkerOptions::new(server.url(), &last_stream, Store::postgres(&url));
+    opts.fetch = 256;
+    let messages = bodies.len() as i64;
+    let cpu = cpu_time();
+    let began = Instant::now();
+    let w = {
+        let stop = stop.clone();
+        std::thread::spawn(move || worker::run(opts, stop))
+    };
+    let mut conn = loop {
+        match PgConnection::establish(&url) {
+            Ok(c) => break c,
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    loop {
+        let applied = diesel::sql_query("SELECT count(*) AS n FROM nats_applied")
+            .get_result::<N>(&mut conn)
+            .map(|r| r.n)
+            .unwrap_or(0);
+        if applied >= messages {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = began.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu);
+    stop.store(true, Ordering::Relaxed);
+    let report = w.join().unwrap().expect("worker");
+    println!(
+        "worker into PostgreSQL: {} messages, {} records, {} window rows in {:.2} s: {:.0} ev/s; CPU of this process {:.2} us/event",
+        report.messages,
+        report.records,
+        report.windows,
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / n as f64
+    );
+    drop(conn);
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}

@@ -1,0 +1,183 @@
+//! The scale-out worker's SQL (PostgreSQL; docs/scale-out.md): one forwarded message in one
+//! transaction with its stream sequence, so it is written exactly once.
+//!
+//! Records and patterns go through the writer's own SQL (`write_sql::pg::write_batch`) under
+//! the sending instance's id. Window and error-count rows are written under one id per epoch
+//! ([`Origin::epoch_instance`]) with the epoch's whole state, replacing an older snapshot of
+//! the same epoch only (`WHERE stored.count <= new.count`), so snapshots may arrive in any
+//! order, at any worker, any number of times.
+
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::query_dsl::methods::FilterDsl;
+use diesel::upsert::excluded;
+
+use crate::db::bookkeeping::{Bases, BatchMark, Txn};
+use crate::db::models::{NewErrorCountRow, NewWindowRow};
+use crate::db::schema::{error_counts, metric_windows};
+use crate::forward::wire::Origin;
+use crate::model::WriteBatch;
+
+diesel::table! {
+    /// The stream sequences whose rows are committed (see the module docs).
+    nats_applied (stream, seq) {
+        stream -> Text,
+        seq -> BigInt,
+        applied_at_ms -> BigInt,
+    }
+}
+
+/// What one message wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Applied {
+    /// The message was already committed (delivered again): nothing written.
+    pub duplicate: bool,
+    pub records: u64,
+    pub windows: u64,
+    pub errors: u64,
+    pub patterns: u64,
+}
+
+/// Writes `batch` (message `seq` of `stream`, sent by `origin`) in one transaction with its
+/// sequence; writes nothing if the sequence is already committed.
+pub(crate) fn apply(
+    c: &mut PgConnection,
+    stream: &str,
+    seq: u64,
+    origin: &Origin,
+    batch: WriteBatch,
+    now_ms: i64,
+) -> QueryResult<Applied> {
+    c.transaction(|c| {
+        let claimed = diesel::insert_into(nats_applied::table)
+            .values((
+                nats_applied::stream.eq(stream),
+                nats_applied::seq.eq(seq as i64),
+                nats_applied::applied_at_ms.eq(now_ms),
+            ))
+            .on_conflict_do_nothing()
+            .execute(c)?;
+        if claimed == 0 {
+            return Ok(Applied {
+                duplicate: true,
+                ..Applied::default()
+            });
+        }
+        let WriteBatch {
+            records,
+            windows,
+            errors,
+            patterns,
+            ..
+        } = batch;
+        let applied = Applied {
+            duplicate: false,
+            records: records.len() as u64,
+            windows: windows.len() as u64,
+            errors: errors.len() as u64,
+            patterns: patterns.len() as u64,
+        };
+        if !records.is_empty() || !patterns.is_empty() {
+            let rows = WriteBatch {
+                records,
+                patterns,
+                ..WriteBatch::default()
+            };
+            let mark = BatchMark {
+                run_id: (origin.run >> 1) as i64,
+                seq: origin.seq as i64,
+            };
+            let mut no_bases = Bases::default();
+            crate::db::write_sql::pg::write_batch(
+                c,
+                &origin.instance,
+                &rows,
+                mark,
+                &mut no_bases,
+                Txn::Enclosing,
+            )?;
+        }
+        for w in &windows {
+            let instance = origin.epoch_instance(w.epoch);
+            let s = w.state.summary();
+            let blob = w.state.to_bytes();
+            let series = w.key.name();
+            let labels = w.key.labels_text();
+            let row = NewWindowRow {
+                instance_id: &instance,
+                series: &series,
+                metric: &w.key.metric,
+                context: w.key.context.as_deref(),
+                window_start_ms: w.start_ms,
+                window_end_ms: w.end_ms,
+                count: s.count as i64,
+                estimated_count: s.estimated_count,
+                sum: s.sum,
+                min: s.min,
+                max: s.max,
+                mean: s.mean,
+                stddev: s.stddev,
+                p50: s.p50,
+                p90: s.p90,
+                p95: s.p95,
+                p99: s.p99,
+                sketch: Some(&blob),
+                is_final: w.is_final,
+                labels: &labels,
+                labels_key: w.key.labels_key(),
+            };
+            diesel::insert_into(metric_windows::table)
+                .values(&row)
+                .on_conflict((
+                    metric_windows::instance_id,
+                    metric_windows::metric,
+                    metric_windows::context_key,
+                    metric_windows::labels_key,
+                    metric_windows::window_start_ms,
+                ))
+                .do_update()
+                .set(&row)
+                // a newer snapshot (more samples), or the final row of the same samples
+                .filter(
+                    metric_windows::count
+                        .lt(excluded(metric_windows::count))
+                        .or(metric_windows::count
+                            .eq(excluded(metric_windows::count))
+                            .and(metric_windows::is_final.eq(false))),
+                )
+                .execute(c)?;
+        }
+        if !windows.is_empty() {
+            let marks = WriteBatch {
+                windows,
+                ..WriteBatch::default()
+            };
+            crate::db::rollup_sql::pg::mark_pending(c, &origin.instance, &marks)?;
+        }
+        for e in &errors {
+            let instance = origin.epoch_instance(e.epoch);
+            let row = NewErrorCountRow {
+                instance_id: &instance,
+                error_hash: &e.error_hash,
+                error_type: &e.error_type,
+                error_category: e.error_category.as_deref(),
+                window_start_ms: e.start_ms,
+                count: e.count as i64,
+                first_ts_ms: e.first_ts_ms,
+                last_ts_ms: e.last_ts_ms,
+            };
+            diesel::insert_into(error_counts::table)
+                .values(&row)
+                .on_conflict((
+                    error_counts::instance_id,
+                    error_counts::error_hash,
+                    error_counts::window_start_ms,
+                ))
+                .do_update()
+                .set(&row)
+                .filter(error_counts::count.le(excluded(error_counts::count)))
+                .execute(c)?;
+        }
+        Ok(applied)
+    })
+}

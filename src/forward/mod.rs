@@ -1,0 +1,122 @@
+//! Scale-out (docs/scale-out.md): an instance's pipeline forwards what it would write to a NATS
+//! JetStream stream ([`Forward`], `Config::forward`; the sink is `crate::actors::nats_sink`), and
+//! workers ([`worker`]) consume the stream and write it exactly once to PostgreSQL.
+
+pub(crate) mod wire;
+pub mod worker;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+
+pub use wire::WireError;
+
+/// Where a forwarding pipeline publishes (`Config::forward`).
+///
+/// ```
+/// let f = eventbatch::Forward::new("nats://127.0.0.1:4222", "events");
+/// assert_eq!(f.subject(), "events.batches");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Forward {
+    /// The NATS server(s): `nats://host:port` (or `host:port`), several separated by commas.
+    pub url: String,
+    /// The JetStream stream, created when missing (subjects `<stream>.>`, file storage,
+    /// limits retention, a 2-minute duplicate window): letters, digits, `-` and `_`.
+    pub stream: String,
+}
+
+impl Forward {
+    /// Publish to `stream` on the NATS server(s) at `url`.
+    pub fn new(url: impl Into<String>, stream: impl Into<String>) -> Self {
+        Forward {
+            url: url.into(),
+            stream: stream.into(),
+        }
+    }
+
+    /// The subject batches are published on.
+    pub fn subject(&self) -> String {
+        format!("{}.batches", self.stream)
+    }
+
+    /// Checks the URL and the stream name.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        check_url("forward.url", &self.url)?;
+        check_stream("forward.stream", &self.stream)
+    }
+
+    /// The server addresses of the URL.
+    pub(crate) fn addrs(&self) -> Vec<async_nats::ServerAddr> {
+        addrs(&self.url)
+    }
+}
+
+/// The server addresses of a checked URL list.
+pub(crate) fn addrs(url: &str) -> Vec<async_nats::ServerAddr> {
+    url.split(',')
+        .filter_map(|u| u.trim().parse().ok())
+        .collect()
+}
+
+/// A NATS URL list: each part parses as a server address.
+pub(crate) fn check_url(field: &str, url: &str) -> Result<(), ConfigError> {
+    let ok = !url.trim().is_empty()
+        && url
+            .split(',')
+            .all(|u| u.trim().parse::<async_nats::ServerAddr>().is_ok());
+    match ok {
+        true => Ok(()),
+        false => Err(ConfigError::new(
+            field,
+            format!("{url:?}"),
+            "must be nats://host:port (several separated by commas)",
+        )),
+    }
+}
+
+/// A JetStream stream name: 1 to 64 letters, digits, `-` and `_`.
+pub(crate) fn check_stream(field: &str, stream: &str) -> Result<(), ConfigError> {
+    let ok = (1..=64).contains(&stream.len())
+        && stream
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    match ok {
+        true => Ok(()),
+        false => Err(ConfigError::new(
+            field,
+            format!("{stream:?}"),
+            "must be 1 to 64 letters, digits, '-' or '_'",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_urls_and_stream_names_name_the_field_and_value() {
+        assert!(Forward::new("nats://127.0.0.1:4222", "ev_1-a")
+            .validate()
+            .is_ok());
+        assert!(Forward::new("127.0.0.1:4222,nats://h:5", "s")
+            .validate()
+            .is_ok());
+        let e = Forward::new("", "s").validate().unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.value.as_str()),
+            ("forward.url", "\"\"")
+        );
+        let e = Forward::new("nats://h:4222", "a.b").validate().unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.value.as_str()),
+            ("forward.stream", "\"a.b\"")
+        );
+        let e = Forward::new("nats://h:4222", "").validate().unwrap_err();
+        assert_eq!(e.field, "forward.stream");
+        let e = Forward::new("http://h:x", "s").validate().unwrap_err();
+        assert_eq!(e.field, "forward.url");
+    }
+}

@@ -1,0 +1,365 @@
+//! The scale-out worker (docs/scale-out.md; `eventbatch worker`): consumes a JetStream stream
+//! of forwarded batches through the shared durable pull consumer and writes each message to
+//! PostgreSQL exactly once: in one transaction with its stream sequence
+//! (`crate::db::forward_sql`), acknowledged only after the commit. Several workers on one
+//! stream share its messages; a message a dead worker held is delivered to another after the
+//! consumer's `ack_wait`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer, AckKind};
+use futures_util::StreamExt;
+use thiserror::Error;
+
+use crate::actors::nats_sink::stream_config;
+use crate::db::forward_sql;
+use crate::db::open::{open_with, OpenOptions};
+use crate::db::pool::Pool;
+use crate::error::ConfigError;
+use crate::forward::{check_stream, check_url, wire};
+use crate::Store;
+
+/// The shared durable consumer's default name.
+pub const DEFAULT_CONSUMER: &str = "eventbatch-workers";
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// The NATS server(s): `nats://host:port`, several separated by commas.
+    pub nats: String,
+    /// The stream (created when missing, with the forwarding pipeline's settings).
+    pub stream: String,
+    /// The PostgreSQL store (migrated at start).
+    pub store: Store,
+    /// The durable pull consumer all workers of the stream share (created when missing).
+    pub consumer: String,
+    /// How long a delivered message stays with its worker before JetStream gives it to another:
+    /// the takeover time when a worker dies. Default 30 s.
+    pub ack_wait: Duration,
+    /// Messages fetched at a time. Default 64.
+    pub fetch: usize,
+    /// How often the worker runs the roll-up job (hour, day and week windows, as the embedded
+    /// writer does; one worker at a time holds its lock). `None`: never. Default 60 s.
+    pub rollup_interval: Option<Duration>,
+    /// The lateness a roll-up bucket waits for past its end: the instances'
+    /// `allowed_lateness_ms`. Default 5 s (the `Config` default).
+    pub rollup_lateness: Duration,
+    /// Stop after this long without a message (`None`: run until [`WorkerOptions`]'s stop
+    /// flag is set).
+    pub idle_exit: Option<Duration>,
+}
+
+impl WorkerOptions {
+    /// Defaults for `stream` on `nats`, writing to `store`.
+    pub fn new(nats: impl Into<String>, stream: impl Into<String>, store: Store) -> Self {
+        WorkerOptions {
+            nats: nats.into(),
+            stream: stream.into(),
+            store,
+            consumer: DEFAULT_CONSUMER.to_string(),
+            ack_wait: Duration::from_secs(30),
+            fetch: 64,
+            rollup_interval: Some(Duration::from_secs(60)),
+            rollup_lateness: Duration::from_secs(5),
+            idle_exit: None,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_url("nats", &self.nats)?;
+        check_stream("stream", &self.stream)?;
+        check_stream("consumer", &self.consumer)?;
+        if !self.store.is_postgres() {
+            return Err(ConfigError::new(
+                "store",
+                self.store.describe(),
+                "must be a PostgreSQL URL (postgres://...)",
+            ));
+        }
+        if self.ack_wait < Duration::from_millis(100) {
+            return Err(ConfigError::new(
+                "ack_wait",
+                format!("{:?}", self.ack_wait),
+                "must be at least 100 ms",
+            ));
+        }
+        if self.fetch == 0 || self.fetch > 10_000 {
+            return Err(ConfigError::new("fetch", self.fetch, "must be 1 to 10,000"));
+        }
+        Ok(())
+    }
+}
+
+/// What a worker did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Messages committed (each once).
+    pub messages: u64,
+    /// Messages delivered again whose rows were already committed: acknowledged, not written.
+    pub duplicates: u64,
+    /// Records, window rows, error-count rows and patterns written.
+    pub records: u64,
+    /// Window snapshots written (a later snapshot of a window replaces the earlier one).
+    pub windows: u64,
+    /// Error-count snapshots written.
+    pub error_counts: u64,
+    /// Patterns written.
+    pub patterns: u64,
+    /// Messages that failed to commit (store down): not acknowledged, delivered again.
+    pub failed: u64,
+    /// Messages that are not forwarded batches: acknowledged as terminated, logged.
+    pub malformed: u64,
+}
+
+/// Why a worker stopped.
+#[derive(Debug, Error)]
+pub enum WorkerError {
+    /// An option is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::Error),
+    /// NATS refused the stream or the consumer.
+    #[error("NATS: {0}")]
+    Nats(String),
+    /// The worker's runtime could not start.
+    #[error("runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Runs a worker on this thread (it starts a runtime of its own) until `stop` is set or, with
+/// `idle_exit`, until no message came for that long. Creates the stream and the consumer when
+/// missing.
+pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerReport, WorkerError> {
+    run_with(opts, stop, || {})
+}
+
+fn run_with(
+    opts: WorkerOptions,
+    stop: Arc<AtomicBool>,
+    on_start: impl FnOnce(),
+) -> Result<WorkerReport, WorkerError> {
+    opts.validate()?;
+    let pool = open_with(
+        &opts.store,
+        &OpenOptions {
+            busy_timeout: Duration::from_secs(5),
+            // bounds the pool's wait and PostgreSQL's timeouts: a message whose store is
+            // down is given back (Nak) within seconds
+            retry_budget: Duration::from_secs(5),
+        },
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("eventbatch-worker")
+        .build()
+        .map_err(WorkerError::Runtime)?;
+    runtime.block_on(async move {
+        on_start();
+        consume(opts, pool, stop).await
+    })
+}
+
+/// [`run`] until SIGTERM or SIGINT (Ctrl-C) arrives, or `idle_exit`.
+pub fn run_until_signal(opts: WorkerOptions) -> Result<WorkerReport, WorkerError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = stop.clone();
+    run_with(opts, stop, move || {
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            watcher.store(true, Ordering::Relaxed);
+        });
+    })
+}
+
+async fn consume(
+    opts: WorkerOptions,
+    pool: Pool,
+    stop: Arc<AtomicBool>,
+) -> Result<WorkerReport, WorkerError> {
+    let nats = |e: &dyn std::fmt::Display| WorkerError::Nats(e.to_string());
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connect(crate::forward::addrs(&opts.nats))
+        .await
+        .map_err(|e| nats(&e))?;
+    let js = jetstream::new(client);
+    let stream = loop {
+        match js.get_or_create_stream(stream_config(&opts.stream)).await {
+            Ok(s) => break s,
+            Err(e) if stop.load(Ordering::Relaxed) => return Err(nats(&e)),
+            Err(e) => {
+                log::warn!("worker: stream {} not ready ({e}); retrying", opts.stream);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let config = consumer::pull::Config {
+        durable_name: Some(opts.consumer.clone()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: opts.ack_wait,
+        max_ack_pending: 1024,
+        ..Default::default()
+    };
+    // a clustered stream elects the consumer's leader first: creating it may time out
+    let consumer: consumer::PullConsumer = loop {
+        match stream
+            .get_or_create_consumer(&opts.consumer, config.clone())
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) if stop.load(Ordering::Relaxed) => return Err(nats(&e)),
+            Err(e) => {
+                log::warn!(
+                    "worker: consumer {} not ready ({e}); retrying",
+                    opts.consumer
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    log::info!(
+        "worker: consuming {} as {} into {}",
+        opts.stream,
+        opts.consumer,
+        opts.store.describe()
+    );
+    let mut report = WorkerReport::default();
+    let mut last_message = Instant::now();
+    let mut last_rollup = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if opts
+            .rollup_interval
+            .is_some_and(|every| last_rollup.elapsed() >= every)
+        {
+            last_rollup = Instant::now();
+            tokio::task::block_in_place(|| roll_up(&pool, opts.rollup_lateness));
+        }
+        if opts
+            .idle_exit
+            .is_some_and(|idle| last_message.elapsed() >= idle)
+        {
+            break;
+        }
+        let batch = consumer
+            .fetch()
+            .max_messages(opts.fetch)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await;
+        let mut messages = match batch {
+            Ok(m) => m,
+            Err(e) => {
+                log::warn!("worker: fetch failed ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        while let Some(message) = messages.next().await {
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    log::debug!("worker: fetch ended ({e})");
+                    break;
+                }
+            };
+            last_message = Instant::now();
+            handle(&opts.stream, &pool, &message, &mut report).await;
+        }
+    }
+    Ok(report)
+}
+
+/// One roll-up run (see `crate::rollup`); a failure is logged, the next run comes an
+/// interval later.
+fn roll_up(pool: &Pool, lateness: Duration) {
+    let mut run = crate::db::rollup_sql::RollupRun::default();
+    let now = crate::util::unix_ms() as i64;
+    let result = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
+        conn.roll_up(now, lateness.as_millis() as i64, &mut run)
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => log::debug!("worker: rolled up {} buckets", run.rows),
+        Err(e) => log::warn!("worker: roll-up failed ({e})"),
+    }
+}
+
+/// Writes one message and acknowledges it after the commit; a failed commit is not
+/// acknowledged (it comes back, to this worker or another).
+async fn handle(
+    stream: &str,
+    pool: &Pool,
+    message: &jetstream::Message,
+    report: &mut WorkerReport,
+) {
+    let seq = match message.info() {
+        Ok(info) => info.stream_sequence,
+        Err(e) => {
+            log::error!("worker: message without JetStream metadata ({e})");
+            return;
+        }
+    };
+    let (origin, batch) = match wire::decode(&message.payload) {
+        Ok(decoded) => decoded,
+        Err(e) => {
+            log::error!(
+                "worker: message {seq} of {stream} is not a forwarded batch ({e}); set aside"
+            );
+            report.malformed += 1;
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    let now_ms = crate::util::unix_ms() as i64;
+    let written = tokio::task::block_in_place(|| {
+        let mut conn = pool.get().map_err(|e| e.to_string())?;
+        match &mut conn.backend {
+            crate::db::conn::Backend::Pg(c) => {
+                forward_sql::apply(c, stream, seq, &origin, batch, now_ms)
+                    .map_err(|e| e.to_string())
+            }
+            crate::db::conn::Backend::Sqlite(_) => Err("the worker writes to PostgreSQL".into()),
+        }
+    });
+    match written {
+        Ok(applied) => {
+            if let Err(e) = message.ack().await {
+                // committed: delivered again, it is found in nats_applied and only acknowledged
+                log::warn!("worker: acknowledgement of {seq} failed ({e})");
+            }
+            if applied.duplicate {
+                report.duplicates += 1;
+            } else {
+                report.messages += 1;
+                report.records += applied.records;
+                report.windows += applied.windows;
+                report.error_counts += applied.errors;
+                report.patterns += applied.patterns;
+            }
+        }
+        Err(e) => {
+            report.failed += 1;
+            log::warn!("worker: message {seq} not committed ({e}); delivered again later");
+            let _ = message
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! Scale-out through NATS JetStream (docs/scale-out.md): instances in forwarding mode, real
+//! `nats-server` processes on free ports (tests/common/nats.rs), workers writing to a real
+//! PostgreSQL database of the test's own.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::nats::NatsServer;
+use common::pg::{Proxy, TestDb};
+use eventbatch::forward::worker::{self, WorkerOptions, WorkerReport};
+use eventbatch::{start, Config, Flush, Forward, Shutdown, Stats, Store, TrackBatch, TrackEvent};
+
+const T0: i64 = common::T0;
+const WINDOW_MS: i64 = 60_000;
+
+/// Event `i` of an instance's mixed workload: metric samples of two series and a datastore
+/// series, commands, engagements and errors of two kinds, over 30 windows.
+fn event(i: usize, n: usize) -> TrackEvent {
+    let ts = T0 + (i as i64 * 30 * WINDOW_MS) / n as i64;
+    let v = (i % 97) as f64 + 1.0;
+    match i % 10 {
+        0..=3 => TrackEvent::performance("latency", v).context("api").at(ts),
+        4 | 5 => TrackEvent::performance("latency", v * 2.0).at(ts),
+        6 => TrackEvent::command("help")
+            .user("u1")
+            .success(true)
+            .duration_ms(v)
+            .at(ts),
+        7 => TrackEvent::engagement("reaction").user("u2").at(ts),
+        8 => match i % 3 {
+            0 => TrackEvent::error("timeout", "api")
+                .message("timed out")
+                .at(ts),
+            _ => TrackEvent::error("rate_limit", "api").message("429").at(ts),
+        },
+        _ => TrackEvent::datastore("load", "conversation", v).at(ts),
+    }
+}
+
+/// The samples each metric window should count: `(metric, context, window start) -> count`,
+/// for `instances` instances of `n` events.
+fn expected_windows(instances: usize, n: usize) -> BTreeMap<(String, String, i64), i64> {
+    let mut out = BTreeMap::new();
+    for i in 0..n {
+        let ts = T0 + (i as i64 * 30 * WINDOW_MS) / n as i64;
+        let start = ts - ts.rem_euclid(WINDOW_MS);
+        let key = match i % 10 {
+            0..=3 => ("latency", "api"),
+            4 | 5 => ("latency", ""),
+            9 => ("datastore.load", "conversation"),
+            _ => continue,
+        };
+        *out.entry((key.0.to_string(), key.1.to_string(), start))
+            .or_insert(0) += instances as i64;
+    }
+    out
+}
+
+fn config(instance: &str, nats: &str, stream: &str) -> Config {
+    Config {
+        instance_id: Some(instance.to_string()),
+        aggregation_window_ms: WINDOW_MS as u64,
+        max_batch_size: 1000,
+        forward: Some(Forward::new(nats, stream)),
+        metrics_interval_ms: 0,
+        stats_log_interval_ms: 0,
+        ..Config::default()
+    }
+}
+
+/// Runs an instance in forwarding mode on a thread of its own: `n` events in batches of
+/// 1,000, calling `between(batch)` after each, then `Flush` and `Shutdown`.
+fn instance(
+    config: Config,
+    n: usize,
+    between: impl Fn(usize) + Send + 'static,
+) -> JoinHandle<Stats> {
+    std::thread::spawn(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Store::sqlite(dir.path().join("local.db"));
+        actix::System::new().block_on(async move {
+            let tracker = start(config, local).expect("start in forwarding mode");
+            for (b, first) in (0..n).step_by(1000).enumerate() {
+                let batch = (first..(first + 1000).min(n))
+                    .map(|i| event(i, n))
+                    .collect();
+                let ack = tracker.send(TrackBatch(batch)).await.unwrap().unwrap();
+                assert_eq!(ack.dropped, 0);
+                between(b);
+            }
+            tracker
+                .send(Flush)
+                .await
+                .unwrap()
+                .expect("flush acknowledged by JetStream");
+            tracker.send(Shutdown).await.unwrap()
+        })
+    })
+}
+
+/// A worker on a thread of its own, until `stop`.
+fn spawn_worker(opts: WorkerOptions, stop: Arc<AtomicBool>) -> JoinHandle<WorkerReport> {
+    std::thread::spawn(move || worker::run(opts, stop).expect("worker"))
+}
+
+fn worker_opts(nats: &str, stream: &str, url: &str) -> WorkerOptions {
+    let mut o = WorkerOptions::new(nats, stream, Store::postgres(url));
+    o.ack_wait = Duration::from_secs(3);
+    o
+}
+
+/// Messages committed (0 while the workers have not created the table yet).
+fn applied(db: &TestDb) -> u64 {
+    use diesel::prelude::*;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query("SELECT count(*) AS n FROM nats_applied")
+        .get_result::<N>(&mut db.conn())
+        .map(|r| r.n as u64)
+        .unwrap_or(0)
+}
+
+/// Waits until `db` holds `messages` committed messages (60 s at most).
+fn wait_applied(db: &TestDb, messages: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let applied = applied(db);
+        if applied >= messages {
+            assert_eq!(applied, messages, "more messages committed than published");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{applied} of {messages} messages committed after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every record stored once, every window's count the samples sent to it, every error
+/// counted once.
+fn check_store(db: &TestDb, stats: &[Stats], instances: usize, n: usize) {
+    for s in stats {
+        assert_eq!(s.events_dropped, 0);
+        assert_eq!(s.events_received, n as u64);
+        common::conservation(s);
+    }
+    let records: u64 = stats.iter().map(|s| s.records_written).sum();
+    assert_eq!(db.count("events") as u64, records, "every record once");
+    // commands, engagements, and the first error of each hash in each window
+    let commands = (0..n).filter(|i| i % 10 == 6 || i % 10 == 7).count() as u64;
+    assert!(records > commands * instances as u64);
+    let mut stored = BTreeMap::new();
+    let mut conn = db.conn();
+    use diesel::prelude::*;
+    use eventbatch::db::schema::metric_windows::dsl as w;
+    let rows: Vec<(String, String, i64, i64)> = w::metric_windows
+        .select((w::metric, w::context_key, w::window_start_ms, w::count))
+        .load(&mut conn)
+        .unwrap();
+    for (metric, context, start, count) in rows {
+        *stored.entry((metric, context, start)).or_insert(0) += count;
+    }
+    assert_eq!(
+        stored,
+        expected_windows(instances, n),
+        "window counts = samples sent"
+    );
+    let errors = (0..n).filter(|i| i % 10 == 8).count() * instances;
+    assert_eq!(
+        db.scalar("SELECT COALESCE(SUM(count), 0) FROM error_counts"),
+        errors as i64,
+        "every error counted once"
+    );
+}
+
+#[test]
+fn two_instances_through_two_workers_store_every_record_and_sample_once() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let nats = NatsServer::start();
+    let db = TestDb::create("nats_two");
+    let stream = "two";
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..2)
+        .map(|_| spawn_worker(worker_opts(&nats.url(), stream, &db.url()), stop.clone()))
+        .collect();
+    let n = 100_000;
+    let instances: Vec<_> = ["inst-a", "inst-b"]
+        .iter()
+        .map(|id| instance(config(id, &nats.url(), stream), n, |_| {}))
+        .collect();
+    let stats: Vec<Stats> = instances.into_iter().map(|h| h.join().unwrap()).collect();
+    let messages: u64 = stats.iter().map(|s| s.batches_written).sum();
+    wait_applied(&db, messages);
+    stop.store(true, Ordering::Relaxed);
+    let reports: Vec<WorkerReport> = workers.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(reports.iter().map(|r| r.messages).sum::<u64>(), messages);
+    check_store(&db, &stats, 2, n);
+}
+
+#[test]
+fn nats_unreachable_for_10_s_then_back_delivers_every_event_once() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let nats = Arc::new(std::sync::Mutex::new(NatsServer::start()));
+    let url = nats.lock().unwrap().url();
+    let db = TestDb::create("nats_outage");
+    let stream = "outage";
+    let n = 40_000;
+    let outage = nats.clone();
+    // the server goes away after the 10th batch and comes back 10 s later
+    let handle = instance(config("inst-o", &url, stream), n, move |b| match b {
+        10 => outage.lock().unwrap().stop(),
+        20 => {
+            std::thread::sleep(Duration::from_secs(10));
+            outage.lock().unwrap().resume();
+        }
+        _ => {}
+    });
+    let stats = handle.join().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = spawn_worker(worker_opts(&url, stream, &db.url()), stop.clone());
+    wait_applied(&db, stats.batches_written);
+    stop.store(true, Ordering::Relaxed);
+    let report = w.join().unwrap();
+    assert_eq!(report.messages, stats.batches_written);
+    check_store(&db, &[stats], 1, n);
+}
+
+#[test]
+fn a_worker_whose_postgres_is_down_acknowledges_nothing_it_has_not_committed() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let nats = NatsServer::start();
+    let db = TestDb::create("nats_pgdown");
+    let stream = "pgdown";
+    let proxy = Proxy::start();
+    let mut opts = worker_opts(&nats.url(), stream, &db.url_via(proxy.port));
+    opts.ack_wait = Duration::from_secs(2);
+    proxy.cut();
+    assert!(
+        worker::run(opts.clone(), Arc::new(AtomicBool::new(false))).is_err(),
+        "a worker cannot start without its store"
+    );
+    proxy.restore();
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = spawn_worker(opts, stop.clone());
+    // the worker has opened its store once its consumer exists; then the store goes away
+    while consumer_acked(&nats.url(), stream).is_none() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proxy.cut();
+    let n = 20_000;
+    let stats = instance(config("inst-p", &nats.url(), stream), n, |_| {})
+        .join()
+        .unwrap();
+    // past two acknowledgement timeouts: every message delivered, none committed
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(applied(&db), 0);
+    assert_eq!(
+        consumer_acked(&nats.url(), stream),
+        Some(0),
+        "nothing acknowledged"
+    );
+    proxy.restore();
+    wait_applied(&db, stats.batches_written);
+    stop.store(true, Ordering::Relaxed);
+    let report = w.join().unwrap();
+    assert!(report.failed > 0, "the worker met the outage");
+    assert_eq!(report.messages, stats.batches_written);
+    check_store(&db, &[stats], 1, n);
+}
+
+/// The stream sequence through which the workers' consumer has every message acknowledged
+/// (its ack floor); `None` while the stream or the consumer does not exist.
+fn consumer_acked(url: &str, stream: &str) -> Option<u64> {
+    let (url, stream) = (url.to_string(), stream.to_string());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let client = async_nats::connect(url).await.ok()?;
+        let js = async_nats::jetstream::new(client);
+        let s = js.get_stream(&stream).await.ok()?;
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+            s.get_consumer(worker::DEFAULT_CONSUMER).await.ok()?;
+        let info = consumer.info().await.ok()?;
+        Some(info.ack_floor.stream_sequence)
+    })
+}
+
+/// Creates `stream` with three replicas on the cluster (the workers and instances then find
+/// it), as an operator would.
+fn create_r3_stream(url: &str, stream: &str) {
+    let (url, stream) = (url.to_string(), stream.to_string());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let client = async_nats::ConnectOptions::new()
+            .connect(eventbatch_addrs(&url))
+            .await
+            .unwrap();
+        let js = async_nats::jetstream::new(client);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let config = async_nats::jetstream::stream::Config {
+                name: stream.clone(),
+                subjects: vec![format!("{stream}.>")],
+                num_replicas: 3,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            };
+            match js.get_or_create_stream(config).await {
+                Ok(_) => return,
+                // the cluster elects its meta leader first
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "no R3 stream: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    })
+}
+
+fn eventbatch_addrs(url: &str) -> Vec<async_nats::ServerAddr> {
+    url.split(',').map(|u| u.parse().unwrap()).collect()
+}
+
+#[test]
+fn a_three_node_cluster_with_an_r3_stream_loses_nothing_when_a_node_stops() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let mut cluster = common::nats::Cluster::start();
+    let url = cluster.url();
+    let stream = "r3";
+    create_r3_stream(&url, stream);
+    let db = TestDb::create("nats_r3");
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..2)
+        .map(|_| spawn_worker(worker_opts(&url, stream, &db.url()), stop.clone()))
+        .collect();
+    let n = 60_000;
+    let stopped = Arc::new(std::sync::Mutex::new(None));
+    let node = Arc::new(std::sync::Mutex::new(cluster.nodes.remove(2)));
+    let (node2, stopped2) = (node.clone(), stopped.clone());
+    let a = instance(config("inst-r1", &url, stream), n, move |b| {
+        if b == 20 {
+            node2.lock().unwrap().stop();
+            *stopped2.lock().unwrap() = Some(());
+        }
+    });
+    let b = instance(config("inst-r2", &url, stream), n, |_| {});
+    let stats = vec![a.join().unwrap(), b.join().unwrap()];
+    assert!(
+        stopped.lock().unwrap().is_some(),
+        "a node was stopped mid-stream"
+    );
+    let messages: u64 = stats.iter().map(|s| s.batches_written).sum();
+    wait_applied(&db, messages);
+    stop.store(true, Ordering::Relaxed);
+    let reports: Vec<WorkerReport> = workers.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(reports.iter().map(|r| r.messages).sum::<u64>(), messages);
+    check_store(&db, &stats, 2, n);
+}
