@@ -17,7 +17,7 @@ pub use wire::WireError;
 /// let f = eventbatch::Forward::new("nats://127.0.0.1:4222", "events");
 /// assert_eq!(f.subject(), "events.batches");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Forward {
     /// The NATS server(s): `nats://host:port` (or `host:port`), several separated by commas.
@@ -53,6 +53,35 @@ impl Forward {
     }
 }
 
+/// Like a derived `Debug`, with the credentials of the URL redacted (configs end up in logs).
+impl std::fmt::Debug for Forward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forward")
+            .field("url", &redacted_url(&self.url))
+            .field("stream", &self.stream)
+            .finish()
+    }
+}
+
+/// `url` (a comma-separated NATS URL list) with the user and password of each part (what
+/// comes before an `@` in its authority) replaced by `<redacted>`.
+pub(crate) fn redacted_url(url: &str) -> String {
+    url.split(',')
+        .map(|part| {
+            let (scheme, rest) = match part.find("://") {
+                Some(i) => part.split_at(i + 3),
+                None => ("", part),
+            };
+            let authority = rest.split('/').next().unwrap_or(rest);
+            match authority.rfind('@') {
+                Some(at) => format!("{scheme}<redacted>{}", &rest[at..]),
+                None => part.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The server addresses of a checked URL list.
 pub(crate) fn addrs(url: &str) -> Vec<async_nats::ServerAddr> {
     url.split(',')
@@ -70,7 +99,7 @@ pub(crate) fn check_url(field: &str, url: &str) -> Result<(), ConfigError> {
         true => Ok(()),
         false => Err(ConfigError::new(
             field,
-            format!("{url:?}"),
+            format!("{:?}", redacted_url(url)),
             "must be nats://host:port (several separated by commas)",
         )),
     }
@@ -95,6 +124,18 @@ pub(crate) fn check_stream(field: &str, stream: &str) -> Result<(), ConfigError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_the_url_never_reach_debug_or_errors() {
+        let f = Forward::new("nats://alice:s3cret@h:4222, tok3n@h2:4222,nats://h3:4222", "s");
+        let shown = format!("{f:?}");
+        assert!(!shown.contains("s3cret") && !shown.contains("tok3n"), "{shown}");
+        assert!(shown.contains("nats://<redacted>@h:4222") && shown.contains("nats://h3:4222"));
+        let e = Forward::new("nats://alice:s3cret@h:4222 x", "s")
+            .validate()
+            .unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
 
     #[test]
     fn bad_urls_and_stream_names_name_the_field_and_value() {
