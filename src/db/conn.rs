@@ -15,9 +15,6 @@ use crate::messages::{Pattern, QueryPatterns, QueryWindows};
 use crate::model::{SeriesKey, WriteBatch};
 use crate::window_stats::WindowStats;
 
-/// A stored series as read: `(series, metric, context, labels)` (see `stored_series`).
-pub(crate) type StoredSeriesRow = (String, String, Option<String>, String);
-
 /// A pooled connection of either backend.
 pub(crate) struct Conn {
     pub(crate) backend: Backend,
@@ -239,7 +236,7 @@ impl Conn {
     }
 
     /// Every series with a stored window (see [`crate::StoreReader::series`]).
-    pub(crate) fn stored_series(&mut self) -> QueryResult<Vec<StoredSeriesRow>> {
+    pub(crate) fn stored_series(&mut self) -> QueryResult<Vec<crate::db::models::StoredSeriesRow>> {
         match &mut self.backend {
             Backend::Sqlite(c) => sqlite::stored_series(c),
             Backend::Pg(c) => pg::stored_series(c),

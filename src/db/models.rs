@@ -32,6 +32,9 @@ pub(crate) struct NewEventRow<'a> {
     pub payload: Option<&'a str>,
 }
 
+/// A stored series as read: `(series, metric, context, labels)` (see `Conn::stored_series`).
+pub(crate) type StoredSeriesRow = (String, String, Option<String>, String);
+
 /// A `metric_windows` row to insert or replace.
 #[derive(Debug, Insertable, AsChangeset)]
 #[diesel(table_name = metric_windows, treat_none_as_default_value = false)]

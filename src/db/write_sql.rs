@@ -504,7 +504,7 @@ macro_rules! backend {
             /// labels)`, by series name, then metric, then label set.
             pub(crate) fn stored_series(
                 c: &mut $Conn,
-            ) -> QueryResult<Vec<crate::db::conn::StoredSeriesRow>> {
+            ) -> QueryResult<Vec<crate::db::models::StoredSeriesRow>> {
                 metric_windows::table
                     .select((
                         metric_windows::series,
