@@ -127,9 +127,15 @@ mod tests {
 
     #[test]
     fn credentials_in_the_url_never_reach_debug_or_errors() {
-        let f = Forward::new("nats://alice:s3cret@h:4222, tok3n@h2:4222,nats://h3:4222", "s");
+        let f = Forward::new(
+            "nats://alice:s3cret@h:4222, tok3n@h2:4222,nats://h3:4222",
+            "s",
+        );
         let shown = format!("{f:?}");
-        assert!(!shown.contains("s3cret") && !shown.contains("tok3n"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("tok3n"),
+            "{shown}"
+        );
         assert!(shown.contains("nats://<redacted>@h:4222") && shown.contains("nats://h3:4222"));
         let e = Forward::new("nats://alice:s3cret@h:4222 x", "s")
             .validate()
