@@ -142,7 +142,7 @@ fn main() {
     ];
     for (name, make) in workloads {
         let (building, here, total) = measure(make, n);
-        println!("{name:<14} {building:>10.2} {here:>20.2} {total:>10.2}");
+        println!("{name:<14} {building:>10.3} {here:>20.3} {total:>10.3}");
     }
     println!("(allocations per event: alloc, alloc_zeroed and realloc calls)");
 }

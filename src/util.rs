@@ -3,6 +3,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::text::Text;
+
 /// Creates the SQLite file at `path`, empty, readable and writable by its owner only (0600 on
 /// Unix, whatever the umask), unless a file is there already (it keeps its mode). SQLite gives
 /// the `-wal` and `-shm` files the mode of the main file, so the store's and the journal's are
@@ -44,9 +46,17 @@ pub(crate) fn stable_hash(parts: &[&str]) -> u64 {
     h
 }
 
-/// `stable_hash` as 16 hex digits.
-pub(crate) fn stable_hash_hex(parts: &[&str]) -> String {
-    format!("{:016x}", stable_hash(parts))
+/// `stable_hash` as 16 hex digits, kept inline (no allocation: an error's hash is computed for
+/// every error event that does not bring its own).
+pub(crate) fn stable_hash_hex(parts: &[&str]) -> Text {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let h = stable_hash(parts);
+    let mut hex = [0u8; 16];
+    for (i, d) in hex.iter_mut().enumerate() {
+        *d = DIGITS[((h >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    // ASCII hex digits only
+    Text::from(std::str::from_utf8(&hex).expect("hex digits are ASCII"))
 }
 
 /// SplitMix64: a tiny, fast, statistically good PRNG for sampling decisions (not for secrets).
@@ -139,6 +149,11 @@ mod tests {
             stable_hash_hex(&["timeout", "api"])
         );
         assert_ne!(stable_hash(&["ab", "c"]), stable_hash(&["a", "bc"]));
+        // the hex form is the 16 zero-padded lower-case digits stored in error_counts
+        for parts in [&["timeout", "api"][..], &["a"], &[""]] {
+            let want = format!("{:016x}", stable_hash(parts));
+            assert_eq!(stable_hash_hex(parts).as_str(), want);
+        }
         // FNV-1a of "a" is a published test vector.
         assert_eq!(stable_hash(&["a"]), 0xaf63_dc4c_8601_ec8c);
     }

@@ -43,7 +43,7 @@ impl Stage for SamplerStage {
     /// Routes the events, counting what is kept and sampled out.
     fn take(&mut self, events: &mut Vec<TrackEvent>, now_ms: i64, next: &mut impl Next<Routed>) {
         let n = events.len() as u64;
-        let mut routed = Routed::default();
+        let mut routed = Routed::sized_for(events);
         self.sampler.route(events.drain(..), now_ms, &mut routed);
         Counters::add(&self.counters.sampled_out, routed.sampled_out);
         Counters::add(&self.counters.kept, n - routed.sampled_out);

@@ -25,6 +25,7 @@ use crate::model::{
 };
 use crate::settings::Settings;
 use crate::stats::window::WindowState;
+use crate::text::Text;
 use crate::util::stable_hash_hex;
 
 /// Shortest idle time (ms) after which the clock closes a window.
@@ -224,7 +225,7 @@ pub(crate) struct Aggregator {
     next_close_ts: i64,
     /// Open series by [`lookup_key`] of their metric and context.
     series: HashMap<String, Series>,
-    errors: HashMap<(String, i64), ErrorWindow>,
+    errors: HashMap<(Text, i64), ErrorWindow>,
     /// The error counts' watermark (all error hashes share it).
     error_watermark: Watermark,
     /// Open error counts per window start, the overflow row aside: at most
@@ -500,7 +501,7 @@ impl Aggregator {
         let e = &kept.event;
         let error_type = e.error_type.as_ref().unwrap_or(&e.name);
         let hash = match &e.error_hash {
-            Some(h) => h.clone(),
+            Some(h) => Text::from(h.as_str()),
             None => stable_hash_hex(&[error_type, e.message.as_deref().unwrap_or("")]),
         };
         let watermark = self.error_watermark.see(ts, self.jump());
@@ -514,8 +515,7 @@ impl Aggregator {
         if key.0 != OVERFLOW_HASH {
             let distinct = self.error_hashes.entry(start).or_insert(0);
             if *distinct >= self.max_error_messages {
-                key.0.clear();
-                key.0.push_str(OVERFLOW_HASH);
+                key.0 = Text::from(OVERFLOW_HASH);
                 self.overflow(key, ts, now_ms, out);
                 return;
             }
@@ -524,7 +524,7 @@ impl Aggregator {
         let error_type = error_type.as_str().to_owned();
         let mut event = kept.event;
         if event.error_hash.is_none() {
-            event.error_hash = Some(key.0.clone());
+            event.error_hash = Some(key.0.as_str().to_owned());
         }
         let category = event.context.as_deref().map(str::to_owned);
         self.open_error(key, error_type, category, ts, now_ms);
@@ -532,7 +532,7 @@ impl Aggregator {
     }
 
     /// Counts an error in the open count of `key`, if there is one.
-    fn count_error(&mut self, key: &(String, i64), ts: i64, now_ms: i64) -> bool {
+    fn count_error(&mut self, key: &(Text, i64), ts: i64, now_ms: i64) -> bool {
         let Some(w) = self.errors.get_mut(key) else {
             return false;
         };
@@ -547,7 +547,7 @@ impl Aggregator {
     /// Opens the count of `key` with its first error.
     fn open_error(
         &mut self,
-        key: (String, i64),
+        key: (Text, i64),
         error_type: String,
         category: Option<String>,
         ts: i64,
@@ -570,7 +570,7 @@ impl Aggregator {
 
     /// Counts an error of a new hash in its window's overflow row ([`OVERFLOW_HASH`]; `key`
     /// holds it), logged the first time.
-    fn overflow(&mut self, key: (String, i64), ts: i64, now_ms: i64, out: &mut Output) {
+    fn overflow(&mut self, key: (Text, i64), ts: i64, now_ms: i64, out: &mut Output) {
         out.aggregated += 1;
         out.overflowed += 1;
         if !self.overflow_logged {
@@ -639,7 +639,7 @@ impl Aggregator {
             self.series.shrink_to_fit();
         }
         let newest = self.error_watermark.ts;
-        let due: Vec<(String, i64)> = self
+        let due: Vec<(Text, i64)> = self
             .errors
             .iter()
             .filter(|((_, start), e)| {
@@ -653,7 +653,8 @@ impl Aggregator {
                 if key.0 != OVERFLOW_HASH {
                     self.forget_error_hash(key.1);
                 }
-                out.errors.push(error_snapshot(key.0, key.1, e, true));
+                out.errors
+                    .push(error_snapshot(key.0.into(), key.1, e, true));
             }
         }
         self.open -= closed;
@@ -691,8 +692,12 @@ impl Aggregator {
         }
         for ((hash, start), e) in self.errors.iter_mut().filter(|(_, e)| e.dirty) {
             e.dirty = false;
-            out.errors
-                .push(error_snapshot(hash.clone(), *start, e.clone(), false));
+            out.errors.push(error_snapshot(
+                hash.as_str().to_owned(),
+                *start,
+                e.clone(),
+                false,
+            ));
         }
     }
 
@@ -710,8 +715,12 @@ impl Aggregator {
                 category: e.category.clone(),
                 ..*e
             };
-            out.errors
-                .push(error_snapshot(hash.clone(), *start, copy, false));
+            out.errors.push(error_snapshot(
+                hash.as_str().to_owned(),
+                *start,
+                copy,
+                false,
+            ));
         }
     }
 }
