@@ -130,7 +130,7 @@ pub struct TrackEvent {
     pub(crate) message: Option<String>,
     pub(crate) error_hash: Option<String>,
     #[serde(default)]
-    pub(crate) tags: Vec<(String, String)>,
+    pub(crate) tags: Vec<(Text, Text)>,
 }
 
 impl TrackEvent {
@@ -256,8 +256,9 @@ impl TrackEvent {
     /// ([`QueryWindows::label`](crate::QueryWindows::label)) and watched for patterns apart from
     /// `lat{region="us"}` and from `lat` (see `Config::max_series_per_metric`). At most
     /// [`MAX_TAGS`] per event, each key once (more, or a key twice, rejects the event rather
-    /// than dropping a tag).
-    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    /// than dropping a tag). Keys and values are [`Text`]s: the short ones labels usually are
+    /// cost no allocation.
+    pub fn tag(mut self, key: impl Into<Text>, value: impl Into<Text>) -> Self {
         self.tags.push((key.into(), value.into()));
         self
     }
@@ -320,6 +321,12 @@ impl TrackEvent {
         self.check_required()?;
         self.check_text()?;
         self.check_numbers()?;
+        // in key order from here on (keys are distinct): a metric sample's label set is found
+        // without sorting a copy of it for every sample
+        if self.tags.len() > 1 {
+            self.tags
+                .sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        }
         let ts = *self.ts_ms.get_or_insert(now_ms);
         if ts < MIN_TS_MS || ts > now_ms.saturating_add(MAX_FUTURE_MS) {
             return Err(TrackError::TimestampOutOfRange { ts_ms: ts, now_ms });
@@ -391,7 +398,9 @@ impl TrackEvent {
             check_text("tag value", v, false, MAX_NAME_BYTES)?;
             // at most 64 tags: the quadratic scan is cheaper than a set
             if self.tags[..i].iter().any(|(earlier, _)| earlier == k) {
-                return Err(TrackError::DuplicateTag { key: k.clone() });
+                return Err(TrackError::DuplicateTag {
+                    key: k.as_str().to_owned(),
+                });
             }
         }
         Ok(())
@@ -554,6 +563,18 @@ mod tests {
                 .to_string()
                 .starts_with(&format!("{field} contains a NUL")));
         }
+    }
+
+    #[test]
+    fn validation_puts_tags_in_key_order() {
+        let mut e = TrackEvent::performance("lat", 1.0)
+            .tag("region", "eu")
+            .tag("host", "a-host-name-longer-than-inline")
+            .tag("method", "GET");
+        e.validate(NOW).unwrap();
+        let keys: Vec<&str> = e.tags.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["host", "method", "region"]);
+        assert_eq!(e.tags[0].1.as_str(), "a-host-name-longer-than-inline");
     }
 
     #[test]

@@ -198,7 +198,12 @@ impl Record {
             let map: serde_json::Map<String, serde_json::Value> = e
                 .tags
                 .iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        serde_json::Value::String(v.as_str().to_owned()),
+                    )
+                })
                 .collect();
             Some(serde_json::Value::Object(map).to_string())
         };

@@ -46,6 +46,16 @@ pub fn mostly_metric_labelled(i: usize) -> TrackEvent {
     }
 }
 
+/// [`mostly_metric`] with the same three labels on every metric sample: one label set per
+/// metric, so it has as many series as [`mostly_metric`] and pays only for the labels.
+pub fn mostly_metric_one_label_set(i: usize) -> TrackEvent {
+    let e = mostly_metric(i);
+    match i % 100 {
+        5..=99 => e.tag("region", "eu").tag("host", "h1").tag("method", "GET"),
+        _ => e,
+    }
+}
+
 /// The records-only workload: a command with user, server and duration, one in 50 failed
 /// (a failed command is high priority), 1 ms apart.
 pub fn command(i: usize) -> TrackEvent {

@@ -331,12 +331,8 @@ impl Aggregator {
         to_ms: i64,
     ) -> Vec<WindowSnapshot> {
         let mut lookup = String::new();
-        let labels: Vec<(&str, &str)> = key
-            .labels
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        lookup_key(&mut lookup, &[&key.metric], key.context.as_deref(), &labels);
+        let labels = key.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        lookup_key(&mut lookup, &[&key.metric], key.context.as_deref(), labels);
         let Some(s) = self.series.get(&lookup) else {
             return Vec::new();
         };
@@ -411,25 +407,26 @@ impl Aggregator {
             _ => "",
         };
         let metric_len = prefix.len() + e.name.len();
-        // the label set in key order (validation: each key once); no allocation without tags
-        let mut labels: Vec<(&str, &str)> = e
-            .tags
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        if labels.len() > 1 {
-            labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        // the label set in key order: validation sorted the tags (each key once); an event
+        // that came another way is sorted in a copy
+        let sorted;
+        let mut tags = e.tags.as_slice();
+        if !tags.is_sorted_by(|a, b| a.0.as_str() < b.0.as_str()) {
+            let mut copy = tags.to_vec();
+            copy.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+            sorted = copy;
+            tags = &sorted;
         }
+        let labels = tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         lookup_key(
             &mut self.key_buf,
             &[prefix, &e.name],
             e.context.as_deref(),
-            &labels,
+            labels.clone(),
         );
         if !self.series.contains_key(self.key_buf.as_str()) {
             let metric = &self.key_buf[..metric_len];
             let mut set: Labels = labels
-                .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
             let of_metric = self.per_metric.get(metric).copied().unwrap_or(0);
@@ -452,7 +449,7 @@ impl Aggregator {
                     &mut self.key_buf,
                     &[&metric],
                     e.context.as_deref(),
-                    &[(OVERFLOW_LABEL, "true")],
+                    [(OVERFLOW_LABEL, "true")],
                 );
             }
             if !self.series.contains_key(self.key_buf.as_str()) {
@@ -731,7 +728,12 @@ impl Aggregator {
 /// them and empty contexts, so two different (metric, context, labels) never share a key
 /// (`"a.b"` and `"a\0b"`; after the metric a context starts with a non-NUL byte, a label with
 /// a NUL), and a lookup allocates nothing once the buffer has grown.
-fn lookup_key(buf: &mut String, metric: &[&str], context: Option<&str>, labels: &[(&str, &str)]) {
+fn lookup_key<'a>(
+    buf: &mut String,
+    metric: &[&str],
+    context: Option<&str>,
+    labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+) {
     buf.clear();
     for part in metric {
         buf.push_str(part);

@@ -59,7 +59,7 @@ impl SampleBy {
             SampleBy::Tag(key) => e
                 .tags
                 .iter()
-                .find(|(k, _)| k == key)
+                .find(|(k, _)| k.as_str() == key)
                 .map(|(_, v)| v.as_str()),
         }
     }

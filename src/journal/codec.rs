@@ -242,7 +242,7 @@ impl<'a> Reader<'a> {
             for _ in 0..n {
                 let k = self.string()?;
                 let v = self.string()?;
-                e.tags.push((k, v));
+                e.tags.push((Text::from(k), Text::from(v)));
             }
         }
         Ok(e)
@@ -549,7 +549,7 @@ mod tests {
             e.ts_ms = ts;
             e.value = value;
             e.user = user.map(Text::from);
-            e.tags = tags;
+            e.tags = tags.into_iter().map(|(k, v)| (Text::from(k), Text::from(v))).collect();
             let mut bytes = vec![FORMAT_1];
             encode(&e, &mut bytes);
             encode(&e, &mut bytes);
