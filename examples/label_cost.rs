@@ -17,8 +17,11 @@ use eventbatch::{start, Config, Flush, Store, TrackBatch, TrackEvent};
 #[path = "../benches/support/workloads.rs"]
 mod workloads;
 
+/// Builds event `i` of a workload.
+type Make = fn(usize) -> TrackEvent;
+
 /// One run: events/s and windows written.
-fn run(make: fn(usize) -> TrackEvent, n: usize) -> (f64, u64) {
+fn run(make: Make, n: usize) -> (f64, u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("labels.db");
     let batches = workloads::batches(make, n);
@@ -49,7 +52,7 @@ fn main() {
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
     let only: Option<usize> = args.next().and_then(|a| a.parse().ok());
-    let cases: [(&str, fn(usize) -> TrackEvent); 3] = [
+    let cases: [(&str, Make); 3] = [
         ("no labels", workloads::mostly_metric),
         ("3 labels, 1 set", workloads::mostly_metric_one_label_set),
         ("3 labels, 24 sets", workloads::mostly_metric_labelled),
