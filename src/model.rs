@@ -259,12 +259,7 @@ impl Record {
         if self.lens[i] == ABSENT {
             return None;
         }
-        let start: usize = self.lens[..i]
-            .iter()
-            .filter(|&&l| l != ABSENT)
-            .map(|&l| l as usize)
-            .sum();
-        self.text.get(start..start + self.lens[i] as usize)
+        self.field_at(i)
     }
 
     /// `events.name`.
@@ -317,6 +312,7 @@ impl Record {
             .then_some(record)
     }
 
+    /// The text of field `i` (its length read as is: the caller knows it is present).
     fn field_at(&self, i: usize) -> Option<&str> {
         let start: usize = self.lens[..i]
             .iter()

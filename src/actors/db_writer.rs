@@ -22,11 +22,12 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::actors::EndOfChain;
 use crate::clock::Clock;
 use crate::counters::Counters;
 use crate::db::writer::WriterCore;
 use crate::error::PipelineError;
-use crate::messages::{Committed, Control, Reply};
+use crate::messages::{Committed, Control};
 use crate::model::WriteBatch;
 use crate::pipeline::stage::{deliver, Item};
 
@@ -53,12 +54,8 @@ pub(crate) struct DbWriter {
     pub write_scheduled: bool,
     /// A [`PruneNext`] is on its way.
     pub prune_scheduled: bool,
-    /// The `Shutdown` answer, sent from `stopped()`.
-    pub shutdown: Option<(Reply<()>, Result<(), PipelineError>)>,
-    /// The writer's own address, held so that it stops only when told to (`Shutdown`) or when
-    /// its thread stops, never because its senders went away: actix stops an actor whose
-    /// senders are gone without reading what arrived while it was busy writing.
-    pub own_address: Option<Addr<DbWriter>>,
+    /// Its own address and the `Shutdown` answer.
+    pub end: EndOfChain<DbWriter>,
 }
 
 impl DbWriter {
@@ -140,24 +137,18 @@ impl Actor for DbWriter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.own_address = Some(ctx.address());
-        Counters::add(&self.counters.actors_running, 1);
+        self.end.started(ctx, &self.counters);
     }
 
     /// Writes what is still held (nothing, after `Shutdown`, which wrote it; something only
     /// when told to stop by [`StopWriter`] without one), answers a `Shutdown`, and ends the
     /// writer's thread.
     fn stopped(&mut self, _: &mut Context<Self>) {
-        Counters::sub(&self.counters.actors_running, 1);
-        self.own_address = None;
+        self.end.stopping(&self.counters);
         if !self.core.is_idle() {
             let _ = self.write_or_abandon();
         }
-        if let Some((reply, result)) = self.shutdown.take() {
-            let _ = reply.send(result);
-        }
-        // the writer's thread runs a System of its own (see `spawn_writer`)
-        System::current().stop();
+        self.end.stopped();
     }
 }
 
@@ -261,7 +252,7 @@ impl DbWriter {
             }
             Control::Shutdown(reply) => {
                 let result = self.write_or_abandon();
-                self.shutdown = Some((reply, result));
+                self.end.shutdown = Some((reply, result));
                 ctx.stop();
             }
             // A query answers after what arrived before it is written (it writes nothing

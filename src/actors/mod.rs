@@ -20,6 +20,54 @@ pub(crate) mod nats_sink;
 pub(crate) mod queue_stage;
 pub(crate) mod sampler_stage;
 
+use crate::counters::Counters;
+
+/// What the actor at the end of the chain (the writer, or the NATS sink in its place) keeps to
+/// live alone on the writer's thread and end it: its own address, held so that it stops only
+/// when told to (`Shutdown`, [`db_writer::StopWriter`]) or when its thread stops, never because
+/// its senders went away (actix stops an actor whose senders are gone without reading what
+/// arrived while it was busy), and the `Shutdown` answer, sent as it stops.
+pub(crate) struct EndOfChain<A: actix::Actor> {
+    own_address: Option<actix::Addr<A>>,
+    /// The `Shutdown` answer, sent by [`EndOfChain::stopped`].
+    pub shutdown: Option<(
+        crate::messages::Reply<()>,
+        Result<(), crate::error::PipelineError>,
+    )>,
+}
+
+impl<A: actix::Actor<Context = actix::Context<A>>> EndOfChain<A> {
+    /// Nothing held yet.
+    pub(crate) fn new() -> Self {
+        EndOfChain {
+            own_address: None,
+            shutdown: None,
+        }
+    }
+
+    /// From `Actor::started`: holds the address, counts the actor running.
+    pub(crate) fn started(&mut self, ctx: &mut actix::Context<A>, counters: &Counters) {
+        use actix::AsyncContext;
+        self.own_address = Some(ctx.address());
+        Counters::add(&counters.actors_running, 1);
+    }
+
+    /// From `Actor::stopped`, first: lets the address go, counts the actor gone.
+    pub(crate) fn stopping(&mut self, counters: &Counters) {
+        Counters::sub(&counters.actors_running, 1);
+        self.own_address = None;
+    }
+
+    /// From `Actor::stopped`, last: answers a `Shutdown` and ends the thread's System (the
+    /// writer's thread runs one of its own, see `spawn_system_thread`).
+    pub(crate) fn stopped(&mut self) {
+        if let Some((reply, result)) = self.shutdown.take() {
+            let _ = reply.send(result);
+        }
+        actix::System::current().stop();
+    }
+}
+
 /// Waits for `answer`, blocking this thread (parked, woken by the answer), for the supervisor
 /// as it goes without `Shutdown`; every `every` without an answer it asks `give_up`, and
 /// returns `None` once that says yes. Works inside a runtime's task or teardown too: the wait

@@ -23,6 +23,7 @@ use async_nats::jetstream::{self, context::Publish, stream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::actors::db_writer::{ConnectQueue, StopWriter};
+use crate::actors::EndOfChain;
 use crate::counters::Counters;
 use crate::db::bookkeeping::Written;
 use crate::error::PipelineError;
@@ -112,10 +113,8 @@ pub(crate) struct NatsSink {
     queue: Option<Recipient<Committed>>,
     /// Handed to the publisher task when the queue connects.
     publisher: Option<Publisher>,
-    /// The `Shutdown` answer, sent from `stopped()`.
-    shutdown: Option<(Reply<()>, Result<(), PipelineError>)>,
-    /// Held so that it stops only when told to (see `DbWriter::own_address`).
-    own_address: Option<Addr<NatsSink>>,
+    /// Its own address and the `Shutdown` answer.
+    end: EndOfChain<NatsSink>,
 }
 
 impl NatsSink {
@@ -144,8 +143,7 @@ impl NatsSink {
             }),
             counters,
             queue: None,
-            shutdown: None,
-            own_address: None,
+            end: EndOfChain::new(),
         }
     }
 
@@ -168,17 +166,12 @@ impl Actor for NatsSink {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.own_address = Some(ctx.address());
-        Counters::add(&self.counters.actors_running, 1);
+        self.end.started(ctx, &self.counters);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        Counters::sub(&self.counters.actors_running, 1);
-        self.own_address = None;
-        if let Some((reply, result)) = self.shutdown.take() {
-            let _ = reply.send(result);
-        }
-        System::current().stop();
+        self.end.stopping(&self.counters);
+        self.end.stopped();
     }
 }
 
@@ -254,7 +247,7 @@ impl NatsSink {
                     let result = answer.unwrap_or_else(|_| {
                         Err(PipelineError::Forward("publisher stopped".into()))
                     });
-                    act.shutdown = Some((reply, result));
+                    act.end.shutdown = Some((reply, result));
                     ctx.stop();
                 }));
             }

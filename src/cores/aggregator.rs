@@ -794,8 +794,8 @@ mod tests {
         Kept { event: e, rate }
     }
 
-    #[test]
-    fn one_open_window_costs_one_slot() {
+    /// An aggregator of 60 s windows (5 s lateness) holding one `rt` sample at `T0`.
+    fn one_sample_at_t0() -> (Aggregator, Output) {
         let mut a = Aggregator::new(60_000, 5_000);
         let mut out = Output::default();
         a.observe(
@@ -803,6 +803,12 @@ mod tests {
             T0,
             &mut out,
         );
+        (a, out)
+    }
+
+    #[test]
+    fn one_open_window_costs_one_slot() {
+        let (a, _) = one_sample_at_t0();
         let series = a.series.values().next().unwrap();
         assert_eq!(series.windows.0.capacity(), 1, "no node of 11 slots");
         // what a series with one open window holds beyond its keys, the window's values aside
@@ -921,13 +927,7 @@ mod tests {
 
     #[test]
     fn idle_windows_close_by_the_clock() {
-        let mut a = Aggregator::new(60_000, 5_000);
-        let mut out = Output::default();
-        a.observe(
-            kept(TrackEvent::performance("rt", 1.0).at(T0), 1.0),
-            T0,
-            &mut out,
-        );
+        let (mut a, mut out) = one_sample_at_t0();
         a.close_due(T0 + 64_999, false, &mut out);
         assert!(out.windows.is_empty());
         a.close_due(T0 + 65_000, false, &mut out);

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use diesel::prelude::*;
 
 use crate::db::backend::WriteTxn;
+pub(crate) use crate::db::models::ErrorBase;
 use crate::model::{SeriesKey, WriteBatch};
 use crate::stats::window::WindowState;
 
@@ -172,14 +173,6 @@ pub(crate) fn in_txn<C: WriteTxn, T>(
         Txn::Savepoint => c.transaction(f),
         Txn::Enclosing => f(c),
     }
-}
-
-/// An error count as stored: count, first and last time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ErrorBase {
-    pub(crate) count: i64,
-    pub(crate) first_ts_ms: i64,
-    pub(crate) last_ts_ms: i64,
 }
 
 /// Rows one committed batch wrote, by table.

@@ -12,7 +12,7 @@ use diesel::prelude::*;
 use diesel::query_dsl::methods::FilterDsl;
 use diesel::upsert::excluded;
 
-use crate::db::bookkeeping::{Bases, BatchMark, Txn};
+use crate::db::bookkeeping::{Bases, BatchMark, ErrorBase, Txn};
 use crate::db::models::{NewErrorCountRow, NewWindowRow};
 use crate::db::schema::{error_counts, metric_windows};
 use crate::forward::wire::Origin;
@@ -99,44 +99,8 @@ pub(crate) fn apply(
         }
         for w in &windows {
             let instance = origin.epoch_instance(w.epoch);
-            let s = w.state.summary();
-            let blob = w.state.to_bytes();
-            let series = w.key.name();
-            let labels = w.key.labels_text();
-            let row = NewWindowRow {
-                instance_id: &instance,
-                series: &series,
-                metric: &w.key.metric,
-                context: w.key.context.as_deref(),
-                window_start_ms: w.start_ms,
-                window_end_ms: w.end_ms,
-                count: s.count as i64,
-                estimated_count: s.estimated_count,
-                sum: s.sum,
-                min: s.min,
-                max: s.max,
-                mean: s.mean,
-                stddev: s.stddev,
-                p50: s.p50,
-                p90: s.p90,
-                p95: s.p95,
-                p99: s.p99,
-                sketch: Some(&blob),
-                is_final: w.is_final,
-                labels: &labels,
-                labels_key: w.key.labels_key(),
-            };
-            diesel::insert_into(metric_windows::table)
-                .values(&row)
-                .on_conflict((
-                    metric_windows::instance_id,
-                    metric_windows::metric,
-                    metric_windows::context_key,
-                    metric_windows::labels_key,
-                    metric_windows::window_start_ms,
-                ))
-                .do_update()
-                .set(&row)
+            let row = NewWindowRow::new(&instance, w, &w.state);
+            upsert_window!(&row)
                 // a newer snapshot (more samples), or the final row of the same samples
                 .filter(
                     metric_windows::count
@@ -156,25 +120,8 @@ pub(crate) fn apply(
         }
         for e in &errors {
             let instance = origin.epoch_instance(e.epoch);
-            let row = NewErrorCountRow {
-                instance_id: &instance,
-                error_hash: &e.error_hash,
-                error_type: &e.error_type,
-                error_category: e.error_category.as_deref(),
-                window_start_ms: e.start_ms,
-                count: e.count as i64,
-                first_ts_ms: e.first_ts_ms,
-                last_ts_ms: e.last_ts_ms,
-            };
-            diesel::insert_into(error_counts::table)
-                .values(&row)
-                .on_conflict((
-                    error_counts::instance_id,
-                    error_counts::error_hash,
-                    error_counts::window_start_ms,
-                ))
-                .do_update()
-                .set(&row)
+            let row = NewErrorCountRow::new(&instance, e, ErrorBase::EMPTY);
+            upsert_error_count!(&row)
                 .filter(error_counts::count.le(excluded(error_counts::count)))
                 .execute(c)?;
         }

@@ -1,6 +1,50 @@
 //! Everything that touches the store: the schema, row types, the SQL for both backends, and the
 //! writer actor.
 
+/// The condition "this row is of series `key`" on a table keyed by `metric`, `context_key` and
+/// `labels_key` (`metric_windows`, `metric_rollups`, `rollup_pending`), for `.filter(..)`.
+macro_rules! of_series {
+    ($table:ident, $key:expr) => {
+        $table::metric
+            .eq(&$key.metric)
+            .and($table::context_key.eq($key.context_key()))
+            .and($table::labels_key.eq($key.labels_key()))
+    };
+}
+
+/// The upsert of a `metric_windows` row (`$row`: a [`models::NewWindowRow`]) on its uniqueness
+/// key (one row per instance, series and window start), replacing the stored one; the caller
+/// may narrow the update with `.filter(..)` before `.execute(..)`.
+macro_rules! upsert_window {
+    ($row:expr) => {{
+        use crate::db::schema::metric_windows as w;
+        diesel::insert_into(w::table)
+            .values($row)
+            .on_conflict((
+                w::instance_id,
+                w::metric,
+                w::context_key,
+                w::labels_key,
+                w::window_start_ms,
+            ))
+            .do_update()
+            .set($row)
+    }};
+}
+
+/// The upsert of an `error_counts` row (`$row`: a [`models::NewErrorCountRow`]) on its
+/// uniqueness key, as [`upsert_window`].
+macro_rules! upsert_error_count {
+    ($row:expr) => {{
+        use crate::db::schema::error_counts as e;
+        diesel::insert_into(e::table)
+            .values($row)
+            .on_conflict((e::instance_id, e::error_hash, e::window_start_ms))
+            .do_update()
+            .set($row)
+    }};
+}
+
 pub(crate) mod backend;
 pub(crate) mod bookkeeping;
 pub(crate) mod conn;

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 
 use super::schema::{error_counts, events, metric_rollups, metric_windows, patterns, quarantine};
 use crate::messages::Pattern;
-use crate::model::SeriesKey;
+use crate::model::{ErrorCountSnapshot, SeriesKey, WindowSnapshot};
 use crate::stats::window::WindowState;
 use crate::window_stats::WindowStats;
 
@@ -35,104 +35,160 @@ pub(crate) struct NewEventRow<'a> {
 /// A stored series as read: `(series, metric, context, labels)` (see `Conn::stored_series`).
 pub(crate) type StoredSeriesRow = (String, String, Option<String>, String);
 
+/// Declares, once, the columns `metric_windows` and `metric_rollups` share (the series, the
+/// window and its summary), as a struct for each table: diesel's `AsChangeset` names one
+/// table, so one struct cannot be the upsert's update for both. Each is embedded
+/// (`#[diesel(embed)]`) in its table's row and built by one constructor.
+macro_rules! window_columns {
+    ($($(#[$doc:meta])* $name:ident for $table:ident;)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Insertable, AsChangeset)]
+        #[diesel(table_name = $table, treat_none_as_default_value = false)]
+        pub(crate) struct $name<'a> {
+            series: String,
+            metric: &'a str,
+            context: Option<&'a str>,
+            /// The label set, canonical JSON ([`crate::model::labels_text`]).
+            labels: String,
+            /// Its hash ([`crate::model::labels_key`]), in the uniqueness key.
+            labels_key: i64,
+            window_start_ms: i64,
+            window_end_ms: i64,
+            count: i64,
+            estimated_count: f64,
+            sum: f64,
+            min: f64,
+            max: f64,
+            mean: f64,
+            stddev: f64,
+            p50: f64,
+            p90: f64,
+            p95: f64,
+            p99: f64,
+            /// The window state ([`WindowState::to_bytes`]), which merges.
+            sketch: Option<Vec<u8>>,
+        }
+
+        impl<'a> $name<'a> {
+            /// The columns of series `key`'s window (or bucket) `[start, end)` holding `state`.
+            pub(crate) fn new(key: &'a SeriesKey, start: i64, end: i64, state: &WindowState) -> Self {
+                let s = state.summary();
+                $name {
+                    series: key.name(),
+                    metric: &key.metric,
+                    context: key.context.as_deref(),
+                    labels: key.labels_text(),
+                    labels_key: key.labels_key(),
+                    window_start_ms: start,
+                    window_end_ms: end,
+                    count: i64::try_from(s.count).unwrap_or(i64::MAX),
+                    estimated_count: s.estimated_count,
+                    sum: s.sum,
+                    min: s.min,
+                    max: s.max,
+                    mean: s.mean,
+                    stddev: s.stddev,
+                    p50: s.p50,
+                    p90: s.p90,
+                    p95: s.p95,
+                    p99: s.p99,
+                    sketch: Some(state.to_bytes()),
+                }
+            }
+        }
+    )*};
+}
+
+window_columns! {
+    /// The shared columns of a `metric_windows` row.
+    WindowColumns for metric_windows;
+    /// The shared columns of a `metric_rollups` row.
+    RollupColumns for metric_rollups;
+}
+
 /// A `metric_windows` row to insert or replace.
 #[derive(Debug, Insertable, AsChangeset)]
-#[diesel(table_name = metric_windows, treat_none_as_default_value = false)]
+#[diesel(table_name = metric_windows)]
 pub(crate) struct NewWindowRow<'a> {
     pub instance_id: &'a str,
-    pub series: &'a str,
-    pub metric: &'a str,
-    pub context: Option<&'a str>,
-    pub window_start_ms: i64,
-    pub window_end_ms: i64,
-    pub count: i64,
-    pub estimated_count: f64,
-    pub sum: f64,
-    pub min: f64,
-    pub max: f64,
-    pub mean: f64,
-    pub stddev: f64,
-    pub p50: f64,
-    pub p90: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub sketch: Option<&'a [u8]>,
+    #[diesel(embed)]
+    pub columns: WindowColumns<'a>,
     pub is_final: bool,
-    /// The label set, canonical JSON ([`crate::model::labels_text`]).
-    pub labels: &'a str,
-    /// Its hash ([`crate::model::labels_key`]), in the uniqueness key.
-    pub labels_key: i64,
-}
-
-/// A `metric_windows` row read back for a query.
-#[derive(Debug, Queryable, Selectable)]
-#[diesel(table_name = metric_windows)]
-pub(crate) struct WindowRow {
-    pub instance_id: String,
-    pub metric: String,
-    pub context: Option<String>,
-    pub window_start_ms: i64,
-    pub window_end_ms: i64,
-    pub sketch: Option<Vec<u8>>,
-    pub labels: String,
-}
-
-impl WindowRow {
-    /// The series of this row.
-    pub(crate) fn key(&self) -> SeriesKey {
-        SeriesKey::new(self.metric.as_str(), self.context.as_deref())
-            .with_labels(crate::model::parse_labels(&self.labels))
-    }
 }
 
 /// A `metric_rollups` row to insert or replace.
 #[derive(Debug, Insertable, AsChangeset)]
-#[diesel(table_name = metric_rollups, treat_none_as_default_value = false)]
+#[diesel(table_name = metric_rollups)]
 pub(crate) struct NewRollupRow<'a> {
     pub resolution: &'a str,
-    pub series: &'a str,
-    pub metric: &'a str,
-    pub context: Option<&'a str>,
-    pub window_start_ms: i64,
-    pub window_end_ms: i64,
-    pub count: i64,
-    pub estimated_count: f64,
-    pub sum: f64,
-    pub min: f64,
-    pub max: f64,
-    pub mean: f64,
-    pub stddev: f64,
-    pub p50: f64,
-    pub p90: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub sketch: Option<&'a [u8]>,
+    #[diesel(embed)]
+    pub columns: RollupColumns<'a>,
     pub source_rows: i64,
     pub computed_at_ms: i64,
-    /// The label set, canonical JSON.
-    pub labels: &'a str,
-    /// Its hash, in the uniqueness key.
-    pub labels_key: i64,
 }
 
-/// A `metric_rollups` row read back: as a source of a coarser roll-up, or for a query.
-#[derive(Debug, Queryable, Selectable)]
-#[diesel(table_name = metric_rollups)]
-pub(crate) struct RollupRow {
-    pub metric: String,
-    pub context: Option<String>,
-    pub window_start_ms: i64,
-    pub window_end_ms: i64,
-    pub sketch: Option<Vec<u8>>,
-    pub labels: String,
-}
-
-impl RollupRow {
-    /// The series of this row.
-    pub(crate) fn key(&self) -> SeriesKey {
-        SeriesKey::new(self.metric.as_str(), self.context.as_deref())
-            .with_labels(crate::model::parse_labels(&self.labels))
+impl<'a> NewWindowRow<'a> {
+    /// The row of `w` under `instance`, holding `state` (`w`'s own, or merged onto what the
+    /// store held).
+    pub(crate) fn new(instance: &'a str, w: &'a WindowSnapshot, state: &WindowState) -> Self {
+        NewWindowRow {
+            instance_id: instance,
+            columns: WindowColumns::new(&w.key, w.start_ms, w.end_ms, state),
+            is_final: w.is_final,
+        }
     }
+}
+
+/// Declares, once, the rows read back from `metric_windows` and `metric_rollups`: what a
+/// table holds of a series' window beyond `extra` columns (one struct per table, as diesel's
+/// `Selectable` names one).
+macro_rules! stored_rows {
+    ($($(#[$doc:meta])* $name:ident for $table:ident { $($extra:ident: $ty:ty),* };)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Queryable, Selectable)]
+        #[diesel(table_name = $table)]
+        pub(crate) struct $name {
+            $(pub $extra: $ty,)*
+            pub metric: String,
+            pub context: Option<String>,
+            pub window_start_ms: i64,
+            pub window_end_ms: i64,
+            pub sketch: Option<Vec<u8>>,
+            pub labels: String,
+        }
+
+        impl $name {
+            /// The series of this row.
+            pub(crate) fn key(&self) -> SeriesKey {
+                SeriesKey::new(self.metric.as_str(), self.context.as_deref())
+                    .with_labels(crate::model::parse_labels(&self.labels))
+            }
+        }
+    )*};
+}
+
+stored_rows! {
+    /// A `metric_windows` row read back for a query.
+    WindowRow for metric_windows { instance_id: String };
+    /// A `metric_rollups` row read back: as a source of a coarser roll-up, or for a query.
+    RollupRow for metric_rollups {};
+}
+
+/// An error count as stored: count, first and last time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ErrorBase {
+    pub(crate) count: i64,
+    pub(crate) first_ts_ms: i64,
+    pub(crate) last_ts_ms: i64,
+}
+
+impl ErrorBase {
+    /// Nothing stored: adding a count to it gives that count.
+    pub(crate) const EMPTY: ErrorBase = ErrorBase {
+        count: 0,
+        first_ts_ms: i64::MAX,
+        last_ts_ms: i64::MIN,
+    };
 }
 
 /// An `error_counts` row to insert or replace.
@@ -147,6 +203,25 @@ pub(crate) struct NewErrorCountRow<'a> {
     pub count: i64,
     pub first_ts_ms: i64,
     pub last_ts_ms: i64,
+}
+
+impl<'a> NewErrorCountRow<'a> {
+    /// The row of `e` under `instance`: its count added to `base`, what the store held
+    /// ([`ErrorBase::EMPTY`] for nothing).
+    pub(crate) fn new(instance: &'a str, e: &'a ErrorCountSnapshot, base: ErrorBase) -> Self {
+        NewErrorCountRow {
+            instance_id: instance,
+            error_hash: &e.error_hash,
+            error_type: &e.error_type,
+            error_category: e.error_category.as_deref(),
+            window_start_ms: e.start_ms,
+            count: base
+                .count
+                .saturating_add(i64::try_from(e.count).unwrap_or(i64::MAX)),
+            first_ts_ms: base.first_ts_ms.min(e.first_ts_ms),
+            last_ts_ms: base.last_ts_ms.max(e.last_ts_ms),
+        }
+    }
 }
 
 /// A `patterns` row to insert.

@@ -67,7 +67,7 @@ macro_rules! rollup_backend {
     ($module:ident, $Conn:ty) => {
         pub(crate) mod $module {
             use super::*;
-            use crate::db::models::{NewRollupRow, RollupRow, WindowRow};
+            use crate::db::models::{NewRollupRow, RollupColumns, RollupRow, WindowRow};
             use crate::db::schema::{metric_rollups, metric_windows, rollup_pending};
 
             /// Marks `(res, series, bucket)` pending on behalf of `marker` (an instance id, or
@@ -138,17 +138,13 @@ macro_rules! rollup_backend {
                 match finer(res) {
                     Some(from) => metric_rollups::table
                         .filter(metric_rollups::resolution.eq(from.as_str()))
-                        .filter(metric_rollups::metric.eq(&key.metric))
-                        .filter(metric_rollups::context_key.eq(key.context_key()))
-                        .filter(metric_rollups::labels_key.eq(key.labels_key()))
+                        .filter(of_series!(metric_rollups, key))
                         .filter(metric_rollups::window_start_ms.ge(start))
                         .filter(metric_rollups::window_start_ms.lt(end))
                         .select(metric_rollups::sketch)
                         .load(c),
                     None => metric_windows::table
-                        .filter(metric_windows::metric.eq(&key.metric))
-                        .filter(metric_windows::context_key.eq(key.context_key()))
-                        .filter(metric_windows::labels_key.eq(key.labels_key()))
+                        .filter(of_series!(metric_windows, key))
                         .filter(metric_windows::window_start_ms.ge(start))
                         .filter(metric_windows::window_start_ms.lt(end))
                         .select(metric_windows::sketch)
@@ -176,9 +172,7 @@ macro_rules! rollup_backend {
                     for (marker, gen) in marks {
                         still_marked += rollup_pending::table
                             .filter(rollup_pending::resolution.eq(res.as_str()))
-                            .filter(rollup_pending::metric.eq(&key.metric))
-                            .filter(rollup_pending::context_key.eq(key.context_key()))
-                            .filter(rollup_pending::labels_key.eq(key.labels_key()))
+                            .filter(of_series!(rollup_pending, key))
                             .filter(rollup_pending::bucket_start_ms.eq(start))
                             .filter(rollup_pending::instance_id.eq(marker))
                             .filter(rollup_pending::gen.eq(gen))
@@ -195,33 +189,11 @@ macro_rules! rollup_backend {
                         for blob in &rows {
                             merged.merge(&decode_state(blob.as_deref()));
                         }
-                        let s = merged.summary();
-                        let blob = merged.to_bytes();
-                        let series = key.name();
-                        let labels = key.labels_text();
                         let row = NewRollupRow {
                             resolution: res.as_str(),
-                            series: &series,
-                            metric: &key.metric,
-                            context: key.context.as_deref(),
-                            window_start_ms: start,
-                            window_end_ms: start + width,
-                            count: s.count as i64,
-                            estimated_count: s.estimated_count,
-                            sum: s.sum,
-                            min: s.min,
-                            max: s.max,
-                            mean: s.mean,
-                            stddev: s.stddev,
-                            p50: s.p50,
-                            p90: s.p90,
-                            p95: s.p95,
-                            p99: s.p99,
-                            sketch: Some(&blob),
+                            columns: RollupColumns::new(key, start, start + width, &merged),
                             source_rows: rows.len() as i64,
                             computed_at_ms: now_ms,
-                            labels: &labels,
-                            labels_key: key.labels_key(),
                         };
                         diesel::insert_into(metric_rollups::table)
                             .values(&row)
@@ -241,9 +213,7 @@ macro_rules! rollup_backend {
                         diesel::delete(
                             rollup_pending::table
                                 .filter(rollup_pending::resolution.eq(res.as_str()))
-                                .filter(rollup_pending::metric.eq(&key.metric))
-                                .filter(rollup_pending::context_key.eq(key.context_key()))
-                                .filter(rollup_pending::labels_key.eq(key.labels_key()))
+                                .filter(of_series!(rollup_pending, key))
                                 .filter(rollup_pending::bucket_start_ms.eq(start))
                                 .filter(rollup_pending::instance_id.eq(marker))
                                 .filter(rollup_pending::gen.eq(gen)),
@@ -358,9 +328,7 @@ macro_rules! rollup_backend {
                     // days or hours is
                     let marks: Vec<i64> = rollup_pending::table
                         .filter(rollup_pending::resolution.eq(finer.as_str()))
-                        .filter(rollup_pending::metric.eq(&key.metric))
-                        .filter(rollup_pending::context_key.eq(key.context_key()))
-                        .filter(rollup_pending::labels_key.eq(key.labels_key()))
+                        .filter(of_series!(rollup_pending, key))
                         .filter(rollup_pending::bucket_start_ms.ge(first))
                         .filter(rollup_pending::bucket_start_ms.lt(sources_end))
                         .select(rollup_pending::bucket_start_ms)
@@ -369,9 +337,7 @@ macro_rules! rollup_backend {
                 }
                 let own: Vec<i64> = rollup_pending::table
                     .filter(rollup_pending::resolution.eq(res.as_str()))
-                    .filter(rollup_pending::metric.eq(&key.metric))
-                    .filter(rollup_pending::context_key.eq(key.context_key()))
-                    .filter(rollup_pending::labels_key.eq(key.labels_key()))
+                    .filter(of_series!(rollup_pending, key))
                     .filter(rollup_pending::bucket_start_ms.ge(first))
                     .filter(rollup_pending::bucket_start_ms.lt(q.to_ms))
                     .select(rollup_pending::bucket_start_ms)
@@ -381,9 +347,7 @@ macro_rules! rollup_backend {
                 let mut parts = Vec::new();
                 for (from, to) in runs(&dirty, width) {
                     let rows: Vec<WindowRow> = metric_windows::table
-                        .filter(metric_windows::metric.eq(&key.metric))
-                        .filter(metric_windows::context_key.eq(key.context_key()))
-                        .filter(metric_windows::labels_key.eq(key.labels_key()))
+                        .filter(of_series!(metric_windows, key))
                         .filter(metric_windows::window_start_ms.ge(from))
                         .filter(metric_windows::window_start_ms.lt(to))
                         .select(WindowRow::as_select())
@@ -397,9 +361,7 @@ macro_rules! rollup_backend {
                 let mut out = merge_into_buckets(parts, grid);
                 let stored: Vec<RollupRow> = metric_rollups::table
                     .filter(metric_rollups::resolution.eq(res.as_str()))
-                    .filter(metric_rollups::metric.eq(&key.metric))
-                    .filter(metric_rollups::context_key.eq(key.context_key()))
-                    .filter(metric_rollups::labels_key.eq(key.labels_key()))
+                    .filter(of_series!(metric_rollups, key))
                     .filter(metric_rollups::window_start_ms.ge(first))
                     .filter(metric_rollups::window_start_ms.lt(q.to_ms))
                     .select(RollupRow::as_select())

@@ -41,9 +41,7 @@ macro_rules! backend {
                             _ => {
                                 let stored: Option<Option<Vec<u8>>> = metric_windows::table
                                     .filter(metric_windows::instance_id.eq(instance))
-                                    .filter(metric_windows::metric.eq(&w.key.metric))
-                                    .filter(metric_windows::context_key.eq(w.key.context_key()))
-                                    .filter(metric_windows::labels_key.eq(w.key.labels_key()))
+                                    .filter(of_series!(metric_windows, w.key))
                                     .filter(metric_windows::window_start_ms.eq(w.start_ms))
                                     .select(metric_windows::sketch)
                                     .first(c)
@@ -55,45 +53,8 @@ macro_rules! backend {
                         };
                         let mut merged = base;
                         merged.merge(&w.state);
-                        let s = merged.summary();
-                        let blob = merged.to_bytes();
-                        let series = w.key.name();
-                        let labels = w.key.labels_text();
-                        let row = NewWindowRow {
-                            instance_id: instance,
-                            series: &series,
-                            metric: &w.key.metric,
-                            context: w.key.context.as_deref(),
-                            window_start_ms: w.start_ms,
-                            window_end_ms: w.end_ms,
-                            count: s.count as i64,
-                            estimated_count: s.estimated_count,
-                            sum: s.sum,
-                            min: s.min,
-                            max: s.max,
-                            mean: s.mean,
-                            stddev: s.stddev,
-                            p50: s.p50,
-                            p90: s.p90,
-                            p95: s.p95,
-                            p99: s.p99,
-                            sketch: Some(&blob),
-                            is_final: w.is_final,
-                            labels: &labels,
-                            labels_key: w.key.labels_key(),
-                        };
-                        diesel::insert_into(metric_windows::table)
-                            .values(&row)
-                            .on_conflict((
-                                metric_windows::instance_id,
-                                metric_windows::metric,
-                                metric_windows::context_key,
-                                metric_windows::labels_key,
-                                metric_windows::window_start_ms,
-                            ))
-                            .do_update()
-                            .set(&row)
-                            .execute(c)?;
+                        let row = NewWindowRow::new(instance, w, &merged);
+                        upsert_window!(&row).execute(c)?;
                     }
                     crate::db::rollup_sql::$module::mark_pending(c, instance, batch)?;
                     for e in &batch.errors {
@@ -118,40 +79,17 @@ macro_rules! backend {
                                         first_ts_ms,
                                         last_ts_ms,
                                     });
-                                let cached = base.unwrap_or(ErrorBase {
-                                    count: 0,
-                                    first_ts_ms: i64::MAX,
-                                    last_ts_ms: i64::MIN,
-                                });
+                                let cached = base.unwrap_or(ErrorBase::EMPTY);
                                 bases.errors.insert(key, (e.epoch, cached));
                                 base
                             }
                         };
-                        let base = base.unwrap_or(ErrorBase {
-                            count: 0,
-                            first_ts_ms: i64::MAX,
-                            last_ts_ms: i64::MIN,
-                        });
-                        let row = NewErrorCountRow {
-                            instance_id: instance,
-                            error_hash: &e.error_hash,
-                            error_type: &e.error_type,
-                            error_category: e.error_category.as_deref(),
-                            window_start_ms: e.start_ms,
-                            count: base.count + e.count as i64,
-                            first_ts_ms: base.first_ts_ms.min(e.first_ts_ms),
-                            last_ts_ms: base.last_ts_ms.max(e.last_ts_ms),
-                        };
-                        diesel::insert_into(error_counts::table)
-                            .values(&row)
-                            .on_conflict((
-                                error_counts::instance_id,
-                                error_counts::error_hash,
-                                error_counts::window_start_ms,
-                            ))
-                            .do_update()
-                            .set(&row)
-                            .execute(c)?;
+                        let row = NewErrorCountRow::new(
+                            instance,
+                            e,
+                            base.unwrap_or(ErrorBase::EMPTY),
+                        );
+                        upsert_error_count!(&row).execute(c)?;
                     }
                     if !batch.patterns.is_empty() {
                         let names: Vec<(String, String)> = batch
@@ -490,9 +428,7 @@ macro_rules! backend {
                 to_ms: i64,
             ) -> QueryResult<Vec<WindowRow>> {
                 metric_windows::table
-                    .filter(metric_windows::metric.eq(&key.metric))
-                    .filter(metric_windows::context_key.eq(key.context_key()))
-                    .filter(metric_windows::labels_key.eq(key.labels_key()))
+                    .filter(of_series!(metric_windows, key))
                     .filter(metric_windows::window_start_ms.ge(from_ms))
                     .filter(metric_windows::window_start_ms.lt(to_ms))
                     .order((metric_windows::window_start_ms, metric_windows::id))

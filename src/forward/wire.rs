@@ -85,6 +85,21 @@ fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
 }
 
 /// A label set, as `crate::model::labels_text` wrote it.
+/// A series key: metric, context, labels (read by [`get_key`]).
+fn put_key(out: &mut Vec<u8>, key: &SeriesKey) {
+    put_str(out, &key.metric);
+    put_opt_str(out, key.context.as_deref());
+    put_str(out, &key.labels_text());
+}
+
+/// A series key: metric, context, labels.
+fn get_key(r: &mut Reader<'_>) -> Result<SeriesKey, WireError> {
+    let metric = get_str(r)?.to_string();
+    let context = get_opt_str(r)?;
+    let labels = get_labels(r)?;
+    Ok(SeriesKey::new(metric, context.as_deref()).with_labels(labels))
+}
+
 fn get_labels(r: &mut Reader<'_>) -> Result<crate::model::Labels, WireError> {
     let text = get_str(r)?;
     if text == "{}" {
@@ -104,14 +119,8 @@ fn get_opt_str(r: &mut Reader<'_>) -> Result<Option<String>, WireError> {
     }
 }
 
-const KINDS: [EventKind; 6] = [
-    EventKind::Command,
-    EventKind::Performance,
-    EventKind::Datastore,
-    EventKind::Error,
-    EventKind::Engagement,
-    EventKind::Custom,
-];
+/// A kind travels as its index here (the journal's order: new kinds are appended).
+const KINDS: [EventKind; 6] = EventKind::ALL;
 const PRIORITIES: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
 
 /// The uncompressed encoding of `batch` sent by `origin`.
@@ -159,9 +168,7 @@ pub(crate) fn encode_raw(origin: &Origin, batch: &WriteBatch) -> Vec<u8> {
     }
     put_varint(&mut out, batch.windows.len() as u64);
     for w in &batch.windows {
-        put_str(&mut out, &w.key.metric);
-        put_opt_str(&mut out, w.key.context.as_deref());
-        put_str(&mut out, &w.key.labels_text());
+        put_key(&mut out, &w.key);
         put_varint(&mut out, zigzag(w.start_ms));
         put_varint(&mut out, zigzag(w.end_ms - w.start_ms));
         put_varint(&mut out, w.epoch);
@@ -184,9 +191,7 @@ pub(crate) fn encode_raw(origin: &Origin, batch: &WriteBatch) -> Vec<u8> {
     }
     put_varint(&mut out, batch.patterns.len() as u64);
     for p in &batch.patterns {
-        put_str(&mut out, &p.key.metric);
-        put_opt_str(&mut out, p.key.context.as_deref());
-        put_str(&mut out, &p.key.labels_text());
+        put_key(&mut out, &p.key);
         out.push(
             PatternKind::ALL
                 .iter()
@@ -298,9 +303,7 @@ pub(crate) fn decode_raw(raw: &[u8]) -> Result<(Origin, WriteBatch), WireError> 
     }
     let n = r.varint()? as usize;
     for _ in 0..n {
-        let metric = get_str(&mut r)?.to_string();
-        let context = get_opt_str(&mut r)?;
-        let labels = get_labels(&mut r)?;
+        let key = get_key(&mut r)?;
         let start_ms = unzigzag(r.varint()?);
         let end_ms = start_ms.wrapping_add(unzigzag(r.varint()?));
         let epoch = r.varint()?;
@@ -309,7 +312,7 @@ pub(crate) fn decode_raw(raw: &[u8]) -> Result<(Origin, WriteBatch), WireError> 
         let state = WindowState::from_bytes(r.bytes(len)?)
             .map_err(|_| WireError::Invalid("window state"))?;
         batch.windows.push(WindowSnapshot {
-            key: SeriesKey::new(metric, context.as_deref()).with_labels(labels),
+            key,
             start_ms,
             end_ms,
             epoch,
@@ -333,9 +336,7 @@ pub(crate) fn decode_raw(raw: &[u8]) -> Result<(Origin, WriteBatch), WireError> 
     }
     let n = r.varint()? as usize;
     for _ in 0..n {
-        let metric = get_str(&mut r)?.to_string();
-        let context = get_opt_str(&mut r)?;
-        let labels = get_labels(&mut r)?;
+        let key = get_key(&mut r)?;
         let kind = *PatternKind::ALL
             .get(usize::from(r.byte()?))
             .ok_or(WireError::Invalid("pattern kind"))?;
@@ -349,7 +350,7 @@ pub(crate) fn decode_raw(raw: &[u8]) -> Result<(Origin, WriteBatch), WireError> 
         let statistics = serde_json::from_str(get_str(&mut r)?)
             .map_err(|_| WireError::Invalid("pattern statistics"))?;
         batch.patterns.push(PatternRecord {
-            key: SeriesKey::new(metric, context.as_deref()).with_labels(labels),
+            key,
             kind,
             confidence,
             start_ms,

@@ -13,3 +13,21 @@ mod exact;
 mod moments;
 pub mod sketch;
 pub mod window;
+
+/// What the property tests of [`sketch`] and [`window`] share.
+#[cfg(test)]
+pub(crate) mod strategies {
+    use proptest::prelude::*;
+
+    /// Values: log-uniform over 1..1e4 (skewed), its negatives, zeros, small integers (many
+    /// ties) and a wide log-uniform range, `10^-wide..10^wide`.
+    pub(crate) fn value(wide: f64) -> impl Strategy<Value = f64> {
+        prop_oneof![
+            4 => (0.0f64..4.0).prop_map(|e| 10f64.powf(e)),
+            1 => (0.0f64..4.0).prop_map(|e| -(10f64.powf(e))),
+            1 => Just(0.0),
+            1 => (0u32..20).prop_map(f64::from),
+            1 => (-wide..wide).prop_map(|e| 10f64.powf(e)),
+        ]
+    }
+}

@@ -740,10 +740,9 @@ mod tests {
             .collect()
     }
 
-    /// Every number a window reports is finite, and the mean lies within [min, max].
-    fn assert_finite(w: &WindowState) -> Result<(), String> {
-        let s = w.summary();
-        let all = [
+    /// The summary's floating-point numbers.
+    fn floats(s: &WindowSummary) -> [f64; 10] {
+        [
             s.estimated_count,
             s.sum,
             s.min,
@@ -754,11 +753,17 @@ mod tests {
             s.p90,
             s.p95,
             s.p99,
-            w.variance(),
-            w.quantile(0.001),
-            w.quantile(1.0),
-        ];
-        if all.iter().any(|x| !x.is_finite()) {
+        ]
+    }
+
+    /// Every number a window reports is finite, and the mean lies within [min, max].
+    fn assert_finite(w: &WindowState) -> Result<(), String> {
+        let s = w.summary();
+        let mut all =
+            floats(&s)
+                .into_iter()
+                .chain([w.variance(), w.quantile(0.001), w.quantile(1.0)]);
+        if all.any(|x| !x.is_finite()) {
             return Err(format!("non-finite statistic in {s:?}"));
         }
         if !(s.min <= s.mean && s.mean <= s.max) {
@@ -772,18 +777,7 @@ mod tests {
         let w = WindowState::new();
         let s = w.summary();
         assert_eq!(s.count, 0);
-        for x in [
-            s.estimated_count,
-            s.sum,
-            s.min,
-            s.max,
-            s.mean,
-            s.stddev,
-            s.p50,
-            s.p90,
-            s.p95,
-            s.p99,
-        ] {
+        for x in floats(&s) {
             assert_eq!(x, 0.0);
         }
         assert_eq!(w.quantile(0.5), 0.0);
@@ -1175,16 +1169,9 @@ mod tests {
         assert!(worst <= DEFAULT_RELATIVE_ACCURACY * (1.0 + 1e-9));
     }
 
-    /// Values for property tests: log-uniform over 1..1e4 (skewed), its negatives, zeros,
-    /// small integers (many ties) and a wide log-uniform range.
+    /// Values for property tests, with a wide range of `1e-20..1e20`.
     fn value() -> impl Strategy<Value = f64> {
-        prop_oneof![
-            4 => (0.0f64..4.0).prop_map(|e| 10f64.powf(e)),
-            1 => (0.0f64..4.0).prop_map(|e| -(10f64.powf(e))),
-            1 => Just(0.0),
-            1 => (0u32..20).prop_map(f64::from),
-            1 => (-20.0f64..20.0).prop_map(|e| 10f64.powf(e)),
-        ]
+        crate::stats::strategies::value(20.0)
     }
 
     /// Weights as 1 / sample rate: integers, and rates like 0.3 that give fractions.

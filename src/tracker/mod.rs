@@ -192,8 +192,7 @@ impl Tracker {
                     queue: None,
                     write_scheduled: false,
                     prune_scheduled: false,
-                    shutdown: None,
-                    own_address: None,
+                    end: crate::actors::EndOfChain::new(),
                 })),
                 Some(forward) => WriterInbox::of(unbounded(NatsSink::new(
                     forward, instance, budget, counters,
