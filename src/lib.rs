@@ -134,6 +134,8 @@ mod docs_doctests {
     pub struct Privacy;
     #[doc = include_str!("../docs/metrics.md")]
     pub struct Metrics;
+    #[doc = include_str!("../docs/distinct-users.md")]
+    pub struct DistinctUsers;
     #[doc = include_str!("../docs/cli.md")]
     pub struct Cli;
     #[doc = include_str!("../docs/detection.md")]
@@ -174,6 +176,7 @@ pub mod stats;
 mod telemetry;
 mod text;
 mod tracker;
+mod users;
 mod util;
 mod window_stats;
 
@@ -192,8 +195,10 @@ pub use forward::Forward;
 pub use messages::Tick;
 pub use messages::{
     BatchAck, Configure, Flush, GetConfig, GetStats, Pattern, PatternFound, QueryPatterns,
-    QueryWindows, Shutdown, SubscribePatterns, SubscriptionId, TrackBatch, UnsubscribePatterns,
+    QueryUsers, QueryWindows, Shutdown, SubscribePatterns, SubscriptionId, TrackBatch,
+    UnsubscribePatterns,
 };
+pub use users::UserCount;
 pub use model::{labelled_name, Labels, PatternStatistic, OVERFLOW_LABEL};
 pub use reader::{StoreReader, StoredSeries};
 pub use retention::Retention;

@@ -287,6 +287,17 @@ impl DbWriter {
                     });
                 let _ = reply.send(answer);
             }
+            Control::Users(q) => {
+                let q = *q;
+                let answer = self
+                    .write_due(ctx, true)
+                    .map_err(unavailable)
+                    .and_then(|()| {
+                        let core = &mut self.core;
+                        core.watch().call(|| core.query_users(&q.query, q.open))
+                    });
+                let _ = q.reply.send(answer);
+            }
             Control::Settings(s) => self.core.set_settings(&s),
             // answered by the queue; never reaches the writer
             Control::Admitted(reply) => {

@@ -103,6 +103,8 @@ pub(crate) struct Routed {
     pub records: Vec<Record>,
     /// How many events were sampled out.
     pub sampled_out: u64,
+    /// Distinct-user sketches due to be written (counted before sampling, by the stage).
+    pub users: Vec<crate::cores::users::UserWindow>,
 }
 
 impl Sampler {
