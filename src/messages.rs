@@ -241,22 +241,23 @@ impl QueryUsers {
     }
 
     /// Only this context of the command.
-    pub fn context(mut self, context: impl Into<String>) -> Self {
-        self.context = Some(context.into());
-        self
+    pub fn context(self, context: impl Into<String>) -> Self {
+        let context = Some(context.into());
+        QueryUsers { context, ..self }
     }
 
     /// Windows (or buckets) starting in `[from_ms, to_ms)`.
-    pub fn between(mut self, from_ms: i64, to_ms: i64) -> Self {
-        self.from_ms = from_ms;
-        self.to_ms = to_ms;
-        self
+    pub fn between(self, from_ms: i64, to_ms: i64) -> Self {
+        QueryUsers {
+            from_ms,
+            to_ms,
+            ..self
+        }
     }
 
     /// At this resolution.
-    pub fn resolution(mut self, resolution: Resolution) -> Self {
-        self.resolution = resolution;
-        self
+    pub fn resolution(self, resolution: Resolution) -> Self {
+        QueryUsers { resolution, ..self }
     }
 }
 

@@ -84,7 +84,12 @@ impl DistinctUsers {
         let due: Vec<_> = self
             .open
             .keys()
-            .filter(|(_, _, start)| start + self.window_ms + self.lateness_ms <= now_ms)
+            .filter(|(_, _, start)| {
+                start
+                    .saturating_add(self.window_ms)
+                    .saturating_add(self.lateness_ms)
+                    <= now_ms
+            })
             .cloned()
             .collect();
         for key in due {

@@ -567,8 +567,8 @@ mod tests {
             flipped[i] ^= 0xff;
         }
         assert!(matches!(decode(b"not zstd"), Err(WireError::Decompress(_))));
-        let mut v2 = raw;
-        v2[0] = 2;
-        assert!(matches!(decode_raw(&v2), Err(WireError::Version(2))));
+        let mut v3 = raw;
+        v3[0] = 3;
+        assert!(matches!(decode_raw(&v3), Err(WireError::Version(3))));
     }
 }
