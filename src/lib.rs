@@ -198,13 +198,13 @@ pub use messages::{
     QueryUsers, QueryWindows, Shutdown, SubscribePatterns, SubscriptionId, TrackBatch,
     UnsubscribePatterns,
 };
-pub use users::UserCount;
 pub use model::{labelled_name, Labels, PatternStatistic, OVERFLOW_LABEL};
 pub use reader::{StoreReader, StoredSeries};
 pub use retention::Retention;
 pub use rollup::Resolution;
 pub use stats::detect::{DetectorSettings, Evidence, PatternKind, View};
 pub use tracker::Tracker;
+pub use users::UserCount;
 
 /// The front door's former name: it supervises nothing, it is the pipeline's entry point.
 #[deprecated(note = "renamed `Tracker`: the pipeline's front door")]

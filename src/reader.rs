@@ -137,7 +137,10 @@ impl StoreReader {
     /// The distinct users of a command per window or bucket, merged over the instances (what
     /// [`crate::QueryUsers`] answers, without the open windows of a running pipeline).
     pub fn users(&self, query: &QueryUsers) -> Result<Vec<UserCount>, PipelineError> {
-        self.pool.get()?.query_users(query, Vec::new()).map_err(from_diesel)
+        self.pool
+            .get()?
+            .query_users(query, Vec::new())
+            .map_err(from_diesel)
     }
 
     /// The commands whose distinct users are stored, sorted.

@@ -126,7 +126,11 @@ mod tests {
 
     #[test]
     fn counts_merge_per_start_and_open_windows_fall_in_their_bucket() {
-        let open = vec![window(0, &["a", "b"]), window(60_000, &["b", "c"]), window(HOUR_MS, &["d"])];
+        let open = vec![
+            window(0, &["a", "b"]),
+            window(60_000, &["b", "c"]),
+            window(HOUR_MS, &["d"]),
+        ];
         let parts = open_parts(open, Resolution::Hour, 0, HOUR_MS);
         assert_eq!(parts.len(), 2);
         let mut stored = UserSketch::new();
@@ -134,6 +138,9 @@ mod tests {
         stored.insert(b"e");
         let counts = count_by_start(parts.into_iter().chain([(0, HOUR_MS, stored)]));
         assert_eq!(counts.len(), 1);
-        assert_eq!((counts[0].start_ms, counts[0].width_ms, counts[0].users), (0, HOUR_MS, 4));
+        assert_eq!(
+            (counts[0].start_ms, counts[0].width_ms, counts[0].users),
+            (0, HOUR_MS, 4)
+        );
     }
 }

@@ -195,7 +195,10 @@ fn check_store(db: &TestDb, stats: &[Stats], instances: usize, n: usize) {
     for resolution in [eventbatch::Resolution::Window, eventbatch::Resolution::Day] {
         let q = eventbatch::QueryUsers::command("help").resolution(resolution);
         let users = reader.users(&q).unwrap();
-        assert!(!users.is_empty() && users.iter().all(|u| u.users == 1), "{users:?}");
+        assert!(
+            !users.is_empty() && users.iter().all(|u| u.users == 1),
+            "{users:?}"
+        );
     }
 }
 

@@ -14,8 +14,8 @@ use std::process::{Command, Output};
 
 use anyhow::{ensure, Context as _, Result};
 use eventbatch::{
-    start, Config, QueryPatterns, QueryUsers, Resolution, Shutdown, Store, StoreReader,
-    TrackBatch, TrackEvent,
+    start, Config, QueryPatterns, QueryUsers, Resolution, Shutdown, Store, StoreReader, TrackBatch,
+    TrackEvent,
 };
 use serde_json::{json, Value};
 
@@ -498,7 +498,7 @@ fn report_shows_each_commands_distinct_users() -> Result<()> {
                 })
                 .collect();
             tracker.send(TrackBatch(batch)).await??;
-            tracker.send(Shutdown).await??;
+            tracker.send(Shutdown).await?;
             anyhow::Ok(())
         }
     })?;
@@ -506,10 +506,22 @@ fn report_shows_each_commands_distinct_users() -> Result<()> {
     for resolution in ["window", "day"] {
         let page = report_path(dir.path(), &format!("users-{resolution}.html"));
         let page_arg = page.to_str().context("utf-8 path")?;
-        run_ok(&["report", "--db", db_arg, "--resolution", resolution, "-o", page_arg]);
+        run_ok(&[
+            "report",
+            "--db",
+            db_arg,
+            "--resolution",
+            resolution,
+            "-o",
+            page_arg,
+        ]);
         let html = std::fs::read_to_string(&page)?;
         ensure!(html.contains("<h2>Distinct users</h2>"), "no users section");
-        let res = if resolution == "day" { Resolution::Day } else { Resolution::Window };
+        let res = if resolution == "day" {
+            Resolution::Day
+        } else {
+            Resolution::Window
+        };
         let stored = StoreReader::open(&Store::sqlite(&db))?
             .users(&QueryUsers::command("help").resolution(res))?;
         ensure!(stored.len() == 1, "{stored:?}");

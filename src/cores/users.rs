@@ -121,7 +121,11 @@ impl DistinctUsers {
         self.open.len()
     }
 
-    fn window(&self, (command, context, start_ms): (String, String, i64), sketch: UserSketch) -> UserWindow {
+    fn window(
+        &self,
+        (command, context, start_ms): (String, String, i64),
+        sketch: UserSketch,
+    ) -> UserWindow {
         UserWindow {
             command,
             context,

@@ -28,7 +28,8 @@ diesel::table! {
 /// A stored sketch, or the error that says it is damaged (the transaction fails: a merge into
 /// a damaged row would lose what it held).
 fn decode(bytes: &[u8]) -> QueryResult<UserSketch> {
-    UserSketch::from_bytes(bytes).map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
+    UserSketch::from_bytes(bytes)
+        .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
 }
 
 macro_rules! users_backend {
@@ -76,7 +77,13 @@ macro_rules! users_backend {
                                 window_start_ms.eq(start),
                                 row,
                             ))
-                            .on_conflict((instance_id, command, context, resolution, window_start_ms))
+                            .on_conflict((
+                                instance_id,
+                                command,
+                                context,
+                                resolution,
+                                window_start_ms,
+                            ))
                             .do_update()
                             .set(row)
                             .execute(c)?;

@@ -12,6 +12,7 @@
 
 use thiserror::Error;
 
+use crate::cores::users::UserWindow;
 use crate::encoding::{put_varint, unzigzag, zigzag, Reader, SketchDecodeError};
 use crate::event::{EventKind, Priority};
 use crate::model::{
@@ -19,7 +20,6 @@ use crate::model::{
     FIELDS,
 };
 use crate::stats::detect::PatternKind;
-use crate::cores::users::UserWindow;
 use crate::stats::hll::UserSketch;
 use crate::stats::window::WindowState;
 

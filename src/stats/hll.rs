@@ -10,13 +10,13 @@
 //!   HyperLogLog sketches", 2017, algorithm 6): no bias tables, no switch to linear counting,
 //!   unbiased from one id to far beyond 10^9. Standard error 1.04 / sqrt(16,384) = 0.81%:
 //!   within 2% (2.5 standard errors) in about 99% of sketches; the unit test below measures
-//!   0.1% to 0.5% at 1,000,000 ids over several seeds, and small counts are near exact (a
-//!   sketch of 1 to 100 ids is off by at most 1).
-//! - **Size**: a window with few users keeps a sparse list of its raised registers (about 3
-//!   bytes an id stored: a varint of the index gap and the rank); past 3,072 registers (where the
-//!   list would pass 9 KB) it turns dense, 6 bits a register: 12,288 bytes + 2, whatever the
-//!   count. Measured (the `sizes_*` test below): 5 ids 17 bytes, 100 ids 302 bytes, 1,000 ids
-//!   2,930 bytes, 1,000,000 ids 12,290 bytes.
+//!   0.84%, 0.15% and 0.13% at 1,000,000 ids over three sets of ids, and small counts are near
+//!   exact (a sketch of 1 to 100 ids is off by at most 1).
+//! - **Size**: a window with few users keeps a sparse list of its raised registers (about 2
+//!   bytes an id stored: a varint of the index gap and the rank); past 3,072 registers (about
+//!   3,400 ids) it turns dense, 6 bits a register: 12,288 bytes + 2, whatever the count.
+//!   Measured (the `sizes_*` test below, `--nocapture`): 1 id 6 bytes, 5 ids 17, 100 ids 248,
+//!   1,000 ids 1,955, 3,000 ids 5,530; 4,000 or 1,000,000 ids 12,290.
 //!
 //! Written here (some 200 lines) rather than taken from a crate: the stored bytes must read back
 //! for as long as a store keeps its rows, so their format is this crate's to keep, and the
@@ -211,13 +211,17 @@ impl UserSketch {
         let mut r = Reader::new(bytes);
         let format = r.byte()?;
         if r.byte()? != P as u8 {
-            return Err(SketchDecodeError::Invalid("HyperLogLog precision is not 14"));
+            return Err(SketchDecodeError::Invalid(
+                "HyperLogLog precision is not 14",
+            ));
         }
         let registers = match format {
             SPARSE => {
                 let n = r.varint()?;
                 if n > M as u64 {
-                    return Err(SketchDecodeError::Invalid("more sparse registers than 16,384"));
+                    return Err(SketchDecodeError::Invalid(
+                        "more sparse registers than 16,384",
+                    ));
                 }
                 let mut list = Vec::with_capacity(n as usize);
                 let mut index = 0u64;
@@ -313,7 +317,10 @@ mod tests {
         for salt in 0..3 {
             let s = sketch_of(0..1_000_000, salt);
             let e = relative_error(&s, 1_000_000);
-            eprintln!("1,000,000 ids, salt {salt}: estimate {:.0}, error {e:.4}", s.estimate());
+            eprintln!(
+                "1,000,000 ids, salt {salt}: estimate {:.0}, error {e:.4}",
+                s.estimate()
+            );
             assert!(e < 0.02, "salt {salt}: estimate {} ({e})", s.estimate());
             assert!(!s.is_sparse());
         }
@@ -328,7 +335,11 @@ mod tests {
                 s.insert(format!("user-9-{i}").as_bytes());
             }
             assert_eq!(s, once, "re-adding ids changed the sketch");
-            assert!((s.estimate() - n as f64).abs() <= 1.0, "{n}: {}", s.estimate());
+            assert!(
+                (s.estimate() - n as f64).abs() <= 1.0,
+                "{n}: {}",
+                s.estimate()
+            );
         }
         assert_eq!(UserSketch::new().count(), 0);
     }
@@ -344,7 +355,11 @@ mod tests {
     #[test]
     fn merge_equals_the_sketch_of_the_union_in_every_form() {
         // Overlapping halves: sparse + sparse, sparse + dense, dense + dense.
-        for (a, b) in [(0..500, 300..900), (0..200, 100..50_000), (0..40_000, 20_000..90_000)] {
+        for (a, b) in [
+            (0..500, 300..900),
+            (0..200, 100..50_000),
+            (0..40_000, 20_000..90_000),
+        ] {
             let union = sketch_of(a.start.min(b.start)..a.end.max(b.end), 1);
             let (x, y) = (sketch_of(a, 1), sketch_of(b, 1));
             let mut xy = x.clone();
@@ -374,10 +389,11 @@ mod tests {
         for n in [1, 5, 100, 1_000, 3_000, 4_000, 1_000_000] {
             eprintln!("{n} ids: {} bytes", size(n));
         }
-        // Sparse: about 2.5 bytes an id (a 1- or 2-byte gap, a rank), 3 bytes of header.
-        assert!(size(1) <= 6 && size(5) <= 16, "{} {}", size(1), size(5));
+        // Sparse: about 2 bytes an id (a 1- or 2-byte gap, a rank), 3 bytes of header.
+        assert!(size(1) <= 6 && size(5) <= 20, "{} {}", size(1), size(5));
         assert!((200..=300).contains(&size(100)), "{}", size(100));
-        assert!((2_000..=3_000).contains(&size(1_000)), "{}", size(1_000));
+        assert!((1_500..=2_500).contains(&size(1_000)), "{}", size(1_000));
+        assert!(size(3_000) < 6_000, "{}", size(3_000));
         // Past 3,072 registers, dense whatever the count.
         assert_eq!(size(4_000), DENSE_BYTES + 2);
         assert_eq!(size(1_000_000), 12_290);
@@ -387,7 +403,10 @@ mod tests {
     fn bad_bytes_are_errors_not_panics() {
         let good = sketch_of(0..10, 0).to_bytes();
         for cut in 0..good.len() {
-            assert!(UserSketch::from_bytes(&good[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                UserSketch::from_bytes(&good[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         assert!(UserSketch::from_bytes(&[9, 14]).is_err());
         assert!(UserSketch::from_bytes(&[SPARSE, 12, 0]).is_err());

@@ -10,8 +10,8 @@
 //! - `hll`: a HyperLogLog sketch of distinct ids (0.81% standard error), for distinct users.
 
 pub mod detect;
-pub(crate) mod hll;
 mod exact;
+pub(crate) mod hll;
 mod moments;
 pub mod sketch;
 pub mod window;

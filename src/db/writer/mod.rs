@@ -166,9 +166,10 @@ fn coalesced_len(held: &VecDeque<Pending>, max_records: usize) -> usize {
 }
 
 /// Windows and error counts are written against per-epoch bases ([`Bases`]), one batch per
-/// transaction; only batches without them are coalesced.
+/// transaction; only batches without them (and without patterns and user sketches, which the
+/// records' statement does not write) are coalesced.
 fn records_only(b: &WriteBatch) -> bool {
-    b.windows.is_empty() && b.errors.is_empty() && b.patterns.is_empty()
+    b.windows.is_empty() && b.errors.is_empty() && b.patterns.is_empty() && b.users.is_empty()
 }
 
 impl WriterCore {
