@@ -5,10 +5,9 @@
 use diesel::prelude::*;
 
 use crate::cores::users::UserWindow;
-use crate::db::conn::{Backend, Conn};
 use crate::messages::QueryUsers;
 use crate::stats::hll::UserSketch;
-use crate::users::{count_by_start, open_parts, rows_of, UserCount};
+use crate::users::rows_of;
 
 diesel::table! {
     /// One HyperLogLog sketch of a command's users per instance, context (`''` for none),
@@ -128,28 +127,3 @@ macro_rules! users_backend {
 
 users_backend!(sqlite, diesel::sqlite::SqliteConnection);
 users_backend!(pg, diesel::pg::PgConnection);
-
-impl Conn {
-    /// The distinct users a query asks for: the stored rows of every instance merged with
-    /// `open` (this instance's sketches not yet written), per window or bucket start.
-    pub(crate) fn query_users(
-        &mut self,
-        q: &QueryUsers,
-        open: Vec<UserWindow>,
-    ) -> QueryResult<Vec<UserCount>> {
-        let stored = match &mut self.backend {
-            Backend::Sqlite(c) => sqlite::read_users(c, q)?,
-            Backend::Pg(c) => pg::read_users(c, q)?,
-        };
-        let open = open_parts(open, q.resolution, q.from_ms, q.to_ms);
-        Ok(count_by_start(stored.into_iter().chain(open)))
-    }
-
-    /// The commands with stored distinct users.
-    pub(crate) fn user_commands(&mut self) -> QueryResult<Vec<String>> {
-        match &mut self.backend {
-            Backend::Sqlite(c) => sqlite::user_commands(c),
-            Backend::Pg(c) => pg::user_commands(c),
-        }
-    }
-}
