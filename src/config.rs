@@ -221,7 +221,9 @@ config_fields! {
     /// Most metric series with open windows at once (memory: about 0.7 KB per open series
     /// with a few samples in its window, up to about 4.8 KB with 256 of differing weights). A
     /// sample of a new series beyond it is dropped, counted in
-    /// `Stats::events_dropped` and logged; series whose windows closed do not count.
+    /// `Stats::events_dropped` and logged; series whose windows closed do not count. It also
+    /// bounds the distinct-user sketches open at once (docs/distinct-users.md: at the limit
+    /// every open one is written early, which loses nothing).
     max_open_series: usize = DEFAULT_MAX_OPEN_SERIES;
     patch set Option<usize>: "See [`Config::max_open_series`].";
     /// Most series with pattern detectors in memory (1 to 10,000,000; memory: under 2 KB per

@@ -134,6 +134,8 @@ mod docs_doctests {
     pub struct Privacy;
     #[doc = include_str!("../docs/metrics.md")]
     pub struct Metrics;
+    #[doc = include_str!("../docs/distinct-users.md")]
+    pub struct DistinctUsers;
     #[doc = include_str!("../docs/cli.md")]
     pub struct Cli;
     #[doc = include_str!("../docs/detection.md")]
@@ -174,6 +176,7 @@ pub mod stats;
 mod telemetry;
 mod text;
 mod tracker;
+mod users;
 mod util;
 mod window_stats;
 
@@ -192,7 +195,8 @@ pub use forward::Forward;
 pub use messages::Tick;
 pub use messages::{
     BatchAck, Configure, Flush, GetConfig, GetStats, Pattern, PatternFound, QueryPatterns,
-    QueryWindows, Shutdown, SubscribePatterns, SubscriptionId, TrackBatch, UnsubscribePatterns,
+    QueryUsers, QueryWindows, Shutdown, SubscribePatterns, SubscriptionId, TrackBatch,
+    UnsubscribePatterns,
 };
 pub use model::{labelled_name, Labels, PatternStatistic, OVERFLOW_LABEL};
 pub use reader::{StoreReader, StoredSeries};
@@ -200,6 +204,7 @@ pub use retention::Retention;
 pub use rollup::Resolution;
 pub use stats::detect::{DetectorSettings, Evidence, PatternKind, View};
 pub use tracker::Tracker;
+pub use users::UserCount;
 
 /// The front door's former name: it supervises nothing, it is the pipeline's entry point.
 #[deprecated(note = "renamed `Tracker`: the pipeline's front door")]

@@ -17,6 +17,7 @@ use crate::model::{SeriesKey, WindowSnapshot};
 use crate::rollup::Resolution;
 use crate::settings::Settings;
 use crate::stats::detect::PatternKind;
+use crate::users::UserCount;
 use crate::window_stats::WindowStats;
 
 /// Accept many events at once. Invalid ones are rejected (and counted) individually; the batch
@@ -198,6 +199,68 @@ impl QueryWindows {
     }
 }
 
+/// The number of distinct users of a command per window, or per hour, day or week
+/// ([`Resolution`]), over every instance writing to the store: each answer's count comes from
+/// a HyperLogLog sketch (0.81% standard error, within 2% at 1,000,000 users), merged over the
+/// instances, the command's contexts (unless one is asked for) and, at the open windows of
+/// this instance, what is not yet written. Counted from every accepted command that names a
+/// user, before sampling; with `Config::identity_key`, the pseudonyms. See docs/metrics.md.
+///
+/// ```
+/// use eventbatch::{QueryUsers, Resolution};
+/// let q = QueryUsers::command("help").between(0, i64::MAX).resolution(Resolution::Day);
+/// assert_eq!(q.command, "help");
+/// ```
+#[derive(Debug, Clone, PartialEq, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Vec<UserCount>, PipelineError>")]
+pub struct QueryUsers {
+    /// The command's name.
+    pub command: String,
+    /// Only this context (`Some("")`: the command without one); `None`: every context, merged.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Windows (or buckets) starting at or after this time, ms.
+    pub from_ms: i64,
+    /// Windows (or buckets) starting before this time, ms.
+    pub to_ms: i64,
+    /// Aggregation windows, or hour, day or week buckets.
+    #[serde(default)]
+    pub resolution: Resolution,
+}
+
+impl QueryUsers {
+    /// Every window of `command` (every context), at the aggregation windows' resolution.
+    pub fn command(command: impl Into<String>) -> Self {
+        QueryUsers {
+            command: command.into(),
+            context: None,
+            from_ms: i64::MIN,
+            to_ms: i64::MAX,
+            resolution: Resolution::Window,
+        }
+    }
+
+    /// Only this context of the command.
+    pub fn context(self, context: impl Into<String>) -> Self {
+        let context = Some(context.into());
+        QueryUsers { context, ..self }
+    }
+
+    /// Windows (or buckets) starting in `[from_ms, to_ms)`.
+    pub fn between(self, from_ms: i64, to_ms: i64) -> Self {
+        QueryUsers {
+            from_ms,
+            to_ms,
+            ..self
+        }
+    }
+
+    /// At this resolution.
+    pub fn resolution(self, resolution: Resolution) -> Self {
+        QueryUsers { resolution, ..self }
+    }
+}
+
 /// Detected patterns, filtered by series and time.
 ///
 /// ```
@@ -371,6 +434,9 @@ pub(crate) enum Control {
     Windows(Box<WindowsQuery>),
     /// A patterns query, answered by the writer.
     Patterns(QueryPatterns, Reply<Vec<Pattern>>),
+    /// A distinct-users query: the sampler adds copies of the open user sketches asked for,
+    /// the writer reads the store and merges them.
+    Users(Box<UsersQuery>),
     /// New settings, applied by each actor as the marker passes.
     Settings(Arc<Settings>),
     /// Follows a `TrackBatch`: the queue answers how many records its overflow policy
@@ -395,4 +461,13 @@ pub(crate) struct WindowsQuery {
     /// Copies of the asked series' open windows (added by the aggregator).
     pub open: Vec<WindowSnapshot>,
     pub reply: Reply<Vec<WindowStats>>,
+}
+
+/// A [`QueryUsers`] on its way through the pipeline.
+#[derive(Debug)]
+pub(crate) struct UsersQuery {
+    pub query: QueryUsers,
+    /// Copies of the command's open user sketches (added by the sampler stage).
+    pub open: Vec<crate::cores::users::UserWindow>,
+    pub reply: Reply<Vec<UserCount>>,
 }

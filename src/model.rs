@@ -399,6 +399,8 @@ pub(crate) struct WriteBatch {
     pub windows: Vec<WindowSnapshot>,
     pub errors: Vec<ErrorCountSnapshot>,
     pub patterns: Vec<PatternRecord>,
+    /// Distinct-user sketches of command windows (`command_users`), merged into their rows.
+    pub users: Vec<crate::cores::users::UserWindow>,
     /// Came from the queues (counts against `max_in_flight_batches` until committed).
     pub from_queue: bool,
     /// Written in a transaction of its own, never coalesced with other batches (a record
@@ -412,10 +414,15 @@ impl WriteBatch {
             && self.windows.is_empty()
             && self.errors.is_empty()
             && self.patterns.is_empty()
+            && self.users.is_empty()
     }
 
     pub(crate) fn rows(&self) -> usize {
-        self.records.len() + self.windows.len() + self.errors.len() + self.patterns.len()
+        self.records.len()
+            + self.windows.len()
+            + self.errors.len()
+            + self.patterns.len()
+            + self.users.len()
     }
 
     /// Kept events folded into this batch's final rows (counted in `events_aggregated` when
@@ -438,18 +445,20 @@ impl WriteBatch {
         windows + errors
     }
 
-    /// Splits the rows in two halves, in order (records, windows, error counts, patterns),
-    /// each with at least one row when the batch has two or more.
+    /// Splits the rows in two halves, in order (records, windows, error counts, patterns, user
+    /// sketches), each with at least one row when the batch has two or more.
     pub(crate) fn split(self) -> (WriteBatch, WriteBatch) {
         let WriteBatch {
             mut records,
             mut windows,
             mut errors,
             mut patterns,
+            mut users,
             from_queue,
             own_transaction,
         } = self;
-        let mut take = (records.len() + windows.len() + errors.len() + patterns.len()) / 2;
+        let mut take =
+            (records.len() + windows.len() + errors.len() + patterns.len() + users.len()) / 2;
         let mut first = WriteBatch {
             from_queue: false,
             own_transaction,
@@ -465,11 +474,13 @@ impl WriteBatch {
         first.windows = front(&mut windows, &mut take);
         first.errors = front(&mut errors, &mut take);
         first.patterns = front(&mut patterns, &mut take);
+        first.users = front(&mut users, &mut take);
         let second = WriteBatch {
             records,
             windows,
             errors,
             patterns,
+            users,
             from_queue,
             own_transaction,
         };

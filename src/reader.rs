@@ -12,7 +12,8 @@ use crate::db::open::{open_with, OpenOptions};
 use crate::db::pool::Pool;
 use crate::db::Store;
 use crate::error::{Error, PipelineError, StoreError};
-use crate::messages::{Pattern, QueryPatterns, QueryWindows};
+use crate::messages::{Pattern, QueryPatterns, QueryUsers, QueryWindows};
+use crate::users::UserCount;
 use crate::window_stats::WindowStats;
 
 /// Reads the windows and patterns stored in a store, without a pipeline.
@@ -131,6 +132,20 @@ impl StoreReader {
     /// The stored patterns `query` asks for, as [`QueryPatterns`] answers them.
     pub fn patterns(&self, query: &QueryPatterns) -> Result<Vec<Pattern>, PipelineError> {
         self.pool.get()?.query_patterns(query).map_err(from_diesel)
+    }
+
+    /// The distinct users of a command per window or bucket, merged over the instances (what
+    /// [`crate::QueryUsers`] answers, without the open windows of a running pipeline).
+    pub fn users(&self, query: &QueryUsers) -> Result<Vec<UserCount>, PipelineError> {
+        self.pool
+            .get()?
+            .query_users(query, Vec::new())
+            .map_err(from_diesel)
+    }
+
+    /// The commands whose distinct users are stored, sorted.
+    pub fn user_commands(&self) -> Result<Vec<String>, PipelineError> {
+        self.pool.get()?.user_commands().map_err(from_diesel)
     }
 }
 

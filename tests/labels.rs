@@ -11,35 +11,13 @@ use common::pg;
 
 use std::sync::Arc;
 
-use common::{conservation, TempDb, T0};
+use common::{conservation, Db, TempDb, T0};
 use eventbatch::stats::window::WindowState;
 use eventbatch::*;
 use pg::TestDb;
 
 const MINUTE: i64 = 60_000;
 const DAY: i64 = 24 * 60 * MINUTE;
-
-/// One store of either backend, with direct SQL reads.
-enum Db {
-    Sqlite(TempDb),
-    Pg(TestDb),
-}
-
-impl Db {
-    fn store(&self) -> Store {
-        match self {
-            Db::Sqlite(db) => db.store(),
-            Db::Pg(db) => Store::postgres(db.url()),
-        }
-    }
-
-    fn count(&self, from: &str) -> i64 {
-        match self {
-            Db::Sqlite(db) => db.count(from),
-            Db::Pg(db) => db.count(from),
-        }
-    }
-}
 
 fn start_at(
     db: &Db,

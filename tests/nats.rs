@@ -190,6 +190,16 @@ fn check_store(db: &TestDb, stats: &[Stats], instances: usize, n: usize) {
         errors as i64,
         "every error counted once"
     );
+    // Every `help` of every instance is user u1: the sketches came on the wire and merged.
+    let reader = eventbatch::StoreReader::open(&eventbatch::Store::postgres(db.url())).unwrap();
+    for resolution in [eventbatch::Resolution::Window, eventbatch::Resolution::Day] {
+        let q = eventbatch::QueryUsers::command("help").resolution(resolution);
+        let users = reader.users(&q).unwrap();
+        assert!(
+            !users.is_empty() && users.iter().all(|u| u.users == 1),
+            "{users:?}"
+        );
+    }
 }
 
 #[test]

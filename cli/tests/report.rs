@@ -14,7 +14,8 @@ use std::process::{Command, Output};
 
 use anyhow::{ensure, Context as _, Result};
 use eventbatch::{
-    start, Config, QueryPatterns, Shutdown, Store, StoreReader, TrackBatch, TrackEvent,
+    start, Config, QueryPatterns, QueryUsers, Resolution, Shutdown, Store, StoreReader, TrackBatch,
+    TrackEvent,
 };
 use serde_json::{json, Value};
 
@@ -472,4 +473,64 @@ fn report_refuses_a_missing_store_and_bad_times() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--db") && err.contains("--url"), "{err}");
+}
+
+/// The page's "Distinct users" table: each command's distinct users per window and per day, as
+/// the store's sketches count them (200 users of `help`, sampled at 5%: still 200).
+#[test]
+fn report_shows_each_commands_distinct_users() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("users.db");
+    let t0 = 1_764_000_000_000i64;
+    actix::System::new().block_on({
+        let db = db.clone();
+        async move {
+            let config = Config {
+                sampling_rates: [("help".to_string(), 0.05)].into(),
+                ..Config::default()
+            };
+            let tracker = start(config, Store::sqlite(&db))?;
+            let batch = (0..400)
+                .map(|i| {
+                    TrackEvent::command("help")
+                        .user(format!("user-{}", i % 200))
+                        .at(t0 + i)
+                })
+                .collect();
+            tracker.send(TrackBatch(batch)).await??;
+            tracker.send(Shutdown).await?;
+            anyhow::Ok(())
+        }
+    })?;
+    let db_arg = db.to_str().context("utf-8 path")?;
+    for resolution in ["window", "day"] {
+        let page = report_path(dir.path(), &format!("users-{resolution}.html"));
+        let page_arg = page.to_str().context("utf-8 path")?;
+        run_ok(&[
+            "report",
+            "--db",
+            db_arg,
+            "--resolution",
+            resolution,
+            "-o",
+            page_arg,
+        ]);
+        let html = std::fs::read_to_string(&page)?;
+        ensure!(html.contains("<h2>Distinct users</h2>"), "no users section");
+        let res = if resolution == "day" {
+            Resolution::Day
+        } else {
+            Resolution::Window
+        };
+        let stored = StoreReader::open(&Store::sqlite(&db))?
+            .users(&QueryUsers::command("help").resolution(res))?;
+        ensure!(stored.len() == 1, "{stored:?}");
+        let n = stored[0].users;
+        ensure!((196..=204).contains(&n), "{n} distinct users for 200");
+        ensure!(
+            html.contains("<td>help</td>") && html.contains(&format!("<td class=\"num\">{n}</td>")),
+            "help's {n} users not shown at {resolution}"
+        );
+    }
+    Ok(())
 }

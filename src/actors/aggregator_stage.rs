@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::cores::aggregator::{Aggregator, Output};
 use crate::cores::sampler::Routed;
+use crate::cores::users::UserWindow;
 use crate::counters::Counters;
 use crate::messages::Control;
 use crate::model::{Record, WriteBatch};
@@ -32,8 +33,15 @@ impl AggregatorStage {
         }
     }
 
-    /// Hands on what one step produced (records: the aggregator's, then `more`), and counts it.
-    fn emit(&mut self, out: Output, mut more: Vec<Record>, next: &mut impl Next<Batch>) {
+    /// Hands on what one step produced (records: the aggregator's, then `more`; the sampler's
+    /// user sketches with the windows), and counts it.
+    fn emit(
+        &mut self,
+        out: Output,
+        mut more: Vec<Record>,
+        users: Vec<UserWindow>,
+        next: &mut impl Next<Batch>,
+    ) {
         let c = &self.counters;
         Counters::add(&c.aggregated, out.aggregated);
         Counters::add(&c.error_messages_overflowed, out.overflowed);
@@ -57,10 +65,11 @@ impl AggregatorStage {
         if !records.is_empty() {
             next.data(Batch::Rows(Rows::Records(records)));
         }
-        if !out.windows.is_empty() || !out.errors.is_empty() {
+        if !out.windows.is_empty() || !out.errors.is_empty() || !users.is_empty() {
             let batch = WriteBatch {
                 windows: out.windows,
                 errors: out.errors,
+                users,
                 ..WriteBatch::default()
             };
             next.data(Batch::Rows(Rows::Write(batch)));
@@ -87,7 +96,8 @@ impl Stage for AggregatorStage {
             }
             self.aggregator.close_passed(now_ms, &mut out);
         }
-        self.emit(out, std::mem::take(&mut routed.records), next);
+        let users = std::mem::take(&mut routed.users);
+        self.emit(out, std::mem::take(&mut routed.records), users, next);
     }
 
     /// Closes what the clock passed (`Tick`, `Flush`), snapshots (`Flush`, `Checkpoint`),
@@ -113,9 +123,12 @@ impl Stage for AggregatorStage {
                 a.set_max_error_messages(s.max_error_messages_per_window);
                 a.set_max_series_per_metric(s.max_series_per_metric);
             }
-            Control::Shutdown(_) | Control::Patterns(..) | Control::Admitted(_) => {}
+            Control::Shutdown(_)
+            | Control::Patterns(..)
+            | Control::Users(_)
+            | Control::Admitted(_) => {}
         }
-        self.emit(out, Vec::new(), next);
+        self.emit(out, Vec::new(), Vec::new(), next);
         Pass::On
     }
 
@@ -123,6 +136,6 @@ impl Stage for AggregatorStage {
     fn stop(&mut self, now_ms: i64, next: &mut impl Next<Batch>) {
         let mut out = Output::default();
         self.aggregator.close_due(now_ms, true, &mut out);
-        self.emit(out, Vec::new(), next);
+        self.emit(out, Vec::new(), Vec::new(), next);
     }
 }

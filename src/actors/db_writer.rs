@@ -69,6 +69,21 @@ impl DbWriter {
 
     /// In the background: writes what is held if the store is not in its backoff, and if it
     /// is (or fails now), sets the retry timer. For a query (`once`): one attempt in any case.
+    /// A query's answer, after what arrived before it is written (it writes nothing of its
+    /// own), or at once an error if that cannot be written now.
+    fn answer<T>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        query: impl FnOnce(&mut WriterCore) -> Result<T, PipelineError>,
+    ) -> Result<T, PipelineError> {
+        self.write_due(ctx, true)
+            .map_err(unavailable)
+            .and_then(|()| {
+                let core = &mut self.core;
+                core.watch().call(|| query(core))
+            })
+    }
+
     fn write_due(&mut self, ctx: &mut Context<Self>, once: bool) -> Result<(), PipelineError> {
         let (done, result) = match once {
             true => self.core.write_once(&self.counters),
@@ -259,24 +274,16 @@ impl DbWriter {
             // of its own), or at once with an error if that cannot be written now.
             Control::Windows(q) => {
                 let q = *q;
-                let answer = self
-                    .write_due(ctx, true)
-                    .map_err(unavailable)
-                    .and_then(|()| {
-                        let core = &mut self.core;
-                        core.watch().call(|| core.query_windows(&q.query, q.open))
-                    });
+                let answer = self.answer(ctx, |core| core.query_windows(&q.query, q.open));
                 let _ = q.reply.send(answer);
             }
             Control::Patterns(q, reply) => {
-                let answer = self
-                    .write_due(ctx, true)
-                    .map_err(unavailable)
-                    .and_then(|()| {
-                        let core = &mut self.core;
-                        core.watch().call(|| core.query_patterns(&q))
-                    });
-                let _ = reply.send(answer);
+                let _ = reply.send(self.answer(ctx, |core| core.query_patterns(&q)));
+            }
+            Control::Users(q) => {
+                let q = *q;
+                let answer = self.answer(ctx, |core| core.query_users(&q.query, q.open));
+                let _ = q.reply.send(answer);
             }
             Control::Settings(s) => self.core.set_settings(&s),
             // answered by the queue; never reaches the writer

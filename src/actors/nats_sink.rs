@@ -257,6 +257,9 @@ impl NatsSink {
             Control::Patterns(_, reply) => {
                 let _ = reply.send(Err(not_here()));
             }
+            Control::Users(q) => {
+                let _ = q.reply.send(Err(not_here()));
+            }
             Control::Admitted(reply) => {
                 let _ = reply.send(Ok(0));
             }

@@ -148,7 +148,10 @@ impl Stage for QueueStage {
                 }
                 return Pass::Answered;
             }
-            Control::Windows(_) | Control::Patterns(..) | Control::Shutdown(_) => {}
+            Control::Windows(_)
+            | Control::Patterns(..)
+            | Control::Users(_)
+            | Control::Shutdown(_) => {}
         }
         Pass::On
     }

@@ -6,9 +6,12 @@
 //! - [`aggregator`]: event-time windows and error counts.
 //! - [`detector`]: pattern detection over closed windows.
 //! - [`queue`]: the priority queues in front of the writer.
+//! - [`users`]: distinct users per command and window (HyperLogLog sketches), counted before
+//!   sampling.
 
 pub(crate) mod adaptive;
 pub(crate) mod aggregator;
 pub(crate) mod detector;
 pub(crate) mod queue;
 pub(crate) mod sampler;
+pub(crate) mod users;

@@ -103,6 +103,8 @@ pub(crate) struct Routed {
     pub records: Vec<Record>,
     /// How many events were sampled out.
     pub sampled_out: u64,
+    /// Distinct-user sketches due to be written (counted before sampling, by the stage).
+    pub users: Vec<crate::cores::users::UserWindow>,
 }
 
 /// Whether events of `kind` fold into windows (metric samples, errors) rather than travel as
@@ -124,6 +126,7 @@ impl Routed {
             aggregate: Vec::with_capacity(aggregate),
             records: Vec::with_capacity(events.len() - aggregate),
             sampled_out: 0,
+            users: Vec::new(),
         }
     }
 }

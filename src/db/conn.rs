@@ -250,3 +250,29 @@ impl Conn {
         }
     }
 }
+
+/// Distinct users (`command_users`, SQL in `crate::db::users_sql`).
+impl Conn {
+    /// The distinct users a query asks for: the stored rows of every instance merged with
+    /// `open` (this instance's sketches not yet written), per window or bucket start.
+    pub(crate) fn query_users(
+        &mut self,
+        q: &crate::messages::QueryUsers,
+        open: Vec<crate::cores::users::UserWindow>,
+    ) -> QueryResult<Vec<crate::users::UserCount>> {
+        let stored = match &mut self.backend {
+            Backend::Sqlite(c) => crate::db::users_sql::sqlite::read_users(c, q)?,
+            Backend::Pg(c) => crate::db::users_sql::pg::read_users(c, q)?,
+        };
+        let open = crate::users::open_parts(open, q.resolution, q.from_ms, q.to_ms);
+        Ok(crate::users::count_by_start(stored.into_iter().chain(open)))
+    }
+
+    /// The commands with stored distinct users.
+    pub(crate) fn user_commands(&mut self) -> QueryResult<Vec<String>> {
+        match &mut self.backend {
+            Backend::Sqlite(c) => crate::db::users_sql::sqlite::user_commands(c),
+            Backend::Pg(c) => crate::db::users_sql::pg::user_commands(c),
+        }
+    }
+}

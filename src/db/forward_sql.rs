@@ -1,11 +1,12 @@
 //! The scale-out worker's SQL (PostgreSQL; docs/scale-out.md): one forwarded message in one
 //! transaction with its stream sequence, so it is written exactly once.
 //!
-//! Records and patterns go through the writer's own SQL (`write_sql::pg::write_batch`) under
-//! the sending instance's id. Window and error-count rows are written under one id per epoch
-//! ([`Origin::epoch_instance`]) with the epoch's whole state, replacing an older snapshot of
-//! the same epoch only (`WHERE stored.count <= new.count`), so snapshots may arrive in any
-//! order, at any worker, any number of times.
+//! Records, patterns and distinct-user sketches (merged by register maximum) go through the
+//! writer's own SQL (`write_sql::pg::write_batch`) under the sending instance's id. Window and
+//! error-count rows are written under one id per epoch ([`Origin::epoch_instance`]) with the
+//! epoch's whole state, replacing an older snapshot of the same epoch only
+//! (`WHERE stored.count <= new.count`), so snapshots may arrive in any order, at any worker,
+//! any number of times.
 
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -68,6 +69,7 @@ pub(crate) fn apply(
             windows,
             errors,
             patterns,
+            users,
             ..
         } = batch;
         let applied = Applied {
@@ -77,10 +79,11 @@ pub(crate) fn apply(
             errors: errors.len() as u64,
             patterns: patterns.len() as u64,
         };
-        if !records.is_empty() || !patterns.is_empty() {
+        if !records.is_empty() || !patterns.is_empty() || !users.is_empty() {
             let rows = WriteBatch {
                 records,
                 patterns,
+                users,
                 ..WriteBatch::default()
             };
             let mark = BatchMark {

@@ -60,6 +60,7 @@ pub(crate) mod rollup_sql;
 /// The diesel schema shared by both backends.
 #[allow(missing_docs)]
 pub mod schema;
+pub(crate) mod users_sql;
 pub(crate) mod write_sql;
 pub(crate) mod writer;
 

@@ -57,6 +57,7 @@ macro_rules! backend {
                         upsert_window!(&row).execute(c)?;
                     }
                     crate::db::rollup_sql::$module::mark_pending(c, instance, batch)?;
+                    crate::db::users_sql::$module::write_users(c, instance, &batch.users)?;
                     for e in &batch.errors {
                         let key = (e.error_hash.clone(), e.start_ms);
                         let base = match bases.errors.get(&key) {

@@ -6,10 +6,13 @@
 //! sampling rate (only when not 1), duration and value (only when present) and text fields;
 //! windows their series, bounds, epoch, final flag and the window state's own bytes
 //! (`WindowState::to_bytes`, the `metric_windows.sketch` blob); error counts their fields;
-//! patterns (rare) as JSON.
+//! patterns (rare) as JSON; distinct-user sketches (version 2) their command, context, window
+//! and the sketch's own bytes (`UserSketch::to_bytes`, the `command_users.registers` blob).
+//! A worker reads versions 1 and 2.
 
 use thiserror::Error;
 
+use crate::cores::users::UserWindow;
 use crate::encoding::{put_varint, unzigzag, zigzag, Reader, SketchDecodeError};
 use crate::event::{EventKind, Priority};
 use crate::model::{
@@ -17,10 +20,12 @@ use crate::model::{
     FIELDS,
 };
 use crate::stats::detect::PatternKind;
+use crate::stats::hll::UserSketch;
 use crate::stats::window::WindowState;
 
-/// The format version this code writes and reads.
-const VERSION: u8 = 1;
+/// The format version this code writes (it reads this one and version 1, which has no
+/// distinct-user sketches).
+const VERSION: u8 = 2;
 
 /// The zstd level: the fastest, already several times smaller than the rows' JSON.
 pub(crate) const ZSTD_LEVEL: i32 = 1;
@@ -35,7 +40,7 @@ pub enum WireError {
     #[error("forwarded batch is malformed: {0}")]
     Malformed(#[from] SketchDecodeError),
     /// The version byte is not one this code reads.
-    #[error("forwarded batch has format version {0}, this worker reads {VERSION}")]
+    #[error("forwarded batch has format version {0}, this worker reads 1 to {VERSION}")]
     Version(u8),
     /// A field's value is impossible; the text names it.
     #[error("forwarded batch is invalid: {0}")]
@@ -210,6 +215,16 @@ pub(crate) fn encode_raw(origin: &Origin, batch: &WriteBatch) -> Vec<u8> {
             &serde_json::to_string(&p.statistics).unwrap_or_else(|_| "[]".into()),
         );
     }
+    put_varint(&mut out, batch.users.len() as u64);
+    for u in &batch.users {
+        put_str(&mut out, &u.command);
+        put_str(&mut out, &u.context);
+        put_varint(&mut out, zigzag(u.start_ms));
+        put_varint(&mut out, zigzag(u.window_ms));
+        let sketch = u.sketch.to_bytes();
+        put_varint(&mut out, sketch.len() as u64);
+        out.extend_from_slice(&sketch);
+    }
     out
 }
 
@@ -243,7 +258,7 @@ fn f64_at(r: &mut Reader<'_>) -> Result<f64, WireError> {
 pub(crate) fn decode_raw(raw: &[u8]) -> Result<(Origin, WriteBatch), WireError> {
     let mut r = Reader::new(raw);
     let version = r.byte()?;
-    if version != VERSION {
+    if !(1..=VERSION).contains(&version) {
         return Err(WireError::Version(version));
     }
     let origin = Origin {
@@ -362,8 +377,36 @@ pub(crate) fn decode_raw(raw: &[u8]) -> Result<(Origin, WriteBatch), WireError> 
             statistics,
         });
     }
+    if version >= 2 {
+        read_users(&mut r, &mut batch)?;
+    }
     r.finish()?;
     Ok((origin, batch))
+}
+
+/// The distinct-user sketches of a version 2 batch.
+fn read_users(r: &mut Reader<'_>, batch: &mut WriteBatch) -> Result<(), WireError> {
+    let n = r.varint()? as usize;
+    batch.users.reserve(n.min(r.remaining()));
+    for _ in 0..n {
+        let command = get_str(r)?.to_string();
+        let context = get_str(r)?.to_string();
+        let start_ms = unzigzag(r.varint()?);
+        let window_ms = unzigzag(r.varint()?);
+        if window_ms <= 0 {
+            return Err(WireError::Invalid("user sketch window"));
+        }
+        let len = r.varint()? as usize;
+        let sketch = UserSketch::from_bytes(r.bytes(len)?)?;
+        batch.users.push(UserWindow {
+            command,
+            context,
+            start_ms,
+            window_ms,
+            sketch,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -441,9 +484,43 @@ mod tests {
                     },
                 }],
             }],
+            users: vec![UserWindow {
+                command: "help".into(),
+                context: String::new(),
+                start_ms: 0,
+                window_ms: 60_000,
+                sketch: {
+                    let mut s = UserSketch::new();
+                    s.insert(b"u1");
+                    s.insert(b"u2");
+                    s
+                },
+            }],
             from_queue: true,
             own_transaction: false,
         }
+    }
+
+    #[test]
+    fn a_version_1_batch_reads_without_user_sketches() {
+        let origin = Origin {
+            instance: "api-1".into(),
+            run: 1,
+            seq: 2,
+        };
+        let sent = WriteBatch {
+            users: Vec::new(),
+            ..batch()
+        };
+        let mut raw = encode_raw(&origin, &sent);
+        // version 1: no user section (an empty one is its count, one byte, at the end)
+        raw[0] = 1;
+        assert_eq!(raw.pop(), Some(0));
+        let (_, got) = decode_raw(&raw).unwrap();
+        assert_eq!(got.patterns, sent.patterns);
+        assert!(got.users.is_empty());
+        raw[0] = 3;
+        assert!(matches!(decode_raw(&raw), Err(WireError::Version(3))));
     }
 
     #[test]
@@ -462,6 +539,7 @@ mod tests {
         assert_eq!(got.records[0].wire_parts().3, "helpü1s");
         assert_eq!(got.errors, sent.errors);
         assert_eq!(got.patterns, sent.patterns);
+        assert_eq!(got.users, sent.users);
         assert_eq!(got.windows.len(), 1);
         let (w, s) = (&got.windows[0], &sent.windows[0]);
         assert_eq!(
@@ -490,8 +568,8 @@ mod tests {
             flipped[i] ^= 0xff;
         }
         assert!(matches!(decode(b"not zstd"), Err(WireError::Decompress(_))));
-        let mut v2 = raw;
-        v2[0] = 2;
-        assert!(matches!(decode_raw(&v2), Err(WireError::Version(2))));
+        let mut v3 = raw;
+        v3[0] = 3;
+        assert!(matches!(decode_raw(&v3), Err(WireError::Version(3))));
     }
 }

@@ -41,6 +41,7 @@ use crate::clock::Clock;
 use crate::cores::aggregator::Aggregator;
 use crate::cores::detector::Detectors;
 use crate::cores::sampler::Sampler;
+use crate::cores::users::DistinctUsers;
 use crate::counters::Counters;
 use crate::db::pool::Pool;
 use crate::messages::{Committed, Subscription};
@@ -60,7 +61,15 @@ pub(crate) fn front_stages(
     back: Recipient<Item<Batch>>,
 ) -> FrontStages {
     Front {
-        first: SamplerStage::new(Sampler::from_settings(settings), counters.clone()),
+        first: SamplerStage::new(
+            Sampler::from_settings(settings),
+            DistinctUsers::new(
+                settings.window_ms,
+                settings.allowed_lateness_ms,
+                settings.max_open_series,
+            ),
+            counters.clone(),
+        ),
         second: AggregatorStage::new(
             Aggregator::from_settings(settings),
             counters.clone(),

@@ -1,6 +1,7 @@
 //! The front door's handlers: one per public message.
 
 use super::*;
+use crate::users::UserCount;
 
 impl Handler<TrackEvent> for Tracker {
     type Result = Result<(), TrackError>;
@@ -164,6 +165,19 @@ impl Handler<QueryPatterns> for Tracker {
     type Result = ResponseFuture<Result<Vec<Pattern>, PipelineError>>;
     fn handle(&mut self, query: QueryPatterns, _: &mut Context<Self>) -> Self::Result {
         Box::pin(self.ask_within_budget(true, |reply| Control::Patterns(query, reply)))
+    }
+}
+
+impl Handler<QueryUsers> for Tracker {
+    type Result = ResponseFuture<Result<Vec<UserCount>, PipelineError>>;
+    fn handle(&mut self, query: QueryUsers, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(self.ask_within_budget(true, |reply| {
+            Control::Users(Box::new(UsersQuery {
+                query,
+                open: Vec::new(),
+                reply,
+            }))
+        }))
     }
 }
 

@@ -88,6 +88,28 @@ impl TempDb {
     }
 }
 
+/// One store of either backend, with direct SQL reads.
+pub enum Db {
+    Sqlite(TempDb),
+    Pg(pg::TestDb),
+}
+
+impl Db {
+    pub fn store(&self) -> Store {
+        match self {
+            Db::Sqlite(db) => db.store(),
+            Db::Pg(db) => Store::postgres(db.url()),
+        }
+    }
+
+    pub fn count(&self, from: &str) -> i64 {
+        match self {
+            Db::Sqlite(db) => db.count(from),
+            Db::Pg(db) => db.count(from),
+        }
+    }
+}
+
 /// A pipeline on a manual clock set to `T0`; the batch timer never fires on its own.
 pub fn start_manual(config: Config, db: &TempDb) -> (actix::Addr<Tracker>, ManualClock) {
     let _ = env_logger::builder().is_test(true).try_init();

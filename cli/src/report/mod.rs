@@ -10,6 +10,7 @@ pub mod chart;
 pub mod escape;
 pub mod page;
 pub mod scale;
+pub mod users;
 
 use eventbatch::{
     Pattern, PipelineError, QueryPatterns, Resolution, StoreReader, StoredSeries, WindowStats,
@@ -57,6 +58,8 @@ pub struct Report {
     pub series_without_windows: Vec<String>,
     /// The patterns in the range, by window start.
     pub patterns: Vec<Pattern>,
+    /// Each command's distinct users in the range (commands that named a user).
+    pub users: Vec<users::CommandUsers>,
 }
 
 /// The unit of a metric by its name, when the name says it: latencies, durations and times
@@ -174,6 +177,7 @@ pub fn load(
         .into_iter()
         .filter(|p| p.window_start_ms < to)
         .collect();
+    let users = users::load(reader, from, to, options.resolution)?;
     Ok(Report {
         source,
         generated_ms: now_ms,
@@ -181,6 +185,7 @@ pub fn load(
         series,
         series_without_windows,
         patterns,
+        users,
     })
 }
 

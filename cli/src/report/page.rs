@@ -162,6 +162,7 @@ pub fn render(report: &Report, nonce: &str) -> String {
     header(&mut html, report, &title);
     patterns_table(&mut html, report);
     charts(&mut html, report);
+    super::users::section(&mut html, &report.users, report.options.resolution);
     footer(&mut html);
     let _ = write!(
         html,
@@ -419,6 +420,7 @@ mod tests {
             series,
             series_without_windows: vec![],
             patterns,
+            users: vec![],
         }
     }
 

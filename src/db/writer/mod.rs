@@ -166,9 +166,10 @@ fn coalesced_len(held: &VecDeque<Pending>, max_records: usize) -> usize {
 }
 
 /// Windows and error counts are written against per-epoch bases ([`Bases`]), one batch per
-/// transaction; only batches without them are coalesced.
+/// transaction; only batches without them (and without patterns and user sketches, which the
+/// records' statement does not write) are coalesced.
 fn records_only(b: &WriteBatch) -> bool {
-    b.windows.is_empty() && b.errors.is_empty() && b.patterns.is_empty()
+    b.windows.is_empty() && b.errors.is_empty() && b.patterns.is_empty() && b.users.is_empty()
 }
 
 impl WriterCore {
@@ -934,6 +935,19 @@ mod tests {
         );
         assert_eq!(coalesced_len(&held(vec![batch(1, &[1.0], 1), r(4)]), 9), 1);
         assert_eq!(coalesced_len(&held(vec![r(20), r(1)]), 9), 1, "never split");
+        // user sketches are written by the batch statement only
+        let with_users = WriteBatch {
+            users: vec![crate::cores::users::UserWindow {
+                command: "help".into(),
+                context: String::new(),
+                start_ms: 0,
+                window_ms: 60_000,
+                sketch: Default::default(),
+            }],
+            ..WriteBatch::default()
+        };
+        assert_eq!(coalesced_len(&held(vec![with_users.clone(), r(4)]), 9), 1);
+        assert_eq!(coalesced_len(&held(vec![r(4), with_users]), 9), 1);
         // batching off: a record's batch is committed alone
         let alone = |n| WriteBatch {
             own_transaction: true,

@@ -97,4 +97,15 @@ impl WriterCore {
         conn.query_patterns(q)
             .map_err(|e| PipelineError::Store(StoreError::from_diesel(e)))
     }
+
+    /// The distinct users a query asks for: stored rows merged with `open`. Writes nothing.
+    pub(crate) fn query_users(
+        &mut self,
+        q: &crate::messages::QueryUsers,
+        open: Vec<crate::cores::users::UserWindow>,
+    ) -> Result<Vec<crate::users::UserCount>, PipelineError> {
+        let mut conn = self.pool.get()?;
+        conn.query_users(q, open)
+            .map_err(|e| PipelineError::Store(StoreError::from_diesel(e)))
+    }
 }
