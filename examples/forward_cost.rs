@@ -9,9 +9,14 @@
 //!    compressed with zstd (levels 1 and 3) and lz4, side by side;
 //! 3. one worker (`eventbatch::forward::worker`) draining the stream into a fresh PostgreSQL
 //!    database (127.0.0.1:5432, trust auth; `EB_PG_ADMIN_URL` overrides the admin URL): events
-//!    per second and CPU time of this process per event (PostgreSQL's own CPU not included).
+//!    per second, CPU time of this process per event, and PostgreSQL's CPU time per event (the
+//!    `postgres` processes' from /proc: other users of the same server count too);
+//! 4. recovery: a forwarding pipeline fed at a steady rate, its nats-server killed for 10 s,
+//!    then back: the time from the server listening again to `Flush` answered (everything
+//!    accepted before it, the outage's backlog included, acknowledged by JetStream).
 //!
-//! `cargo run --release --example forward_cost [EVENTS] [ROUNDS]` (default 1,000,000 x 3).
+//! `cargo run --release --example forward_cost [EVENTS] [ROUNDS] [RATE]` (default 1,000,000 x 3;
+//! RATE of the recovery run in events/s, default 200,000).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -69,6 +74,81 @@ fn run(n: usize, forward: Option<Forward>) -> (Duration, Stats) {
     })
 }
 
+/// CPU time of every `postgres` process on this machine so far, from /proc.
+fn postgres_cpu_time() -> Duration {
+    let mut ticks = 0u64;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if !head.contains("(postgres") {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        ticks += fields
+            .get(11)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+            + fields
+                .get(12)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0);
+    }
+    Duration::from_millis(ticks * 10)
+}
+
+/// A forwarding pipeline fed `rate` mostly-metric events/s; its nats-server killed after 2 s
+/// of load for `outage`, then started again on the same port and storage. Returns the time
+/// from the server listening again to `Flush` answered, the events sent, and the stats.
+fn recovery(rate: usize, outage: Duration) -> (Duration, usize, Stats) {
+    let mut server = nats::NatsServer::start();
+    let url = server.url();
+    let back = Arc::new(AtomicBool::new(false));
+    let feeding = back.clone();
+    let feeder = std::thread::spawn(move || {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = Store::sqlite(dir.path().join("local.db"));
+        actix::System::new().block_on(async move {
+            let config = Config {
+                max_batch_size: 500,
+                // the outage's backlog waits in the queues: none of it is dropped
+                max_queued_events: 4_000_000,
+                forward: Some(Forward::new(url, "outage")),
+                metrics_interval_ms: 0,
+                stats_log_interval_ms: 0,
+                ..Config::default()
+            };
+            let t = start(config, local).expect("start");
+            let began = Instant::now();
+            let mut sent = 0;
+            while !feeding.load(Ordering::Relaxed) {
+                let due = (began.elapsed().as_secs_f64() * rate as f64) as usize;
+                if sent >= due {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
+                let batch = (sent..sent + 1000).map(mostly_metric).collect();
+                let ack = t.send(TrackBatch(batch)).await.expect("send");
+                assert_eq!(ack.expect("accepted").dropped, 0, "nothing dropped");
+                sent += 1000;
+            }
+            let stats = t.send(Flush).await.expect("flush").expect("flushed");
+            (Instant::now(), sent, stats)
+        })
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    server.stop();
+    std::thread::sleep(outage);
+    server.resume();
+    let listening = Instant::now();
+    back.store(true, Ordering::Relaxed);
+    let (answered, sent, stats) = feeder.join().expect("feeder");
+    (answered.saturating_duration_since(listening), sent, stats)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -109,6 +189,7 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+    let rate: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let server = nats::NatsServer::start();
     println!(
         "forward_cost: {n} mostly-metric events x {rounds} rounds, nats-server -js on port {}",
@@ -157,18 +238,33 @@ fn main() {
     );
     for (name, level) in [("zstd-1", Some(1)), ("zstd-3", Some(3)), ("lz4", None)] {
         let began = Instant::now();
-        let out: usize = raw
+        let packed: Vec<Vec<u8>> = raw
             .iter()
             .map(|r| match level {
-                Some(l) => zstd::bulk::compress(r, l).unwrap().len(),
-                None => lz4_flex::compress_prepend_size(r).len(),
+                Some(l) => zstd::bulk::compress(r, l).unwrap(),
+                None => lz4_flex::compress_prepend_size(r),
+            })
+            .collect();
+        let pack = began.elapsed().as_secs_f64();
+        let began = Instant::now();
+        let unpacked: usize = packed
+            .iter()
+            .map(|p| match level {
+                Some(_) => zstd::bulk::decompress(p, 256 << 20).unwrap().len(),
+                None => lz4_flex::decompress_size_prepended(p).unwrap().len(),
             })
             .sum();
-        let secs = began.elapsed().as_secs_f64();
+        let unpack = began.elapsed().as_secs_f64();
+        assert_eq!(unpacked, raw_len);
+        let out: usize = packed.iter().map(Vec::len).sum();
         println!(
-            "  {name:<7} {:>8.2} bytes/event, {:>6.0} MB/s raw in",
+            "  {name:<7} {:>8.2} bytes/event ({:.1}x the raw encoding), compress {:>5.0} MB/s = {:.3} us/event, decompress {:>5.0} MB/s = {:.3} us/event",
             out as f64 / n as f64,
-            raw_len as f64 / secs / 1e6
+            raw_len as f64 / out as f64,
+            raw_len as f64 / pack / 1e6,
+            pack * 1e6 / n as f64,
+            raw_len as f64 / unpack / 1e6,
+            unpack * 1e6 / n as f64
         );
     }
 
@@ -184,6 +280,7 @@ fn main() {
     opts.fetch = 256;
     let messages = bodies.len() as i64;
     let cpu = cpu_time();
+    let pg_cpu = postgres_cpu_time();
     let began = Instant::now();
     let w = {
         let stop = stop.clone();
@@ -212,17 +309,30 @@ fn main() {
     }
     let took = began.elapsed();
     let cpu = cpu_time().saturating_sub(cpu);
+    let pg_cpu = postgres_cpu_time().saturating_sub(pg_cpu);
     stop.store(true, Ordering::Relaxed);
     let report = w.join().unwrap().expect("worker");
     println!(
-        "worker into PostgreSQL: {} messages, {} records, {} window rows in {:.2} s: {:.0} ev/s; CPU of this process {:.2} us/event",
+        "worker into PostgreSQL: {} messages, {} records, {} window rows in {:.2} s: {:.0} ev/s; CPU of this process {:.3} us/event, of PostgreSQL {:.3} us/event",
         report.messages,
         report.records,
         report.windows,
         took.as_secs_f64(),
         n as f64 / took.as_secs_f64(),
-        cpu.as_secs_f64() * 1e6 / n as f64
+        cpu.as_secs_f64() * 1e6 / n as f64,
+        pg_cpu.as_secs_f64() * 1e6 / n as f64
     );
     drop(conn);
     let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    drop(server);
+
+    // 4. recovery after a 10 s outage under load
+    let (took, sent, stats) = recovery(rate, Duration::from_secs(10));
+    println!(
+        "recovery: {sent} events at {rate} ev/s, nats-server down 10 s: Flush answered {:.2} s after it listened again ({} messages, {} records, {} window rows acknowledged)",
+        took.as_secs_f64(),
+        stats.batches_written,
+        stats.records_written,
+        stats.windows_written
+    );
 }

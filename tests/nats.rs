@@ -309,9 +309,8 @@ fn consumer_acked(url: &str, stream: &str) -> Option<u64> {
     })
 }
 
-/// Creates `stream` with three replicas on the cluster (the workers and instances then find
-/// it), as an operator would.
-fn create_r3_stream(url: &str, stream: &str) {
+/// The replicas of `stream` (as JetStream reports its configuration).
+fn stream_replicas(url: &str, stream: &str) -> usize {
     let (url, stream) = (url.to_string(), stream.to_string());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -323,24 +322,8 @@ fn create_r3_stream(url: &str, stream: &str) {
             .await
             .unwrap();
         let js = async_nats::jetstream::new(client);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let config = async_nats::jetstream::stream::Config {
-                name: stream.clone(),
-                subjects: vec![format!("{stream}.>")],
-                num_replicas: 3,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            };
-            match js.get_or_create_stream(config).await {
-                Ok(_) => return,
-                // the cluster elects its meta leader first
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "no R3 stream: {e}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
+        let mut s = js.get_stream(&stream).await.expect("the stream exists");
+        s.info().await.unwrap().config.num_replicas
     })
 }
 
@@ -355,27 +338,42 @@ fn a_three_node_cluster_with_an_r3_stream_loses_nothing_when_a_node_stops() {
     let mut cluster = common::nats::Cluster::start();
     let url = cluster.url();
     let stream = "r3";
-    create_r3_stream(&url, stream);
     let db = TestDb::create("nats_r3");
     let stop = Arc::new(AtomicBool::new(false));
+    // the stream is created with three replicas by whichever of the workers and instances
+    // comes first (`WorkerOptions::replicas`, `Forward::replicas`)
     let workers: Vec<_> = (0..2)
-        .map(|_| spawn_worker(worker_opts(&url, stream, &db.url()), stop.clone()))
+        .map(|_| {
+            let mut opts = worker_opts(&url, stream, &db.url());
+            opts.replicas = 3;
+            spawn_worker(opts, stop.clone())
+        })
         .collect();
+    let r3 = |instance: &str| {
+        let mut c = config(instance, &url, stream);
+        c.forward = c.forward.map(|f| f.with_replicas(3));
+        c
+    };
     let n = 60_000;
     let stopped = Arc::new(std::sync::Mutex::new(None));
     let node = Arc::new(std::sync::Mutex::new(cluster.nodes.remove(2)));
     let (node2, stopped2) = (node.clone(), stopped.clone());
-    let a = instance(config("inst-r1", &url, stream), n, move |b| {
+    let a = instance(r3("inst-r1"), n, move |b| {
         if b == 20 {
             node2.lock().unwrap().stop();
             *stopped2.lock().unwrap() = Some(());
         }
     });
-    let b = instance(config("inst-r2", &url, stream), n, |_| {});
+    let b = instance(r3("inst-r2"), n, |_| {});
     let stats = vec![a.join().unwrap(), b.join().unwrap()];
     assert!(
         stopped.lock().unwrap().is_some(),
         "a node was stopped mid-stream"
+    );
+    assert_eq!(
+        stream_replicas(&url, stream),
+        3,
+        "created with three replicas"
     );
     let messages: u64 = stats.iter().map(|s| s.batches_written).sum();
     wait_applied(&db, messages);
@@ -383,4 +381,85 @@ fn a_three_node_cluster_with_an_r3_stream_loses_nothing_when_a_node_stops() {
     let reports: Vec<WorkerReport> = workers.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(reports.iter().map(|r| r.messages).sum::<u64>(), messages);
     check_store(&db, &stats, 2, n);
+}
+
+#[test]
+fn a_worker_with_retention_prunes_the_rows_older_than_their_maximum_age() {
+    let _serial = serial();
+    let _ = env_logger::builder().is_test(true).try_init();
+    let nats = NatsServer::start();
+    let db = TestDb::create("nats_retention");
+    let stream = "retention";
+    let n = 20_000;
+    let stats = instance(config("inst-t", &nats.url(), stream), n, |_| {})
+        .join()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = spawn_worker(worker_opts(&nats.url(), stream, &db.url()), stop.clone());
+    wait_applied(&db, stats.batches_written);
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(w.join().unwrap().pruned, 0, "no retention: nothing pruned");
+    check_store(&db, &[stats], 1, n);
+
+    // the 30 windows' events span T0 .. T0 + 30 min; cut in the middle of window 15 (the
+    // seconds between here and the round move the cut-off by less than half a window)
+    let cut = T0 + 15 * WINDOW_MS + WINDOW_MS / 2;
+    let age = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - cut) as u64;
+    let rows = |db: &TestDb| db.count("events") + db.count("metric_windows");
+    let (before, kept_events, kept_windows) = (
+        rows(&db),
+        db.scalar(&format!(
+            "SELECT count(*) FROM events WHERE ts_ms >= {}",
+            cut + WINDOW_MS / 2
+        )),
+        db.scalar(&format!(
+            "SELECT count(*) FROM metric_windows WHERE window_start_ms >= {}",
+            T0 + 16 * WINDOW_MS
+        )),
+    );
+    let mut opts = worker_opts(&nats.url(), stream, &db.url());
+    opts.retention.events_max_age_ms = age;
+    opts.retention.windows_max_age_ms = age;
+    opts.retention.batch_size = 500;
+    opts.rollup_interval = None;
+    opts.idle_exit = Some(Duration::from_millis(500));
+    let report = worker::run(opts, Arc::new(AtomicBool::new(false))).expect("worker");
+    let after = rows(&db);
+    assert!(report.pruned > 0, "old rows pruned");
+    assert_eq!(
+        report.pruned as i64,
+        before - after,
+        "every pruned row counted"
+    );
+    assert!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM events WHERE ts_ms < {}",
+            cut - WINDOW_MS / 2
+        )) == 0
+            && db.scalar(&format!(
+                "SELECT count(*) FROM metric_windows WHERE window_start_ms < {}",
+                T0 + 15 * WINDOW_MS
+            )) == 0,
+        "nothing older than the maximum age is left"
+    );
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM events WHERE ts_ms >= {}",
+            cut + WINDOW_MS / 2
+        )),
+        kept_events,
+        "younger events kept"
+    );
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM metric_windows WHERE window_start_ms >= {}",
+            T0 + 16 * WINDOW_MS
+        )),
+        kept_windows,
+        "younger windows kept"
+    );
 }
