@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, AckKind};
+use diesel::{Connection, QueryResult};
 use futures_util::StreamExt;
 use thiserror::Error;
 
@@ -316,16 +317,19 @@ async fn consume(
                 continue;
             }
         };
+        let mut fetched = Vec::new();
         while let Some(message) = messages.next().await {
-            let message = match message {
-                Ok(m) => m,
+            match message {
+                Ok(m) => fetched.push(m),
                 Err(e) => {
                     log::debug!("worker: fetch ended ({e})");
                     break;
                 }
-            };
+            }
+        }
+        if !fetched.is_empty() {
             last_message = Instant::now();
-            handle(&opts.stream, &pool, &message, &mut report).await;
+            handle_fetched(&opts.stream, &pool, fetched, &mut report).await;
         }
     }
     Ok(report)
@@ -390,6 +394,95 @@ fn prune(pool: &Pool, retention: &Retention, rollups: bool) -> u64 {
     }
 }
 
+/// Writes the messages of one fetch in one transaction (each claims its sequence and writes
+/// its rows, as alone), then acknowledges each: one commit for the lot, which is what a
+/// message costs PostgreSQL (a commit's flush), not its rows. If that transaction fails, or a
+/// message is not a forwarded batch, the messages go one at a time through [`handle`], so a
+/// message that cannot be written holds back only itself.
+async fn handle_fetched(
+    stream: &str,
+    pool: &Pool,
+    messages: Vec<jetstream::Message>,
+    report: &mut WorkerReport,
+) {
+    let items: Option<Vec<_>> = messages
+        .iter()
+        .map(|m| match (m.info(), wire::decode(&m.payload)) {
+            (Ok(info), Ok((origin, batch))) => Some((info.stream_sequence, origin, batch)),
+            _ => None,
+        })
+        .collect();
+    let Some(items) = items.filter(|_| messages.len() > 1) else {
+        for m in &messages {
+            handle(stream, pool, m, report).await;
+        }
+        return;
+    };
+    let now_ms = crate::util::unix_ms() as i64;
+    let written = tokio::task::block_in_place(|| {
+        with_pg(pool, |c| {
+            c.transaction(|c| {
+                items
+                    .into_iter()
+                    .map(|(seq, origin, batch)| {
+                        forward_sql::apply(c, stream, seq, &origin, batch, now_ms)
+                    })
+                    .collect::<QueryResult<Vec<_>>>()
+            })
+        })
+    });
+    match written {
+        Ok(applied) => {
+            for (m, applied) in messages.iter().zip(applied) {
+                acknowledge(m, applied, report).await;
+            }
+        }
+        Err(e) => {
+            log::debug!(
+                "worker: {} messages not committed together ({e}); one at a time",
+                messages.len()
+            );
+            for m in &messages {
+                handle(stream, pool, m, report).await;
+            }
+        }
+    }
+}
+
+/// `f` on a PostgreSQL connection of `pool`.
+fn with_pg<T>(
+    pool: &Pool,
+    f: impl FnOnce(&mut diesel::PgConnection) -> QueryResult<T>,
+) -> Result<T, String> {
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    match &mut conn.backend {
+        crate::db::conn::Backend::Pg(c) => f(c).map_err(|e| e.to_string()),
+        crate::db::conn::Backend::Sqlite(_) => Err("the worker writes to PostgreSQL".into()),
+    }
+}
+
+/// Acknowledges a committed message and counts what it wrote.
+async fn acknowledge(
+    message: &jetstream::Message,
+    applied: forward_sql::Applied,
+    report: &mut WorkerReport,
+) {
+    if let Err(e) = message.ack().await {
+        // committed: delivered again, it is found in nats_applied and only acknowledged
+        let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+        log::warn!("worker: acknowledgement of {seq} failed ({e})");
+    }
+    if applied.duplicate {
+        report.duplicates += 1;
+    } else {
+        report.messages += 1;
+        report.records += applied.records;
+        report.windows += applied.windows;
+        report.error_counts += applied.errors;
+        report.patterns += applied.patterns;
+    }
+}
+
 /// Writes one message and acknowledges it after the commit; a failed commit is not
 /// acknowledged (it comes back, to this worker or another).
 async fn handle(
@@ -418,31 +511,12 @@ async fn handle(
     };
     let now_ms = crate::util::unix_ms() as i64;
     let written = tokio::task::block_in_place(|| {
-        let mut conn = pool.get().map_err(|e| e.to_string())?;
-        match &mut conn.backend {
-            crate::db::conn::Backend::Pg(c) => {
-                forward_sql::apply(c, stream, seq, &origin, batch, now_ms)
-                    .map_err(|e| e.to_string())
-            }
-            crate::db::conn::Backend::Sqlite(_) => Err("the worker writes to PostgreSQL".into()),
-        }
+        with_pg(pool, |c| {
+            forward_sql::apply(c, stream, seq, &origin, batch, now_ms)
+        })
     });
     match written {
-        Ok(applied) => {
-            if let Err(e) = message.ack().await {
-                // committed: delivered again, it is found in nats_applied and only acknowledged
-                log::warn!("worker: acknowledgement of {seq} failed ({e})");
-            }
-            if applied.duplicate {
-                report.duplicates += 1;
-            } else {
-                report.messages += 1;
-                report.records += applied.records;
-                report.windows += applied.windows;
-                report.error_counts += applied.errors;
-                report.patterns += applied.patterns;
-            }
-        }
+        Ok(applied) => acknowledge(message, applied, report).await,
         Err(e) => {
             report.failed += 1;
             log::warn!("worker: message {seq} not committed ({e}); delivered again later");
