@@ -384,32 +384,15 @@ fn main() {
         &server.url(),
         &last_stream,
     );
-    let varied_stream = "cost_varied".to_string();
-    run(
-        mostly_metric_varied,
-        n,
-        Some(Forward::new(server.url(), &varied_stream)),
-    );
-    wire_bytes(
-        "mostly-metric varied",
-        mostly_metric_varied,
-        n,
-        &server.url(),
-        &varied_stream,
-    );
-    let records_stream = "cost_records".to_string();
-    run(
-        record_heavy,
-        n,
-        Some(Forward::new(server.url(), &records_stream)),
-    );
-    wire_bytes(
-        "record-heavy",
-        record_heavy,
-        n,
-        &server.url(),
-        &records_stream,
-    );
+    let (varied_stream, records_stream) = ("cost_varied", "cost_records");
+    let others: [(&str, fn(usize) -> TrackEvent, &str); 2] = [
+        ("mostly-metric varied", mostly_metric_varied, varied_stream),
+        ("record-heavy", record_heavy, records_stream),
+    ];
+    for (mix, make, stream) in others {
+        run(make, n, Some(Forward::new(server.url(), stream)));
+        wire_bytes(mix, make, n, &server.url(), stream);
+    }
 
     // 3. one worker into PostgreSQL
     let name = format!("eb_forward_cost_{}", std::process::id());
@@ -427,10 +410,10 @@ fn main() {
         "mostly-metric varied",
         n,
         &server.url(),
-        &varied_stream,
+        varied_stream,
         &url,
     );
-    drain("record-heavy", n, &server.url(), &records_stream, &url);
+    drain("record-heavy", n, &server.url(), records_stream, &url);
     let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     drop(server);
 

@@ -66,8 +66,10 @@ fn expected_windows(instances: usize, n: usize) -> BTreeMap<(String, String, i64
 /// budget (once, in `.ci/run`; alone it passes in about 20 s).
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Holds [`ONE_AT_A_TIME`] for a test (a test that failed before does not poison it).
+/// Holds [`ONE_AT_A_TIME`] for a test (a test that failed before does not poison it), with
+/// the test logger on.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
+    let _ = env_logger::builder().is_test(true).try_init();
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -111,6 +113,25 @@ fn instance(
             tracker.send(Shutdown).await.unwrap()
         })
     })
+}
+
+/// One instance forwards `n` events to `stream`, then one worker writes them all: the
+/// instance's stats and the worker's report.
+fn forward_then_drain(
+    url: &str,
+    db: &TestDb,
+    stream: &str,
+    instance_id: &str,
+    n: usize,
+) -> (Stats, WorkerReport) {
+    let stats = instance(config(instance_id, url, stream), n, |_| {})
+        .join()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = spawn_worker(worker_opts(url, stream, &db.url()), stop.clone());
+    wait_applied(db, stats.batches_written);
+    stop.store(true, Ordering::Relaxed);
+    (stats, w.join().unwrap())
 }
 
 /// A worker on a thread of its own, until `stop`.
@@ -195,7 +216,6 @@ fn check_store(db: &TestDb, stats: &[Stats], instances: usize, n: usize) {
 #[test]
 fn two_instances_through_two_workers_store_every_record_and_sample_once() {
     let _serial = serial();
-    let _ = env_logger::builder().is_test(true).try_init();
     let nats = NatsServer::start();
     let db = TestDb::create("nats_two");
     let stream = "two";
@@ -220,7 +240,6 @@ fn two_instances_through_two_workers_store_every_record_and_sample_once() {
 #[test]
 fn nats_unreachable_for_10_s_then_back_delivers_every_event_once() {
     let _serial = serial();
-    let _ = env_logger::builder().is_test(true).try_init();
     let nats = Arc::new(std::sync::Mutex::new(NatsServer::start()));
     let url = nats.lock().unwrap().url();
     let db = TestDb::create("nats_outage");
@@ -249,7 +268,6 @@ fn nats_unreachable_for_10_s_then_back_delivers_every_event_once() {
 #[test]
 fn a_worker_whose_postgres_is_down_acknowledges_nothing_it_has_not_committed() {
     let _serial = serial();
-    let _ = env_logger::builder().is_test(true).try_init();
     let nats = NatsServer::start();
     let db = TestDb::create("nats_pgdown");
     let stream = "pgdown";
@@ -343,7 +361,6 @@ fn eventbatch_addrs(url: &str) -> Vec<async_nats::ServerAddr> {
 #[test]
 fn a_three_node_cluster_with_an_r3_stream_loses_nothing_when_a_node_stops() {
     let _serial = serial();
-    let _ = env_logger::builder().is_test(true).try_init();
     let mut cluster = common::nats::Cluster::start();
     let url = cluster.url();
     let stream = "r3";
@@ -397,19 +414,12 @@ fn a_three_node_cluster_with_an_r3_stream_loses_nothing_when_a_node_stops() {
 #[test]
 fn a_worker_with_retention_prunes_the_rows_older_than_their_maximum_age() {
     let _serial = serial();
-    let _ = env_logger::builder().is_test(true).try_init();
     let nats = NatsServer::start();
     let db = TestDb::create("nats_retention");
     let stream = "retention";
     let n = 20_000;
-    let stats = instance(config("inst-t", &nats.url(), stream), n, |_| {})
-        .join()
-        .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let w = spawn_worker(worker_opts(&nats.url(), stream, &db.url()), stop.clone());
-    wait_applied(&db, stats.batches_written);
-    stop.store(true, Ordering::Relaxed);
-    assert_eq!(w.join().unwrap().pruned, 0, "no retention: nothing pruned");
+    let (stats, report) = forward_then_drain(&nats.url(), &db, stream, "inst-t", n);
+    assert_eq!(report.pruned, 0, "no retention: nothing pruned");
     check_store(&db, &[stats], 1, n);
 
     // the 30 windows' events span T0 .. T0 + 30 min; cut in the middle of window 15 (the
@@ -508,7 +518,6 @@ fn publish_garbage(url: &str, stream: &str, count: usize) {
 #[test]
 fn a_malformed_message_among_a_fetch_is_set_aside_and_the_others_committed_once() {
     let _serial = serial();
-    let _ = env_logger::builder().is_test(true).try_init();
     let nats = NatsServer::start();
     let db = TestDb::create("nats_malformed");
     let stream = "malformed";
@@ -517,14 +526,7 @@ fn a_malformed_message_among_a_fetch_is_set_aside_and_the_others_committed_once(
     // commit a fetch at a time
     publish_garbage(&nats.url(), stream, 3);
     let n = 20_000;
-    let stats = instance(config("inst-m", &nats.url(), stream), n, |_| {})
-        .join()
-        .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let w = spawn_worker(worker_opts(&nats.url(), stream, &db.url()), stop.clone());
-    wait_applied(&db, stats.batches_written);
-    stop.store(true, Ordering::Relaxed);
-    let report = w.join().unwrap();
+    let (stats, report) = forward_then_drain(&nats.url(), &db, stream, "inst-m", n);
     assert_eq!(report.malformed, 3, "every malformed message set aside");
     assert_eq!(report.messages, stats.batches_written);
     assert_eq!(report.failed, 0);
