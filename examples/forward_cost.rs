@@ -51,8 +51,11 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// A workload: event `i` of a mix.
+type Mix = fn(usize) -> TrackEvent;
+
 /// `n` events of `make` into a pipeline (SQLite, or forwarding to `forward`), to `Flush`.
-fn run(make: fn(usize) -> TrackEvent, n: usize, forward: Option<Forward>) -> (Duration, Stats) {
+fn run(make: Mix, n: usize, forward: Option<Forward>) -> (Duration, Stats) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bench.db");
     let batches = batches(make, n);
@@ -209,7 +212,7 @@ fn per_pass(mut f: impl FnMut() -> usize) -> (f64, usize) {
 /// Bytes per event of the `n` events of `make` forwarded to `stream`: the stream's, their
 /// JSON's, the raw encoding's, and that encoding under zstd-1, zstd-3 and lz4 (sizes and
 /// CPU time per event to compress and to decompress, one thread).
-fn wire_bytes(mix: &str, make: fn(usize) -> TrackEvent, n: usize, url: &str, stream: &str) {
+fn wire_bytes(mix: &str, make: Mix, n: usize, url: &str, stream: &str) {
     let (stored, bodies) = stream_bodies(url, stream);
     let json: usize = (0..n)
         .map(|i| serde_json::to_vec(&make(i)).map(|v| v.len()).unwrap_or(0))
@@ -385,7 +388,7 @@ fn main() {
         &last_stream,
     );
     let (varied_stream, records_stream) = ("cost_varied", "cost_records");
-    let others: [(&str, fn(usize) -> TrackEvent, &str); 2] = [
+    let others: [(&str, Mix, &str); 2] = [
         ("mostly-metric varied", mostly_metric_varied, varied_stream),
         ("record-heavy", record_heavy, records_stream),
     ];
