@@ -1047,6 +1047,25 @@ mod tests {
     }
 
     #[test]
+    fn durable_with_forward_is_refused_naming_durable() {
+        // forwarding mode has no journal: accepted events would wait in memory while NATS is
+        // unreachable, which is not what `durable` promises
+        let both = Config {
+            durable: true,
+            forward: Some(crate::forward::Forward::new("nats://127.0.0.1:4222", "s")),
+            ..Config::default()
+        };
+        let e = both.settings().unwrap_err();
+        assert_eq!((e.field.as_str(), e.value.as_str()), ("durable", "true"));
+        assert!(e.to_string().contains("forward"), "{e}");
+        let forward_only = Config {
+            durable: false,
+            ..both.clone()
+        };
+        assert!(forward_only.settings().is_ok());
+    }
+
+    #[test]
     fn serde_round_trip_and_unknown_fields() {
         let c = Config {
             max_batch_size: 5,

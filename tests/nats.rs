@@ -66,8 +66,10 @@ fn expected_windows(instances: usize, n: usize) -> BTreeMap<(String, String, i64
 /// budget (once, in `.ci/run`; alone it passes in about 20 s).
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Holds [`ONE_AT_A_TIME`] for a test (a test that failed before does not poison it).
+/// Holds [`ONE_AT_A_TIME`] for a test (a test that failed before does not poison it), with
+/// the test logger on.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
+    let _ = env_logger::builder().is_test(true).try_init();
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -111,6 +113,25 @@ fn instance(
             tracker.send(Shutdown).await.unwrap()
         })
     })
+}
+
+/// One instance forwards `n` events to `stream`, then one worker writes them all: the
+/// instance's stats and the worker's report.
+fn forward_then_drain(
+    url: &str,
+    db: &TestDb,
+    stream: &str,
+    instance_id: &str,
+    n: usize,
+) -> (Stats, WorkerReport) {
+    let stats = instance(config(instance_id, url, stream), n, |_| {})
+        .join()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = spawn_worker(worker_opts(url, stream, &db.url()), stop.clone());
+    wait_applied(db, stats.batches_written);
+    stop.store(true, Ordering::Relaxed);
+    (stats, w.join().unwrap())
 }
 
 /// A worker on a thread of its own, until `stop`.
@@ -205,7 +226,6 @@ fn check_store(db: &TestDb, stats: &[Stats], instances: usize, n: usize) {
 #[test]
 fn two_instances_through_two_workers_store_every_record_and_sample_once() {
     let _serial = serial();
-    let _ = env_logger::builder().is_test(true).try_init();
     let nats = NatsServer::start();
     let db = TestDb::create("nats_two");
     let stream = "two";
@@ -230,7 +250,6 @@ fn two_instances_through_two_workers_store_every_record_and_sample_once() {
 #[test]
 fn nats_unreachable_for_10_s_then_back_delivers_every_event_once() {
     let _serial = serial();
-    let _ = env_logger::builder().is_test(true).try_init();
     let nats = Arc::new(std::sync::Mutex::new(NatsServer::start()));
     let url = nats.lock().unwrap().url();
     let db = TestDb::create("nats_outage");
@@ -259,7 +278,6 @@ fn nats_unreachable_for_10_s_then_back_delivers_every_event_once() {
 #[test]
 fn a_worker_whose_postgres_is_down_acknowledges_nothing_it_has_not_committed() {
     let _serial = serial();
-    let _ = env_logger::builder().is_test(true).try_init();
     let nats = NatsServer::start();
     let db = TestDb::create("nats_pgdown");
     let stream = "pgdown";
@@ -319,9 +337,9 @@ fn consumer_acked(url: &str, stream: &str) -> Option<u64> {
     })
 }
 
-/// Creates `stream` with three replicas on the cluster (the workers and instances then find
-/// it), as an operator would.
-fn create_r3_stream(url: &str, stream: &str) {
+/// The replicas of `stream` (as JetStream reports its configuration), once it exists (30 s
+/// at most).
+fn stream_replicas(url: &str, stream: &str) -> usize {
     let (url, stream) = (url.to_string(), stream.to_string());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -335,21 +353,13 @@ fn create_r3_stream(url: &str, stream: &str) {
         let js = async_nats::jetstream::new(client);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let config = async_nats::jetstream::stream::Config {
-                name: stream.clone(),
-                subjects: vec![format!("{stream}.>")],
-                num_replicas: 3,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            };
-            match js.get_or_create_stream(config).await {
-                Ok(_) => return,
-                // the cluster elects its meta leader first
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "no R3 stream: {e}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Ok(mut s) = js.get_stream(&stream).await {
+                if let Ok(info) = s.info().await {
+                    return info.config.num_replicas;
                 }
             }
+            assert!(Instant::now() < deadline, "no stream {stream} after 30 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
 }
@@ -361,27 +371,43 @@ fn eventbatch_addrs(url: &str) -> Vec<async_nats::ServerAddr> {
 #[test]
 fn a_three_node_cluster_with_an_r3_stream_loses_nothing_when_a_node_stops() {
     let _serial = serial();
-    let _ = env_logger::builder().is_test(true).try_init();
     let mut cluster = common::nats::Cluster::start();
     let url = cluster.url();
     let stream = "r3";
-    create_r3_stream(&url, stream);
     let db = TestDb::create("nats_r3");
     let stop = Arc::new(AtomicBool::new(false));
+    // the stream is created with three replicas by whichever of the workers and instances
+    // comes first (`WorkerOptions::replicas`, `Forward::replicas`)
     let workers: Vec<_> = (0..2)
-        .map(|_| spawn_worker(worker_opts(&url, stream, &db.url()), stop.clone()))
+        .map(|_| {
+            let mut opts = worker_opts(&url, stream, &db.url());
+            opts.replicas = 3;
+            spawn_worker(opts, stop.clone())
+        })
         .collect();
+    // as an operator would, the workers come first: the stream exists before the instances
+    // publish (a stream still forming when a node stops is not what this test is about)
+    assert_eq!(
+        stream_replicas(&url, stream),
+        3,
+        "created with three replicas"
+    );
+    let r3 = |instance: &str| {
+        let mut c = config(instance, &url, stream);
+        c.forward = c.forward.map(|f| f.with_replicas(3));
+        c
+    };
     let n = 60_000;
     let stopped = Arc::new(std::sync::Mutex::new(None));
     let node = Arc::new(std::sync::Mutex::new(cluster.nodes.remove(2)));
     let (node2, stopped2) = (node.clone(), stopped.clone());
-    let a = instance(config("inst-r1", &url, stream), n, move |b| {
+    let a = instance(r3("inst-r1"), n, move |b| {
         if b == 20 {
             node2.lock().unwrap().stop();
             *stopped2.lock().unwrap() = Some(());
         }
     });
-    let b = instance(config("inst-r2", &url, stream), n, |_| {});
+    let b = instance(r3("inst-r2"), n, |_| {});
     let stats = vec![a.join().unwrap(), b.join().unwrap()];
     assert!(
         stopped.lock().unwrap().is_some(),
@@ -393,4 +419,126 @@ fn a_three_node_cluster_with_an_r3_stream_loses_nothing_when_a_node_stops() {
     let reports: Vec<WorkerReport> = workers.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(reports.iter().map(|r| r.messages).sum::<u64>(), messages);
     check_store(&db, &stats, 2, n);
+}
+
+#[test]
+fn a_worker_with_retention_prunes_the_rows_older_than_their_maximum_age() {
+    let _serial = serial();
+    let nats = NatsServer::start();
+    let db = TestDb::create("nats_retention");
+    let stream = "retention";
+    let n = 20_000;
+    let (stats, report) = forward_then_drain(&nats.url(), &db, stream, "inst-t", n);
+    assert_eq!(report.pruned, 0, "no retention: nothing pruned");
+    check_store(&db, &[stats], 1, n);
+
+    // the 30 windows' events span T0 .. T0 + 30 min; cut in the middle of window 15 (the
+    // seconds between here and the round move the cut-off by less than half a window)
+    let cut = T0 + 15 * WINDOW_MS + WINDOW_MS / 2;
+    let age = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - cut) as u64;
+    let rows = |db: &TestDb| db.count("events") + db.count("metric_windows");
+    let (before, kept_events, kept_windows) = (
+        rows(&db),
+        db.scalar(&format!(
+            "SELECT count(*) FROM events WHERE ts_ms >= {}",
+            cut + WINDOW_MS / 2
+        )),
+        db.scalar(&format!(
+            "SELECT count(*) FROM metric_windows WHERE window_start_ms >= {}",
+            T0 + 16 * WINDOW_MS
+        )),
+    );
+    let mut opts = worker_opts(&nats.url(), stream, &db.url());
+    opts.retention.events_max_age_ms = age;
+    opts.retention.windows_max_age_ms = age;
+    opts.retention.batch_size = 500;
+    opts.rollup_interval = None;
+    opts.idle_exit = Some(Duration::from_millis(500));
+    let report = worker::run(opts, Arc::new(AtomicBool::new(false))).expect("worker");
+    let after = rows(&db);
+    assert!(report.pruned > 0, "old rows pruned");
+    assert_eq!(
+        report.pruned as i64,
+        before - after,
+        "every pruned row counted"
+    );
+    assert!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM events WHERE ts_ms < {}",
+            cut - WINDOW_MS / 2
+        )) == 0
+            && db.scalar(&format!(
+                "SELECT count(*) FROM metric_windows WHERE window_start_ms < {}",
+                T0 + 15 * WINDOW_MS
+            )) == 0,
+        "nothing older than the maximum age is left"
+    );
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM events WHERE ts_ms >= {}",
+            cut + WINDOW_MS / 2
+        )),
+        kept_events,
+        "younger events kept"
+    );
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM metric_windows WHERE window_start_ms >= {}",
+            T0 + 16 * WINDOW_MS
+        )),
+        kept_windows,
+        "younger windows kept"
+    );
+}
+
+/// Publishes `count` messages that are not forwarded batches to `stream` (created as the
+/// instances create it).
+fn publish_garbage(url: &str, stream: &str, count: usize) {
+    let (url, stream) = (url.to_string(), stream.to_string());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        js.get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("{stream}.>")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        for i in 0..count {
+            js.publish(
+                format!("{stream}.batches"),
+                format!("not a batch {i}").into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        }
+    })
+}
+
+#[test]
+fn a_malformed_message_among_a_fetch_is_set_aside_and_the_others_committed_once() {
+    let _serial = serial();
+    let nats = NatsServer::start();
+    let db = TestDb::create("nats_malformed");
+    let stream = "malformed";
+    // garbage first, then an instance's batches: the worker's first fetch mixes them (its
+    // one-transaction-per-fetch path falls back to one message at a time), the later ones
+    // commit a fetch at a time
+    publish_garbage(&nats.url(), stream, 3);
+    let n = 20_000;
+    let (stats, report) = forward_then_drain(&nats.url(), &db, stream, "inst-m", n);
+    assert_eq!(report.malformed, 3, "every malformed message set aside");
+    assert_eq!(report.messages, stats.batches_written);
+    assert_eq!(report.failed, 0);
+    check_store(&db, &[stats], 1, n);
 }

@@ -1,11 +1,12 @@
 //! `eventbatch worker`: a scale-out worker (docs/scale-out.md) over the library's
 //! `eventbatch::forward::worker`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use eventbatch::forward::worker::{self, WorkerOptions, DEFAULT_CONSUMER};
-use eventbatch::Store;
+use eventbatch::{Config, Store};
 
 /// `eventbatch worker` arguments.
 #[derive(Debug, Args)]
@@ -16,6 +17,10 @@ pub struct WorkerArgs {
     /// The JetStream stream the instances forward to (created when missing).
     #[arg(long, value_name = "NAME")]
     pub stream: String,
+    /// The stream's replicas when this worker creates it (1 to 5; 3 on a cluster of three
+    /// servers or more). An existing stream is used as it is.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub replicas: usize,
     /// The PostgreSQL store: `postgres://user@host/db` (migrated at start).
     #[arg(long, value_name = "URL")]
     pub url: String,
@@ -29,24 +34,43 @@ pub struct WorkerArgs {
     /// Stop after this long without a message (default: run until SIGTERM or Ctrl-C).
     #[arg(long, value_name = "MS")]
     pub idle_exit_ms: Option<u64>,
+    /// The instances' configuration file (TOML; `EVENTBATCH_*` environment variables apply):
+    /// the worker takes its `retention` (rounds on the workers' database), `rollups`,
+    /// `rollup_interval_ms` and `allowed_lateness_ms`. Default: the library's defaults
+    /// (nothing pruned, roll-ups every 60 s).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// Runs the worker until a signal (or `--idle-exit-ms`), then prints what it wrote.
 pub fn run(args: WorkerArgs) -> Result<(), String> {
     let mut opts = WorkerOptions::new(args.nats, args.stream, Store::from_url(&args.url));
+    opts.replicas = args.replicas;
     opts.consumer = args.consumer;
     opts.ack_wait = Duration::from_millis(args.ack_wait_ms);
     opts.idle_exit = args.idle_exit_ms.map(Duration::from_millis);
+    let config = match &args.config {
+        Some(path) => Config::from_toml_file(path),
+        None => Ok(Config::default()),
+    }
+    .and_then(Config::with_env_overrides)
+    .map_err(|e| e.to_string())?;
+    opts.retention = config.retention;
+    opts.rollup_interval = config
+        .rollups
+        .then(|| Duration::from_millis(config.rollup_interval_ms));
+    opts.rollup_lateness = Duration::from_millis(config.allowed_lateness_ms);
     let report = worker::run_until_signal(opts).map_err(|e| e.to_string())?;
     println!(
-        "worker: {} messages written ({} records, {} window rows, {} error counts, {} patterns), {} delivered again and skipped, {} failed and left for redelivery",
+        "worker: {} messages written ({} records, {} window rows, {} error counts, {} patterns), {} delivered again and skipped, {} failed and left for redelivery, {} rows pruned",
         report.messages,
         report.records,
         report.windows,
         report.error_counts,
         report.patterns,
         report.duplicates,
-        report.failed
+        report.failed,
+        report.pruned
     );
     Ok(())
 }

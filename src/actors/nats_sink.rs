@@ -484,7 +484,7 @@ async fn publish(
 
 /// Creates the stream when missing; `false` while NATS cannot be reached.
 pub(crate) async fn ensure_stream(js: &jetstream::Context, forward: &Forward) -> bool {
-    let config = stream_config(&forward.stream);
+    let config = stream_config(&forward.stream, forward.replicas);
     match js.get_or_create_stream(config).await {
         Ok(_) => true,
         Err(e) => {
@@ -494,15 +494,16 @@ pub(crate) async fn ensure_stream(js: &jetstream::Context, forward: &Forward) ->
     }
 }
 
-/// The stream's settings: subjects `<stream>.>`, file storage, limits retention, the
-/// duplicate window; the replicas are JetStream's default (1) unless the stream exists.
-pub(crate) fn stream_config(name: &str) -> stream::Config {
+/// The stream's settings when it is created: subjects `<stream>.>`, file storage, limits
+/// retention, the duplicate window, `replicas` replicas (an existing stream is used as it is).
+pub(crate) fn stream_config(name: &str, replicas: usize) -> stream::Config {
     stream::Config {
         name: name.to_string(),
         subjects: vec![format!("{name}.>")],
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
         duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: replicas,
         ..Default::default()
     }
 }

@@ -25,7 +25,19 @@ pub struct Forward {
     /// The JetStream stream, created when missing (subjects `<stream>.>`, file storage,
     /// limits retention, a 2-minute duplicate window): letters, digits, `-` and `_`.
     pub stream: String,
+    /// The stream's replicas when this pipeline creates it: 1 to 5 (3 on a cluster of three
+    /// or more servers keeps it through the loss of one). An existing stream is used as it
+    /// is. Default 1.
+    #[serde(default = "one_replica")]
+    pub replicas: usize,
 }
+
+fn one_replica() -> usize {
+    1
+}
+
+/// JetStream's most replicas of a stream.
+pub(crate) const MAX_REPLICAS: usize = 5;
 
 impl Forward {
     /// Publish to `stream` on the NATS server(s) at `url`.
@@ -33,7 +45,19 @@ impl Forward {
         Forward {
             url: url.into(),
             stream: stream.into(),
+            replicas: 1,
         }
+    }
+
+    /// The same, creating the stream with `replicas` replicas when it is missing.
+    ///
+    /// ```
+    /// let f = eventbatch::Forward::new("nats://a:4222,nats://b:4222,nats://c:4222", "events")
+    ///     .with_replicas(3);
+    /// assert_eq!(f.replicas, 3);
+    /// ```
+    pub fn with_replicas(self, replicas: usize) -> Self {
+        Forward { replicas, ..self }
     }
 
     /// The subject batches are published on.
@@ -44,7 +68,8 @@ impl Forward {
     /// Checks the URL and the stream name.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         check_url("forward.url", &self.url)?;
-        check_stream("forward.stream", &self.stream)
+        check_stream("forward.stream", &self.stream)?;
+        check_replicas("forward.replicas", self.replicas)
     }
 
     /// The server addresses of the URL.
@@ -59,6 +84,7 @@ impl std::fmt::Debug for Forward {
         f.debug_struct("Forward")
             .field("url", &redacted_url(&self.url))
             .field("stream", &self.stream)
+            .field("replicas", &self.replicas)
             .finish()
     }
 }
@@ -121,6 +147,18 @@ pub(crate) fn check_stream(field: &str, stream: &str) -> Result<(), ConfigError>
     }
 }
 
+/// A stream's replicas: 1 to [`MAX_REPLICAS`].
+pub(crate) fn check_replicas(field: &str, replicas: usize) -> Result<(), ConfigError> {
+    match (1..=MAX_REPLICAS).contains(&replicas) {
+        true => Ok(()),
+        false => Err(ConfigError::new(
+            field,
+            replicas,
+            format!("must be 1 to {MAX_REPLICAS} (JetStream's limit)"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +203,26 @@ mod tests {
         assert_eq!(e.field, "forward.stream");
         let e = Forward::new("http://h:x", "s").validate().unwrap_err();
         assert_eq!(e.field, "forward.url");
+        for bad in [0, MAX_REPLICAS + 1] {
+            let e = Forward::new("nats://h:4222", "s")
+                .with_replicas(bad)
+                .validate()
+                .unwrap_err();
+            assert_eq!(
+                (e.field.as_str(), e.value.as_str()),
+                ("forward.replicas", bad.to_string().as_str())
+            );
+        }
+        assert!(Forward::new("nats://h:4222", "s")
+            .with_replicas(3)
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn replicas_default_to_one_when_a_config_omits_them() {
+        let f: Forward = serde_json::from_str(r#"{"url":"nats://h:4222","stream":"s"}"#).unwrap();
+        assert_eq!(f, Forward::new("nats://h:4222", "s"));
+        assert_eq!(f.replicas, 1);
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, AckKind};
+use diesel::{Connection, QueryResult};
 use futures_util::StreamExt;
 use thiserror::Error;
 
@@ -18,19 +19,24 @@ use crate::db::forward_sql;
 use crate::db::open::{open_with, OpenOptions};
 use crate::db::pool::Pool;
 use crate::error::ConfigError;
-use crate::forward::{check_stream, check_url, wire};
+use crate::forward::{check_replicas, check_stream, check_url, redacted_url, wire};
+use crate::retention::{PruneRound, Retention};
 use crate::Store;
 
 /// The shared durable consumer's default name.
 pub const DEFAULT_CONSUMER: &str = "eventbatch-workers";
 
-/// How a worker runs.
-#[derive(Debug, Clone)]
+/// How a worker runs. Its `Debug` shows the NATS URL(s) without credentials and the store
+/// without its password.
+#[derive(Clone)]
 pub struct WorkerOptions {
     /// The NATS server(s): `nats://host:port`, several separated by commas.
     pub nats: String,
     /// The stream (created when missing, with the forwarding pipeline's settings).
     pub stream: String,
+    /// The stream's replicas when this worker creates it: 1 to 5 (an existing stream is used
+    /// as it is). Default 1.
+    pub replicas: usize,
     /// The PostgreSQL store (migrated at start).
     pub store: Store,
     /// The durable pull consumer all workers of the stream share (created when missing).
@@ -49,6 +55,11 @@ pub struct WorkerOptions {
     /// Stop after this long without a message (`None`: run until [`WorkerOptions`]'s stop
     /// flag is set).
     pub idle_exit: Option<Duration>,
+    /// Retention rounds on the workers' database, as the embedded writer runs them (see
+    /// [`Retention`]; ages by event time against this machine's clock, a round every
+    /// `interval_ms` between fetches, one worker at a time holding the retention lock).
+    /// Default: every table kept forever (no round runs).
+    pub retention: Retention,
 }
 
 impl WorkerOptions {
@@ -57,6 +68,7 @@ impl WorkerOptions {
         WorkerOptions {
             nats: nats.into(),
             stream: stream.into(),
+            replicas: 1,
             store,
             consumer: DEFAULT_CONSUMER.to_string(),
             ack_wait: Duration::from_secs(30),
@@ -64,12 +76,14 @@ impl WorkerOptions {
             rollup_interval: Some(Duration::from_secs(60)),
             rollup_lateness: Duration::from_secs(5),
             idle_exit: None,
+            retention: Retention::default(),
         }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         check_url("nats", &self.nats)?;
         check_stream("stream", &self.stream)?;
+        check_replicas("replicas", self.replicas)?;
         check_stream("consumer", &self.consumer)?;
         if !self.store.is_postgres() {
             return Err(ConfigError::new(
@@ -88,7 +102,27 @@ impl WorkerOptions {
         if self.fetch == 0 || self.fetch > 10_000 {
             return Err(ConfigError::new("fetch", self.fetch, "must be 1 to 10,000"));
         }
-        Ok(())
+        self.retention.validate()
+    }
+}
+
+/// Like a derived `Debug`, with the credentials of the NATS URL(s) redacted (as `Forward`'s)
+/// and the store shown by `Store::describe`: options end up in logs.
+impl std::fmt::Debug for WorkerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerOptions")
+            .field("nats", &redacted_url(&self.nats))
+            .field("stream", &self.stream)
+            .field("replicas", &self.replicas)
+            .field("store", &self.store)
+            .field("consumer", &self.consumer)
+            .field("ack_wait", &self.ack_wait)
+            .field("fetch", &self.fetch)
+            .field("rollup_interval", &self.rollup_interval)
+            .field("rollup_lateness", &self.rollup_lateness)
+            .field("idle_exit", &self.idle_exit)
+            .field("retention", &self.retention)
+            .finish()
     }
 }
 
@@ -111,6 +145,8 @@ pub struct WorkerReport {
     pub failed: u64,
     /// Messages that are not forwarded batches: acknowledged as terminated, logged.
     pub malformed: u64,
+    /// Rows deleted by retention rounds ([`WorkerOptions::retention`]).
+    pub pruned: u64,
 }
 
 /// Why a worker stopped.
@@ -200,7 +236,10 @@ async fn consume(
         .map_err(|e| nats(&e))?;
     let js = jetstream::new(client);
     let stream = loop {
-        match js.get_or_create_stream(stream_config(&opts.stream)).await {
+        match js
+            .get_or_create_stream(stream_config(&opts.stream, opts.replicas))
+            .await
+        {
             Ok(s) => break s,
             Err(e) if stop.load(Ordering::Relaxed) => return Err(nats(&e)),
             Err(e) => {
@@ -242,6 +281,9 @@ async fn consume(
     let mut report = WorkerReport::default();
     let mut last_message = Instant::now();
     let mut last_rollup = Instant::now();
+    // the first round runs at start: a worker that restarts often still prunes
+    let mut last_prune: Option<Instant> = None;
+    let prune_every = Duration::from_millis(opts.retention.interval_ms);
     while !stop.load(Ordering::Relaxed) {
         if opts
             .rollup_interval
@@ -249,6 +291,11 @@ async fn consume(
         {
             last_rollup = Instant::now();
             tokio::task::block_in_place(|| roll_up(&pool, opts.rollup_lateness));
+        }
+        if opts.retention.is_enabled() && last_prune.is_none_or(|t| t.elapsed() >= prune_every) {
+            last_prune = Some(Instant::now());
+            let rollups = opts.rollup_interval.is_some();
+            report.pruned += tokio::task::block_in_place(|| prune(&pool, &opts.retention, rollups));
         }
         if opts
             .idle_exit
@@ -270,16 +317,19 @@ async fn consume(
                 continue;
             }
         };
+        let mut fetched = Vec::new();
         while let Some(message) = messages.next().await {
-            let message = match message {
-                Ok(m) => m,
+            match message {
+                Ok(m) => fetched.push(m),
                 Err(e) => {
                     log::debug!("worker: fetch ended ({e})");
                     break;
                 }
-            };
+            }
+        }
+        if !fetched.is_empty() {
             last_message = Instant::now();
-            handle(&opts.stream, &pool, &message, &mut report).await;
+            handle_fetched(&opts.stream, &pool, fetched, &mut report).await;
         }
     }
     Ok(report)
@@ -297,6 +347,139 @@ fn roll_up(pool: &Pool, lateness: Duration) {
     match result {
         Ok(()) => log::debug!("worker: rolled up {} buckets", run.rows),
         Err(e) => log::warn!("worker: roll-up failed ({e})"),
+    }
+}
+
+/// One whole retention round (see `crate::retention`), a chunk per transaction; returns the
+/// rows deleted. A failure or another worker holding the lock ends the round (logged); the
+/// next comes an interval later.
+fn prune(pool: &Pool, retention: &Retention, rollups: bool) -> u64 {
+    let now = crate::util::unix_ms() as i64;
+    let result = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
+        let pending = conn.oldest_pending().map_err(|e| e.to_string())?;
+        let mut round = PruneRound::plan(retention, now, rollups, pending);
+        while let Some((table, cutoff)) = round.current() {
+            match conn.prune_chunk(table, cutoff, retention.batch_size) {
+                Ok(Some(removed)) => round.record(removed, retention.batch_size),
+                Ok(None) => {
+                    log::debug!("worker: retention round ended: another worker is pruning");
+                    break;
+                }
+                Err(e) => {
+                    log::warn!(
+                        "worker: retention: deleting old {} failed ({e}); the next round retries",
+                        table.label()
+                    );
+                    break;
+                }
+            }
+        }
+        Ok(round)
+    });
+    match result {
+        Ok(round) => {
+            if round.total() > 0 {
+                log::info!(
+                    "worker: retention removed {} rows ({})",
+                    round.total(),
+                    round.summary()
+                );
+            }
+            round.total()
+        }
+        Err(e) => {
+            log::warn!("worker: retention round not started ({e})");
+            0
+        }
+    }
+}
+
+/// Writes the messages of one fetch in one transaction (each claims its sequence and writes
+/// its rows, as alone), then acknowledges each: one commit for the lot, which is what a
+/// message costs PostgreSQL (a commit's flush), not its rows. If that transaction fails, or a
+/// message is not a forwarded batch, the messages go one at a time through [`handle`], so a
+/// message that cannot be written holds back only itself.
+async fn handle_fetched(
+    stream: &str,
+    pool: &Pool,
+    messages: Vec<jetstream::Message>,
+    report: &mut WorkerReport,
+) {
+    let items: Option<Vec<_>> = messages
+        .iter()
+        .map(|m| match (m.info(), wire::decode(&m.payload)) {
+            (Ok(info), Ok((origin, batch))) => Some((info.stream_sequence, origin, batch)),
+            _ => None,
+        })
+        .collect();
+    let Some(items) = items.filter(|_| messages.len() > 1) else {
+        for m in &messages {
+            handle(stream, pool, m, report).await;
+        }
+        return;
+    };
+    let now_ms = crate::util::unix_ms() as i64;
+    let written = tokio::task::block_in_place(|| {
+        with_pg(pool, |c| {
+            c.transaction(|c| {
+                items
+                    .into_iter()
+                    .map(|(seq, origin, batch)| {
+                        forward_sql::apply(c, stream, seq, &origin, batch, now_ms)
+                    })
+                    .collect::<QueryResult<Vec<_>>>()
+            })
+        })
+    });
+    match written {
+        Ok(applied) => {
+            for (m, applied) in messages.iter().zip(applied) {
+                acknowledge(m, applied, report).await;
+            }
+        }
+        Err(e) => {
+            log::debug!(
+                "worker: {} messages not committed together ({e}); one at a time",
+                messages.len()
+            );
+            for m in &messages {
+                handle(stream, pool, m, report).await;
+            }
+        }
+    }
+}
+
+/// `f` on a PostgreSQL connection of `pool`.
+fn with_pg<T>(
+    pool: &Pool,
+    f: impl FnOnce(&mut diesel::PgConnection) -> QueryResult<T>,
+) -> Result<T, String> {
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    match &mut conn.backend {
+        crate::db::conn::Backend::Pg(c) => f(c).map_err(|e| e.to_string()),
+        crate::db::conn::Backend::Sqlite(_) => Err("the worker writes to PostgreSQL".into()),
+    }
+}
+
+/// Acknowledges a committed message and counts what it wrote.
+async fn acknowledge(
+    message: &jetstream::Message,
+    applied: forward_sql::Applied,
+    report: &mut WorkerReport,
+) {
+    if let Err(e) = message.ack().await {
+        // committed: delivered again, it is found in nats_applied and only acknowledged
+        let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+        log::warn!("worker: acknowledgement of {seq} failed ({e})");
+    }
+    if applied.duplicate {
+        report.duplicates += 1;
+    } else {
+        report.messages += 1;
+        report.records += applied.records;
+        report.windows += applied.windows;
+        report.error_counts += applied.errors;
+        report.patterns += applied.patterns;
     }
 }
 
@@ -328,31 +511,12 @@ async fn handle(
     };
     let now_ms = crate::util::unix_ms() as i64;
     let written = tokio::task::block_in_place(|| {
-        let mut conn = pool.get().map_err(|e| e.to_string())?;
-        match &mut conn.backend {
-            crate::db::conn::Backend::Pg(c) => {
-                forward_sql::apply(c, stream, seq, &origin, batch, now_ms)
-                    .map_err(|e| e.to_string())
-            }
-            crate::db::conn::Backend::Sqlite(_) => Err("the worker writes to PostgreSQL".into()),
-        }
+        with_pg(pool, |c| {
+            forward_sql::apply(c, stream, seq, &origin, batch, now_ms)
+        })
     });
     match written {
-        Ok(applied) => {
-            if let Err(e) = message.ack().await {
-                // committed: delivered again, it is found in nats_applied and only acknowledged
-                log::warn!("worker: acknowledgement of {seq} failed ({e})");
-            }
-            if applied.duplicate {
-                report.duplicates += 1;
-            } else {
-                report.messages += 1;
-                report.records += applied.records;
-                report.windows += applied.windows;
-                report.error_counts += applied.errors;
-                report.patterns += applied.patterns;
-            }
-        }
+        Ok(applied) => acknowledge(message, applied, report).await,
         Err(e) => {
             report.failed += 1;
             log::warn!("worker: message {seq} not committed ({e}); delivered again later");
@@ -361,5 +525,58 @@ async fn handle(
                 .await;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_credentials_of_the_nats_url_or_the_store() {
+        let opts = WorkerOptions::new(
+            "nats://alice:s3cret@h:4222,nats://tok3n@h2:4222",
+            "events",
+            Store::postgres("postgres://bob:pgs3cret@db:5432/eb"),
+        );
+        let shown = format!("{opts:?}");
+        for secret in ["s3cret", "tok3n", "pgs3cret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("nats://<redacted>@h:4222,nats://<redacted>@h2:4222"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("db:5432/eb") && shown.contains("events"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn bad_options_name_their_field_and_value() {
+        let ok = WorkerOptions::new("nats://h:4222", "s", Store::postgres("postgres://h/db"));
+        assert!(ok.validate().is_ok());
+        let field = |f: fn(&mut WorkerOptions)| {
+            let mut o = ok.clone();
+            f(&mut o);
+            let e = o.validate().unwrap_err();
+            (e.field, e.value)
+        };
+        assert_eq!(field(|o| o.replicas = 0), ("replicas".into(), "0".into()));
+        assert_eq!(field(|o| o.replicas = 6), ("replicas".into(), "6".into()));
+        assert_eq!(field(|o| o.fetch = 0), ("fetch".into(), "0".into()));
+        assert_eq!(
+            field(|o| o.store = Store::sqlite("x.db")).0,
+            "store".to_string()
+        );
+        assert_eq!(field(|o| o.stream = "a.b".into()).0, "stream".to_string());
+        assert_eq!(
+            field(|o| o.retention.windows_max_age_ms = crate::retention::MAX_AGE_MS + 1).0,
+            "retention.windows_max_age_ms".to_string()
+        );
+        let mut three = ok.clone();
+        three.replicas = 3;
+        assert!(three.validate().is_ok());
     }
 }
