@@ -141,35 +141,46 @@ fn detector_scores_above_floor_on_all_files() {
     assert!(b_at_a.normalised >= 66.0, "{b_at_a:?}");
 }
 
-/// The settings the nested cross-validation chooses among: one per `event_gap`.
+/// The settings the nested cross-validation chooses among: `event_gap` ...
 const EVENT_GAPS: [usize; 5] = [2, 4, 6, 12, 100];
+/// ... and the conformal k-NN model's weight (0: off).
+const KNN_WEIGHTS: [f64; 3] = [0.0, 0.5, 0.8];
+
+/// One candidate per setting, each run on all 34 files (in parallel: the runs are
+/// independent).
+fn candidates(labels: &Labels, settings: &[DetectorSettings]) -> Vec<Vec<ScoredFile>> {
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = settings
+            .iter()
+            .map(|s| scope.spawn(move || detector_files_with(labels, s)))
+            .collect();
+        runs.into_iter().map(|r| r.join().expect("a run")).collect()
+    })
+}
 
 #[test]
 fn nested_leave_one_category_out_scores_above_floors() {
     let labels = labels();
-    // one candidate per setting, each run on all 34 files (in parallel: the runs are
-    // independent); each fold chooses the setting and the threshold on the other three
-    // categories only, so nothing is chosen on the score of the category it is scored on
-    let candidates: Vec<Vec<ScoredFile>> = std::thread::scope(|scope| {
-        let runs: Vec<_> = EVENT_GAPS
-            .iter()
-            .map(|&event_gap| {
-                let labels = &labels;
-                scope.spawn(move || {
-                    let settings = DetectorSettings {
-                        event_gap,
-                        ..DetectorSettings::default()
-                    };
-                    detector_files_with(labels, &settings)
-                })
+    // each fold chooses the setting and the threshold on the other three categories only,
+    // so nothing is chosen on the score of the category it is scored on
+    let grid: Vec<DetectorSettings> = EVENT_GAPS
+        .iter()
+        .flat_map(|&event_gap| {
+            KNN_WEIGHTS.iter().map(move |&knn_weight| DetectorSettings {
+                event_gap,
+                knn_weight,
+                ..DetectorSettings::default()
             })
-            .collect();
-        runs.into_iter().map(|r| r.join().expect("a run")).collect()
-    });
-    let cv = nab::leave_one_category_out(&Profile::STANDARD, &candidates);
+        })
+        .collect();
+    let cv = nab::leave_one_category_out(&Profile::STANDARD, &candidates(&labels, &grid));
     print_folds(&cv);
     for f in &cv.folds {
-        println!("  {} chose event_gap {}", f.held_out, EVENT_GAPS[f.chosen]);
+        let s = &grid[f.chosen];
+        println!(
+            "  {} chose event_gap {} knn_weight {}",
+            f.held_out, s.event_gap, s.knn_weight
+        );
     }
     assert_eq!(cv.folds.len(), 4);
     // Floors just below what this measures (printed above; docs/detection.md has them).

@@ -113,6 +113,7 @@ mod detector_settings;
 mod early;
 mod events;
 mod finding;
+mod knn;
 mod math;
 mod season;
 mod trend;
@@ -122,10 +123,11 @@ use std::sync::Arc;
 
 use statrs::distribution::{ContinuousCDF, Normal};
 
-pub use detector_settings::{DetectorSettings, PatternKind, MAX_MEMORY, MAX_WINDOW};
+pub use detector_settings::{DetectorSettings, PatternKind, MAX_KNN, MAX_MEMORY, MAX_WINDOW};
 use events::{Events, Outcome};
 pub(crate) use finding::finite;
 pub use finding::{Detection, Evidence, Finding, View};
+pub use knn::{ConformalKnn, KnnShape};
 pub use math::plain_number;
 use math::{
     decades_to_score, median_sorted, one_sided_decades, two_sided_decades, with_scratch,
@@ -204,6 +206,8 @@ pub struct SeriesDetector {
     range: (f64, f64),
     /// Trend currently reported.
     trend: TrendState,
+    /// The conformal k-NN model, when `knn_weight > 0`.
+    knn: Option<ConformalKnn>,
 }
 
 impl SeriesDetector {
@@ -241,6 +245,14 @@ impl SeriesDetector {
             events: Events::default(),
             range: (f64::INFINITY, f64::NEG_INFINITY),
             trend: TrendState::None,
+            knn: (settings.knn_weight > 0.0).then(|| {
+                ConformalKnn::new(KnnShape {
+                    dim: settings.knn_dim,
+                    k: settings.knn_k,
+                    training: settings.knn_training,
+                    calibration: settings.knn_calibration,
+                })
+            }),
             settings,
         }
     }
@@ -301,6 +313,16 @@ impl SeriesDetector {
             detection.score = score;
             mark = m;
             detection.findings.extend(finding);
+        }
+        if let Some(p) = self.knn.as_mut().and_then(|knn| knn.observe(value)) {
+            let s = &self.settings;
+            // blended in once the statistics judge, never into an event's continuation
+            if seen >= s.warmup && mark != Mark::InEvent {
+                let most = ((s.knn_calibration + 1) as f64).log10();
+                let model = (-p.log10() / most).clamp(0.0, 1.0);
+                detection.score =
+                    (1.0 - s.knn_weight) * detection.score + s.knn_weight * model;
+            }
         }
         self.push(value, mark);
         let test = TrendTest {
