@@ -328,7 +328,10 @@ fn cost(args: &Args, labels: &Labels) -> anyhow::Result<()> {
             let mut checksum = 0.0;
             for values in &series {
                 let mut detector = SeriesDetector::new(s.clone());
-                checksum += values.iter().map(|&v| detector.observe(v).score).sum::<f64>();
+                checksum += values
+                    .iter()
+                    .map(|&v| detector.observe(v).score)
+                    .sum::<f64>();
             }
             let us = started.elapsed().as_secs_f64() * 1e6 / values as f64;
             println!("round {round} candidate {k}: {us:.1} us per value (checksum {checksum:.3})");

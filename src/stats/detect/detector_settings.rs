@@ -276,7 +276,11 @@ impl DetectorSettings {
             "knn_training",
             self.knn_training,
         )?;
-        check(within(self.knn_k, 1, self.knn_training), "knn_k", self.knn_k)?;
+        check(
+            within(self.knn_k, 1, self.knn_training),
+            "knn_k",
+            self.knn_k,
+        )?;
         check(
             within(self.knn_calibration, 2, MAX_KNN),
             "knn_calibration",
