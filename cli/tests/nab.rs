@@ -17,6 +17,9 @@
 //!    categories (one run of all 34 files per setting); every fold is printed, the mean and
 //!    the pooled score have floors.
 //!
+//! 5. The same nested cross-validation with the conformal k-NN model among the candidates
+//!    (`knn_weight` 0, 0.2, 0.35, 0.5 with `event_gap` 6 and 100): every fold has a floor.
+//!
 //! The NAB data lives at the repository root, `tests/data/nab` (its README says what it holds and
 //! where it comes from); set `NAB_DIR` to use another copy with the same layout.
 
@@ -210,22 +213,15 @@ fn nested_with_the_knn_model_scores_above_floors() {
     // realAWSCloudwatch 62.02, realAdExchange 63.30, mean 72.40, pooled 65.85; the model is
     // chosen in three folds of four). Not the defaults: with event_gap 2, 4 and 12 also among
     // the candidates the folds choose worse (mean 62.08, docs/detection.md).
-    assert_eq!(cv.folds.len(), 4);
-    let floors = [
-        ("artificialNoAnomaly", -0.5),
-        ("artificialWithAnomaly", 89.0),
-        ("realAWSCloudwatch", 60.0),
-        ("realAdExchange", 61.0),
-    ];
-    for (fold, (category, floor)) in cv.folds.iter().zip(floors) {
-        assert_eq!(fold.held_out, category);
-        let got = if fold.outcome.windows == 0 {
-            fold.outcome.raw
-        } else {
-            fold.outcome.normalised
-        };
-        assert!(got >= floor, "{fold:?} below floor {floor}");
-    }
+    assert_fold_floors(
+        &cv,
+        [
+            ("artificialNoAnomaly", -0.5),
+            ("artificialWithAnomaly", 89.0),
+            ("realAWSCloudwatch", 60.0),
+            ("realAdExchange", 61.0),
+        ],
+    );
     assert!(cv.mean >= 72.0, "{cv:?}");
     assert!(cv.pooled >= 65.5, "{cv:?}");
 }
@@ -264,17 +260,25 @@ fn leave_one_category_out_scores_above_floors() {
     // --example nab_eval`: artificialNoAnomaly raw -0.110 (one false positive),
     // artificialWithAnomaly 93.70, realAWSCloudwatch 65.37, realAdExchange 58.87; mean of the
     // three folds with windows 72.65, pooled 66.84).
-    let floors = [
-        ("artificialNoAnomaly", -0.5),
-        ("artificialWithAnomaly", 90.0),
-        ("realAWSCloudwatch", 62.0),
-        ("realAdExchange", 55.0),
-    ];
+    assert_fold_floors(
+        &cv,
+        [
+            ("artificialNoAnomaly", -0.5),
+            ("artificialWithAnomaly", 90.0),
+            ("realAWSCloudwatch", 62.0),
+            ("realAdExchange", 55.0),
+        ],
+    );
+    assert!(cv.mean >= 69.0, "{cv:?}");
+    assert!(cv.pooled >= 63.0, "{cv:?}");
+}
+
+/// Asserts one floor per fold, in category order. A category without anomalies has no
+/// normalised score: its raw score (false positives only) has the floor.
+fn assert_fold_floors(cv: &nab::CrossValidation, floors: [(&str, f64); 4]) {
     assert_eq!(cv.folds.len(), floors.len());
     for (fold, (category, floor)) in cv.folds.iter().zip(floors) {
         assert_eq!(fold.held_out, category);
-        // A category without anomalies has no normalised score: its raw score (false
-        // positives only) has the floor.
         let got = if fold.outcome.windows == 0 {
             fold.outcome.raw
         } else {
@@ -282,6 +286,4 @@ fn leave_one_category_out_scores_above_floors() {
         };
         assert!(got >= floor, "{fold:?} below floor {floor}");
     }
-    assert!(cv.mean >= 69.0, "{cv:?}");
-    assert!(cv.pooled >= 63.0, "{cv:?}");
 }

@@ -75,10 +75,11 @@ impl ConformalKnn {
             self.values.reserve_exact(training + dim);
             self.ncms.reserve_exact(calibration);
         }
-        self.values.push_back(value);
-        if self.values.len() > training + dim {
+        // make room first: the buffers never grow past their reserved size
+        if self.values.len() == training + dim {
             self.values.pop_front();
         }
+        self.values.push_back(value);
         let n = self.values.len();
         // windows end at positions dim-1 ..= n-1; the newest ends at n-1
         if n < dim + k {
@@ -105,10 +106,10 @@ impl ConformalKnn {
                 above == 0,
             )
         });
-        self.ncms.push_back(ncm);
-        if self.ncms.len() > calibration {
+        if self.ncms.len() == calibration {
             self.ncms.pop_front();
         }
+        self.ncms.push_back(ncm);
         if self.resting > 0 {
             self.resting -= 1;
             return None;
