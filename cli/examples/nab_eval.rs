@@ -10,6 +10,8 @@
 //! # leave-one-category-out cross-validation over a grid (settings and threshold chosen on
 //! # the other categories, every fold printed):
 //! cargo run --release --example nab_eval -- --cv --grid event_gap=3,6,12 --grid cooldown=50,100
+//! # cost per value of the defaults and of other settings, side by side:
+//! cargo run --release --example nab_eval -- --cost --set knn_weight=0.2
 //! # check the scorer on NAB's shipped windowedGaussian output:
 //! cargo run --release --example nab_eval -- \
 //!     --score-dir tests/data/nab/reference/windowedGaussian --prefix windowedGaussian_
@@ -52,6 +54,7 @@ struct Args {
     sets: Vec<(String, String)>,
     grid: Vec<(String, Vec<String>)>,
     cv: bool,
+    cost: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -67,6 +70,7 @@ fn parse_args() -> anyhow::Result<Args> {
         sets: Vec::new(),
         grid: Vec::new(),
         cv: false,
+        cost: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -78,6 +82,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--prefix" => args.prefix = value("--prefix")?,
             "--per-file" => args.per_file = true,
             "--cv" => args.cv = true,
+            "--cost" => args.cost = true,
             "--set" => {
                 let kv = value("--set")?;
                 let (k, v) = kv.split_once('=').context("--set takes name=value")?;
@@ -93,6 +98,7 @@ fn parse_args() -> anyhow::Result<Args> {
                 println!(
                     "nab_eval [--nab DIR] [--out DIR] [--per-file] [--set field=value ...] \
                      [--cv] [--grid field=v1,v2,... ...]\n\
+                     nab_eval --cost [--set field=value ...] [--nab DIR]\n\
                      nab_eval --score-dir DIR [--prefix PREFIX] [--nab DIR] [--per-file]"
                 );
                 std::process::exit(0);
@@ -305,11 +311,53 @@ fn report_cv(candidates: &[Vec<ScoredFile>], names: &[String]) {
     }
 }
 
+/// Cost per value of the default detector and of the `--set` settings, side by side: both
+/// run over every file's values, alternating, five rounds each; prints each round and the
+/// ratio of the medians.
+fn cost(args: &Args, labels: &Labels) -> anyhow::Result<()> {
+    let mut series = Vec::with_capacity(labels.len());
+    for name in labels.keys() {
+        series.push(nab::read_csv_column(&args.nab.join("data").join(name), "value")?.1);
+    }
+    let values: usize = series.iter().map(Vec::len).sum();
+    let candidates = [DetectorSettings::default(), settings(&args.sets)?];
+    let mut times = [Vec::new(), Vec::new()];
+    for round in 0..5 {
+        for (k, s) in candidates.iter().enumerate() {
+            let started = std::time::Instant::now();
+            let mut checksum = 0.0;
+            for values in &series {
+                let mut detector = SeriesDetector::new(s.clone());
+                checksum += values
+                    .iter()
+                    .map(|&v| detector.observe(v).score)
+                    .sum::<f64>();
+            }
+            let us = started.elapsed().as_secs_f64() * 1e6 / values as f64;
+            println!("round {round} candidate {k}: {us:.1} us per value (checksum {checksum:.3})");
+            times[k].push(us);
+        }
+    }
+    let median = |t: &mut Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    let (base, with) = (median(&mut times[0]), median(&mut times[1]));
+    println!(
+        "{values} values; median us per value: defaults {base:.1}, with --set {with:.1}, ratio {:.2}",
+        with / base
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let labels_path = args.nab.join("combined_windows.json");
     let labels = nab::load_windows(&labels_path)
         .with_context(|| format!("loading labels (is --nab {} right?)", args.nab.display()))?;
+    if args.cost {
+        return cost(&args, &labels);
+    }
 
     let files: Vec<ScoredFile> = match &args.score_dir {
         Some(dir) => {

@@ -251,6 +251,21 @@ struct SettingFlags {
     /// Significance level of the trend test, in (0, 1).
     #[arg(long, value_name = "ALPHA", default_value_t = defaults().trend_alpha)]
     trend_alpha: f64,
+    /// Weight of the conformal k-NN model in the score, in [0, 1] (0: off).
+    #[arg(long, value_name = "W", default_value_t = defaults().knn_weight)]
+    knn_weight: f64,
+    /// Values per window of the k-NN model.
+    #[arg(long, value_name = "N", default_value_t = defaults().knn_dim)]
+    knn_dim: usize,
+    /// Neighbours summed into the k-NN model's non-conformity (1 to knn-training).
+    #[arg(long, value_name = "N", default_value_t = defaults().knn_k)]
+    knn_k: usize,
+    /// Windows the k-NN model remembers as neighbours.
+    #[arg(long, value_name = "N", default_value_t = defaults().knn_training)]
+    knn_training: usize,
+    /// Non-conformities the k-NN model ranks a window against (at least 2).
+    #[arg(long, value_name = "N", default_value_t = defaults().knn_calibration)]
+    knn_calibration: usize,
 }
 
 fn defaults() -> DetectorSettings {
@@ -296,6 +311,11 @@ impl DetectArgs {
             cooldown_factor,
             trend_window,
             trend_alpha,
+            knn_weight,
+            knn_dim,
+            knn_k,
+            knn_training,
+            knn_calibration,
         );
         s.validate().map_err(|(field, value)| {
             format!(

@@ -134,7 +134,24 @@ pub struct DetectorSettings {
     pub trend_window: usize,
     /// Significance level of the trend test, in `(0, 1)`.
     pub trend_alpha: f64,
+    /// Weight of the conformal k-NN model (`detect/knn.rs`) in the anomaly score, in
+    /// `[0, 1]`; 0 turns the model off (no state, no cost). The score is
+    /// `(1 - w) score + w m` with `m` the model's surprise, `-log10 p` over the most it can
+    /// be, `log10(knn_calibration + 1)` (not during an event's continuation); the model
+    /// never raises a finding on its own.
+    pub knn_weight: f64,
+    /// Values per window of the k-NN model (1 to [`MAX_KNN`]).
+    pub knn_dim: usize,
+    /// Neighbours summed into the k-NN model's non-conformity (1 to `knn_training`).
+    pub knn_k: usize,
+    /// Windows the k-NN model remembers as neighbours (1 to [`MAX_KNN`]).
+    pub knn_training: usize,
+    /// Non-conformities the k-NN model ranks a window against (2 to [`MAX_KNN`]).
+    pub knn_calibration: usize,
 }
+
+/// Upper bound of the k-NN model's sizes: its cost per value is `knn_training * knn_dim`.
+pub const MAX_KNN: usize = 5_000;
 
 impl Default for DetectorSettings {
     fn default() -> Self {
@@ -160,6 +177,11 @@ impl Default for DetectorSettings {
             cooldown_factor: 0.0,
             trend_window: 24,
             trend_alpha: 1e-3,
+            knn_weight: 0.0,
+            knn_dim: 10,
+            knn_k: 10,
+            knn_training: 300,
+            knn_calibration: 300,
         }
     }
 }
@@ -247,6 +269,22 @@ impl DetectorSettings {
             self.trend_window == 0 || within(self.trend_window, 4, MAX_MEMORY / 10),
             "trend_window",
             self.trend_window,
+        )?;
+        check(within(self.knn_dim, 1, MAX_KNN), "knn_dim", self.knn_dim)?;
+        check(
+            within(self.knn_training, 1, MAX_KNN),
+            "knn_training",
+            self.knn_training,
+        )?;
+        check(
+            within(self.knn_k, 1, self.knn_training),
+            "knn_k",
+            self.knn_k,
+        )?;
+        check(
+            within(self.knn_calibration, 2, MAX_KNN),
+            "knn_calibration",
+            self.knn_calibration,
         )
     }
 
@@ -280,6 +318,11 @@ impl DetectorSettings {
             self.trend_alpha > 0.0 && self.trend_alpha < 1.0,
             "trend_alpha",
             self.trend_alpha,
+        )?;
+        check(
+            (0.0..=1.0).contains(&self.knn_weight),
+            "knn_weight",
+            self.knn_weight,
         )
     }
 }

@@ -92,6 +92,16 @@
 //! - [`PatternKind::TrendUp`] / [`PatternKind::TrendDown`]: a one-sided Mann-Kendall test
 //!   (`detect/trend.rs`). Confidence: `1 - p`. Trends do not enter the anomaly score.
 //!
+//! # The conformal k-NN model (off by default)
+//!
+//! With `knn_weight > 0` a conformal k-nearest-neighbour model (`detect/knn.rs`, after
+//! KNN-CAD) also judges each value's last `knn_dim` values as a shape against the
+//! `knn_training` windows before it, and its surprise is blended into the score:
+//! `(1 - knn_weight) score + knn_weight m`, outside events' continuations, from `warmup` on.
+//! It raises no finding of its own. Nested leave-one-category-out cross-validation does not
+//! make the case for turning it on (docs/detection.md): it lifts realAdExchange and costs
+//! the artificial category, and with a wider grid the folds choose worse.
+//!
 //! # Measured
 //!
 //! On the 34 NAB files in `tests/data/nab` (`cargo run --release --example nab_eval`):
@@ -113,6 +123,7 @@ mod detector_settings;
 mod early;
 mod events;
 mod finding;
+mod knn;
 mod math;
 mod season;
 mod trend;
@@ -122,10 +133,11 @@ use std::sync::Arc;
 
 use statrs::distribution::{ContinuousCDF, Normal};
 
-pub use detector_settings::{DetectorSettings, PatternKind, MAX_MEMORY, MAX_WINDOW};
+pub use detector_settings::{DetectorSettings, PatternKind, MAX_KNN, MAX_MEMORY, MAX_WINDOW};
 use events::{Events, Outcome};
 pub(crate) use finding::finite;
 pub use finding::{Detection, Evidence, Finding, View};
+pub use knn::{ConformalKnn, KnnShape};
 pub use math::plain_number;
 use math::{
     decades_to_score, median_sorted, one_sided_decades, two_sided_decades, with_scratch,
@@ -204,6 +216,8 @@ pub struct SeriesDetector {
     range: (f64, f64),
     /// Trend currently reported.
     trend: TrendState,
+    /// The conformal k-NN model, when `knn_weight > 0` (boxed: 8 bytes when off).
+    knn: Option<Box<ConformalKnn>>,
 }
 
 impl SeriesDetector {
@@ -241,6 +255,14 @@ impl SeriesDetector {
             events: Events::default(),
             range: (f64::INFINITY, f64::NEG_INFINITY),
             trend: TrendState::None,
+            knn: (settings.knn_weight > 0.0).then(|| {
+                Box::new(ConformalKnn::new(KnnShape {
+                    dim: settings.knn_dim,
+                    k: settings.knn_k,
+                    training: settings.knn_training,
+                    calibration: settings.knn_calibration,
+                }))
+            }),
             settings,
         }
     }
@@ -301,6 +323,15 @@ impl SeriesDetector {
             detection.score = score;
             mark = m;
             detection.findings.extend(finding);
+        }
+        if let Some(p) = self.knn.as_mut().and_then(|knn| knn.observe(value)) {
+            let s = &self.settings;
+            // blended in once the statistics judge, never into an event's continuation
+            if seen >= s.warmup && mark != Mark::InEvent {
+                let most = ((s.knn_calibration + 1) as f64).log10();
+                let model = (-p.log10() / most).clamp(0.0, 1.0);
+                detection.score = (1.0 - s.knn_weight) * detection.score + s.knn_weight * model;
+            }
         }
         self.push(value, mark);
         let test = TrendTest {
@@ -1091,6 +1122,27 @@ mod new_behaviour {
                     ..Default::default()
                 },
             ),
+            (
+                "knn_training",
+                DetectorSettings {
+                    knn_training: MAX_KNN + 1,
+                    ..Default::default()
+                },
+            ),
+            (
+                "knn_k",
+                DetectorSettings {
+                    knn_k: 301,
+                    ..Default::default()
+                },
+            ),
+            (
+                "knn_weight",
+                DetectorSettings {
+                    knn_weight: 1.5,
+                    ..Default::default()
+                },
+            ),
         ];
         for (field, s) in bad {
             assert_eq!(s.validate().map_err(|e| e.0), Err(field));
@@ -1098,6 +1150,30 @@ mod new_behaviour {
             let d = SeriesDetector::new(s);
             assert_eq!(d.settings(), &DetectorSettings::default());
         }
+    }
+
+    #[test]
+    fn the_knn_model_raises_scores_not_findings() {
+        let knn = DetectorSettings {
+            knn_weight: 0.35,
+            ..DetectorSettings::default()
+        };
+        // flat: the model finds nothing new either
+        let ds = run_with(knn.clone(), &[45.0; 2000]);
+        assert!(ds.iter().all(|d| d.score == 0.0 && d.findings.is_empty()));
+        // steady noise: no finding with the model on
+        assert!(alarms(&run_with(knn.clone(), &noisy(3000))).is_empty());
+        // a cycle repeated exactly, then a flat stretch inside the usual range: the model
+        // scores the new shape higher than the statistics alone
+        let cycle: Vec<f64> = (0..50).map(|i| 100.0 + 20.0 * wiggle(i)).collect();
+        let mut values: Vec<f64> = (0..1500).map(|i| cycle[i % 50]).collect();
+        for v in &mut values[1200..1215] {
+            *v = 100.0;
+        }
+        let max_in = |ds: &[Detection]| ds[1200..1225].iter().map(|d| d.score).fold(0.0, f64::max);
+        let with = max_in(&run_with(knn, &values));
+        let without = max_in(&run_with(DetectorSettings::default(), &values));
+        assert!(with > without && with >= 0.3, "{with} vs {without}");
     }
 
     #[test]
