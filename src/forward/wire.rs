@@ -246,7 +246,19 @@ const MAX_RAW: usize = 256 << 20;
 
 /// Reads a message body written by [`encode`].
 pub(crate) fn decode(body: &[u8]) -> Result<(Origin, WriteBatch), WireError> {
-    let raw = zstd::bulk::decompress(body, MAX_RAW).map_err(WireError::Decompress)?;
+    // the frame states its size ([`encode`] writes it): decompress into exactly that much
+    // instead of reserving the bound for every message; a frame that states more than the
+    // bound, or less than it holds, is an error
+    let capacity = match zstd::zstd_safe::get_frame_content_size(body) {
+        Ok(Some(n)) if n > MAX_RAW as u64 => {
+            return Err(WireError::Decompress(std::io::Error::other(format!(
+                "the frame states {n} bytes, more than the {MAX_RAW} a message may hold"
+            ))))
+        }
+        Ok(Some(n)) => n as usize,
+        _ => MAX_RAW,
+    };
+    let raw = zstd::bulk::decompress(body, capacity).map_err(WireError::Decompress)?;
     decode_raw(&raw)
 }
 
