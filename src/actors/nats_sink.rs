@@ -71,7 +71,7 @@ impl Tally {
         Counters::add(&c.snapshot_rows, self.snapshots);
         Counters::add(&c.batches_written, 1);
         Counters::add(&c.transactions, 1);
-        Counters::add(&c.batch_rows, w.records + w.windows + w.errors + w.patterns);
+        Counters::add(&c.batch_rows, w.rows());
         Counters::sub(&c.queued, w.records);
         Counters::add(&c.folded_settled, self.folded);
     }

@@ -138,6 +138,7 @@ impl Outcome {
         self.written.windows += w.windows;
         self.written.errors += w.errors;
         self.written.patterns += w.patterns;
+        self.written.users += w.users;
         self.snapshots += (piece.windows.iter().filter(|w| !w.is_final).count()
             + piece.errors.iter().filter(|e| !e.is_final).count()) as u64;
         self.folded += piece.folded();
@@ -182,9 +183,16 @@ pub(crate) struct Written {
     pub windows: u64,
     pub errors: u64,
     pub patterns: u64,
+    /// Distinct-user sketches (each merged into its window, hour, day and week rows).
+    pub users: u64,
 }
 
 impl Written {
+    /// The batch's rows, as `WriteBatch::rows` counts them (`Stats::avg_batch_size`).
+    pub(crate) fn rows(&self) -> u64 {
+        self.records + self.windows + self.errors + self.patterns + self.users
+    }
+
     /// What committing `batch` writes.
     pub(crate) fn of(batch: &WriteBatch) -> Written {
         Written {
@@ -192,6 +200,7 @@ impl Written {
             windows: batch.windows.len() as u64,
             errors: batch.errors.len() as u64,
             patterns: batch.patterns.len() as u64,
+            users: batch.users.len() as u64,
         }
     }
 }

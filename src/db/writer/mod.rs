@@ -705,7 +705,7 @@ fn count_outcome(c: &Counters, o: &Outcome) {
     Counters::add(&c.patterns_written, w.patterns);
     Counters::add(&c.snapshot_rows, o.snapshots);
     Counters::add(&c.batches_written, 1);
-    Counters::add(&c.batch_rows, w.records + w.windows + w.errors + w.patterns);
+    Counters::add(&c.batch_rows, w.rows());
     Counters::sub(&c.queued, w.records + o.quarantined_records);
     Counters::add(&c.rows_quarantined, o.quarantined_rows);
     Counters::add(&c.events_quarantined, o.quarantined_records);
@@ -723,7 +723,7 @@ fn record_success(c: &Counters, batch: &WriteBatch) {
         + batch.errors.iter().filter(|e| !e.is_final).count();
     Counters::add(&c.snapshot_rows, snapshots as u64);
     Counters::add(&c.batches_written, 1);
-    Counters::add(&c.batch_rows, w.records + w.windows + w.errors + w.patterns);
+    Counters::add(&c.batch_rows, w.rows());
     Counters::sub(&c.queued, w.records);
     Counters::add(&c.folded_settled, batch.folded());
     log::debug!(
