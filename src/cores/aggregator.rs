@@ -24,7 +24,7 @@ use crate::model::{
     OVERFLOW_LABEL,
 };
 use crate::settings::Settings;
-use crate::stats::window::WindowState;
+use crate::stats::window::{SeriesKind, WindowState};
 use crate::util::stable_hash_hex;
 
 /// Shortest idle time (ms) after which the clock closes a window.
@@ -335,7 +335,13 @@ impl Aggregator {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        lookup_key(&mut lookup, &[&key.metric], key.context.as_deref(), &labels);
+        lookup_key(
+            &mut lookup,
+            &[&key.metric],
+            key.context.as_deref(),
+            &labels,
+            key.kind,
+        );
         let Some(s) = self.series.get(&lookup) else {
             return Vec::new();
         };
@@ -386,9 +392,10 @@ impl Aggregator {
         let closes_at = (start + self.window_ms).saturating_add(self.lateness_ms);
         self.next_close_ts = self.next_close_ts.min(closes_at);
         match kept.event.kind {
-            EventKind::Performance | EventKind::Datastore => {
-                self.observe_sample(&kept, ts, start, now_ms, out)
-            }
+            EventKind::Performance
+            | EventKind::Datastore
+            | EventKind::Counter
+            | EventKind::Gauge => self.observe_sample(&kept, ts, start, now_ms, out),
             EventKind::Error => self.observe_error(kept, ts, start, now_ms, out),
             // Records never reach the aggregator (the sampler routes them to the queues).
             EventKind::Command | EventKind::Engagement | EventKind::Custom => {}
@@ -405,6 +412,7 @@ impl Aggregator {
         let e = &kept.event;
         let jump = self.jump();
         let value = e.value.unwrap_or(0.0);
+        let kind = e.kind.series_kind().unwrap_or_default();
         let prefix = match e.kind {
             EventKind::Datastore => "datastore.",
             _ => "",
@@ -424,6 +432,7 @@ impl Aggregator {
             &[prefix, &e.name],
             e.context.as_deref(),
             &labels,
+            kind,
         );
         if !self.series.contains_key(self.key_buf.as_str()) {
             let metric = &self.key_buf[..metric_len];
@@ -452,6 +461,7 @@ impl Aggregator {
                     &[&metric],
                     e.context.as_deref(),
                     &[(OVERFLOW_LABEL, "true")],
+                    kind,
                 );
             }
             if !self.series.contains_key(self.key_buf.as_str()) {
@@ -464,7 +474,9 @@ impl Aggregator {
                     *self.per_metric.entry(metric.to_string()).or_insert(0) += 1;
                 }
                 let series = Series {
-                    key: SeriesKey::new(metric, e.context.as_deref()).with_labels(set),
+                    key: SeriesKey::new(metric, e.context.as_deref())
+                        .with_labels(set)
+                        .with_kind(kind),
                     watermark: Watermark::NONE,
                     windows: OpenWindows::default(),
                 };
@@ -479,7 +491,7 @@ impl Aggregator {
         let watermark = series.watermark.see(ts, jump);
         self.newest_any_ts = self.newest_any_ts.max(watermark);
         let window = series.windows.entry(start, || OpenWindow {
-            state: WindowState::new(),
+            state: WindowState::of_kind(kind),
             epoch,
             touched_ms: now_ms,
             dirty: true,
@@ -488,7 +500,7 @@ impl Aggregator {
             self.next_epoch = epoch;
             self.open += 1;
         }
-        window.state.observe(value, 1.0 / kept.rate);
+        window.state.observe_at(value, 1.0 / kept.rate, ts);
         window.touched_ms = now_ms;
         window.dirty = true;
         out.aggregated += 1;
@@ -721,8 +733,16 @@ impl Aggregator {
 /// order) two NUL bytes, its key, a NUL byte and its value. Intake refuses NUL bytes in all of
 /// them and empty contexts, so two different (metric, context, labels) never share a key
 /// (`"a.b"` and `"a\0b"`; after the metric a context starts with a non-NUL byte, a label with
-/// a NUL), and a lookup allocates nothing once the buffer has grown.
-fn lookup_key(buf: &mut String, metric: &[&str], context: Option<&str>, labels: &[(&str, &str)]) {
+/// a NUL), and a lookup allocates nothing once the buffer has grown. A counter's or a gauge's
+/// key ends in three NUL bytes and `c` or `g` (a label's key is never empty, so no label
+/// ends a key so): the kind is part of the series, a distribution's key is as before.
+fn lookup_key(
+    buf: &mut String,
+    metric: &[&str],
+    context: Option<&str>,
+    labels: &[(&str, &str)],
+    kind: SeriesKind,
+) {
     buf.clear();
     for part in metric {
         buf.push_str(part);
@@ -736,6 +756,11 @@ fn lookup_key(buf: &mut String, metric: &[&str], context: Option<&str>, labels: 
         buf.push_str(k);
         buf.push('\0');
         buf.push_str(v);
+    }
+    match kind {
+        SeriesKind::Distribution => {}
+        SeriesKind::Counter => buf.push_str("\0\0\0c"),
+        SeriesKind::Gauge => buf.push_str("\0\0\0g"),
     }
 }
 

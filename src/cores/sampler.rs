@@ -29,6 +29,8 @@ pub(crate) fn sampling_key<'a>(e: &TrackEvent, buf: &'a mut String) -> &'a str {
         EventKind::Engagement => "engagement.",
         EventKind::Datastore => "datastore.",
         EventKind::Error => "error.",
+        EventKind::Counter => "counter.",
+        EventKind::Gauge => "gauge.",
     };
     buf.push_str(prefix);
     buf.push_str(&e.name);
@@ -197,9 +199,11 @@ impl Sampler {
                 continue;
             };
             match event.kind {
-                EventKind::Performance | EventKind::Datastore | EventKind::Error => {
-                    out.aggregate.push(Kept { event, rate })
-                }
+                EventKind::Performance
+                | EventKind::Datastore
+                | EventKind::Counter
+                | EventKind::Gauge
+                | EventKind::Error => out.aggregate.push(Kept { event, rate }),
                 EventKind::Command | EventKind::Engagement | EventKind::Custom => {
                     out.records.push(Record::from_event(&event, rate))
                 }

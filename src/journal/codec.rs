@@ -209,6 +209,8 @@ impl<'a> Reader<'a> {
             EventKind::Engagement => TrackEvent::engagement(self.string()?),
             EventKind::Custom => TrackEvent::custom(self.string()?),
             EventKind::Performance => TrackEvent::performance(self.string()?, 0.0),
+            EventKind::Counter => TrackEvent::counter(self.string()?, 0.0),
+            EventKind::Gauge => TrackEvent::gauge(self.string()?, 0.0),
             EventKind::Datastore => TrackEvent::datastore(self.string()?, "", 0.0),
             EventKind::Error => TrackEvent::error(self.string()?, ""),
         };

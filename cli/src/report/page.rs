@@ -440,6 +440,7 @@ mod tests {
                 metric: name.into(),
                 context: None,
                 labels: Default::default(),
+                kind: Default::default(),
             },
             unit: Some("ms".into()),
             windows,
