@@ -289,14 +289,22 @@ async fn counters_and_gauges(db: Db) {
     );
     conservation(&t.send(Shutdown).await.unwrap());
 
-    // A reader lists each series with its kind.
+    // A reader lists each series with its kind, and its query (what the report reads) reads
+    // that kind.
     let reader = StoreReader::open(&db.store()).unwrap();
-    let kinds: Vec<(String, SeriesKind)> = reader
-        .series()
-        .unwrap()
-        .into_iter()
-        .map(|s| (s.metric, s.kind))
-        .collect();
+    let series = reader.series().unwrap();
+    for s in &series {
+        let got = reader.windows(&s.query()).unwrap();
+        // the distribution has window 0 only, the counter and the gauge windows 0 and 1
+        let want = if s.kind == SeriesKind::Distribution {
+            1
+        } else {
+            2
+        };
+        assert_eq!(got.len(), want, "{s:?}");
+        assert!(got.iter().all(|w| w.kind == s.kind), "{got:#?}");
+    }
+    let kinds: Vec<(String, SeriesKind)> = series.into_iter().map(|s| (s.metric, s.kind)).collect();
     assert_eq!(
         kinds,
         [
