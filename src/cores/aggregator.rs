@@ -618,12 +618,16 @@ impl Aggregator {
             });
             for (start, win) in due {
                 closed += 1;
-                out.closed.push(ClosedWindow {
-                    key: series.key.clone(),
-                    start_ms: start,
-                    end_ms: start + w,
-                    summary: win.state.summary(),
-                });
+                // the detectors watch distributions: a pattern has no kind yet, so one found in
+                // a counter `x` would read as one of the distribution `x`
+                if series.key.kind == SeriesKind::Distribution {
+                    out.closed.push(ClosedWindow {
+                        key: series.key.clone(),
+                        start_ms: start,
+                        end_ms: start + w,
+                        summary: win.state.summary(),
+                    });
+                }
                 out.windows.push(WindowSnapshot {
                     key: series.key.clone(),
                     start_ms: start,
@@ -895,6 +899,36 @@ mod tests {
         assert_eq!(first.state.count(), 3);
         assert_eq!(first.state.weighted_count(), 6.0);
         assert!(!first.is_final);
+    }
+
+    /// A counter, a gauge and a distribution of one name: three series, three windows of their
+    /// own kind written; only the distribution's goes to the detectors.
+    #[test]
+    fn a_name_of_three_kinds_is_three_series() {
+        let mut a = Aggregator::new(60_000, 5_000);
+        let mut out = Output::default();
+        for e in [
+            TrackEvent::counter("x", 2.0),
+            TrackEvent::counter("x", 3.0),
+            TrackEvent::gauge("x", 9.0).at(T0 + 5),
+            TrackEvent::gauge("x", 4.0),
+            TrackEvent::performance("x", 1.0),
+        ] {
+            let ts = e.ts_ms.unwrap_or(T0 + 1);
+            a.observe(kept(e.at(ts), 0.5), T0, &mut out);
+        }
+        assert_eq!((out.aggregated, a.open_windows()), (5, 3));
+        a.close_due(T0, true, &mut out);
+        let kinds: std::collections::BTreeMap<SeriesKind, &WindowState> =
+            out.windows.iter().map(|w| (w.key.kind, &w.state)).collect();
+        assert_eq!(kinds.len(), 3);
+        assert!(out.windows.iter().all(|w| w.key.metric == "x"));
+        assert_eq!(kinds[&SeriesKind::Counter].corrected_sum(), Some(10.0));
+        let last = kinds[&SeriesKind::Gauge].last().unwrap();
+        assert_eq!((last.ts_ms, last.value), (T0 + 5, 9.0));
+        assert_eq!(kinds[&SeriesKind::Distribution].count(), 1);
+        assert_eq!(out.closed.len(), 1);
+        assert_eq!(out.closed[0].key.kind, SeriesKind::Distribution);
     }
 
     #[test]
