@@ -335,13 +335,8 @@ impl Aggregator {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        lookup_key(
-            &mut lookup,
-            &[&key.metric],
-            key.context.as_deref(),
-            &labels,
-            key.kind,
-        );
+        let context = key.context.as_deref();
+        lookup_key(&mut lookup, &[&key.metric], context, &labels, key.kind);
         let Some(s) = self.series.get(&lookup) else {
             return Vec::new();
         };
