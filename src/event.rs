@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrackError;
+use crate::stats::window::SeriesKind;
 use crate::text::Text;
 
 /// Write priority of a record. High is written before Normal before Low, and overflow drops Low
@@ -56,18 +57,27 @@ pub enum EventKind {
     /// An application-defined event: written as a record.
     #[serde(alias = "custom")]
     Custom,
+    /// A counter increment (not negative): summed per series and window, the sum corrected
+    /// for sampling, and so a rate.
+    #[serde(alias = "counter")]
+    Counter,
+    /// A gauge reading: the last value (by event time), min and max per series and window.
+    #[serde(alias = "gauge")]
+    Gauge,
 }
 
 impl EventKind {
     /// Every kind, in declaration order. The journal encodes a kind as its index here: append
     /// a new kind at the end, never reorder.
-    pub(crate) const ALL: [EventKind; 6] = [
+    pub(crate) const ALL: [EventKind; 8] = [
         EventKind::Command,
         EventKind::Performance,
         EventKind::Datastore,
         EventKind::Error,
         EventKind::Engagement,
         EventKind::Custom,
+        EventKind::Counter,
+        EventKind::Gauge,
     ];
 
     /// The text stored in `events.kind`.
@@ -79,6 +89,21 @@ impl EventKind {
             EventKind::Error => "error",
             EventKind::Engagement => "engagement",
             EventKind::Custom => "custom",
+            EventKind::Counter => "counter",
+            EventKind::Gauge => "gauge",
+        }
+    }
+
+    /// What the series of a metric sample of this kind measures; `None` for a kind that is
+    /// not a metric sample (records and errors).
+    pub(crate) fn series_kind(self) -> Option<SeriesKind> {
+        match self {
+            EventKind::Performance | EventKind::Datastore => Some(SeriesKind::Distribution),
+            EventKind::Counter => Some(SeriesKind::Counter),
+            EventKind::Gauge => Some(SeriesKind::Gauge),
+            EventKind::Command | EventKind::Engagement | EventKind::Custom | EventKind::Error => {
+                None
+            }
         }
     }
 }
@@ -161,6 +186,23 @@ impl TrackEvent {
     /// A performance sample of `metric`; aggregated per `metric` + `context` and window.
     pub fn performance(metric: impl Into<Text>, value: f64) -> Self {
         Self::new(EventKind::Performance, metric).value(value)
+    }
+
+    /// An increment of the counter `metric` (not negative, finite): the series `metric` (+
+    /// context, labels) of kind counter sums its increments per window, corrected for sampling
+    /// (a kept increment counts `1 / sample_rate` times, as the estimated count does), and
+    /// shows the sum and its rate per second. A counter and a distribution (or a gauge) of one
+    /// name are separate series: the kind is part of the series key.
+    pub fn counter(metric: impl Into<Text>, increment: f64) -> Self {
+        Self::new(EventKind::Counter, metric).value(increment)
+    }
+
+    /// A reading of the gauge `metric` (finite): per window its series keeps the last value
+    /// by event time (at one millisecond the largest), the min and the max. Sampling leaves
+    /// them as they are (no correction applies). A separate series from a distribution or a
+    /// counter of the same name.
+    pub fn gauge(metric: impl Into<Text>, value: f64) -> Self {
+        Self::new(EventKind::Gauge, metric).value(value)
     }
 
     /// A datastore `operation` on `store_type` that took `latency_ms`; aggregated in the series
@@ -339,7 +381,8 @@ impl TrackEvent {
     /// and store type.
     fn check_required(&self) -> Result<(), TrackError> {
         let missing = match self.kind {
-            EventKind::Performance if self.value.is_none() => "value",
+            EventKind::Performance | EventKind::Gauge if self.value.is_none() => "value",
+            EventKind::Counter if self.value.is_none() => "increment",
             EventKind::Datastore if self.value.is_none() => "latency_ms",
             EventKind::Datastore if self.context.is_none() => "store type",
             _ => return Ok(()),
@@ -355,7 +398,7 @@ impl TrackEvent {
     fn check_text(&self) -> Result<(), TrackError> {
         let name_field = match self.kind {
             EventKind::Command => "command name",
-            EventKind::Performance => "metric name",
+            EventKind::Performance | EventKind::Counter | EventKind::Gauge => "metric name",
             EventKind::Datastore => "datastore operation",
             EventKind::Error => "error type",
             EventKind::Engagement => "engagement type",
@@ -410,9 +453,10 @@ impl TrackEvent {
     fn check_numbers(&self) -> Result<(), TrackError> {
         let value_field = match self.kind {
             EventKind::Datastore => "latency_ms",
+            EventKind::Counter => "increment",
             _ => "value",
         };
-        let must_be_positive = self.kind == EventKind::Datastore;
+        let must_be_positive = matches!(self.kind, EventKind::Datastore | EventKind::Counter);
         for (field, v, non_negative) in [
             (value_field, self.value, must_be_positive),
             ("duration_ms", self.duration_ms, true),

@@ -209,6 +209,7 @@ pub use users::UserCount;
 /// The front door's former name: it supervises nothing, it is the pipeline's entry point.
 #[deprecated(note = "renamed `Tracker`: the pipeline's front door")]
 pub type Supervisor = Tracker;
+pub use stats::window::SeriesKind;
 pub use text::Text;
 pub use window_stats::WindowStats;
 

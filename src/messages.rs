@@ -17,6 +17,7 @@ use crate::model::{SeriesKey, WindowSnapshot};
 use crate::rollup::Resolution;
 use crate::settings::Settings;
 use crate::stats::detect::PatternKind;
+use crate::stats::window::SeriesKind;
 use crate::users::UserCount;
 use crate::window_stats::WindowStats;
 
@@ -105,6 +106,11 @@ pub struct QueryWindows {
     /// the label set `labels`.
     #[serde(default)]
     pub any_labels: bool,
+    /// The kind of series read (default: distribution, the series of performance and
+    /// datastore samples): [`QueryWindows::kind`]. A counter and a distribution of one name
+    /// are two series.
+    #[serde(default)]
+    pub kind: SeriesKind,
 }
 
 impl QueryWindows {
@@ -118,7 +124,15 @@ impl QueryWindows {
             resolution: Resolution::Window,
             labels: crate::model::Labels::new(),
             any_labels: false,
+            kind: SeriesKind::Distribution,
         }
+    }
+
+    /// Reads the series of `kind`: `QueryWindows::metric("requests").kind(SeriesKind::Counter)`
+    /// reads the counter `requests` (of [`TrackEvent::counter`](crate::TrackEvent::counter)).
+    pub fn kind(mut self, kind: SeriesKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// Adds `key = value` to the label set asked for (a later value of the same key replaces
@@ -174,12 +188,14 @@ impl QueryWindows {
     pub(crate) fn key(&self) -> SeriesKey {
         SeriesKey::new(self.metric.as_str(), self.context.as_deref())
             .with_labels(self.labels.clone())
+            .with_kind(self.kind)
     }
 
     /// Whether the query reads the series `key`.
     pub(crate) fn reads(&self, key: &SeriesKey) -> bool {
         key.metric == self.metric
             && key.context == self.context
+            && key.kind == self.kind
             && if self.any_labels {
                 self.labels
                     .iter()

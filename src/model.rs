@@ -3,7 +3,7 @@
 
 use crate::event::{EventKind, Priority, TrackEvent};
 use crate::stats::detect::{Evidence, PatternKind};
-use crate::stats::window::{WindowState, WindowSummary};
+use crate::stats::window::{SeriesKind, WindowState, WindowSummary};
 use crate::text::Text;
 
 /// The series of a metric in a context: `metric` or `metric.context`.
@@ -65,6 +65,16 @@ pub(crate) fn parse_labels(text: &str) -> Labels {
     })
 }
 
+/// The series kind a `kind` column holds; a name this version does not know reads as a
+/// distribution, with a warning (the window state's bytes, which queries merge, carry the
+/// kind themselves).
+pub(crate) fn parse_kind(text: &str) -> SeriesKind {
+    SeriesKind::parse(text).unwrap_or_else(|| {
+        log::warn!("unknown series kind {text:?} in the store; reading it as a distribution");
+        SeriesKind::Distribution
+    })
+}
+
 /// `name{k="v",k2="v2"}` (Prometheus' notation), or `name` for the empty set: how the report
 /// and the logs show a series with its labels.
 pub fn labelled_name(name: &str, labels: &Labels) -> String {
@@ -88,6 +98,10 @@ pub(crate) struct SeriesKey {
     pub context: Option<String>,
     /// The label set (the sample's tags); empty for a series without tags.
     pub labels: Labels,
+    /// What the series measures: a distribution (performance and datastore samples), a
+    /// counter or a gauge. Part of the key: `x` as a counter and `x` as a distribution are two
+    /// series (the store's `kind` columns join the uniqueness keys).
+    pub kind: SeriesKind,
 }
 
 impl SeriesKey {
@@ -96,7 +110,14 @@ impl SeriesKey {
             metric: metric.into(),
             context: context.map(str::to_string),
             labels: Labels::new(),
+            kind: SeriesKind::Distribution,
         }
+    }
+
+    /// This key with the kind `kind`.
+    pub(crate) fn with_kind(mut self, kind: SeriesKind) -> SeriesKey {
+        self.kind = kind;
+        self
     }
 
     /// This key with the label set `labels`.
@@ -127,13 +148,19 @@ impl SeriesKey {
         labels_text(&self.labels)
     }
 
-    /// The key whose `context_key` column holds `context_key` (`""`: no context) and whose
-    /// `labels` column holds `labels`.
-    pub(crate) fn from_columns(metric: String, context_key: String, labels: &str) -> SeriesKey {
+    /// The key whose `context_key` column holds `context_key` (`""`: no context), whose
+    /// `labels` column holds `labels` and whose `kind` column holds `kind`.
+    pub(crate) fn from_columns(
+        metric: String,
+        context_key: String,
+        labels: &str,
+        kind: &str,
+    ) -> SeriesKey {
         SeriesKey {
             metric,
             context: Some(context_key).filter(|c| !c.is_empty()),
             labels: parse_labels(labels),
+            kind: parse_kind(kind),
         }
     }
 }

@@ -65,6 +65,9 @@ pub struct StoredSeries {
     /// The label set (empty for a series without tags): each label set of a metric is a
     /// series of its own.
     pub labels: crate::model::Labels,
+    /// What the series measures: a distribution, a counter or a gauge (the counter `x` and
+    /// the distribution `x` are two series).
+    pub kind: crate::stats::window::SeriesKind,
 }
 
 impl StoredSeries {
@@ -76,7 +79,7 @@ impl StoredSeries {
             q = q.context(c);
         }
         q.labels = self.labels.clone();
-        q
+        q.kind(self.kind)
     }
 
     /// The display name with the labels, `series{k="v",...}` (just `series` without labels).
@@ -109,16 +112,17 @@ impl StoreReader {
     }
 
     /// Every series with at least one stored window, ordered by display name, then metric,
-    /// then label set.
+    /// then label set, then kind.
     pub fn series(&self) -> Result<Vec<StoredSeries>, PipelineError> {
         let rows = self.pool.get()?.stored_series().map_err(from_diesel)?;
         Ok(rows
             .into_iter()
-            .map(|(series, metric, context, labels)| StoredSeries {
+            .map(|(series, metric, context, labels, kind)| StoredSeries {
                 series,
                 metric,
                 context,
                 labels: crate::model::parse_labels(&labels),
+                kind: crate::model::parse_kind(&kind),
             })
             .collect())
     }

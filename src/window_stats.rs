@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::SeriesKey;
-use crate::stats::window::WindowState;
+use crate::stats::window::{SeriesKind, WindowState};
 
 /// One window of one series, merged over every snapshot, run and instance that wrote it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -21,6 +21,22 @@ pub struct WindowStats {
     /// for (the element merges every label set holding them).
     #[serde(default)]
     pub labels: crate::model::Labels,
+    /// What the series measures (`distribution` when absent from JSON). A counter's `sum` is
+    /// the sum of its increments corrected for sampling and it has a `rate_per_s`; a gauge has
+    /// a `last`; neither has quantiles (they read 0).
+    #[serde(default)]
+    pub kind: SeriesKind,
+    /// A gauge's last value in the window (by event time; at one millisecond the largest);
+    /// `None` for other kinds.
+    #[serde(default)]
+    pub last: Option<f64>,
+    /// The event time of `last`, ms.
+    #[serde(default)]
+    pub last_ts_ms: Option<i64>,
+    /// A counter's rate: `sum` (corrected for sampling) per second of the window (or
+    /// bucket) length; `None` for other kinds.
+    #[serde(default)]
+    pub rate_per_s: Option<f64>,
     /// Window start, ms since the Unix epoch (inclusive).
     pub window_start_ms: i64,
     /// Window end, ms (exclusive).
@@ -59,6 +75,8 @@ impl PartialEq for WindowStats {
             &self.metric,
             &self.context,
             &self.labels,
+            self.kind,
+            self.last_ts_ms,
             self.window_start_ms,
             self.window_end_ms,
             self.count,
@@ -67,17 +85,20 @@ impl PartialEq for WindowStats {
             &o.metric,
             &o.context,
             &o.labels,
+            o.kind,
+            o.last_ts_ms,
             o.window_start_ms,
             o.window_end_ms,
             o.count,
-        ) && [
-            self.estimated_count,
-            self.sum,
-            self.min,
-            self.max,
-            self.mean,
-            self.stddev,
-        ] == [o.estimated_count, o.sum, o.min, o.max, o.mean, o.stddev]
+        ) && [self.last, self.rate_per_s] == [o.last, o.rate_per_s]
+            && [
+                self.estimated_count,
+                self.sum,
+                self.min,
+                self.max,
+                self.mean,
+                self.stddev,
+            ] == [o.estimated_count, o.sum, o.min, o.max, o.mean, o.stddev]
             && [self.p50, self.p90, self.p95, self.p99] == [o.p50, o.p90, o.p95, o.p99]
     }
 }
@@ -85,11 +106,21 @@ impl PartialEq for WindowStats {
 impl WindowStats {
     pub(crate) fn from_state(key: SeriesKey, start: i64, end: i64, state: WindowState) -> Self {
         let s = state.summary();
+        let last = state.last();
+        // a counter's sum per second of the window (a bucket's whole width)
+        let seconds = (end.saturating_sub(start)) as f64 / 1000.0;
+        let rate_per_s = state
+            .corrected_sum()
+            .map(|sum| if seconds > 0.0 { sum / seconds } else { 0.0 });
         WindowStats {
             series: key.name(),
             metric: key.metric,
             context: key.context,
             labels: key.labels,
+            kind: state.kind(),
+            last: last.map(|l| l.value),
+            last_ts_ms: last.map(|l| l.ts_ms),
+            rate_per_s,
             window_start_ms: start,
             window_end_ms: end,
             count: s.count,
@@ -114,7 +145,7 @@ impl WindowStats {
         let mut by_start: std::collections::BTreeMap<i64, (i64, WindowState)> =
             std::collections::BTreeMap::new();
         for w in parts {
-            let state = w.state.unwrap_or_else(WindowState::new);
+            let state = w.state.unwrap_or_else(|| WindowState::of_kind(key.kind));
             match by_start.entry(w.window_start_ms) {
                 std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().1.merge(&state),
                 std::collections::btree_map::Entry::Vacant(e) => {

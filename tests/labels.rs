@@ -9,32 +9,13 @@
 mod common;
 use common::pg;
 
-use std::sync::Arc;
-
-use common::{conservation, Db, TempDb, T0};
+use common::{conservation, start_on, Db, TempDb, T0};
 use eventbatch::stats::window::WindowState;
 use eventbatch::*;
 use pg::TestDb;
 
 const MINUTE: i64 = 60_000;
 const DAY: i64 = 24 * 60 * MINUTE;
-
-fn start_at(
-    db: &Db,
-    instance: &str,
-    now: i64,
-    config: Config,
-) -> (actix::Addr<Tracker>, ManualClock) {
-    let _ = env_logger::builder().is_test(true).try_init();
-    let clock = ManualClock::new(now);
-    let config = Config {
-        instance_id: Some(instance.into()),
-        batch_interval_ms: 3_600_000,
-        ..config
-    };
-    let t = start_with_clock(config, db.store(), Arc::new(clock.clone())).expect("start");
-    (t, clock)
-}
 
 /// A latency sample of `lat` with the labels `region` and `host` (given in either order: the
 /// label set is sorted by key).
@@ -114,7 +95,7 @@ fn steady(level: f64, w: i64, i: i64) -> f64 {
 }
 
 async fn label_sets_stay_apart(db: Db) {
-    let (t, clock) = start_at(&db, "lb", T0, Config::default());
+    let (t, clock) = start_on(&db, "lb", T0, Config::default());
     let eu_a = labels(&[("host", "a"), ("region", "eu")]);
     let eu_b = labels(&[("host", "b"), ("region", "eu")]);
     let us_a = labels(&[("host", "a"), ("region", "us")]);
@@ -230,7 +211,7 @@ async fn label_sets_stay_apart(db: Db) {
 
     // A restart of the same instance on the same store: late events for window 0 merge into
     // each label set's own row.
-    let (t, _) = start_at(&db, "lb", T0 + 20 * MINUTE, Config::default());
+    let (t, _) = start_on(&db, "lb", T0 + 20 * MINUTE, Config::default());
     let late: Vec<TrackEvent> = (11..=15)
         .flat_map(|v| {
             [
@@ -259,7 +240,7 @@ async fn label_sets_stay_apart(db: Db) {
     conservation(&t.send(Shutdown).await.unwrap());
 
     // Another instance's events for window 0: a row of its own, merged by the queries.
-    let (t, clock) = start_at(&db, "lb-2", T0 + 20 * MINUTE, Config::default());
+    let (t, clock) = start_on(&db, "lb-2", T0 + 20 * MINUTE, Config::default());
     t.send(TrackBatch(vec![lat("eu", "a", 16.0, T0 + 16)]))
         .await
         .unwrap()
@@ -339,7 +320,7 @@ async fn cardinality_is_bounded(db: Db) {
         max_series_per_metric: 1_000,
         ..Config::default()
     };
-    let (t, _) = start_at(&db, "card", T0, config);
+    let (t, _) = start_on(&db, "card", T0, config);
     let batch: Vec<TrackEvent> = (0..10_000)
         .map(|i| {
             TrackEvent::performance("lat", 1.0 + (i % 100) as f64)

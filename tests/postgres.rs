@@ -181,6 +181,7 @@ async fn records_windows_error_counts_and_patterns_land_in_postgres() {
             metric: "api_latency".into(),
             context: Some("api".into()),
             labels: Labels::new(),
+            kind: SeriesKind::Distribution,
         }]
     );
     truth.check(&reader.windows(&series[0].query()).unwrap());

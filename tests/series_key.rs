@@ -8,9 +8,7 @@
 mod common;
 use common::pg;
 
-use std::sync::Arc;
-
-use common::{conservation, TempDb, T0};
+use common::{conservation, start_on, Db, TempDb, T0};
 use diesel::migration::MigrationSource;
 use diesel::prelude::*;
 use diesel_migrations::{FileBasedMigrations, MigrationHarness};
@@ -27,41 +25,8 @@ const DAY: i64 = 24 * HOUR;
 /// schema.
 const SERIES_KEY_MIGRATION: &str = "2026-12-06-000000_series_key";
 
-/// One store of either backend, with direct SQL reads.
-enum Db {
-    Sqlite(TempDb),
-    Pg(TestDb),
-}
-
-impl Db {
-    fn store(&self) -> Store {
-        match self {
-            Db::Sqlite(db) => db.store(),
-            Db::Pg(db) => Store::postgres(db.url()),
-        }
-    }
-
-    fn count(&self, from: &str) -> i64 {
-        match self {
-            Db::Sqlite(db) => db.count(from),
-            Db::Pg(db) => db.count(from),
-        }
-    }
-}
-
-fn config(instance: &str) -> Config {
-    Config {
-        instance_id: Some(instance.into()),
-        batch_interval_ms: 3_600_000,
-        ..Config::default()
-    }
-}
-
 fn start_at(db: &Db, instance: &str, now: i64) -> (actix::Addr<Tracker>, ManualClock) {
-    let _ = env_logger::builder().is_test(true).try_init();
-    let clock = ManualClock::new(now);
-    let t = start_with_clock(config(instance), db.store(), Arc::new(clock.clone())).expect("start");
-    (t, clock)
+    start_on(db, instance, now, Config::default())
 }
 
 /// The metric `a.b` without context, and the metric `a` in context `b`: both shown as `a.b`.

@@ -24,7 +24,7 @@ use crate::model::{
     OVERFLOW_LABEL,
 };
 use crate::settings::Settings;
-use crate::stats::window::WindowState;
+use crate::stats::window::{SeriesKind, WindowState};
 use crate::text::Text;
 use crate::util::stable_hash_hex;
 
@@ -332,7 +332,8 @@ impl Aggregator {
     ) -> Vec<WindowSnapshot> {
         let mut lookup = String::new();
         let labels = key.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        lookup_key(&mut lookup, &[&key.metric], key.context.as_deref(), labels);
+        let context = key.context.as_deref();
+        lookup_key(&mut lookup, &[&key.metric], context, labels, key.kind);
         let Some(s) = self.series.get(&lookup) else {
             return Vec::new();
         };
@@ -383,9 +384,10 @@ impl Aggregator {
         let closes_at = (start + self.window_ms).saturating_add(self.lateness_ms);
         self.next_close_ts = self.next_close_ts.min(closes_at);
         match kept.event.kind {
-            EventKind::Performance | EventKind::Datastore => {
-                self.observe_sample(&kept, ts, start, now_ms, out)
-            }
+            EventKind::Performance
+            | EventKind::Datastore
+            | EventKind::Counter
+            | EventKind::Gauge => self.observe_sample(&kept, ts, start, now_ms, out),
             EventKind::Error => self.observe_error(kept, ts, start, now_ms, out),
             // Records never reach the aggregator (the sampler routes them to the queues).
             EventKind::Command | EventKind::Engagement | EventKind::Custom => {}
@@ -402,6 +404,7 @@ impl Aggregator {
         let e = &kept.event;
         let jump = self.jump();
         let value = e.value.unwrap_or(0.0);
+        let kind = e.kind.series_kind().unwrap_or_default();
         let prefix = match e.kind {
             EventKind::Datastore => "datastore.",
             _ => "",
@@ -423,6 +426,7 @@ impl Aggregator {
             &[prefix, &e.name],
             e.context.as_deref(),
             labels.clone(),
+            kind,
         );
         if !self.series.contains_key(self.key_buf.as_str()) {
             let metric = &self.key_buf[..metric_len];
@@ -450,6 +454,7 @@ impl Aggregator {
                     &[&metric],
                     e.context.as_deref(),
                     [(OVERFLOW_LABEL, "true")],
+                    kind,
                 );
             }
             if !self.series.contains_key(self.key_buf.as_str()) {
@@ -462,7 +467,9 @@ impl Aggregator {
                     *self.per_metric.entry(metric.to_string()).or_insert(0) += 1;
                 }
                 let series = Series {
-                    key: SeriesKey::new(metric, e.context.as_deref()).with_labels(set),
+                    key: SeriesKey::new(metric, e.context.as_deref())
+                        .with_labels(set)
+                        .with_kind(kind),
                     watermark: Watermark::NONE,
                     windows: OpenWindows::default(),
                 };
@@ -477,7 +484,7 @@ impl Aggregator {
         let watermark = series.watermark.see(ts, jump);
         self.newest_any_ts = self.newest_any_ts.max(watermark);
         let window = series.windows.entry(start, || OpenWindow {
-            state: WindowState::new(),
+            state: WindowState::of_kind(kind),
             epoch,
             touched_ms: now_ms,
             dirty: true,
@@ -486,7 +493,7 @@ impl Aggregator {
             self.next_epoch = epoch;
             self.open += 1;
         }
-        window.state.observe(value, 1.0 / kept.rate);
+        window.state.observe_at(value, 1.0 / kept.rate, ts);
         window.touched_ms = now_ms;
         window.dirty = true;
         out.aggregated += 1;
@@ -603,12 +610,16 @@ impl Aggregator {
             });
             for (start, win) in due {
                 closed += 1;
-                out.closed.push(ClosedWindow {
-                    key: series.key.clone(),
-                    start_ms: start,
-                    end_ms: start + w,
-                    summary: win.state.summary(),
-                });
+                // the detectors watch distributions: a pattern has no kind yet, so one found in
+                // a counter `x` would read as one of the distribution `x`
+                if series.key.kind == SeriesKind::Distribution {
+                    out.closed.push(ClosedWindow {
+                        key: series.key.clone(),
+                        start_ms: start,
+                        end_ms: start + w,
+                        summary: win.state.summary(),
+                    });
+                }
                 out.windows.push(WindowSnapshot {
                     key: series.key.clone(),
                     start_ms: start,
@@ -727,12 +738,15 @@ impl Aggregator {
 /// order) two NUL bytes, its key, a NUL byte and its value. Intake refuses NUL bytes in all of
 /// them and empty contexts, so two different (metric, context, labels) never share a key
 /// (`"a.b"` and `"a\0b"`; after the metric a context starts with a non-NUL byte, a label with
-/// a NUL), and a lookup allocates nothing once the buffer has grown.
+/// a NUL), and a lookup allocates nothing once the buffer has grown. A counter's or a gauge's
+/// key ends in three NUL bytes and `c` or `g` (a label's key is never empty, so no label
+/// ends a key so): the kind is part of the series, a distribution's key is as before.
 fn lookup_key<'a>(
     buf: &mut String,
     metric: &[&str],
     context: Option<&str>,
     labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+    kind: SeriesKind,
 ) {
     buf.clear();
     for part in metric {
@@ -747,6 +761,11 @@ fn lookup_key<'a>(
         buf.push_str(k);
         buf.push('\0');
         buf.push_str(v);
+    }
+    match kind {
+        SeriesKind::Distribution => {}
+        SeriesKind::Counter => buf.push_str("\0\0\0c"),
+        SeriesKind::Gauge => buf.push_str("\0\0\0g"),
     }
 }
 
@@ -881,6 +900,36 @@ mod tests {
         assert_eq!(first.state.count(), 3);
         assert_eq!(first.state.weighted_count(), 6.0);
         assert!(!first.is_final);
+    }
+
+    /// A counter, a gauge and a distribution of one name: three series, three windows of their
+    /// own kind written; only the distribution's goes to the detectors.
+    #[test]
+    fn a_name_of_three_kinds_is_three_series() {
+        let mut a = Aggregator::new(60_000, 5_000);
+        let mut out = Output::default();
+        for e in [
+            TrackEvent::counter("x", 2.0),
+            TrackEvent::counter("x", 3.0),
+            TrackEvent::gauge("x", 9.0).at(T0 + 5),
+            TrackEvent::gauge("x", 4.0),
+            TrackEvent::performance("x", 1.0),
+        ] {
+            let ts = e.ts_ms.unwrap_or(T0 + 1);
+            a.observe(kept(e.at(ts), 0.5), T0, &mut out);
+        }
+        assert_eq!((out.aggregated, a.open_windows()), (5, 3));
+        a.close_due(T0, true, &mut out);
+        let kinds: std::collections::BTreeMap<SeriesKind, &WindowState> =
+            out.windows.iter().map(|w| (w.key.kind, &w.state)).collect();
+        assert_eq!(kinds.len(), 3);
+        assert!(out.windows.iter().all(|w| w.key.metric == "x"));
+        assert_eq!(kinds[&SeriesKind::Counter].corrected_sum(), Some(10.0));
+        let last = kinds[&SeriesKind::Gauge].last().unwrap();
+        assert_eq!((last.ts_ms, last.value), (T0 + 5, 9.0));
+        assert_eq!(kinds[&SeriesKind::Distribution].count(), 1);
+        assert_eq!(out.closed.len(), 1);
+        assert_eq!(out.closed[0].key.kind, SeriesKind::Distribution);
     }
 
     #[test]

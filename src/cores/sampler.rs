@@ -29,6 +29,8 @@ pub(crate) fn sampling_key<'a>(e: &TrackEvent, buf: &'a mut String) -> &'a str {
         EventKind::Engagement => "engagement.",
         EventKind::Datastore => "datastore.",
         EventKind::Error => "error.",
+        EventKind::Counter => "counter.",
+        EventKind::Gauge => "gauge.",
     };
     buf.push_str(prefix);
     buf.push_str(&e.name);
@@ -111,7 +113,11 @@ pub(crate) struct Routed {
 /// records.
 fn aggregated(kind: EventKind) -> bool {
     match kind {
-        EventKind::Performance | EventKind::Datastore | EventKind::Error => true,
+        EventKind::Performance
+        | EventKind::Datastore
+        | EventKind::Counter
+        | EventKind::Gauge
+        | EventKind::Error => true,
         EventKind::Command | EventKind::Engagement | EventKind::Custom => false,
     }
 }

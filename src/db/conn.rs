@@ -183,13 +183,16 @@ impl Conn {
     /// labels asked for), in key order.
     pub(crate) fn label_sets(&mut self, q: &QueryWindows) -> QueryResult<Vec<SeriesKey>> {
         let context_key = q.context.as_deref().unwrap_or("");
+        let kind = q.kind.as_str();
         let sets = match &mut self.backend {
-            Backend::Sqlite(c) => sqlite::label_sets(c, &q.metric, context_key, q.resolution),
-            Backend::Pg(c) => pg::label_sets(c, &q.metric, context_key, q.resolution),
+            Backend::Sqlite(c) => sqlite::label_sets(c, &q.metric, context_key, kind, q.resolution),
+            Backend::Pg(c) => pg::label_sets(c, &q.metric, context_key, kind, q.resolution),
         }?;
         let mut keys: Vec<SeriesKey> = sets
             .iter()
-            .map(|labels| SeriesKey::from_columns(q.metric.clone(), context_key.into(), labels))
+            .map(|labels| {
+                SeriesKey::from_columns(q.metric.clone(), context_key.into(), labels, kind)
+            })
             .filter(|k| q.reads(k))
             .collect();
         keys.sort_unstable();

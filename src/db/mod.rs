@@ -1,14 +1,16 @@
 //! Everything that touches the store: the schema, row types, the SQL for both backends, and the
 //! writer actor.
 
-/// The condition "this row is of series `key`" on a table keyed by `metric`, `context_key` and
-/// `labels_key` (`metric_windows`, `metric_rollups`, `rollup_pending`), for `.filter(..)`.
+/// The condition "this row is of series `key`" on a table keyed by `metric`, `context_key`,
+/// `labels_key` and `kind` (`metric_windows`, `metric_rollups`, `rollup_pending`), for
+/// `.filter(..)`.
 macro_rules! of_series {
     ($table:ident, $key:expr) => {
         $table::metric
             .eq(&$key.metric)
             .and($table::context_key.eq($key.context_key()))
             .and($table::labels_key.eq($key.labels_key()))
+            .and($table::kind.eq($key.kind.as_str()))
     };
 }
 
@@ -25,6 +27,7 @@ macro_rules! upsert_window {
                 w::metric,
                 w::context_key,
                 w::labels_key,
+                w::kind,
                 w::window_start_ms,
             ))
             .do_update()

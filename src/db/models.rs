@@ -32,8 +32,9 @@ pub(crate) struct NewEventRow<'a> {
     pub payload: Option<&'a str>,
 }
 
-/// A stored series as read: `(series, metric, context, labels)` (see `Conn::stored_series`).
-pub(crate) type StoredSeriesRow = (String, String, Option<String>, String);
+/// A stored series as read: `(series, metric, context, labels, kind)` (see
+/// `Conn::stored_series`).
+pub(crate) type StoredSeriesRow = (String, String, Option<String>, String, String);
 
 /// Declares, once, the columns `metric_windows` and `metric_rollups` share (the series, the
 /// window and its summary), as a struct for each table: diesel's `AsChangeset` names one
@@ -52,6 +53,13 @@ macro_rules! window_columns {
             labels: String,
             /// Its hash ([`crate::model::labels_key`]), in the uniqueness key.
             labels_key: i64,
+            /// What the series measures ([`crate::stats::window::SeriesKind::as_str`]), in
+            /// the uniqueness key.
+            kind: &'a str,
+            /// A gauge's last value (by event time); `None` for other kinds.
+            last_value: Option<f64>,
+            /// The event time of `last_value`, ms.
+            last_ts_ms: Option<i64>,
             window_start_ms: i64,
             window_end_ms: i64,
             count: i64,
@@ -73,12 +81,16 @@ macro_rules! window_columns {
             /// The columns of series `key`'s window (or bucket) `[start, end)` holding `state`.
             pub(crate) fn new(key: &'a SeriesKey, start: i64, end: i64, state: &WindowState) -> Self {
                 let s = state.summary();
+                let last = state.last();
                 $name {
                     series: key.name(),
                     metric: &key.metric,
                     context: key.context.as_deref(),
                     labels: key.labels_text(),
                     labels_key: key.labels_key(),
+                    kind: key.kind.as_str(),
+                    last_value: last.map(|l| l.value),
+                    last_ts_ms: last.map(|l| l.ts_ms),
                     window_start_ms: start,
                     window_end_ms: end,
                     count: i64::try_from(s.count).unwrap_or(i64::MAX),
@@ -155,13 +167,16 @@ macro_rules! stored_rows {
             pub window_end_ms: i64,
             pub sketch: Option<Vec<u8>>,
             pub labels: String,
+            pub kind: String,
         }
 
         impl $name {
-            /// The series of this row.
+            /// The series of this row (a kind this version does not know reads as a
+            /// distribution, with a warning).
             pub(crate) fn key(&self) -> SeriesKey {
                 SeriesKey::new(self.metric.as_str(), self.context.as_deref())
                     .with_labels(crate::model::parse_labels(&self.labels))
+                    .with_kind(crate::model::parse_kind(&self.kind))
             }
         }
     )*};

@@ -16,7 +16,7 @@ use crate::rollup::Resolution;
 /// Every [`EventKind`]: the `events` statement names them all (`kind IN (...)`), so that on
 /// SQLite it is a range of the `events_kind_ts (kind, ts_ms)` index per kind instead of a
 /// scan (an index on `ts_ms` alone would cost every insert).
-const EVENT_KINDS: [EventKind; 6] = EventKind::ALL;
+const EVENT_KINDS: [EventKind; 8] = EventKind::ALL;
 
 /// The SQL dialect a statement is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +151,8 @@ mod tests {
             EventKind::Error => 3,
             EventKind::Engagement => 4,
             EventKind::Custom => 5,
+            EventKind::Counter => 6,
+            EventKind::Gauge => 7,
         };
         for (i, k) in EVENT_KINDS.into_iter().enumerate() {
             assert_eq!(position(k), i);

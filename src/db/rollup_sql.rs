@@ -87,6 +87,7 @@ macro_rules! rollup_backend {
                         rollup_pending::context_key.eq(key.context_key()),
                         rollup_pending::labels_key.eq(key.labels_key()),
                         rollup_pending::labels.eq(key.labels_text()),
+                        rollup_pending::kind.eq(key.kind.as_str()),
                         rollup_pending::bucket_start_ms.eq(bucket),
                         rollup_pending::instance_id.eq(marker),
                         rollup_pending::gen.eq(1i64),
@@ -96,6 +97,7 @@ macro_rules! rollup_backend {
                         rollup_pending::metric,
                         rollup_pending::context_key,
                         rollup_pending::labels_key,
+                        rollup_pending::kind,
                         rollup_pending::bucket_start_ms,
                         rollup_pending::instance_id,
                     ))
@@ -185,7 +187,7 @@ macro_rules! rollup_backend {
                     let rows = sources(c, res, key, start, start + width)?;
                     let mut written = 0;
                     if !rows.is_empty() {
-                        let mut merged = WindowState::new();
+                        let mut merged = WindowState::of_kind(key.kind);
                         for blob in &rows {
                             merged.merge(&decode_state(blob.as_deref()));
                         }
@@ -202,6 +204,7 @@ macro_rules! rollup_backend {
                                 metric_rollups::metric,
                                 metric_rollups::context_key,
                                 metric_rollups::labels_key,
+                                metric_rollups::kind,
                                 metric_rollups::window_start_ms,
                             ))
                             .do_update()
@@ -255,6 +258,7 @@ macro_rules! rollup_backend {
                             i64,
                             String,
                             i64,
+                            String,
                         )> = rollup_pending::table
                             .filter(rollup_pending::resolution.eq(res.as_str()))
                             .filter(rollup_pending::bucket_start_ms.le(due_cutoff(
@@ -267,6 +271,7 @@ macro_rules! rollup_backend {
                                 rollup_pending::metric,
                                 rollup_pending::context_key,
                                 rollup_pending::labels_key,
+                                rollup_pending::kind,
                             ))
                             .limit(MAX_MARKS_PER_RUN)
                             .select((
@@ -277,21 +282,30 @@ macro_rules! rollup_backend {
                                 rollup_pending::gen,
                                 rollup_pending::labels,
                                 rollup_pending::labels_key,
+                                rollup_pending::kind,
                             ))
                             .load(c)?;
                         let mut due = due.into_iter().peekable();
-                        while let Some((metric, context_key, start, marker, gen, labels, lk)) =
-                            due.next()
+                        while let Some((
+                            metric,
+                            context_key,
+                            start,
+                            marker,
+                            gen,
+                            labels,
+                            lk,
+                            kind,
+                        )) = due.next()
                         {
                             let mut marks = vec![(marker, gen)];
-                            while let Some((_, _, _, marker, gen, _, _)) =
-                                due.next_if(|(m, k, b, _, _, _, l)| {
-                                    (m, k, *b, *l) == (&metric, &context_key, start, lk)
+                            while let Some((_, _, _, marker, gen, _, _, _)) =
+                                due.next_if(|(m, k, b, _, _, _, l, kd)| {
+                                    (m, k, *b, *l, kd) == (&metric, &context_key, start, lk, &kind)
                                 })
                             {
                                 marks.push((marker, gen));
                             }
-                            let key = SeriesKey::from_columns(metric, context_key, &labels);
+                            let key = SeriesKey::from_columns(metric, context_key, &labels, &kind);
                             run.rows += roll_up_bucket(c, res, &key, start, &marks, now_ms)?;
                         }
                     }

@@ -389,17 +389,22 @@ macro_rules! backend {
                 let mut labels: Vec<i64> = keys.iter().map(SeriesKey::labels_key).collect();
                 labels.sort_unstable();
                 labels.dedup();
+                let mut kinds: Vec<&str> = keys.iter().map(|k| k.kind.as_str()).collect();
+                kinds.sort_unstable();
+                kinds.dedup();
                 let wanted: std::collections::HashSet<&SeriesKey> = keys.iter().collect();
                 let rows: Vec<WindowRow> = metric_windows::table
                     .filter(metric_windows::metric.eq_any(&metrics))
                     .filter(metric_windows::context_key.eq_any(&contexts))
                     .filter(metric_windows::labels_key.eq_any(&labels))
+                    .filter(metric_windows::kind.eq_any(kinds))
                     .filter(metric_windows::window_start_ms.ge(from_ms))
                     .filter(metric_windows::window_start_ms.lt(to_ms))
                     .order((
                         metric_windows::metric,
                         metric_windows::context_key,
                         metric_windows::labels_key,
+                        metric_windows::kind,
                         metric_windows::window_start_ms,
                         metric_windows::id,
                     ))
@@ -409,7 +414,8 @@ macro_rules! backend {
                 let mut run: Vec<WindowRow> = Vec::new();
                 for row in rows.into_iter().filter(|r| wanted.contains(&r.key())) {
                     let same = |r: &WindowRow| {
-                        (&r.metric, &r.context, &r.labels) == (&row.metric, &row.context, &row.labels)
+                        (&r.metric, &r.context, &r.labels, &r.kind)
+                            == (&row.metric, &row.context, &row.labels, &row.kind)
                     };
                     if run.last().is_some_and(|r| !same(r)) {
                         out.extend(merge_rows(std::mem::take(&mut run)));
@@ -438,7 +444,7 @@ macro_rules! backend {
             }
 
             /// Every series with at least one stored window: `(series, metric, context,
-            /// labels)`, by series name, then metric, then label set.
+            /// labels, kind)`, by series name, then metric, then label set, then kind.
             pub(crate) fn stored_series(
                 c: &mut $Conn,
             ) -> QueryResult<Vec<crate::db::models::StoredSeriesRow>> {
@@ -448,27 +454,31 @@ macro_rules! backend {
                         metric_windows::metric,
                         metric_windows::context,
                         metric_windows::labels,
+                        metric_windows::kind,
                     ))
                     .distinct()
                     .order((
                         metric_windows::series,
                         metric_windows::metric,
                         metric_windows::labels,
+                        metric_windows::kind,
                     ))
                     .load(c)
             }
 
-            /// The label sets stored for the series of `metric` in `context` (any labels),
-            /// each once, in windows and roll-ups of `resolution`.
+            /// The label sets stored for the series of `metric` in `context` of `kind` (any
+            /// labels), each once, in windows and roll-ups of `resolution`.
             pub(crate) fn label_sets(
                 c: &mut $Conn,
                 metric: &str,
                 context_key: &str,
+                kind: &str,
                 resolution: crate::rollup::Resolution,
             ) -> QueryResult<Vec<String>> {
                 let mut sets: Vec<String> = metric_windows::table
                     .filter(metric_windows::metric.eq(metric))
                     .filter(metric_windows::context_key.eq(context_key))
+                    .filter(metric_windows::kind.eq(kind))
                     .select(metric_windows::labels)
                     .distinct()
                     .load(c)?;
@@ -479,6 +489,7 @@ macro_rules! backend {
                             .filter(metric_rollups::resolution.eq(resolution.as_str()))
                             .filter(metric_rollups::metric.eq(metric))
                             .filter(metric_rollups::context_key.eq(context_key))
+                            .filter(metric_rollups::kind.eq(kind))
                             .select(metric_rollups::labels)
                             .distinct()
                             .load::<String>(c)?,

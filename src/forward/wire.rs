@@ -125,7 +125,7 @@ fn get_opt_str(r: &mut Reader<'_>) -> Result<Option<String>, WireError> {
 }
 
 /// A kind travels as its index here (the journal's order: new kinds are appended).
-const KINDS: [EventKind; 6] = EventKind::ALL;
+const KINDS: [EventKind; 8] = EventKind::ALL;
 const PRIORITIES: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
 
 /// The uncompressed encoding of `batch` sent by `origin`.
@@ -339,7 +339,8 @@ pub(crate) fn decode_raw(raw: &[u8]) -> Result<(Origin, WriteBatch), WireError> 
         let state = WindowState::from_bytes(r.bytes(len)?)
             .map_err(|_| WireError::Invalid("window state"))?;
         batch.windows.push(WindowSnapshot {
-            key,
+            // the state's bytes carry its kind (distribution, counter, gauge)
+            key: key.with_kind(state.kind()),
             start_ms,
             end_ms,
             epoch,
@@ -560,6 +561,38 @@ mod tests {
         );
         assert_eq!(w.state.to_bytes(), s.state.to_bytes());
         assert_eq!(origin.msg_id(), "api-1.fffffffffffffffc.42");
+    }
+
+    /// A counter's and a gauge's windows travel with their kind (read back from the state).
+    #[test]
+    fn counter_and_gauge_windows_keep_their_kind() {
+        use crate::stats::window::SeriesKind;
+        let origin = Origin {
+            instance: "i".into(),
+            run: 1,
+            seq: 1,
+        };
+        let mut sent = WriteBatch::default();
+        for kind in [SeriesKind::Counter, SeriesKind::Gauge] {
+            let mut state = WindowState::of_kind(kind);
+            state.observe_at(3.0, 4.0, 61_000);
+            sent.windows.push(WindowSnapshot {
+                key: SeriesKey::new("requests", None).with_kind(kind),
+                start_ms: 60_000,
+                end_ms: 120_000,
+                epoch: 1,
+                state,
+                is_final: true,
+            });
+        }
+        let (_, got) = decode(&encode(&origin, &sent)).unwrap();
+        assert_eq!(got.windows.len(), 2);
+        for (w, s) in got.windows.iter().zip(&sent.windows) {
+            assert_eq!(w.key, s.key);
+            assert_eq!(w.state.to_bytes(), s.state.to_bytes());
+        }
+        assert_eq!(got.windows[0].state.corrected_sum(), Some(12.0));
+        assert_eq!(got.windows[1].state.last().map(|l| l.ts_ms), Some(61_000));
     }
 
     #[test]

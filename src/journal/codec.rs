@@ -209,6 +209,8 @@ impl<'a> Reader<'a> {
             EventKind::Engagement => TrackEvent::engagement(self.string()?),
             EventKind::Custom => TrackEvent::custom(self.string()?),
             EventKind::Performance => TrackEvent::performance(self.string()?, 0.0),
+            EventKind::Counter => TrackEvent::counter(self.string()?, 0.0),
+            EventKind::Gauge => TrackEvent::gauge(self.string()?, 0.0),
             EventKind::Datastore => TrackEvent::datastore(self.string()?, "", 0.0),
             EventKind::Error => TrackEvent::error(self.string()?, ""),
         };
@@ -424,6 +426,10 @@ mod tests {
             TrackEvent::engagement("reaction").user("u"),
             TrackEvent::custom("checkout").value(f64::MAX),
             TrackEvent::custom("x".repeat(300)).tag("k", "v".repeat(200)),
+            TrackEvent::counter("requests", 3.0)
+                .context("api")
+                .tag("route", "/help"),
+            TrackEvent::gauge("queue_depth", -2.5).at(1_764_000_000_000),
         ];
         let mut bytes = vec![FORMAT_1];
         for e in &events {
@@ -536,7 +542,7 @@ mod tests {
             value in proptest::option::of(proptest::num::f64::NORMAL),
             user in proptest::option::of(".{0,20}"),
             tags in proptest::collection::vec((".{1,8}", ".{0,8}"), 0..5),
-            kind in 0usize..6,
+            kind in 0usize..8,
         ) {
             let mut e = match kind {
                 0 => TrackEvent::command(name),
@@ -544,6 +550,8 @@ mod tests {
                 2 => TrackEvent::datastore(name, "db", 1.0),
                 3 => TrackEvent::error(name, "cat"),
                 4 => TrackEvent::engagement(name),
+                5 => TrackEvent::counter(name, 1.0),
+                6 => TrackEvent::gauge(name, 1.0),
                 _ => TrackEvent::custom(name),
             };
             e.ts_ms = ts;

@@ -42,11 +42,17 @@
 //! f64 x4  weighted_count, min, max, mean (little-endian)
 //! varint  scale exponent e
 //! f64 x2  sum / 2^e, m2 / 2^(2e)
-//! u8      quantiles: 0 = exact, one weight; 1 = exact, per-value weights; 2 = sketch
+//! u8      quantiles: 0 = exact, one weight; 1 = exact, per-value weights; 2 = sketch;
+//!         3 = a counter's window; 4 = a gauge's window
 //! 0:      f64 unit weight, then `count` f64 values, ascending
 //! 1:      `count` pairs f64 value, f64 weight, ascending by value then weight
 //! 2:      the sketch, in the format of crate::stats::sketch, to the end
+//! 3:      f64 the increments' sum corrected for sampling
+//! 4:      if count > 0: varint zigzag(last value's time, ms), f64 last value
 //! ```
+//!
+//! A counter's or a gauge's window ([`SeriesKind`]) keeps no values, so no quantiles: its
+//! quantiles read 0.
 //!
 //! Version 1 (written before; still read, as a sketch window with `e = 0`):
 //!
@@ -72,7 +78,12 @@ use super::exact::Exact;
 pub use super::exact::EXACT_LIMIT;
 use super::moments::Moments;
 use super::sketch::{Sketch, DEFAULT_RELATIVE_ACCURACY};
-use crate::encoding::{put_varint, Reader, SketchDecodeError};
+use crate::encoding::{put_varint, unzigzag, zigzag, Reader, SketchDecodeError};
+
+/// `x`, or `±f64::MAX` where it is beyond (a sum of finite terms never becomes infinite).
+fn saturating(x: f64) -> f64 {
+    x.clamp(-f64::MAX, f64::MAX)
+}
 
 /// Version byte written first by [`WindowState::to_bytes`].
 const FORMAT_VERSION: u8 = 2;
@@ -88,6 +99,72 @@ const TAG_EXACT_WEIGHTED: u8 = 1;
 
 /// Quantiles tag: a sketch.
 const TAG_SKETCH: u8 = 2;
+
+/// Tag of a counter's window: no values kept, the increments' sum corrected for sampling.
+const TAG_COUNTER: u8 = 3;
+
+/// Tag of a gauge's window: no values kept, the last value and its time.
+const TAG_GAUGE: u8 = 4;
+
+/// What a series measures, and so what each of its windows keeps. A series is one kind: the
+/// kind is part of its key, so the same name used as two kinds is two series.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SeriesKind {
+    /// Values whose distribution matters (latencies, sizes): count, sum, min, max, mean,
+    /// stddev and quantiles.
+    #[default]
+    Distribution,
+    /// Increments: their sum corrected for sampling (each kept increment counts
+    /// `1 / sample_rate` times, as the estimated count does), and so a rate; no quantiles.
+    Counter,
+    /// A level set from time to time: the last value (by event time), min and max; no
+    /// quantiles.
+    Gauge,
+}
+
+impl SeriesKind {
+    /// Every kind, in the order of their codes.
+    pub const ALL: [SeriesKind; 3] = [
+        SeriesKind::Distribution,
+        SeriesKind::Counter,
+        SeriesKind::Gauge,
+    ];
+
+    /// The name stored in the `kind` columns: `distribution`, `counter`, `gauge`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeriesKind::Distribution => "distribution",
+            SeriesKind::Counter => "counter",
+            SeriesKind::Gauge => "gauge",
+        }
+    }
+
+    /// The kind named `name` (as [`SeriesKind::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<SeriesKind> {
+        SeriesKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// A gauge's last value: the value of the latest event time; of values at one millisecond,
+/// the largest, so that merging in any order gives the same last value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Last {
+    /// Event time of the value, ms since the Unix epoch.
+    pub ts_ms: i64,
+    /// The value.
+    pub value: f64,
+}
+
+impl Last {
+    /// Whether `self` comes after `other`: a later time, or the same time and a larger value.
+    fn after(&self, other: &Last) -> bool {
+        (self.ts_ms, self.value).partial_cmp(&(other.ts_ms, other.value))
+            == Some(std::cmp::Ordering::Greater)
+    }
+}
 
 /// The bounds `[start, end)` of the window of `width_ms` that holds `ts_ms` (`start` a
 /// multiple of the width), or `None` when they do not fit in an `i64` (or the width is not
@@ -148,17 +225,23 @@ pub struct WindowState {
     /// Sum of the weights (1 / sample rate), saturated at `f64::MAX`: the number of events
     /// corrected for sampling, the `estimated_count` column.
     weighted_count: f64,
-    /// The values (small windows) or their sketch, for quantiles.
+    /// The values (small windows) or their sketch, for quantiles; or what a counter's or a
+    /// gauge's window keeps instead.
     quantiles: Quantiles,
 }
 
-/// Where a window's quantiles come from.
+/// Where a window's quantiles come from, or what a window of a counter or a gauge keeps
+/// instead (no values: a counter pays for no sketch).
 #[derive(Debug, Clone, PartialEq)]
 enum Quantiles {
     /// At most [`EXACT_LIMIT`] values, kept sorted: exact quantiles.
     Exact(Exact),
     /// A weighted DDSketch of the values: quantiles within 1% relative error.
     Sketch(Sketch),
+    /// A counter: the sum of `increment * weight`, saturated at `±f64::MAX`.
+    Counter(f64),
+    /// A gauge: the last value, `None` while empty.
+    Gauge(Option<Last>),
 }
 
 /// The aggregates of a window as plain data, the numbers written to a `metric_windows` row.
@@ -168,7 +251,8 @@ pub struct WindowSummary {
     pub count: u64,
     /// Events corrected for sampling (sum of 1 / sample rate).
     pub estimated_count: f64,
-    /// Sum of the observed values (saturated at `±f64::MAX`).
+    /// Sum of the observed values (saturated at `±f64::MAX`); for a counter, the sum of its
+    /// increments corrected for sampling ([`WindowState::corrected_sum`]).
     pub sum: f64,
     /// Smallest observed value.
     pub min: f64,
@@ -204,9 +288,39 @@ impl WindowState {
         }
     }
 
+    /// An empty window of a series of `kind`.
+    pub fn of_kind(kind: SeriesKind) -> Self {
+        let quantiles = match kind {
+            SeriesKind::Distribution => Quantiles::Exact(Exact::new()),
+            SeriesKind::Counter => Quantiles::Counter(0.0),
+            SeriesKind::Gauge => Quantiles::Gauge(None),
+        };
+        WindowState {
+            quantiles,
+            ..WindowState::new()
+        }
+    }
+
+    /// What the series of this window measures.
+    pub fn kind(&self) -> SeriesKind {
+        match self.quantiles {
+            Quantiles::Exact(_) | Quantiles::Sketch(_) => SeriesKind::Distribution,
+            Quantiles::Counter(_) => SeriesKind::Counter,
+            Quantiles::Gauge(_) => SeriesKind::Gauge,
+        }
+    }
+
     /// Records `value` observed with `weight` (1 / sample rate; 1.0 when not sampled).
-    /// Ignored if `value` is not finite or `weight` is not finite and positive.
+    /// Ignored if `value` is not finite or `weight` is not finite and positive. A gauge's
+    /// value takes its time from [`WindowState::observe_at`]; here it counts as time 0.
     pub fn observe(&mut self, value: f64, weight: f64) {
+        self.observe_at(value, weight, 0);
+    }
+
+    /// Records `value` observed at `ts_ms` (event time, which only a gauge keeps: its last
+    /// value is the one of the latest time) with `weight`, as [`WindowState::observe`]. A
+    /// counter's `value` is an increment: its sum adds `value * weight`.
+    pub fn observe_at(&mut self, value: f64, weight: f64, ts_ms: i64) {
         if !value.is_finite() || !weight.is_finite() || weight <= 0.0 {
             return;
         }
@@ -214,13 +328,41 @@ impl WindowState {
         self.weighted_count = (self.weighted_count + weight).min(f64::MAX);
         match &mut self.quantiles {
             Quantiles::Exact(exact) if exact.len() < EXACT_LIMIT => exact.insert(value, weight),
+            Quantiles::Counter(sum) => *sum = saturating(*sum + value * weight),
+            Quantiles::Gauge(last) => {
+                let seen = Last { ts_ms, value };
+                if last.is_none_or(|l| seen.after(&l)) {
+                    *last = Some(seen);
+                }
+            }
             _ => self.sketch_mut().add_weighted(value, weight),
+        }
+    }
+
+    /// A counter's increments summed with their weights (each kept increment counts
+    /// `1 / sample_rate` times): the counter's sum corrected for sampling, exact for rates
+    /// whose inverse is an integer. `None` for another kind.
+    pub fn corrected_sum(&self) -> Option<f64> {
+        match self.quantiles {
+            Quantiles::Counter(sum) => Some(sum),
+            _ => None,
+        }
+    }
+
+    /// A gauge's last value, `None` for an empty gauge or another kind.
+    pub fn last(&self) -> Option<Last> {
+        match self.quantiles {
+            Quantiles::Gauge(last) => last,
+            _ => None,
         }
     }
 
     /// Folds `other` (the same series and window, seen elsewhere) into `self`, with
     /// Chan et al.'s parallel update for the mean and `m2`. Stays exact while both are and
     /// their total is within [`EXACT_LIMIT`].
+    ///
+    /// Both must be of one kind (the kind is part of the series key, so the pipeline never
+    /// merges two kinds); a state of another kind is left out, with a warning.
     pub fn merge(&mut self, other: &WindowState) {
         if other.count() == 0 {
             return;
@@ -229,9 +371,28 @@ impl WindowState {
             *self = other.clone();
             return;
         }
+        if self.kind() != other.kind() {
+            log::warn!(
+                "a {} window merged into a {} window: left out",
+                other.kind().as_str(),
+                self.kind().as_str()
+            );
+            return;
+        }
         self.moments.merge(&other.moments);
         self.weighted_count = (self.weighted_count + other.weighted_count).min(f64::MAX);
         match (&mut self.quantiles, &other.quantiles) {
+            (Quantiles::Counter(mine), Quantiles::Counter(theirs)) => {
+                *mine = saturating(*mine + theirs)
+            }
+            (Quantiles::Gauge(mine), Quantiles::Gauge(theirs)) => {
+                if let Some(theirs) = theirs.filter(|t| mine.is_none_or(|m| t.after(&m))) {
+                    *mine = Some(theirs);
+                }
+            }
+            (_, Quantiles::Counter(_) | Quantiles::Gauge(_)) => {
+                unreachable!("kinds checked above")
+            }
             (Quantiles::Exact(mine), Quantiles::Exact(theirs))
                 if mine.len() + theirs.len() <= EXACT_LIMIT =>
             {
@@ -257,7 +418,7 @@ impl WindowState {
         }
         match &mut self.quantiles {
             Quantiles::Sketch(sketch) => sketch,
-            Quantiles::Exact(_) => unreachable!("folded into a sketch above"),
+            _ => unreachable!("called for distributions only, folded into a sketch above"),
         }
     }
 
@@ -310,6 +471,7 @@ impl WindowState {
         let estimate = match &self.quantiles {
             Quantiles::Exact(exact) => exact.quantile(q),
             Quantiles::Sketch(sketch) => sketch.quantile(q),
+            Quantiles::Counter(_) | Quantiles::Gauge(_) => None,
         };
         match estimate {
             Some(v) if self.count() > 0 => v.clamp(self.min(), self.max()),
@@ -329,6 +491,7 @@ impl WindowState {
         match &self.quantiles {
             Quantiles::Exact(exact) => Cow::Owned(exact.to_sketch()),
             Quantiles::Sketch(sketch) => Cow::Borrowed(sketch),
+            Quantiles::Counter(_) | Quantiles::Gauge(_) => Cow::Owned(Sketch::new()),
         }
     }
 
@@ -339,6 +502,7 @@ impl WindowState {
         match &self.quantiles {
             Quantiles::Exact(exact) => exact.heap_bytes(),
             Quantiles::Sketch(sketch) => sketch.heap_bytes(),
+            Quantiles::Counter(_) | Quantiles::Gauge(_) => 0,
         }
     }
 
@@ -347,7 +511,7 @@ impl WindowState {
         WindowSummary {
             count: self.count(),
             estimated_count: self.weighted_count,
-            sum: self.sum(),
+            sum: self.corrected_sum().unwrap_or_else(|| self.sum()),
             min: self.min(),
             max: self.max(),
             mean: self.mean(),
@@ -384,6 +548,17 @@ impl WindowState {
             Quantiles::Sketch(sketch) => {
                 out.push(TAG_SKETCH);
                 out.extend_from_slice(&sketch.to_bytes());
+            }
+            Quantiles::Counter(sum) => {
+                out.push(TAG_COUNTER);
+                out.extend_from_slice(&sum.to_le_bytes());
+            }
+            Quantiles::Gauge(last) => {
+                out.push(TAG_GAUGE);
+                if let Some(last) = last {
+                    put_varint(&mut out, zigzag(last.ts_ms));
+                    out.extend_from_slice(&last.value.to_le_bytes());
+                }
             }
         }
         out
@@ -431,6 +606,20 @@ impl WindowState {
                 Quantiles::Exact(exact)
             }
             TAG_SKETCH => Quantiles::Sketch(Self::checked_sketch(r, count)?),
+            TAG_COUNTER => match r.f64()? {
+                sum if sum.is_finite() && (count > 0 || sum == 0.0) => Quantiles::Counter(sum),
+                _ => return Err(WindowDecodeError::Invalid("counter sum")),
+            },
+            TAG_GAUGE if count == 0 => Quantiles::Gauge(None),
+            TAG_GAUGE => {
+                let ts_ms = unzigzag(r.varint()?);
+                match r.f64()? {
+                    value if (min..=max).contains(&value) => {
+                        Quantiles::Gauge(Some(Last { ts_ms, value }))
+                    }
+                    _ => return Err(WindowDecodeError::Invalid("gauge's last value")),
+                }
+            }
             _ => return Err(WindowDecodeError::Invalid("quantiles tag")),
         };
         Self::checked(moments, weighted_count, quantiles)
@@ -1468,5 +1657,141 @@ mod tests {
             prop_assert!(near(w.stddev(), values.iter().std_dev(), scale),
                 "{} vs {}", w.stddev(), values.iter().std_dev());
         }
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    fn counter(increments: &[(f64, f64)]) -> WindowState {
+        let mut w = WindowState::of_kind(SeriesKind::Counter);
+        for &(v, weight) in increments {
+            w.observe(v, weight);
+        }
+        w
+    }
+
+    fn gauge(values: &[(i64, f64)]) -> WindowState {
+        let mut w = WindowState::of_kind(SeriesKind::Gauge);
+        for &(ts, v) in values {
+            w.observe_at(v, 1.0, ts);
+        }
+        w
+    }
+
+    #[test]
+    fn kinds_have_stable_names() {
+        for kind in SeriesKind::ALL {
+            assert_eq!(SeriesKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(WindowState::of_kind(kind).kind(), kind);
+        }
+        assert_eq!(SeriesKind::parse("histogram"), None);
+        assert_eq!(WindowState::new().kind(), SeriesKind::Distribution);
+        assert_eq!(
+            serde_json::to_string(&SeriesKind::Counter).unwrap(),
+            "\"counter\""
+        );
+    }
+
+    #[test]
+    fn a_counter_sums_its_increments_corrected_for_sampling_and_keeps_no_values() {
+        // kept at rates 1, 0.5 and 0.25: each increment counts 1, 2 and 4 times
+        let w = counter(&[(3.0, 1.0), (5.0, 2.0), (1.0, 4.0), (-2.0, 1.0)]);
+        assert_eq!(w.corrected_sum(), Some(3.0 + 10.0 + 4.0 - 2.0));
+        let s = w.summary();
+        assert_eq!((s.count, s.estimated_count, s.sum), (4, 8.0, 15.0));
+        assert_eq!((s.min, s.max), (-2.0, 5.0));
+        assert_eq!((s.p50, s.p99), (0.0, 0.0), "no quantiles");
+        assert_eq!(w.heap_bytes(), 0, "no values, no sketch");
+        for _ in 0..10_000 {
+            let mut big = w.clone();
+            big.observe(1.0, 1.0);
+            assert_eq!(big.heap_bytes(), 0);
+        }
+        assert_eq!(WindowState::new().corrected_sum(), None);
+    }
+
+    #[test]
+    fn counter_parts_merge_into_the_whole() {
+        let all = [(3.0, 1.0), (5.0, 2.0), (1.0, 4.0), (7.0, 1.0), (2.0, 10.0)];
+        let whole = counter(&all);
+        for cut in 0..=all.len() {
+            let (mut a, b) = (counter(&all[..cut]), counter(&all[cut..]));
+            a.merge(&b);
+            assert_eq!(a.corrected_sum(), whole.corrected_sum(), "cut at {cut}");
+            assert_eq!(a.summary().estimated_count, whole.summary().estimated_count);
+            assert_eq!(a.count(), whole.count());
+        }
+    }
+
+    #[test]
+    fn a_gauge_keeps_the_value_of_the_latest_time_whatever_the_order() {
+        let values = [(1_000, 5.0), (3_000, 2.0), (2_000, 9.0), (3_000, 1.0)];
+        let w = gauge(&values);
+        assert_eq!(
+            w.last(),
+            Some(Last {
+                ts_ms: 3_000,
+                value: 2.0
+            }),
+            "latest time; at one time the largest value"
+        );
+        let s = w.summary();
+        assert_eq!((s.count, s.min, s.max), (4, 1.0, 9.0));
+        assert_eq!(w.heap_bytes(), 0);
+        // any split, merged either way round, gives the same last value
+        for cut in 0..=values.len() {
+            let (a, b) = (gauge(&values[..cut]), gauge(&values[cut..]));
+            for (mut x, y) in [(a.clone(), b.clone()), (b, a)] {
+                x.merge(&y);
+                assert_eq!(x.last(), w.last(), "cut at {cut}");
+                assert_eq!((x.min(), x.max()), (1.0, 9.0));
+            }
+        }
+        assert_eq!(WindowState::of_kind(SeriesKind::Gauge).last(), None);
+    }
+
+    #[test]
+    fn counters_and_gauges_round_trip_through_bytes() {
+        for w in [
+            counter(&[]),
+            counter(&[(3.0, 1.0), (5.0, 2.5)]),
+            gauge(&[]),
+            gauge(&[(-5, 1.5), (1_764_000_000_000, -3.0)]),
+        ] {
+            let back = WindowState::from_bytes(&w.to_bytes()).unwrap();
+            assert_eq!(back, w);
+            assert_eq!(back.kind(), w.kind());
+        }
+    }
+
+    #[test]
+    fn impossible_counter_and_gauge_blobs_are_errors() {
+        let mut empty_counter = counter(&[]).to_bytes();
+        let at = empty_counter.len() - 8;
+        empty_counter[at..].copy_from_slice(&1.0f64.to_le_bytes());
+        assert_eq!(
+            WindowState::from_bytes(&empty_counter),
+            Err(WindowDecodeError::Invalid("counter sum"))
+        );
+        let mut outside = gauge(&[(1, 2.0), (2, 3.0)]).to_bytes();
+        let at = outside.len() - 8;
+        outside[at..].copy_from_slice(&7.0f64.to_le_bytes());
+        assert_eq!(
+            WindowState::from_bytes(&outside),
+            Err(WindowDecodeError::Invalid("gauge's last value"))
+        );
+    }
+
+    #[test]
+    fn two_kinds_never_merge() {
+        let mut c = counter(&[(3.0, 1.0)]);
+        c.merge(&gauge(&[(1, 4.0)]));
+        assert_eq!((c.count(), c.corrected_sum()), (1, Some(3.0)));
+        let mut d = WindowState::new();
+        d.observe(1.0, 1.0);
+        d.merge(&counter(&[(3.0, 1.0)]));
+        assert_eq!((d.count(), d.kind()), (1, SeriesKind::Distribution));
     }
 }

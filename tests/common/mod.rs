@@ -273,3 +273,23 @@ pub fn captured_log() -> &'static std::sync::Mutex<Vec<String>> {
     });
     &LINES
 }
+
+/// A pipeline of `instance` on `db` with `config`, on a manual clock at `now` (batches written
+/// on `Flush`, the timer's hour being far off).
+pub fn start_on(
+    db: &Db,
+    instance: &str,
+    now: i64,
+    config: Config,
+) -> (actix::Addr<Tracker>, ManualClock) {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let clock = ManualClock::new(now);
+    let config = Config {
+        instance_id: Some(instance.into()),
+        batch_interval_ms: 3_600_000,
+        ..config
+    };
+    let t =
+        eventbatch::start_with_clock(config, db.store(), Arc::new(clock.clone())).expect("start");
+    (t, clock)
+}

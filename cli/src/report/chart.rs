@@ -1,12 +1,13 @@
-//! One series as an SVG chart: the window mean as a line over the p50-p99 band, value and time
-//! axes, and a marker at each pattern found in the series.
+//! One series as an SVG chart: the window mean as a line over the p50-p99 band (a counter: its
+//! rate per second; a gauge: its last value over the min-max band), value and time axes, and a
+//! marker at each pattern found in the series.
 //!
 //! Everything is drawn here, on the server side; the page's script only adds the hover
 //! tooltip, from the points this module puts in the `data-points` attribute.
 
 use std::fmt::Write as _;
 
-use eventbatch::{Pattern, PatternKind, WindowStats};
+use eventbatch::{Pattern, PatternKind, SeriesKind, WindowStats};
 
 use super::escape::esc;
 use super::scale::{format_value, time_label, time_ticks, value_ticks, Linear};
@@ -36,6 +37,30 @@ pub struct Chart<'a> {
     pub t1: i64,
     /// Unit of the values (`ms`), if known.
     pub unit: Option<&'a str>,
+}
+
+/// What a window draws, by its series' kind: the line's value and the band's low and high
+/// edge. A distribution: its mean over p50-p99; a counter: its rate per second (no band); a
+/// gauge: its last value over min-max.
+pub fn drawn(w: &WindowStats) -> (f64, f64, f64) {
+    match w.kind {
+        SeriesKind::Counter => {
+            let rate = w.rate_per_s.unwrap_or(0.0);
+            (rate, rate, rate)
+        }
+        SeriesKind::Gauge => (w.last.unwrap_or(w.mean), w.min, w.max),
+        SeriesKind::Distribution => (w.mean, w.p50, w.p99),
+    }
+}
+
+/// The hover tooltip's names for a window's values of `kind`, as [`Chart::points_json`]
+/// lists them after start, end and count.
+pub fn point_names(kind: SeriesKind) -> &'static str {
+    match kind {
+        SeriesKind::Counter => "rate/s,sum",
+        SeriesKind::Gauge => "last,min,max",
+        SeriesKind::Distribution => "mean,p50,p90,p99",
+    }
 }
 
 /// The SVG path of a pattern's marker symbol around `(x, y)`: a triangle pointing up for a
@@ -101,12 +126,13 @@ impl Chart<'_> {
         let mut svg = String::with_capacity(8 * 1024 + self.windows.len() * 120);
         let _ = write!(
             svg,
-            r#"<svg class="plot" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="series-{i}-title" data-t0="{t0}" data-t1="{t1}" data-left="{LEFT}" data-right="{right}" data-unit="{unit}" data-points="{points}">"#,
+            r#"<svg class="plot" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="series-{i}-title" data-t0="{t0}" data-t1="{t1}" data-left="{LEFT}" data-right="{right}" data-unit="{unit}" data-names="{names}" data-points="{points}">"#,
             i = self.index,
             t0 = self.t0,
             t1 = self.t1,
             right = WIDTH - RIGHT,
             unit = esc(self.unit.unwrap_or("")),
+            names = point_names(self.kind()),
             points = esc(&self.points_json()),
         );
         self.axes(&mut svg, &x, &y, &vt.ticks, vt.step);
@@ -126,13 +152,22 @@ impl Chart<'_> {
         svg
     }
 
-    /// The lowest and highest value the chart must show: p50, mean, p99 and the patterns'
-    /// observed values; zero included when every value is positive and zero is not far off.
+    /// The kind of the series drawn (of its first window; a distribution when none).
+    fn kind(&self) -> SeriesKind {
+        self.windows.first().map(|w| w.kind).unwrap_or_default()
+    }
+
+    /// The lowest and highest value the chart must show: what each window draws ([`drawn`])
+    /// and the patterns' observed values; zero included when every value is positive and zero
+    /// is not far off.
     fn value_range(&self) -> (f64, f64) {
         let values = self
             .windows
             .iter()
-            .flat_map(|w| [w.p50, w.mean, w.p99])
+            .flat_map(|w| {
+                let (line, lo, hi) = drawn(w);
+                [lo, line, hi]
+            })
             .chain(self.markers.iter().map(|(_, p)| p.observed))
             .filter(|v| v.is_finite());
         let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
@@ -240,9 +275,9 @@ impl Chart<'_> {
                     svg,
                     r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}"/>"#,
                     mid(w) - half,
-                    y.map(w.p99),
+                    y.map(drawn(w).2),
                     2.0 * half,
-                    (y.map(w.p50) - y.map(w.p99)).max(0.5)
+                    (y.map(drawn(w).1) - y.map(drawn(w).2)).max(0.5)
                 );
                 continue;
             }
@@ -253,11 +288,11 @@ impl Chart<'_> {
                     "{}{:.1} {:.1}",
                     if i == 0 { 'M' } else { 'L' },
                     mid(w),
-                    y.map(w.p99)
+                    y.map(drawn(w).2)
                 );
             }
             for w in run.iter().rev() {
-                let _ = write!(d, "L{:.1} {:.1}", mid(w), y.map(w.p50));
+                let _ = write!(d, "L{:.1} {:.1}", mid(w), y.map(drawn(w).1));
             }
             let _ = write!(svg, r#"<path d="{d}Z"/>"#);
         }
@@ -271,7 +306,7 @@ impl Chart<'_> {
                         "{}{:.1} {:.1}",
                         if i == 0 { 'M' } else { 'L' },
                         mid(w),
-                        y.map(w.mean)
+                        y.map(drawn(w).0)
                     );
                 }
                 let _ = write!(svg, r#"<path d="{d}"/>"#);
@@ -283,7 +318,7 @@ impl Chart<'_> {
                     svg,
                     r#"<circle cx="{:.1}" cy="{:.1}" r="2.5"/>"#,
                     mid(w),
-                    y.map(w.mean)
+                    y.map(drawn(w).0)
                 );
             }
         }
@@ -324,7 +359,9 @@ impl Chart<'_> {
         svg.push_str("</g>");
     }
 
-    /// `[[start, end, count, mean, p50, p90, p99], ...]` for the hover tooltip.
+    /// `[[start, end, count, mean, p50, p90, p99], ...]` for the hover tooltip (a counter's
+    /// `[start, end, count, rate/s, sum]`, a gauge's `[start, end, count, last, min, max]`:
+    /// [`point_names`]).
     fn points_json(&self) -> String {
         let mut out = String::with_capacity(self.windows.len() * 64 + 2);
         out.push('[');
@@ -332,17 +369,20 @@ impl Chart<'_> {
             if i > 0 {
                 out.push(',');
             }
+            let values = match w.kind {
+                SeriesKind::Counter => vec![w.rate_per_s.unwrap_or(0.0), w.sum],
+                SeriesKind::Gauge => vec![drawn(w).0, w.min, w.max],
+                SeriesKind::Distribution => vec![w.mean, w.p50, w.p90, w.p99],
+            };
             let _ = write!(
                 out,
-                "[{},{},{},{},{},{},{}]",
-                w.window_start_ms,
-                w.window_end_ms,
-                w.count,
-                json_number(w.mean),
-                json_number(w.p50),
-                json_number(w.p90),
-                json_number(w.p99)
+                "[{},{},{}",
+                w.window_start_ms, w.window_end_ms, w.count
             );
+            for v in values {
+                let _ = write!(out, ",{}", json_number(v));
+            }
+            out.push(']');
         }
         out.push(']');
         out

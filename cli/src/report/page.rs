@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use eventbatch::{Pattern, PatternKind, Resolution};
+use eventbatch::{Pattern, PatternKind, Resolution, SeriesKind, StoredSeries, WindowStats};
 
 use super::chart::{key_attributes, kind_class, kind_label, Chart};
 use super::escape::esc;
@@ -96,6 +96,7 @@ const SCRIPT: &str = r#"
     var t0 = Number(svg.getAttribute('data-t0')), t1 = Number(svg.getAttribute('data-t1'));
     var left = Number(svg.getAttribute('data-left')), right = Number(svg.getAttribute('data-right'));
     var unit = svg.getAttribute('data-unit');
+    var names = svg.getAttribute('data-names').split(',');
     if (!points.length || t1 <= t0) return;
     function hide() { tip.style.display = 'none'; hover.setAttribute('visibility', 'hidden'); }
     svg.addEventListener('pointerleave', hide);
@@ -119,8 +120,9 @@ const SCRIPT: &str = r#"
       hover.setAttribute('x1', wx); hover.setAttribute('x2', wx);
       hover.setAttribute('visibility', 'visible');
       var u = unit ? ' ' + unit : '';
-      tip.textContent = utc(w[0]) + ' UTC\ncount ' + w[2] + '\nmean  ' + fmt(w[3]) + u +
-        '\np50   ' + fmt(w[4]) + u + '\np90   ' + fmt(w[5]) + u + '\np99   ' + fmt(w[6]) + u;
+      var text = utc(w[0]) + ' UTC\ncount ' + w[2];
+      names.forEach(function (n, i) { text += '\n' + (n + '      ').slice(0, 6) + fmt(w[3 + i]) + u; });
+      tip.textContent = text;
       var box = fig.getBoundingClientRect();
       tip.style.display = 'block';
       var tx = ev.clientX - box.left + 14;
@@ -351,10 +353,7 @@ fn charts(html: &mut String, report: &Report) {
             .as_deref()
             .map(|u| format!(" {u}"))
             .unwrap_or_default();
-        let max_p99 = s.windows.iter().map(|w| w.p99).fold(f64::NAN, f64::max);
-        let mean = s.windows.iter().map(|w| w.sum).sum::<f64>()
-            / s.windows.iter().map(|w| w.count).sum::<u64>().max(1) as f64;
-        let events: u64 = s.windows.iter().map(|w| w.count).sum();
+        let (stats, legend) = caption(&s.windows, &esc(&unit));
         let chart = Chart {
             index: i,
             windows: &s.windows,
@@ -365,19 +364,62 @@ fn charts(html: &mut String, report: &Report) {
         };
         let _ = writeln!(
             html,
-            "<figure class=\"chart\" id=\"series-{i}\" data-series=\"{name}\"{key}>\n<figcaption><h3 id=\"series-{i}-title\">{name}</h3>{note}<span class=\"stats\">{events} values · mean {}{u} · highest p99 {}{u} · {} patterns</span><span class=\"legend\"><span><i class=\"l-mean\"></i>mean</span><span><i class=\"l-band\"></i>p50–p99</span><span>▲ spike / trend up · ▼ drop / trend down · ◆ anomaly</span></span></figcaption>\n{}\n<div class=\"tip\"></div>\n</figure>",
-            format_reading(mean),
-            format_reading(max_p99),
+            "<figure class=\"chart\" id=\"series-{i}\" data-series=\"{name}\"{key}>\n<figcaption><h3 id=\"series-{i}-title\">{name}</h3>{note}<span class=\"stats\">{stats} · {} patterns</span><span class=\"legend\">{legend}<span>▲ spike / trend up · ▼ drop / trend down · ◆ anomaly</span></span></figcaption>\n{}\n<div class=\"tip\"></div>\n</figure>",
             chart.markers.len(),
             chart.render(),
-            name = esc(&s.series.labelled_name()),
+            name = esc(&titled(&s.series)),
             key = key_attributes(&s.series.metric, s.series.context.as_deref()),
             note = key_note(report, &s.series.series, &s.series.metric, s.series.context.as_deref()),
-            u = esc(&unit),
         );
     }
     without_windows(html, report);
     html.push_str("</section>\n");
+}
+
+/// A chart's title: the series with its labels, and its kind unless a distribution (the
+/// counter `x` and the distribution `x` are two charts).
+fn titled(s: &StoredSeries) -> String {
+    match s.kind {
+        SeriesKind::Distribution => s.labelled_name(),
+        kind => format!("{} ({})", s.labelled_name(), kind.as_str()),
+    }
+}
+
+/// A chart's figures and legend (`u`: the unit, escaped, with its leading space), by the
+/// series' kind: a distribution's values, mean and highest p99; a counter's increments, total
+/// and highest rate; a gauge's readings, last, lowest and highest.
+fn caption(windows: &[WindowStats], u: &str) -> (String, String) {
+    let events: u64 = windows.iter().map(|w| w.count).sum();
+    let highest = |f: fn(&WindowStats) -> f64| windows.iter().map(f).fold(f64::NAN, f64::max);
+    match windows.first().map(|w| w.kind).unwrap_or_default() {
+        SeriesKind::Counter => (
+            format!(
+                "{events} increments · total {}{u} · highest rate {}{u}/s",
+                format_reading(windows.iter().map(|w| w.sum).sum()),
+                format_reading(highest(|w| w.rate_per_s.unwrap_or(0.0))),
+            ),
+            "<span><i class=\"l-mean\"></i>rate per second</span>".to_string(),
+        ),
+        SeriesKind::Gauge => (
+            format!(
+                "{events} readings · last {}{u} · lowest {}{u} · highest {}{u}",
+                format_reading(windows.last().and_then(|w| w.last).unwrap_or(f64::NAN)),
+                format_reading(windows.iter().map(|w| w.min).fold(f64::NAN, f64::min)),
+                format_reading(highest(|w| w.max)),
+            ),
+            "<span><i class=\"l-mean\"></i>last</span><span><i class=\"l-band\"></i>min–max</span>"
+                .to_string(),
+        ),
+        SeriesKind::Distribution => (
+            format!(
+                "{events} values · mean {}{u} · highest p99 {}{u}",
+                format_reading(windows.iter().map(|w| w.sum).sum::<f64>() / events.max(1) as f64),
+                format_reading(highest(|w| w.p99)),
+            ),
+            "<span><i class=\"l-mean\"></i>mean</span><span><i class=\"l-band\"></i>p50–p99</span>"
+                .to_string(),
+        ),
+    }
 }
 
 fn without_windows(html: &mut String, report: &Report) {
@@ -399,7 +441,8 @@ fn without_windows(html: &mut String, report: &Report) {
 fn footer(html: &mut String) {
     html.push_str(
         "<footer>How to read it: each chart is one series. The line is the mean of each window (or hour, day or week), \
-the band spans its median (p50) to its 99th percentile, within 1% (the windows' DDSketch). \
+the band spans its median (p50) to its 99th percentile, within 1% (the windows' DDSketch); \
+a counter's line is its rate per second, a gauge's its last value over its min-max band. \
 A gap is a time without values. Each numbered marker is a detected pattern at the window it was found in, \
 drawn at the value that raised it (the mean, or the p99 when its description starts with p99); \
 the table above lists them. Hover a chart for a window's values. Times are UTC.</footer>\n",
@@ -442,6 +485,7 @@ mod tests {
                 metric: name.into(),
                 context: None,
                 labels: Default::default(),
+                kind: Default::default(),
             },
             unit: Some("ms".into()),
             windows,
@@ -524,6 +568,72 @@ mod tests {
         );
         assert!(html.contains("<h3 id=\"series-1-title\">lat{region=&quot;eu&quot;}</h3>"));
         assert!(html.contains("<h3 id=\"series-2-title\">lat{region=&quot;us&quot;}</h3>"));
+    }
+
+    /// `n` windows of `name` of `kind`, with the fields that kind has set on top of
+    /// [`series`]'s.
+    fn series_of(
+        name: &str,
+        t0: i64,
+        n: i64,
+        kind: SeriesKind,
+        extra: serde_json::Value,
+    ) -> SeriesData {
+        let mut s = series(name, t0, n);
+        s.series.kind = kind;
+        for w in &mut s.windows {
+            let mut v = serde_json::to_value(&*w).unwrap();
+            v["kind"] = serde_json::json!(kind);
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            *w = serde_json::from_value(v).unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn counters_draw_their_rate_and_gauges_their_last_value() {
+        let t0 = 1_764_000_000_000;
+        let counter = series_of(
+            "requests",
+            t0,
+            3,
+            SeriesKind::Counter,
+            serde_json::json!({"sum": 120.0, "rate_per_s": 2.0}),
+        );
+        let gauge = series_of(
+            "queue_depth",
+            t0,
+            3,
+            SeriesKind::Gauge,
+            serde_json::json!({"last": 7.0, "last_ts_ms": t0, "min": 1.0, "max": 9.0}),
+        );
+        let html = render(
+            &report(vec![series("requests", t0, 3), counter, gauge], vec![]),
+            "n",
+        );
+        assert!(
+            html.contains("<h3 id=\"series-0-title\">requests</h3>"),
+            "{html}"
+        );
+        assert!(html.contains("<h3 id=\"series-1-title\">requests (counter)</h3>"));
+        assert!(html.contains("<h3 id=\"series-2-title\">queue_depth (gauge)</h3>"));
+        assert!(
+            html.contains("15 increments · total 360.0 ms · highest rate 2.000 ms/s"),
+            "{html}"
+        );
+        assert!(
+            html.contains("15 readings · last 7.000 ms · lowest 1.000 ms · highest 9.000 ms"),
+            "{html}"
+        );
+        assert!(html.contains("data-names=\"rate/s,sum\""));
+        assert!(html.contains("data-names=\"last,min,max\""));
+        assert!(html.contains("data-names=\"mean,p50,p90,p99\""));
+        // the counter's line at its rate: the chart's values span 0..2, not the mean's 100
+        let counter_chart = &html[html.find("id=\"series-1\"").unwrap()..];
+        let counter_chart = &counter_chart[..counter_chart.find("</figure>").unwrap()];
+        assert!(!counter_chart.contains(">100<"), "{counter_chart}");
     }
 
     #[test]

@@ -69,6 +69,7 @@ impl WriterCore {
                         metric: stored.metric,
                         context: stored.context,
                         labels: stored.labels,
+                        kind: state.kind(),
                     },
                     start_ms: stored.window_start_ms,
                     state,
