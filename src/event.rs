@@ -357,6 +357,17 @@ impl TrackEvent {
         }
     }
 
+    /// The tags in key order: as they are after validation (which sorts them), a sorted copy
+    /// for an event that reached the caller another way.
+    pub(crate) fn sorted_tags(&self) -> std::borrow::Cow<'_, [(Text, Text)]> {
+        if self.tags.is_sorted_by(|a, b| a.0.as_str() < b.0.as_str()) {
+            return std::borrow::Cow::Borrowed(&self.tags);
+        }
+        let mut copy = self.tags.clone();
+        copy.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        std::borrow::Cow::Owned(copy)
+    }
+
     /// Checks the event against the rules in the contract and fills in its time; `now_ms` is
     /// the pipeline clock.
     pub(crate) fn validate(&mut self, now_ms: i64) -> Result<(), TrackError> {
@@ -619,6 +630,19 @@ mod tests {
         let keys: Vec<&str> = e.tags.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["host", "method", "region"]);
         assert_eq!(e.tags[0].1.as_str(), "a-host-name-longer-than-inline");
+    }
+
+    #[test]
+    fn sorted_tags_copies_only_tags_out_of_order() {
+        let e = TrackEvent::performance("lat", 1.0)
+            .tag("b", "2")
+            .tag("a", "1");
+        let sorted = e.sorted_tags();
+        assert!(matches!(sorted, std::borrow::Cow::Owned(_)));
+        assert_eq!(sorted[0].0.as_str(), "a");
+        let mut e = e;
+        e.validate(NOW).unwrap();
+        assert!(matches!(e.sorted_tags(), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

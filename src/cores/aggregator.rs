@@ -410,16 +410,8 @@ impl Aggregator {
             _ => "",
         };
         let metric_len = prefix.len() + e.name.len();
-        // the label set in key order: validation sorted the tags (each key once); an event
-        // that came another way is sorted in a copy
-        let sorted;
-        let mut tags = e.tags.as_slice();
-        if !tags.is_sorted_by(|a, b| a.0.as_str() < b.0.as_str()) {
-            let mut copy = tags.to_vec();
-            copy.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-            sorted = copy;
-            tags = &sorted;
-        }
+        // the label set in key order
+        let tags = e.sorted_tags();
         let labels = tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         lookup_key(
             &mut self.key_buf,
