@@ -53,7 +53,7 @@ pub fn drawn(w: &WindowStats) -> (f64, f64, f64) {
     }
 }
 
-/// The hover tooltip's names for a window's values of `kind`, as [`Chart::points_json`]
+/// The hover tooltip's names for a window's values of `kind`, as `Chart::points_json`
 /// lists them after start, end and count.
 pub fn point_names(kind: SeriesKind) -> &'static str {
     match kind {
