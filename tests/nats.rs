@@ -339,7 +339,9 @@ fn consumer_acked(url: &str, stream: &str) -> Option<u64> {
 
 /// The replicas of `stream` (as JetStream reports its configuration), once it exists (30 s
 /// at most).
-fn stream_replicas(url: &str, stream: &str) -> usize {
+/// The stream's replica count and the name of the node leading it, once it exists and has a
+/// leader (at most 30 s).
+fn stream_replicas_and_leader(url: &str, stream: &str) -> (usize, String) {
     let (url, stream) = (url.to_string(), stream.to_string());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -355,10 +357,15 @@ fn stream_replicas(url: &str, stream: &str) -> usize {
         loop {
             if let Ok(mut s) = js.get_stream(&stream).await {
                 if let Ok(info) = s.info().await {
-                    return info.config.num_replicas;
+                    if let Some(leader) = info.cluster.as_ref().and_then(|c| c.leader.clone()) {
+                        return (info.config.num_replicas, leader);
+                    }
                 }
             }
-            assert!(Instant::now() < deadline, "no stream {stream} after 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "no stream {stream} with a leader after 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
@@ -387,11 +394,8 @@ fn a_three_node_cluster_with_an_r3_stream_loses_nothing_when_a_node_stops() {
         .collect();
     // as an operator would, the workers come first: the stream exists before the instances
     // publish (a stream still forming when a node stops is not what this test is about)
-    assert_eq!(
-        stream_replicas(&url, stream),
-        3,
-        "created with three replicas"
-    );
+    let (replicas, leader) = stream_replicas_and_leader(&url, stream);
+    assert_eq!(replicas, 3, "created with three replicas");
     let r3 = |instance: &str| {
         let mut c = config(instance, &url, stream);
         c.forward = c.forward.map(|f| f.with_replicas(3));
@@ -399,7 +403,13 @@ fn a_three_node_cluster_with_an_r3_stream_loses_nothing_when_a_node_stops() {
     };
     let n = 60_000;
     let stopped = Arc::new(std::sync::Mutex::new(None));
-    let node = Arc::new(std::sync::Mutex::new(cluster.nodes.remove(2)));
+    // the node stopped is the stream's leader: the publishes outstanding on it are never
+    // acknowledged (up to 32 at once), and the others must elect a new one and carry on
+    let leader = leader
+        .strip_prefix('n')
+        .and_then(|i| i.parse::<usize>().ok())
+        .expect("nodes are named n0, n1, n2");
+    let node = Arc::new(std::sync::Mutex::new(cluster.nodes.remove(leader)));
     let (node2, stopped2) = (node.clone(), stopped.clone());
     let a = instance(r3("inst-r1"), n, move |b| {
         if b == 20 {

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use async_nats::jetstream::{self, context::Publish, stream};
+use async_nats::jetstream::context::{Publish, PublishErrorKind};
+use async_nats::jetstream::{self, stream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::actors::db_writer::{ConnectQueue, StopWriter};
@@ -35,6 +36,12 @@ use crate::pipeline::stage::{deliver, Item};
 
 /// Publishes awaiting JetStream's acknowledgement at once.
 const MAX_UNACKED: usize = 32;
+
+/// How long a publish waits for JetStream's acknowledgement, counted from the publish. The
+/// acknowledgements are awaited in order, so a wait that began only when a future was first
+/// awaited would make acknowledgements lost together (a stream leader that dies with
+/// [`MAX_UNACKED`] outstanding) cost one timeout after another: 32 x 5 s, past the retry budget.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The stream's duplicate window: a publish retried within it is stored once.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
@@ -309,7 +316,7 @@ impl Publisher {
             }
         };
         let mut js = jetstream::new(client);
-        js.set_timeout(Duration::from_secs(5));
+        js.set_timeout(ACK_TIMEOUT);
         let mut stream_ready = false;
         let mut backoff = Duration::from_millis(10);
         loop {
@@ -478,8 +485,16 @@ async fn publish(
     m: &Message,
 ) -> Result<AckFuture, jetstream::context::PublishError> {
     let publish = Publish::build().payload(m.body.clone()).message_id(&m.id);
-    let fut = js.send_publish(forward.subject(), publish).await?;
-    Ok(fut.into_future())
+    let ack = js
+        .send_publish(forward.subject(), publish)
+        .await?
+        .into_future();
+    let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+    Ok(Box::pin(async move {
+        tokio::time::timeout_at(deadline, ack)
+            .await
+            .unwrap_or_else(|_| Err(PublishErrorKind::TimedOut.into()))
+    }))
 }
 
 /// Creates the stream when missing; `false` while NATS cannot be reached.
