@@ -92,15 +92,23 @@ fn instance(
     n: usize,
     between: impl Fn(usize) + Send + 'static,
 ) -> JoinHandle<Stats> {
+    instance_of(config, n, event, between)
+}
+
+/// [`instance`] with events `make(i, n)`.
+fn instance_of(
+    config: Config,
+    n: usize,
+    make: fn(usize, usize) -> TrackEvent,
+    between: impl Fn(usize) + Send + 'static,
+) -> JoinHandle<Stats> {
     std::thread::spawn(move || {
         let dir = tempfile::tempdir().unwrap();
         let local = Store::sqlite(dir.path().join("local.db"));
         actix::System::new().block_on(async move {
             let tracker = start(config, local).expect("start in forwarding mode");
             for (b, first) in (0..n).step_by(1000).enumerate() {
-                let batch = (first..(first + 1000).min(n))
-                    .map(|i| event(i, n))
-                    .collect();
+                let batch = (first..(first + 1000).min(n)).map(|i| make(i, n)).collect();
                 let ack = tracker.send(TrackBatch(batch)).await.unwrap().unwrap();
                 assert_eq!(ack.dropped, 0);
                 between(b);
@@ -429,6 +437,61 @@ fn a_three_node_cluster_with_an_r3_stream_loses_nothing_when_a_node_stops() {
     let reports: Vec<WorkerReport> = workers.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(reports.iter().map(|r| r.messages).sum::<u64>(), messages);
     check_store(&db, &stats, 2, n);
+}
+
+/// Command `i` with 16 tags of 250 bytes of pseudo-random letters: 4 KB that compression
+/// cannot shrink much, so a batch of 1,000 is a message of several MB.
+fn bulky_command(i: usize, n: usize) -> TrackEvent {
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ (i as u64 + 1);
+    let mut noise = || -> String {
+        (0..250)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'a' + (x % 26) as u8)
+            })
+            .collect()
+    };
+    let mut e = TrackEvent::command("deploy").user("u1");
+    for t in 0..16 {
+        e = e.tag(format!("t{t}"), noise());
+    }
+    e.at(T0 + (i as i64 * 30 * WINDOW_MS) / n as i64)
+}
+
+/// A batch whose message is over the server's `max_payload` (1 MB, nats-server's default)
+/// is sent in parts that fit: every record stored once, the queue's batches all confirmed
+/// (it would hold the batch and refuse its publish until the retry budget, then lose it).
+#[test]
+fn a_batch_over_the_servers_max_payload_travels_in_parts() {
+    let _serial = serial();
+    let nats = NatsServer::start();
+    let db = TestDb::create("nats_bulky");
+    let stream = "bulky";
+    let n = 3_000;
+    let stats = instance_of(
+        config("inst-b", &nats.url(), stream),
+        n,
+        bulky_command,
+        |_| {},
+    )
+    .join()
+    .unwrap();
+    assert_eq!((stats.events_dropped, stats.records_written), (0, n as u64));
+    common::conservation(&stats);
+    assert!(
+        stats.batches_written >= 6,
+        "3 batches of 1,000 records of 4 KB each travel in parts: {} messages",
+        stats.batches_written
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = spawn_worker(worker_opts(&nats.url(), stream, &db.url()), stop.clone());
+    wait_applied(&db, stats.batches_written);
+    stop.store(true, Ordering::Relaxed);
+    let report = w.join().unwrap();
+    assert_eq!(report.messages, stats.batches_written);
+    assert_eq!(db.count("events"), n as i64, "every record once");
 }
 
 #[test]

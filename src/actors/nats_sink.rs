@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,9 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The stream's duplicate window: a publish retried within it is stored once.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Room left in a message for its headers (`Nats-Msg-Id`) under the server's `max_payload`.
+const HEADER_ROOM: usize = 1024;
 
 /// What a message carries, for the counters once it is acknowledged.
 #[derive(Debug, Clone, Copy)]
@@ -98,6 +102,55 @@ struct Message {
     id: String,
     body: bytes::Bytes,
     tally: Tally,
+    /// When the batch travels in parts (it was over the server's limit): how many of them
+    /// JetStream has not acknowledged yet; the queue's batch is confirmed with the last.
+    parts: Option<Arc<AtomicUsize>>,
+}
+
+impl Message {
+    /// The message as messages of at most `limit` bytes, in order, or itself when it cannot
+    /// be split (a single row over the limit: the server refuses it, and it is retried and
+    /// counted as lost at the stop like any message JetStream never acknowledged).
+    fn split(self, limit: usize) -> Vec<Message> {
+        let Ok((origin, batch)) = wire::decode(&self.body) else {
+            return vec![self];
+        };
+        let parts = wire::encode_to_fit(&origin, batch, limit);
+        if parts.len() == 1 {
+            log::error!(
+                "forwarding: batch {} holds one row of {} bytes, over the server's limit of \
+                 {limit}: it cannot be sent",
+                self.id,
+                self.body.len()
+            );
+            return vec![self];
+        }
+        log::debug!(
+            "forwarding: batch {} sent in {} parts",
+            self.id,
+            parts.len()
+        );
+        let left = match self.parts {
+            Some(left) => {
+                left.fetch_add(parts.len() - 1, Ordering::AcqRel);
+                left
+            }
+            None => Arc::new(AtomicUsize::new(parts.len())),
+        };
+        parts
+            .into_iter()
+            .enumerate()
+            .map(|(k, (part, body))| Message {
+                id: format!("{}.{k}", self.id),
+                body: body.into(),
+                tally: Tally {
+                    from_queue: self.tally.from_queue,
+                    ..Tally::of(&part)
+                },
+                parts: Some(left.clone()),
+            })
+            .collect()
+    }
 }
 
 /// From the actor to the publisher task.
@@ -231,6 +284,7 @@ impl NatsSink {
             id: self.origin.msg_id(),
             body: wire::encode(&self.origin, &batch).into(),
             tally: Tally::of(&batch),
+            parts: None,
         };
         self.send(Outgoing::Publish(message));
     }
@@ -315,7 +369,7 @@ impl Publisher {
                 return self.abandon_all().await;
             }
         };
-        let mut js = jetstream::new(client);
+        let mut js = jetstream::new(client.clone());
         js.set_timeout(ACK_TIMEOUT);
         let mut stream_ready = false;
         let mut backoff = Duration::from_millis(10);
@@ -325,7 +379,7 @@ impl Publisher {
             }
             // publish what waits, while there is room
             while stream_ready && self.unacked.len() < MAX_UNACKED {
-                let Some(m) = self.retry.pop_front() else {
+                let Some(m) = self.next_message(&client) else {
                     break;
                 };
                 match publish(&js, &self.forward, &m).await {
@@ -355,7 +409,7 @@ impl Publisher {
                         None => return self.abandon_all().await,
                         Some(Outgoing::Publish(m)) => self.retry.push_back(m),
                         Some(Outgoing::Drain { reply, abandon }) => {
-                            let result = self.drain(&js, &mut stream_ready).await;
+                            let result = self.drain(&client, &js, &mut stream_ready).await;
                             if result.is_err() && abandon {
                                 let lost: u64 = self
                                     .retry
@@ -384,6 +438,7 @@ impl Publisher {
     /// Publishes and awaits everything waiting, for at most the retry budget.
     async fn drain(
         &mut self,
+        client: &async_nats::Client,
         js: &jetstream::Context,
         stream_ready: &mut bool,
     ) -> Result<(), PipelineError> {
@@ -400,7 +455,7 @@ impl Publisher {
                 *stream_ready = ensure_stream(js, &self.forward).await;
             }
             while *stream_ready && self.unacked.len() < MAX_UNACKED {
-                let Some(m) = self.retry.pop_front() else {
+                let Some(m) = self.next_message(client) else {
                     break;
                 };
                 match publish(js, &self.forward, &m).await {
@@ -431,13 +486,34 @@ impl Publisher {
         Ok(())
     }
 
+    /// The next message to publish, the front of `retry`: split first when it is over the
+    /// server's `max_payload` (a batch of many series' sketches or of long fields can be),
+    /// which the server would refuse every time.
+    fn next_message(&mut self, client: &async_nats::Client) -> Option<Message> {
+        let m = self.retry.pop_front()?;
+        let limit = client.server_info().max_payload.saturating_sub(HEADER_ROOM);
+        if limit == 0 || m.body.len() <= limit {
+            return Some(m);
+        }
+        for part in m.split(limit).into_iter().rev() {
+            self.retry.push_front(part);
+        }
+        self.retry.pop_front()
+    }
+
     fn acked(&mut self, m: Message) {
         m.tally.count(&self.counters);
+        // a batch in parts is confirmed to the queue once, with its last part; each part's
+        // records as it is acknowledged
+        let whole = m
+            .parts
+            .as_ref()
+            .is_none_or(|left| left.fetch_sub(1, Ordering::AcqRel) == 1);
         if let (true, Some(queue)) = (m.tally.from_queue, &self.queue) {
             deliver(
                 queue,
                 Committed {
-                    batches: 1,
+                    batches: usize::from(whole),
                     records: m.tally.written.records as usize,
                 },
             );

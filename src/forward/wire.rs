@@ -235,6 +235,25 @@ pub(crate) fn encode(origin: &Origin, batch: &WriteBatch) -> Vec<u8> {
     zstd::bulk::compress(&raw, ZSTD_LEVEL).unwrap_or_else(|_| raw_frame(&raw))
 }
 
+/// `batch` as message bodies of at most `limit` bytes each, all sent as `origin`, with the part
+/// of the batch each holds: one body when it fits (encoded once), else the bodies of its halves
+/// ([`WriteBatch::halves`]), halved again until each fits or holds a single row (a row over
+/// `limit` travels alone, and the server refuses it).
+pub(crate) fn encode_to_fit(
+    origin: &Origin,
+    batch: WriteBatch,
+    limit: usize,
+) -> Vec<(WriteBatch, Vec<u8>)> {
+    let body = encode(origin, &batch);
+    if body.len() <= limit || batch.rows() <= 1 {
+        return vec![(batch, body)];
+    }
+    let (first, second) = batch.halves();
+    let mut parts = encode_to_fit(origin, first, limit);
+    parts.extend(encode_to_fit(origin, second, limit));
+    parts
+}
+
 /// `raw` as an uncompressed zstd frame (never reached in practice: see [`encode`]).
 fn raw_frame(raw: &[u8]) -> Vec<u8> {
     zstd::stream::encode_all(raw, 0).unwrap_or_default()
@@ -593,6 +612,66 @@ mod tests {
         }
         assert_eq!(got.windows[0].state.corrected_sum(), Some(12.0));
         assert_eq!(got.windows[1].state.last().map(|l| l.ts_ms), Some(61_000));
+    }
+
+    /// A batch whose message would be over the server's limit travels in parts that each fit
+    /// and, read back and put together in order, are the batch.
+    #[test]
+    fn a_batch_over_the_limit_travels_in_parts_that_fit_and_add_up() {
+        let origin = Origin {
+            instance: "i".into(),
+            run: 1,
+            seq: 9,
+        };
+        let mut sent = batch();
+        // tags of pseudo-random text: compression cannot bring the message under the limit
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut noise = |n: usize| -> String {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    char::from(b'a' + (x % 26) as u8)
+                })
+                .collect()
+        };
+        for i in 0..300 {
+            let e = TrackEvent::command("deploy")
+                .tag("a", noise(200))
+                .tag("b", noise(200))
+                .at(3_000 + i);
+            sent.records.push(Record::from_event(&e, 1.0));
+        }
+        let limit = 16 * 1024;
+        let whole = encode(&origin, &sent);
+        assert!(whole.len() > 4 * limit, "the test's batch is too small");
+        let parts = encode_to_fit(&origin, sent.clone(), limit);
+        assert!(parts.len() >= 5, "{} parts", parts.len());
+        let mut together = WriteBatch {
+            from_queue: sent.from_queue,
+            ..WriteBatch::default()
+        };
+        for (part, body) in &parts {
+            assert!(body.len() <= limit, "a part of {} bytes", body.len());
+            let (o, got) = decode(body).unwrap();
+            assert_eq!(o, origin);
+            assert_eq!(encode_raw(&o, &got), encode_raw(&origin, part));
+            assert_eq!(part.from_queue, sent.from_queue);
+            together.records.extend(got.records);
+            together.windows.extend(got.windows);
+            together.errors.extend(got.errors);
+            together.patterns.extend(got.patterns);
+            together.users.extend(got.users);
+        }
+        assert_eq!(encode_raw(&origin, &together), encode_raw(&origin, &sent));
+        let folded: u64 = parts.iter().map(|(p, _)| p.folded()).sum();
+        assert_eq!(folded, sent.folded());
+        // a batch that fits is one message, encoded as before
+        let small = batch();
+        let one = encode_to_fit(&origin, small.clone(), limit);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].1, encode(&origin, &small));
     }
 
     #[test]
