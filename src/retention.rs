@@ -3,7 +3,8 @@
 //! along, what was removed.
 //!
 //! Rows are aged by event time against the pipeline clock: `events` by `ts_ms`; windows, error
-//! counts, patterns and roll-ups by `window_start_ms`; `quarantine` rows (rows the store
+//! counts, patterns, roll-ups and distinct-user sketches (`command_users`) by
+//! `window_start_ms`; `quarantine` rows (rows the store
 //! refused, which hold the events' data) by `quarantined_at_ms`, the wall-clock time they were
 //! set aside. A row goes once that time is more than
 //! the table's maximum age before now; a maximum age of 0 keeps the table's rows forever (the
@@ -17,6 +18,12 @@
 //! day roll-ups from the start of the week of the oldest pending mark. With roll-ups running,
 //! the oldest pending mark is in the current week, so windows are kept at least until their
 //! week has been rolled up (and day roll-ups until theirs).
+//!
+//! Distinct-user sketches (`command_users`, [`crate::users`]) follow the same ages: the rows of
+//! windows go with `windows_max_age_ms`, the hour, day and week rows with the roll-up ages of
+//! their level. Nothing holds them back: their hour, day and week rows are merged when each
+//! window is written, so no roll-up job reads the window rows, and a query at a coarser
+//! resolution reads the rows of that resolution only.
 //!
 //! The store side (chunked deletes, the lock) is [`crate::db::prune_sql`]; the writer runs the
 //! rounds on its thread, between its batches ([`crate::db::writer`]).
@@ -60,18 +67,21 @@ const MAX_BATCH_SIZE: usize = 100_000;
 pub struct Retention {
     /// `events` rows, by `ts_ms`.
     pub events_max_age_ms: u64,
-    /// `metric_windows` rows, by `window_start_ms` (held back while a roll-up needs them).
+    /// `metric_windows` rows, by `window_start_ms` (held back while a roll-up needs them), and
+    /// the window rows of `command_users` (distinct users), which nothing holds back.
     pub windows_max_age_ms: u64,
     /// `error_counts` rows, by `window_start_ms`.
     pub error_counts_max_age_ms: u64,
     /// `patterns` rows, by `window_start_ms`.
     pub patterns_max_age_ms: u64,
-    /// Hour roll-ups (`metric_rollups`, resolution `hour`), by `window_start_ms`: 0 or at least
-    /// `windows_max_age_ms`.
+    /// Hour roll-ups (`metric_rollups` and `command_users`, resolution `hour`), by
+    /// `window_start_ms`: 0 or at least `windows_max_age_ms`.
     pub hour_rollups_max_age_ms: u64,
-    /// Day roll-ups, by `window_start_ms`: 0 or at least `hour_rollups_max_age_ms`.
+    /// Day roll-ups (both tables), by `window_start_ms`: 0 or at least
+    /// `hour_rollups_max_age_ms`.
     pub day_rollups_max_age_ms: u64,
-    /// Week roll-ups, by `window_start_ms`: 0 or at least `day_rollups_max_age_ms`.
+    /// Week roll-ups (both tables), by `window_start_ms`: 0 or at least
+    /// `day_rollups_max_age_ms`.
     pub week_rollups_max_age_ms: u64,
     /// `quarantine` rows (rows the store refused, with the data of the events or windows they
     /// held), by `quarantined_at_ms`: set it with `events_max_age_ms` so that refused rows
@@ -174,11 +184,19 @@ pub(crate) enum Table {
     HourRollups,
     DayRollups,
     WeekRollups,
+    /// `command_users` rows of resolution `window`.
+    UserWindows,
+    /// `command_users` rows of resolution `hour`.
+    UserHours,
+    /// `command_users` rows of resolution `day`.
+    UserDays,
+    /// `command_users` rows of resolution `week`.
+    UserWeeks,
     Quarantine,
 }
 
 impl Table {
-    pub(crate) const ALL: [Table; 8] = [
+    pub(crate) const ALL: [Table; 12] = [
         Table::Events,
         Table::ErrorCounts,
         Table::Patterns,
@@ -186,6 +204,10 @@ impl Table {
         Table::HourRollups,
         Table::DayRollups,
         Table::WeekRollups,
+        Table::UserWindows,
+        Table::UserHours,
+        Table::UserDays,
+        Table::UserWeeks,
         Table::Quarantine,
     ];
 
@@ -194,10 +216,10 @@ impl Table {
             Table::Events => r.events_max_age_ms,
             Table::ErrorCounts => r.error_counts_max_age_ms,
             Table::Patterns => r.patterns_max_age_ms,
-            Table::Windows => r.windows_max_age_ms,
-            Table::HourRollups => r.hour_rollups_max_age_ms,
-            Table::DayRollups => r.day_rollups_max_age_ms,
-            Table::WeekRollups => r.week_rollups_max_age_ms,
+            Table::Windows | Table::UserWindows => r.windows_max_age_ms,
+            Table::HourRollups | Table::UserHours => r.hour_rollups_max_age_ms,
+            Table::DayRollups | Table::UserDays => r.day_rollups_max_age_ms,
+            Table::WeekRollups | Table::UserWeeks => r.week_rollups_max_age_ms,
             Table::Quarantine => r.quarantine_max_age_ms,
         }
     }
@@ -208,10 +230,10 @@ impl Table {
             Table::Events => "events_max_age_ms",
             Table::ErrorCounts => "error_counts_max_age_ms",
             Table::Patterns => "patterns_max_age_ms",
-            Table::Windows => "windows_max_age_ms",
-            Table::HourRollups => "hour_rollups_max_age_ms",
-            Table::DayRollups => "day_rollups_max_age_ms",
-            Table::WeekRollups => "week_rollups_max_age_ms",
+            Table::Windows | Table::UserWindows => "windows_max_age_ms",
+            Table::HourRollups | Table::UserHours => "hour_rollups_max_age_ms",
+            Table::DayRollups | Table::UserDays => "day_rollups_max_age_ms",
+            Table::WeekRollups | Table::UserWeeks => "week_rollups_max_age_ms",
             Table::Quarantine => "quarantine_max_age_ms",
         }
     }
@@ -226,16 +248,22 @@ impl Table {
             Table::HourRollups => "hour roll-ups",
             Table::DayRollups => "day roll-ups",
             Table::WeekRollups => "week roll-ups",
+            Table::UserWindows => "user windows",
+            Table::UserHours => "user hours",
+            Table::UserDays => "user days",
+            Table::UserWeeks => "user weeks",
             Table::Quarantine => "quarantine",
         }
     }
 
-    /// The roll-up resolution of a `metric_rollups` table.
+    /// The `resolution` column of the rows this entry prunes, for the tables that have one
+    /// (`metric_rollups`, `command_users`).
     pub(crate) fn resolution(self) -> Option<Resolution> {
         match self {
-            Table::HourRollups => Some(Resolution::Hour),
-            Table::DayRollups => Some(Resolution::Day),
-            Table::WeekRollups => Some(Resolution::Week),
+            Table::UserWindows => Some(Resolution::Window),
+            Table::HourRollups | Table::UserHours => Some(Resolution::Hour),
+            Table::DayRollups | Table::UserDays => Some(Resolution::Day),
+            Table::WeekRollups | Table::UserWeeks => Some(Resolution::Week),
             _ => None,
         }
     }
@@ -253,6 +281,8 @@ impl Table {
             Table::HourRollups => Some((&[Hour, Day], Day)),
             // a pending hour, day or week recomputes the week from all its days
             Table::DayRollups => Some((&[Hour, Day, Week], Week)),
+            // distinct users: the hour, day and week rows are merged as each window is
+            // written, so no roll-up reads the window rows (see the module docs)
             _ => None,
         }
     }
@@ -507,6 +537,31 @@ mod tests {
     }
 
     #[test]
+    fn distinct_users_follow_the_ages_of_windows_and_rollups() {
+        let round = PruneRound::plan(
+            &ages(0, 10, 20, 30, 40),
+            NOW,
+            true,
+            OldestPending::default(),
+        );
+        let users: Vec<_> = round
+            .cutoffs
+            .iter()
+            .filter_map(|&(t, cut)| Some((t.resolution()?, t.label(), NOW - cut)))
+            .filter(|(_, label, _)| label.starts_with("user"))
+            .collect();
+        assert_eq!(
+            users,
+            vec![
+                (Resolution::Window, "user windows", 10),
+                (Resolution::Hour, "user hours", 20),
+                (Resolution::Day, "user days", 30),
+                (Resolution::Week, "user weeks", 40),
+            ]
+        );
+    }
+
+    #[test]
     fn pending_rollups_hold_their_sources_back() {
         let hour = HOUR_MS as u64;
         let r = ages(hour, hour, hour, hour, hour);
@@ -538,6 +593,15 @@ mod tests {
             NOW - HOUR_MS,
             "nothing reads weeks"
         );
+        // Distinct users' buckets are merged at write: no pending mark holds their rows.
+        for t in [
+            Table::UserWindows,
+            Table::UserHours,
+            Table::UserDays,
+            Table::UserWeeks,
+        ] {
+            assert_eq!(cut(t), NOW - HOUR_MS, "{t:?}");
+        }
         // A late event re-marked an hour of last week's Friday: its whole week waits.
         let late = OldestPending {
             hour: Some(MONDAY - 3 * DAY_MS + 7 * HOUR_MS),

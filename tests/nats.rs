@@ -513,8 +513,16 @@ fn a_worker_with_retention_prunes_the_rows_older_than_their_maximum_age() {
         .unwrap()
         .as_millis() as i64
         - cut) as u64;
-    let rows = |db: &TestDb| db.count("events") + db.count("metric_windows");
-    let (before, kept_events, kept_windows) = (
+    // the windows' age also prunes the window rows of distinct users (`command_users`)
+    let rows =
+        |db: &TestDb| db.count("events") + db.count("metric_windows") + db.count("command_users");
+    let user_windows = |op: &str, start: i64| {
+        db.count(&format!(
+            "command_users WHERE resolution = 'window' AND window_start_ms {op} {start}"
+        ))
+    };
+    let user_buckets = || db.count("command_users WHERE resolution <> 'window'");
+    let (before, kept_events, kept_windows, kept_users, buckets) = (
         rows(&db),
         db.scalar(&format!(
             "SELECT count(*) FROM events WHERE ts_ms >= {}",
@@ -524,6 +532,12 @@ fn a_worker_with_retention_prunes_the_rows_older_than_their_maximum_age() {
             "SELECT count(*) FROM metric_windows WHERE window_start_ms >= {}",
             T0 + 16 * WINDOW_MS
         )),
+        user_windows(">=", T0 + 16 * WINDOW_MS),
+        user_buckets(),
+    );
+    assert!(
+        user_windows("<", T0 + 15 * WINDOW_MS) > 0 && kept_users > 0,
+        "users' windows on both sides of the cut"
     );
     let mut opts = worker_opts(&nats.url(), stream, &db.url());
     opts.retention.events_max_age_ms = age;
@@ -566,6 +580,15 @@ fn a_worker_with_retention_prunes_the_rows_older_than_their_maximum_age() {
         kept_windows,
         "younger windows kept"
     );
+    assert_eq!(
+        (
+            user_windows("<", T0 + 15 * WINDOW_MS),
+            user_windows(">=", T0 + 16 * WINDOW_MS)
+        ),
+        (0, kept_users),
+        "users' windows: the old pruned, the younger kept"
+    );
+    assert_eq!(user_buckets(), buckets, "hour roll-ups kept: no age set");
 }
 
 /// Publishes `count` messages that are not forwarded batches to `stream` (created as the

@@ -47,7 +47,7 @@ fn retention() -> Retention {
 
 /// Each table (as a `FROM` clause) with the time column retention ages it by and its maximum
 /// age in `retention()`.
-const TABLES: [(&str, &str, i64); 7] = [
+const TABLES: [(&str, &str, i64); 11] = [
     ("events", "ts_ms", 5 * DAY),
     ("error_counts", "window_start_ms", 20 * DAY),
     ("patterns", "window_start_ms", 20 * DAY),
@@ -64,6 +64,27 @@ const TABLES: [(&str, &str, i64); 7] = [
     ),
     (
         "metric_rollups WHERE resolution = 'week' AND",
+        "window_start_ms",
+        30 * DAY,
+    ),
+    // distinct users: window rows with the windows' age, buckets with their roll-ups'
+    (
+        "command_users WHERE resolution = 'window' AND",
+        "window_start_ms",
+        20 * DAY,
+    ),
+    (
+        "command_users WHERE resolution = 'hour' AND",
+        "window_start_ms",
+        20 * DAY,
+    ),
+    (
+        "command_users WHERE resolution = 'day' AND",
+        "window_start_ms",
+        20 * DAY,
+    ),
+    (
+        "command_users WHERE resolution = 'week' AND",
         "window_start_ms",
         30 * DAY,
     ),
@@ -94,8 +115,9 @@ fn steady(w: i64, i: i64) -> f64 {
 }
 
 /// One stretch of traffic from `start`: 13 one-minute windows of `metric` (20 samples each,
-/// the last five times the others: a spike), ten commands and two kinds of error, three of
-/// each. Then a `Tick`, so that the windows close (the clock is past them).
+/// the last five times the others: a spike), ten commands of two users (distinct-user rows)
+/// and two kinds of error, three of each. Then a `Tick`, so that the windows close (the clock
+/// is past them).
 async fn stretch(t: &actix::Addr<Tracker>, metric: &str, start: i64) {
     let mut batch = Vec::new();
     for w in 0..13 {
@@ -105,7 +127,11 @@ async fn stretch(t: &actix::Addr<Tracker>, metric: &str, start: i64) {
                 .at(start + w * MINUTE + i * 3_000)
         }));
     }
-    batch.extend((0..10).map(|i| TrackEvent::command("help").at(start + i * MINUTE + 1)));
+    batch.extend((0..10).map(|i| {
+        TrackEvent::command("help")
+            .user(format!("user-{}", i % 2))
+            .at(start + i * MINUTE + 1)
+    }));
     for kind in ["timeout", "refused"] {
         batch.extend((0..3).map(|i| TrackEvent::error(kind, "api").at(start + i * 1_000 + 2)));
     }
@@ -225,6 +251,28 @@ async fn sqlite_retention_removes_the_old_rows_of_every_table_and_keeps_the_youn
     for res in [Resolution::Window, Resolution::Hour, Resolution::Week] {
         assert!(windows("lat_old", res).await.is_empty(), "{res:?}");
     }
+    // Distinct users likewise: the middle and this morning's windows (one user each) and
+    // weeks (two users each) answer, the old stretch's are gone.
+    let users = |res| {
+        let t = t.clone();
+        async move {
+            let q = QueryUsers::command("help").resolution(res);
+            let counts = t.send(q).await.unwrap().unwrap();
+            counts
+                .iter()
+                .map(|c| (c.start_ms, c.users))
+                .collect::<Vec<_>>()
+        }
+    };
+    let kept = users(Resolution::Window).await;
+    assert_eq!(kept.len(), 20, "{kept:?}");
+    assert!(kept
+        .iter()
+        .all(|&(start, n)| start >= PERIODS[1].1 && n == 1));
+    assert_eq!(
+        users(Resolution::Week).await,
+        [(MONDAY - 14 * DAY, 2), (MONDAY, 2)]
+    );
 
     // The next round, an interval later, finds nothing more to remove.
     clock.advance(10 * MINUTE);

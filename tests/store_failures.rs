@@ -333,3 +333,186 @@ async fn rows_postgres_refuses_are_quarantined_and_the_rest_written() {
         );
     }
 }
+
+/// A quarantine row as the tests read it.
+#[derive(diesel::QueryableByName)]
+struct Quarantined {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    instance_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    kind: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    payload: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    error: String,
+}
+
+fn quarantined(db: &common::Db) -> Vec<Quarantined> {
+    use diesel::RunQueryDsl;
+    let q = diesel::sql_query("SELECT instance_id, kind, payload, error FROM quarantine");
+    match db {
+        common::Db::Sqlite(d) => q.load(&mut d.conn()),
+        common::Db::Pg(d) => q.load(&mut d.conn()),
+    }
+    .unwrap()
+}
+
+fn execute(db: &common::Db, sql: &str) {
+    match db {
+        common::Db::Sqlite(d) => d.conn().batch_execute(sql),
+        common::Db::Pg(d) => d.conn().batch_execute(sql),
+    }
+    .unwrap()
+}
+
+const SQLITE_REFUSE_USERS: &str = "CREATE TRIGGER refuse_users BEFORE INSERT ON command_users \
+     WHEN NEW.command = 'refused' BEGIN SELECT RAISE(ABORT, 'refused by policy'); END;";
+
+const PG_REFUSE_USERS: &str = "CREATE FUNCTION refuse_users() RETURNS trigger LANGUAGE plpgsql \
+     AS $$ BEGIN IF NEW.command = 'refused' THEN RAISE EXCEPTION 'refused by policy'; END IF; \
+     RETURN NEW; END $$; \
+     CREATE TRIGGER refuse_users BEFORE INSERT ON command_users FOR EACH ROW \
+     EXECUTE FUNCTION refuse_users();";
+
+/// Ten users run `good` and three run `refused` in one window, and the store refuses the
+/// distinct-user rows of `refused` (`refuse` creates the trigger): `Flush` answers `Ok`, every
+/// event and the sketch of `good` are written, the sketch of `refused` is in `quarantine`
+/// (kind `users`, counted in `rows_quarantined`) whole, so that written back by hand into
+/// `command_users` (`blob` gives the SQL literal of its bytes) it answers `QueryUsers` as the
+/// store would have.
+async fn a_refused_user_sketch_is_quarantined_whole(
+    t: &actix::Addr<Tracker>,
+    db: &common::Db,
+    refuse: &str,
+    unrefuse: &str,
+    blob: fn(&str) -> String,
+) {
+    execute(db, refuse);
+    let mut batch: Vec<TrackEvent> = (0..10)
+        .map(|i| {
+            TrackEvent::command("good")
+                .user(format!("user-{i}"))
+                .at(T0 + i)
+        })
+        .collect();
+    batch.extend((0..3).map(|i| {
+        TrackEvent::command("refused")
+            .user(format!("user-{i}"))
+            .at(T0 + i)
+    }));
+    common::send_all(t, batch, 100).await;
+    let s = t
+        .send(Flush)
+        .await
+        .unwrap()
+        .expect("a refused sketch does not fail the flush");
+    conservation(&s);
+    assert_eq!(
+        (
+            s.records_written,
+            s.rows_quarantined,
+            s.events_quarantined,
+            s.retries
+        ),
+        (13, 1, 0, 0),
+        "{s:?}"
+    );
+    let users = |command: &'static str, res| {
+        let t = t.clone();
+        async move {
+            let q = QueryUsers::command(command).resolution(res);
+            let counts = t.send(q).await.unwrap().unwrap();
+            counts.iter().map(|c| c.users).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(users("good", Resolution::Window).await, [10]);
+    assert_eq!(users("good", Resolution::Day).await, [10]);
+    assert_eq!(
+        users("refused", Resolution::Window).await,
+        Vec::<u64>::new()
+    );
+    assert_eq!(db.count("command_users WHERE command = 'good'"), 4);
+    assert_eq!(db.count("command_users WHERE command = 'refused'"), 0);
+
+    let rows = quarantined(db);
+    assert_eq!(rows.len(), 1);
+    let q = &rows[0];
+    assert_eq!(q.kind, "users");
+    assert!(q.error.contains("refused by policy"), "{}", q.error);
+    let payload: serde_json::Value = serde_json::from_str(&q.payload).unwrap();
+    assert_eq!(
+        (&payload["command"], &payload["context"], &payload["users"]),
+        (&"refused".into(), &"".into(), &3.into()),
+        "{payload}"
+    );
+    assert_eq!(payload["window_start_ms"], T0);
+
+    // Recovered by hand: the window's row, its registers the quarantined bytes.
+    execute(db, unrefuse);
+    execute(
+        db,
+        &format!(
+            "INSERT INTO command_users VALUES ('{}', 'refused', '', 'window', {}, {}, {}, 0)",
+            q.instance_id,
+            payload["window_start_ms"],
+            payload["window_ms"],
+            blob(payload["sketch_hex"].as_str().unwrap()),
+        ),
+    );
+    assert_eq!(users("refused", Resolution::Window).await, [3]);
+    let s = t.send(Shutdown).await.unwrap();
+    assert_eq!((s.events_dropped, s.rows_quarantined), (0, 1), "{s:?}");
+}
+
+/// Issue 18 item 4 on SQLite: a trigger refusing one command's distinct-user rows, durable
+/// mode off and on.
+#[actix_rt::test]
+async fn a_user_sketch_a_sqlite_trigger_refuses_is_quarantined_with_its_registers() {
+    for durable in [false, true] {
+        let db = TempDb::new();
+        let (t, _) = start_manual(
+            Config {
+                durable,
+                store_retry_budget_ms: 1_000,
+                ..quiet_config()
+            },
+            &db,
+        );
+        let db = common::Db::Sqlite(db);
+        a_refused_user_sketch_is_quarantined_whole(
+            &t,
+            &db,
+            SQLITE_REFUSE_USERS,
+            "DROP TRIGGER refuse_users",
+            |hex| format!("X'{hex}'"),
+        )
+        .await;
+    }
+}
+
+/// The same on PostgreSQL (the trigger raises SQLSTATE P0001), durable mode off and on.
+#[actix_rt::test]
+async fn a_user_sketch_postgres_refuses_is_quarantined_with_its_registers() {
+    for durable in [false, true] {
+        let db = TestDb::create("refuses_users");
+        let journal = tempfile::tempdir().unwrap();
+        let t = start_at_t0(
+            Config {
+                durable,
+                journal_path: Some(journal.path().join("journal")),
+                store_retry_budget_ms: 1_000,
+                ..quiet_config()
+            },
+            Store::postgres(db.url()),
+        );
+        let db = common::Db::Pg(db);
+        a_refused_user_sketch_is_quarantined_whole(
+            &t,
+            &db,
+            PG_REFUSE_USERS,
+            "DROP TRIGGER refuse_users ON command_users",
+            |hex| format!("decode('{hex}', 'hex')"),
+        )
+        .await;
+    }
+}

@@ -3,8 +3,9 @@
 //! under the retention lock; and the oldest pending roll-up marks a round is planned with.
 //!
 //! Each chunk finds its rows through an index on the time column (migrations
-//! `retention_indexes` and `quarantine_retention`; `events` through `events_kind_ts` on SQLite and its BRIN index on
-//! PostgreSQL), so its cost is that of the rows it deletes, never a scan of the table.
+//! `retention_indexes`, `quarantine_retention` and `users_retention`; `events` through
+//! `events_kind_ts` on SQLite and its BRIN index on PostgreSQL), so its cost is that of the rows
+//! it deletes, never a scan of the table.
 
 use diesel::prelude::*;
 
@@ -52,17 +53,18 @@ pub(crate) fn delete_statement(
         Table::Windows => ("metric_windows", format!("window_start_ms < {cutoff}")),
         Table::Quarantine => ("quarantine", format!("quarantined_at_ms < {cutoff}")),
         Table::HourRollups | Table::DayRollups | Table::WeekRollups => {
-            let res = table.resolution().map_or("", Resolution::as_str);
-            (
-                "metric_rollups",
-                format!("resolution = '{res}' AND window_start_ms < {cutoff}"),
-            )
+            ("metric_rollups", resolution_before(table, cutoff))
+        }
+        Table::UserWindows | Table::UserHours | Table::UserDays | Table::UserWeeks => {
+            ("command_users", resolution_before(table, cutoff))
         }
     };
-    // error_counts has no id column: its primary key, or the row's address on PostgreSQL
-    let key = match (table, dialect) {
-        (Table::ErrorCounts, Dialect::Sqlite) => "(instance_id, error_hash, window_start_ms)",
-        (Table::ErrorCounts, Dialect::Postgres) => "ctid",
+    // error_counts and command_users have no id column: on SQLite the primary key (the rowid
+    // of command_users, whose key has five columns), on PostgreSQL the row's address
+    let key = match (name, dialect) {
+        ("error_counts", Dialect::Sqlite) => "(instance_id, error_hash, window_start_ms)",
+        ("command_users", Dialect::Sqlite) => "rowid",
+        ("error_counts" | "command_users", Dialect::Postgres) => "ctid",
         _ => "id",
     };
     let chosen = format!(
@@ -73,6 +75,12 @@ pub(crate) fn delete_statement(
         Dialect::Sqlite => format!("DELETE FROM {name} WHERE {key} IN ({chosen})"),
         Dialect::Postgres => format!("DELETE FROM {name} WHERE {key} = ANY(ARRAY({chosen}))"),
     }
+}
+
+/// The filter of a table with a `resolution` column: this entry's rows below `cutoff`.
+fn resolution_before(table: Table, cutoff: i64) -> String {
+    let res = table.resolution().map_or("", Resolution::as_str);
+    format!("resolution = '{res}' AND window_start_ms < {cutoff}")
 }
 
 macro_rules! retention_backend {
@@ -187,7 +195,9 @@ mod tests {
 
     /// PostgreSQL plans `id IN (SELECT ...)` as a hash join over a scan of the whole table;
     /// an array of keys is looked up in the primary key (or by `ctid`). Checked with `EXPLAIN`
-    /// on PostgreSQL 15 and 200,000 events: Index Scan using events_pkey, Tid Scan.
+    /// on PostgreSQL 15 and 200,000 events: Index Scan using events_pkey, Tid Scan; and 200,000
+    /// `command_users` rows: Bitmap Index Scan on command_users_resolution_start, Tid Scan (a
+    /// Seq Scan without that index).
     #[test]
     fn postgres_statements_look_their_rows_up_by_key() {
         let pg = |t| delete_statement(t, 7, 100, Dialect::Postgres);
@@ -205,6 +215,16 @@ mod tests {
             delete_statement(Table::DayRollups, 7, 100, Dialect::Sqlite),
             "DELETE FROM metric_rollups WHERE id IN (SELECT id FROM metric_rollups \
              WHERE resolution = 'day' AND window_start_ms < 7 LIMIT 100)"
+        );
+        assert_eq!(
+            pg(Table::UserHours),
+            "DELETE FROM command_users WHERE ctid = ANY(ARRAY(SELECT ctid FROM command_users \
+             WHERE resolution = 'hour' AND window_start_ms < 7 LIMIT 100))"
+        );
+        assert_eq!(
+            delete_statement(Table::UserWindows, 7, 100, Dialect::Sqlite),
+            "DELETE FROM command_users WHERE rowid IN (SELECT rowid FROM command_users \
+             WHERE resolution = 'window' AND window_start_ms < 7 LIMIT 100)"
         );
     }
 
@@ -252,5 +272,30 @@ mod tests {
         assert_eq!(prune(4, 4), Some(2), "the rest below the cut-off");
         assert_eq!(prune(4, 4), Some(0));
         assert_eq!(prune(6, 100), Some(4));
+        // distinct users: one resolution at a time, rows of the others untouched
+        for t in 1..=5 {
+            for res in ["window", "hour"] {
+                c.batch_execute(&format!(
+                    "INSERT INTO command_users VALUES ('i', 'help', '', '{res}', {t}, 1, X'00', 1);"
+                ))
+                .unwrap();
+            }
+        }
+        let mut prune = |table, cutoff| sqlite::prune_chunk(c, table, cutoff, 100).unwrap();
+        assert_eq!(prune(Table::UserWindows, 4), Some(3));
+        assert_eq!(prune(Table::UserDays, 6), Some(0));
+        assert_eq!(prune(Table::UserHours, 3), Some(2));
+        use crate::db::users_sql::command_users as cu;
+        let left: Vec<(String, i64)> = cu::table
+            .select((cu::resolution, cu::window_start_ms))
+            .order((cu::resolution, cu::window_start_ms))
+            .load(c)
+            .unwrap();
+        let expected: Vec<(String, i64)> = [("hour", 3), ("hour", 4), ("hour", 5)]
+            .into_iter()
+            .chain([("window", 4), ("window", 5)])
+            .map(|(r, t)| (r.to_string(), t))
+            .collect();
+        assert_eq!(left, expected);
     }
 }

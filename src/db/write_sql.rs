@@ -537,8 +537,9 @@ macro_rules! backend {
 backend!(sqlite, SqliteConnection);
 backend!(pg, PgConnection);
 
-/// Each row of `batch` as `(kind, JSON)` for the `quarantine` table: every field, and for a
-/// window its whole state (`state_hex`, as in `metric_windows.sketch`), so it can be
+/// Each row of `batch` as `(kind, JSON)` for the `quarantine` table: every field, for a
+/// window its whole state (`state_hex`, as in `metric_windows.sketch`) and for a window's
+/// distinct users its sketch (`sketch_hex`, as in `command_users.registers`), so it can be
 /// recovered. JSON escapes what the store may refuse (a NUL byte becomes `\u0000`).
 fn quarantine_payloads(batch: &WriteBatch) -> Vec<(&'static str, String)> {
     use crate::model::Field;
@@ -585,6 +586,17 @@ fn quarantine_payloads(batch: &WriteBatch) -> Vec<(&'static str, String)> {
             "statistics": p.statistics,
         });
         out.push(("pattern", v.to_string()));
+    }
+    for u in &batch.users {
+        // one window's sketch; the store would merge it into its window, hour, day and week
+        // rows (`crate::users::rows_of`)
+        let v = json!({
+            "command": u.command, "context": u.context,
+            "window_start_ms": u.start_ms, "window_ms": u.window_ms,
+            "users": u.sketch.count(), "estimate": u.sketch.estimate(),
+            "sketch_hex": hex(u.sketch.to_bytes()),
+        });
+        out.push(("users", v.to_string()));
     }
     out
 }

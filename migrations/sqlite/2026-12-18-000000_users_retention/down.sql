@@ -1,0 +1,1 @@
+DROP INDEX command_users_resolution_start;
