@@ -444,29 +444,6 @@ impl WriteBatch {
             && self.users.is_empty()
     }
 
-    /// The batch as two batches of about half its rows each, both non-empty when it has two
-    /// or more: the first takes the first `rows() / 2` rows in the order records, windows,
-    /// error counts, patterns, user sketches (records keep their write order).
-    pub(crate) fn halves(mut self) -> (WriteBatch, WriteBatch) {
-        fn front<T>(rows: &mut Vec<T>, left: &mut usize) -> Vec<T> {
-            let k = (*left).min(rows.len());
-            *left -= k;
-            let back = rows.split_off(k);
-            std::mem::replace(rows, back)
-        }
-        let mut left = self.rows() / 2;
-        let first = WriteBatch {
-            records: front(&mut self.records, &mut left),
-            windows: front(&mut self.windows, &mut left),
-            errors: front(&mut self.errors, &mut left),
-            patterns: front(&mut self.patterns, &mut left),
-            users: front(&mut self.users, &mut left),
-            from_queue: self.from_queue,
-            own_transaction: self.own_transaction,
-        };
-        (first, self)
-    }
-
     pub(crate) fn rows(&self) -> usize {
         self.records.len()
             + self.windows.len()
