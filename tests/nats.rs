@@ -494,6 +494,67 @@ fn a_batch_over_the_servers_max_payload_travels_in_parts() {
     assert_eq!(db.count("events"), n as i64, "every record once");
 }
 
+/// Event `i` of [`event`]'s workload, except that one command in a thousand is `refused`.
+fn with_refused(i: usize, n: usize) -> TrackEvent {
+    match i % 1000 {
+        506 => TrackEvent::command("refused")
+            .user("u1")
+            .at(T0 + (i as i64 * 30 * WINDOW_MS) / n as i64),
+        _ => event(i, n),
+    }
+}
+
+/// A row PostgreSQL refuses (a trigger's exception) is set aside in the quarantine table, and
+/// the rest of its message is committed once and acknowledged: the message is not delivered
+/// again for ever, and nothing else is lost.
+#[test]
+fn a_row_postgres_refuses_is_quarantined_by_the_worker_and_the_rest_committed() {
+    let _serial = serial();
+    let nats = NatsServer::start();
+    let db = TestDb::create("nats_refuse");
+    let stream = "refuse";
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = spawn_worker(worker_opts(&nats.url(), stream, &db.url()), stop.clone());
+    // the worker has migrated its store once its consumer exists
+    while consumer_acked(&nats.url(), stream).is_none() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    use diesel::connection::SimpleConnection;
+    db.conn()
+        .batch_execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.name = 'refused' THEN RAISE EXCEPTION 'refused by policy'; END IF; \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .unwrap();
+    let n = 20_000;
+    let refused = (0..n).filter(|i| i % 1000 == 506).count() as u64;
+    let stats = instance_of(
+        config("inst-q", &nats.url(), stream),
+        n,
+        with_refused,
+        |_| {},
+    )
+    .join()
+    .unwrap();
+    wait_applied(&db, stats.batches_written);
+    stop.store(true, Ordering::Relaxed);
+    let report = w.join().unwrap();
+    assert_eq!(report.messages, stats.batches_written, "each message once");
+    assert_eq!(report.quarantined, refused);
+    assert_eq!(
+        db.count("quarantine WHERE error LIKE '%refused by policy%'"),
+        refused as i64
+    );
+    assert_eq!(
+        db.count("events") as u64,
+        stats.records_written - refused,
+        "every other record once"
+    );
+    assert_eq!(db.count("events WHERE name = 'refused'"), 0);
+}
+
 #[test]
 fn a_worker_with_retention_prunes_the_rows_older_than_their_maximum_age() {
     let _serial = serial();

@@ -62,7 +62,7 @@ pub fn run(args: WorkerArgs) -> Result<(), String> {
     opts.rollup_lateness = Duration::from_millis(config.allowed_lateness_ms);
     let report = worker::run_until_signal(opts).map_err(|e| e.to_string())?;
     println!(
-        "worker: {} messages written ({} records, {} window rows, {} error counts, {} patterns), {} delivered again and skipped, {} failed and left for redelivery, {} rows pruned",
+        "worker: {} messages written ({} records, {} window rows, {} error counts, {} patterns), {} delivered again and skipped, {} failed and left for redelivery, {} rows refused by the store and quarantined, {} rows pruned",
         report.messages,
         report.records,
         report.windows,
@@ -70,6 +70,7 @@ pub fn run(args: WorkerArgs) -> Result<(), String> {
         report.patterns,
         report.duplicates,
         report.failed,
+        report.quarantined,
         report.pruned
     );
     Ok(())

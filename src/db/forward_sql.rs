@@ -16,6 +16,7 @@ use diesel::upsert::excluded;
 use crate::db::bookkeeping::{Bases, BatchMark, ErrorBase, Txn};
 use crate::db::models::{NewErrorCountRow, NewWindowRow};
 use crate::db::schema::{error_counts, metric_windows};
+use crate::error::StoreError;
 use crate::forward::wire::Origin;
 use crate::model::WriteBatch;
 
@@ -37,6 +38,18 @@ pub(crate) struct Applied {
     pub windows: u64,
     pub errors: u64,
     pub patterns: u64,
+    /// Rows the store refused, in the `quarantine` table ([`apply_isolating`]).
+    pub quarantined: u64,
+}
+
+impl Applied {
+    fn add(&mut self, o: Applied) {
+        self.records += o.records;
+        self.windows += o.windows;
+        self.errors += o.errors;
+        self.patterns += o.patterns;
+        self.quarantined += o.quarantined;
+    }
 }
 
 /// Writes `batch` (message `seq` of `stream`, sent by `origin`) in one transaction with its
@@ -49,85 +62,166 @@ pub(crate) fn apply(
     batch: WriteBatch,
     now_ms: i64,
 ) -> QueryResult<Applied> {
+    c.transaction(|c| match claim(c, stream, seq, now_ms)? {
+        false => Ok(DUPLICATE),
+        true => write_rows(c, origin, batch),
+    })
+}
+
+/// [`apply`] for a message whose rows the store refuses (a trigger, a CHECK: what
+/// `StoreError::refuses` tells from a store that fails): in one transaction with its sequence,
+/// the rows are written in savepoints, halved around what the store refuses until each
+/// refused row is alone, and that row goes to the `quarantine` table, as the embedded writer
+/// does. The message is then committed once, with the rest of its rows, instead of being
+/// delivered again for ever.
+pub(crate) fn apply_isolating(
+    c: &mut PgConnection,
+    stream: &str,
+    seq: u64,
+    origin: &Origin,
+    batch: WriteBatch,
+    now_ms: i64,
+) -> QueryResult<Applied> {
     c.transaction(|c| {
-        let claimed = diesel::insert_into(nats_applied::table)
-            .values((
-                nats_applied::stream.eq(stream),
-                nats_applied::seq.eq(seq as i64),
-                nats_applied::applied_at_ms.eq(now_ms),
-            ))
-            .on_conflict_do_nothing()
-            .execute(c)?;
-        if claimed == 0 {
-            return Ok(Applied {
-                duplicate: true,
-                ..Applied::default()
-            });
+        if !claim(c, stream, seq, now_ms)? {
+            return Ok(DUPLICATE);
         }
-        let WriteBatch {
-            records,
-            windows,
-            errors,
-            patterns,
-            users,
-            ..
-        } = batch;
-        let applied = Applied {
-            duplicate: false,
-            records: records.len() as u64,
-            windows: windows.len() as u64,
-            errors: errors.len() as u64,
-            patterns: patterns.len() as u64,
-        };
-        if !records.is_empty() || !patterns.is_empty() || !users.is_empty() {
-            let rows = WriteBatch {
-                records,
-                patterns,
-                users,
-                ..WriteBatch::default()
-            };
-            let mark = BatchMark {
-                run_id: (origin.run >> 1) as i64,
-                seq: origin.seq as i64,
-            };
-            let mut no_bases = Bases::default();
-            crate::db::write_sql::pg::write_batch(
-                c,
-                &origin.instance,
-                &rows,
-                mark,
-                &mut no_bases,
-                Txn::Enclosing,
-            )?;
-        }
-        for w in &windows {
-            let instance = origin.epoch_instance(w.epoch);
-            let row = NewWindowRow::new(&instance, w, &w.state);
-            upsert_window!(&row)
-                // a newer snapshot (more samples), or the final row of the same samples
-                .filter(
-                    metric_windows::count
-                        .lt(excluded(metric_windows::count))
-                        .or(metric_windows::count
-                            .eq(excluded(metric_windows::count))
-                            .and(metric_windows::is_final.eq(false))),
-                )
-                .execute(c)?;
-        }
-        if !windows.is_empty() {
-            let marks = WriteBatch {
-                windows,
-                ..WriteBatch::default()
-            };
-            crate::db::rollup_sql::pg::mark_pending(c, &origin.instance, &marks)?;
-        }
-        for e in &errors {
-            let instance = origin.epoch_instance(e.epoch);
-            let row = NewErrorCountRow::new(&instance, e, ErrorBase::EMPTY);
-            upsert_error_count!(&row)
-                .filter(error_counts::count.le(excluded(error_counts::count)))
-                .execute(c)?;
-        }
+        let mut applied = Applied::default();
+        isolate(c, origin, batch, &mut applied)?;
         Ok(applied)
     })
+}
+
+const DUPLICATE: Applied = Applied {
+    duplicate: true,
+    records: 0,
+    windows: 0,
+    errors: 0,
+    patterns: 0,
+    quarantined: 0,
+};
+
+/// Claims message `seq` of `stream` in the open transaction: `false` if it is committed.
+fn claim(c: &mut PgConnection, stream: &str, seq: u64, now_ms: i64) -> QueryResult<bool> {
+    let claimed = diesel::insert_into(nats_applied::table)
+        .values((
+            nats_applied::stream.eq(stream),
+            nats_applied::seq.eq(seq as i64),
+            nats_applied::applied_at_ms.eq(now_ms),
+        ))
+        .on_conflict_do_nothing()
+        .execute(c)?;
+    Ok(claimed == 1)
+}
+
+/// `batch` in a savepoint; if the store refuses it, its halves, down to single rows, which
+/// go to `quarantine`.
+fn isolate(
+    c: &mut PgConnection,
+    origin: &Origin,
+    batch: WriteBatch,
+    applied: &mut Applied,
+) -> QueryResult<()> {
+    let e = match c.transaction(|c| write_rows(c, origin, batch.clone())) {
+        Ok(part) => {
+            applied.add(part);
+            return Ok(());
+        }
+        Err(e) if StoreError::refuses(&e) => e,
+        Err(e) => return Err(e),
+    };
+    if batch.rows() <= 1 {
+        let error = e.to_string();
+        crate::db::write_sql::pg::quarantine(
+            c,
+            &origin.instance,
+            &batch,
+            &error,
+            mark(origin),
+            Txn::Savepoint,
+        )?;
+        log::error!(
+            "worker: the store refused a row ({error}); it is in the quarantine table and the rest is written"
+        );
+        applied.quarantined += batch.rows() as u64;
+        return Ok(());
+    }
+    let (first, second) = batch.split();
+    isolate(c, origin, first, applied)?;
+    isolate(c, origin, second, applied)
+}
+
+/// The writer's mark of a forwarded batch.
+fn mark(origin: &Origin) -> BatchMark {
+    BatchMark {
+        run_id: (origin.run >> 1) as i64,
+        seq: origin.seq as i64,
+    }
+}
+
+/// Writes the rows of `batch` in the open transaction (or savepoint).
+fn write_rows(c: &mut PgConnection, origin: &Origin, batch: WriteBatch) -> QueryResult<Applied> {
+    let WriteBatch {
+        records,
+        windows,
+        errors,
+        patterns,
+        users,
+        ..
+    } = batch;
+    let applied = Applied {
+        duplicate: false,
+        records: records.len() as u64,
+        windows: windows.len() as u64,
+        errors: errors.len() as u64,
+        patterns: patterns.len() as u64,
+        quarantined: 0,
+    };
+    if !records.is_empty() || !patterns.is_empty() || !users.is_empty() {
+        let rows = WriteBatch {
+            records,
+            patterns,
+            users,
+            ..WriteBatch::default()
+        };
+        let mark = mark(origin);
+        let mut no_bases = Bases::default();
+        crate::db::write_sql::pg::write_batch(
+            c,
+            &origin.instance,
+            &rows,
+            mark,
+            &mut no_bases,
+            Txn::Enclosing,
+        )?;
+    }
+    for w in &windows {
+        let instance = origin.epoch_instance(w.epoch);
+        let row = NewWindowRow::new(&instance, w, &w.state);
+        upsert_window!(&row)
+            // a newer snapshot (more samples), or the final row of the same samples
+            .filter(
+                metric_windows::count
+                    .lt(excluded(metric_windows::count))
+                    .or(metric_windows::count
+                        .eq(excluded(metric_windows::count))
+                        .and(metric_windows::is_final.eq(false))),
+            )
+            .execute(c)?;
+    }
+    if !windows.is_empty() {
+        let marks = WriteBatch {
+            windows,
+            ..WriteBatch::default()
+        };
+        crate::db::rollup_sql::pg::mark_pending(c, &origin.instance, &marks)?;
+    }
+    for e in &errors {
+        let instance = origin.epoch_instance(e.epoch);
+        let row = NewErrorCountRow::new(&instance, e, ErrorBase::EMPTY);
+        upsert_error_count!(&row)
+            .filter(error_counts::count.le(excluded(error_counts::count)))
+            .execute(c)?;
+    }
+    Ok(applied)
 }

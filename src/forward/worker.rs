@@ -18,7 +18,7 @@ use crate::actors::nats_sink::stream_config;
 use crate::db::forward_sql;
 use crate::db::open::{open_with, OpenOptions};
 use crate::db::pool::Pool;
-use crate::error::ConfigError;
+use crate::error::{ConfigError, StoreError};
 use crate::forward::{check_replicas, check_stream, check_url, redacted_url, wire};
 use crate::retention::{PruneRound, Retention};
 use crate::Store;
@@ -147,6 +147,9 @@ pub struct WorkerReport {
     pub malformed: u64,
     /// Rows deleted by retention rounds ([`WorkerOptions::retention`]).
     pub pruned: u64,
+    /// Rows PostgreSQL refused (a trigger, a CHECK), set aside in the `quarantine` table with
+    /// the store's error; the rest of their message is committed once.
+    pub quarantined: u64,
 }
 
 /// Why a worker stopped.
@@ -480,6 +483,7 @@ async fn acknowledge(
         report.windows += applied.windows;
         report.error_counts += applied.errors;
         report.patterns += applied.patterns;
+        report.quarantined += applied.quarantined;
     }
 }
 
@@ -512,7 +516,13 @@ async fn handle(
     let now_ms = crate::util::unix_ms() as i64;
     let written = tokio::task::block_in_place(|| {
         with_pg(pool, |c| {
-            forward_sql::apply(c, stream, seq, &origin, batch, now_ms)
+            match forward_sql::apply(c, stream, seq, &origin, batch.clone(), now_ms) {
+                // rows the store will never take: set aside, the rest committed once
+                Err(e) if StoreError::refuses(&e) => {
+                    forward_sql::apply_isolating(c, stream, seq, &origin, batch, now_ms)
+                }
+                other => other,
+            }
         })
     });
     match written {
