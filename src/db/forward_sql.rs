@@ -1,5 +1,7 @@
 //! The scale-out worker's SQL (PostgreSQL; docs/scale-out.md): one forwarded message in one
-//! transaction with its stream sequence, so it is written exactly once.
+//! transaction with its stream sequence (`nats_applied`) and its origin (`forward_applied`:
+//! the sending instance, run and batch number, which a batch published again keeps whatever
+//! its stream sequence), so it is written exactly once.
 //!
 //! Records, patterns and distinct-user sketches (merged by register maximum) go through the
 //! writer's own SQL (`write_sql::pg::write_batch`) under the sending instance's id. Window and
@@ -28,6 +30,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The forwarded batches whose rows are committed, by origin (see the module docs).
+    forward_applied (instance_id, run_id, seq) {
+        instance_id -> Text,
+        run_id -> BigInt,
+        seq -> BigInt,
+        applied_at_ms -> BigInt,
+    }
+}
+
 /// What one message wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Applied {
@@ -40,7 +52,8 @@ pub(crate) struct Applied {
 }
 
 /// Writes `batch` (message `seq` of `stream`, sent by `origin`) in one transaction with its
-/// sequence; writes nothing if the sequence is already committed.
+/// sequence and its origin; writes nothing if either is already committed (the same message
+/// delivered again, or the same batch published again as another message).
 pub(crate) fn apply(
     c: &mut PgConnection,
     stream: &str,
@@ -58,7 +71,20 @@ pub(crate) fn apply(
             ))
             .on_conflict_do_nothing()
             .execute(c)?;
-        if claimed == 0 {
+        let claimed_origin = match claimed {
+            0 => 0,
+            _ => diesel::insert_into(forward_applied::table)
+                .values((
+                    forward_applied::instance_id.eq(&origin.instance),
+                    // the run id's bits, as PostgreSQL has no unsigned 64-bit integer
+                    forward_applied::run_id.eq(origin.run as i64),
+                    forward_applied::seq.eq(origin.seq as i64),
+                    forward_applied::applied_at_ms.eq(now_ms),
+                ))
+                .on_conflict_do_nothing()
+                .execute(c)?,
+        };
+        if claimed_origin == 0 {
             return Ok(Applied {
                 duplicate: true,
                 ..Applied::default()
