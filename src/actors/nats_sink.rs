@@ -11,15 +11,21 @@
 //! on the same thread (its System's runtime), which keeps up to [`MAX_UNACKED`] publishes
 //! outstanding, retries each until acknowledged, and answers `Flush` and `Shutdown` once
 //! everything before them is acknowledged (or `Err` after the retry budget).
+//!
+//! Durable mode (`durable` with `forward`, [`DurableSink`]): a batch is held until a journal
+//! checkpoint covers it (`crate::forward::checkpoint`), then encoded and committed to the
+//! journal's outbox with the checkpoint (`crate::journal::outbox`), and only then published;
+//! JetStream's acknowledgements remove messages from the outbox with the next commit. At start
+//! the messages an earlier run left in the outbox are published again first.
 
 use std::collections::VecDeque;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use async_nats::jetstream::{self, context::Publish, stream};
+use async_nats::jetstream::{self, context::Publish};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::actors::db_writer::{ConnectQueue, StopWriter};
@@ -27,17 +33,17 @@ use crate::actors::EndOfChain;
 use crate::counters::Counters;
 use crate::db::bookkeeping::Written;
 use crate::error::PipelineError;
+use crate::forward::checkpoint::CheckpointCover;
 use crate::forward::wire::{self, Origin};
 use crate::forward::Forward;
+use crate::journal::outbox::OutboxMessage;
+use crate::journal::Journal;
 use crate::messages::{Committed, Control, Reply};
 use crate::model::WriteBatch;
 use crate::pipeline::stage::{deliver, Item};
 
 /// Publishes awaiting JetStream's acknowledgement at once.
 const MAX_UNACKED: usize = 32;
-
-/// The stream's duplicate window: a publish retried within it is stored once.
-const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
 /// What a message carries, for the counters once it is acknowledged.
 #[derive(Debug, Clone, Copy)]
@@ -90,7 +96,30 @@ impl Tally {
 struct Message {
     id: String,
     body: bytes::Bytes,
-    tally: Tally,
+    /// What it carries; `None` for a message of an earlier run, published again from the
+    /// outbox (counted in `Stats::batches_resent` once acknowledged).
+    tally: Option<Tally>,
+    /// In the journal's outbox (durable mode): removed from it once acknowledged.
+    outbox: bool,
+}
+
+impl Message {
+    /// `batch` encoded as the next message of `origin`.
+    fn of(origin: &mut Origin, batch: &WriteBatch, outbox: bool) -> Message {
+        origin.seq += 1;
+        Message {
+            id: origin.msg_id(),
+            body: wire::encode(origin, batch).into(),
+            tally: Some(Tally::of(batch)),
+            outbox,
+        }
+    }
+
+    /// Counts the message as lost (the pipeline stopped before JetStream acknowledged it);
+    /// a message of an earlier run stays in the outbox and counts nothing.
+    fn abandon(&self, c: &Counters) -> u64 {
+        self.tally.map_or(0, |t| t.abandon(c))
+    }
 }
 
 /// From the actor to the publisher task.
@@ -113,8 +142,41 @@ pub(crate) struct NatsSink {
     queue: Option<Recipient<Committed>>,
     /// Handed to the publisher task when the queue connects.
     publisher: Option<Publisher>,
+    /// Durable mode: the journal's outbox and the batches waiting for a checkpoint.
+    durable: Option<DurableSink>,
     /// Its own address and the `Shutdown` answer.
     end: EndOfChain<NatsSink>,
+}
+
+/// Durable mode's part of the sink (see the module docs).
+struct DurableSink {
+    journal: Arc<Journal>,
+    /// The batches held until a checkpoint covers them.
+    cover: CheckpointCover,
+    /// Outbox messages JetStream has acknowledged, removed from the outbox by the next commit
+    /// (shared with the publisher task, which adds to it).
+    acknowledged: Arc<Mutex<Vec<String>>>,
+}
+
+impl DurableSink {
+    /// Takes the acknowledged messages' ids, to remove them from the outbox.
+    fn take_acknowledged(&self) -> Vec<String> {
+        std::mem::take(&mut *self.acknowledged.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Gives back ids [`Self::take_acknowledged`] took, for a commit that failed.
+    fn give_back(&self, ids: Vec<String>) {
+        self.acknowledged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(ids);
+    }
+}
+
+/// Durable mode's journal for the sink, and the outbox an earlier run left (to publish again).
+pub(crate) struct SinkJournal {
+    pub journal: Arc<Journal>,
+    pub outbox: Vec<OutboxMessage>,
 }
 
 impl NatsSink {
@@ -123,8 +185,30 @@ impl NatsSink {
         instance_id: String,
         retry_budget: Duration,
         counters: Arc<Counters>,
+        journal: Option<SinkJournal>,
     ) -> NatsSink {
         let (to_publisher, from_sink) = mpsc::unbounded_channel();
+        let acknowledged = Arc::new(Mutex::new(Vec::new()));
+        let mut resend = VecDeque::new();
+        let durable = journal.map(|j| {
+            if !j.outbox.is_empty() {
+                log::info!(
+                    "forwarding: {} messages an earlier run committed to the journal's outbox are published again",
+                    j.outbox.len()
+                );
+            }
+            resend.extend(j.outbox.into_iter().map(|m| Message {
+                id: m.msg_id,
+                body: m.body.into(),
+                tally: None,
+                outbox: true,
+            }));
+            DurableSink {
+                journal: j.journal,
+                cover: CheckpointCover::default(),
+                acknowledged: acknowledged.clone(),
+            }
+        });
         NatsSink {
             origin: Origin {
                 instance: instance_id,
@@ -139,10 +223,12 @@ impl NatsSink {
                 counters: counters.clone(),
                 queue: None,
                 unacked: VecDeque::new(),
-                retry: VecDeque::new(),
+                retry: resend,
+                acknowledged: durable.is_some().then_some(acknowledged),
             }),
             counters,
             queue: None,
+            durable,
             end: EndOfChain::new(),
         }
     }
@@ -152,7 +238,7 @@ impl NatsSink {
             // the publisher stopped (the System is going): nothing will acknowledge it
             match item {
                 Outgoing::Publish(m) => {
-                    m.tally.abandon(&self.counters);
+                    m.abandon(&self.counters);
                 }
                 Outgoing::Drain { reply, .. } => {
                     let _ = reply.send(Err(PipelineError::Forward("publisher stopped".into())));
@@ -219,19 +305,101 @@ impl NatsSink {
             }
             return;
         }
-        self.origin.seq += 1;
-        let message = Message {
-            id: self.origin.msg_id(),
-            body: wire::encode(&self.origin, &batch).into(),
-            tally: Tally::of(&batch),
+        match &mut self.durable {
+            Some(d) => d.cover.hold(batch),
+            None => {
+                let message = Message::of(&mut self.origin, &batch, false);
+                self.send(Outgoing::Publish(message));
+            }
+        }
+    }
+
+    /// Durable mode: after the marker behind a checkpoint, commits the batches it covers to
+    /// the journal's outbox with it (removing the messages JetStream acknowledged since the
+    /// last commit), then publishes them and lets the journal delete its entries up to it. If
+    /// the outbox cannot take them, they wait for the next checkpoint.
+    fn commit_checkpoint(&mut self) {
+        let Some(d) = &mut self.durable else { return };
+        let Some((position, batches)) = d.cover.marker_passed() else {
+            return;
         };
-        self.send(Outgoing::Publish(message));
+        let messages: Vec<Message> = batches
+            .iter()
+            .map(|b| Message::of(&mut self.origin, b, true))
+            .collect();
+        let rows = messages
+            .iter()
+            .map(|m| OutboxMessage {
+                msg_id: m.id.clone(),
+                body: m.body.to_vec(),
+            })
+            .collect();
+        let acknowledged = d.take_acknowledged();
+        match d
+            .journal
+            .commit_outbox(position, rows, acknowledged.clone())
+        {
+            Ok(()) => {
+                d.cover.committed(position);
+                d.journal.truncate_through(position);
+                Counters::add(&self.counters.checkpoints, 1);
+                log::debug!(
+                    "checkpoint {position} committed to the outbox ({} messages)",
+                    messages.len()
+                );
+                for m in messages {
+                    self.send(Outgoing::Publish(m));
+                }
+            }
+            Err(e) => {
+                log::warn!("forwarding: checkpoint {position} not committed ({e})");
+                d.cover.failed(batches);
+                d.give_back(acknowledged);
+            }
+        }
+    }
+
+    /// Durable mode, at a clean stop: removes what JetStream acknowledged from the outbox, so
+    /// the next start publishes nothing again; counts what no checkpoint covered as lost in
+    /// this run (its events stay in the journal and are replayed at the next start).
+    fn settle_outbox(&mut self) {
+        let Some(d) = &mut self.durable else { return };
+        let lost: u64 = d
+            .cover
+            .take_all()
+            .iter()
+            .map(|b| Tally::of(b).abandon(&self.counters))
+            .sum();
+        if lost > 0 {
+            log::error!(
+                "forwarding: {lost} events no checkpoint covered at stop; they stay in the journal {} and are replayed on the next start",
+                d.journal.id()
+            );
+        }
+        let acknowledged = d.take_acknowledged();
+        if acknowledged.is_empty() {
+            return;
+        }
+        let position = d.cover.committed_position();
+        if let Err(e) = d.journal.commit_outbox(position, Vec::new(), acknowledged) {
+            log::warn!(
+                "forwarding: cannot remove acknowledged messages from the outbox ({e}); the next start publishes them again (stored once)"
+            );
+        }
     }
 }
 
 impl NatsSink {
     /// Does the sink's part of a marker, and answers it.
     fn marker(&mut self, marker: Control, ctx: &mut Context<Self>) {
+        // Durable mode: a checkpoint covers what is held and what arrives until the next
+        // marker, which commits it (see `CheckpointCover`).
+        if let Some(d) = &mut self.durable {
+            match &marker {
+                Control::Checkpoint(position) => return d.cover.checkpoint(*position),
+                _ => self.commit_checkpoint(),
+            }
+        }
         match marker {
             Control::Flush(reply) => self.send(Outgoing::Drain {
                 reply,
@@ -247,6 +415,7 @@ impl NatsSink {
                     let result = answer.unwrap_or_else(|_| {
                         Err(PipelineError::Forward("publisher stopped".into()))
                     });
+                    act.settle_outbox();
                     act.end.shutdown = Some((reply, result));
                     ctx.stop();
                 }));
@@ -293,6 +462,8 @@ struct Publisher {
     unacked: VecDeque<(Message, AckFuture)>,
     /// To publish (again), oldest first.
     retry: VecDeque<Message>,
+    /// Durable mode: where acknowledged outbox messages are named (see [`DurableSink`]).
+    acknowledged: Option<Arc<Mutex<Vec<String>>>>,
 }
 
 impl Publisher {
@@ -308,16 +479,19 @@ impl Publisher {
                 return self.abandon_all().await;
             }
         };
-        let mut js = jetstream::new(client);
+        let mut js = jetstream::new(client.clone());
         js.set_timeout(Duration::from_secs(5));
         let mut stream_ready = false;
         let mut backoff = Duration::from_millis(10);
         loop {
-            if !stream_ready {
+            // while disconnected nothing is tried: each request would wait out its timeout
+            // (5 s) with the sink's messages, a `Flush` among them, unread behind it
+            let connected = is_connected(&client);
+            if !stream_ready && connected {
                 stream_ready = ensure_stream(&js, &self.forward).await;
             }
             // publish what waits, while there is room
-            while stream_ready && self.unacked.len() < MAX_UNACKED {
+            while stream_ready && connected && self.unacked.len() < MAX_UNACKED {
                 let Some(m) = self.retry.pop_front() else {
                     break;
                 };
@@ -348,16 +522,20 @@ impl Publisher {
                         None => return self.abandon_all().await,
                         Some(Outgoing::Publish(m)) => self.retry.push_back(m),
                         Some(Outgoing::Drain { reply, abandon }) => {
-                            let result = self.drain(&js, &mut stream_ready).await;
+                            let result = self.drain(&client, &js, &mut stream_ready).await;
                             if result.is_err() && abandon {
                                 let lost: u64 = self
                                     .retry
                                     .drain(..)
                                     .chain(self.unacked.drain(..).map(|(m, _)| m))
-                                    .map(|m| m.tally.abandon(&self.counters))
+                                    .map(|m| m.abandon(&self.counters))
                                     .sum();
+                                let fate = match self.acknowledged {
+                                    Some(_) => "they stay in the journal's outbox and are published at the next start",
+                                    None => "they are lost",
+                                };
                                 log::error!(
-                                    "pipeline stopped while NATS is unreachable: {lost} events not forwarded"
+                                    "pipeline stopped while NATS is unreachable: {lost} events not forwarded ({fate})"
                                 );
                             }
                             let _ = reply.send(result);
@@ -377,6 +555,7 @@ impl Publisher {
     /// Publishes and awaits everything waiting, for at most the retry budget.
     async fn drain(
         &mut self,
+        client: &async_nats::Client,
         js: &jetstream::Context,
         stream_ready: &mut bool,
     ) -> Result<(), PipelineError> {
@@ -389,10 +568,14 @@ impl Publisher {
                     self.retry.len() + self.unacked.len()
                 )));
             }
-            if !*stream_ready {
-                *stream_ready = ensure_stream(js, &self.forward).await;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let connected = is_connected(client);
+            if !*stream_ready && connected {
+                *stream_ready = tokio::time::timeout(left, ensure_stream(js, &self.forward))
+                    .await
+                    .unwrap_or(false);
             }
-            while *stream_ready && self.unacked.len() < MAX_UNACKED {
+            while *stream_ready && connected && self.unacked.len() < MAX_UNACKED {
                 let Some(m) = self.retry.pop_front() else {
                     break;
                 };
@@ -416,7 +599,8 @@ impl Publisher {
                     }
                 }
                 None => {
-                    tokio::time::sleep(backoff).await;
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(backoff.min(left)).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
             }
@@ -425,13 +609,23 @@ impl Publisher {
     }
 
     fn acked(&mut self, m: Message) {
-        m.tally.count(&self.counters);
-        if let (true, Some(queue)) = (m.tally.from_queue, &self.queue) {
+        if let (true, Some(acknowledged)) = (m.outbox, &self.acknowledged) {
+            acknowledged
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(m.id);
+        }
+        let Some(tally) = m.tally else {
+            Counters::add(&self.counters.resent, 1);
+            return;
+        };
+        tally.count(&self.counters);
+        if let (true, Some(queue)) = (tally.from_queue, &self.queue) {
             deliver(
                 queue,
                 Committed {
                     batches: 1,
-                    records: m.tally.written.records as usize,
+                    records: tally.written.records as usize,
                 },
             );
         }
@@ -454,9 +648,14 @@ impl Publisher {
             .drain(..)
             .chain(self.unacked.drain(..).map(|(m, _)| m))
         {
-            m.tally.abandon(&self.counters);
+            m.abandon(&self.counters);
         }
     }
+}
+
+/// Whether the client is connected to a server (publishing while it is not only queues).
+fn is_connected(client: &async_nats::Client) -> bool {
+    client.connection_state() == async_nats::connection::State::Connected
 }
 
 /// The front publish's acknowledgement, or pending forever when there is none (for `select!`).
@@ -484,26 +683,12 @@ async fn publish(
 
 /// Creates the stream when missing; `false` while NATS cannot be reached.
 pub(crate) async fn ensure_stream(js: &jetstream::Context, forward: &Forward) -> bool {
-    let config = stream_config(&forward.stream, forward.replicas);
+    let config = forward.stream_config();
     match js.get_or_create_stream(config).await {
         Ok(_) => true,
         Err(e) => {
             log::debug!("forwarding: stream {} not ready ({e})", forward.stream);
             false
         }
-    }
-}
-
-/// The stream's settings when it is created: subjects `<stream>.>`, file storage, limits
-/// retention, the duplicate window, `replicas` replicas (an existing stream is used as it is).
-pub(crate) fn stream_config(name: &str, replicas: usize) -> stream::Config {
-    stream::Config {
-        name: name.to_string(),
-        subjects: vec![format!("{name}.>")],
-        storage: stream::StorageType::File,
-        retention: stream::RetentionPolicy::Limits,
-        duplicate_window: DUPLICATE_WINDOW,
-        num_replicas: replicas,
-        ..Default::default()
     }
 }
