@@ -265,8 +265,10 @@ config_fields! {
     /// `batch_interval_ms`, each `Flush`, query and `Shutdown`, and after
     /// `min(max_queued_events / 4, 25,000)` records), each in one transaction with the journal position it
     /// covers; a start replays the journal after the store's checkpoint, exactly once. Costs
-    /// throughput (README, "Durable mode"), and a query commits a checkpoint first. Off by
-    /// default; changing it needs a restart.
+    /// throughput (README, "Durable mode"), and a query commits a checkpoint first. With
+    /// [`Config::forward`], checkpoints commit the messages to publish into the journal's
+    /// outbox instead, and the journal is the outage buffer while NATS is unreachable
+    /// (docs/durable.md, "Forwarding"). Off by default; changing it needs a restart.
     durable: bool = false;
     patch fixed Option<bool>: "See [`Config::durable`] (must equal the current value: needs a restart).";
     /// Durable mode: the journal file. `None`: the SQLite store's path with `.journal`
@@ -282,8 +284,9 @@ config_fields! {
     /// window snapshots, error counts, patterns: validated, pseudonymised, sampled and
     /// aggregated as usual) to a NATS JetStream stream instead of the store, for workers
     /// (`eventbatch worker`) to write. The store given to `start` then only serves the
-    /// detectors' warm-up; queries answer `Err`. Not with `durable`. `None` (the default): the
-    /// pipeline writes to its store. Changing it needs a restart.
+    /// detectors' warm-up; queries answer `Err`. With `durable`, what an instance accepted
+    /// survives its crash while NATS is unreachable. `None` (the default): the pipeline writes
+    /// to its store. Changing it needs a restart.
     forward: Option<crate::forward::Forward> = None;
     patch fixed Option<crate::forward::Forward>: "See [`Config::forward`] (must equal the current value: needs a restart).";
 }

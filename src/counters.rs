@@ -113,6 +113,11 @@ pub struct Stats {
     /// `journal_rejected` table; logged once with how many). Replayed events that fail
     /// validation are counted in `events_rejected` instead, like new ones.
     pub journal_entries_rejected: u64,
+    /// Durable forwarding: messages an earlier run committed to the journal's outbox that
+    /// this run published again at start and JetStream acknowledged (a crash left them
+    /// unacknowledged, or their acknowledgement not yet removed from the outbox; each is stored
+    /// once: docs/scale-out.md). Their rows count in the earlier run's figures, not this run's.
+    pub batches_resent: u64,
     /// Gauge: series with pattern detectors in memory (at most `Config::max_detector_series`).
     pub detector_series: u64,
     /// Series whose detectors were evicted as least recently used to stay within
@@ -210,6 +215,7 @@ pub(crate) struct Counters {
     /// When the journal began failing (ms since the Unix epoch), 0 while it is healthy.
     pub journal_failing_since_ms: AtomicU64,
     pub journal_entries_rejected: AtomicU64,
+    pub resent: AtomicU64,
     pub detector_series: AtomicU64,
     pub detectors_evicted: AtomicU64,
     pub error_messages_overflowed: AtomicU64,
@@ -324,6 +330,7 @@ impl Counters {
                 .clone(),
             events_replayed: get(&self.replayed),
             checkpoints: get(&self.checkpoints),
+            batches_resent: get(&self.resent),
             journal_errors: get(&self.journal_errors),
             journal_healthy: get(&self.journal_failing_since_ms) == 0,
             journal_failing_ms: match get(&self.journal_failing_since_ms) {

@@ -226,13 +226,6 @@ impl Settings {
         }
         if let Some(f) = &c.forward {
             f.validate()?;
-            if c.durable {
-                return Err(ConfigError::new(
-                    "durable",
-                    true,
-                    "cannot be on with `forward` (forwarding mode has no journal yet)",
-                ));
-            }
         }
         let instance_id = match &c.instance_id {
             Some(id) => check_instance_id(id)?,
@@ -1047,22 +1040,27 @@ mod tests {
     }
 
     #[test]
-    fn durable_with_forward_is_refused_naming_durable() {
-        // forwarding mode has no journal: accepted events would wait in memory while NATS is
-        // unreachable, which is not what `durable` promises
+    fn durable_forwarding_is_accepted_and_its_stream_settings_checked() {
+        // the journal is forwarding's outage buffer (docs/durable.md)
         let both = Config {
             durable: true,
             forward: Some(crate::forward::Forward::new("nats://127.0.0.1:4222", "s")),
             ..Config::default()
         };
-        let e = both.settings().unwrap_err();
-        assert_eq!((e.field.as_str(), e.value.as_str()), ("durable", "true"));
-        assert!(e.to_string().contains("forward"), "{e}");
-        let forward_only = Config {
-            durable: false,
-            ..both.clone()
+        let s = both.settings().unwrap();
+        assert!(s.durable && s.forward.is_some());
+        let bad_window = Config {
+            forward: both.forward.clone().map(|f| crate::forward::Forward {
+                duplicate_window_ms: 0,
+                ..f
+            }),
+            ..both
         };
-        assert!(forward_only.settings().is_ok());
+        let e = bad_window.settings().unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.value.as_str()),
+            ("forward.duplicate_window_ms", "0")
+        );
     }
 
     #[test]

@@ -113,6 +113,7 @@ const COUNTERS: &[FromStats] = counters_of_stats! {
     checkpoints: "Durable mode: checkpoints committed (the store holds every event up to a journal position).",
     journal_errors: "Durable mode: failed journal file operations (commits are retried every fsync_interval_ms).",
     journal_entries_rejected: "Durable mode: journal entries set aside at start (checksum mismatch or undecodable) instead of replayed.",
+    batches_resent: "Durable forwarding: messages of an earlier run published again from the journal's outbox at start.",
     detectors_evicted: "Series whose detectors were evicted as least recently used (Config::max_detector_series).",
     error_messages_overflowed: "Errors of new hashes counted in their window's (other) row (Config::max_error_messages_per_window).",
     series_overflowed: "Metric samples of a new label set folded into their metric's otel.metric.overflow=\"true\" series (Config::max_series_per_metric).",

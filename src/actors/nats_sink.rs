@@ -11,17 +11,23 @@
 //! on the same thread (its System's runtime), which keeps up to [`MAX_UNACKED`] publishes
 //! outstanding, retries each until acknowledged, and answers `Flush` and `Shutdown` once
 //! everything before them is acknowledged (or `Err` after the retry budget).
+//!
+//! Durable mode (`durable` with `forward`, [`DurableSink`]): a batch is held until a journal
+//! checkpoint covers it (`crate::forward::checkpoint`), then encoded and committed to the
+//! journal's outbox with the checkpoint (`crate::journal::outbox`), and only then published;
+//! JetStream's acknowledgements remove messages from the outbox with the next commit. At start
+//! the messages an earlier run left in the outbox are published again first.
 
 use std::collections::VecDeque;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use async_nats::jetstream;
 use async_nats::jetstream::context::{Publish, PublishErrorKind};
-use async_nats::jetstream::{self, stream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::actors::db_writer::{ConnectQueue, StopWriter};
@@ -29,8 +35,11 @@ use crate::actors::EndOfChain;
 use crate::counters::Counters;
 use crate::db::bookkeeping::Written;
 use crate::error::PipelineError;
+use crate::forward::checkpoint::CheckpointCover;
 use crate::forward::wire::{self, Origin};
 use crate::forward::Forward;
+use crate::journal::outbox::OutboxMessage;
+use crate::journal::Journal;
 use crate::messages::{Committed, Control, Reply};
 use crate::model::WriteBatch;
 use crate::pipeline::stage::{deliver, Item};
@@ -44,11 +53,12 @@ const MAX_UNACKED: usize = 32;
 /// [`MAX_UNACKED`] outstanding) cost one timeout after another: 32 x 5 s, past the retry budget.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The stream's duplicate window: a publish retried within it is stored once.
-const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
-
 /// Room left in a message for its headers (`Nats-Msg-Id`) under the server's `max_payload`.
 const HEADER_ROOM: usize = 1024;
+
+/// The largest message body until the server says its own `max_payload`: nats-server's
+/// default (1 MB), less [`HEADER_ROOM`].
+const DEFAULT_MAX_BODY: usize = (1 << 20) - HEADER_ROOM;
 
 /// What a message carries, for the counters once it is acknowledged.
 #[derive(Debug, Clone, Copy)]
@@ -101,55 +111,64 @@ impl Tally {
 struct Message {
     id: String,
     body: bytes::Bytes,
-    tally: Tally,
-    /// When the batch travels in parts (it was over the server's limit): how many of them
+    /// What it carries; `None` for a message of an earlier run, published again from the
+    /// outbox (counted in `Stats::batches_resent` once acknowledged).
+    tally: Option<Tally>,
+    /// In the journal's outbox (durable mode): removed from it once acknowledged.
+    outbox: bool,
+    /// When its batch travels in parts (it was over the server's limit): how many of them
     /// JetStream has not acknowledged yet; the queue's batch is confirmed with the last.
     parts: Option<Arc<AtomicUsize>>,
 }
 
 impl Message {
-    /// The message as messages of at most `limit` bytes, in order, or itself when it cannot
-    /// be split (a single row over the limit: the server refuses it, and it is retried and
-    /// counted as lost at the stop like any message JetStream never acknowledged).
-    fn split(self, limit: usize) -> Vec<Message> {
-        let Ok((origin, batch)) = wire::decode(&self.body) else {
-            return vec![self];
-        };
-        let parts = wire::encode_to_fit(&origin, batch, limit);
-        if parts.len() == 1 {
-            log::error!(
-                "forwarding: batch {} holds one row of {} bytes, over the server's limit of \
-                 {limit}: it cannot be sent",
-                self.id,
-                self.body.len()
+    /// `batch` encoded as the next messages of `origin`: one, or, when its body would be over
+    /// `max_body` bytes (the server refuses a larger one, every time), parts of it that fit,
+    /// each the next message of `origin` ([`wire::encode_to_fit`]). A single row over the
+    /// limit travels alone: the server refuses it, and it is retried and counted as lost at
+    /// the stop like any message JetStream never acknowledged.
+    fn of(origin: &mut Origin, batch: &WriteBatch, outbox: bool, max_body: usize) -> Vec<Message> {
+        let parts = wire::encode_to_fit(origin, batch.clone(), max_body);
+        let left = (parts.len() > 1).then(|| {
+            log::debug!(
+                "forwarding: a batch of {} rows sent in {} parts",
+                batch.rows(),
+                parts.len()
             );
-            return vec![self];
-        }
-        log::debug!(
-            "forwarding: batch {} sent in {} parts",
-            self.id,
-            parts.len()
-        );
-        let left = match self.parts {
-            Some(left) => {
-                left.fetch_add(parts.len() - 1, Ordering::AcqRel);
-                left
-            }
-            None => Arc::new(AtomicUsize::new(parts.len())),
-        };
+            Arc::new(AtomicUsize::new(parts.len()))
+        });
         parts
             .into_iter()
-            .enumerate()
-            .map(|(k, (part, body))| Message {
-                id: format!("{}.{k}", self.id),
-                body: body.into(),
-                tally: Tally {
-                    from_queue: self.tally.from_queue,
-                    ..Tally::of(&part)
-                },
-                parts: Some(left.clone()),
+            .map(|(seq, part, body)| {
+                if body.len() > max_body {
+                    log::error!(
+                        "forwarding: a row of {} bytes encoded is over the server's limit of \
+                         {max_body}: it cannot be sent",
+                        body.len()
+                    );
+                }
+                Message {
+                    id: Origin {
+                        seq,
+                        ..origin.clone()
+                    }
+                    .msg_id(),
+                    body: body.into(),
+                    tally: Some(Tally {
+                        from_queue: batch.from_queue,
+                        ..Tally::of(&part)
+                    }),
+                    outbox,
+                    parts: left.clone(),
+                }
             })
             .collect()
+    }
+
+    /// Counts the message as lost (the pipeline stopped before JetStream acknowledged it);
+    /// a message of an earlier run stays in the outbox and counts nothing.
+    fn abandon(&self, c: &Counters) -> u64 {
+        self.tally.map_or(0, |t| t.abandon(c))
     }
 }
 
@@ -173,8 +192,43 @@ pub(crate) struct NatsSink {
     queue: Option<Recipient<Committed>>,
     /// Handed to the publisher task when the queue connects.
     publisher: Option<Publisher>,
+    /// Durable mode: the journal's outbox and the batches waiting for a checkpoint.
+    durable: Option<DurableSink>,
+    /// The largest message body the server takes (learnt by the publisher once connected).
+    max_body: Arc<AtomicUsize>,
     /// Its own address and the `Shutdown` answer.
     end: EndOfChain<NatsSink>,
+}
+
+/// Durable mode's part of the sink (see the module docs).
+struct DurableSink {
+    journal: Arc<Journal>,
+    /// The batches held until a checkpoint covers them.
+    cover: CheckpointCover,
+    /// Outbox messages JetStream has acknowledged, removed from the outbox by the next commit
+    /// (shared with the publisher task, which adds to it).
+    acknowledged: Arc<Mutex<Vec<String>>>,
+}
+
+impl DurableSink {
+    /// Takes the acknowledged messages' ids, to remove them from the outbox.
+    fn take_acknowledged(&self) -> Vec<String> {
+        std::mem::take(&mut *self.acknowledged.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Gives back ids [`Self::take_acknowledged`] took, for a commit that failed.
+    fn give_back(&self, ids: Vec<String>) {
+        self.acknowledged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(ids);
+    }
+}
+
+/// Durable mode's journal for the sink, and the outbox an earlier run left (to publish again).
+pub(crate) struct SinkJournal {
+    pub journal: Arc<Journal>,
+    pub outbox: Vec<OutboxMessage>,
 }
 
 impl NatsSink {
@@ -183,8 +237,32 @@ impl NatsSink {
         instance_id: String,
         retry_budget: Duration,
         counters: Arc<Counters>,
+        journal: Option<SinkJournal>,
     ) -> NatsSink {
         let (to_publisher, from_sink) = mpsc::unbounded_channel();
+        let acknowledged = Arc::new(Mutex::new(Vec::new()));
+        let max_body = Arc::new(AtomicUsize::new(DEFAULT_MAX_BODY));
+        let mut resend = VecDeque::new();
+        let durable = journal.map(|j| {
+            if !j.outbox.is_empty() {
+                log::info!(
+                    "forwarding: {} messages an earlier run committed to the journal's outbox are published again",
+                    j.outbox.len()
+                );
+            }
+            resend.extend(j.outbox.into_iter().map(|m| Message {
+                id: m.msg_id,
+                body: m.body.into(),
+                tally: None,
+                outbox: true,
+                parts: None,
+            }));
+            DurableSink {
+                journal: j.journal,
+                cover: CheckpointCover::default(),
+                acknowledged: acknowledged.clone(),
+            }
+        });
         NatsSink {
             origin: Origin {
                 instance: instance_id,
@@ -199,10 +277,14 @@ impl NatsSink {
                 counters: counters.clone(),
                 queue: None,
                 unacked: VecDeque::new(),
-                retry: VecDeque::new(),
+                retry: resend,
+                acknowledged: durable.is_some().then_some(acknowledged),
+                max_body: max_body.clone(),
             }),
             counters,
             queue: None,
+            durable,
+            max_body,
             end: EndOfChain::new(),
         }
     }
@@ -212,7 +294,7 @@ impl NatsSink {
             // the publisher stopped (the System is going): nothing will acknowledge it
             match item {
                 Outgoing::Publish(m) => {
-                    m.tally.abandon(&self.counters);
+                    m.abandon(&self.counters);
                 }
                 Outgoing::Drain { reply, .. } => {
                     let _ = reply.send(Err(PipelineError::Forward("publisher stopped".into())));
@@ -279,20 +361,104 @@ impl NatsSink {
             }
             return;
         }
-        self.origin.seq += 1;
-        let message = Message {
-            id: self.origin.msg_id(),
-            body: wire::encode(&self.origin, &batch).into(),
-            tally: Tally::of(&batch),
-            parts: None,
+        match &mut self.durable {
+            Some(d) => d.cover.hold(batch),
+            None => {
+                let max_body = self.max_body.load(Ordering::Relaxed);
+                for message in Message::of(&mut self.origin, &batch, false, max_body) {
+                    self.send(Outgoing::Publish(message));
+                }
+            }
+        }
+    }
+
+    /// Durable mode: after the marker behind a checkpoint, commits the batches it covers to
+    /// the journal's outbox with it (removing the messages JetStream acknowledged since the
+    /// last commit), then publishes them and lets the journal delete its entries up to it. If
+    /// the outbox cannot take them, they wait for the next checkpoint.
+    fn commit_checkpoint(&mut self) {
+        let Some(d) = &mut self.durable else { return };
+        let Some((position, batches)) = d.cover.marker_passed() else {
+            return;
         };
-        self.send(Outgoing::Publish(message));
+        let max_body = self.max_body.load(Ordering::Relaxed);
+        let messages: Vec<Message> = batches
+            .iter()
+            .flat_map(|b| Message::of(&mut self.origin, b, true, max_body))
+            .collect();
+        let rows = messages
+            .iter()
+            .map(|m| OutboxMessage {
+                msg_id: m.id.clone(),
+                body: m.body.to_vec(),
+            })
+            .collect();
+        let acknowledged = d.take_acknowledged();
+        match d
+            .journal
+            .commit_outbox(position, rows, acknowledged.clone())
+        {
+            Ok(()) => {
+                d.cover.committed(position);
+                d.journal.truncate_through(position);
+                Counters::add(&self.counters.checkpoints, 1);
+                log::debug!(
+                    "checkpoint {position} committed to the outbox ({} messages)",
+                    messages.len()
+                );
+                for m in messages {
+                    self.send(Outgoing::Publish(m));
+                }
+            }
+            Err(e) => {
+                log::warn!("forwarding: checkpoint {position} not committed ({e})");
+                d.cover.failed(batches);
+                d.give_back(acknowledged);
+            }
+        }
+    }
+
+    /// Durable mode, at a clean stop: removes what JetStream acknowledged from the outbox, so
+    /// the next start publishes nothing again; counts what no checkpoint covered as lost in
+    /// this run (its events stay in the journal and are replayed at the next start).
+    fn settle_outbox(&mut self) {
+        let Some(d) = &mut self.durable else { return };
+        let lost: u64 = d
+            .cover
+            .take_all()
+            .iter()
+            .map(|b| Tally::of(b).abandon(&self.counters))
+            .sum();
+        if lost > 0 {
+            log::error!(
+                "forwarding: {lost} events no checkpoint covered at stop; they stay in the journal {} and are replayed on the next start",
+                d.journal.id()
+            );
+        }
+        let acknowledged = d.take_acknowledged();
+        if acknowledged.is_empty() {
+            return;
+        }
+        let position = d.cover.committed_position();
+        if let Err(e) = d.journal.commit_outbox(position, Vec::new(), acknowledged) {
+            log::warn!(
+                "forwarding: cannot remove acknowledged messages from the outbox ({e}); the next start publishes them again (stored once)"
+            );
+        }
     }
 }
 
 impl NatsSink {
     /// Does the sink's part of a marker, and answers it.
     fn marker(&mut self, marker: Control, ctx: &mut Context<Self>) {
+        // Durable mode: a checkpoint covers what is held and what arrives until the next
+        // marker, which commits it (see `CheckpointCover`).
+        if let Some(d) = &mut self.durable {
+            match &marker {
+                Control::Checkpoint(position) => return d.cover.checkpoint(*position),
+                _ => self.commit_checkpoint(),
+            }
+        }
         match marker {
             Control::Flush(reply) => self.send(Outgoing::Drain {
                 reply,
@@ -308,6 +474,7 @@ impl NatsSink {
                     let result = answer.unwrap_or_else(|_| {
                         Err(PipelineError::Forward("publisher stopped".into()))
                     });
+                    act.settle_outbox();
                     act.end.shutdown = Some((reply, result));
                     ctx.stop();
                 }));
@@ -354,6 +521,10 @@ struct Publisher {
     unacked: VecDeque<(Message, AckFuture)>,
     /// To publish (again), oldest first.
     retry: VecDeque<Message>,
+    /// Durable mode: where acknowledged outbox messages are named (see [`DurableSink`]).
+    acknowledged: Option<Arc<Mutex<Vec<String>>>>,
+    /// Shared with the sink: the largest body the server takes.
+    max_body: Arc<AtomicUsize>,
 }
 
 impl Publisher {
@@ -374,12 +545,18 @@ impl Publisher {
         let mut stream_ready = false;
         let mut backoff = Duration::from_millis(10);
         loop {
-            if !stream_ready {
+            // while disconnected nothing is tried: each request would wait out its timeout
+            // (5 s) with the sink's messages, a `Flush` among them, unread behind it
+            let connected = is_connected(&client);
+            if !stream_ready && connected {
                 stream_ready = ensure_stream(&js, &self.forward).await;
+                if stream_ready {
+                    self.learn_max_body(&client);
+                }
             }
             // publish what waits, while there is room
-            while stream_ready && self.unacked.len() < MAX_UNACKED {
-                let Some(m) = self.next_message(&client) else {
+            while stream_ready && connected && self.unacked.len() < MAX_UNACKED {
+                let Some(m) = self.retry.pop_front() else {
                     break;
                 };
                 match publish(&js, &self.forward, &m).await {
@@ -415,10 +592,14 @@ impl Publisher {
                                     .retry
                                     .drain(..)
                                     .chain(self.unacked.drain(..).map(|(m, _)| m))
-                                    .map(|m| m.tally.abandon(&self.counters))
+                                    .map(|m| m.abandon(&self.counters))
                                     .sum();
+                                let fate = match self.acknowledged {
+                                    Some(_) => "they stay in the journal's outbox and are published at the next start",
+                                    None => "they are lost",
+                                };
                                 log::error!(
-                                    "pipeline stopped while NATS is unreachable: {lost} events not forwarded"
+                                    "pipeline stopped while NATS is unreachable: {lost} events not forwarded ({fate})"
                                 );
                             }
                             let _ = reply.send(result);
@@ -451,11 +632,15 @@ impl Publisher {
                     self.retry.len() + self.unacked.len()
                 )));
             }
-            if !*stream_ready {
-                *stream_ready = ensure_stream(js, &self.forward).await;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let connected = is_connected(client);
+            if !*stream_ready && connected {
+                *stream_ready = tokio::time::timeout(left, ensure_stream(js, &self.forward))
+                    .await
+                    .unwrap_or(false);
             }
-            while *stream_ready && self.unacked.len() < MAX_UNACKED {
-                let Some(m) = self.next_message(client) else {
+            while *stream_ready && connected && self.unacked.len() < MAX_UNACKED {
+                let Some(m) = self.retry.pop_front() else {
                     break;
                 };
                 match publish(js, &self.forward, &m).await {
@@ -478,7 +663,8 @@ impl Publisher {
                     }
                 }
                 None => {
-                    tokio::time::sleep(backoff).await;
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(backoff.min(left)).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
             }
@@ -486,35 +672,39 @@ impl Publisher {
         Ok(())
     }
 
-    /// The next message to publish, the front of `retry`: split first when it is over the
-    /// server's `max_payload` (a batch of many series' sketches or of long fields can be),
-    /// which the server would refuse every time.
-    fn next_message(&mut self, client: &async_nats::Client) -> Option<Message> {
-        let m = self.retry.pop_front()?;
-        let limit = client.server_info().max_payload.saturating_sub(HEADER_ROOM);
-        if limit == 0 || m.body.len() <= limit {
-            return Some(m);
+    /// Tells the sink the largest body the server takes (its `max_payload`, less the
+    /// headers' room), once connected: batches are encoded in parts that fit it.
+    fn learn_max_body(&self, client: &async_nats::Client) {
+        let max = client.server_info().max_payload;
+        if max > HEADER_ROOM {
+            self.max_body.store(max - HEADER_ROOM, Ordering::Relaxed);
         }
-        for part in m.split(limit).into_iter().rev() {
-            self.retry.push_front(part);
-        }
-        self.retry.pop_front()
     }
 
     fn acked(&mut self, m: Message) {
-        m.tally.count(&self.counters);
+        if let (true, Some(acknowledged)) = (m.outbox, &self.acknowledged) {
+            acknowledged
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(m.id);
+        }
+        let Some(tally) = m.tally else {
+            Counters::add(&self.counters.resent, 1);
+            return;
+        };
+        tally.count(&self.counters);
         // a batch in parts is confirmed to the queue once, with its last part; each part's
         // records as it is acknowledged
         let whole = m
             .parts
             .as_ref()
             .is_none_or(|left| left.fetch_sub(1, Ordering::AcqRel) == 1);
-        if let (true, Some(queue)) = (m.tally.from_queue, &self.queue) {
+        if let (true, Some(queue)) = (tally.from_queue, &self.queue) {
             deliver(
                 queue,
                 Committed {
                     batches: usize::from(whole),
-                    records: m.tally.written.records as usize,
+                    records: tally.written.records as usize,
                 },
             );
         }
@@ -537,9 +727,14 @@ impl Publisher {
             .drain(..)
             .chain(self.unacked.drain(..).map(|(m, _)| m))
         {
-            m.tally.abandon(&self.counters);
+            m.abandon(&self.counters);
         }
     }
+}
+
+/// Whether the client is connected to a server (publishing while it is not only queues).
+fn is_connected(client: &async_nats::Client) -> bool {
+    client.connection_state() == async_nats::connection::State::Connected
 }
 
 /// The front publish's acknowledgement, or pending forever when there is none (for `select!`).
@@ -575,26 +770,12 @@ async fn publish(
 
 /// Creates the stream when missing; `false` while NATS cannot be reached.
 pub(crate) async fn ensure_stream(js: &jetstream::Context, forward: &Forward) -> bool {
-    let config = stream_config(&forward.stream, forward.replicas);
+    let config = forward.stream_config();
     match js.get_or_create_stream(config).await {
         Ok(_) => true,
         Err(e) => {
             log::debug!("forwarding: stream {} not ready ({e})", forward.stream);
             false
         }
-    }
-}
-
-/// The stream's settings when it is created: subjects `<stream>.>`, file storage, limits
-/// retention, the duplicate window, `replicas` replicas (an existing stream is used as it is).
-pub(crate) fn stream_config(name: &str, replicas: usize) -> stream::Config {
-    stream::Config {
-        name: name.to_string(),
-        subjects: vec![format!("{name}.>")],
-        storage: stream::StorageType::File,
-        retention: stream::RetentionPolicy::Limits,
-        duplicate_window: DUPLICATE_WINDOW,
-        num_replicas: replicas,
-        ..Default::default()
     }
 }

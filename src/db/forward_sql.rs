@@ -1,5 +1,7 @@
 //! The scale-out worker's SQL (PostgreSQL; docs/scale-out.md): one forwarded message in one
-//! transaction with its stream sequence, so it is written exactly once.
+//! transaction with its stream sequence (`nats_applied`) and its origin (`forward_applied`:
+//! the sending instance, run and batch number, which a batch published again keeps whatever
+//! its stream sequence), so it is written exactly once.
 //!
 //! Records, patterns and distinct-user sketches (merged by register maximum) go through the
 //! writer's own SQL (`write_sql::pg::write_batch`) under the sending instance's id. Window and
@@ -29,6 +31,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The forwarded batches whose rows are committed, by origin (see the module docs).
+    forward_applied (instance_id, run_id, seq) {
+        instance_id -> Text,
+        run_id -> BigInt,
+        seq -> BigInt,
+        applied_at_ms -> BigInt,
+    }
+}
+
 /// What one message wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Applied {
@@ -53,7 +65,8 @@ impl Applied {
 }
 
 /// Writes `batch` (message `seq` of `stream`, sent by `origin`) in one transaction with its
-/// sequence; writes nothing if the sequence is already committed.
+/// sequence and its origin; writes nothing if either is already committed (the same message
+/// delivered again, or the same batch published again as another message).
 pub(crate) fn apply(
     c: &mut PgConnection,
     stream: &str,
@@ -62,7 +75,7 @@ pub(crate) fn apply(
     batch: WriteBatch,
     now_ms: i64,
 ) -> QueryResult<Applied> {
-    c.transaction(|c| match claim(c, stream, seq, now_ms)? {
+    c.transaction(|c| match claim(c, stream, seq, origin, now_ms)? {
         false => Ok(DUPLICATE),
         true => write_rows(c, origin, batch),
     })
@@ -83,7 +96,7 @@ pub(crate) fn apply_isolating(
     now_ms: i64,
 ) -> QueryResult<Applied> {
     c.transaction(|c| {
-        if !claim(c, stream, seq, now_ms)? {
+        if !claim(c, stream, seq, origin, now_ms)? {
             return Ok(DUPLICATE);
         }
         let mut applied = Applied::default();
@@ -101,8 +114,16 @@ const DUPLICATE: Applied = Applied {
     quarantined: 0,
 };
 
-/// Claims message `seq` of `stream` in the open transaction: `false` if it is committed.
-fn claim(c: &mut PgConnection, stream: &str, seq: u64, now_ms: i64) -> QueryResult<bool> {
+/// Claims message `seq` of `stream`, and the batch it carries by its origin, in the open
+/// transaction: `false` if either is committed (the message delivered again, or the batch
+/// published again after JetStream's duplicate window, a durable instance's outbox re-sent).
+fn claim(
+    c: &mut PgConnection,
+    stream: &str,
+    seq: u64,
+    origin: &Origin,
+    now_ms: i64,
+) -> QueryResult<bool> {
     let claimed = diesel::insert_into(nats_applied::table)
         .values((
             nats_applied::stream.eq(stream),
@@ -111,7 +132,20 @@ fn claim(c: &mut PgConnection, stream: &str, seq: u64, now_ms: i64) -> QueryResu
         ))
         .on_conflict_do_nothing()
         .execute(c)?;
-    Ok(claimed == 1)
+    if claimed == 0 {
+        return Ok(false);
+    }
+    let claimed_origin = diesel::insert_into(forward_applied::table)
+        .values((
+            forward_applied::instance_id.eq(&origin.instance),
+            // the run id's bits, as PostgreSQL has no unsigned 64-bit integer
+            forward_applied::run_id.eq(origin.run as i64),
+            forward_applied::seq.eq(origin.seq as i64),
+            forward_applied::applied_at_ms.eq(now_ms),
+        ))
+        .on_conflict_do_nothing()
+        .execute(c)?;
+    Ok(claimed_origin == 1)
 }
 
 /// `batch` in a savepoint; if the store refuses it, its halves, down to single rows, which

@@ -2,9 +2,13 @@
 //! JetStream stream ([`Forward`], `Config::forward`; the sink is `crate::actors::nats_sink`), and
 //! workers ([`worker`]) consume the stream and write it exactly once to PostgreSQL.
 
+pub(crate) mod checkpoint;
 pub(crate) mod wire;
 pub mod worker;
 
+use std::time::Duration;
+
+use async_nats::jetstream::stream;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
@@ -23,18 +27,40 @@ pub struct Forward {
     /// The NATS server(s): `nats://host:port` (or `host:port`), several separated by commas.
     pub url: String,
     /// The JetStream stream, created when missing (subjects `<stream>.>`, file storage,
-    /// limits retention, a 2-minute duplicate window): letters, digits, `-` and `_`.
+    /// limits retention, [`Forward::duplicate_window_ms`], [`Forward::max_age_ms`]): letters,
+    /// digits, `-` and `_`.
     pub stream: String,
     /// The stream's replicas when this pipeline creates it: 1 to 5 (3 on a cluster of three
     /// or more servers keeps it through the loss of one). An existing stream is used as it
     /// is. Default 1.
     #[serde(default = "one_replica")]
     pub replicas: usize,
+    /// The stream's duplicate window when this pipeline creates it (ms): a message published
+    /// again within it under the same `Nats-Msg-Id` is stored once (the workers drop a copy
+    /// stored later, docs/scale-out.md). 100 ms to a day; default 120,000 (2 minutes).
+    #[serde(default = "default_duplicate_window_ms")]
+    pub duplicate_window_ms: u64,
+    /// The stream's maximum message age when this pipeline creates it (ms; JetStream's
+    /// retention by age): 0 keeps messages until deleted by hand (the default); otherwise at
+    /// least the duplicate window, and longer than any outage of the workers, whose messages
+    /// would be lost past it.
+    #[serde(default)]
+    pub max_age_ms: u64,
 }
 
 fn one_replica() -> usize {
     1
 }
+
+const fn default_duplicate_window_ms() -> u64 {
+    DEFAULT_DUPLICATE_WINDOW.as_millis() as u64
+}
+
+/// The stream's duplicate window by default: a publish retried within it is stored once.
+pub(crate) const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// The longest duplicate window [`Forward`] takes.
+const MAX_DUPLICATE_WINDOW_MS: u64 = 86_400_000;
 
 /// JetStream's most replicas of a stream.
 pub(crate) const MAX_REPLICAS: usize = 5;
@@ -46,6 +72,8 @@ impl Forward {
             url: url.into(),
             stream: stream.into(),
             replicas: 1,
+            duplicate_window_ms: default_duplicate_window_ms(),
+            max_age_ms: 0,
         }
     }
 
@@ -65,11 +93,37 @@ impl Forward {
         format!("{}.batches", self.stream)
     }
 
-    /// Checks the URL and the stream name.
+    /// Checks the URL, the stream name and the stream's settings.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         check_url("forward.url", &self.url)?;
         check_stream("forward.stream", &self.stream)?;
-        check_replicas("forward.replicas", self.replicas)
+        check_replicas("forward.replicas", self.replicas)?;
+        check_stream_ages(
+            "forward.duplicate_window_ms",
+            self.duplicate_window(),
+            "forward.max_age_ms",
+            self.max_age(),
+        )
+    }
+
+    /// [`Forward::duplicate_window_ms`].
+    pub(crate) fn duplicate_window(&self) -> Duration {
+        Duration::from_millis(self.duplicate_window_ms)
+    }
+
+    /// [`Forward::max_age_ms`] (zero: no maximum).
+    pub(crate) fn max_age(&self) -> Duration {
+        Duration::from_millis(self.max_age_ms)
+    }
+
+    /// The stream's settings when this pipeline creates it.
+    pub(crate) fn stream_config(&self) -> stream::Config {
+        stream_config(
+            &self.stream,
+            self.replicas,
+            self.duplicate_window(),
+            self.max_age(),
+        )
     }
 
     /// The server addresses of the URL.
@@ -85,6 +139,8 @@ impl std::fmt::Debug for Forward {
             .field("url", &redacted_url(&self.url))
             .field("stream", &self.stream)
             .field("replicas", &self.replicas)
+            .field("duplicate_window_ms", &self.duplicate_window_ms)
+            .field("max_age_ms", &self.max_age_ms)
             .finish()
     }
 }
@@ -106,6 +162,53 @@ pub(crate) fn redacted_url(url: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The stream's settings when it is created: subjects `<stream>.>`, file storage, limits
+/// retention, the duplicate window, the maximum age (zero: none), `replicas` replicas (an
+/// existing stream is used as it is).
+pub(crate) fn stream_config(
+    name: &str,
+    replicas: usize,
+    duplicate_window: Duration,
+    max_age: Duration,
+) -> stream::Config {
+    stream::Config {
+        name: name.to_string(),
+        subjects: vec![format!("{name}.>")],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        duplicate_window,
+        max_age,
+        num_replicas: replicas,
+        ..Default::default()
+    }
+}
+
+/// A stream's duplicate window (100 ms to a day) and maximum age (zero, or at least the
+/// window: JetStream refuses a window longer than the age).
+pub(crate) fn check_stream_ages(
+    window_field: &str,
+    window: Duration,
+    age_field: &str,
+    age: Duration,
+) -> Result<(), ConfigError> {
+    let window_ms = window.as_millis() as u64;
+    if !(100..=MAX_DUPLICATE_WINDOW_MS).contains(&window_ms) {
+        return Err(ConfigError::new(
+            window_field,
+            window_ms,
+            "must be 100 ms to a day (86,400,000)",
+        ));
+    }
+    if !age.is_zero() && age < window {
+        return Err(ConfigError::new(
+            age_field,
+            age.as_millis(),
+            format!("must be 0 (no maximum) or at least the duplicate window, {window_ms} ms"),
+        ));
+    }
+    Ok(())
 }
 
 /// The server addresses of a checked URL list.
@@ -220,9 +323,51 @@ mod tests {
     }
 
     #[test]
-    fn replicas_default_to_one_when_a_config_omits_them() {
+    fn replicas_and_ages_default_when_a_config_omits_them() {
         let f: Forward = serde_json::from_str(r#"{"url":"nats://h:4222","stream":"s"}"#).unwrap();
         assert_eq!(f, Forward::new("nats://h:4222", "s"));
-        assert_eq!(f.replicas, 1);
+        assert_eq!(
+            (f.replicas, f.duplicate_window_ms, f.max_age_ms),
+            (1, 120_000, 0)
+        );
+        let c = f.stream_config();
+        assert_eq!(
+            (c.duplicate_window, c.max_age, c.num_replicas),
+            (Duration::from_secs(120), Duration::ZERO, 1)
+        );
+    }
+
+    #[test]
+    fn the_duplicate_window_and_the_maximum_age_are_checked_and_used() {
+        let with = |window: u64, age: u64| Forward {
+            duplicate_window_ms: window,
+            max_age_ms: age,
+            ..Forward::new("nats://h:4222", "s")
+        };
+        for (window, age, bad) in [
+            (99, 0, Some(("forward.duplicate_window_ms", "99"))),
+            (
+                86_400_001,
+                0,
+                Some(("forward.duplicate_window_ms", "86400001")),
+            ),
+            (2_000, 1_999, Some(("forward.max_age_ms", "1999"))),
+            (100, 0, None),
+            (2_000, 2_000, None),
+            (86_400_000, 7 * 86_400_000, None),
+        ] {
+            match (with(window, age).validate(), bad) {
+                (Ok(()), None) => {}
+                (Err(e), Some((field, value))) => {
+                    assert_eq!((e.field.as_str(), e.value.as_str()), (field, value))
+                }
+                (got, want) => panic!("{window} {age}: {got:?}, wanted {want:?}"),
+            }
+        }
+        let c = with(1_000, 3_600_000).stream_config();
+        assert_eq!(
+            (c.duplicate_window, c.max_age),
+            (Duration::from_secs(1), Duration::from_secs(3600))
+        );
     }
 }

@@ -235,19 +235,23 @@ pub(crate) fn encode(origin: &Origin, batch: &WriteBatch) -> Vec<u8> {
     zstd::bulk::compress(&raw, ZSTD_LEVEL).unwrap_or_else(|_| raw_frame(&raw))
 }
 
-/// `batch` as message bodies of at most `limit` bytes each, all sent as `origin`, with the part
-/// of the batch each holds: one body when it fits (encoded once), else the bodies of its halves
-/// ([`WriteBatch::split`]), halved again until each fits or holds a single row (a row over
-/// `limit` travels alone, and the server refuses it).
+/// `batch` as the next messages of `origin`, each body at most `limit` bytes: `(seq, part of
+/// the batch, body)`, with `origin.seq` advanced past them. One message when it fits (encoded
+/// once), else the messages of its halves ([`WriteBatch::split`]), halved again until each
+/// fits or holds a single row (a row over `limit` travels alone, and the server refuses it).
+/// Each part is a batch of its own, with its own sequence number, so the workers' claim by
+/// origin (instance, run, seq) takes every part once.
 pub(crate) fn encode_to_fit(
-    origin: &Origin,
+    origin: &mut Origin,
     batch: WriteBatch,
     limit: usize,
-) -> Vec<(WriteBatch, Vec<u8>)> {
+) -> Vec<(u64, WriteBatch, Vec<u8>)> {
+    origin.seq += 1;
     let body = encode(origin, &batch);
     if body.len() <= limit || batch.rows() <= 1 {
-        return vec![(batch, body)];
+        return vec![(origin.seq, batch, body)];
     }
+    origin.seq -= 1;
     let (first, second) = batch.split();
     let mut parts = encode_to_fit(origin, first, limit);
     parts.extend(encode_to_fit(origin, second, limit));
@@ -618,7 +622,7 @@ mod tests {
     /// and, read back and put together in order, are the batch.
     #[test]
     fn a_batch_over_the_limit_travels_in_parts_that_fit_and_add_up() {
-        let origin = Origin {
+        let mut origin = Origin {
             instance: "i".into(),
             run: 1,
             seq: 9,
@@ -646,17 +650,21 @@ mod tests {
         let limit = 16 * 1024;
         let whole = encode(&origin, &sent);
         assert!(whole.len() > 4 * limit, "the test's batch is too small");
-        let parts = encode_to_fit(&origin, sent.clone(), limit);
+        let parts = encode_to_fit(&mut origin, sent.clone(), limit);
         assert!(parts.len() >= 5, "{} parts", parts.len());
+        // each part the next message of the origin
+        let seqs: Vec<u64> = parts.iter().map(|(seq, _, _)| *seq).collect();
+        assert_eq!(seqs, (10..10 + parts.len() as u64).collect::<Vec<_>>());
+        assert_eq!(origin.seq, 9 + parts.len() as u64);
         let mut together = WriteBatch {
             from_queue: sent.from_queue,
             ..WriteBatch::default()
         };
-        for (part, body) in &parts {
+        for (seq, part, body) in &parts {
             assert!(body.len() <= limit, "a part of {} bytes", body.len());
             let (o, got) = decode(body).unwrap();
-            assert_eq!(o, origin);
-            assert_eq!(encode_raw(&o, &got), encode_raw(&origin, part));
+            assert_eq!(o.seq, *seq);
+            assert_eq!(encode_raw(&o, &got), encode_raw(&o, part));
             together.records.extend(got.records);
             together.windows.extend(got.windows);
             together.errors.extend(got.errors);
@@ -664,13 +672,13 @@ mod tests {
             together.users.extend(got.users);
         }
         assert_eq!(encode_raw(&origin, &together), encode_raw(&origin, &sent));
-        let folded: u64 = parts.iter().map(|(p, _)| p.folded()).sum();
+        let folded: u64 = parts.iter().map(|(_, p, _)| p.folded()).sum();
         assert_eq!(folded, sent.folded());
         // a batch that fits is one message, encoded as before
         let small = batch();
-        let one = encode_to_fit(&origin, small.clone(), limit);
+        let one = encode_to_fit(&mut origin, small.clone(), limit);
         assert_eq!(one.len(), 1);
-        assert_eq!(one[0].1, encode(&origin, &small));
+        assert_eq!(one[0].2, encode(&origin, &small));
     }
 
     #[test]

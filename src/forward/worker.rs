@@ -14,12 +14,14 @@ use diesel::{Connection, QueryResult};
 use futures_util::StreamExt;
 use thiserror::Error;
 
-use crate::actors::nats_sink::stream_config;
 use crate::db::forward_sql;
 use crate::db::open::{open_with, OpenOptions};
 use crate::db::pool::Pool;
 use crate::error::{ConfigError, StoreError};
-use crate::forward::{check_replicas, check_stream, check_url, redacted_url, wire};
+use crate::forward::{
+    check_replicas, check_stream, check_stream_ages, check_url, redacted_url, stream_config, wire,
+    DEFAULT_DUPLICATE_WINDOW,
+};
 use crate::retention::{PruneRound, Retention};
 use crate::Store;
 
@@ -37,6 +39,12 @@ pub struct WorkerOptions {
     /// The stream's replicas when this worker creates it: 1 to 5 (an existing stream is used
     /// as it is). Default 1.
     pub replicas: usize,
+    /// The stream's duplicate window when this worker creates it (as
+    /// `Forward::duplicate_window_ms`: 100 ms to a day). Default 2 minutes.
+    pub duplicate_window: Duration,
+    /// The stream's maximum message age when this worker creates it (as `Forward::max_age_ms`:
+    /// zero, none, or at least the duplicate window). Default none.
+    pub max_age: Duration,
     /// The PostgreSQL store (migrated at start).
     pub store: Store,
     /// The durable pull consumer all workers of the stream share (created when missing).
@@ -69,6 +77,8 @@ impl WorkerOptions {
             nats: nats.into(),
             stream: stream.into(),
             replicas: 1,
+            duplicate_window: DEFAULT_DUPLICATE_WINDOW,
+            max_age: Duration::ZERO,
             store,
             consumer: DEFAULT_CONSUMER.to_string(),
             ack_wait: Duration::from_secs(30),
@@ -84,6 +94,12 @@ impl WorkerOptions {
         check_url("nats", &self.nats)?;
         check_stream("stream", &self.stream)?;
         check_replicas("replicas", self.replicas)?;
+        check_stream_ages(
+            "duplicate_window",
+            self.duplicate_window,
+            "max_age",
+            self.max_age,
+        )?;
         check_stream("consumer", &self.consumer)?;
         if !self.store.is_postgres() {
             return Err(ConfigError::new(
@@ -114,6 +130,8 @@ impl std::fmt::Debug for WorkerOptions {
             .field("nats", &redacted_url(&self.nats))
             .field("stream", &self.stream)
             .field("replicas", &self.replicas)
+            .field("duplicate_window", &self.duplicate_window)
+            .field("max_age", &self.max_age)
             .field("store", &self.store)
             .field("consumer", &self.consumer)
             .field("ack_wait", &self.ack_wait)
@@ -240,7 +258,12 @@ async fn consume(
     let js = jetstream::new(client);
     let stream = loop {
         match js
-            .get_or_create_stream(stream_config(&opts.stream, opts.replicas))
+            .get_or_create_stream(stream_config(
+                &opts.stream,
+                opts.replicas,
+                opts.duplicate_window,
+                opts.max_age,
+            ))
             .await
         {
             Ok(s) => break s,

@@ -18,6 +18,13 @@
 //! An entry that fails its checksum or cannot be decoded is moved to `journal_rejected` at
 //! start (the newest [`MAX_REJECTED`] are kept there for inspection), so it is counted once.
 //!
+//! ```sql
+//! forward_outbox (id INTEGER PRIMARY KEY, msg_id TEXT UNIQUE, body BLOB)
+//!                 -- durable forwarding: messages committed with a checkpoint, not yet acknowledged
+//! ```
+//!
+//! (see [`super::outbox`]; its checkpoint is the `journal_meta` row `forward_checkpoint`).
+//!
 //! The file is created with mode 0600 (SQLite gives its `-wal` the same mode), and uses
 //! `secure_delete`: the entries deleted once the store holds them are overwritten with zeros,
 //! and a clean stop truncates the WAL (`wal_checkpoint(TRUNCATE)`), so what was checkpointed
@@ -155,7 +162,7 @@ fn same_file(_: &Path, _: &Path) -> bool {
 
 /// An open journal file (see the module docs).
 pub(crate) struct JournalFile {
-    conn: SqliteConnection,
+    pub(super) conn: SqliteConnection,
     path: PathBuf,
 }
 
@@ -220,7 +227,9 @@ impl JournalFile {
             c.batch_execute(
                 "CREATE TABLE IF NOT EXISTS journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
                  CREATE TABLE IF NOT EXISTS journal_entries (
-                     last_pos INTEGER PRIMARY KEY, first_pos INTEGER NOT NULL, events BLOB NOT NULL);",
+                     last_pos INTEGER PRIMARY KEY, first_pos INTEGER NOT NULL, events BLOB NOT NULL);
+                 CREATE TABLE IF NOT EXISTS forward_outbox (
+                     id INTEGER PRIMARY KEY, msg_id TEXT NOT NULL UNIQUE, body BLOB NOT NULL);",
             )?;
             diesel::sql_query(
                 "INSERT INTO journal_meta (key, value) VALUES ('journal_id', ?) ON CONFLICT DO NOTHING",
@@ -245,7 +254,7 @@ impl JournalFile {
     /// Runs `body` in one `BEGIN IMMEDIATE` transaction. The error returned is the first one:
     /// when a COMMIT fails with a full disk SQLite has rolled back already, and the ROLLBACK
     /// that follows fails too ("no transaction is active"), which must not hide the cause.
-    fn in_transaction(
+    pub(super) fn in_transaction(
         &mut self,
         body: impl FnOnce(&mut SqliteConnection) -> QueryResult<()>,
     ) -> QueryResult<()> {

@@ -34,6 +34,7 @@
 
 pub(crate) mod codec;
 pub(crate) mod file;
+pub(crate) mod outbox;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -48,6 +49,7 @@ use crate::settings::Settings;
 use crate::util::unix_ms;
 use codec::{Appender, Entry};
 use file::{JournalFile, OpenError};
+use outbox::OutboxMessage;
 
 /// Waiting bytes past which the journal thread commits at once rather than at its interval.
 const FLUSH_BYTES: usize = 16 << 20;
@@ -111,6 +113,17 @@ struct State {
     failing: Option<Failure>,
     /// An append was refused during this failure already (the first asks for a checkpoint).
     refused: bool,
+    /// Durable forwarding: outbox commits waiting for the journal thread, in order.
+    outbox: Vec<OutboxCommit>,
+}
+
+/// Durable forwarding: one checkpoint's messages for the outbox ([`Journal::commit_outbox`]).
+struct OutboxCommit {
+    position: u64,
+    messages: Vec<OutboxMessage>,
+    acknowledged: Vec<String>,
+    /// Where the journal thread answers.
+    done: std::sync::mpsc::SyncSender<Result<(), String>>,
 }
 
 /// A failure of the journal file: since when, and what it answered first.
@@ -230,6 +243,9 @@ pub(crate) struct Recovered {
     pub journal: Arc<Journal>,
     /// The events after the store's checkpoint, in position order, each with its position.
     pub replay: Vec<(u64, TrackEvent)>,
+    /// Durable forwarding: the messages an earlier run committed and JetStream may not have
+    /// acknowledged, to publish again ([`outbox`]).
+    pub outbox: Vec<OutboxMessage>,
 }
 
 /// [`recover_with`] with the default settings and the system clock.
@@ -249,8 +265,8 @@ pub(crate) fn recover(
 }
 
 /// Opens the journal at `path` (a corrupt file is moved aside and a new one started), reads
-/// the store's checkpoint for it (`checkpoint_of` the journal's id), sorts out the events
-/// after it (damaged entries set aside, invalid events refused, both counted), and starts the
+/// the store's checkpoint for it (`checkpoint_of` the journal's id; in forwarding mode the
+/// file's own, [`outbox`]: the later of the two), sorts out the events after it (damaged entries set aside, invalid events refused, both counted), and starts the
 /// journal thread numbering on after the last of them.
 pub(crate) fn recover_with(
     path: &Path,
@@ -264,7 +280,15 @@ pub(crate) fn recover_with(
             reason,
             source,
         };
-    let (mut file, id, entries) = match open_and_read(path) {
+    let (
+        mut file,
+        id,
+        Read {
+            entries,
+            forwarded,
+            outbox,
+        },
+    ) = match open_and_read(path) {
         Err(OpenError::Corrupt(reason)) => {
             let aside = file::move_aside(path).map_err(|e| {
                 fail(
@@ -282,8 +306,9 @@ pub(crate) fn recover_with(
         }
         opened => opened.map_err(|e| fail(e.to_string(), Some(e.into())))?,
     };
-    let checkpoint =
-        checkpoint_of(&id).map_err(|e| fail(format!("reading the checkpoint: {e}"), None))?;
+    let checkpoint = checkpoint_of(&id)
+        .map_err(|e| fail(format!("reading the checkpoint: {e}"), None))?
+        .max(forwarded);
     let sorted = sort_out(checkpoint, entries, &options);
     sorted.report(path, &counters);
     if !sorted.damaged.is_empty() {
@@ -307,14 +332,27 @@ pub(crate) fn recover_with(
     Ok(Recovered {
         journal: Arc::new(journal),
         replay: sorted.replay,
+        outbox,
     })
 }
 
-/// Opens the journal file and reads every entry.
-fn open_and_read(path: &Path) -> Result<(JournalFile, String, Vec<Entry>), OpenError> {
+/// What a journal file holds at start.
+struct Read {
+    entries: Vec<Entry>,
+    /// The outbox's checkpoint (durable forwarding; 0 otherwise).
+    forwarded: u64,
+    outbox: Vec<OutboxMessage>,
+}
+
+/// Opens the journal file and reads every entry, and the outbox.
+fn open_and_read(path: &Path) -> Result<(JournalFile, String, Read), OpenError> {
     let (mut file, id) = JournalFile::open(path)?;
-    let entries = file.entries()?;
-    Ok((file, id, entries))
+    let read = Read {
+        entries: file.entries()?,
+        forwarded: file.forward_checkpoint()?,
+        outbox: file.outbox()?,
+    };
+    Ok((file, id, read))
 }
 
 /// A journal's entries sorted out at start.
@@ -407,6 +445,7 @@ impl Journal {
                 stop: false,
                 failing: None,
                 refused: false,
+                outbox: Vec::new(),
             }),
             wake: Condvar::new(),
             done: Condvar::new(),
@@ -510,6 +549,35 @@ impl Journal {
         true
     }
 
+    /// Durable forwarding: commits `messages` to the outbox with the checkpoint `position`, and
+    /// removes the `acknowledged` ones, in one transaction of the journal thread ([`outbox`]);
+    /// returns once it is on disk, or with why it is not (SQLite's error, or the journal is
+    /// closed). Waits for the journal thread's round: a commit or two, milliseconds.
+    pub(crate) fn commit_outbox(
+        &self,
+        position: u64,
+        messages: Vec<OutboxMessage>,
+        acknowledged: Vec<String>,
+    ) -> Result<(), String> {
+        let (done, answer) = std::sync::mpsc::sync_channel(1);
+        {
+            let mut s = self.shared.lock();
+            if s.stop {
+                return Err("the journal is closed".into());
+            }
+            s.outbox.push(OutboxCommit {
+                position,
+                messages,
+                acknowledged,
+                done,
+            });
+            self.shared.wake.notify_one();
+        }
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err("the journal stopped".into()))
+    }
+
     /// Applies a new `fsync_interval_ms` from the next commit on.
     pub(crate) fn set_interval(&self, interval: Duration) {
         self.shared
@@ -548,6 +616,7 @@ struct Round {
     entries: Vec<Entry>,
     truncate: u64,
     stop: bool,
+    outbox: Vec<OutboxCommit>,
 }
 
 /// The journal thread's side: the file, and what it has failed to write so far.
@@ -598,6 +667,26 @@ impl Writer {
         }
     }
 
+    /// Durable forwarding: commits each checkpoint's messages to the outbox, answering each.
+    fn commit_outbox(&mut self, shared: &Shared, commits: Vec<OutboxCommit>) {
+        for c in commits {
+            let result = self
+                .file
+                .commit_outbox(c.position, &c.messages, &c.acknowledged)
+                .map_err(|e| e.to_string());
+            if let Err(e) = &result {
+                Counters::add(&shared.counters.journal_errors, 1);
+                log::warn!(
+                    "journal {}: cannot commit checkpoint {} to the forwarding outbox ({e}); \
+                     its batches wait for the next checkpoint",
+                    self.file.path().display(),
+                    c.position
+                );
+            }
+            let _ = c.done.send(result);
+        }
+    }
+
     /// Deletes the entries up to `truncate` (the store holds them).
     fn truncate(&mut self, shared: &Shared, truncate: u64) {
         if truncate <= self.truncated {
@@ -630,6 +719,7 @@ fn run(shared: &Shared, file: JournalFile) {
     loop {
         let round = next_round(shared, w.retry_at, w.commit_time);
         let written = w.commit(shared, round.entries, round.truncate);
+        w.commit_outbox(shared, round.outbox);
         w.truncate(shared, round.truncate);
         {
             let mut s = shared.lock();
@@ -663,7 +753,7 @@ fn run(shared: &Shared, file: JournalFile) {
 fn next_round(shared: &Shared, retry_at: Option<Instant>, commit_time: Duration) -> Round {
     let mut s = shared.lock();
     loop {
-        if s.stop || s.truncate > s.truncated {
+        if s.stop || s.truncate > s.truncated || !s.outbox.is_empty() {
             break;
         }
         let interval = shared.interval();
@@ -688,6 +778,7 @@ fn next_round(shared: &Shared, retry_at: Option<Instant>, commit_time: Duration)
         entries,
         truncate: s.truncate,
         stop: s.stop,
+        outbox: std::mem::take(&mut s.outbox),
     }
 }
 

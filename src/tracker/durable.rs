@@ -2,6 +2,7 @@
 //! checkpoints, and the replay of what an earlier run journaled and the store lacks.
 
 use super::*;
+use crate::journal::outbox::OutboxMessage;
 
 impl Tracker {
     /// Durable mode: journals accepted events before they are acknowledged, or refuses them
@@ -125,21 +126,31 @@ pub(super) const MAX_RECORDS_PER_CHECKPOINT: usize = 25_000;
 
 impl DurableIntake {
     /// Durable mode: opens the journal at `path` (reading the store's checkpoint for it) and what
-    /// to replay.
+    /// to replay; with the messages an earlier forwarding run left in the journal's outbox.
     pub(super) fn open(
         path: &std::path::Path,
         options: crate::journal::Options,
         settings: &Settings,
         pool: &Pool,
         counters: Arc<Counters>,
-    ) -> Result<DurableIntake, Error> {
+    ) -> Result<(DurableIntake, Vec<OutboxMessage>), Error> {
         let checkpoint_of = |id: &str| {
             let mut conn = pool.get().map_err(|e| e.to_string())?;
             conn.checkpoint_of(id).map_err(|e| e.to_string())
         };
         let recovered = crate::journal::recover_with(path, checkpoint_of, options, counters)?;
+        if settings.forward.is_none() && !recovered.outbox.is_empty() {
+            // the replay starts after the outbox's checkpoint: what it holds is sent, not
+            // replayed, and only a forwarding pipeline sends it
+            log::error!(
+                "journal {}: {} forwarded batches of an earlier run wait in its outbox, unsent; \
+                 they are sent when the pipeline starts with `forward` again",
+                path.display(),
+                recovered.outbox.len()
+            );
+        }
         let replay = VecDeque::from(recovered.replay);
-        Ok(DurableIntake {
+        let intake = DurableIntake {
             // until the replay has handed on its events, the last position handed on is the
             // store's checkpoint
             position: match replay.front() {
@@ -151,6 +162,7 @@ impl DurableIntake {
             records_per_checkpoint: records_per_checkpoint(settings),
             ticks: 0,
             replay,
-        })
+        };
+        Ok((intake, recovered.outbox))
     }
 }

@@ -47,7 +47,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::actors::db_writer::{ConnectQueue, DbWriter, StopWriter};
-use crate::actors::nats_sink::NatsSink;
+use crate::actors::nats_sink::{NatsSink, SinkJournal};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::counters::{Counters, Stats};
@@ -167,17 +167,23 @@ impl Tracker {
     ) -> Result<Addr<Tracker>, Error> {
         let settings = Arc::new(settings);
         let counters = Arc::new(Counters::default());
-        let durable = match &journal_path {
-            Some(path) => Some(DurableIntake::open(
-                path,
-                crate::journal::Options::new(&settings, clock.now_ms()),
-                &settings,
-                &pool,
-                counters.clone(),
-            )?),
-            None => None,
+        let (durable, outbox) = match &journal_path {
+            Some(path) => {
+                let (intake, outbox) = DurableIntake::open(
+                    path,
+                    crate::journal::Options::new(&settings, clock.now_ms()),
+                    &settings,
+                    &pool,
+                    counters.clone(),
+                )?;
+                (Some(intake), outbox)
+            }
+            None => (None, Vec::new()),
         };
         let journal = durable.as_ref().map(|d| d.journal.clone());
+        let sink_journal = journal
+            .clone()
+            .map(|journal| SinkJournal { journal, outbox });
         // The one place the writer is chosen: the store's, or forwarding mode's sink.
         let (writer, writer_thread) = {
             let (counters, clock) = (counters.clone(), clock.clone());
@@ -195,7 +201,11 @@ impl Tracker {
                     end: crate::actors::EndOfChain::new(),
                 })),
                 Some(forward) => WriterInbox::of(unbounded(NatsSink::new(
-                    forward, instance, budget, counters,
+                    forward,
+                    instance,
+                    budget,
+                    counters,
+                    sink_journal,
                 ))),
             })?
         };

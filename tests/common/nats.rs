@@ -30,6 +30,11 @@ impl NatsServer {
         Self::start_with(free_port(), Vec::new())
     }
 
+    /// A single server with JetStream on `port` (one a client was already pointed at).
+    pub fn start_on(port: u16) -> NatsServer {
+        Self::start_with(port, Vec::new())
+    }
+
     fn start_with(port: u16, extra: Vec<String>) -> NatsServer {
         let dir = tempfile::tempdir().expect("a storage directory");
         let mut args = vec![
