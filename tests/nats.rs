@@ -654,8 +654,8 @@ fn a_worker_with_retention_prunes_the_rows_older_than_their_maximum_age() {
 
 /// Claims older than `applied_max_age` are deleted, the younger kept, with no other retention
 /// set. The old claims are rows whose `applied_at_ms` the test sets in the past: 20 per table,
-/// deleted one per chunk (`batch_size` 1), so the first pass (16 chunks) leaves 4 and the pass
-/// after the next fetch deletes them.
+/// deleted one per chunk (`batch_size` 1), so the pass at start (16 chunks) leaves 4 and the
+/// next pass, which follows at once, deletes them.
 #[test]
 fn a_worker_deletes_the_claims_older_than_applied_max_age_and_keeps_the_younger() {
     use diesel::connection::SimpleConnection;

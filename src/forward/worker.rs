@@ -289,6 +289,12 @@ async fn consume(
     pool: Pool,
     stop: Arc<AtomicBool>,
 ) -> Result<WorkerReport, WorkerError> {
+    // the first claims pass runs at start, before the consumer exists: a worker that restarts
+    // often still prunes, and its messages are not held while it does
+    let (removed, mut claims_left) = tokio::task::block_in_place(|| {
+        prune_claims(&pool, opts.applied_max_age, opts.retention.batch_size)
+    });
+    let mut last_claims = Instant::now();
     let nats = |e: &dyn std::fmt::Display| WorkerError::Nats(e.to_string());
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
@@ -345,16 +351,17 @@ async fn consume(
         opts.consumer,
         opts.store.describe()
     );
-    let mut report = WorkerReport::default();
+    let mut report = WorkerReport {
+        claims_pruned: removed,
+        ..WorkerReport::default()
+    };
     let mut last_message = Instant::now();
     let mut last_rollup = Instant::now();
     // the first round runs at start: a worker that restarts often still prunes
     let mut last_prune: Option<Instant> = None;
     let prune_every = Duration::from_millis(opts.retention.interval_ms);
-    // claims: a pass at start and every interval, and again after each fetch while a pass
-    // leaves old claims behind
-    let mut last_claims: Option<Instant> = None;
-    let mut claims_left = false;
+    // claims: a pass every interval, and again after each fetch while a pass leaves old
+    // claims behind
     while !stop.load(Ordering::Relaxed) {
         if opts
             .rollup_interval
@@ -368,9 +375,9 @@ async fn consume(
             let rollups = opts.rollup_interval.is_some();
             report.pruned += tokio::task::block_in_place(|| prune(&pool, &opts.retention, rollups));
         }
-        if claims_left || last_claims.is_none_or(|t| t.elapsed() >= prune_every) {
+        if claims_left || last_claims.elapsed() >= prune_every {
             if !claims_left {
-                last_claims = Some(Instant::now());
+                last_claims = Instant::now();
             }
             let (removed, left) = tokio::task::block_in_place(|| {
                 prune_claims(&pool, opts.applied_max_age, opts.retention.batch_size)
