@@ -652,6 +652,82 @@ fn a_worker_with_retention_prunes_the_rows_older_than_their_maximum_age() {
     assert_eq!(user_buckets(), buckets, "hour roll-ups kept: no age set");
 }
 
+/// Claims older than `applied_max_age` are deleted, the younger kept, with no other retention
+/// set. The old claims are rows whose `applied_at_ms` the test sets in the past: 20 per table,
+/// deleted one per chunk (`batch_size` 1), so the pass at start (16 chunks) leaves 4 and the
+/// next pass, which follows at once, deletes them.
+#[test]
+fn a_worker_deletes_the_claims_older_than_applied_max_age_and_keeps_the_younger() {
+    use diesel::connection::SimpleConnection;
+    let _serial = serial();
+    let nats = NatsServer::start();
+    let db = TestDb::create("nats_claims");
+    let stream = "claims";
+    let (stats, report) = forward_then_drain(&nats.url(), &db, stream, "inst-c", 5_000);
+    assert_eq!(report.claims_pruned, 0, "every claim younger than 7 days");
+    let messages = stats.batches_written as i64;
+    assert!(messages > 0);
+    assert_eq!(db.count("nats_applied"), messages);
+    assert_eq!(db.count("forward_applied"), messages);
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let max_age = worker::MIN_APPLIED_MAX_AGE.as_millis() as i64;
+    // 20 old claims per table (a minute past the age), 5 young ones (a minute short of it),
+    // and the real claims, seconds old
+    let (old, young) = (now - max_age - 60_000, now - max_age + 60_000);
+    let mut sql = String::new();
+    for seq in 1..=25 {
+        let at = if seq <= 20 { old } else { young };
+        sql += &format!(
+            "INSERT INTO nats_applied VALUES ('earlier', {seq}, {at});
+             INSERT INTO forward_applied VALUES ('inst-earlier', 1, {seq}, {at});"
+        );
+    }
+    db.conn().batch_execute(&sql).unwrap();
+    let mut opts = worker_opts(&nats.url(), stream, &db.url());
+    opts.applied_max_age = worker::MIN_APPLIED_MAX_AGE;
+    opts.retention.batch_size = 1;
+    opts.rollup_interval = None;
+    opts.idle_exit = Some(Duration::from_millis(500));
+    let report = worker::run(opts, Arc::new(AtomicBool::new(false))).expect("worker");
+    assert_eq!(report.claims_pruned, 40, "the old claims of both tables");
+    assert_eq!(report.pruned, 0, "no other retention");
+    assert_eq!(
+        db.count(&format!(
+            "nats_applied WHERE applied_at_ms < {}",
+            now - max_age
+        )),
+        0
+    );
+    assert_eq!(
+        db.count(&format!(
+            "forward_applied WHERE applied_at_ms < {}",
+            now - max_age
+        )),
+        0
+    );
+    assert_eq!(
+        db.scalar("SELECT COALESCE(SUM(seq), 0) FROM nats_applied WHERE stream = 'earlier'"),
+        (21..=25).sum::<i64>(),
+        "the young claims kept"
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT COALESCE(SUM(seq), 0) FROM forward_applied WHERE instance_id = 'inst-earlier'"
+        ),
+        (21..=25).sum::<i64>(),
+        "the young claims kept"
+    );
+    assert_eq!(db.count("nats_applied WHERE stream = 'claims'"), messages);
+    assert_eq!(
+        db.count("forward_applied WHERE instance_id <> 'inst-earlier'"),
+        messages
+    );
+}
+
 /// Publishes `count` messages that are not forwarded batches to `stream` (created as the
 /// instances create it).
 fn publish_garbage(url: &str, stream: &str, count: usize) {

@@ -31,6 +31,12 @@ pub struct WorkerArgs {
     /// another: the takeover time when a worker dies (used when the consumer is created).
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
     pub ack_wait_ms: u64,
+    /// How long the claims of committed messages (`nats_applied`, `forward_applied`) are
+    /// kept before they are deleted (at start and every `retention.interval_ms`). A message
+    /// delivered or published again after that long would be written twice. At least 600,000
+    /// (10 minutes), the duplicate window and `--ack-wait-ms`; default 7 days.
+    #[arg(long, value_name = "MS", default_value_t = 604_800_000)]
+    pub applied_max_age_ms: u64,
     /// Stop after this long without a message (default: run until SIGTERM or Ctrl-C).
     #[arg(long, value_name = "MS")]
     pub idle_exit_ms: Option<u64>,
@@ -49,6 +55,7 @@ pub fn run(args: WorkerArgs) -> Result<(), String> {
     opts.consumer = args.consumer;
     opts.ack_wait = Duration::from_millis(args.ack_wait_ms);
     opts.idle_exit = args.idle_exit_ms.map(Duration::from_millis);
+    opts.applied_max_age = Duration::from_millis(args.applied_max_age_ms);
     let config = match &args.config {
         Some(path) => Config::from_toml_file(path),
         None => Ok(Config::default()),
@@ -62,7 +69,7 @@ pub fn run(args: WorkerArgs) -> Result<(), String> {
     opts.rollup_lateness = Duration::from_millis(config.allowed_lateness_ms);
     let report = worker::run_until_signal(opts).map_err(|e| e.to_string())?;
     println!(
-        "worker: {} messages written ({} records, {} window rows, {} error counts, {} patterns), {} delivered again and skipped, {} failed and left for redelivery, {} rows refused by the store and quarantined, {} rows pruned",
+        "worker: {} messages written ({} records, {} window rows, {} error counts, {} patterns), {} delivered again and skipped, {} failed and left for redelivery, {} rows refused by the store and quarantined, {} rows pruned, {} old claims pruned",
         report.messages,
         report.records,
         report.windows,
@@ -71,7 +78,8 @@ pub fn run(args: WorkerArgs) -> Result<(), String> {
         report.duplicates,
         report.failed,
         report.quarantined,
-        report.pruned
+        report.pruned,
+        report.claims_pruned
     );
     Ok(())
 }

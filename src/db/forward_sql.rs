@@ -259,3 +259,55 @@ fn write_rows(c: &mut PgConnection, origin: &Origin, batch: WriteBatch) -> Query
     }
     Ok(applied)
 }
+
+/// The claim tables, pruned by `applied_at_ms` ([`prune_claims_chunk`]).
+pub(crate) const CLAIM_TABLES: [&str; 2] = ["nats_applied", "forward_applied"];
+
+/// The statement deleting at most `batch_size` claims of `table` (one of [`CLAIM_TABLES`])
+/// committed before `cutoff`: the subquery picks them through the `applied_at_ms` index
+/// (migration `applied_retention`), the delete finds them by address (`ctid`), as
+/// `prune_sql::delete_statement` does for tables without an `id`. Only numbers and the
+/// crate's own table names are spliced into the text. Checked with `EXPLAIN` on PostgreSQL 15
+/// and 200,000 claims in each table: Index Scan using `*_applied_at`, Tid Scan (a Seq Scan
+/// without the index).
+pub(crate) fn prune_claims_statement(table: &str, cutoff: i64, batch_size: usize) -> String {
+    format!(
+        "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} \
+         WHERE applied_at_ms < {cutoff} LIMIT {batch_size}))"
+    )
+}
+
+/// One chunk of claim pruning, one short transaction under the retention lock (one worker at
+/// a time, as the retention rounds): deletes at most `batch_size` claims of `table` committed
+/// before `cutoff` and returns how many; `None` (nothing deleted) when another worker or
+/// instance holds the lock.
+pub(crate) fn prune_claims_chunk(
+    c: &mut PgConnection,
+    table: &str,
+    cutoff: i64,
+    batch_size: usize,
+) -> QueryResult<Option<u64>> {
+    use crate::db::backend::{PruneLock, WriteTxn};
+    let statement = prune_claims_statement(table, cutoff, batch_size);
+    c.write_txn(|c| {
+        if !c.try_prune_lock()? {
+            return Ok(None);
+        }
+        let deleted = diesel::sql_query(statement).execute(c)?;
+        Ok(Some(deleted as u64))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_chunk_picks_its_rows_by_age_and_deletes_them_by_address() {
+        assert_eq!(
+            prune_claims_statement("nats_applied", 7, 100),
+            "DELETE FROM nats_applied WHERE ctid = ANY(ARRAY(SELECT ctid FROM nats_applied \
+             WHERE applied_at_ms < 7 LIMIT 100))"
+        );
+    }
+}

@@ -68,7 +68,26 @@ pub struct WorkerOptions {
     /// `interval_ms` between fetches, one worker at a time holding the retention lock).
     /// Default: every table kept forever (no round runs).
     pub retention: Retention,
+    /// How long the claims of a committed message (its `nats_applied` and `forward_applied`
+    /// rows, by `applied_at_ms`) are kept: older ones are deleted in chunks of
+    /// `retention.batch_size`, at start and every `retention.interval_ms`, whatever
+    /// `retention` prunes otherwise (counted in [`WorkerReport::claims_pruned`]). A message
+    /// delivered again, or a batch published again, after that long would be written twice
+    /// (docs/scale-out.md). At least [`MIN_APPLIED_MAX_AGE`], the stream's duplicate window and
+    /// `ack_wait`; default 7 days.
+    pub applied_max_age: Duration,
 }
+
+/// The shortest [`WorkerOptions::applied_max_age`]: a claim must outlive the stream's
+/// duplicate window and the consumer's `ack_wait` by far.
+pub const MIN_APPLIED_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// [`WorkerOptions::applied_max_age`]'s default: 7 days.
+pub const DEFAULT_APPLIED_MAX_AGE: Duration = Duration::from_secs(7 * 86_400);
+
+/// Chunks of each claim table one pass deletes at most before the worker fetches again; a pass
+/// that leaves old claims behind (its last chunk full) is followed by another after that fetch.
+const CLAIM_CHUNKS_PER_PASS: usize = 16;
 
 impl WorkerOptions {
     /// Defaults for `stream` on `nats`, writing to `store`.
@@ -87,6 +106,7 @@ impl WorkerOptions {
             rollup_lateness: Duration::from_secs(5),
             idle_exit: None,
             retention: Retention::default(),
+            applied_max_age: DEFAULT_APPLIED_MAX_AGE,
         }
     }
 
@@ -118,7 +138,24 @@ impl WorkerOptions {
         if self.fetch == 0 || self.fetch > 10_000 {
             return Err(ConfigError::new("fetch", self.fetch, "must be 1 to 10,000"));
         }
-        self.retention.validate()
+        self.retention.validate()?;
+        let shortest = MIN_APPLIED_MAX_AGE
+            .max(self.duplicate_window)
+            .max(self.ack_wait);
+        let longest = Duration::from_millis(crate::retention::MAX_AGE_MS);
+        if self.applied_max_age < shortest || self.applied_max_age > longest {
+            return Err(ConfigError::new(
+                "applied_max_age",
+                self.applied_max_age.as_millis(),
+                format!(
+                    "must be at least 10 minutes (600,000 ms), the duplicate window and \
+                     ack_wait ({} ms here), and at most 100 years: a message delivered again \
+                     after its claim is pruned would be written twice",
+                    shortest.as_millis()
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -140,6 +177,7 @@ impl std::fmt::Debug for WorkerOptions {
             .field("rollup_lateness", &self.rollup_lateness)
             .field("idle_exit", &self.idle_exit)
             .field("retention", &self.retention)
+            .field("applied_max_age", &self.applied_max_age)
             .finish()
     }
 }
@@ -165,6 +203,9 @@ pub struct WorkerReport {
     pub malformed: u64,
     /// Rows deleted by retention rounds ([`WorkerOptions::retention`]).
     pub pruned: u64,
+    /// Claims of committed messages deleted (`nats_applied` and `forward_applied` rows older
+    /// than [`WorkerOptions::applied_max_age`]); not counted in `pruned`.
+    pub claims_pruned: u64,
     /// Rows PostgreSQL refused (a trigger, a CHECK), set aside in the `quarantine` table with
     /// the store's error; the rest of their message is committed once.
     pub quarantined: u64,
@@ -248,6 +289,12 @@ async fn consume(
     pool: Pool,
     stop: Arc<AtomicBool>,
 ) -> Result<WorkerReport, WorkerError> {
+    // the first claims pass runs at start, before the consumer exists: a worker that restarts
+    // often still prunes, and its messages are not held while it does
+    let (removed, mut claims_left) = tokio::task::block_in_place(|| {
+        prune_claims(&pool, opts.applied_max_age, opts.retention.batch_size)
+    });
+    let mut last_claims = Instant::now();
     let nats = |e: &dyn std::fmt::Display| WorkerError::Nats(e.to_string());
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
@@ -304,12 +351,17 @@ async fn consume(
         opts.consumer,
         opts.store.describe()
     );
-    let mut report = WorkerReport::default();
+    let mut report = WorkerReport {
+        claims_pruned: removed,
+        ..WorkerReport::default()
+    };
     let mut last_message = Instant::now();
     let mut last_rollup = Instant::now();
     // the first round runs at start: a worker that restarts often still prunes
     let mut last_prune: Option<Instant> = None;
     let prune_every = Duration::from_millis(opts.retention.interval_ms);
+    // claims: a pass every interval, and again after each fetch while a pass leaves old
+    // claims behind
     while !stop.load(Ordering::Relaxed) {
         if opts
             .rollup_interval
@@ -322,6 +374,16 @@ async fn consume(
             last_prune = Some(Instant::now());
             let rollups = opts.rollup_interval.is_some();
             report.pruned += tokio::task::block_in_place(|| prune(&pool, &opts.retention, rollups));
+        }
+        if claims_left || last_claims.elapsed() >= prune_every {
+            if !claims_left {
+                last_claims = Instant::now();
+            }
+            let (removed, left) = tokio::task::block_in_place(|| {
+                prune_claims(&pool, opts.applied_max_age, opts.retention.batch_size)
+            });
+            report.claims_pruned += removed;
+            claims_left = left;
         }
         if opts
             .idle_exit
@@ -418,6 +480,43 @@ fn prune(pool: &Pool, retention: &Retention, rollups: bool) -> u64 {
             0
         }
     }
+}
+
+/// One pass of claim pruning: at most [`CLAIM_CHUNKS_PER_PASS`] chunks of each claim table,
+/// deleting claims committed more than `max_age` ago; returns the rows deleted and whether
+/// old claims are left (a table's last chunk was full). A failure or another worker holding
+/// the retention lock ends the pass (logged); the next comes an interval later.
+fn prune_claims(pool: &Pool, max_age: Duration, batch_size: usize) -> (u64, bool) {
+    let cutoff = crate::util::unix_ms() as i64 - max_age.as_millis() as i64;
+    let mut removed = 0;
+    let mut left = false;
+    for table in forward_sql::CLAIM_TABLES {
+        for chunk in 1..=CLAIM_CHUNKS_PER_PASS {
+            match with_pg(pool, |c| {
+                forward_sql::prune_claims_chunk(c, table, cutoff, batch_size)
+            }) {
+                Ok(Some(n)) => {
+                    removed += n;
+                    if (n as usize) < batch_size {
+                        break;
+                    }
+                    left |= chunk == CLAIM_CHUNKS_PER_PASS;
+                }
+                Ok(None) => {
+                    log::debug!("worker: claims not pruned: another worker is pruning");
+                    return (removed, false);
+                }
+                Err(e) => {
+                    log::warn!("worker: deleting old {table} failed ({e}); the next pass retries");
+                    return (removed, false);
+                }
+            }
+        }
+    }
+    if removed > 0 {
+        log::info!("worker: removed {removed} claims older than {max_age:?}");
+    }
+    (removed, left)
 }
 
 /// Writes the messages of one fetch in one transaction (each claims its sequence and writes
@@ -611,5 +710,57 @@ mod tests {
         let mut three = ok.clone();
         three.replicas = 3;
         assert!(three.validate().is_ok());
+    }
+
+    #[test]
+    fn claims_are_kept_at_least_ten_minutes_the_duplicate_window_and_ack_wait() {
+        let ok = WorkerOptions::new("nats://h:4222", "s", Store::postgres("postgres://h/db"));
+        assert_eq!(ok.applied_max_age, Duration::from_secs(7 * 86_400));
+        let check = |f: fn(&mut WorkerOptions)| {
+            let mut o = ok.clone();
+            f(&mut o);
+            o.validate().map_err(|e| (e.field, e.value))
+        };
+        assert_eq!(check(|o| o.applied_max_age = MIN_APPLIED_MAX_AGE), Ok(()));
+        assert_eq!(
+            check(|o| o.applied_max_age = Duration::from_millis(599_999)),
+            Err(("applied_max_age".into(), "599999".into()))
+        );
+        assert_eq!(
+            check(|o| o.applied_max_age = Duration::ZERO).unwrap_err().0,
+            "applied_max_age"
+        );
+        // the duplicate window (at most a day) and ack_wait raise the minimum
+        assert_eq!(
+            check(|o| {
+                o.duplicate_window = Duration::from_secs(3600);
+                o.applied_max_age = Duration::from_secs(1800);
+            })
+            .unwrap_err()
+            .0,
+            "applied_max_age"
+        );
+        assert_eq!(
+            check(|o| {
+                o.ack_wait = Duration::from_secs(1200);
+                o.applied_max_age = Duration::from_secs(1199);
+            })
+            .unwrap_err()
+            .0,
+            "applied_max_age"
+        );
+        assert_eq!(
+            check(|o| {
+                o.duplicate_window = Duration::from_secs(3600);
+                o.applied_max_age = Duration::from_secs(3600);
+            }),
+            Ok(())
+        );
+        assert_eq!(
+            check(|o| o.applied_max_age = Duration::from_secs(u64::MAX))
+                .unwrap_err()
+                .0,
+            "applied_max_age"
+        );
     }
 }
