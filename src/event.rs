@@ -360,7 +360,7 @@ impl TrackEvent {
     /// The tags in key order: as they are after validation (which sorts them), a sorted copy
     /// for an event that reached the caller another way.
     pub(crate) fn sorted_tags(&self) -> std::borrow::Cow<'_, [(Text, Text)]> {
-        if self.tags.is_sorted_by(|a, b| a.0.as_str() < b.0.as_str()) {
+        if self.tags.len() < 2 || self.tags.is_sorted_by(|a, b| a.0.as_str() < b.0.as_str()) {
             return std::borrow::Cow::Borrowed(&self.tags);
         }
         let mut copy = self.tags.clone();

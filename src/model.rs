@@ -14,14 +14,6 @@ pub(crate) fn series_name(metric: &str, context: Option<&str>) -> String {
     }
 }
 
-/// An event the sampler kept, with the rate it was kept at (1.0 when no rate applies): a
-/// metric sample or an error on its way to the aggregator.
-#[derive(Debug)]
-pub(crate) struct Kept {
-    pub event: TrackEvent,
-    pub rate: f64,
-}
-
 /// A label set: the tags of a metric sample, by key (a `BTreeMap`, so sorted and without a
 /// key twice). Part of the series: `lat{region=eu}` and `lat{region=us}` are two series.
 pub type Labels = std::collections::BTreeMap<String, String>;

@@ -46,6 +46,32 @@ pub(crate) fn rows_of(w: &UserWindow) -> [(Resolution, i64, i64); 4] {
     ]
 }
 
+/// A `command_users` row of an instance: command, context, resolution (as stored) and start.
+pub(crate) type RowKey<'a> = (&'a str, &'a str, &'static str, i64);
+
+/// The rows the window sketches `users` merge into ([`rows_of`]), each once, with its width and
+/// the merge of the sketches that fall in it: the windows of one command in one hour update
+/// its hour, day and week rows once, not once per window (a batch holds many windows when the
+/// writer catches up, or events come far behind the clock).
+pub(crate) fn rows_to_merge(users: &[UserWindow]) -> BTreeMap<RowKey<'_>, (i64, UserSketch)> {
+    let mut rows: BTreeMap<RowKey<'_>, (i64, UserSketch)> = BTreeMap::new();
+    for w in users {
+        for (res, start, width) in rows_of(w) {
+            let key = (w.command.as_str(), w.context.as_str(), res.as_str(), start);
+            match rows.get_mut(&key) {
+                Some((w_ms, merged)) => {
+                    *w_ms = (*w_ms).max(width);
+                    merged.merge(&w.sketch);
+                }
+                None => {
+                    rows.insert(key, (width, w.sketch.clone()));
+                }
+            }
+        }
+    }
+    rows
+}
+
 /// Sketches merged by start: `parts` are `(start, width, sketch)` (stored rows of every
 /// instance, open windows bucketed), the answer one [`UserCount`] per start, in start order.
 pub(crate) fn count_by_start(
@@ -121,6 +147,30 @@ mod tests {
                 (Resolution::Day, 5 * DAY_MS, DAY_MS),
                 (Resolution::Week, 4 * DAY_MS, WEEK_MS),
             ]
+        );
+    }
+
+    #[test]
+    fn windows_of_one_hour_update_its_buckets_once_with_their_merge() {
+        let mut other = window(0, &["z"]);
+        other.command = "ban".into();
+        let users = [window(0, &["a", "b"]), window(60_000, &["b", "c"]), other];
+        let rows = rows_to_merge(&users);
+        // help: two windows, one hour, one day, one week; ban: its window and three buckets
+        assert_eq!(rows.len(), 5 + 4);
+        let (width, hour) = &rows[&("help", "", "hour", 0)];
+        assert_eq!((*width, hour.count()), (HOUR_MS, 3));
+        assert_eq!(rows[&("help", "", "window", 60_000)].1.count(), 2);
+        let week = Resolution::Week.bucket_start(0);
+        assert_eq!(rows[&("ban", "", "week", week)].1.count(), 1);
+        let mut each = UserSketch::new();
+        for w in &users[..2] {
+            each.merge(&w.sketch);
+        }
+        assert_eq!(
+            rows[&("help", "", "day", 0)].1,
+            each,
+            "the merge of the windows"
         );
     }
 

@@ -90,14 +90,16 @@ impl Stage for AggregatorStage {
     /// out with the sampler's records of the same events behind it.
     fn take(&mut self, routed: &mut Routed, now_ms: i64, next: &mut impl Next<Batch>) {
         let mut out = Output::default();
-        if !routed.aggregate.is_empty() {
-            for kept in routed.aggregate.drain(..) {
-                self.aggregator.observe(kept, now_ms, &mut out);
-            }
+        let mut folded = false;
+        for (event, rate) in routed.aggregate() {
+            self.aggregator.observe(event, rate, now_ms, &mut out);
+            folded = true;
+        }
+        if folded {
             self.aggregator.close_passed(now_ms, &mut out);
         }
         let users = std::mem::take(&mut routed.users);
-        self.emit(out, std::mem::take(&mut routed.records), users, next);
+        self.emit(out, routed.pack_records(), users, next);
     }
 
     /// Closes what the clock passed (`Tick`, `Flush`), snapshots (`Flush`, `Checkpoint`),

@@ -2,9 +2,10 @@
 //! events with its [`Sampler`]: kept samples and errors for the aggregator, kept records toward
 //! the queue (with the aggregator's output). Adaptive rates follow the pipeline clock (read
 //! once per batch and on each tick); the rates in force are published to the counters whenever
-//! one changes. Before routing, every accepted command's user is added to its window's
-//! distinct-user sketch ([`DistinctUsers`]), so sampling never biases the distinct count; the
-//! sketches due travel on with the kept events (`Routed::users`).
+//! one changes. In the same walk over the batch, each accepted command's user is added to its
+//! window's distinct-user sketch ([`DistinctUsers`]) before the event's keep-or-drop decision,
+//! so sampling never biases the distinct count; the sketches due travel on with the kept
+//! events (`Routed::users`).
 
 use std::sync::Arc;
 
@@ -55,18 +56,30 @@ impl SamplerStage {
 }
 
 impl Stage for SamplerStage {
-    /// Accepted events, in arrival order (taken out, the buffer left empty for reuse).
+    /// Accepted events, in arrival order (taken: with their buffer when they fill half of it,
+    /// which leaves the caller an empty one, otherwise moved out of it).
     type In = Vec<TrackEvent>;
     type Out = Routed;
 
-    /// Routes the events, counting what is kept and sampled out.
+    /// Routes the events, counting what is kept and sampled out, and each command's user,
+    /// in one walk. A batch that fills at least half its buffer travels on in it, so no event
+    /// is copied; a few events in a large buffer (the intake's, one event sent alone) are
+    /// moved to one of their size, and the buffer stays with the caller.
     fn take(&mut self, events: &mut Vec<TrackEvent>, now_ms: i64, next: &mut impl Next<Routed>) {
         let n = events.len() as u64;
-        let mut routed = Routed::sized_for(events);
-        for event in events.iter() {
-            self.users.observe(event, &mut routed.users);
-        }
-        self.sampler.route(events.drain(..), now_ms, &mut routed);
+        let batch = if events.len() >= events.capacity() / 2 {
+            std::mem::take(events)
+        } else {
+            let mut batch = Vec::with_capacity(events.len());
+            batch.append(events);
+            batch
+        };
+        let mut due = Vec::new();
+        let users = &mut self.users;
+        let mut routed = self
+            .sampler
+            .route(batch, now_ms, |e| users.observe(e, &mut due));
+        routed.users = due;
         Counters::add(&self.counters.sampled_out, routed.sampled_out);
         Counters::add(&self.counters.kept, n - routed.sampled_out);
         self.publish_rates();

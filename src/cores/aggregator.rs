@@ -14,14 +14,14 @@
 
 use std::collections::HashMap;
 
+use super::watermark::Watermark;
 use crate::config::{
     DEFAULT_MAX_ERROR_MESSAGES_PER_WINDOW, DEFAULT_MAX_OPEN_SERIES, DEFAULT_MAX_SERIES_PER_METRIC,
 };
-use crate::event::EventKind;
+use crate::event::{EventKind, TrackEvent};
 use crate::messages::QueryWindows;
 use crate::model::{
-    ClosedWindow, ErrorCountSnapshot, Kept, Labels, Record, SeriesKey, WindowSnapshot,
-    OVERFLOW_LABEL,
+    ClosedWindow, ErrorCountSnapshot, Labels, Record, SeriesKey, WindowSnapshot, OVERFLOW_LABEL,
 };
 use crate::settings::Settings;
 use crate::stats::window::{SeriesKind, WindowState};
@@ -125,53 +125,6 @@ impl OpenWindows {
     /// The earliest start.
     fn first_start(&self) -> Option<i64> {
         self.0.first().map(|(s, _)| *s)
-    }
-}
-
-/// An event-time watermark that a lone event far ahead does not move.
-///
-/// Event times move it forward as they come, except a *jump*: an event more than one window
-/// plus the lateness ahead of it (one that would close every open window at once) moves it
-/// only once a second such event confirms it, and then to the earlier of the two. Until
-/// then the event is folded into its own window, which stays open like any other (written by
-/// `Flush`, closed by the clock, or at shutdown), and later events are not late because of
-/// it. A series' first event sets it (so a series whose very first event is far ahead still
-/// makes its later events late). Cost: one comparison per event; the price is that a real
-/// jump (a series that comes back after a pause) closes the windows it passed one event
-/// later, or by the clock.
-#[derive(Debug, Clone, Copy)]
-struct Watermark {
-    /// The watermark: no window ending (plus the lateness) at or before it stays open.
-    ts: i64,
-    /// An event time beyond `ts + jump` that no other event has confirmed yet.
-    ahead: Option<i64>,
-}
-
-impl Watermark {
-    /// No event seen.
-    const NONE: Watermark = Watermark {
-        ts: i64::MIN,
-        ahead: None,
-    };
-
-    /// Sees an event at `ts`; `jump` is how far ahead of the watermark an event may be and
-    /// still move it on its own. Returns the watermark.
-    fn see(&mut self, ts: i64, jump: i64) -> i64 {
-        let reach = self.ts.saturating_add(jump);
-        if ts <= reach || self.ts == i64::MIN {
-            self.ts = self.ts.max(ts);
-            return self.ts;
-        }
-        match self.ahead {
-            // a second event beyond the reach: both confirm the earlier of the two
-            Some(other) if other > reach => {
-                self.ts = other.min(ts);
-                let later = other.max(ts);
-                self.ahead = (later > self.ts.saturating_add(jump)).then_some(later);
-            }
-            _ => self.ahead = Some(ts),
-        }
-        self.ts
     }
 }
 
@@ -377,18 +330,18 @@ impl Aggregator {
         self.next_epoch
     }
 
-    /// Folds a kept metric sample or error into its window.
-    pub(crate) fn observe(&mut self, kept: Kept, now_ms: i64, out: &mut Output) {
-        let ts = kept.event.ts_ms.unwrap_or(now_ms);
+    /// Folds a metric sample or error, kept at `rate`, into its window.
+    pub(crate) fn observe(&mut self, e: &TrackEvent, rate: f64, now_ms: i64, out: &mut Output) {
+        let ts = e.ts_ms.unwrap_or(now_ms);
         let start = self.window_start(ts);
         let closes_at = (start + self.window_ms).saturating_add(self.lateness_ms);
         self.next_close_ts = self.next_close_ts.min(closes_at);
-        match kept.event.kind {
+        match e.kind {
             EventKind::Performance
             | EventKind::Datastore
             | EventKind::Counter
-            | EventKind::Gauge => self.observe_sample(&kept, ts, start, now_ms, out),
-            EventKind::Error => self.observe_error(kept, ts, start, now_ms, out),
+            | EventKind::Gauge => self.observe_sample(e, 1.0 / rate, (ts, start), now_ms, out),
+            EventKind::Error => self.observe_error(e, rate, ts, start, now_ms, out),
             // Records never reach the aggregator (the sampler routes them to the queues).
             EventKind::Command | EventKind::Engagement | EventKind::Custom => {}
         }
@@ -399,80 +352,47 @@ impl Aggregator {
         self.window_ms.saturating_add(self.lateness_ms)
     }
 
-    /// Folds a metric sample into its series' window (a new series only below the cap).
-    fn observe_sample(&mut self, kept: &Kept, ts: i64, start: i64, now_ms: i64, out: &mut Output) {
-        let e = &kept.event;
+    /// Folds a metric sample of `weight` (1 / its rate) at event time `ts` into its series'
+    /// window starting at `start` (a new series only below the cap). An open series costs one
+    /// lookup.
+    fn observe_sample(
+        &mut self,
+        e: &TrackEvent,
+        weight: f64,
+        (ts, start): (i64, i64),
+        now_ms: i64,
+        out: &mut Output,
+    ) {
         let jump = self.jump();
-        let value = e.value.unwrap_or(0.0);
         let kind = e.kind.series_kind().unwrap_or_default();
         let prefix = match e.kind {
             EventKind::Datastore => "datastore.",
             _ => "",
         };
-        let metric_len = prefix.len() + e.name.len();
         // the label set in key order
         let tags = e.sorted_tags();
         let labels = tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let (context, metric_len) = (e.context.as_deref(), prefix.len() + e.name.len());
         lookup_key(
             &mut self.key_buf,
             &[prefix, &e.name],
-            e.context.as_deref(),
+            context,
             labels.clone(),
             kind,
         );
-        if !self.series.contains_key(self.key_buf.as_str()) {
-            let metric = &self.key_buf[..metric_len];
-            let mut set: Labels = labels
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            let of_metric = self.per_metric.get(metric).copied().unwrap_or(0);
-            let overflow = of_metric >= self.max_series_per_metric;
-            if overflow {
-                // the metric's overflow series (in the sample's context) takes the sample
-                set = Labels::from([(OVERFLOW_LABEL.to_string(), "true".to_string())]);
-                let metric = metric.to_string();
-                if self.overflow_logged_metrics.len() < self.max_series
-                    && self.overflow_logged_metrics.insert(metric.clone())
-                {
-                    log::warn!(
-                        "metric {metric:?} has {of_metric} label sets open \
-                         (max_series_per_metric): samples of further label sets fold into its \
-                         {OVERFLOW_LABEL}=\"true\" series (counted in \
-                         Stats::series_overflowed, logged once per metric)"
-                    );
-                }
-                lookup_key(
-                    &mut self.key_buf,
-                    &[&metric],
-                    e.context.as_deref(),
-                    [(OVERFLOW_LABEL, "true")],
-                    kind,
-                );
-            }
-            if !self.series.contains_key(self.key_buf.as_str()) {
-                if self.series.len() >= self.max_series {
-                    out.dropped += 1;
+        let series = match self.series.get_mut(self.key_buf.as_str()) {
+            Some(series) => series,
+            None => {
+                if !self.new_series(e, metric_len, labels, kind, out) {
                     return;
                 }
-                let metric = &self.key_buf[..metric_len];
-                if !overflow {
-                    *self.per_metric.entry(metric.to_string()).or_insert(0) += 1;
+                match self.series.get_mut(self.key_buf.as_str()) {
+                    Some(series) => series,
+                    None => return,
                 }
-                let series = Series {
-                    key: SeriesKey::new(metric, e.context.as_deref())
-                        .with_labels(set)
-                        .with_kind(kind),
-                    watermark: Watermark::NONE,
-                    windows: OpenWindows::default(),
-                };
-                self.series.insert(self.key_buf.clone(), series);
             }
-            out.series_overflowed += u64::from(overflow);
-        }
-        let epoch = self.next_epoch + 1;
-        let Some(series) = self.series.get_mut(self.key_buf.as_str()) else {
-            return;
         };
+        let epoch = self.next_epoch + 1;
         let watermark = series.watermark.see(ts, jump);
         self.newest_any_ts = self.newest_any_ts.max(watermark);
         let window = series.windows.entry(start, || OpenWindow {
@@ -485,16 +405,85 @@ impl Aggregator {
             self.next_epoch = epoch;
             self.open += 1;
         }
-        window.state.observe_at(value, 1.0 / kept.rate, ts);
+        window.state.observe_at(e.value.unwrap_or(0.0), weight, ts);
         window.touched_ms = now_ms;
         window.dirty = true;
         out.aggregated += 1;
     }
 
+    /// Opens the series `key_buf` names (its metric the first `metric_len` bytes), or, beyond
+    /// `max_series_per_metric` label sets of its metric, finds or opens the metric's overflow
+    /// series (`key_buf` then names that); false when `max_open_series` are open.
+    fn new_series<'a>(
+        &mut self,
+        e: &TrackEvent,
+        metric_len: usize,
+        labels: impl Iterator<Item = (&'a str, &'a str)>,
+        kind: SeriesKind,
+        out: &mut Output,
+    ) -> bool {
+        let metric = &self.key_buf[..metric_len];
+        let mut set: Labels = labels
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let of_metric = self.per_metric.get(metric).copied().unwrap_or(0);
+        let overflow = of_metric >= self.max_series_per_metric;
+        if overflow {
+            // the metric's overflow series (in the sample's context) takes the sample
+            set = Labels::from([(OVERFLOW_LABEL.to_string(), "true".to_string())]);
+            let metric = metric.to_string();
+            if self.overflow_logged_metrics.len() < self.max_series
+                && self.overflow_logged_metrics.insert(metric.clone())
+            {
+                log::warn!(
+                    "metric {metric:?} has {of_metric} label sets open \
+                     (max_series_per_metric): samples of further label sets fold into its \
+                     {OVERFLOW_LABEL}=\"true\" series (counted in \
+                     Stats::series_overflowed, logged once per metric)"
+                );
+            }
+            let overflow_set = [(OVERFLOW_LABEL, "true")];
+            lookup_key(
+                &mut self.key_buf,
+                &[&metric],
+                e.context.as_deref(),
+                overflow_set,
+                kind,
+            );
+        }
+        if !self.series.contains_key(self.key_buf.as_str()) {
+            if self.series.len() >= self.max_series {
+                out.dropped += 1;
+                return false;
+            }
+            let metric = &self.key_buf[..metric_len];
+            if !overflow {
+                *self.per_metric.entry(metric.to_string()).or_insert(0) += 1;
+            }
+            let series = Series {
+                key: SeriesKey::new(metric, e.context.as_deref())
+                    .with_labels(set)
+                    .with_kind(kind),
+                watermark: Watermark::NONE,
+                windows: OpenWindows::default(),
+            };
+            self.series.insert(self.key_buf.clone(), series);
+        }
+        out.series_overflowed += u64::from(overflow);
+        true
+    }
+
     /// Counts an error under its hash in its window: the first of a hash becomes a record;
     /// a new hash beyond the window's cap is counted in the window's overflow row.
-    fn observe_error(&mut self, kept: Kept, ts: i64, start: i64, now_ms: i64, out: &mut Output) {
-        let e = &kept.event;
+    fn observe_error(
+        &mut self,
+        e: &TrackEvent,
+        rate: f64,
+        ts: i64,
+        start: i64,
+        now_ms: i64,
+        out: &mut Output,
+    ) {
         let error_type = e.error_type.as_ref().unwrap_or(&e.name);
         let hash = match &e.error_hash {
             Some(h) => Text::from(h.as_str()),
@@ -518,13 +507,21 @@ impl Aggregator {
             *distinct += 1;
         }
         let error_type = error_type.as_str().to_owned();
-        let mut event = kept.event;
-        if event.error_hash.is_none() {
-            event.error_hash = Some(key.0.as_str().to_owned());
-        }
-        let category = event.context.as_deref().map(str::to_owned);
+        let category = e.context.as_deref().map(str::to_owned);
+        let record = match e.error_hash {
+            Some(_) => Record::from_event(e, rate),
+            // the record carries the hash it is counted under (a copy of the event, once per
+            // hash and window)
+            None => Record::from_event(
+                &TrackEvent {
+                    error_hash: Some(key.0.as_str().to_owned()),
+                    ..e.clone()
+                },
+                rate,
+            ),
+        };
         self.open_error(key, error_type, category, ts, now_ms);
-        out.records.push(Record::from_event(&event, kept.rate));
+        out.records.push(record);
     }
 
     /// Counts an error in the open count of `key`, if there is one.
@@ -801,15 +798,28 @@ mod tests {
 
     const T0: i64 = 1_764_000_000_000; // a multiple of 60 s
 
+    /// An event and the rate the sampler kept it at.
+    struct Kept {
+        event: TrackEvent,
+        rate: f64,
+    }
+
     fn kept(e: TrackEvent, rate: f64) -> Kept {
         Kept { event: e, rate }
+    }
+
+    impl Aggregator {
+        /// [`Aggregator::observe`] of a kept event.
+        fn observe_kept(&mut self, k: Kept, now_ms: i64, out: &mut Output) {
+            self.observe(&k.event, k.rate, now_ms, out)
+        }
     }
 
     /// An aggregator of 60 s windows (5 s lateness) holding one `rt` sample at `T0`.
     fn one_sample_at_t0() -> (Aggregator, Output) {
         let mut a = Aggregator::new(60_000, 5_000);
         let mut out = Output::default();
-        a.observe(
+        a.observe_kept(
             kept(TrackEvent::performance("rt", 1.0).at(T0), 1.0),
             T0,
             &mut out,
@@ -871,9 +881,9 @@ mod tests {
             let e = TrackEvent::performance("rt", v)
                 .context("api")
                 .at(T0 + i as i64 * 1000);
-            a.observe(kept(e, 0.5), T0, &mut out);
+            a.observe_kept(kept(e, 0.5), T0, &mut out);
         }
-        a.observe(
+        a.observe_kept(
             kept(
                 TrackEvent::performance("rt", 5.0)
                     .context("api")
@@ -908,7 +918,7 @@ mod tests {
             TrackEvent::performance("x", 1.0),
         ] {
             let ts = e.ts_ms.unwrap_or(T0 + 1);
-            a.observe(kept(e.at(ts), 0.5), T0, &mut out);
+            a.observe_kept(kept(e.at(ts), 0.5), T0, &mut out);
         }
         assert_eq!((out.aggregated, a.open_windows()), (5, 3));
         a.close_due(T0, true, &mut out);
@@ -928,19 +938,19 @@ mod tests {
     fn windows_close_by_watermark_plus_lateness_then_late_events_reopen_them() {
         let mut a = Aggregator::new(60_000, 5_000);
         let mut out = Output::default();
-        a.observe(
+        a.observe_kept(
             kept(TrackEvent::performance("rt", 1.0).at(T0 + 10), 1.0),
             T0,
             &mut out,
         );
-        a.observe(
+        a.observe_kept(
             kept(TrackEvent::performance("rt", 1.0).at(T0 + 64_999), 1.0),
             T0,
             &mut out,
         );
         a.close_due(T0, false, &mut out);
         assert!(out.windows.is_empty());
-        a.observe(
+        a.observe_kept(
             kept(TrackEvent::performance("rt", 1.0).at(T0 + 65_000), 1.0),
             T0,
             &mut out,
@@ -951,7 +961,7 @@ mod tests {
         assert_eq!(out.closed.len(), 1);
         let first_epoch = out.windows[0].epoch;
         // a late event for the closed window opens a new epoch of it
-        a.observe(
+        a.observe_kept(
             kept(TrackEvent::performance("rt", 7.0).at(T0 + 1), 1.0),
             T0,
             &mut out,
@@ -983,9 +993,9 @@ mod tests {
             let e = TrackEvent::error("timeout", "api")
                 .message("upstream")
                 .at(T0 + i);
-            a.observe(kept(e, 1.0), T0, &mut out);
+            a.observe_kept(kept(e, 1.0), T0, &mut out);
         }
-        a.observe(
+        a.observe_kept(
             kept(
                 TrackEvent::error("timeout", "api").message("other").at(T0),
                 1.0,
@@ -993,12 +1003,12 @@ mod tests {
             T0,
             &mut out,
         );
-        a.observe(
+        a.observe_kept(
             kept(TrackEvent::error("x", "api").error_hash("h1").at(T0), 1.0),
             T0,
             &mut out,
         );
-        a.observe(
+        a.observe_kept(
             kept(TrackEvent::error("y", "api").error_hash("h1").at(T0), 1.0),
             T0,
             &mut out,
@@ -1018,7 +1028,7 @@ mod tests {
     fn datastore_series_names() {
         let mut a = Aggregator::new(60_000, 0);
         let mut out = Output::default();
-        a.observe(
+        a.observe_kept(
             kept(
                 TrackEvent::datastore("save", "conversation", 12.5).at(T0),
                 1.0,
@@ -1043,7 +1053,7 @@ mod tests {
                 TrackEvent::performance("a.b", i as f64),
                 TrackEvent::performance("a", 100.0 + i as f64).context("b"),
             ] {
-                a.observe(kept(e.at(T0), 1.0), T0, &mut out);
+                a.observe_kept(kept(e.at(T0), 1.0), T0, &mut out);
             }
         }
         assert_eq!((a.open_series(), out.aggregated), (2, 20));
@@ -1068,7 +1078,7 @@ mod tests {
         let mut a = Aggregator::new(60_000, 0).with_max_series(2);
         let mut out = Output::default();
         for name in ["a", "b", "c", "a"] {
-            a.observe(
+            a.observe_kept(
                 kept(TrackEvent::performance(name, 1.0).at(T0), 1.0),
                 T0,
                 &mut out,
@@ -1077,7 +1087,7 @@ mod tests {
         assert_eq!((out.aggregated, out.dropped), (3, 1));
         assert_eq!(a.open_series(), 2);
         a.close_due(T0, true, &mut out);
-        a.observe(
+        a.observe_kept(
             kept(TrackEvent::performance("c", 1.0).at(T0), 1.0),
             T0,
             &mut out,
@@ -1089,8 +1099,9 @@ mod tests {
     fn a_checkpoint_snapshots_only_what_changed_since_the_last() {
         let mut a = Aggregator::new(60_000, 5_000);
         let mut out = Output::default();
-        let obs =
-            |a: &mut Aggregator, e: TrackEvent, out: &mut Output| a.observe(kept(e, 1.0), T0, out);
+        let obs = |a: &mut Aggregator, e: TrackEvent, out: &mut Output| {
+            a.observe_kept(kept(e, 1.0), T0, out)
+        };
         obs(&mut a, TrackEvent::performance("a", 1.0).at(T0), &mut out);
         obs(&mut a, TrackEvent::performance("b", 1.0).at(T0), &mut out);
         obs(&mut a, TrackEvent::error("timeout", "api").at(T0), &mut out);
@@ -1130,41 +1141,11 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_event_far_ahead_does_not_move_the_watermark_two_do() {
-        const HOUR: i64 = 3_600_000;
-        let jump = 65_000;
-        let mut w = Watermark::NONE;
-        assert_eq!(w.see(T0, jump), T0, "the first event sets it");
-        assert_eq!(
-            w.see(T0 + 23 * HOUR, jump),
-            T0,
-            "a lone event far ahead does not"
-        );
-        for i in 1..=50 {
-            assert_eq!(w.see(T0 + i * 100, jump), T0 + i * 100);
-        }
-        // a pause beyond the reach, confirmed by the outlier still ahead: the earlier
-        assert_eq!(w.see(T0 + 600_000, jump), T0 + 600_000);
-        assert_eq!(w.ahead, Some(T0 + 23 * HOUR));
-        // without one, the event after a pause waits for the next
-        let mut w = Watermark::NONE;
-        w.see(T0, jump);
-        assert_eq!(w.see(T0 + 1, jump), T0 + 1);
-        assert_eq!(w.see(T0 + 600_000, jump), T0 + 1);
-        assert_eq!(w.see(T0 + 600_100, jump), T0 + 600_000);
-        assert_eq!(w.see(T0 + 600_200, jump), T0 + 600_200);
-        // two events far ahead move it, to the earlier
-        w.see(T0 + 10 * HOUR, jump);
-        assert_eq!(w.see(T0 + 9 * HOUR, jump), T0 + 9 * HOUR);
-        assert_eq!(w.ahead, Some(T0 + 10 * HOUR));
-    }
-
-    #[test]
     fn windows_behind_a_lone_outlier_close_as_before() {
         let mut a = Aggregator::new(60_000, 5_000);
         let mut out = Output::default();
         let obs = |a: &mut Aggregator, ts: i64, out: &mut Output| {
-            a.observe(
+            a.observe_kept(
                 kept(TrackEvent::performance("rt", 1.0).at(ts), 1.0),
                 T0,
                 out,
@@ -1194,7 +1175,7 @@ mod tests {
                 let e = TrackEvent::error("timeout", "api")
                     .message(format!("m{i}"))
                     .at(window + i);
-                a.observe(kept(e, 1.0), T0, &mut out);
+                a.observe_kept(kept(e, 1.0), T0, &mut out);
             }
         }
         // the first three hashes of each window are records, the rest overflow
@@ -1220,7 +1201,7 @@ mod tests {
         let e = TrackEvent::error("timeout", "api")
             .message("new")
             .at(T0 + 120_000);
-        a.observe(kept(e, 1.0), T0, &mut out);
+        a.observe_kept(kept(e, 1.0), T0, &mut out);
         assert_eq!(out.records.len(), 7);
     }
 
@@ -1235,22 +1216,22 @@ mod tests {
             }
             kept(e, 1.0)
         };
-        a.observe(
+        a.observe_kept(
             sample(1.0, &[("region", "eu"), ("host", "a")]),
             T0,
             &mut out,
         );
-        a.observe(
+        a.observe_kept(
             sample(2.0, &[("host", "a"), ("region", "eu")]),
             T0,
             &mut out,
         );
-        a.observe(
+        a.observe_kept(
             sample(3.0, &[("host", "a"), ("region", "us")]),
             T0,
             &mut out,
         );
-        a.observe(sample(4.0, &[]), T0, &mut out);
+        a.observe_kept(sample(4.0, &[]), T0, &mut out);
         assert_eq!(a.open_series(), 3);
         a.close_due(T0, true, &mut out);
         let mut got: Vec<(String, u64)> = out
@@ -1284,7 +1265,7 @@ mod tests {
                 let e = TrackEvent::performance(metric, 1.0)
                     .tag("user", format!("u{i}"))
                     .at(T0 + 1);
-                a.observe(kept(e, 1.0), T0, &mut out);
+                a.observe_kept(kept(e, 1.0), T0, &mut out);
             }
         }
         assert_eq!(out.series_overflowed, 6, "3 per metric");
@@ -1307,7 +1288,7 @@ mod tests {
         let e = TrackEvent::performance("lat", 1.0)
             .tag("user", "new")
             .at(T0 + 60_001);
-        a.observe(kept(e, 1.0), T0, &mut out);
+        a.observe_kept(kept(e, 1.0), T0, &mut out);
         assert_eq!(out.series_overflowed, 6);
     }
 }

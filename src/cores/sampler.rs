@@ -1,8 +1,8 @@
 //! The sampler: per-key keep/drop decisions, then routing of kept events.
 //!
-//! [`Sampler`] is the logic (plain, unit-tested); the sampler's actor routes each `Events`
-//! batch the supervisor sends: kept samples and errors to the aggregator, kept records to the
-//! queue.
+//! [`Sampler`] is the logic (plain, unit-tested); the sampling stage routes each batch of
+//! accepted events with it ([`Routed`]: kept samples and errors for the aggregator, kept records
+//! for the queue, the events themselves not copied).
 //!
 //! A sampling key has a fixed rate (`Config::sampling_rates`), or an adaptive one that holds a
 //! target of kept events per second (`Config::sampling_targets`, [`RateController`]), or none
@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::config::SampleBy;
 use crate::cores::adaptive::RateController;
 use crate::event::{EventKind, TrackEvent};
-use crate::model::{Kept, Record};
+use crate::model::Record;
 use crate::settings::Settings;
 use crate::util::SplitMix64;
 
@@ -96,13 +96,28 @@ pub(crate) struct Sampler {
     rates_changed: bool,
 }
 
-/// Where a batch of kept events goes.
+/// Where one event of a batch goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Route {
+    /// A metric sample or an error, for the aggregator, kept at this rate.
+    Aggregate(f64),
+    /// A command, engagement or custom event, for the queues, kept at this rate.
+    Record(f64),
+    /// Sampled out.
+    Out,
+}
+
+/// A routed batch: its events where they arrived, and where each goes. Routing moves no
+/// event: the aggregator reads its samples in place and the records are packed from them, so
+/// an event is not copied on its way through the front stages.
 #[derive(Debug, Default)]
 pub(crate) struct Routed {
-    /// Metric samples and errors, for the aggregator.
-    pub aggregate: Vec<Kept>,
-    /// Commands, engagement and custom events, packed for the queues.
-    pub records: Vec<Record>,
+    /// The batch's accepted events, in arrival order.
+    pub events: Vec<TrackEvent>,
+    /// Where each of `events` goes, in the same order.
+    pub routes: Vec<Route>,
+    /// How many of `routes` are records (the size of their packed vector).
+    pub records: usize,
     /// How many events were sampled out.
     pub sampled_out: u64,
     /// Distinct-user sketches due to be written (counted before sampling, by the stage).
@@ -123,17 +138,27 @@ fn aggregated(kind: EventKind) -> bool {
 }
 
 impl Routed {
-    /// Empty outputs with room for every event of `events` on its route, so routing a batch
-    /// allocates each output once instead of growing it by doubling (the allocations per
-    /// event on the `do_send` path: `examples/allocs_per_event.rs`).
-    pub(crate) fn sized_for(events: &[TrackEvent]) -> Routed {
-        let aggregate = events.iter().filter(|e| aggregated(e.kind)).count();
-        Routed {
-            aggregate: Vec::with_capacity(aggregate),
-            records: Vec::with_capacity(events.len() - aggregate),
-            sampled_out: 0,
-            users: Vec::new(),
+    /// The metric samples and errors to fold, with the rate each was kept at.
+    pub(crate) fn aggregate(&self) -> impl Iterator<Item = (&TrackEvent, f64)> {
+        self.events
+            .iter()
+            .zip(&self.routes)
+            .filter_map(|(event, route)| match *route {
+                Route::Aggregate(rate) => Some((event, rate)),
+                Route::Record(_) | Route::Out => None,
+            })
+    }
+
+    /// The records, packed for the queues, in arrival order (one allocation: their number is
+    /// known).
+    pub(crate) fn pack_records(&self) -> Vec<Record> {
+        let mut records = Vec::with_capacity(self.records);
+        for (event, route) in self.events.iter().zip(&self.routes) {
+            if let Route::Record(rate) = *route {
+                records.push(Record::from_event(event, rate));
+            }
         }
+        records
     }
 }
 
@@ -216,23 +241,37 @@ impl Sampler {
         (position < rate).then_some(rate)
     }
 
-    /// Decides and routes a batch of validated events that arrived at `now_ms`.
+    /// Decides and routes a batch of validated events that arrived at `now_ms`, in one walk
+    /// over it: `see` is shown each event before its decision (the stage counts distinct
+    /// users there, so sampling never biases them).
     pub(crate) fn route(
         &mut self,
-        events: impl IntoIterator<Item = TrackEvent>,
+        events: Vec<TrackEvent>,
         now_ms: i64,
-        out: &mut Routed,
-    ) {
-        for event in events {
-            let Some(rate) = self.decide(&event, now_ms) else {
-                out.sampled_out += 1;
-                continue;
-            };
-            if aggregated(event.kind) {
-                out.aggregate.push(Kept { event, rate })
-            } else {
-                out.records.push(Record::from_event(&event, rate))
-            }
+        mut see: impl FnMut(&TrackEvent),
+    ) -> Routed {
+        let mut routes = Vec::with_capacity(events.len());
+        let (mut records, mut sampled_out) = (0, 0);
+        for event in &events {
+            see(event);
+            routes.push(match self.decide(event, now_ms) {
+                None => {
+                    sampled_out += 1;
+                    Route::Out
+                }
+                Some(rate) if aggregated(event.kind) => Route::Aggregate(rate),
+                Some(rate) => {
+                    records += 1;
+                    Route::Record(rate)
+                }
+            });
+        }
+        Routed {
+            events,
+            routes,
+            records,
+            sampled_out,
+            users: Vec::new(),
         }
     }
 
@@ -350,8 +389,8 @@ mod tests {
     #[test]
     fn routes_by_kind() {
         let mut s = sampler(&[("drop_me", 0.0)]);
-        let mut out = Routed::default();
-        s.route(
+        let mut seen = 0;
+        let out = s.route(
             vec![
                 TrackEvent::command("help"),
                 TrackEvent::performance("rt", 1.0),
@@ -361,11 +400,18 @@ mod tests {
                 TrackEvent::custom("drop_me"),
             ],
             NOW,
-            &mut out,
+            |_| seen += 1,
         );
+        assert_eq!(seen, 6, "every event is seen, the sampled-out one too");
         assert_eq!(out.sampled_out, 1);
-        assert_eq!(out.aggregate.len(), 3);
-        assert_eq!(out.records.len(), 2);
+        assert_eq!(out.events.len(), 6, "the batch travels whole");
+        let folded: Vec<&str> = out.aggregate().map(|(e, _)| e.name.as_str()).collect();
+        assert_eq!(folded, ["rt", "save", "t"]);
+        let records = out.pack_records();
+        assert_eq!((out.records, records.len(), records.capacity()), (2, 2, 2));
+        let names: Vec<&str> = records.iter().map(Record::name).collect();
+        assert_eq!(names, ["help", "r"]);
+        assert_eq!(out.routes[5], Route::Out);
     }
 
     /// Adaptive keys through the sampler: 20,000 events a second for `help` against a target

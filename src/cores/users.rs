@@ -64,15 +64,27 @@ impl DistinctUsers {
     /// Adds the user of a command event (validated and pseudonymised: the id is what the
     /// store would hold). Other events, and commands without a user, are not counted. When the
     /// open sketches reach the limit, every one is moved to `out`.
+    #[inline]
     pub(crate) fn observe(&mut self, event: &TrackEvent, out: &mut Vec<UserWindow>) {
-        let (EventKind::Command, Some(user), Some(ts)) = (event.kind, &event.user, event.ts_ms)
-        else {
+        if event.kind == EventKind::Command {
+            self.observe_command(event, out);
+        }
+    }
+
+    /// [`DistinctUsers::observe`] of a command.
+    fn observe_command(&mut self, event: &TrackEvent, out: &mut Vec<UserWindow>) {
+        let (Some(user), Some(ts)) = (&event.user, event.ts_ms) else {
             return;
         };
         let start = ts.div_euclid(self.window_ms) * self.window_ms;
         let context = event.context.as_deref().unwrap_or("");
         let key = (event.name.clone(), Text::from(context), start);
-        if !self.open.contains_key(&key) && self.open.len() >= self.max_open {
+        if let Some(sketch) = self.open.get_mut(&key) {
+            // an open window: one lookup
+            sketch.insert(user.as_bytes());
+            return;
+        }
+        if self.open.len() >= self.max_open {
             log::info!(
                 "{} user sketches open: writing them all early (they merge in the store)",
                 self.open.len()

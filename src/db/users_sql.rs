@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use crate::cores::users::UserWindow;
 use crate::messages::QueryUsers;
 use crate::stats::hll::UserSketch;
-use crate::users::rows_of;
+use crate::users::rows_to_merge;
 
 diesel::table! {
     /// One HyperLogLog sketch of a command's users per instance, context (`''` for none),
@@ -38,55 +38,50 @@ macro_rules! users_backend {
             use super::*;
 
             /// Merges each window's sketch into its rows of `instance` (register maximum): the
-            /// window's and its hour, day and week buckets'. Writing a sketch twice changes
-            /// nothing.
+            /// window's and its hour, day and week buckets', each row read and written once
+            /// per batch ([`rows_to_merge`]). Writing a sketch twice changes nothing.
             pub(crate) fn write_users(
                 c: &mut $Conn,
                 instance: &str,
                 users: &[UserWindow],
             ) -> QueryResult<()> {
-                for w in users {
-                    for (res, start, width) in rows_of(w) {
-                        let stored: Option<Vec<u8>> = command_users
-                            .filter(instance_id.eq(instance))
-                            .filter(command.eq(&w.command))
-                            .filter(context.eq(&w.context))
-                            .filter(resolution.eq(res.as_str()))
-                            .filter(window_start_ms.eq(start))
-                            .select(registers)
-                            .first(c)
-                            .optional()?;
-                        let mut merged = match stored {
-                            Some(bytes) => decode(&bytes)?,
-                            None => UserSketch::new(),
-                        };
-                        merged.merge(&w.sketch);
-                        let bytes = merged.to_bytes();
-                        let row = (
-                            window_ms.eq(width),
-                            registers.eq(&bytes),
-                            estimate.eq(merged.estimate()),
-                        );
-                        diesel::insert_into(command_users)
-                            .values((
-                                instance_id.eq(instance),
-                                command.eq(&w.command),
-                                context.eq(&w.context),
-                                resolution.eq(res.as_str()),
-                                window_start_ms.eq(start),
-                                row,
-                            ))
-                            .on_conflict((
-                                instance_id,
-                                command,
-                                context,
-                                resolution,
-                                window_start_ms,
-                            ))
-                            .do_update()
-                            .set(row)
-                            .execute(c)?;
-                    }
+                for ((cmd, ctx, res, start), (width, sketch)) in rows_to_merge(users) {
+                    let stored: Option<Vec<u8>> = command_users
+                        .filter(instance_id.eq(instance))
+                        .filter(command.eq(cmd))
+                        .filter(context.eq(ctx))
+                        .filter(resolution.eq(res))
+                        .filter(window_start_ms.eq(start))
+                        .select(registers)
+                        .first(c)
+                        .optional()?;
+                    let merged = match stored {
+                        Some(bytes) => {
+                            let mut merged = decode(&bytes)?;
+                            merged.merge(&sketch);
+                            merged
+                        }
+                        None => sketch,
+                    };
+                    let bytes = merged.to_bytes();
+                    let row = (
+                        window_ms.eq(width),
+                        registers.eq(&bytes),
+                        estimate.eq(merged.estimate()),
+                    );
+                    diesel::insert_into(command_users)
+                        .values((
+                            instance_id.eq(instance),
+                            command.eq(cmd),
+                            context.eq(ctx),
+                            resolution.eq(res),
+                            window_start_ms.eq(start),
+                            row,
+                        ))
+                        .on_conflict((instance_id, command, context, resolution, window_start_ms))
+                        .do_update()
+                        .set(row)
+                        .execute(c)?;
                 }
                 Ok(())
             }

@@ -58,16 +58,16 @@ pub struct UserSketch {
 
 impl Default for UserSketch {
     fn default() -> Self {
-        UserSketch {
-            registers: Registers::Sparse(Vec::new()),
-        }
+        Self::new()
     }
 }
 
 impl UserSketch {
     /// An empty sketch.
     pub fn new() -> Self {
-        Self::default()
+        UserSketch {
+            registers: Registers::Sparse(Vec::new()),
+        }
     }
 
     /// Adds an id (a user name, or its pseudonym).

@@ -251,7 +251,8 @@ impl Tracker {
         }))
     }
 
-    /// Runs the intake through the front stages (the buffer is kept for the next events).
+    /// Runs the intake through the front stages (the buffer goes with a full intake, and
+    /// [`Tracker::accept`] takes a new one).
     fn forward_intake(&mut self) {
         if !self.intake.is_empty() {
             self.front.take(&mut self.intake);
@@ -347,6 +348,10 @@ impl Tracker {
         if let Err(e) = refused {
             Counters::add(&self.counters.rejected, 1);
             return Err(e);
+        }
+        if self.intake.capacity() == 0 {
+            // a full intake travels on in its buffer (the sampler copies no event): a new one
+            self.intake.reserve_exact(INTAKE_BATCH);
         }
         self.intake.push(event);
         Ok(())
