@@ -314,7 +314,8 @@ async fn consume(
             .await
         {
             Ok(s) => break s,
-            Err(e) if stop.load(Ordering::Relaxed) => return Err(nats(&e)),
+            // asked to stop before it could start: nothing taken, nothing to report
+            Err(_) if stop.load(Ordering::Relaxed) => return Ok(stopped_early(removed)),
             Err(e) => {
                 log::warn!("worker: stream {} not ready ({e}); retrying", opts.stream);
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -335,7 +336,8 @@ async fn consume(
             .await
         {
             Ok(c) => break c,
-            Err(e) if stop.load(Ordering::Relaxed) => return Err(nats(&e)),
+            // asked to stop before it could start: nothing taken, nothing to report
+            Err(_) if stop.load(Ordering::Relaxed) => return Ok(stopped_early(removed)),
             Err(e) => {
                 log::warn!(
                     "worker: consumer {} not ready ({e}); retrying",
@@ -517,6 +519,16 @@ fn prune_claims(pool: &Pool, max_age: Duration, batch_size: usize) -> (u64, bool
         log::info!("worker: removed {removed} claims older than {max_age:?}");
     }
     (removed, left)
+}
+
+/// The report of a worker stopped before its stream and consumer were ready (a stop is not
+/// an error): the claims its start-up pass pruned, nothing else.
+fn stopped_early(claims_pruned: u64) -> WorkerReport {
+    log::info!("worker: stopped before its stream and consumer were ready");
+    WorkerReport {
+        claims_pruned,
+        ..WorkerReport::default()
+    }
 }
 
 /// Writes the messages of one fetch in one transaction (each claims its sequence and writes
