@@ -128,6 +128,19 @@ impl Message {
     /// limit travels alone: the server refuses it, and it is retried and counted as lost at
     /// the stop like any message JetStream never acknowledged.
     fn of(origin: &mut Origin, batch: &WriteBatch, outbox: bool, max_body: usize) -> Vec<Message> {
+        // the common case: one message, encoded from the borrowed batch (no copy)
+        origin.seq += 1;
+        let body = wire::encode(origin, batch);
+        if body.len() <= max_body {
+            return vec![Message {
+                id: origin.msg_id(),
+                body: body.into(),
+                tally: Some(Tally::of(batch)),
+                outbox,
+                parts: None,
+            }];
+        }
+        origin.seq -= 1;
         let parts = wire::encode_to_fit(origin, batch.clone(), max_body);
         let left = (parts.len() > 1).then(|| {
             log::debug!(
