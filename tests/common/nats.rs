@@ -45,6 +45,9 @@ impl NatsServer {
             port.to_string(),
             "-sd".into(),
             dir.path().display().to_string(),
+            // its log, for a failing test to show ([`NatsServer::log_tail`])
+            "-l".into(),
+            dir.path().join("nats-server.log").display().to_string(),
         ];
         args.extend(extra);
         let mut server = NatsServer {
@@ -94,6 +97,14 @@ impl NatsServer {
     pub fn storage(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
+
+    /// The last `lines` lines of the server's log (also after [`NatsServer::stop`]).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("nats-server.log"))
+            .unwrap_or_else(|e| format!("(no log: {e})"));
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
 }
 
 impl Drop for NatsServer {
@@ -135,6 +146,15 @@ impl Cluster {
             })
             .collect();
         Cluster { nodes }
+    }
+
+    /// The tail of every node's log, each under its name.
+    pub fn log_tails(&self, lines: usize) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("== nats-server on port {}:\n{}", n.port, n.log_tail(lines)))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Every node's URL, comma separated.
