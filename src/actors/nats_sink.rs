@@ -548,9 +548,10 @@ struct Publisher {
 /// The publisher's pause after a failure (a publish refused or unanswered, NATS unreachable,
 /// the stream not ready): [`FIRST_BACKOFF`], doubling up to [`MAX_BACKOFF`], back to the shortest
 /// with an acknowledgement. Publishes that fail together (up to [`MAX_UNACKED`] outstanding)
-/// make one pause. Without it, publishes that fail at once ("no responders" while a stream's
-/// replicas elect a new leader) were sent again in a tight loop, up to 32 messages of up to
-/// 1 MB each round, to the servers doing the electing.
+/// make one pause, and until an acknowledgement comes, one message at a time probes
+/// ([`Backoff::room`]). Without it, publishes that fail at once ("no responders" while a
+/// stream's replicas elect a new leader) were sent again in a tight loop, up to 32 messages of
+/// up to 1 MB each round, to the servers doing the electing.
 #[derive(Debug)]
 struct Backoff {
     delay: Duration,
@@ -592,6 +593,16 @@ impl Backoff {
 
     fn ready_at(&self, now: Instant) -> bool {
         self.until.is_none_or(|u| u <= now)
+    }
+
+    /// How many publishes may be outstanding: [`MAX_UNACKED`], or one (a probe) from a failure
+    /// until the next acknowledgement.
+    fn room(&self) -> usize {
+        if self.until.is_some() {
+            1
+        } else {
+            MAX_UNACKED
+        }
     }
 
     /// When the pause ends (now when there is none).
@@ -686,7 +697,7 @@ impl Publisher {
             }
             self.learn_max_body(client);
         }
-        while self.unacked.len() < MAX_UNACKED {
+        while self.unacked.len() < self.backoff.room() {
             let Some(m) = self.retry.pop_front() else {
                 break;
             };
@@ -904,5 +915,19 @@ mod tests {
         assert!(b.ready_at(now));
         b.failed_at(now);
         assert_eq!(b.until, Some(now + FIRST_BACKOFF));
+    }
+
+    #[test]
+    fn after_a_failure_one_message_probes_until_an_acknowledgement() {
+        let t0 = Instant::now();
+        let mut b = Backoff::default();
+        assert_eq!(b.room(), MAX_UNACKED);
+        b.failed_at(t0);
+        assert_eq!(b.room(), 1);
+        // the pause over, still one at a time
+        assert!(b.ready_at(t0 + FIRST_BACKOFF));
+        assert_eq!(b.room(), 1);
+        b.succeeded();
+        assert_eq!(b.room(), MAX_UNACKED);
     }
 }
