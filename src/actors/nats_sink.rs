@@ -388,11 +388,14 @@ impl NatsSink {
     /// Durable mode: after the marker behind a checkpoint, commits the batches it covers to
     /// the journal's outbox with it (removing the messages JetStream acknowledged since the
     /// last commit), then publishes them and lets the journal delete its entries up to it. If
-    /// the outbox cannot take them, they wait for the next checkpoint.
-    fn commit_checkpoint(&mut self) {
-        let Some(d) = &mut self.durable else { return };
+    /// the outbox cannot take them, they wait for the next checkpoint, and the answer is why
+    /// (for a `Flush` behind the checkpoint, which must not answer `Ok`).
+    fn commit_checkpoint(&mut self) -> Result<(), PipelineError> {
+        let Some(d) = &mut self.durable else {
+            return Ok(());
+        };
         let Some((position, batches)) = d.cover.marker_passed() else {
-            return;
+            return Ok(());
         };
         let max_body = self.max_body.load(Ordering::Relaxed);
         let messages: Vec<Message> = batches
@@ -422,11 +425,21 @@ impl NatsSink {
                 for m in messages {
                     self.send(Outgoing::Publish(m));
                 }
+                Ok(())
             }
             Err(e) => {
-                log::warn!("forwarding: checkpoint {position} not committed ({e})");
+                // the journal logs the failure (once while it lasts)
+                log::debug!("forwarding: checkpoint {position} not committed ({e})");
+                let held = batches.len();
                 d.cover.failed(batches);
                 d.give_back(acknowledged);
+                Err(PipelineError::Journal {
+                    path: d.journal.path(),
+                    reason: format!(
+                        "the forwarding outbox cannot take checkpoint {position} ({e}): \
+                         {held} batches wait for the next checkpoint, unpublished"
+                    ),
+                })
             }
         }
     }
@@ -466,17 +479,25 @@ impl NatsSink {
     fn marker(&mut self, marker: Control, ctx: &mut Context<Self>) {
         // Durable mode: a checkpoint covers what is held and what arrives until the next
         // marker, which commits it (see `CheckpointCover`).
+        // A `Flush` comes right behind a checkpoint: if the outbox refused it, what came
+        // before the `Flush` is not on its way, and the answer says so.
+        let mut refused = None;
         if let Some(d) = &mut self.durable {
             match &marker {
                 Control::Checkpoint(position) => return d.cover.checkpoint(*position),
-                _ => self.commit_checkpoint(),
+                _ => refused = self.commit_checkpoint().err(),
             }
         }
         match marker {
-            Control::Flush(reply) => self.send(Outgoing::Drain {
-                reply,
-                abandon: false,
-            }),
+            Control::Flush(reply) => match refused {
+                Some(e) => {
+                    let _ = reply.send(Err(e));
+                }
+                None => self.send(Outgoing::Drain {
+                    reply,
+                    abandon: false,
+                }),
+            },
             Control::Shutdown(reply) => {
                 let (tx, rx) = oneshot::channel();
                 self.send(Outgoing::Drain {
