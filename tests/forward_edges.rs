@@ -64,7 +64,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// Durable forwarding to `stream` on `url`, the journal at `journal`: a checkpoint every
-/// 4 x 50 ms, `fsync_interval_ms` 50.
+/// 50 ms (`batch_interval_ms`), `fsync_interval_ms` 50.
 fn durable_forward(url: &str, stream: &str, journal: &Path) -> Config {
     Config {
         instance_id: Some("edge".into()),
@@ -452,4 +452,75 @@ fn a_flush_whose_checkpoint_the_outbox_refuses_is_an_error_and_the_next_start_fo
         "{report:?}"
     );
     check_store(&db, &(0..2_500).collect::<Vec<_>>(), true);
+}
+
+/// Item 1, a clean stop while the disk is still full: what was acknowledged within the
+/// journal's window and neither journaled nor in the outbox cannot be kept anywhere. It must
+/// be counted (`events_unwritten_at_stop`, in `events_dropped`), and nothing may be stored
+/// twice: after the disk has room, the next start replays what the journal holds and the
+/// workers store at least every accepted record but the counted ones, none twice.
+#[test]
+fn a_stop_on_a_full_disk_counts_what_it_cannot_keep_and_the_next_start_stores_the_rest_once() {
+    let _serial = serial();
+    let nats = NatsServer::start();
+    let db = TestDb::create("fwdedge_fullstop");
+    let fs = Tmpfs::new(4 << 20);
+    let local = tempfile::tempdir().unwrap();
+    let local = local.path().join("local.db");
+    let stream = "fullstop";
+    let config = durable_forward(&nats.url(), stream, &fs.path().join("edge.journal"));
+    let (first, accepted) = actix::System::new().block_on({
+        let (config, local, fs) = (config.clone(), local.clone(), &fs);
+        async move {
+            let t = start(config, Store::sqlite(local)).expect("start");
+            send_range(&t, 0..2_000).await;
+            t.send(Flush).await.unwrap().expect("flushed with room");
+            fs.fill();
+            let mut accepted: Vec<usize> = (0..2_000).collect();
+            let mut next = 2_000;
+            let refusal = send_until_refused(&t, &mut next, &mut accepted).await;
+            assert!(
+                matches!(refusal, TrackError::JournalUnavailable { .. }),
+                "{refusal:?}"
+            );
+            (t.send(Shutdown).await.unwrap(), accepted)
+        }
+    });
+    // what it gave up is counted, and only once (it was counted twice before: a held final
+    // window's events stayed in `events_aggregated` as they were added to `events_dropped`)
+    common::conservation(&first);
+    assert_eq!(
+        first.events_dropped, first.events_unwritten_at_stop,
+        "{first:?}"
+    );
+    fs.free();
+    let (flushed, second) = run(&config, &local, 0..0);
+    flushed.expect("flushed once the disk has room");
+    common::conservation(&second);
+    let report = drain(&nats.url(), stream, &db);
+    assert_eq!(report.malformed + report.failed, 0, "{report:?}");
+    let records = |residue: usize| accepted.iter().filter(|i| *i % 10 == residue).count() as i64;
+    let commands = db.count("events WHERE kind = 'command'");
+    let engagements = db.count("events WHERE kind = 'engagement'");
+    assert!(
+        commands <= records(6) && engagements <= records(7),
+        "none twice: {commands} commands of {}, {engagements} engagements of {}",
+        records(6),
+        records(7)
+    );
+    let samples = accepted
+        .iter()
+        .filter(|i| matches!(*i % 10, 0..=5 | 9))
+        .count() as i64;
+    let counted = db.scalar("SELECT COALESCE(SUM(count), 0) FROM metric_windows");
+    assert!(
+        counted <= samples,
+        "{counted} samples counted of {samples} accepted"
+    );
+    let missing = (records(6) - commands + records(7) - engagements) as u64;
+    assert!(
+        missing <= first.events_unwritten_at_stop,
+        "{missing} records missing, {} counted unwritten at the stop",
+        first.events_unwritten_at_stop
+    );
 }

@@ -97,10 +97,13 @@ impl Tally {
         Counters::add(&c.folded_settled, self.folded);
     }
 
-    /// Counts the message as lost: the pipeline stopped before JetStream acknowledged it.
+    /// Counts the message as lost: the pipeline stopped before JetStream acknowledged it. Its
+    /// folded events move from `aggregated` (counted when folded) to `dropped`, as
+    /// `Counters::give_up_unwritten` moves them, so that the conservation law holds.
     fn abandon(&self, c: &Counters) -> u64 {
         let lost = self.written.records + self.folded;
         Counters::sub(&c.queued, self.written.records);
+        Counters::sub(&c.aggregated, self.folded);
         Counters::add(&c.dropped, lost);
         Counters::add(&c.unwritten_at_stop, lost);
         lost
@@ -457,7 +460,8 @@ impl NatsSink {
             .sum();
         if lost > 0 {
             log::error!(
-                "forwarding: {lost} events no checkpoint covered at stop; they stay in the journal {} and are replayed on the next start",
+                "forwarding: {lost} events no checkpoint covered at stop; those the journal {} \
+                 holds are replayed on the next start (it logs any it could not write)",
                 d.journal.id()
             );
         }
