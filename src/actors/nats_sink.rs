@@ -35,7 +35,7 @@ use crate::actors::EndOfChain;
 use crate::counters::Counters;
 use crate::db::bookkeeping::Written;
 use crate::error::PipelineError;
-use crate::forward::checkpoint::CheckpointCover;
+use crate::forward::checkpoint::{CheckpointCover, DurableSink};
 use crate::forward::wire::{self, Origin};
 use crate::forward::Forward;
 use crate::journal::outbox::OutboxMessage;
@@ -214,31 +214,6 @@ pub(crate) struct NatsSink {
     max_body: Arc<AtomicUsize>,
     /// Its own address and the `Shutdown` answer.
     end: EndOfChain<NatsSink>,
-}
-
-/// Durable mode's part of the sink (see the module docs).
-struct DurableSink {
-    journal: Arc<Journal>,
-    /// The batches held until a checkpoint covers them.
-    cover: CheckpointCover,
-    /// Outbox messages JetStream has acknowledged, removed from the outbox by the next commit
-    /// (shared with the publisher task, which adds to it).
-    acknowledged: Arc<Mutex<Vec<String>>>,
-}
-
-impl DurableSink {
-    /// Takes the acknowledged messages' ids, to remove them from the outbox.
-    fn take_acknowledged(&self) -> Vec<String> {
-        std::mem::take(&mut *self.acknowledged.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// Gives back ids [`Self::take_acknowledged`] took, for a commit that failed.
-    fn give_back(&self, ids: Vec<String>) {
-        self.acknowledged
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(ids);
-    }
 }
 
 /// Durable mode's journal for the sink, and the outbox an earlier run left (to publish again).
