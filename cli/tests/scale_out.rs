@@ -180,3 +180,118 @@ fn the_demo_through_two_workers_one_killed_stores_what_the_embedded_demo_stores(
         "(records, window counts, error counts)"
     );
 }
+
+/// `eventbatch worker` with `args` (and a NATS server nobody listens on, a store nobody
+/// serves: an invalid option is refused before either is used); its exit code and stderr.
+fn worker_refuses(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_eventbatch"))
+        .args(["worker", "--nats", "nats://127.0.0.1:1", "--stream", "s"])
+        .args(["--url", "postgres://nobody@127.0.0.1:1/none"])
+        .args(["--idle-exit-ms", "100"])
+        .args(args)
+        .output()
+        .expect("the worker runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn worker_help_names_the_stream_settings_with_their_defaults_and_the_age_rule() {
+    let out = Command::new(env!("CARGO_BIN_EXE_eventbatch"))
+        .args(["worker", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    // clap wraps long help: one paragraph per flag, up to the next flag
+    let paragraph = |flag: &str| -> String {
+        let start = help
+            .find(&format!("      {flag} "))
+            .unwrap_or_else(|| panic!("no {flag} in:\n{help}"));
+        let rest = &help[start + flag.len() + 6..];
+        let end = rest.find("\n      --").unwrap_or(rest.len());
+        rest[..end].split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let window = paragraph("--duplicate-window-ms");
+    assert!(window.contains("[default: 120000]"), "{window}");
+    assert!(window.contains("100 to 86,400,000"), "{window}");
+    let age = paragraph("--max-age-ms");
+    assert!(age.contains("[default: 0]"), "{age}");
+    assert!(
+        age.contains("at least `--duplicate-window-ms`")
+            && age.contains("at most `--applied-max-age-ms`"),
+        "{age}"
+    );
+}
+
+#[test]
+fn worker_refuses_invalid_stream_settings_naming_the_flag() {
+    let (code, err) = worker_refuses(&["--duplicate-window-ms", "50"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("invalid --duplicate-window-ms 50: must be 100 ms to a day"),
+        "{err}"
+    );
+    let (code, err) = worker_refuses(&["--duplicate-window-ms", "5000", "--max-age-ms", "4000"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("invalid --max-age-ms 4000: must be 0 (no maximum) or at least the duplicate window, 5000 ms"),
+        "{err}"
+    );
+    // a duplicate window longer than the claims' age: refused with the claims' flag
+    let (code, err) = worker_refuses(&[
+        "--duplicate-window-ms",
+        "3600000",
+        "--applied-max-age-ms",
+        "600000",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("invalid --applied-max-age-ms 600000"), "{err}");
+    let (code, err) = worker_refuses(&["--max-age-ms", "-1"]);
+    assert_eq!(code, Some(2), "clap refuses a negative age: {err}");
+}
+
+/// The stream a worker created with `--duplicate-window-ms` and `--max-age-ms` has them: read
+/// from the server's own record of the stream's configuration (`meta.inf` in its storage,
+/// durations in nanoseconds).
+#[test]
+fn a_worker_creates_the_stream_with_its_duplicate_window_and_maximum_age() {
+    let server = nats::NatsServer::start();
+    let db = Db::create();
+    let url = format!("postgres://root@127.0.0.1:5432/{}", db.0);
+    let out = Command::new(env!("CARGO_BIN_EXE_eventbatch"))
+        .args(["worker", "--nats", &server.url(), "--stream", "flags"])
+        .args(["--url", &url, "--idle-exit-ms", "200"])
+        .args(["--duplicate-window-ms", "5000", "--max-age-ms", "3600000"])
+        .output()
+        .expect("the worker runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta = walk(&server.storage())
+        .into_iter()
+        .find(|p| p.ends_with("streams/flags/meta.inf"))
+        .expect("the stream's meta.inf");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta).unwrap()).expect("JSON");
+    assert_eq!(config["duplicate_window"], 5_000_000_000u64, "{config}");
+    assert_eq!(config["max_age"], 3_600_000_000_000u64, "{config}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

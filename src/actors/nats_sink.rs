@@ -37,7 +37,7 @@ use crate::counters::Counters;
 use crate::db::bookkeeping::Written;
 use crate::db::outage::{FIRST_BACKOFF, MAX_BACKOFF};
 use crate::error::PipelineError;
-use crate::forward::checkpoint::CheckpointCover;
+use crate::forward::checkpoint::{CheckpointCover, DurableSink};
 use crate::forward::wire::{self, Origin};
 use crate::forward::Forward;
 use crate::journal::outbox::OutboxMessage;
@@ -99,10 +99,13 @@ impl Tally {
         Counters::add(&c.folded_settled, self.folded);
     }
 
-    /// Counts the message as lost: the pipeline stopped before JetStream acknowledged it.
+    /// Counts the message as lost: the pipeline stopped before JetStream acknowledged it. Its
+    /// folded events move from `aggregated` (counted when folded) to `dropped`, as
+    /// `Counters::give_up_unwritten` moves them, so that the conservation law holds.
     fn abandon(&self, c: &Counters) -> u64 {
         let lost = self.written.records + self.folded;
         Counters::sub(&c.queued, self.written.records);
+        Counters::sub(&c.aggregated, self.folded);
         Counters::add(&c.dropped, lost);
         Counters::add(&c.unwritten_at_stop, lost);
         lost
@@ -213,31 +216,6 @@ pub(crate) struct NatsSink {
     max_body: Arc<AtomicUsize>,
     /// Its own address and the `Shutdown` answer.
     end: EndOfChain<NatsSink>,
-}
-
-/// Durable mode's part of the sink (see the module docs).
-struct DurableSink {
-    journal: Arc<Journal>,
-    /// The batches held until a checkpoint covers them.
-    cover: CheckpointCover,
-    /// Outbox messages JetStream has acknowledged, removed from the outbox by the next commit
-    /// (shared with the publisher task, which adds to it).
-    acknowledged: Arc<Mutex<Vec<String>>>,
-}
-
-impl DurableSink {
-    /// Takes the acknowledged messages' ids, to remove them from the outbox.
-    fn take_acknowledged(&self) -> Vec<String> {
-        std::mem::take(&mut *self.acknowledged.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// Gives back ids [`Self::take_acknowledged`] took, for a commit that failed.
-    fn give_back(&self, ids: Vec<String>) {
-        self.acknowledged
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(ids);
-    }
 }
 
 /// Durable mode's journal for the sink, and the outbox an earlier run left (to publish again).
@@ -391,11 +369,14 @@ impl NatsSink {
     /// Durable mode: after the marker behind a checkpoint, commits the batches it covers to
     /// the journal's outbox with it (removing the messages JetStream acknowledged since the
     /// last commit), then publishes them and lets the journal delete its entries up to it. If
-    /// the outbox cannot take them, they wait for the next checkpoint.
-    fn commit_checkpoint(&mut self) {
-        let Some(d) = &mut self.durable else { return };
+    /// the outbox cannot take them, they wait for the next checkpoint, and the answer is why
+    /// (for a `Flush` behind the checkpoint, which must not answer `Ok`).
+    fn commit_checkpoint(&mut self) -> Result<(), PipelineError> {
+        let Some(d) = &mut self.durable else {
+            return Ok(());
+        };
         let Some((position, batches)) = d.cover.marker_passed() else {
-            return;
+            return Ok(());
         };
         let max_body = self.max_body.load(Ordering::Relaxed);
         let messages: Vec<Message> = batches
@@ -425,11 +406,21 @@ impl NatsSink {
                 for m in messages {
                     self.send(Outgoing::Publish(m));
                 }
+                Ok(())
             }
             Err(e) => {
-                log::warn!("forwarding: checkpoint {position} not committed ({e})");
+                // the journal logs the failure (once while it lasts)
+                log::debug!("forwarding: checkpoint {position} not committed ({e})");
+                let held = batches.len();
                 d.cover.failed(batches);
                 d.give_back(acknowledged);
+                Err(PipelineError::Journal {
+                    path: d.journal.path(),
+                    reason: format!(
+                        "the forwarding outbox cannot take checkpoint {position} ({e}): \
+                         {held} batches wait for the next checkpoint, unpublished"
+                    ),
+                })
             }
         }
     }
@@ -447,7 +438,8 @@ impl NatsSink {
             .sum();
         if lost > 0 {
             log::error!(
-                "forwarding: {lost} events no checkpoint covered at stop; they stay in the journal {} and are replayed on the next start",
+                "forwarding: {lost} events no checkpoint covered at stop; those the journal {} \
+                 holds are replayed on the next start (it logs any it could not write)",
                 d.journal.id()
             );
         }
@@ -469,17 +461,25 @@ impl NatsSink {
     fn marker(&mut self, marker: Control, ctx: &mut Context<Self>) {
         // Durable mode: a checkpoint covers what is held and what arrives until the next
         // marker, which commits it (see `CheckpointCover`).
+        // A `Flush` comes right behind a checkpoint: if the outbox refused it, what came
+        // before the `Flush` is not on its way, and the answer says so.
+        let mut refused = None;
         if let Some(d) = &mut self.durable {
             match &marker {
                 Control::Checkpoint(position) => return d.cover.checkpoint(*position),
-                _ => self.commit_checkpoint(),
+                _ => refused = self.commit_checkpoint().err(),
             }
         }
         match marker {
-            Control::Flush(reply) => self.send(Outgoing::Drain {
-                reply,
-                abandon: false,
-            }),
+            Control::Flush(reply) => match refused {
+                Some(e) => {
+                    let _ = reply.send(Err(e));
+                }
+                None => self.send(Outgoing::Drain {
+                    reply,
+                    abandon: false,
+                }),
+            },
             Control::Shutdown(reply) => {
                 let (tx, rx) = oneshot::channel();
                 self.send(Outgoing::Drain {

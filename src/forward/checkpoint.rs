@@ -6,6 +6,9 @@
 //! Those batches are committed to the journal's outbox with `P` (`crate::journal::outbox`),
 //! then published; the batches after them wait for the next checkpoint.
 
+use std::sync::{Arc, Mutex};
+
+use crate::journal::Journal;
 use crate::model::WriteBatch;
 
 /// The batches the sink holds until a checkpoint covers them.
@@ -75,6 +78,32 @@ impl CheckpointCover {
     pub(crate) fn take_all(&mut self) -> Vec<WriteBatch> {
         self.covered = 0;
         std::mem::take(&mut self.held)
+    }
+}
+
+/// Durable mode's part of the forwarding sink (`crate::actors::nats_sink`'s module docs).
+pub(crate) struct DurableSink {
+    /// The journal whose outbox the checkpoints commit to.
+    pub journal: Arc<Journal>,
+    /// The batches held until a checkpoint covers them.
+    pub cover: CheckpointCover,
+    /// Outbox messages JetStream has acknowledged, removed from the outbox by the next commit
+    /// (shared with the publisher task, which adds to it).
+    pub acknowledged: Arc<Mutex<Vec<String>>>,
+}
+
+impl DurableSink {
+    /// Takes the acknowledged messages' ids, to remove them from the outbox.
+    pub(crate) fn take_acknowledged(&self) -> Vec<String> {
+        std::mem::take(&mut *self.acknowledged.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Gives back ids [`Self::take_acknowledged`] took, for a commit that failed.
+    pub(crate) fn give_back(&self, ids: Vec<String>) {
+        self.acknowledged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(ids);
     }
 }
 

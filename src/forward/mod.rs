@@ -53,11 +53,16 @@ fn one_replica() -> usize {
 }
 
 const fn default_duplicate_window_ms() -> u64 {
-    DEFAULT_DUPLICATE_WINDOW.as_millis() as u64
+    DEFAULT_DUPLICATE_WINDOW_MS
 }
 
 /// The stream's duplicate window by default: a publish retried within it is stored once.
-pub(crate) const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_DUPLICATE_WINDOW: Duration =
+    Duration::from_millis(DEFAULT_DUPLICATE_WINDOW_MS);
+
+/// The default of [`Forward::duplicate_window_ms`] and `WorkerOptions::duplicate_window`
+/// (2 minutes), in ms.
+pub const DEFAULT_DUPLICATE_WINDOW_MS: u64 = 120_000;
 
 /// The longest duplicate window [`Forward`] takes.
 const MAX_DUPLICATE_WINDOW_MS: u64 = 86_400_000;

@@ -131,7 +131,7 @@ impl WorkerOptions {
         if self.ack_wait < Duration::from_millis(100) {
             return Err(ConfigError::new(
                 "ack_wait",
-                format!("{:?}", self.ack_wait),
+                self.ack_wait.as_millis(),
                 "must be at least 100 ms",
             ));
         }

@@ -518,6 +518,11 @@ impl Journal {
         })
     }
 
+    /// The journal file's path, as errors name it.
+    pub(crate) fn path(&self) -> String {
+        self.shared.path.display().to_string()
+    }
+
     /// The position of the last event appended.
     pub(crate) fn last_position(&self) -> u64 {
         self.shared.lock().appender.last()
@@ -630,6 +635,8 @@ struct Writer {
     commit_time: Duration,
     /// Deleted up to this position.
     truncated: u64,
+    /// Durable forwarding: the last outbox commit failed (its failure is logged once).
+    outbox_failing: bool,
 }
 
 impl Writer {
@@ -668,21 +675,37 @@ impl Writer {
     }
 
     /// Durable forwarding: commits each checkpoint's messages to the outbox, answering each.
+    /// The first failure and the recovery are logged once each (a checkpoint is tried every
+    /// few hundred ms while the outbox refuses).
     fn commit_outbox(&mut self, shared: &Shared, commits: Vec<OutboxCommit>) {
         for c in commits {
             let result = self
                 .file
                 .commit_outbox(c.position, &c.messages, &c.acknowledged)
                 .map_err(|e| e.to_string());
-            if let Err(e) = &result {
-                Counters::add(&shared.counters.journal_errors, 1);
-                log::warn!(
+            match (&result, self.outbox_failing) {
+                (Err(e), false) => log::warn!(
                     "journal {}: cannot commit checkpoint {} to the forwarding outbox ({e}); \
-                     its batches wait for the next checkpoint",
+                     its batches wait, unpublished, for a checkpoint it takes",
                     self.file.path().display(),
                     c.position
-                );
+                ),
+                (Err(e), true) => log::debug!(
+                    "journal {}: checkpoint {} not committed to the forwarding outbox ({e})",
+                    self.file.path().display(),
+                    c.position
+                ),
+                (Ok(()), true) => log::info!(
+                    "journal {}: the forwarding outbox takes checkpoints again ({})",
+                    self.file.path().display(),
+                    c.position
+                ),
+                (Ok(()), false) => {}
             }
+            if result.is_err() {
+                Counters::add(&shared.counters.journal_errors, 1);
+            }
+            self.outbox_failing = result.is_err();
             let _ = c.done.send(result);
         }
     }
@@ -714,6 +737,7 @@ fn run(shared: &Shared, file: JournalFile) {
         retry_at: None,
         commit_time: Duration::ZERO,
         truncated: 0,
+        outbox_failing: false,
     };
     let mut stop_attempts = 0;
     loop {

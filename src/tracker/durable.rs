@@ -141,13 +141,9 @@ impl DurableIntake {
         let recovered = crate::journal::recover_with(path, checkpoint_of, options, counters)?;
         if settings.forward.is_none() && !recovered.outbox.is_empty() {
             // the replay starts after the outbox's checkpoint: what it holds is sent, not
-            // replayed, and only a forwarding pipeline sends it
-            log::error!(
-                "journal {}: {} forwarded batches of an earlier run wait in its outbox, unsent; \
-                 they are sent when the pipeline starts with `forward` again",
-                path.display(),
-                recovered.outbox.len()
-            );
+            // replayed, and only a forwarding pipeline sends it; starting without would leave
+            // it unsent (the journal closes as `recovered` goes, releasing its lock)
+            return Err(outbox_waits(path, recovered.outbox.len()).into());
         }
         let replay = VecDeque::from(recovered.replay);
         let intake = DurableIntake {
@@ -165,4 +161,19 @@ impl DurableIntake {
         };
         Ok((intake, recovered.outbox))
     }
+}
+
+/// Why a durable pipeline without `forward` does not start on a journal whose outbox holds
+/// `messages` an earlier forwarding run committed and JetStream may not have acknowledged.
+pub(super) fn outbox_waits(path: &std::path::Path, messages: usize) -> crate::ConfigError {
+    crate::ConfigError::new(
+        "forward",
+        "none",
+        format!(
+            "journal {} holds {messages} messages of an earlier forwarding run in its outbox, \
+             not yet acknowledged by JetStream; start with `forward` (the same stream) to send \
+             them, once: without it they would never be sent",
+            path.display()
+        ),
+    )
 }
