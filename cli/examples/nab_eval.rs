@@ -10,6 +10,9 @@
 //! # leave-one-category-out cross-validation over a grid (settings and threshold chosen on
 //! # the other categories, every fold printed):
 //! cargo run --release --example nab_eval -- --cv --grid event_gap=3,6,12 --grid cooldown=50,100
+//! # the same, and side by side the nested choice among the candidates with art_weight=0 only:
+//! cargo run --release --example nab_eval -- --cv --grid event_gap=6,100 \
+//!     --grid art_weight=0,0.5 --cv-compare art_weight=0
 //! # cost per value of the defaults and of other settings, side by side:
 //! cargo run --release --example nab_eval -- --cost --set knn_weight=0.2
 //! # check the scorer on NAB's shipped windowedGaussian output:
@@ -55,6 +58,9 @@ struct Args {
     grid: Vec<(String, Vec<String>)>,
     cv: bool,
     cost: bool,
+    /// `--cv-compare field=value`: also the nested choice among only the candidates with
+    /// this value (e.g. the model off), printed after the full one.
+    compare: Option<(String, String)>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -71,6 +77,7 @@ fn parse_args() -> anyhow::Result<Args> {
         grid: Vec::new(),
         cv: false,
         cost: false,
+        compare: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -83,6 +90,13 @@ fn parse_args() -> anyhow::Result<Args> {
             "--per-file" => args.per_file = true,
             "--cv" => args.cv = true,
             "--cost" => args.cost = true,
+            "--cv-compare" => {
+                let kv = value("--cv-compare")?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .context("--cv-compare takes name=value")?;
+                args.compare = Some((k.to_string(), v.to_string()));
+            }
             "--set" => {
                 let kv = value("--set")?;
                 let (k, v) = kv.split_once('=').context("--set takes name=value")?;
@@ -97,7 +111,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "-h" | "--help" => {
                 println!(
                     "nab_eval [--nab DIR] [--out DIR] [--per-file] [--set field=value ...] \
-                     [--cv] [--grid field=v1,v2,... ...]\n\
+                     [--cv] [--grid field=v1,v2,... ...] [--cv-compare field=value]\n\
                      nab_eval --cost [--set field=value ...] [--nab DIR]\n\
                      nab_eval --score-dir DIR [--prefix PREFIX] [--nab DIR] [--per-file]"
                 );
@@ -311,6 +325,33 @@ fn report_cv(candidates: &[Vec<ScoredFile>], names: &[String]) {
     }
 }
 
+/// One line per candidate (standard profile): its score on all 34 files and its own
+/// leave-one-category-out folds (only the threshold chosen on the other categories), to see
+/// what each setting does before the nested choice.
+fn report_candidates(candidates: &[Vec<ScoredFile>], names: &[String]) {
+    println!("\neach candidate alone, standard (all 34 at its best threshold; LOCO folds, mean, pooled):");
+    for (files, name) in candidates.iter().zip(names) {
+        let all = nab::optimise(&Profile::STANDARD, files);
+        let cv = nab::leave_one_category_out(&Profile::STANDARD, std::slice::from_ref(files));
+        let folds = cv
+            .folds
+            .iter()
+            .map(|f| {
+                if f.outcome.windows == 0 {
+                    format!("raw {:>7.3}", f.outcome.raw)
+                } else {
+                    format!("{:>6.2}", f.outcome.normalised)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        println!(
+            "  all {:>6.2}  folds {folds}  mean {:>6.2} pooled {:>6.2}  {name}",
+            all.normalised, cv.mean, cv.pooled
+        );
+    }
+}
+
 /// Cost per value of the default detector and of the `--set` settings, side by side: both
 /// run over every file's values, alternating, five rounds each; prints each round and the
 /// ratio of the medians.
@@ -393,7 +434,21 @@ fn main() -> anyhow::Result<()> {
                     .join(" "),
             );
         }
+        report_candidates(&candidates, &names);
         report_cv(&candidates, &names);
+        if let Some((k, v)) = &args.compare {
+            let wanted = format!("{k}={v}");
+            let (subset, subset_names): (Vec<_>, Vec<_>) = candidates
+                .iter()
+                .zip(&names)
+                .filter(|(_, n)| n.split(' ').any(|kv| kv == wanted))
+                .map(|(c, n)| (c.clone(), n.clone()))
+                .unzip();
+            println!(
+                "\nside by side: the same nested choice among the candidates with {wanted} only:"
+            );
+            report_cv(&subset, &subset_names);
+        }
     } else {
         report_cv(
             std::slice::from_ref(&files),

@@ -266,6 +266,18 @@ struct SettingFlags {
     /// Non-conformities the k-NN model ranks a window against (at least 2).
     #[arg(long, value_name = "N", default_value_t = defaults().knn_calibration)]
     knn_calibration: usize,
+    /// Weight of the adaptive resonance (ART) model in the score, in [0, 1] (0: off).
+    #[arg(long, value_name = "W", default_value_t = defaults().art_weight)]
+    art_weight: f64,
+    /// Values per block of the ART model.
+    #[arg(long, value_name = "N", default_value_t = defaults().art_step)]
+    art_step: usize,
+    /// Categories the ART model keeps.
+    #[arg(long, value_name = "N", default_value_t = defaults().art_categories)]
+    art_categories: usize,
+    /// Time scales of the ART model (blocks of art-step, 2 art-step, 4 art-step, ...).
+    #[arg(long, value_name = "N", default_value_t = defaults().art_scales)]
+    art_scales: usize,
 }
 
 fn defaults() -> DetectorSettings {
@@ -316,6 +328,10 @@ impl DetectArgs {
             knn_k,
             knn_training,
             knn_calibration,
+            art_weight,
+            art_step,
+            art_categories,
+            art_scales,
         );
         s.validate().map_err(|(field, value)| {
             format!(

@@ -79,6 +79,14 @@ pub const MAX_MEMORY: usize = 20_000;
 /// - `event_gap` 6: chosen by leave-one-category-out cross-validation among 2, 4, 6, 12 and
 ///   100 (`nab_eval --cv --grid event_gap=2,4,6,12,100`): 6 wins on the other categories in
 ///   three folds of four (100, the former fixed rest period, in the fourth).
+/// - `knn_weight` 0 and `art_weight` 0: the two online models stay off, because nested
+///   leave-one-category-out cross-validation with them among the candidates does not lift
+///   the held-out folds reliably (docs/detection.md has every fold). For the adaptive
+///   resonance model: mean of folds 73.05, 71.34, 71.92 and 69.80 over four grids against
+///   71.53 with it off (`nab_eval --cv --grid event_gap=6,100 --grid art_weight=0,0.2,0.35,0.5
+///   --grid art_step=2,3,4 --cv-compare art_weight=0` is one). `art_step` 4 and
+///   `art_categories` 128 were set before any run (ARTime's block size for a NAB file of
+///   typical length is 5; 128 categories bound the memory at 18 KB), `art_scales` 1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DetectorSettings {
@@ -148,7 +156,32 @@ pub struct DetectorSettings {
     pub knn_training: usize,
     /// Non-conformities the k-NN model ranks a window against (2 to [`MAX_KNN`]).
     pub knn_calibration: usize,
+    /// Weight of the adaptive resonance model (`detect/art.rs`, after ARTime) in the anomaly
+    /// score, in `[0, 1]`; 0 turns the model off (no state, no cost). Once its probation is
+    /// over the score is `(1 - w) score + w m`, `m` the model's anomaly confidence (0 unless
+    /// the value closes a block whose window is of a kind never seen), not during an
+    /// event's continuation; the model never raises a finding on its own.
+    pub art_weight: f64,
+    /// Values per block of the ART model (1 to [`MAX_ART_STEP`]): it judges one window of
+    /// 8 blocks per block, so its probation is `(13 * 8 + 7) * art_step` values.
+    pub art_step: usize,
+    /// Categories the ART model keeps (1 to [`MAX_ART_CATEGORIES`]); a new one beyond that
+    /// replaces the least recently used. 132 bytes each.
+    pub art_categories: usize,
+    /// Time scales of the ART model (1 to [`MAX_ART_SCALES`]): one model per scale, with
+    /// blocks of `art_step`, `2 art_step`, `4 art_step`, ... values; the model's confidence
+    /// is the largest of theirs (ARTime picks one block size per file from its length,
+    /// which a stream does not know).
+    pub art_scales: usize,
 }
+
+/// Upper bound of `art_scales`.
+pub const MAX_ART_SCALES: usize = 6;
+
+/// Upper bound of `art_step`.
+pub const MAX_ART_STEP: usize = 10_000;
+/// Upper bound of `art_categories`: the ART model's cost per block is `32 art_categories`.
+pub const MAX_ART_CATEGORIES: usize = 10_000;
 
 /// Upper bound of the k-NN model's sizes: its cost per value is `knn_training * knn_dim`.
 pub const MAX_KNN: usize = 5_000;
@@ -182,6 +215,10 @@ impl Default for DetectorSettings {
             knn_k: 10,
             knn_training: 300,
             knn_calibration: 300,
+            art_weight: 0.0,
+            art_step: 4,
+            art_categories: 128,
+            art_scales: 1,
         }
     }
 }
@@ -285,6 +322,23 @@ impl DetectorSettings {
             within(self.knn_calibration, 2, MAX_KNN),
             "knn_calibration",
             self.knn_calibration,
+        )?;
+        check(
+            within(self.art_step, 1, MAX_ART_STEP),
+            "art_step",
+            self.art_step,
+        )?;
+        check(
+            within(self.art_categories, 1, MAX_ART_CATEGORIES),
+            "art_categories",
+            self.art_categories,
+        )?;
+        check(
+            // the coarsest scale's block is within the bound too
+            within(self.art_scales, 1, MAX_ART_SCALES)
+                && self.art_step << (self.art_scales - 1) <= MAX_ART_STEP,
+            "art_scales",
+            self.art_scales,
         )
     }
 
@@ -323,6 +377,11 @@ impl DetectorSettings {
             (0.0..=1.0).contains(&self.knn_weight),
             "knn_weight",
             self.knn_weight,
+        )?;
+        check(
+            (0.0..=1.0).contains(&self.art_weight),
+            "art_weight",
+            self.art_weight,
         )
     }
 }
