@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::forward::{event, serial, WINDOW_MS};
 use common::nats::NatsServer;
 use common::pg::TestDb;
 use common::tmpfs::Tmpfs;
@@ -21,46 +22,14 @@ use eventbatch::{
 };
 
 const T0: i64 = common::T0;
-const WINDOW_MS: i64 = 60_000;
 /// Events a test may send at most: event `i`'s time spreads them over 30 windows.
 const N: usize = 1_000_000;
 /// Events per `TrackBatch`.
 const BATCH: usize = 100;
 
-/// Event `i` of a mixed workload (as tests/nats.rs's): metric samples of two series and a
-/// datastore series, commands, engagements and errors of two kinds.
-fn event(i: usize) -> TrackEvent {
-    let ts = T0 + (i as i64 * 30 * WINDOW_MS) / N as i64;
-    let v = (i % 97) as f64 + 1.0;
-    match i % 10 {
-        0..=3 => TrackEvent::performance("latency", v).context("api").at(ts),
-        4 | 5 => TrackEvent::performance("latency", v * 2.0).at(ts),
-        6 => TrackEvent::command("help")
-            .user("u1")
-            .success(true)
-            .duration_ms(v)
-            .at(ts),
-        7 => TrackEvent::engagement("reaction").user("u2").at(ts),
-        8 => match i % 3 {
-            0 => TrackEvent::error("timeout", "api")
-                .message("timed out")
-                .at(ts),
-            _ => TrackEvent::error("rate_limit", "api").message("429").at(ts),
-        },
-        _ => TrackEvent::datastore("load", "conversation", v).at(ts),
-    }
-}
-
+/// Events `range` of the mixed workload ([`common::forward::event`]) of [`N`].
 fn events(range: std::ops::Range<usize>) -> Vec<TrackEvent> {
-    range.map(event).collect()
-}
-
-/// One test of this file at a time (each runs its own nats-server), with the test logger on.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    let _ = env_logger::builder().is_test(true).try_init();
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+    range.map(|i| event(i, N)).collect()
 }
 
 /// Durable forwarding to `stream` on `url`, the journal at `journal`: a checkpoint every

@@ -5,11 +5,14 @@
 //! - [`pg`]: a throwaway PostgreSQL database per test, and a TCP proxy a test can cut or stall;
 //! - [`netns`]: a real network partition between the pipeline and PostgreSQL (root);
 //! - [`tmpfs`]: a small real file system a test can fill (root);
-//! - [`metrics`]: a workload that moves every counter, and the metrics a `Stats` shows as.
+//! - [`metrics`]: a workload that moves every counter, and the metrics a `Stats` shows as;
+//! - [`forward`]: the forwarding tests' mixed workload, one test at a time;
+//! - [`nats`]: `nats-server -js` processes and a three-node cluster.
 //!
 //! Every test file starts with `mod common;` and names what it uses (`use common::pg;`).
 #![allow(dead_code)]
 
+pub mod forward;
 pub mod metrics;
 pub mod nats;
 pub mod netns;
