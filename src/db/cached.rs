@@ -246,4 +246,57 @@ mod tests {
             "only transaction control runs uncached: {not_kept:#?}"
         );
     }
+
+    /// The window upsert as diesel's `on_conflict` builds it (what `upsert_window!` was).
+    macro_rules! diesel_upsert {
+        ($row:expr) => {{
+            use crate::db::schema::metric_windows as w;
+            diesel::insert_into(w::table)
+                .values($row)
+                .on_conflict((
+                    w::instance_id,
+                    w::metric,
+                    w::context_key,
+                    w::labels_key,
+                    w::kind,
+                    w::window_start_ms,
+                ))
+                .do_update()
+                .set($row)
+        }};
+    }
+
+    #[test]
+    fn the_upsert_is_the_sql_and_binds_of_diesels_on_conflict() {
+        use diesel::pg::Pg;
+        use diesel::query_dsl::methods::FilterDsl;
+        use diesel::sqlite::Sqlite;
+        use diesel::upsert::excluded;
+        use diesel::ExpressionMethods;
+
+        use crate::db::models::NewWindowRow;
+        use crate::db::schema::metric_windows;
+
+        let windows = batch(6, 1).windows;
+        for w in &windows {
+            // with and without a context and a gauge's last value
+            let row = NewWindowRow::new("unit", w, &w.state);
+            let ours = upsert_window!(&row);
+            let theirs = diesel_upsert!(&row);
+            assert_eq!(
+                diesel::debug_query::<Sqlite, _>(&ours).to_string(),
+                diesel::debug_query::<Sqlite, _>(&theirs).to_string()
+            );
+            assert_eq!(
+                diesel::debug_query::<Pg, _>(&ours).to_string(),
+                diesel::debug_query::<Pg, _>(&theirs).to_string()
+            );
+            let newer = metric_windows::count.lt(excluded(metric_windows::count));
+            assert_eq!(
+                diesel::debug_query::<Pg, _>(&upsert_window!(&row).filter(newer)).to_string(),
+                diesel::debug_query::<Pg, _>(&FilterDsl::filter(diesel_upsert!(&row), newer))
+                    .to_string()
+            );
+        }
+    }
 }
