@@ -12,7 +12,6 @@
 
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::query_dsl::methods::FilterDsl;
 use diesel::upsert::excluded;
 
 use crate::db::bookkeeping::{Bases, BatchMark, ErrorBase, Txn};

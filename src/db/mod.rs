@@ -16,22 +16,24 @@ macro_rules! of_series {
 
 /// The upsert of a `metric_windows` row (`$row`: a [`models::NewWindowRow`]) on its uniqueness
 /// key (one row per instance, series and window start), replacing the stored one; the caller
-/// may narrow the update with `.filter(..)` before `.execute(..)`.
+/// may narrow the update with `.filter(..)` before `.execute(..)`. A [`cached::Upsert`], so
+/// diesel keeps it prepared.
 macro_rules! upsert_window {
     ($row:expr) => {{
         use crate::db::schema::metric_windows as w;
-        diesel::insert_into(w::table)
-            .values($row)
-            .on_conflict((
-                w::instance_id,
-                w::metric,
-                w::context_key,
-                w::labels_key,
-                w::kind,
-                w::window_start_ms,
-            ))
-            .do_update()
-            .set($row)
+        use diesel::Column;
+        crate::db::cached::Upsert::new(
+            diesel::insert_into(w::table).values($row),
+            &[
+                w::instance_id::NAME,
+                w::metric::NAME,
+                w::context_key::NAME,
+                w::labels_key::NAME,
+                w::kind::NAME,
+                w::window_start_ms::NAME,
+            ],
+            $row,
+        )
     }};
 }
 
@@ -40,16 +42,22 @@ macro_rules! upsert_window {
 macro_rules! upsert_error_count {
     ($row:expr) => {{
         use crate::db::schema::error_counts as e;
-        diesel::insert_into(e::table)
-            .values($row)
-            .on_conflict((e::instance_id, e::error_hash, e::window_start_ms))
-            .do_update()
-            .set($row)
+        use diesel::Column;
+        crate::db::cached::Upsert::new(
+            diesel::insert_into(e::table).values($row),
+            &[
+                e::instance_id::NAME,
+                e::error_hash::NAME,
+                e::window_start_ms::NAME,
+            ],
+            $row,
+        )
     }};
 }
 
 pub(crate) mod backend;
 pub(crate) mod bookkeeping;
+pub(crate) mod cached;
 pub(crate) mod conn;
 pub(crate) mod event_insert;
 pub(crate) mod forward_sql;

@@ -4,8 +4,10 @@
 //! backend-specific part, the roll-up lock, is [`crate::db::backend::RollupLock`].
 
 use diesel::prelude::*;
+use diesel::Column;
 
 use crate::db::backend::{RollupLock, WriteTxn};
+use crate::db::cached::Upsert;
 use crate::db::models::decode_state;
 use crate::messages::QueryWindows;
 use crate::model::{SeriesKey, WriteBatch};
@@ -80,8 +82,8 @@ macro_rules! rollup_backend {
                 bucket: i64,
                 marker: &str,
             ) -> QueryResult<()> {
-                diesel::insert_into(rollup_pending::table)
-                    .values((
+                Upsert::new(
+                    diesel::insert_into(rollup_pending::table).values((
                         rollup_pending::resolution.eq(res.as_str()),
                         rollup_pending::metric.eq(&key.metric),
                         rollup_pending::context_key.eq(key.context_key()),
@@ -91,19 +93,19 @@ macro_rules! rollup_backend {
                         rollup_pending::bucket_start_ms.eq(bucket),
                         rollup_pending::instance_id.eq(marker),
                         rollup_pending::gen.eq(1i64),
-                    ))
-                    .on_conflict((
-                        rollup_pending::resolution,
-                        rollup_pending::metric,
-                        rollup_pending::context_key,
-                        rollup_pending::labels_key,
-                        rollup_pending::kind,
-                        rollup_pending::bucket_start_ms,
-                        rollup_pending::instance_id,
-                    ))
-                    .do_update()
-                    .set(rollup_pending::gen.eq(rollup_pending::gen + 1i64))
-                    .execute(c)?;
+                    )),
+                    &[
+                        rollup_pending::resolution::NAME,
+                        rollup_pending::metric::NAME,
+                        rollup_pending::context_key::NAME,
+                        rollup_pending::labels_key::NAME,
+                        rollup_pending::kind::NAME,
+                        rollup_pending::bucket_start_ms::NAME,
+                        rollup_pending::instance_id::NAME,
+                    ],
+                    rollup_pending::gen.eq(rollup_pending::gen + 1i64),
+                )
+                .execute(c)?;
                 Ok(())
             }
 

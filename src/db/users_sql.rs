@@ -3,8 +3,10 @@
 //! transaction; the rows of a query, merged over instances and contexts.
 
 use diesel::prelude::*;
+use diesel::Column;
 
 use crate::cores::users::UserWindow;
+use crate::db::cached::Upsert;
 use crate::messages::QueryUsers;
 use crate::stats::hll::UserSketch;
 use crate::users::rows_to_merge;
@@ -69,19 +71,25 @@ macro_rules! users_backend {
                         registers.eq(&bytes),
                         estimate.eq(merged.estimate()),
                     );
-                    diesel::insert_into(command_users)
-                        .values((
+                    Upsert::new(
+                        diesel::insert_into(command_users).values((
                             instance_id.eq(instance),
                             command.eq(cmd),
                             context.eq(ctx),
                             resolution.eq(res),
                             window_start_ms.eq(start),
                             row,
-                        ))
-                        .on_conflict((instance_id, command, context, resolution, window_start_ms))
-                        .do_update()
-                        .set(row)
-                        .execute(c)?;
+                        )),
+                        &[
+                            instance_id::NAME,
+                            command::NAME,
+                            context::NAME,
+                            resolution::NAME,
+                            window_start_ms::NAME,
+                        ],
+                        row,
+                    )
+                    .execute(c)?;
                 }
                 Ok(())
             }

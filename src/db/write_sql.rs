@@ -2,9 +2,11 @@
 //! SQLite and PostgreSQL share every query.
 
 use diesel::prelude::*;
+use diesel::Column;
 
 use crate::db::backend::{InsertEvents, WriteTxn};
 use crate::db::bookkeeping::*;
+use crate::db::cached::Upsert;
 use crate::db::models::{decode_state, merge_rows, to_patterns};
 use crate::error::StoreError;
 use crate::messages::{Pattern, QueryPatterns, QueryWindows};
@@ -185,12 +187,12 @@ macro_rules! backend {
                     last_seq: mark.seq,
                     updated_at_ms: crate::clock::Clock::now_ms(&crate::clock::SystemClock),
                 };
-                diesel::insert_into(writer_runs::table)
-                    .values(&run)
-                    .on_conflict((writer_runs::instance_id, writer_runs::run_id))
-                    .do_update()
-                    .set(&run)
-                    .execute(c)?;
+                Upsert::new(
+                    diesel::insert_into(writer_runs::table).values(&run),
+                    &[writer_runs::instance_id::NAME, writer_runs::run_id::NAME],
+                    &run,
+                )
+                .execute(c)?;
                 Ok(())
             }
 
