@@ -439,16 +439,17 @@ impl SeriesDetector {
                 floor,
                 s.warmup,
                 (s.tail_quantile, self.tail_z),
+                s.spike_ratio,
             )
         } else {
             None
         };
         let (point, z, expected, view, period) = match seasonal {
-            Some(j) if level_point > two_sided_decades(j.z) => {
+            Some(j) if level_point > two_sided_decades(j.z).min(j.cap) => {
                 (level_point, level_z, level_expected, View::Level, None)
             }
             Some(j) => (
-                two_sided_decades(j.z),
+                two_sided_decades(j.z).min(j.cap),
                 j.z,
                 j.expected,
                 View::Seasonal,
@@ -1042,6 +1043,28 @@ mod new_behaviour {
             vec![(400, PatternKind::Spike), (420, PatternKind::Spike)]
         );
         assert!(ds[420].score >= 0.5, "{}", ds[420].score);
+    }
+
+    #[test]
+    fn in_a_seasonal_series_a_recurring_burst_is_news_twice_then_seen_before() {
+        // A cycle of 96 values, and from the sixth cycle on a burst at the same off-peak
+        // phase every 96 values: the seasonal view judges it (the level is visited every
+        // day), and its residual counts as "seen before" from the third burst on, as a
+        // level does in the level view.
+        let wave = |i: usize| if i % 96 < 30 { 80.0 } else { 20.0 } + wiggle(i);
+        let mut values: Vec<f64> = (0..1000).map(wave).collect();
+        let bursts = [5 * 96 + 60, 6 * 96 + 60, 7 * 96 + 60];
+        for &b in &bursts {
+            values[b] = 80.0;
+        }
+        let ds = run_with(DetectorSettings::default(), &values);
+        let found: Vec<usize> = alarms(&ds).into_iter().map(|(i, _)| i).collect();
+        assert_eq!(found, bursts[..2].to_vec());
+        for &b in &bursts[..2] {
+            let f = &ds[b].findings[0];
+            assert_eq!(f.evidence.view, View::Seasonal, "{f:?}");
+        }
+        assert!(ds[bursts[2]].score < 0.5, "{}", ds[bursts[2]].score);
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub(super) struct Season {
     since_check: usize,
     /// The last `capacity` seasonal residuals (value minus nearest candidate), oldest first.
     residuals: VecDeque<f64>,
+    /// The z-score of each judged residual in `residuals` (0 for those judged before there
+    /// were enough), for "seen before".
+    zs: VecDeque<f64>,
     /// Bound of `residuals` (the baseline window).
     capacity: usize,
     /// Minimum autocorrelation at the period.
@@ -53,6 +56,10 @@ pub(super) struct SeasonalJudgement {
     pub z: f64,
     /// The period in force.
     pub period: usize,
+    /// "Seen before" for residuals: `log10((n + 1) / (k + 1))` when `k` of the last `n`
+    /// residuals (all but one) reached `1 / spike_ratio` of this one on the same side;
+    /// infinite when none did.
+    pub cap: f64,
 }
 
 impl Season {
@@ -61,6 +68,7 @@ impl Season {
             period: None,
             since_check: RECHECK,
             residuals: VecDeque::new(),
+            zs: VecDeque::new(),
             capacity,
             min_acf,
         }
@@ -108,6 +116,7 @@ impl Season {
         floor: f64,
         min_residuals: usize,
         tail: (f64, f64),
+        spike_ratio: f64,
     ) -> Option<SeasonalJudgement> {
         let local = with_scratch(|cands| {
             let period = self.candidates(memory, cands);
@@ -133,17 +142,34 @@ impl Season {
             } else {
                 raw
             };
+            let z = r / scale;
+            let reach = z / spike_ratio;
+            let as_extreme = self
+                .zs
+                .iter()
+                .filter(|&&old| if z >= 0.0 { old >= reach } else { old <= reach })
+                .count();
+            let k = as_extreme.saturating_sub(1);
+            let n = self.zs.len();
+            let cap = if k > 0 {
+                ((n as f64 + 1.0) / (k as f64 + 1.0)).log10()
+            } else {
+                f64::INFINITY
+            };
             Some(SeasonalJudgement {
                 expected: value - r,
-                z: r / scale,
+                z,
                 period,
+                cap,
             })
         } else {
             None
         };
         self.residuals.push_back(raw);
+        self.zs.push_back(judgement.map_or(0.0, |j| j.z));
         if self.residuals.len() > self.capacity {
             self.residuals.pop_front();
+            self.zs.pop_front();
         }
         judgement
     }
@@ -219,6 +245,52 @@ mod tests {
         assert_eq!(find_period(&flat, 0.5, &mut Vec::new()), None);
     }
 
+    /// Feeds `v` as the next value: the period search when due, then the judgement.
+    fn feed(season: &mut Season, memory: &mut VecDeque<f64>, v: f64) -> Option<SeasonalJudgement> {
+        season.maybe_update_period(memory);
+        let j = season.judge(v, memory, 12, 1e-9, 30, TAIL, 2.0);
+        memory.push_back(v);
+        j
+    }
+
+    #[test]
+    fn a_residual_is_news_twice_then_it_has_been_seen_before() {
+        // A spike every 100 values (art_increase_spike_density): its own phase expects it.
+        let base = |i: usize| {
+            let noise = 0.1 * ((i * 7919) % 13) as f64;
+            if i % 100 == 0 {
+                20.0 + noise
+            } else {
+                noise
+            }
+        };
+        let mut memory = VecDeque::new();
+        let mut season = Season::new(300, 0.5);
+        for i in 0..1000 {
+            feed(&mut season, &mut memory, base(i));
+        }
+        assert_eq!(season.period(), Some(100));
+        // Off its phase a spike is news. The regular spikes' raw residuals are as large, but
+        // not in standard deviations (the first cycles had no expectation at phase 0 yet).
+        let mut caps = Vec::new();
+        for i in 1000..1300 {
+            let v = if i % 100 == 50 { 20.0 } else { base(i) };
+            let j = feed(&mut season, &mut memory, v).expect("judged");
+            if i % 100 == 50 {
+                assert!(j.z > 10.0, "{j:?}");
+                caps.push(j.cap);
+            }
+        }
+        // The first and the second are not capped; the third has been seen before: 2 of
+        // the last 300 residuals (all but one of the 3 at least half as far out) were.
+        assert_eq!(caps[0], f64::INFINITY, "{caps:?}");
+        assert_eq!(caps[1], f64::INFINITY, "{caps:?}");
+        assert!(
+            (caps[2] - (301.0f64 / 2.0).log10()).abs() < 1e-9,
+            "{caps:?}"
+        );
+    }
+
     #[test]
     fn a_missing_peak_is_a_large_residual() {
         let wave = |i: usize| if i % 96 < 30 { 80.0 } else { 20.0 };
@@ -228,7 +300,7 @@ mod tests {
         for i in 0..1000 {
             season.maybe_update_period(&memory);
             let v = wave(i) + 0.1 * ((i * 7919) % 13) as f64;
-            last = season.judge(v, &memory, 12, 1e-9, 30, TAIL);
+            last = season.judge(v, &memory, 12, 1e-9, 30, TAIL, 2.0);
             memory.push_back(v);
         }
         assert_eq!(season.period(), Some(96));
@@ -236,10 +308,12 @@ mod tests {
         // At 1000 % 96 = 40 the wave is low; in the middle of the high phase (1066) stay low.
         for i in 1000..1066 {
             season.maybe_update_period(&memory);
-            season.judge(wave(i), &memory, 12, 1e-9, 30, TAIL);
+            season.judge(wave(i), &memory, 12, 1e-9, 30, TAIL, 2.0);
             memory.push_back(wave(i));
         }
-        let j = season.judge(20.0, &memory, 12, 1e-9, 30, TAIL).unwrap();
+        let j = season
+            .judge(20.0, &memory, 12, 1e-9, 30, TAIL, 2.0)
+            .unwrap();
         assert!(j.z < -10.0, "{j:?}");
         assert!((j.expected - 80.0).abs() < 2.0, "{j:?}");
     }
