@@ -270,8 +270,9 @@ mod tests {
             feed(&mut season, &mut memory, base(i));
         }
         assert_eq!(season.period(), Some(100));
-        // Off its phase a spike is news. The regular spikes' raw residuals are as large, but
-        // not in standard deviations (the first cycles had no expectation at phase 0 yet).
+        // Off its phase a spike is news. The regular spikes' raw residuals are as large (the
+        // phase's candidates hold each spike beside its quiet neighbours, median 0), but not
+        // in standard deviations: that spread is wide, so each is about 2.5 of them.
         let mut caps = Vec::new();
         for i in 1000..1300 {
             let v = if i % 100 == 50 { 20.0 } else { base(i) };
