@@ -270,7 +270,7 @@ fn report(files: &[ScoredFile], per_file: bool) {
     );
     for profile in Profile::ALL {
         let all = nab::optimise(&profile, files);
-        print_outcome("all 34", &all);
+        print_outcome(&format!("all {}", files.len()), &all);
         let on_a = nab::optimise(&profile, &a);
         print_outcome("half A", &on_a);
         print_outcome("half B", &nab::optimise(&profile, &b));
@@ -325,11 +325,13 @@ fn report_cv(candidates: &[Vec<ScoredFile>], names: &[String]) {
     }
 }
 
-/// One line per candidate (standard profile): its score on all 34 files and its own
+/// One line per candidate (standard profile): its score on all the files and its own
 /// leave-one-category-out folds (only the threshold chosen on the other categories), to see
 /// what each setting does before the nested choice.
 fn report_candidates(candidates: &[Vec<ScoredFile>], names: &[String]) {
-    println!("\neach candidate alone, standard (all 34 at its best threshold; LOCO folds, mean, pooled):");
+    println!(
+        "\neach candidate alone, standard (all files at its best threshold; LOCO folds, mean, pooled):"
+    );
     for (files, name) in candidates.iter().zip(names) {
         let all = nab::optimise(&Profile::STANDARD, files);
         let cv = nab::leave_one_category_out(&Profile::STANDARD, std::slice::from_ref(files));
