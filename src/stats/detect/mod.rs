@@ -441,11 +441,13 @@ impl SeriesDetector {
             self.season.judge(
                 value,
                 &self.memory,
-                s.shift_window,
-                floor,
-                s.warmup,
-                (s.tail_quantile, self.tail_z),
-                s.spike_ratio,
+                season::Rules {
+                    shift_window: s.shift_window,
+                    floor,
+                    min_residuals: s.warmup,
+                    tail: (s.tail_quantile, self.tail_z),
+                    spike_ratio: s.spike_ratio,
+                },
             )
         } else {
             None

@@ -62,6 +62,21 @@ pub(super) struct SeasonalJudgement {
     pub cap: f64,
 }
 
+/// What a judgement needs besides the value and the memory.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Rules {
+    /// Residuals behind the recent offset (the detector's `shift_window`).
+    pub shift_window: usize,
+    /// Least scale (the level view's floor).
+    pub floor: f64,
+    /// Residuals seen before anything is judged (the detector's `warmup`).
+    pub min_residuals: usize,
+    /// The tail quantile and its normal z, e.g. `(0.1, 1.2816)`.
+    pub tail: (f64, f64),
+    /// "Seen before" counts residuals at least `1 / spike_ratio` of this one's z.
+    pub spike_ratio: f64,
+}
+
 impl Season {
     pub(super) fn new(capacity: usize, min_acf: f64) -> Self {
         Season {
@@ -112,12 +127,15 @@ impl Season {
         &mut self,
         value: f64,
         memory: &VecDeque<f64>,
-        shift_window: usize,
-        floor: f64,
-        min_residuals: usize,
-        tail: (f64, f64),
-        spike_ratio: f64,
+        rules: Rules,
     ) -> Option<SeasonalJudgement> {
+        let Rules {
+            shift_window,
+            floor,
+            min_residuals,
+            tail,
+            spike_ratio,
+        } = rules;
         let local = with_scratch(|cands| {
             let period = self.candidates(memory, cands);
             period.filter(|_| !cands.is_empty()).map(|p| {
@@ -231,7 +249,13 @@ fn find_period(memory: &VecDeque<f64>, min_acf: f64, buf: &mut Vec<f64>) -> Opti
 mod tests {
     use super::*;
 
-    const TAIL: (f64, f64) = (0.1, 1.2816);
+    const RULES: Rules = Rules {
+        shift_window: 12,
+        floor: 1e-9,
+        min_residuals: 30,
+        tail: (0.1, 1.2816),
+        spike_ratio: 2.0,
+    };
 
     #[test]
     fn finds_the_period_of_a_square_wave_and_none_in_a_ramp() {
@@ -248,7 +272,7 @@ mod tests {
     /// Feeds `v` as the next value: the period search when due, then the judgement.
     fn feed(season: &mut Season, memory: &mut VecDeque<f64>, v: f64) -> Option<SeasonalJudgement> {
         season.maybe_update_period(memory);
-        let j = season.judge(v, memory, 12, 1e-9, 30, TAIL, 2.0);
+        let j = season.judge(v, memory, RULES);
         memory.push_back(v);
         j
     }
@@ -258,7 +282,7 @@ mod tests {
         // A spike every 100 values (art_increase_spike_density): its own phase expects it.
         let base = |i: usize| {
             let noise = 0.1 * ((i * 7919) % 13) as f64;
-            if i % 100 == 0 {
+            if i.is_multiple_of(100) {
                 20.0 + noise
             } else {
                 noise
@@ -301,7 +325,7 @@ mod tests {
         for i in 0..1000 {
             season.maybe_update_period(&memory);
             let v = wave(i) + 0.1 * ((i * 7919) % 13) as f64;
-            last = season.judge(v, &memory, 12, 1e-9, 30, TAIL, 2.0);
+            last = season.judge(v, &memory, RULES);
             memory.push_back(v);
         }
         assert_eq!(season.period(), Some(96));
@@ -309,12 +333,10 @@ mod tests {
         // At 1000 % 96 = 40 the wave is low; in the middle of the high phase (1066) stay low.
         for i in 1000..1066 {
             season.maybe_update_period(&memory);
-            season.judge(wave(i), &memory, 12, 1e-9, 30, TAIL, 2.0);
+            season.judge(wave(i), &memory, RULES);
             memory.push_back(wave(i));
         }
-        let j = season
-            .judge(20.0, &memory, 12, 1e-9, 30, TAIL, 2.0)
-            .unwrap();
+        let j = season.judge(20.0, &memory, RULES).unwrap();
         assert!(j.z < -10.0, "{j:?}");
         assert!((j.expected - 80.0).abs() < 2.0, "{j:?}");
     }
