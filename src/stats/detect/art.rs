@@ -267,6 +267,15 @@ impl ArtModel {
         }
     }
 
+    /// The same with the normalisation's range known in advance (NAB passes each file's
+    /// minimum and maximum to its detectors; a stream cannot know them): for evaluation.
+    pub fn with_range(shape: ArtShape, lo: f64, hi: f64) -> Self {
+        ArtModel {
+            range: (lo, hi),
+            ..Self::new(shape)
+        }
+    }
+
     /// Feeds the next finite value. Answers `None` until the probation is over, then the
     /// anomaly confidence in `[0, 1]`: positive only for a value that closes a block whose
     /// window is an anomaly, 0 for every other value.
