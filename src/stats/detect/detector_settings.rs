@@ -85,8 +85,8 @@ pub const MAX_MEMORY: usize = 20_000;
 ///   resonance model: mean of folds 73.05, 71.34, 71.92 and 69.80 over four grids against
 ///   71.53 with it off (`nab_eval --cv --grid event_gap=6,100 --grid art_weight=0,0.2,0.35,0.5
 ///   --grid art_step=2,3,4 --cv-compare art_weight=0` is one), before the seasonal view's
-///   "seen before"; since then 71.46 against 75.04 on the grid with `art_step` 2 and 4, and
-///   61.79 against 75.04 for the k-NN model's. `art_step` 4 and
+///   "seen before"; since then 70.41 against 74.91 on the grid with `art_step` 2 and 4, and
+///   63.78 against 74.91 for the k-NN model's. `art_step` 4 and
 ///   `art_categories` 128 were set before any run (ARTime's block size for a NAB file of
 ///   typical length is 5; 128 categories bound the memory at 18 KB), `art_scales` 1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -21,6 +21,15 @@
 //!   the new normal.
 //! - **Scale.** The larger of the local scale and `1.4826 * median(|residual|)` over the
 //!   last `baseline_window` residuals, floored like the level view's scale.
+//! - **Seen before.** The z-score of each of the last `baseline_window` residuals is kept
+//!   (0 for one that was not judged, fewer than `min_residuals` before it, and for one whose
+//!   value continued an event, [`Season::forget_last`]). If `k + 1` of them reached at least
+//!   `1 / spike_ratio` of this residual's z on the same side, its surprise is at most
+//!   `log10((n + 1) / (k + 1))` decades for `n` kept: twice is news, the third time has been
+//!   seen before. In standard deviations, not in the series' units, so a spike off its phase
+//!   among regular spikes is still news. The level view's rule differs in two ways: it looks
+//!   at `memory_window` values, and counts the values judged normal in full (only the
+//!   alarms count from the second on).
 
 use std::collections::VecDeque;
 
@@ -36,11 +45,15 @@ pub(super) struct Season {
     period: Option<usize>,
     /// Values since the last period search.
     since_check: usize,
-    /// The last `capacity` seasonal residuals (value minus nearest candidate), oldest first.
+    /// The last `capacity` seasonal residuals (value minus the candidates' median), oldest
+    /// first.
     residuals: VecDeque<f64>,
-    /// The z-score of each judged residual in `residuals` (0 for those judged before there
-    /// were enough), for "seen before".
+    /// The z-score of each residual in `residuals`, for "seen before": 0 for those not
+    /// judged (fewer than `min_residuals` before them) and for an event's continuation
+    /// ([`Season::forget_last`]).
     zs: VecDeque<f64>,
+    /// Whether the last [`Season::judge`] recorded a residual.
+    recorded: bool,
     /// Bound of `residuals` (the baseline window).
     capacity: usize,
     /// Minimum autocorrelation at the period.
@@ -84,6 +97,7 @@ impl Season {
             since_check: RECHECK,
             residuals: VecDeque::new(),
             zs: VecDeque::new(),
+            recorded: false,
             capacity,
             min_acf,
         }
@@ -129,6 +143,7 @@ impl Season {
         memory: &VecDeque<f64>,
         rules: Rules,
     ) -> Option<SeasonalJudgement> {
+        self.recorded = false;
         let Rules {
             shift_window,
             floor,
@@ -185,11 +200,23 @@ impl Season {
         };
         self.residuals.push_back(raw);
         self.zs.push_back(judgement.map_or(0.0, |j| j.z));
+        self.recorded = true;
         if self.residuals.len() > self.capacity {
             self.residuals.pop_front();
             self.zs.pop_front();
         }
         judgement
+    }
+
+    /// Leaves the residual the last [`Season::judge`] recorded (if it recorded one) out of
+    /// "seen before": its value continued an event, and an event that has ended masks
+    /// nothing (as in the level view, which leaves an event's aftermath out too).
+    pub(super) fn forget_last(&mut self) {
+        if self.recorded {
+            if let Some(z) = self.zs.back_mut() {
+                *z = 0.0;
+            }
+        }
     }
 
     /// `1.4826 * median(|residual|)`.
@@ -301,13 +328,16 @@ mod tests {
         for i in 1000..1300 {
             let v = if i % 100 == 50 { 20.0 } else { base(i) };
             let j = feed(&mut season, &mut memory, v).expect("judged");
+            if i % 100 == 0 {
+                assert!(j.z.abs() < 5.0, "a regular spike: {j:?}");
+            }
             if i % 100 == 50 {
                 assert!(j.z > 10.0, "{j:?}");
                 caps.push(j.cap);
             }
         }
-        // The first and the second are not capped; the third has been seen before: 2 of
-        // the last 300 residuals (all but one of the 3 at least half as far out) were.
+        // The first and the second are not capped; the third has been seen before: two
+        // earlier residuals reached half its z, and all but one count (k = 1, n = 300).
         assert_eq!(caps[0], f64::INFINITY, "{caps:?}");
         assert_eq!(caps[1], f64::INFINITY, "{caps:?}");
         assert!(
