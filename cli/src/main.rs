@@ -210,6 +210,10 @@ struct SettingFlags {
     /// Minimum autocorrelation at a period for the seasonal view, in (0, 1].
     #[arg(long, value_name = "ACF", default_value_t = defaults().season_min_acf)]
     season_min_acf: f64,
+    /// Fraction of the remembered values whose largest deviations are fitted with a
+    /// generalised Pareto tail that caps the level view's surprise, in [0, 0.5] (0: off).
+    #[arg(long, value_name = "F", default_value_t = defaults().evt_fraction)]
+    evt_fraction: f64,
     /// Quantile (each side) that bounds the normal spread of the baseline, in (0, 0.5).
     #[arg(long, value_name = "Q", default_value_t = defaults().tail_quantile)]
     tail_quantile: f64,
@@ -310,6 +314,7 @@ impl DetectArgs {
             shift_window,
             memory_window,
             season_min_acf,
+            evt_fraction,
             tail_quantile,
             relative_scale_floor,
             smoothing_window,
