@@ -146,7 +146,8 @@
 //! to 70.46 and cut the false-positive rows on all 34 files from 51 to 27. Before it, ending
 //! events when the series calms down (so that an earlier event masks nothing) cost 1.6 points
 //! on all 34 files against the fixed 100-value rest period (70.28 against 68.68). On the 24
-//! NAB files outside the repository, measured once: 57.95 standard (docs/detection.md). Numenta HTM scores 73.56 standard on the same files (it also reads
+//! NAB files outside the repository, measured once per change: 57.03 standard (57.95 before
+//! the fitted tail; docs/detection.md). Numenta HTM scores 73.56 standard on the 34 files (it also reads
 //! each file's minimum and maximum before it starts, which a streaming detector cannot).
 //!
 //! # Non-finite input
