@@ -772,6 +772,13 @@ mod tests {
             ..DetectorSettings::default()
         };
         assert_eq!(bad.validate().unwrap_err().0, "anomaly_sigma");
+        for evt_fraction in [-0.1, 0.6, f64::NAN] {
+            let bad = DetectorSettings {
+                evt_fraction,
+                ..DetectorSettings::default()
+            };
+            assert_eq!(bad.validate().unwrap_err().0, "evt_fraction");
+        }
         let bad = DetectorSettings {
             baseline_window: 0,
             ..DetectorSettings::default()
