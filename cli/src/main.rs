@@ -210,8 +210,9 @@ struct SettingFlags {
     /// Minimum autocorrelation at a period for the seasonal view, in (0, 1].
     #[arg(long, value_name = "ACF", default_value_t = defaults().season_min_acf)]
     season_min_acf: f64,
-    /// Fraction of the remembered values whose largest deviations are fitted with a
-    /// generalised Pareto tail that caps the level view's surprise, in [0, 0.5] (0: off).
+    /// The fitted tail for bursty series: the fraction of the remembered values whose
+    /// largest deviations are fitted with a generalised Pareto tail that caps the level
+    /// view's surprise (when heavy and fitted to at least 50), in [0, 0.5] (0: off).
     #[arg(long, value_name = "F", default_value_t = defaults().evt_fraction)]
     evt_fraction: f64,
     /// Quantile (each side) that bounds the normal spread of the baseline, in (0, 0.5).

@@ -122,7 +122,7 @@ fn detector_scores_above_floor_on_all_files() {
     let files = detector_files(&labels);
     // Floors for (standard, reward_low_FP_rate, reward_low_FN_rate) on all 34 files, about
     // three points under what the detector scores (`cargo run --release --example
-    // nab_eval`: 69.73, 67.31, 72.49, 39/50 windows at threshold 0.386).
+    // nab_eval`: 69.40, 66.65, 72.27, 39/50 windows at threshold 0.386).
     let floors = [
         (Profile::STANDARD, 66.5),
         (Profile::REWARD_LOW_FP, 63.5),
@@ -136,15 +136,14 @@ fn detector_scores_above_floor_on_all_files() {
         );
         assert!(o.normalised >= floor, "{o:?} below floor {floor}");
     }
-    // Half B at the threshold chosen on half A (currently 64.51 standard: 68.48 before the
-    // fitted tail, which raises half A's threshold past one of half B's windows).
+    // Half B at the threshold chosen on half A (currently 68.48 standard).
     let (a, b): (Vec<ScoredFile>, Vec<ScoredFile>) =
         files.into_iter().partition(|f| in_half_a(&f.name));
     assert_eq!((a.len(), b.len()), (20, 14));
     let on_a = nab::optimise(&Profile::STANDARD, &a);
     let b_at_a = nab::score_at(&Profile::STANDARD, &b, on_a.threshold);
     println!("half B at half A's threshold: {:.2}", b_at_a.normalised);
-    assert!(b_at_a.normalised >= 62.5, "{b_at_a:?}");
+    assert!(b_at_a.normalised >= 65.5, "{b_at_a:?}");
 }
 
 /// The settings the nested cross-validation chooses among: one per `event_gap`.
@@ -190,8 +189,8 @@ fn nested_leave_one_category_out_scores_above_floors() {
         &cv,
         [
             ("artificialNoAnomaly", -0.5),
-            ("artificialWithAnomaly", 90.5),
-            ("realAWSCloudwatch", 60.5),
+            ("artificialWithAnomaly", 91.0),
+            ("realAWSCloudwatch", 59.0),
             ("realAdExchange", 68.5),
         ],
     );
@@ -221,9 +220,9 @@ fn nested_with_the_knn_model_scores_above_floors() {
     }
     // Floors just below what this measures (`cargo run --release --example nab_eval -- --cv
     // --grid event_gap=6,100 --grid knn_weight=0,0.2,0.35,0.5 --cv-compare knn_weight=0`:
-    // artificialWithAnomaly 60.93, realAWSCloudwatch 62.39, realAdExchange 71.24, mean 64.85,
-    // pooled 64.58; the model is chosen in three folds of four, and the held-out mean is 10
-    // points below the same run's choice with the model off, 75.21). Not the defaults.
+    // artificialWithAnomaly 60.93, realAWSCloudwatch 60.58, realAdExchange 69.82, mean 63.78,
+    // pooled 63.21; the model is chosen in three folds of four, and the held-out mean is 11
+    // points below the same run's choice with the model off, 74.91). Not the defaults.
     assert_fold_floors(
         &cv,
         [
@@ -277,16 +276,16 @@ fn nested_with_the_art_model_scores_above_floors() {
     // Floors a couple of points below what this measures (`cargo run --release --example
     // nab_eval -- --cv --grid art_weight=0,0.2,0.35,0.5 --grid art_step=2,4 --grid
     // event_gap=6,100 --cv-compare art_weight=0`: artificialNoAnomaly raw -0.330,
-    // artificialWithAnomaly 81.84, realAWSCloudwatch 59.55, realAdExchange 67.81, mean 69.73,
-    // pooled 64.21; the model is chosen in every fold, and the held-out mean is 5.5 points
-    // below the same run's choice with the model off, 75.21). Not the defaults
+    // artificialWithAnomaly 85.51, realAWSCloudwatch 57.92, realAdExchange 67.81, mean 70.41,
+    // pooled 63.67; the model is chosen in every fold, and the held-out mean is 4.5 points
+    // below the same run's choice with the model off, 74.91). Not the defaults
     // (docs/detection.md).
     assert_fold_floors(
         &cv,
         [
             ("artificialNoAnomaly", -0.6),
-            ("artificialWithAnomaly", 79.5),
-            ("realAWSCloudwatch", 57.0),
+            ("artificialWithAnomaly", 83.5),
+            ("realAWSCloudwatch", 56.0),
             ("realAdExchange", 65.5),
         ],
     );
@@ -312,12 +311,12 @@ fn print_folds(cv: &nab::CrossValidation) {
 }
 
 /// Just below what the nested cross-validation measures (`cargo test -p eventbatch-cli --test
-/// nab nested -- --nocapture`: mean of the three folds with windows 75.21, pooled 68.19;
-/// artificialWithAnomaly 92.79 and realAWSCloudwatch 62.39 with event_gap 100 chosen on the
+/// nab nested -- --nocapture`: mean of the three folds with windows 74.91, pooled 67.21;
+/// artificialWithAnomaly 93.70, realAWSCloudwatch 60.58 with event_gap 100 chosen on the
 /// others, realAdExchange 70.46, artificialNoAnomaly one false positive, raw -0.110).
 const NESTED_MEAN_FLOOR: f64 = 74.0;
 /// See [`NESTED_MEAN_FLOOR`].
-const NESTED_POOLED_FLOOR: f64 = 67.0;
+const NESTED_POOLED_FLOOR: f64 = 66.5;
 
 #[test]
 fn leave_one_category_out_scores_above_floors() {
@@ -326,8 +325,8 @@ fn leave_one_category_out_scores_above_floors() {
     print_folds(&cv);
     // Floors about two points under what the detector scores (`cargo run --release
     // --example nab_eval`: artificialNoAnomaly raw -0.110 (one false positive),
-    // artificialWithAnomaly 93.70, realAWSCloudwatch 64.78, realAdExchange 70.46; mean of the
-    // three folds with windows 76.31, pooled 69.73).
+    // artificialWithAnomaly 93.70, realAWSCloudwatch 64.23, realAdExchange 70.46; mean of the
+    // three folds with windows 76.13, pooled 69.40).
     assert_fold_floors(
         &cv,
         [

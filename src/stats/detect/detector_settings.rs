@@ -79,13 +79,10 @@ pub const MAX_MEMORY: usize = 20_000;
 /// - `event_gap` 6: chosen by leave-one-category-out cross-validation among 2, 4, 6, 12 and
 ///   100 (`nab_eval --cv --grid event_gap=2,4,6,12,100`): 6 wins on the other categories in
 ///   three folds of four (100, the former fixed rest period, in the fourth).
-/// - `evt_fraction` 0.05: among 0, 0.02, 0.05 and 0.1, by leave-one-category-out
-///   cross-validation; nested with `event_gap` (`nab_eval --cv --grid
-///   event_gap=2,4,6,12,100 --grid evt_fraction=0,0.05 --cv-compare evt_fraction=0`) every
-///   fold chooses 0.05, mean of folds 75.21 and pooled 68.19 against 74.91 and 67.21 without
-///   it; with `event_gap` at its default three folds of four choose 0.05 and one 0.1. SPOT's
-///   authors fit the top 2%; with 300 seasonal residuals that is fewer than the 10 excesses
-///   a fit needs.
+/// - `evt_fraction` 0 (the fitted tail off): on the 34 NAB files it changes no score, so
+///   cross-validation cannot choose it; a first version that also fitted few excesses and
+///   light tails gained 0.3 points there, but masked an 8-sd outlier early in plain noise
+///   and scored 0.9 lower on the 24 NAB files outside the repository (docs/detection.md).
 /// - `knn_weight` 0 and `art_weight` 0: the two online models stay off, because nested
 ///   leave-one-category-out cross-validation with them among the candidates does not lift
 ///   the held-out folds reliably (docs/detection.md has every fold). For the adaptive
@@ -93,8 +90,7 @@ pub const MAX_MEMORY: usize = 20_000;
 ///   71.53 with it off (`nab_eval --cv --grid event_gap=6,100 --grid art_weight=0,0.2,0.35,0.5
 ///   --grid art_step=2,3,4 --cv-compare art_weight=0` is one), before the seasonal view's
 ///   "seen before"; since then 70.41 against 74.91 on the grid with `art_step` 2 and 4, and
-///   63.78 against 74.91 for the k-NN model's (with the fitted tail: 69.73 and 64.85
-///   against 75.21). `art_step` 4 and
+///   63.78 against 74.91 for the k-NN model's. `art_step` 4 and
 ///   `art_categories` 128 were set before any run (ARTime's block size for a NAB file of
 ///   typical length is 5; 128 categories bound the memory at 18 KB), `art_scales` 1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,10 +116,12 @@ pub struct DetectorSettings {
     pub memory_window: usize,
     /// Minimum autocorrelation at a period for the seasonal view, in `(0, 1]`.
     pub season_min_acf: f64,
-    /// Fraction of the remembered values (`memory_window`) whose largest deviations on a
-    /// value's side are fitted with a generalised Pareto tail (peaks over threshold,
-    /// `detect/tail.rs`), in `[0, 0.5]`; the level view's surprise is capped by that tail's
-    /// probability of the value. 0 turns it off.
+    /// The fitted tail for bursty series (peaks over threshold, `detect/tail.rs`), in
+    /// `[0, 0.5]`; 0 turns it off (the default). Among the remembered values that raised no
+    /// alarm, the deviations on a value's side beyond the `ceil(evt_fraction * n)`-th
+    /// largest are fitted with a generalised Pareto distribution; when that tail is heavy
+    /// and rests on at least 50 excesses, the level view's surprise of a value beyond it is
+    /// capped by the tail's probability of the value.
     pub evt_fraction: f64,
     /// Quantile (each side) that bounds the normal spread of the baseline, in `(0, 0.5)`.
     pub tail_quantile: f64,
@@ -212,7 +210,7 @@ impl Default for DetectorSettings {
             shift_window: 12,
             memory_window: 2000,
             season_min_acf: 0.5,
-            evt_fraction: 0.05,
+            evt_fraction: 0.0,
             tail_quantile: 0.1,
             relative_scale_floor: 0.01,
             smoothing_window: 5,

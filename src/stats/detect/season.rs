@@ -33,8 +33,7 @@
 
 use std::collections::VecDeque;
 
-use super::math::{median_sorted, two_sided_decades, with_scratch};
-use super::tail;
+use super::math::{median_sorted, with_scratch};
 
 /// Values between two period searches.
 pub(super) const RECHECK: usize = 128;
@@ -53,9 +52,6 @@ pub(super) struct Season {
     /// judged (fewer than `min_residuals` before them) and for an event's continuation
     /// ([`Season::forget_last`]).
     zs: VecDeque<f64>,
-    /// For each z in `zs`: whether its value raised an alarm ([`Season::alarmed_last`]);
-    /// such residuals count for "seen before" but stay out of the fitted tail.
-    alarmed: VecDeque<bool>,
     /// Whether the last [`Season::judge`] recorded a residual.
     recorded: bool,
     /// Bound of `residuals` (the baseline window).
@@ -92,9 +88,6 @@ pub(super) struct Rules {
     pub tail: (f64, f64),
     /// "Seen before" counts residuals at least `1 / spike_ratio` of this one's z.
     pub spike_ratio: f64,
-    /// The detector's `evt_fraction`: with it above 0 the cap is also the surprise of `z`
-    /// under the generalised Pareto tail of the remembered z-scores on its side.
-    pub evt_fraction: f64,
 }
 
 impl Season {
@@ -104,7 +97,6 @@ impl Season {
             since_check: RECHECK,
             residuals: VecDeque::new(),
             zs: VecDeque::new(),
-            alarmed: VecDeque::new(),
             recorded: false,
             capacity,
             min_acf,
@@ -158,7 +150,6 @@ impl Season {
             min_residuals,
             tail,
             spike_ratio,
-            evt_fraction,
         } = rules;
         let local = with_scratch(|cands| {
             let period = self.candidates(memory, cands);
@@ -193,14 +184,11 @@ impl Season {
                 .count();
             let k = as_extreme.saturating_sub(1);
             let n = self.zs.len();
-            let mut cap = if k > 0 {
+            let cap = if k > 0 {
                 ((n as f64 + 1.0) / (k as f64 + 1.0)).log10()
             } else {
                 f64::INFINITY
             };
-            if evt_fraction > 0.0 && two_sided_decades(z).min(cap) > -evt_fraction.log10() {
-                cap = cap.min(self.tail_cap(z, evt_fraction).unwrap_or(f64::INFINITY));
-            }
             Some(SeasonalJudgement {
                 expected: value - r,
                 z,
@@ -212,42 +200,12 @@ impl Season {
         };
         self.residuals.push_back(raw);
         self.zs.push_back(judgement.map_or(0.0, |j| j.z));
-        self.alarmed.push_back(false);
         self.recorded = true;
         if self.residuals.len() > self.capacity {
             self.residuals.pop_front();
             self.zs.pop_front();
-            self.alarmed.pop_front();
         }
         judgement
-    }
-
-    /// The surprise of `z` under the generalised Pareto tail of the remembered z-scores on
-    /// its side (`detect/tail.rs`), among those judged that raised no alarm and were not left
-    /// out (an event's continuation).
-    fn tail_cap(&self, z: f64, fraction: f64) -> Option<f64> {
-        let side = z.signum();
-        with_scratch(|deviations| {
-            let mut n = 0;
-            let normal = self.zs.iter().zip(&self.alarmed);
-            for (&old, _) in normal.filter(|&(&old, &alarmed)| old != 0.0 && !alarmed) {
-                n += 1;
-                if side * old > 0.0 {
-                    deviations.push(side * old);
-                }
-            }
-            tail::tail_decades(deviations, n, z.abs(), fraction)
-        })
-    }
-
-    /// Marks the residual the last [`Season::judge`] recorded (if it recorded one) as an
-    /// alarm's: it stays out of the fitted tail.
-    pub(super) fn alarmed_last(&mut self) {
-        if self.recorded {
-            if let Some(a) = self.alarmed.back_mut() {
-                *a = true;
-            }
-        }
     }
 
     /// Leaves the residual the last [`Season::judge`] recorded (if it recorded one) out of
@@ -324,7 +282,6 @@ mod tests {
         min_residuals: 30,
         tail: (0.1, 1.2816),
         spike_ratio: 2.0,
-        evt_fraction: 0.0,
     };
 
     #[test]

@@ -14,9 +14,11 @@
 
 use super::math::MAX_DECADES;
 
-/// Fewest excesses a tail is fitted to: fewer say too little of its shape, and no cap
-/// applies.
-pub(super) const MIN_EXCESSES: usize = 10;
+/// Fewest excesses a tail is fitted to: fewer say too little of its shape (the estimate's
+/// standard error is about `1.15 / sqrt(m)` near shape 0), and no cap applies. With the
+/// default `memory_window` and `evt_fraction` 0.05 the cap begins once 1,000 values that
+/// raised no alarm are remembered.
+pub(super) const MIN_EXCESSES: usize = 50;
 
 /// A generalised Pareto distribution of excesses over a threshold.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,7 +30,8 @@ pub(super) struct Gpd {
 }
 
 /// Shapes beyond these are clamped: outside them the moments the fit rests on do not exist
-/// (`xi >= 1`: no mean) or a handful of excesses is saying more than it can.
+/// (`xi >= 1`: no mean) or a handful of excesses is saying more than it can. Above 0.5 the
+/// estimate's variance is no longer finite: there it is rough.
 const SHAPE_RANGE: (f64, f64) = (-1.0, 0.9);
 
 impl Gpd {
@@ -79,11 +82,20 @@ impl Gpd {
     }
 }
 
-/// The surprise in decades of a deviation `x` (`> 0`, on one side of the median) by the
-/// fitted tail of `deviations` (the remembered deviations on the same side, each `> 0`;
-/// reordered here) among `n` remembered values: the `ceil(fraction * n)` largest are the
-/// excesses. `None` when `x` is not beyond the threshold or the tail cannot be fitted: the
-/// tail has nothing to say and no cap applies.
+/// The one-sided surprise in decades of a deviation `x` (`> 0`, on one side of the median)
+/// by the fitted tail of `deviations` (the remembered deviations on the same side, each
+/// `> 0`; reordered here) among `n` remembered values (both sides): the threshold `t` is the
+/// deviation below the `ceil(fraction * n)` largest, and the excesses are the deviations
+/// strictly above it (a tie at the threshold, as integer counts make, is not an excess of
+/// size zero), `P(X > t)` their count over `n + 1`.
+///
+/// `None`, and no cap, when `x` is not beyond the threshold, when fewer than
+/// [`MIN_EXCESSES`] excesses remain, or when the fitted tail is not heavy (shape `<= 0`: as
+/// light as an exponential or lighter, which the normal surprise describes near enough).
+/// Both guards keep plain noise from being capped: a shape fitted to a few dozen excesses
+/// of normal noise is often above 0, and with 10 excesses an 8-sd outlier 500 values into a
+/// series was missed in 12 seeds of 100, against 1 of 100 without the tail and with it as
+/// now (the test `in_plain_noise_the_fitted_tail_masks_no_outlier` in `detect/mod.rs`).
 pub(super) fn tail_decades(deviations: &mut [f64], n: usize, x: f64, fraction: f64) -> Option<f64> {
     let m = (fraction * n as f64).ceil() as usize;
     if m < MIN_EXCESSES || deviations.len() <= m {
@@ -96,12 +108,19 @@ pub(super) fn tail_decades(deviations: &mut [f64], n: usize, x: f64, fraction: f
     if x <= threshold {
         return None;
     }
-    let excesses = &mut deviations[cut + 1..];
-    for e in excesses.iter_mut() {
-        *e -= threshold;
+    let above = &mut deviations[cut + 1..];
+    let mut excesses = 0;
+    for i in 0..above.len() {
+        if above[i] > threshold {
+            above[excesses] = above[i] - threshold;
+            excesses += 1;
+        }
     }
-    let gpd = Gpd::fit(excesses)?;
-    let log10_p = (m as f64 / (n as f64 + 1.0)).log10() + gpd.log10_survival(x - threshold);
+    let gpd = Gpd::fit(&mut above[..excesses])?;
+    if gpd.shape <= 0.0 {
+        return None;
+    }
+    let log10_p = (excesses as f64 / (n as f64 + 1.0)).log10() + gpd.log10_survival(x - threshold);
     Some((-log10_p).clamp(0.0, MAX_DECADES))
 }
 
@@ -125,7 +144,12 @@ mod tests {
 
     /// Draws from a generalised Pareto distribution by inverting its survival function.
     fn gpd_sample(shape: f64, scale: f64, n: usize) -> Vec<f64> {
-        uniforms(n, 42)
+        gpd_sample_seeded(shape, scale, n, 42)
+    }
+
+    /// [`gpd_sample`] with a seed of one's own.
+    fn gpd_sample_seeded(shape: f64, scale: f64, n: usize, seed: u64) -> Vec<f64> {
+        uniforms(n, seed)
             .into_iter()
             .map(|u| {
                 if shape == 0.0 {
@@ -165,31 +189,50 @@ mod tests {
     }
 
     #[test]
-    fn a_record_is_judged_by_the_tail_it_comes_from() {
+    fn a_record_in_a_heavy_tail_is_decades_less_news_and_a_light_tail_is_rarely_capped() {
         let n = 2_000;
-        // exponential deviations against Pareto ones (shape 0.5), each with a record twice
-        // the largest remembered: the fitted tail's surprise is within a third of the true
-        // one (an extrapolation far beyond the data), and the heavy tail's record is
-        // decades less news than the light one's
-        let mut light = gpd_sample(0.0, 1.0, n);
-        let mut heavy = gpd_sample(0.5, 1.0, n);
         let record = |d: &[f64]| 2.0 * d.iter().copied().fold(0.0, f64::max);
-        let (x_light, x_heavy) = (record(&light), record(&heavy));
-        let light_truth = x_light / std::f64::consts::LN_10;
-        let heavy_truth = 2.0 * (1.0 + 0.5 * x_heavy).log10();
-        let light_d = tail_decades(&mut light, n, x_light, 0.05).unwrap();
-        let heavy_d = tail_decades(&mut heavy, n, x_heavy, 0.05).unwrap();
-        for (d, truth) in [(light_d, light_truth), (heavy_d, heavy_truth)] {
-            assert!((d - truth).abs() < truth / 3.0, "{d} against {truth}");
+        let (mut heavy_errors, mut heavy_over, mut light_capped, mut light_least) =
+            (Vec::new(), f64::MIN, 0, f64::MAX);
+        for seed in 0..50 {
+            // Pareto deviations (shape 0.5) with a record twice the largest remembered: about
+            // four decades of news
+            let mut heavy = gpd_sample_seeded(0.5, 1.0, n, seed);
+            let x = record(&heavy);
+            let truth = 2.0 * (1.0 + 0.5 * x).log10();
+            let d = tail_decades(&mut heavy, n, x, 0.05).expect("a heavy tail is fitted");
+            heavy_errors.push((d - truth).abs());
+            heavy_over = heavy_over.max(d - truth);
+            // exponential deviations, the same record: about seven decades, and capped only
+            // when the fit strays above shape 0
+            let mut light = gpd_sample_seeded(0.0, 1.0, n, seed);
+            let x = record(&light);
+            if let Some(d) = tail_decades(&mut light, n, x, 0.05) {
+                light_capped += 1;
+                light_least = light_least.min(d);
+            }
         }
-        assert!(heavy_d < light_d - 2.0, "{light_d} {heavy_d}");
+        heavy_errors.sort_by(f64::total_cmp);
+        // measured with these seeds: median error 0.41 decades, at most 1.59 too much news;
+        // the light tail capped in 24 of 50 (the fitted shape is above 0 about half the
+        // time), never below 4.48 decades
+        assert!(heavy_errors[25] < 0.6, "{heavy_errors:?}");
+        assert!(heavy_over < 2.0, "{heavy_over}");
+        assert!(light_capped <= 30, "{light_capped}");
+        assert!(light_least > 4.0, "{light_least}");
     }
 
     #[test]
-    fn below_the_threshold_or_with_little_history_the_tail_says_nothing() {
-        let mut d = gpd_sample(0.0, 1.0, 2_000);
-        assert_eq!(tail_decades(&mut d.clone(), 2_000, 0.5, 0.05), None);
-        assert_eq!(tail_decades(&mut d[..100], 100, 50.0, 0.05), None);
-        assert!(tail_decades(&mut d, 2_000, 50.0, 0.05).is_some());
+    fn below_the_threshold_with_little_history_or_in_a_light_tail_the_tail_says_nothing() {
+        let mut heavy = gpd_sample(0.5, 1.0, 2_000);
+        assert_eq!(tail_decades(&mut heavy.clone(), 2_000, 0.5, 0.05), None);
+        assert_eq!(tail_decades(&mut heavy[..100], 100, 500.0, 0.05), None);
+        assert!(tail_decades(&mut heavy, 2_000, 500.0, 0.05).is_some());
+        // a bounded tail (uniform deviations): no cap however far out
+        let mut bounded = gpd_sample(-1.0, 1.0, 2_000);
+        assert_eq!(tail_decades(&mut bounded, 2_000, 5.0, 0.05), None);
+        // integer counts: ties at the threshold are not excesses of size zero
+        let mut ties: Vec<f64> = (0..2_000).map(|i| [1.0, 1.0, 2.0, 3.0][i % 4]).collect();
+        assert_eq!(tail_decades(&mut ties, 2_000, 9.0, 0.05), None);
     }
 }
