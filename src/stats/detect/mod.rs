@@ -1395,21 +1395,8 @@ mod new_behaviour {
 
 #[cfg(test)]
 mod heavy_tails {
+    use super::tail::tests::uniforms;
     use super::*;
-
-    /// Deterministic uniforms in (0, 1) (splitmix64), no extra dependency.
-    fn uniforms(n: usize, mut state: u64) -> Vec<f64> {
-        (0..n)
-            .map(|_| {
-                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut z = state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                z ^= z >> 31;
-                ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-            })
-            .collect()
-    }
 
     /// Bursty counts with a daily cycle (288 values a day) and nothing unusual: a level
     /// that swings between 20 and 80, times Pareto noise of tail index `alpha` (a burst

@@ -125,11 +125,12 @@ pub(super) fn tail_decades(deviations: &mut [f64], n: usize, x: f64, fraction: f
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    /// Deterministic uniforms in (0, 1) (splitmix64), no extra dependency.
-    fn uniforms(n: usize, mut state: u64) -> Vec<f64> {
+    /// Deterministic uniforms in (0, 1) (splitmix64), no extra dependency; the detector's
+    /// tests draw from them too.
+    pub(in crate::stats::detect) fn uniforms(n: usize, mut state: u64) -> Vec<f64> {
         (0..n)
             .map(|_| {
                 state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
