@@ -1489,8 +1489,8 @@ mod heavy_tails {
         }
         println!("{with_tail} alarms with the fitted tail, {without} without");
         // nine series of 7,400 values with nothing in them: the normal surprise alone calls
-        // a record burst news (17 alarms here); the fitted tail knows records recur (6, all
-        // before a thousand values are remembered: the fit needs 50 excesses)
+        // a record burst news (17 alarms here); the fitted tail knows records recur (6, four
+        // of them before the fit has its 50 excesses, about 1,000 values in)
         assert!(
             with_tail <= 8,
             "{with_tail} alarms with the tail, {without} without"
