@@ -215,6 +215,10 @@ struct SettingFlags {
     /// view's surprise (when heavy and fitted to at least 50), in [0, 0.5] (0: off).
     #[arg(long, value_name = "F", default_value_t = defaults().evt_fraction)]
     evt_fraction: f64,
+    /// Values per block of the change view: the median of the last N values against the
+    /// medians of earlier blocks, for a lasting change no single value shows (0: off).
+    #[arg(long, value_name = "N", default_value_t = defaults().change_window)]
+    change_window: usize,
     /// Quantile (each side) that bounds the normal spread of the baseline, in (0, 0.5).
     #[arg(long, value_name = "Q", default_value_t = defaults().tail_quantile)]
     tail_quantile: f64,
@@ -316,6 +320,7 @@ impl DetectArgs {
             memory_window,
             season_min_acf,
             evt_fraction,
+            change_window,
             tail_quantile,
             relative_scale_floor,
             smoothing_window,

@@ -20,6 +20,9 @@ pub enum View {
     Seasonal,
     /// The Mann-Kendall trend test.
     Trend,
+    /// The change view: the median of the last `change_window` values against the levels
+    /// of earlier blocks (`z` is that median's robust z-score).
+    Change,
 }
 
 /// The statistics behind a finding, kept as numbers (the description says it in words).
@@ -112,6 +115,7 @@ fn describe_alarm(kind: PatternKind, observed: f64, expected: f64, e: &Evidence)
             plain_number(expected)
         ),
         (View::Early, _) => format!("its usual {} so far", plain_number(expected)),
+        (View::Change, _) => format!("its usual level {}", plain_number(expected)),
         _ => format!("its usual {}", plain_number(expected)),
     };
     let side = if observed >= expected {
