@@ -131,10 +131,11 @@ pub struct DetectorSettings {
     pub evt_fraction: f64,
     /// Values per block of the change view (`detect/change.rs`); 0 turns it off. The median
     /// of the last `change_window` values is judged against the medians of the earlier
-    /// blocks in memory (`memory_window / change_window` of them), so a lasting change of
+    /// blocks in memory (`ceil(memory_window / change_window) - 1` of them), so a lasting change of
     /// level that no single value shows (a slow drift, a rise of the whole level of bursty
-    /// counts) is seen; once it has lasted a few blocks it has been seen before. 0 or 2 to
-    /// [`MAX_MEMORY`].
+    /// counts) is seen; once it has lasted a few blocks it has been seen before. 0, or 2 to
+    /// `memory_window / 9` (at least nine blocks must fit in the memory: the view judges
+    /// against eight earlier ones).
     pub change_window: usize,
     /// Quantile (each side) that bounds the normal spread of the baseline, in `(0, 0.5)`.
     pub tail_quantile: f64,
@@ -336,7 +337,13 @@ impl DetectorSettings {
             self.trend_window,
         )?;
         check(
-            self.change_window == 0 || within(self.change_window, 2, MAX_MEMORY),
+            // at least MIN_BLOCKS + 1 blocks fit in the memory, or the view never judges
+            self.change_window == 0
+                || within(
+                    self.change_window,
+                    2,
+                    self.memory_window / (super::change::MIN_BLOCKS + 1),
+                ),
             "change_window",
             self.change_window,
         )?;
