@@ -34,7 +34,8 @@
 //! defaults it alarms only when the recent level is about 4.9 of its standard deviations out
 //! (6 decades) and never seen within half that; its surprises do not enter the likelihood's
 //! history (the level view's calibration is left as it is). It speaks only when the value's
-//! own views raise no alarm. An event it opens is placed by the recent level, not the value
+//! own views raise no alarm, and only to alarm (below the bar its score would persist from
+//! value to value, one detection per value for one change). An event it opens is placed by the recent level, not the value
 //! (in bursty counts single values fall on both sides of the usual level), and no event ends
 //! while the recent level's capped surprise is that of `anomaly_sigma` or more.
 //!

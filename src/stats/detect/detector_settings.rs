@@ -84,10 +84,10 @@ pub const MAX_MEMORY: usize = 20_000;
 ///   light tails gained 0.3 points there, but masked an 8-sd outlier early in plain noise
 ///   and scored 0.9 lower on the 24 NAB files outside the repository (docs/detection.md).
 /// - `change_window` 0 (the change view off): with it among the candidates (`nab_eval --cv
-///   --grid event_gap=2,4,6,12,100 --grid change_window=0,12,24`) the folds choose it for
+///   --grid event_gap=2,4,6,12,100 --grid change_window=0,12,24,48`) the folds choose it for
 ///   artificialWithAnomaly and realAdExchange and the held-out mean falls from 74.91 to
-///   71.50 (pooled 67.21 to 64.49); with the other defaults and `change_window` 24 it lifts
-///   realAWSCloudwatch held out from 64.23 to 67.11 and costs realAdExchange 70.46 to 60.36
+///   72.73 (pooled 67.21 to 65.37); with the other defaults and `change_window` 24 it lifts
+///   realAWSCloudwatch held out from 64.23 to 68.39 and costs realAdExchange 70.46 to 63.90
 ///   (docs/detection.md).
 /// - `knn_weight` 0 and `art_weight` 0: the two online models stay off, because nested
 ///   leave-one-category-out cross-validation with them among the candidates does not lift
