@@ -46,10 +46,9 @@
 
 use std::collections::VecDeque;
 
-use super::math::{median_sorted, two_sided_decades, with_scratch};
-
-/// Blocks compared with before the view judges anything.
-pub(super) const MIN_BLOCKS: usize = 8;
+use super::detector_settings::{DetectorSettings, CHANGE_MIN_BLOCKS as MIN_BLOCKS};
+use super::finding::{Evidence, View};
+use super::math::{decades_to_score, median_sorted, two_sided_decades, with_scratch, MAX_DECADES};
 
 /// The change view's state for one series.
 #[derive(Debug, Clone)]
@@ -73,8 +72,31 @@ pub(super) struct ChangeJudgement {
     pub recent: f64,
     /// `(recent - expected) / scale`.
     pub z: f64,
-    /// The surprise in decades, capped by "seen before".
+    /// The surprise in decades, capped by "seen before" (and at `MAX_DECADES`).
     pub decades: f64,
+}
+
+impl ChangeJudgement {
+    /// The score of the view's alarm, `d / (d + score_half_decades)`, when it is one (at
+    /// least `alarm_score`, with `|z|` at least `anomaly_sigma`); `None` otherwise. Below the
+    /// bar the view says nothing: its score persists from value to value while the recent
+    /// level stays where it is, so one change would be a detection per value, where an alarm
+    /// opens an event and is one.
+    pub(super) fn alarm_score(&self, s: &DetectorSettings) -> Option<f64> {
+        let score = decades_to_score(self.decades, s.score_half_decades);
+        (score >= s.alarm_score && self.z.abs() >= s.anomaly_sigma).then_some(score)
+    }
+
+    /// The numbers behind a finding of the change view.
+    pub(super) fn evidence(&self) -> Evidence {
+        Evidence {
+            view: View::Change,
+            z: self.z,
+            surprise_decades: self.decades,
+            likelihood_decades: 0.0,
+            period: None,
+        }
+    }
 }
 
 /// What a judgement needs besides the value and the memory.
@@ -161,7 +183,7 @@ impl Change {
             expected,
             recent,
             z,
-            decades,
+            decades: decades.min(MAX_DECADES),
         })
     }
 

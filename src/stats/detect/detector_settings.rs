@@ -202,6 +202,10 @@ pub struct DetectorSettings {
     pub art_scales: usize,
 }
 
+/// Earlier blocks the change view (`detect/change.rs`) compares with before it judges
+/// anything: `change_window` must leave room for one more in the memory.
+pub(super) const CHANGE_MIN_BLOCKS: usize = 8;
+
 /// Upper bound of `art_scales`.
 pub const MAX_ART_SCALES: usize = 6;
 
@@ -342,7 +346,7 @@ impl DetectorSettings {
                 || within(
                     self.change_window,
                     2,
-                    self.memory_window / (super::change::MIN_BLOCKS + 1),
+                    self.memory_window / (CHANGE_MIN_BLOCKS + 1),
                 ),
             "change_window",
             self.change_window,

@@ -540,11 +540,8 @@ impl SeriesDetector {
         } else {
             statistical
         };
-        // A lasting change keeps its event open while its recent level is still news at
-        // `anomaly_sigma` (its capped surprise, so once the new level has been seen before
-        // the event can end).
-        let sigma_decades = two_sided_decades(s.anomaly_sigma);
-        let disturbed = change.is_some_and(|c| c.decades >= sigma_decades);
+        // a lasting change keeps any event open while its recent level is still news
+        let disturbed = change.is_some_and(|c| c.decades >= two_sided_decades(s.anomaly_sigma));
         let judgement = Judgement {
             score,
             alarm: statistical >= s.alarm_score && z.abs() >= s.anomaly_sigma,
@@ -559,33 +556,18 @@ impl SeriesDetector {
                 period,
             },
         };
-        let Some(c) = change else {
-            return judgement;
-        };
-        let decades = c.decades.min(MAX_DECADES);
-        let by_change = decades_to_score(decades, s.score_half_decades);
-        // The change channel speaks only when the value's own views raise no alarm (an
-        // alarm of theirs is placed by the value, on its own side), and only to alarm: its
-        // score persists from value to value while the recent level stays where it is, so
-        // below the alarm bar it would be one detection per value for one change, where an
-        // alarm opens an event and is one.
-        if judgement.alarm || by_change <= judgement.score || by_change < s.alarm_score {
-            return judgement;
-        }
-        Judgement {
-            score: by_change,
-            alarm: by_change >= s.alarm_score && c.z.abs() >= s.anomaly_sigma,
-            // the value's own view may still see it `anomaly_sigma` out
-            disturbed: disturbed || z.abs() >= s.anomaly_sigma,
-            observed: c.recent,
-            expected: c.expected,
-            evidence: Evidence {
-                view: View::Change,
-                z: c.z,
-                surprise_decades: decades,
-                likelihood_decades: 0.0,
-                period: None,
+        // the change view speaks only to alarm, and only when the value's own views do not
+        let by_change = change.and_then(|c| Some((c, c.alarm_score(s)?)));
+        match by_change {
+            Some((c, score)) if !judgement.alarm && score > judgement.score => Judgement {
+                score,
+                alarm: true,
+                disturbed: disturbed || z.abs() >= s.anomaly_sigma,
+                observed: c.recent,
+                expected: c.expected,
+                evidence: c.evidence(),
             },
+            _ => judgement,
         }
     }
 
