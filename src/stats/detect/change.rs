@@ -24,7 +24,7 @@
 //!   a new level count as they close, so once a change has lasted a few blocks it has been
 //!   seen before and the view resets by itself; and a second lasting change to the same
 //!   level while the first is in memory is not news (one block there caps it at about 1.6
-//!   decades with the defaults). The other side of that rule: a drift
+//!   decades with `change_window` 24 and the default memory). The other side of that rule: a drift
 //!   slow enough that each block stays within `spike_ratio` times the deviation of the
 //!   blocks before it is never news here (the Mann-Kendall trend test reports it).
 //! - **Nothing is judged** before `MIN_BLOCKS` earlier blocks are there.

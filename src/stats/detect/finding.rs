@@ -31,13 +31,14 @@ pub struct Evidence {
     /// Which view judged the value.
     pub view: View,
     /// How many standard deviations the value lies from what was expected (signed): the
-    /// robust z-score (level view), the seasonal z-score, the Student t (early rules), or
-    /// the Mann-Kendall z (trends).
+    /// robust z-score (level view), the seasonal z-score, the Student t (early rules), the
+    /// Mann-Kendall z (trends), or the recent level's z-score among the earlier blocks'
+    /// levels (change view).
     pub z: f64,
     /// Point surprise, `-log10 p` of the value on its own (for trends, of the test).
     pub surprise_decades: f64,
-    /// Anomaly likelihood of the recent surprises, `-log10 p` (0 for the early rules and
-    /// trends).
+    /// Anomaly likelihood of the recent surprises, `-log10 p` (0 for the early rules,
+    /// trends and the change view).
     pub likelihood_decades: f64,
     /// The period (in values) of the seasonal view, when it judged.
     pub period: Option<u32>,
@@ -74,11 +75,12 @@ pub struct Finding {
     /// How sure the detector is, in `[0, 1]`: the anomaly score for spike, drop and
     /// anomaly; `1 - p` of the trend test for trends.
     pub confidence: f64,
-    /// The value that triggered the finding (for trends, the latest value).
+    /// The value that triggered the finding (for trends, the latest value; for the change
+    /// view, the recent level: the median of the last `change_window` values).
     pub observed: f64,
     /// What was expected: the baseline (median, recent average in the first values, or the
     /// seasonal expectation; for trends, the value the fitted line had at the start of the
-    /// trend window).
+    /// trend window; for the change view, the median of the earlier blocks' medians).
     pub baseline: f64,
     /// The finding in plain words, without the series' name: `1,032, 4.0x its usual 258`.
     pub description: String,

@@ -240,7 +240,8 @@ struct Judgement {
     /// Whether the value clears the alarm bar.
     alarm: bool,
     /// Whether a view other than the one in `evidence` still sees the series disturbed (the
-    /// change view's recent level at least `anomaly_sigma` out): an event does not end.
+    /// change view's capped surprise at least that of `anomaly_sigma`): an event does not
+    /// end.
     disturbed: bool,
     /// What was judged: the value, or for the change view the recent level (the median of
     /// the last `change_window` values).
@@ -559,8 +560,9 @@ impl SeriesDetector {
         // the change view speaks only to alarm, and only when the value's own views do not
         let by_change = change.and_then(|c| Some((c, c.alarm_score(s)?)));
         match by_change {
-            Some((c, score)) if !judgement.alarm && score > judgement.score => Judgement {
-                score,
+            // (a spatially novel value scores 0.9 without an alarm: the change's alarm stands)
+            Some((c, score)) if !judgement.alarm => Judgement {
+                score: score.max(judgement.score),
                 alarm: true,
                 disturbed: disturbed || z.abs() >= s.anomaly_sigma,
                 observed: c.recent,
