@@ -1492,15 +1492,25 @@ mod heavy_tails {
             .collect()
     }
 
-    fn alarms(settings: &DetectorSettings, values: &[f64]) -> Vec<usize> {
+    /// The values that raised a spike, drop or anomaly.
+    pub(super) fn alarms(settings: &DetectorSettings, values: &[f64]) -> Vec<usize> {
+        alarms_by(settings, values, |_| true)
+    }
+
+    /// The values that raised a spike, drop or anomaly judged by a view that `by` accepts.
+    pub(super) fn alarms_by(
+        settings: &DetectorSettings,
+        values: &[f64],
+        by: impl Fn(View) -> bool,
+    ) -> Vec<usize> {
         let mut d = SeriesDetector::new(settings.clone());
         let detections: Vec<Detection> = values.iter().map(|&v| d.observe(v)).collect();
         (0..values.len())
             .filter(|&i| {
-                detections[i]
-                    .findings
-                    .iter()
-                    .any(|f| !matches!(f.kind, PatternKind::TrendUp | PatternKind::TrendDown))
+                detections[i].findings.iter().any(|f| {
+                    !matches!(f.kind, PatternKind::TrendUp | PatternKind::TrendDown)
+                        && by(f.evidence.view)
+                })
             })
             .collect()
     }
@@ -1514,7 +1524,7 @@ mod heavy_tails {
     }
 
     /// Standard normal noise from two uniforms (Box-Muller).
-    fn gaussian(n: usize, seed: u64) -> Vec<f64> {
+    pub(super) fn gaussian(n: usize, seed: u64) -> Vec<f64> {
         let u = uniforms(2 * n, seed);
         (0..n)
             .map(|i| {
@@ -1584,6 +1594,7 @@ mod heavy_tails {
 
 #[cfg(test)]
 mod lasting_changes {
+    use super::heavy_tails::{alarms as alarm_indices, alarms_by, gaussian};
     use super::tail::tests::uniforms;
     use super::*;
 
@@ -1595,30 +1606,9 @@ mod lasting_changes {
         }
     }
 
-    fn alarm_indices(settings: &DetectorSettings, values: &[f64]) -> Vec<usize> {
-        alarms_of(settings, values, |_| true)
-    }
-
     /// The values whose alarm came from the change view.
     fn change_alarms(settings: &DetectorSettings, values: &[f64]) -> Vec<usize> {
-        alarms_of(settings, values, |v| v == View::Change)
-    }
-
-    fn alarms_of(
-        settings: &DetectorSettings,
-        values: &[f64],
-        by: impl Fn(View) -> bool,
-    ) -> Vec<usize> {
-        let mut d = SeriesDetector::new(settings.clone());
-        let detections: Vec<Detection> = values.iter().map(|&v| d.observe(v)).collect();
-        (0..values.len())
-            .filter(|&i| {
-                detections[i].findings.iter().any(|f| {
-                    !matches!(f.kind, PatternKind::TrendUp | PatternKind::TrendDown)
-                        && by(f.evidence.view)
-                })
-            })
-            .collect()
+        alarms_by(settings, values, |v| v == View::Change)
     }
 
     /// Bursty counts (Pareto noise of tail index 1.5 on a level of 50).
@@ -1631,12 +1621,9 @@ mod lasting_changes {
 
     /// Normal noise around 100, sd 5.
     fn noise(n: usize, seed: u64) -> Vec<f64> {
-        let u = uniforms(2 * n, seed);
-        (0..n)
-            .map(|i| {
-                let (a, b) = (u[2 * i], u[2 * i + 1]);
-                100.0 + 5.0 * (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
-            })
+        gaussian(n, seed)
+            .into_iter()
+            .map(|z| 100.0 + 5.0 * z)
             .collect()
     }
 
