@@ -50,8 +50,13 @@ impl Config {
     /// This configuration with the `EVENTBATCH_*` environment variables applied, then validated:
     /// `EVENTBATCH_MAX_BATCH_SIZE=500`, `EVENTBATCH_DETECTION_SPIKE_RATIO=3`,
     /// `EVENTBATCH_SAMPLING_RATES='{ "help" = 0.1 }'` (a TOML inline table).
+    ///
+    /// Other variables are not read, whatever they hold (`std::env::vars` would panic on one
+    /// that is not Unicode). An `EVENTBATCH_*` variable whose value is not Unicode is a
+    /// [`ConfigError`] naming it, with its length, not its value.
     pub fn with_env_overrides(self) -> Result<Config, ConfigError> {
-        self.with_overrides(std::env::vars().filter(|(k, _)| k.starts_with(ENV_PREFIX)))
+        let vars = ours(std::env::vars_os())?;
+        self.with_overrides(vars)
     }
 
     /// [`Config::with_env_overrides`] with the variables given (name, value). An error names
@@ -80,6 +85,34 @@ impl Config {
         config.validate()?;
         Ok(config)
     }
+}
+
+/// The `EVENTBATCH_*` variables among `vars`, as text; the others are skipped unread.
+fn ours(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in vars {
+        if !name.as_encoded_bytes().starts_with(ENV_PREFIX.as_bytes()) {
+            continue;
+        }
+        let name = name.into_string().map_err(|name| {
+            ConfigError::new(
+                name.to_string_lossy(),
+                "(not read)",
+                "the variable's name is not valid Unicode",
+            )
+        })?;
+        let value = value.into_string().map_err(|value| {
+            ConfigError::new(
+                &name,
+                format!("<{} bytes, not shown>", value.len()),
+                "the value is not valid Unicode",
+            )
+        })?;
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
 /// The sections of a [`Config`] (tables in TOML) whose fields `EVENTBATCH_<SECTION>_<FIELD>`
@@ -278,6 +311,32 @@ mod tests {
             .with_overrides([("EVENTBATCH_SAMPLING_TARGETS", "{ help = 0 }")])
             .unwrap_err();
         assert_eq!(e.field, "sampling_targets[\"help\"]");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_variable_that_is_not_unicode_is_skipped_or_named_never_a_panic() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let latin1 = || OsString::from_vec(b"caf\xe9 secret".to_vec());
+        let vars = vec![
+            (OsString::from("LANG_OF_ANOTHER_TOOL"), latin1()),
+            (OsString::from_vec(b"OTHER_\xff".to_vec()), "x".into()),
+            ("EVENTBATCH_MAX_BATCH_SIZE".into(), "500".into()),
+        ];
+        assert_eq!(
+            ours(vars).unwrap(),
+            [("EVENTBATCH_MAX_BATCH_SIZE".to_string(), "500".to_string())]
+        );
+        let e = ours(vec![("EVENTBATCH_INSTANCE_ID".into(), latin1())]).unwrap_err();
+        assert_eq!(e.field, "EVENTBATCH_INSTANCE_ID");
+        assert_eq!(e.value, "<11 bytes, not shown>");
+        assert!(!e.to_string().contains("secret"), "{e}");
+        let e = ours(vec![(
+            OsString::from_vec(b"EVENTBATCH_\xff".to_vec()),
+            "1".into(),
+        )]);
+        assert!(e.unwrap_err().reason.contains("name is not valid Unicode"));
     }
 
     #[test]
