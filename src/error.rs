@@ -295,7 +295,8 @@ impl StoreError {
     /// split the same way: SQLite gives each primary result code that means "the store cannot
     /// write now" (BUSY, LOCKED, NOMEM, READONLY, INTERRUPT, IOERR, CORRUPT, FULL, CANTOPEN,
     /// PROTOCOL, SCHEMA, NOTADB, ...) a fixed text ([`STORE_FAILURES`]), and PostgreSQL's
-    /// classes 08, 40, 53, 55, 57 and 58 have the texts listed there too. Any other error a
+    /// classes 08, 40, 53, 55, 57 and 58 have the texts listed there too, and a table changed
+    /// under the pipeline is told by [`SCHEMA_CHANGES`]. Any other error a
     /// statement got from a store that answers is the store refusing the row: SQLite's
     /// CONSTRAINT family (a trigger's `RAISE(ABORT, 'any text')` is
     /// SQLITE_CONSTRAINT_TRIGGER with the trigger's own text), MISMATCH, TOOBIG, RANGE;
@@ -333,10 +334,11 @@ impl StoreError {
 ///
 /// SQLite: `sqlite3_errstr` of each primary result code that is not a refusal (a unit test
 /// checks them against the linked library), the two LOCKED texts that name the table, and the
-/// SQLITE_ERROR texts of a broken transaction or schema. PostgreSQL (the server's English
-/// texts): classes 08 (connection), 40 (deadlock), 53 (disk full, out of memory), 55 (lock not
-/// available), 57 (statement timeout, administrator shutdown), 58 (I/O), and 42501/42P01 (a
-/// permission or a table gone: the store, not the row).
+/// SQLITE_ERROR texts of a broken transaction or schema (a table or column gone or renamed).
+/// PostgreSQL (the server's English texts): classes 08 (connection), 40 (deadlock), 53 (disk
+/// full, out of memory), 55 (lock not available), 57 (statement timeout, administrator
+/// shutdown), 58 (I/O), and 42501/42P01/42703/42804 (a permission, a table or column gone or
+/// changed: the store, not the row).
 pub(crate) const STORE_FAILURES: &[(&str, bool)] = &[
     // SQLite primary result codes
     ("SQL logic error", true),
@@ -387,7 +389,19 @@ pub(crate) const STORE_FAILURES: &[(&str, bool)] = &[
     ("remaining connection slots", false),
 ];
 
-/// Whether `message` is one of [`STORE_FAILURES`].
+/// A table changed under the running pipeline (a migration of another version, an operator,
+/// a restore), as `(start, and somewhere after it)`: the store, not the row. SQLite: an INSERT
+/// naming a column that was renamed or dropped, or giving more values than the table has
+/// columns. PostgreSQL: 42703 and 42804 (a column gone, or of another type now). Two parts, so
+/// a trigger's own text (`RAISE(ABORT, 'table is closed')`) stays a refusal.
+pub(crate) const SCHEMA_CHANGES: &[(&str, &str)] = &[
+    ("table ", " has no column named "),
+    ("table ", " columns but "),
+    ("column \"", "\" does not exist"),
+    ("column \"", "\" is of type "),
+];
+
+/// Whether `message` is one of [`STORE_FAILURES`] or [`SCHEMA_CHANGES`].
 fn is_store_failure(message: &str) -> bool {
     STORE_FAILURES.iter().any(|&(text, exact)| {
         if exact {
@@ -395,6 +409,10 @@ fn is_store_failure(message: &str) -> bool {
         } else {
             message.starts_with(text)
         }
+    }) || SCHEMA_CHANGES.iter().any(|&(start, then)| {
+        message
+            .strip_prefix(start)
+            .is_some_and(|rest| rest.contains(then))
     })
 }
 
@@ -465,6 +483,8 @@ mod tests {
             db(K::Unknown, "value too long for type character varying(3)"),
             db(K::Unknown, "datatype mismatch"),
             db(K::Unknown, "string or blob too big"),
+            db(K::Unknown, "table is closed for the night"), // a trigger's own words
+            db(K::Unknown, "column \"name\" must not say that"),
         ];
         for e in &refused {
             assert!(StoreError::refuses(e), "{e}");
@@ -479,6 +499,20 @@ mod tests {
             db(K::Unknown, "canceling statement due to statement timeout"),
             db(K::Unknown, "deadlock detected"),
             db(K::ClosedConnection, "refused by policy"),
+            // a table changed under the pipeline, SQLite then PostgreSQL
+            db(K::Unknown, "table events has no column named duration_ms"),
+            db(
+                K::Unknown,
+                "table events has 9 columns but 10 values were supplied",
+            ),
+            db(
+                K::Unknown,
+                "column \"duration_ms\" of relation \"events\" does not exist",
+            ),
+            db(
+                K::Unknown,
+                "column \"ts_ms\" is of type text but expression is of type bigint",
+            ),
             E::BrokenTransactionManager,
         ];
         for e in &failing {

@@ -516,3 +516,56 @@ async fn a_user_sketch_postgres_refuses_is_quarantined_with_its_registers() {
         .await;
     }
 }
+
+/// A column renamed under the running pipeline (an operator's migration, another version's):
+/// the store cannot take the rows now. They are held and `Flush` fails; nothing is
+/// quarantined as if each row were bad, and once the column is back every row is written.
+async fn a_column_renamed_under_the_pipeline_holds_the_rows(
+    db: &common::Db,
+    t: &actix::Addr<Tracker>,
+) {
+    let first = commands_and_samples(0, 10, 1);
+    t.send(TrackBatch(first)).await.unwrap().unwrap();
+    t.send(Flush).await.unwrap().expect("first flush");
+    execute(
+        db,
+        "ALTER TABLE events RENAME COLUMN duration_ms TO duration_ms_old",
+    );
+    t.send(TrackBatch(commands_and_samples(10, 8, 1)))
+        .await
+        .unwrap()
+        .unwrap();
+    let refused = t.send(Flush).await.unwrap();
+    let s = t.send(GetStats).await.unwrap();
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!((s.events_quarantined, s.rows_quarantined), (0, 0), "{s:?}");
+    assert!(s.rows_held > 0, "{s:?}");
+    execute(
+        db,
+        "ALTER TABLE events RENAME COLUMN duration_ms_old TO duration_ms",
+    );
+    let s = t.send(Flush).await.unwrap().expect("the column is back");
+    conservation(&s);
+    assert_eq!(db.count("events"), 18);
+    assert_eq!(db.count("quarantine"), 0);
+    t.send(Shutdown).await.unwrap();
+}
+
+async fn a_column_renamed_under_the_pipeline(db: common::Db) {
+    let config = Config {
+        store_retry_budget_ms: 500,
+        ..quiet_config()
+    };
+    let t = start_at_t0(config, db.store());
+    a_column_renamed_under_the_pipeline_holds_the_rows(&db, &t).await;
+}
+
+#[actix_rt::test]
+async fn sqlite_a_column_renamed_under_the_pipeline_holds_the_rows() {
+    a_column_renamed_under_the_pipeline(common::Db::Sqlite(TempDb::new())).await;
+}
+
+#[actix_rt::test]
+async fn postgres_a_column_renamed_under_the_pipeline_holds_the_rows() {
+    a_column_renamed_under_the_pipeline(common::Db::Pg(TestDb::create("column_renamed"))).await;
+}
