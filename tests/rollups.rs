@@ -395,6 +395,27 @@ async fn an_idle_pipeline_rolls_up_on_the_timer() {
     t.send(Shutdown).await.unwrap();
 }
 
+/// A clock a year ahead (a bad NTP step), then set back: the roll-up that ran at the wrong
+/// time does not hold the next one for a year.
+#[actix_rt::test]
+async fn rollups_resume_at_once_when_the_clock_is_set_back() {
+    let db = TempDb::new();
+    let clock = ManualClock::new(T0 + 365 * 24 * HOUR);
+    let t = start_with_clock(config("a"), db.store(), Arc::new(clock.clone())).unwrap();
+    t.send(Flush).await.unwrap().unwrap(); // a run at the wrong time
+    clock.set(T0);
+    let mut truth = Truth::default();
+    send(&t, events(T0, 10_000, 360, 0, &mut truth)).await;
+    t.send(Flush).await.unwrap().unwrap();
+    clock.set(T0 + HOUR + 10_000);
+    t.send(Flush).await.unwrap().unwrap(); // the hour closes
+    clock.set(T0 + 3 * HOUR);
+    let s = t.send(Flush).await.unwrap().unwrap();
+    assert_eq!(s.rollups_written, 1, "{s:?}");
+    truth.check(&query(&t, Resolution::Hour).await, HOUR);
+    t.send(Shutdown).await.unwrap();
+}
+
 #[actix_rt::test]
 async fn rollups_off_still_answer_hours_from_the_windows() {
     let db = TempDb::new();

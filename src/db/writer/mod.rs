@@ -87,8 +87,8 @@ pub(crate) struct WriterCore {
     rollups: bool,
     rollup_interval_ms: i64,
     lateness_ms: i64,
-    /// When (pipeline clock, ms) the next roll-up run is due.
-    next_rollup_ms: i64,
+    /// When (pipeline clock, ms) the last roll-up run started.
+    last_rollup_ms: i64,
     /// How long each table keeps its rows, and how pruning runs.
     retention: Retention,
     /// When (pipeline clock, ms) the last retention round started.
@@ -190,7 +190,7 @@ impl WriterCore {
             rollups: settings.rollups,
             rollup_interval_ms: settings.rollup_interval_ms,
             lateness_ms: settings.allowed_lateness_ms,
-            next_rollup_ms: i64::MIN,
+            last_rollup_ms: i64::MIN,
             retention: settings.retention.clone(),
             last_prune_ms: i64::MIN,
             prune: None,

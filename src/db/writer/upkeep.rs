@@ -4,8 +4,9 @@
 use super::*;
 
 impl WriterCore {
-    /// Every `rollup_interval_ms` on the pipeline clock, once everything is written: rolls up
-    /// the hour, day and week buckets that closed (see [`crate::rollup`]). A failure is logged and
+    /// Every `rollup_interval_ms` on the pipeline clock (and at once if the clock was set back
+    /// before the last run), once everything is written: rolls up the hour, day and week
+    /// buckets that closed (see [`crate::rollup`]). A failure is logged and
     /// counted; the buckets stay pending for the next run.
     pub(crate) fn roll_up_if_due(&mut self, now: i64, c: &Counters) {
         // durable mode: batches not yet covered by a checkpoint wait by design
@@ -13,10 +14,11 @@ impl WriterCore {
             Some(d) => d.covered,
             None => self.held.len(),
         };
-        if !self.rollups || now < self.next_rollup_ms || waiting > 0 {
+        if !self.rollups || !due(now, self.last_rollup_ms, self.rollup_interval_ms) || waiting > 0 {
             return;
         }
-        self.next_rollup_ms = now.saturating_add(self.rollup_interval_ms);
+        went_back("roll-up", now, self.last_rollup_ms);
+        self.last_rollup_ms = now;
         let mut run = RollupRun::default();
         let result = self.pool.watch().call(|| {
             self.pool.get().and_then(|mut conn| {
@@ -44,7 +46,8 @@ impl WriterCore {
     }
 
     /// Starts a retention round if one is due at `now` (every `retention.interval_ms` on the
-    /// pipeline clock, once everything is written) and none is under way: plans its cut-offs
+    /// pipeline clock, and at once if the clock was set back before the last round, once
+    /// everything is written) and none is under way: plans its cut-offs
     /// from the maximum ages and, with roll-ups on, the oldest pending roll-up marks. A failure
     /// is logged and counted; the next round comes an interval later.
     pub(crate) fn start_prune_if_due(&mut self, now: i64, c: &Counters) {
@@ -52,10 +55,11 @@ impl WriterCore {
         if self.prune.is_some()
             || !self.retention.is_enabled()
             || !self.held.is_empty()
-            || now < self.last_prune_ms.saturating_add(interval)
+            || !due(now, self.last_prune_ms, interval)
         {
             return;
         }
+        went_back("retention round", now, self.last_prune_ms);
         self.last_prune_ms = now;
         let pending = self.pool.watch().call(|| {
             self.pool
@@ -132,5 +136,40 @@ impl WriterCore {
                 );
             }
         }
+    }
+}
+
+/// Whether a job that runs every `interval` ms and last ran at `last` is due at `now`: an
+/// interval has passed, or the clock is before the last run. A clock set back (after a jump
+/// forward, a wrong NTP answer, a VM resumed with a bad clock) would otherwise hold the job
+/// for as long as the jump was.
+fn due(now: i64, last: i64, interval: i64) -> bool {
+    now >= last.saturating_add(interval) || now < last
+}
+
+/// Logs a clock seen before the last run of `job`.
+fn went_back(job: &str, now: i64, last: i64) {
+    if now < last {
+        log::warn!(
+            "the clock is {} ms before the last {job} run; running it now and scheduling from here",
+            last - now
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::due;
+
+    #[test]
+    fn a_job_is_due_after_its_interval_and_at_once_when_the_clock_went_back() {
+        let hour = 3_600_000;
+        assert!(due(0, i64::MIN, hour), "never ran");
+        assert!(!due(1_000, 0, hour));
+        assert!(due(hour, 0, hour));
+        // a year ahead, then set back: due now, not in a year
+        let year = 365 * 24 * hour;
+        assert!(due(10, year, hour));
+        assert!(due(i64::MAX, i64::MAX - 1, hour), "no overflow");
     }
 }
