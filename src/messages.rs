@@ -42,6 +42,8 @@ pub struct BatchAck {
 
 /// Barrier: when it resolves, everything accepted before it is durable in the store, open
 /// windows included (as snapshots a later write replaces). Resolves with the counters then.
+/// Durable mode: the replay of an earlier run's journal included (it resolves once the replay
+/// is through, or with the store's error when the store fails meanwhile).
 #[derive(Debug, Clone, Copy, Default, Message)]
 #[rtype(result = "Result<Stats, PipelineError>")]
 pub struct Flush;
@@ -63,6 +65,8 @@ pub struct GetConfig;
 pub struct Configure(pub ConfigPatch);
 
 /// Flush everything and stop the pipeline's actors; resolves with the final counters.
+/// Durable mode: stops a replay that is not through (what was not replayed stays in the journal
+/// for the next start; events waiting behind the replay are refused, `TrackError::ShutDown`).
 #[derive(Debug, Clone, Copy, Default, Message)]
 #[rtype(result = "Stats")]
 pub struct Shutdown;

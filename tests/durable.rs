@@ -13,10 +13,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{conservation, quiet_config, start_manual, wait_for, TempDb, T0};
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use eventbatch::{
-    start, Config, ConfigPatch, Configure, Error, Flush, GetStats, Shutdown, Stats, Store, Tick,
-    TrackBatch, TrackEvent,
+    start, Config, ConfigPatch, Configure, Error, Flush, GetStats, PipelineError, Shutdown, Stats,
+    Store, Tick, TrackBatch, TrackError, TrackEvent,
 };
 
 const FSYNC_MS: u64 = 100;
@@ -99,14 +100,14 @@ fn stored_windows(db: &TempDb) -> BTreeMap<i64, (i64, i64, i64)> {
     out
 }
 
-/// Starts a durable pipeline on `db` in a System of its own, lets `body` use it, shuts it down
-/// and drops it (so its journal is closed); returns the stats from `GetStats` right after the
-/// start (the replay is counted then) and from `Shutdown`.
+/// Starts a durable pipeline on `db` in a System of its own, shuts it down and drops it (so
+/// its journal is closed); returns the stats from a `Flush` right after the start (it answers
+/// once the replay is through, so the whole replay is counted then) and from `Shutdown`.
 fn run_durable(db: &TempDb, config: Config) -> (Stats, Stats) {
     let sys = actix::System::new();
     let stats = sys.block_on(async {
         let t = start(config, db.store()).expect("start");
-        let first = t.send(GetStats).await.unwrap();
+        let first = t.send(Flush).await.unwrap().expect("flush after the start");
         let last = t.send(Shutdown).await.unwrap();
         (first, last)
     });
@@ -484,4 +485,197 @@ fn durable_mode_on_postgresql_checkpoints_and_replays_nothing_after_a_clean_stop
     drop(sys);
     assert_eq!(replayed, 0);
     assert_eq!(pg.count("events"), 1_000);
+}
+
+/// Commands `help` numbered `from..from + n` (each its own `duration_ms`, so each row can be
+/// told apart).
+fn commands(from: i64, n: i64) -> Vec<TrackEvent> {
+    (from..from + n)
+        .map(|i| TrackEvent::command("help").duration_ms(i as f64).at(T0 + i))
+        .collect()
+}
+
+/// Commands journaled by [`a_run_stopped_on_a_locked_store`] (after the first ten, stored).
+const LEFT_IN_THE_JOURNAL: i64 = 5_000;
+
+/// A queue of 1,000: the replay of [`LEFT_IN_THE_JOURNAL`] commands has to wait for room.
+fn small_queue_config(db: &TempDb) -> Config {
+    Config {
+        journal_path: Some(db.dir.path().join("events.journal")),
+        store_retry_budget_ms: 500,
+        max_queued_events: 1_000,
+        ..durable_config()
+    }
+}
+
+/// A first run that stores ten commands, then has its store locked by another connection's
+/// write transaction, journals [`LEFT_IN_THE_JOURNAL`] more and stops (the store still locked:
+/// they stay in the journal). Returns the connection holding the lock.
+fn a_run_stopped_on_a_locked_store(db: &TempDb) -> SqliteConnection {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let sys = actix::System::new();
+    let lock = sys.block_on(async {
+        let t = start(small_queue_config(db), db.store()).expect("start");
+        common::send_all(&t, commands(0, 10), 10).await;
+        t.send(Flush).await.unwrap().expect("the first flush");
+        let mut lock = db.conn();
+        lock.batch_execute("BEGIN IMMEDIATE").unwrap();
+        for i in 0..LEFT_IN_THE_JOURNAL / 100 {
+            let ack = t
+                .send(TrackBatch(commands(10 + i * 100, 100)))
+                .await
+                .unwrap()
+                .expect("journaled");
+            assert_eq!(ack.accepted, 100);
+        }
+        t.send(Shutdown).await.unwrap();
+        lock
+    });
+    drop(sys);
+    assert_eq!(db.count("events"), 10);
+    assert!(journal_entries(&db.dir.path().join("events.journal")) > 0);
+    lock
+}
+
+/// Every command of the two runs, each stored once.
+fn assert_every_command_stored_once(db: &TempDb) {
+    let n = 10 + LEFT_IN_THE_JOURNAL;
+    assert_eq!(db.count("events WHERE name = 'help'"), n);
+    assert_eq!(
+        db.scalar("SELECT count(DISTINCT duration_ms) AS n FROM events WHERE name = 'help'"),
+        n
+    );
+}
+
+/// How long a request may take to be answered at all (the retry budget is 500 ms).
+const ANSWERED_WITHIN: Duration = Duration::from_secs(5);
+
+/// A restart whose journal holds more than the queue has room for, while the store is locked:
+/// the replay waits for room that only commits bring, and the front door keeps answering
+/// meanwhile (the replay once paused the mailbox until there was room: nothing was answered
+/// while the store failed). `GetStats` answers with the replay part-way, `Flush` and
+/// `Shutdown` with the store's failure; events sent meanwhile wait behind the replay, never
+/// ahead of it, and the stop refuses them. What was not replayed stays in the journal: the
+/// next start, the store unlocked, writes every journaled event exactly once.
+#[test]
+fn a_replay_waiting_for_a_locked_store_leaves_the_front_door_answering_and_loses_nothing() {
+    let db = TempDb::new();
+    let lock = a_run_stopped_on_a_locked_store(&db);
+
+    let sys = actix::System::new();
+    sys.block_on(async {
+        let t = start(small_queue_config(&db), db.store()).expect("restart");
+        // sent now, answered once they have gone in behind the replay
+        let event = t.send(TrackEvent::command("sent-during-the-replay").at(T0));
+        let batch = t.send(TrackBatch(vec![TrackEvent::command(
+            "sent-during-the-replay",
+        )
+        .at(T0)]));
+        let answered = |what| format!("{what} not answered within {ANSWERED_WITHIN:?}");
+        let stats = actix_rt::time::timeout(ANSWERED_WITHIN, t.send(GetStats))
+            .await
+            .unwrap_or_else(|_| panic!("{}", answered("GetStats")))
+            .unwrap();
+        assert!(
+            stats.events_replayed > 0 && stats.events_replayed < LEFT_IN_THE_JOURNAL as u64,
+            "the replay is held back by the queue's bound: {stats:?}"
+        );
+        assert_eq!(
+            stats.events_received, stats.events_replayed,
+            "the new events wait behind the replay: {stats:?}"
+        );
+        let flushed = actix_rt::time::timeout(ANSWERED_WITHIN, t.send(Flush))
+            .await
+            .unwrap_or_else(|_| panic!("{}", answered("Flush")))
+            .unwrap();
+        assert!(
+            matches!(flushed, Err(PipelineError::Store(_))),
+            "Flush on a locked store: {flushed:?}"
+        );
+        let stopped = actix_rt::time::timeout(ANSWERED_WITHIN, t.send(Shutdown))
+            .await
+            .unwrap_or_else(|_| panic!("{}", answered("Shutdown")))
+            .unwrap();
+        assert!(
+            stopped.events_replayed < LEFT_IN_THE_JOURNAL as u64,
+            "{stopped:?}"
+        );
+        // they could not go before the replay, which the stop ended
+        let event = actix_rt::time::timeout(ANSWERED_WITHIN, event).await;
+        assert_eq!(event.expect("answered").unwrap(), Err(TrackError::ShutDown));
+        let batch = actix_rt::time::timeout(ANSWERED_WITHIN, batch).await;
+        assert_eq!(batch.expect("answered").unwrap(), Err(TrackError::ShutDown));
+        assert_eq!(stopped.events_rejected, 2, "{stopped:?}");
+    });
+    drop(sys);
+    drop(lock);
+    assert_eq!(db.count("events"), 10, "nothing written while locked");
+
+    let (started, stopped) = run_durable(&db, small_queue_config(&db));
+    assert_eq!(started.events_replayed, LEFT_IN_THE_JOURNAL as u64);
+    assert_eq!(stopped.events_dropped, 0, "{stopped:?}");
+    conservation(&stopped);
+    assert_every_command_stored_once(&db);
+    assert_eq!(db.count("events WHERE name = 'sent-during-the-replay'"), 0);
+    assert_eq!(journal_entries(&db.dir.path().join("events.journal")), 0);
+}
+
+/// The same restart, the store unlocked while the replay waits: the replay goes on and
+/// completes, a `Flush` sent while the store was locked answers its failure, the next answers
+/// once the whole replay is stored, and the events that waited behind the replay are accepted
+/// after it; every replayed event is stored once. (The waiting events go in behind a queue the
+/// replay has just filled to its bound, so the overflow policy may drop them, counted, as any
+/// new event meeting a full queue; it never drops a replayed one for them.)
+#[test]
+fn a_replay_waiting_for_a_locked_store_completes_once_the_store_is_unlocked() {
+    let db = TempDb::new();
+    let lock = a_run_stopped_on_a_locked_store(&db);
+
+    let sys = actix::System::new();
+    let stopped = sys.block_on(async {
+        let t = start(small_queue_config(&db), db.store()).expect("restart");
+        let event = t.send(TrackEvent::command("sent-during-the-replay").at(T0));
+        let batch = t.send(TrackBatch(vec![TrackEvent::command(
+            "sent-during-the-replay",
+        )
+        .at(T0)]));
+        let flushed = actix_rt::time::timeout(ANSWERED_WITHIN, t.send(Flush))
+            .await
+            .expect("Flush answered while the store is locked")
+            .unwrap();
+        assert!(flushed.is_err(), "{flushed:?}");
+        drop(lock);
+        let flushed = t
+            .send(Flush)
+            .await
+            .unwrap()
+            .expect("Flush once the store is unlocked");
+        assert_eq!(flushed.events_replayed, LEFT_IN_THE_JOURNAL as u64);
+        assert_eq!(
+            flushed.records_written,
+            LEFT_IN_THE_JOURNAL as u64 + 2 - flushed.events_dropped,
+            "the whole replay written by the time Flush answers: {flushed:?}"
+        );
+        assert_eq!(event.await.unwrap(), Ok(()));
+        let ack = batch.await.unwrap().expect("the batch, after the replay");
+        assert_eq!(ack.accepted, 1);
+        let stopped = t.send(Shutdown).await.unwrap();
+        assert_eq!(
+            stopped.events_received,
+            LEFT_IN_THE_JOURNAL as u64 + 2,
+            "{stopped:?}"
+        );
+        conservation(&stopped);
+        stopped
+    });
+    drop(sys);
+    assert_every_command_stored_once(&db);
+    assert_eq!(
+        db.count("events WHERE name = 'sent-during-the-replay'") + stopped.events_dropped as i64,
+        2,
+        "{stopped:?}"
+    );
+    assert_eq!(journal_entries(&db.dir.path().join("events.journal")), 0);
+    let (started, _) = run_durable(&db, small_queue_config(&db));
+    assert_eq!(started.events_replayed, 0);
 }

@@ -37,58 +37,152 @@ impl Tracker {
         }
     }
 
+    /// Durable mode: whether events of an earlier run are still to be replayed (new events
+    /// wait behind them, see [`BehindReplay`]).
+    pub(super) fn replaying(&self) -> bool {
+        self.durable.as_ref().is_some_and(|d| !d.replay.is_empty())
+    }
+
     /// Durable mode: hands the events of an earlier run that the store lacks to the front
-    /// stages, ahead of every new event (the mailbox waits until the replay is through), then
-    /// checkpoints. Like new events, in batches of at most [`INTAKE_BATCH`] and at most
-    /// `records_per_checkpoint`, checkpointed every `records_per_checkpoint` record-like events
-    /// (each checkpoint at the position of the last event handed on); unlike them, held back
-    /// while the queue could overflow, so that the overflow policy drops no replayed record:
-    /// every one was acknowledged in the earlier run.
+    /// stages, ahead of every new event (those wait behind the replay, [`BehindReplay`]), then
+    /// checkpoints and lets the waiting events in. Like new events, in batches of at most
+    /// [`INTAKE_BATCH`] and at most `records_per_checkpoint`, checkpointed every
+    /// `records_per_checkpoint` record-like events (each checkpoint at the position of the
+    /// last event handed on); unlike them, held back while the queue could overflow, so that
+    /// the overflow policy drops no replayed record: every one was acknowledged in the earlier
+    /// run. While it is held back it looks again every [`REPLAY_WAIT`] from a timer, so the
+    /// mailbox is read meanwhile: `GetStats`, `Configure` and `Shutdown` are answered, and
+    /// `Flush` and queries as on any failing store when room does not come (see
+    /// [`Tracker::after_replay`]).
     pub(super) fn replay(&mut self, ctx: &mut Context<Self>) {
+        if self.shutting_down || !self.replaying() {
+            return;
+        }
+        if self.replay_what_fits() {
+            return self.replay_through();
+        }
+        // room comes from commits, and in durable mode commits come at checkpoints
+        if self.durable.as_ref().is_some_and(|d| d.records_since > 0) {
+            self.send_checkpointed(Control::Tick);
+        }
+        // an actor first polled while its System is torn down has no timers (nor time to
+        // wait): its stop ([`Tracker::close`]) ends the replay
+        if self.closing || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        ctx.run_later(REPLAY_WAIT, |act, ctx| act.replay(ctx));
+    }
+
+    /// Durable mode: hands on replay batches while the queue has room for them; whether the
+    /// replay is through.
+    fn replay_what_fits(&mut self) -> bool {
         loop {
-            let Some(d) = &self.durable else { return };
+            let Some(d) = &self.durable else { return true };
             if d.replay.is_empty() {
-                break;
+                return true;
             }
             let n = d
                 .replay
                 .len()
                 .min(INTAKE_BATCH)
                 .min(d.records_per_checkpoint);
-            let waiting = d.records_since > 0;
             if !self.room_for(n) {
-                // room comes from commits, and in durable mode commits come at checkpoints
-                if waiting {
-                    self.send_checkpointed(Control::Tick);
-                }
-                // an actor first polled while its System is torn down has no timers (nor time
-                // to wait): the rest goes at once
-                if self.closing || tokio::runtime::Handle::try_current().is_err() {
-                    return self.replay_rest();
-                }
-                ctx.wait(
-                    UnlessClosing::new(actix::clock::sleep(REPLAY_WAIT))
-                        .map(|(), act, ctx| act.replay(ctx)),
-                );
-                return;
+                return false;
             }
             self.replay_batch(n);
         }
-        self.send_checkpointed(Control::Tick);
     }
 
-    /// Durable mode: hands on the rest of the replay at once (the pipeline is being torn
-    /// down, nothing can wait), then checkpoints.
-    pub(super) fn replay_rest(&mut self) {
-        let Some(d) = &self.durable else { return };
-        if d.replay.is_empty() {
+    /// Durable mode: the replay is through: checkpoints it, then lets in the events that
+    /// waited behind it, in the order they came.
+    fn replay_through(&mut self) {
+        self.send_checkpointed(Control::Tick);
+        self.let_in_behind_replay();
+    }
+
+    /// Durable mode, as the pipeline stops: hands on what of the replay fits in the queue now
+    /// and leaves the rest in the journal, where the next start replays it (it is never
+    /// pushed past the queue's bound, where the overflow policy would drop events acknowledged
+    /// in an earlier run; the stop's checkpoint is at the last event handed on). The events
+    /// waiting behind an unfinished replay cannot go before it: they are refused
+    /// ([`TrackError::ShutDown`]).
+    pub(super) fn end_replay(&mut self) {
+        if !self.replaying() {
             return;
         }
-        while let Some(d) = self.durable.as_ref().filter(|d| !d.replay.is_empty()) {
-            let n = d.replay.len().min(INTAKE_BATCH);
-            self.replay_batch(n);
+        if self.replay_what_fits() {
+            return self.replay_through();
         }
-        self.send_checkpointed(Control::Tick);
+        self.shutting_down = true;
+        if let Some(d) = &mut self.durable {
+            log::warn!(
+                "stopping before the replay is through: {} journaled events not replayed stay in \
+                 the journal {} and are replayed on the next start; {} events sent behind the \
+                 replay are refused (shut down)",
+                d.replay.len(),
+                d.journal.id(),
+                d.behind.len(),
+            );
+            d.replay.clear();
+        }
+        self.let_in_behind_replay();
+    }
+
+    /// Durable mode: a new event or batch arrived while the replay is not through: it waits
+    /// behind the replay, answered once it has gone in.
+    pub(super) fn wait_behind_replay(&mut self, waiting: BehindReplay) {
+        if let Some(d) = &mut self.durable {
+            d.behind.push_back(waiting);
+        }
+    }
+
+    /// Handles the events that waited behind the replay, in the order they came, as if they
+    /// came now (refused once shutting down), and answers each.
+    fn let_in_behind_replay(&mut self) {
+        let Some(d) = &mut self.durable else { return };
+        let behind = std::mem::take(&mut d.behind);
+        for waiting in behind {
+            match waiting {
+                BehindReplay::Event(event, answer) => {
+                    let _ = answer.send(self.take_event(*event));
+                    if self.intake.len() >= INTAKE_BATCH {
+                        self.forward_intake();
+                    }
+                }
+                BehindReplay::Batch(events, answer) => {
+                    let _ = answer.send(self.take_batch(events));
+                }
+            }
+        }
+        self.forward_intake();
+    }
+
+    /// Durable mode: `then` once the replay is through (for `Flush` and queries, which answer
+    /// for everything accepted before them, the replayed events included). Until it is, one
+    /// checkpointed flush at a time goes down behind what the replay has handed on (each lets
+    /// the writer commit, which makes room): the first that fails ends the wait with its
+    /// error, as a `Flush` fails on a failing store (within the retry budget), since no room
+    /// comes while the store fails.
+    pub(super) fn after_replay<T, F>(
+        &mut self,
+        then: F,
+    ) -> ResponseActFuture<Self, Result<T, PipelineError>>
+    where
+        T: 'static,
+        F: FnOnce(&mut Self) -> ResponseFuture<Result<T, PipelineError>> + 'static,
+    {
+        if !self.replaying() || self.shutting_down || self.closing {
+            return Box::pin(actix::fut::wrap_future(then(self)));
+        }
+        let flushed = self.ask_within_budget(true, Control::Flush);
+        Box::pin(
+            actix::fut::wrap_future::<_, Self>(flushed).then(
+                move |flushed, act, _| match flushed {
+                    Ok(()) => act.after_replay(then),
+                    Err(e) => Box::pin(actix::fut::ready(Err(e))),
+                },
+            ),
+        )
     }
 
     /// Durable mode: hands the next `n` replayed events to the front stages, counted as
@@ -109,6 +203,19 @@ impl Tracker {
     }
 }
 
+/// Durable mode: a new event or batch that came while the replay of an earlier run was not
+/// through, waiting behind it (in the order they came) with where its answer goes: the events
+/// are neither counted, journaled nor acknowledged until they go in.
+pub(super) enum BehindReplay {
+    /// A `TrackEvent` (boxed: a batch waits in a few words), and its answer.
+    Event(Box<TrackEvent>, oneshot::Sender<Result<(), TrackError>>),
+    /// A `TrackBatch`'s events, and its answer (itself to be awaited: see its handler).
+    Batch(
+        Vec<TrackEvent>,
+        oneshot::Sender<ResponseFuture<Result<BatchAck, TrackError>>>,
+    ),
+}
+
 /// Durable mode: record-like events between two checkpoints, at most. A quarter of
 /// `max_queued_events` (records wait in the queues until a checkpoint, under that bound), and
 /// never more than [`MAX_RECORDS_PER_CHECKPOINT`], so that with a large queue bound the writer
@@ -117,7 +224,8 @@ pub(super) fn records_per_checkpoint(settings: &Settings) -> usize {
     (settings.max_queued_events.get() / 4).clamp(1, MAX_RECORDS_PER_CHECKPOINT)
 }
 
-/// How long a replay waits for room in the queue before it looks again.
+/// How long a replay held back waits for room in the queue before it looks again (a timer:
+/// the mailbox is read meanwhile).
 pub(super) const REPLAY_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The most record-like events between two checkpoints: the default `max_queued_events`'
@@ -158,6 +266,7 @@ impl DurableIntake {
             records_per_checkpoint: records_per_checkpoint(settings),
             ticks: 0,
             replay,
+            behind: VecDeque::new(),
         };
         Ok((intake, recovered.outbox))
     }

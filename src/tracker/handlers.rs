@@ -4,12 +4,21 @@ use super::*;
 use crate::users::UserCount;
 
 impl Handler<TrackEvent> for Tracker {
-    type Result = Result<(), TrackError>;
+    type Result = ActorResponse<Self, Result<(), TrackError>>;
 
+    /// Answers at once; in durable mode, while the replay of an earlier run is not through,
+    /// once the event has gone in behind it.
     fn handle(&mut self, event: TrackEvent, ctx: &mut Context<Self>) -> Self::Result {
-        Counters::add(&self.counters.received, 1);
-        self.accept(event, self.clock.now_ms())?;
-        self.checkpoint_if_due();
+        if self.replaying() && !self.shutting_down {
+            let (answer, answered) = oneshot::channel();
+            self.wait_behind_replay(durable::BehindReplay::Event(Box::new(event), answer));
+            return ActorResponse::r#async(actix::fut::wrap_future(async move {
+                answered.await.unwrap_or(Err(TrackError::ShutDown))
+            }));
+        }
+        if let Err(e) = self.take_event(event) {
+            return ActorResponse::reply(Err(e));
+        }
         if self.intake.len() >= INTAKE_BATCH {
             self.forward_intake();
             // Give the other tasks of this thread (the application's) a turn before the
@@ -19,7 +28,7 @@ impl Handler<TrackEvent> for Tracker {
             self.intake_scheduled = true;
             ctx.notify(ForwardIntake);
         }
-        Ok(())
+        ActorResponse::reply(Ok(()))
     }
 }
 
@@ -35,12 +44,39 @@ impl Handler<TrackBatch> for Tracker {
     type Result = ResponseFuture<Result<BatchAck, TrackError>>;
 
     /// Answers once the batch has passed the queue, so the ack can say how many of its
-    /// records the overflow policy dropped.
-    fn handle(
+    /// records the overflow policy dropped; in durable mode, while the replay of an earlier
+    /// run is not through, the batch first waits behind it.
+    fn handle(&mut self, TrackBatch(events): TrackBatch, _: &mut Context<Self>) -> Self::Result {
+        if self.replaying() && !self.shutting_down {
+            let (answer, answered) = oneshot::channel();
+            self.wait_behind_replay(durable::BehindReplay::Batch(events, answer));
+            return Box::pin(async move {
+                match answered.await {
+                    Ok(ack) => ack.await,
+                    Err(_) => Err(TrackError::ShutDown),
+                }
+            });
+        }
+        self.take_batch(events)
+    }
+}
+
+impl Tracker {
+    /// A `TrackEvent`: counts it as received and accepts it (or refuses it), checkpointing if
+    /// due. The caller runs the intake on.
+    pub(super) fn take_event(&mut self, event: TrackEvent) -> Result<(), TrackError> {
+        Counters::add(&self.counters.received, 1);
+        self.accept(event, self.clock.now_ms())?;
+        self.checkpoint_if_due();
+        Ok(())
+    }
+
+    /// A `TrackBatch`: counts, validates, journals (durable mode) and hands on its events;
+    /// the answer, once the batch has passed the queue if it may have overflowed it.
+    pub(super) fn take_batch(
         &mut self,
-        TrackBatch(mut events): TrackBatch,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
+        mut events: Vec<TrackEvent>,
+    ) -> ResponseFuture<Result<BatchAck, TrackError>> {
         let n = events.len();
         Counters::add(&self.counters.received, n as u64);
         if self.shutting_down {
@@ -129,13 +165,21 @@ impl Handler<Tick> for Tracker {
 }
 
 impl Handler<Flush> for Tracker {
-    type Result = ResponseFuture<Result<Stats, PipelineError>>;
+    type Result = ResponseActFuture<Self, Result<Stats, PipelineError>>;
+    /// Durable mode: once a replay of an earlier run is through (see `Tracker::after_replay`).
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+        self.after_replay(|act| Box::pin(act.flush()))
+    }
+}
+
+impl Tracker {
+    /// A flush: the answer, the counters once everything accepted so far is written.
+    fn flush(&mut self) -> impl std::future::Future<Output = Result<Stats, PipelineError>> {
         let answer = self.ask_within_budget(true, Control::Flush);
         let counters = self.counters.clone();
         let publisher = self.publisher();
         let journal = self.durable.as_ref().map(|d| d.journal.clone());
-        Box::pin(async move {
+        async move {
             answer.await?;
             if let Some(e) = journal.and_then(|j| j.failure()) {
                 return Err(e);
@@ -144,40 +188,46 @@ impl Handler<Flush> for Tracker {
                 Some(p) => p.snapshot_and_publish(),
                 None => counters.snapshot(),
             })
-        })
+        }
     }
 }
 
 impl Handler<QueryWindows> for Tracker {
-    type Result = ResponseFuture<Result<Vec<WindowStats>, PipelineError>>;
+    type Result = ResponseActFuture<Self, Result<Vec<WindowStats>, PipelineError>>;
     fn handle(&mut self, query: QueryWindows, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.ask_within_budget(true, |reply| {
-            Control::Windows(Box::new(WindowsQuery {
-                query,
-                open: Vec::new(),
-                reply,
+        self.after_replay(|act| {
+            Box::pin(act.ask_within_budget(true, |reply| {
+                Control::Windows(Box::new(WindowsQuery {
+                    query,
+                    open: Vec::new(),
+                    reply,
+                }))
             }))
-        }))
+        })
     }
 }
 
 impl Handler<QueryPatterns> for Tracker {
-    type Result = ResponseFuture<Result<Vec<Pattern>, PipelineError>>;
+    type Result = ResponseActFuture<Self, Result<Vec<Pattern>, PipelineError>>;
     fn handle(&mut self, query: QueryPatterns, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.ask_within_budget(true, |reply| Control::Patterns(query, reply)))
+        self.after_replay(|act| {
+            Box::pin(act.ask_within_budget(true, |reply| Control::Patterns(query, reply)))
+        })
     }
 }
 
 impl Handler<QueryUsers> for Tracker {
-    type Result = ResponseFuture<Result<Vec<UserCount>, PipelineError>>;
+    type Result = ResponseActFuture<Self, Result<Vec<UserCount>, PipelineError>>;
     fn handle(&mut self, query: QueryUsers, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.ask_within_budget(true, |reply| {
-            Control::Users(Box::new(UsersQuery {
-                query,
-                open: Vec::new(),
-                reply,
+        self.after_replay(|act| {
+            Box::pin(act.ask_within_budget(true, |reply| {
+                Control::Users(Box::new(UsersQuery {
+                    query,
+                    open: Vec::new(),
+                    reply,
+                }))
             }))
-        }))
+        })
     }
 }
 

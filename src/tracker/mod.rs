@@ -125,6 +125,8 @@ struct DurableIntake {
     ticks: u32,
     /// Events of an earlier run to replay once started, each with its journal position.
     replay: VecDeque<(u64, TrackEvent)>,
+    /// New events that came while `replay` was not empty, waiting behind it.
+    behind: VecDeque<durable::BehindReplay>,
 }
 
 /// Whether an event of this kind may become an `events` row (and wait in the queues).
@@ -292,16 +294,17 @@ impl Tracker {
     }
 
     /// The one way the pipeline stops, on `Shutdown` or as the supervisor goes without one:
-    /// refuses every later event, hands on the rest of a replay (durable mode) and the intake
-    /// through the front stages, then a checkpoint (durable mode) and the `Shutdown` marker,
+    /// refuses every later event, ends a replay (durable mode: what fits in the queue goes on,
+    /// the rest stays in the journal for the next start, [`Tracker::end_replay`]), hands on
+    /// the intake through the front stages, then a checkpoint (durable mode) and the `Shutdown` marker,
     /// which closes every window on its way and stops each back stage behind what it sent.
     /// The writer writes everything and answers once every internal actor has stopped.
     ///
     /// Returns where the writer's answer comes. Whoever waits for it gives up after the store
     /// has gone without answering for the retry budget ([`Tracker::give_up`]).
     fn close(&mut self) -> oneshot::Receiver<Result<(), PipelineError>> {
+        self.end_replay();
         self.shutting_down = true;
-        self.replay_rest();
         self.send_asking(true, Control::Shutdown)
     }
 
