@@ -1,6 +1,7 @@
 //! Durable mode's journal under faults, on real files and the real actor system: a journal on
 //! a full file system (a real tmpfs), bytes flipped in a journal left by a child killed with
-//! SIGKILL, raw data left readable in deleted entries, and a journal path that is the store.
+//! SIGKILL, raw data left readable in deleted entries, a journal path that is the store, and a
+//! journal file deleted under the running pipeline.
 
 mod common;
 use common::tmpfs;
@@ -113,6 +114,83 @@ async fn a_failing_journal_refuses_events_reports_it_and_recovers_when_the_disk_
     conservation(&s);
     assert_eq!(db.count("events"), acked as i64 + 100);
     assert_eq!(s.events_rejected, 100 + 1, "the refused batch and event");
+}
+
+/// A journal deleted under a running pipeline (its file, `-wal` and `-shm`: a tmp cleaner, an
+/// operator removing "stale" files) is a failing journal, as a full disk is: the next commit
+/// finds the path no longer names the file it writes (it would otherwise commit into the
+/// unlinked inode, on no disk), `GetStats` says the journal is unhealthy and counts the error,
+/// events are refused with `JournalUnavailable` instead of acknowledged as durable, `Flush`
+/// answers `PipelineError::Journal`, it stays so (no retry makes a deleted file healthy), and
+/// every event accepted, before the deletion or after it, is in the store after a clean
+/// `Shutdown`.
+#[actix_rt::test]
+async fn a_journal_deleted_under_a_running_pipeline_is_reported_and_events_are_refused() {
+    let db = TempDb::new();
+    let journal = db.dir.path().join("events.journal");
+    let (t, _) = start_manual(durable(Some(journal.clone())), &db);
+    send_all(&t, commands(0, 10), 10).await;
+    t.send(Flush).await.unwrap().expect("the first flush");
+    let before = t.send(GetStats).await.unwrap();
+    assert!(
+        before.journal_healthy && before.journal_errors == 0,
+        "{before:?}"
+    );
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = journal.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+    // acknowledged only until a commit has found the file gone for longer than
+    // fsync_interval_ms (as on a full disk): then refused
+    let mut accepted = 10;
+    let refusal = loop {
+        assert!(
+            accepted < 100_000,
+            "{accepted} events acknowledged as durable while the journal file is deleted"
+        );
+        match t.send(TrackBatch(commands(accepted, 10))).await.unwrap() {
+            Ok(ack) => {
+                assert_eq!(ack.accepted, 10);
+                accepted += 10;
+            }
+            Err(e) => break e,
+        }
+        actix::clock::sleep(Duration::from_millis(10)).await;
+    };
+    let TrackError::JournalUnavailable { reason } = &refusal else {
+        panic!("not a journal refusal: {refusal:?}");
+    };
+    assert!(
+        reason.contains("events.journal") && reason.contains("was deleted"),
+        "{reason}"
+    );
+    // the refusal checkpointed everything accepted: it no longer depends on the journal
+    let s = wait_for(&t, |s| s.checkpoints > before.checkpoints).await;
+    assert_eq!(db.count("events"), accepted as i64);
+    assert!(!s.journal_healthy && s.journal_failing_ms > 0, "{s:?}");
+    assert!(s.journal_errors > 0, "{s:?}");
+    let one = t.send(TrackEvent::command("one").at(T0)).await.unwrap();
+    assert!(
+        matches!(one, Err(TrackError::JournalUnavailable { .. })),
+        "{one:?}"
+    );
+    match t.send(Flush).await.unwrap() {
+        Err(PipelineError::Journal { path, reason }) => {
+            assert!(path.ends_with("events.journal"), "{path}");
+            assert!(reason.contains("was deleted"), "{reason}");
+        }
+        other => panic!("Flush with a deleted journal answered {other:?}"),
+    }
+    // retried every interval, and still failing: the retries do not bring it back
+    let errors = s.journal_errors;
+    let s = wait_for(&t, |s| s.journal_errors > errors).await;
+    assert!(!s.journal_healthy, "{s:?}");
+    assert!(!journal.exists(), "no new journal appeared at the path");
+    let s = t.send(Shutdown).await.unwrap();
+    conservation(&s);
+    assert_eq!(db.count("events"), accepted as i64, "{s:?}");
+    assert_eq!(s.events_rejected, 10 + 1, "the refused batch and event");
 }
 
 const CHILD_DB: &str = "EVENTBATCH_TEST_JOURNAL_FAULTS_DB";

@@ -9,8 +9,9 @@ use diesel::r2d2::ConnectionManager;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::db::location::{pg_url_with_timeouts, scrub, Store, StoreKind};
-use crate::db::pool::{pool_builder, sqlite_pragmas, FileIdentity, Pool, SqlitePragmas, StorePool};
+use crate::db::pool::{pool_builder, sqlite_pragmas, Pool, SqlitePragmas, StorePool};
 use crate::error::Error;
+use crate::util::FileIdentity;
 
 /// A start-up error's cause.
 type Cause = Box<dyn std::error::Error + Send + Sync>;

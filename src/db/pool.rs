@@ -1,6 +1,6 @@
 //! An open store's connection pool ([`Pool`]): SQLite pragmas per connection, the watch that
 //! tells a hung store from a slow one ([`StoreWatch`]), and the check that an SQLite file is
-//! still the one that was opened ([`FileIdentity`]).
+//! still the one that was opened ([`check_sqlite_file_identity`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
@@ -12,6 +12,7 @@ use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool as R2d2Pool, PooledConnection};
 
 use crate::error::StoreError;
+use crate::util::{FileChange, FileIdentity};
 
 #[derive(Debug)]
 pub(crate) struct SqlitePragmas {
@@ -231,52 +232,22 @@ pub(crate) fn pool_builder<C: diesel::r2d2::R2D2Connection + 'static>(
         .test_on_check_out(true)
 }
 
-/// Which file a path named when the store was opened: device and inode on Unix (a deleted
-/// file's connections keep writing to its unlinked inode, and a new file at the same path is
-/// a different inode). Elsewhere only the file's existence is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FileIdentity {
-    dev: u64,
-    ino: u64,
-}
-
-impl FileIdentity {
-    /// The identity of the file at `path` now.
-    pub(crate) fn of(path: &Path) -> std::io::Result<FileIdentity> {
-        let meta = std::fs::metadata(path)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            Ok(FileIdentity {
-                dev: meta.dev(),
-                ino: meta.ino(),
-            })
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = meta;
-            Ok(FileIdentity { dev: 0, ino: 0 })
-        }
-    }
-}
-
 /// `Ok` if `path` still names the file that had identity `opened`; otherwise an error saying
-/// the database file was deleted or replaced. One `stat(2)`, about a microsecond: cheap
-/// enough before every transaction ([`StorePool::get`] runs it on every checkout). `PRAGMA
-/// data_version` cannot tell: it sees only commits, and the unlinked file still takes them.
+/// the database file was deleted or replaced ([`FileIdentity::check`]: one `stat(2)`, cheap
+/// enough before every transaction; [`StorePool::get`] runs it on every checkout).
 pub(crate) fn check_sqlite_file_identity(path: &Path, opened: FileIdentity) -> Result<(), String> {
-    match FileIdentity::of(path) {
-        Ok(now) if now == opened => Ok(()),
-        Ok(_) => Err(format!(
+    match opened.check(path) {
+        Ok(()) => Ok(()),
+        Err(FileChange::Replaced) => Err(format!(
             "the database file {} was replaced by another file since the store was opened; \
              refusing to write (restart the pipeline to use the new file)",
             path.display()
         )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+        Err(FileChange::Deleted) => Err(format!(
             "the database file {} was deleted since the store was opened; writes would be lost",
             path.display()
         )),
-        Err(e) => Err(format!(
+        Err(FileChange::Unknown(e)) => Err(format!(
             "cannot stat the database file {}: {e}",
             path.display()
         )),

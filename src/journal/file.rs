@@ -29,6 +29,11 @@
 //! `secure_delete`: the entries deleted once the store holds them are overwritten with zeros,
 //! and a clean stop truncates the WAL (`wal_checkpoint(TRUNCATE)`), so what was checkpointed
 //! does not stay readable in the files.
+//!
+//! The file's identity (and its `-wal`'s) is recorded at open, and [`JournalFile::commit`]
+//! checks before each commit that the path still names it: a journal deleted (or replaced)
+//! under the running pipeline would otherwise take every commit into its unlinked inode, on no
+//! disk once the process ends.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,6 +43,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Text};
 
 use super::codec::Entry;
+use crate::util::{FileChange, FileIdentity};
 
 /// How long opening waits for a journal file another pipeline (or one still stopping) holds.
 const LOCK_WAIT: Duration = Duration::from_millis(500);
@@ -73,15 +79,18 @@ impl OpenError {
     }
 }
 
+/// `path` with `suffix` appended to its file name (`-wal`, `-shm`).
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
 /// Moves a corrupt journal file (and its `-wal` and `-shm`) aside, to
 /// `<path>.corrupt-<unix ms>`, so a new one can be started; returns the new name.
 pub(crate) fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
     let stamp = crate::util::unix_ms();
-    let with = |suffix: &str| {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        PathBuf::from(p)
-    };
+    let with = |suffix: &str| with_suffix(path, suffix);
     let aside = with(&format!(".corrupt-{stamp}"));
     std::fs::rename(path, &aside)?;
     for side in ["-wal", "-shm"] {
@@ -164,6 +173,10 @@ fn same_file(_: &Path, _: &Path) -> bool {
 pub(crate) struct JournalFile {
     pub(super) conn: SqliteConnection,
     path: PathBuf,
+    /// The file the path named once opened (see [`JournalFile::check_identity`]).
+    identity: FileIdentity,
+    /// Its `-wal` and the file that path named once opened (absent if SQLite had made none).
+    wal: Option<(PathBuf, FileIdentity)>,
 }
 
 impl std::fmt::Debug for JournalFile {
@@ -223,7 +236,7 @@ impl JournalFile {
         }
         // The first write takes the exclusive lock, held until the connection closes.
         let new_id = format!("{:016x}", crate::util::os_random_u64());
-        conn.immediate_transaction(|c| {
+        let id = conn.immediate_transaction(|c| {
             c.batch_execute(
                 "CREATE TABLE IF NOT EXISTS journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
                  CREATE TABLE IF NOT EXISTS journal_entries (
@@ -239,16 +252,56 @@ impl JournalFile {
             diesel::sql_query("SELECT value FROM journal_meta WHERE key = 'journal_id'")
                 .get_result::<Value>(c)
         })
-        .map(|id| {
-            (
-                JournalFile {
-                    conn,
-                    path: path.to_path_buf(),
-                },
-                id.value,
-            )
-        })
-        .map_err(OpenError::of)
+        .map_err(OpenError::of)?;
+        // the lock is held: from now on nobody else writes this file through SQLite
+        let identity = FileIdentity::of(path)
+            .map_err(|e| other(&format!("cannot stat the file once opened: {e}")))?;
+        let wal = with_suffix(path, "-wal");
+        let wal = FileIdentity::of(&wal).ok().map(|i| (wal, i));
+        let file = JournalFile {
+            conn,
+            path: path.to_path_buf(),
+            identity,
+            wal,
+        };
+        Ok((file, id.value))
+    }
+
+    /// `Ok` if the path (and its `-wal`) still names the file opened; otherwise why not, for
+    /// the journal's health (the caller names the journal's path). One `stat(2)` each, a few
+    /// microseconds: run before each commit.
+    pub(crate) fn check_identity(&self) -> Result<(), String> {
+        let main = std::iter::once((&self.path, self.identity, "file"));
+        let wal = self.wal.iter().map(|(p, i)| (p, *i, "WAL file"));
+        for (path, opened, what) in main.chain(wal) {
+            let why = match opened.check(path) {
+                Ok(()) => continue,
+                Err(FileChange::Deleted) => "was deleted",
+                Err(FileChange::Replaced) => "was replaced by another file",
+                Err(FileChange::Unknown(e)) => {
+                    return Err(format!("cannot stat its {what} {}: {e}", path.display()))
+                }
+            };
+            return Err(format!(
+                "its {what} {} {why} since the journal was opened; refusing to commit into it \
+                 (commits would reach no file on disk); restart the pipeline to start a journal \
+                 at the path",
+                path.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The journal thread's group commit: writes `entries` (a [`Self::probe`] when there are
+    /// none) once [`Self::check_identity`] finds the path still names the file; SQLite's
+    /// error, or why not. A file deleted or replaced fails every commit until a restart.
+    pub(crate) fn commit(&mut self, entries: &[Entry]) -> Result<(), String> {
+        self.check_identity()?;
+        match entries {
+            [] => self.probe(),
+            _ => self.write(entries),
+        }
+        .map_err(|e| e.to_string())
     }
 
     /// Runs `body` in one `BEGIN IMMEDIATE` transaction. The error returned is the first one:
@@ -501,6 +554,36 @@ mod tests {
         std::fs::hard_link(&store, &hard).unwrap();
         assert!(check_path(&hard, &store).is_err(), "a hard link");
         check_path(&dir.path().join("a.db.journal"), &store).unwrap();
+    }
+
+    /// The path no longer naming the file opened (or its WAL) is seen, and said.
+    #[test]
+    fn a_file_deleted_or_replaced_under_the_journal_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (mut f, _) = JournalFile::open(&path).unwrap();
+        f.write(&entries(1, 3)).unwrap();
+        f.check_identity().unwrap();
+        std::fs::remove_file(dir.path().join("j-wal")).unwrap();
+        let err = f.check_identity().unwrap_err();
+        assert!(
+            err.contains("WAL file") && err.contains("was deleted"),
+            "{err}"
+        );
+        drop(f);
+        let (f, _) = JournalFile::open(&path).unwrap();
+        f.check_identity().unwrap();
+        std::fs::write(dir.path().join("other"), b"x").unwrap();
+        std::fs::rename(dir.path().join("other"), &path).unwrap();
+        let err = f.check_identity().unwrap_err();
+        assert!(
+            err.contains("its file") && err.contains("was replaced"),
+            "{err}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let err = f.check_identity().unwrap_err();
+        assert!(err.contains("was deleted"), "{err}");
+        assert!(!err.contains("c1"), "no event data: {err}");
     }
 
     #[test]

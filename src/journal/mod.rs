@@ -15,7 +15,8 @@
 //! thread, which takes the whole buffer at once, so a commit writes all that arrived in an
 //! interval (a group commit).
 //!
-//! **A failing journal** (a full disk, an I/O error): the commit is retried every interval
+//! **A failing journal** (a full disk, an I/O error, its file deleted or replaced: see
+//! [`file::JournalFile::commit`]): the commit is retried every interval
 //! (when nothing waits, a one-row probe write), the first failure and the recovery are logged
 //! once each, with SQLite's own error. While it fails for less than `fsync_interval_ms`,
 //! appended events wait in memory for the next commit; once it has failed for longer, or
@@ -650,12 +651,11 @@ impl Writer {
         }));
         // entries the store already holds need not be written
         entries.retain(|e| e.last > truncate);
+        if entries.is_empty() && self.retry_at.is_none() {
+            return None;
+        }
         let began = Instant::now();
-        let result = match entries.is_empty() {
-            false => self.file.write(&entries),
-            true if self.retry_at.is_some() => self.file.probe(),
-            true => return None,
-        };
+        let result = self.file.commit(&entries);
         let events: u64 = entries.iter().map(|e| e.last - e.first + 1).sum();
         match result {
             Ok(()) => {
@@ -666,7 +666,7 @@ impl Writer {
             }
             Err(e) => {
                 Counters::add(&shared.counters.journal_errors, 1);
-                shared.record_health(Some(e.to_string()), events);
+                shared.record_health(Some(e), events);
                 self.failed = entries;
                 self.retry_at = Some(Instant::now() + shared.interval());
                 None
