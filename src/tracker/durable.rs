@@ -203,19 +203,6 @@ impl Tracker {
     }
 }
 
-/// Durable mode: a new event or batch that came while the replay of an earlier run was not
-/// through, waiting behind it (in the order they came) with where its answer goes: the events
-/// are neither counted, journaled nor acknowledged until they go in.
-pub(super) enum BehindReplay {
-    /// A `TrackEvent` (boxed: a batch waits in a few words), and its answer.
-    Event(Box<TrackEvent>, oneshot::Sender<Result<(), TrackError>>),
-    /// A `TrackBatch`'s events, and its answer (itself to be awaited: see its handler).
-    Batch(
-        Vec<TrackEvent>,
-        oneshot::Sender<ResponseFuture<Result<BatchAck, TrackError>>>,
-    ),
-}
-
 /// Durable mode: record-like events between two checkpoints, at most. A quarter of
 /// `max_queued_events` (records wait in the queues until a checkpoint, under that bound), and
 /// never more than [`MAX_RECORDS_PER_CHECKPOINT`], so that with a large queue bound the writer

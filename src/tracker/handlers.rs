@@ -11,7 +11,7 @@ impl Handler<TrackEvent> for Tracker {
     fn handle(&mut self, event: TrackEvent, ctx: &mut Context<Self>) -> Self::Result {
         if self.replaying() && !self.shutting_down {
             let (answer, answered) = oneshot::channel();
-            self.wait_behind_replay(durable::BehindReplay::Event(Box::new(event), answer));
+            self.wait_behind_replay(BehindReplay::Event(Box::new(event), answer));
             return ActorResponse::r#async(actix::fut::wrap_future(async move {
                 answered.await.unwrap_or(Err(TrackError::ShutDown))
             }));
@@ -49,7 +49,7 @@ impl Handler<TrackBatch> for Tracker {
     fn handle(&mut self, TrackBatch(events): TrackBatch, _: &mut Context<Self>) -> Self::Result {
         if self.replaying() && !self.shutting_down {
             let (answer, answered) = oneshot::channel();
-            self.wait_behind_replay(durable::BehindReplay::Batch(events, answer));
+            self.wait_behind_replay(BehindReplay::Batch(events, answer));
             return Box::pin(async move {
                 match answered.await {
                     Ok(ack) => ack.await,

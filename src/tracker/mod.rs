@@ -111,6 +111,19 @@ pub struct Tracker {
     next_subscription: u64,
 }
 
+/// Durable mode: a new event or batch that came while the replay of an earlier run was not
+/// through, waiting behind it (in the order they came) with where its answer goes: the events
+/// are neither counted, journaled nor acknowledged until they go in.
+enum BehindReplay {
+    /// A `TrackEvent` (boxed: a batch waits in a few words), and its answer.
+    Event(Box<TrackEvent>, oneshot::Sender<Result<(), TrackError>>),
+    /// A `TrackBatch`'s events, and its answer (itself to be awaited: see its handler).
+    Batch(
+        Vec<TrackEvent>,
+        oneshot::Sender<ResponseFuture<Result<BatchAck, TrackError>>>,
+    ),
+}
+
 /// Durable mode's part of the supervisor.
 struct DurableIntake {
     journal: Arc<Journal>,
@@ -126,7 +139,7 @@ struct DurableIntake {
     /// Events of an earlier run to replay once started, each with its journal position.
     replay: VecDeque<(u64, TrackEvent)>,
     /// New events that came while `replay` was not empty, waiting behind it.
-    behind: VecDeque<durable::BehindReplay>,
+    behind: VecDeque<BehindReplay>,
 }
 
 /// Whether an event of this kind may become an `events` row (and wait in the queues).
