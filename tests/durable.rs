@@ -679,3 +679,25 @@ fn a_replay_waiting_for_a_locked_store_completes_once_the_store_is_unlocked() {
     let (started, _) = run_durable(&db, small_queue_config(&db));
     assert_eq!(started.events_replayed, 0);
 }
+
+/// A restart on a healthy store whose journal holds more than the queue has room for, stopped
+/// at once: the stop lets the replay through first, and every journaled event is written.
+#[test]
+fn a_stop_right_after_a_restart_lets_the_replay_through_on_a_healthy_store() {
+    let db = TempDb::new();
+    drop(a_run_stopped_on_a_locked_store(&db));
+    let sys = actix::System::new();
+    let stopped = sys.block_on(async {
+        let t = start(small_queue_config(&db), db.store()).expect("restart");
+        t.send(Shutdown).await.unwrap()
+    });
+    drop(sys);
+    assert_eq!(
+        stopped.events_replayed, LEFT_IN_THE_JOURNAL as u64,
+        "{stopped:?}"
+    );
+    assert_eq!(stopped.events_dropped, 0, "{stopped:?}");
+    conservation(&stopped);
+    assert_every_command_stored_once(&db);
+    assert_eq!(journal_entries(&db.dir.path().join("events.journal")), 0);
+}

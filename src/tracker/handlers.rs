@@ -261,6 +261,9 @@ impl Handler<UnsubscribePatterns> for Tracker {
 
 impl Handler<Shutdown> for Tracker {
     type Result = ResponseActFuture<Self, Stats>;
+    /// Durable mode: a replay of an earlier run under way goes on first while the store takes
+    /// it; on a failing store that wait ends within the retry budget, and what was not
+    /// replayed stays in the journal for the next start ([`Tracker::end_replay`]).
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
         if self.shutting_down {
             // A second Shutdown: the first one is under way.
@@ -268,6 +271,20 @@ impl Handler<Shutdown> for Tracker {
         }
         if let Some(handle) = self.timer.take() {
             ctx.cancel_future(handle);
+        }
+        if self.replaying() {
+            let replayed = self.after_replay(|_| Box::pin(std::future::ready(Ok(()))));
+            return Box::pin(replayed.then(|_, act, _| act.shut_down()));
+        }
+        self.shut_down()
+    }
+}
+
+impl Tracker {
+    /// `Shutdown`, once a replay is through or given up: closes the pipeline and stops.
+    fn shut_down(&mut self) -> ResponseActFuture<Self, Stats> {
+        if self.shutting_down {
+            return Box::pin(actix::fut::ready(self.stats()));
         }
         let answer = within_budget(
             self.close(),
