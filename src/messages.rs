@@ -65,8 +65,10 @@ pub struct GetConfig;
 pub struct Configure(pub ConfigPatch);
 
 /// Flush everything and stop the pipeline's actors; resolves with the final counters.
-/// Durable mode: stops a replay that is not through (what was not replayed stays in the journal
-/// for the next start; events waiting behind the replay are refused, `TrackError::ShutDown`).
+/// Durable mode: lets a replay of an earlier run through first while the store takes it; on a
+/// failing store (after the retry budget) it stops the replay (what was not replayed stays in
+/// the journal for the next start; events waiting behind it are refused,
+/// `TrackError::ShutDown`).
 #[derive(Debug, Clone, Copy, Default, Message)]
 #[rtype(result = "Stats")]
 pub struct Shutdown;
