@@ -53,6 +53,31 @@ fn start_and_stop(db: &TempDb, config: Config) -> Result<Stats, Error> {
     stats
 }
 
+/// Sends batches of `n` commands from `from` on, 10 ms apart, until one is refused; returns
+/// how many were acknowledged (counting from `from`'s start) and the refusal. Fails if 100,000
+/// are acknowledged first.
+async fn send_until_refused(
+    t: &actix::Addr<eventbatch::Tracker>,
+    from: usize,
+    n: usize,
+) -> (usize, TrackError) {
+    let mut acked = from;
+    loop {
+        assert!(
+            acked < 100_000,
+            "{acked} events acknowledged while the journal cannot commit"
+        );
+        match t.send(TrackBatch(commands(acked, n))).await.unwrap() {
+            Ok(ack) => {
+                assert_eq!(ack.accepted, n);
+                acked += n;
+            }
+            Err(e) => return (acked, e),
+        }
+        actix::clock::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Item 5: the journal on a full file system. Events are acknowledged only while it has
 /// failed for less than `fsync_interval_ms`; then refused with `JournalUnavailable` naming
 /// SQLite's error; the refusal checkpoints what was acknowledged into the store; `GetStats`
@@ -68,21 +93,7 @@ async fn a_failing_journal_refuses_events_reports_it_and_recovers_when_the_disk_
     let before = t.send(GetStats).await.unwrap();
     assert!(before.journal_healthy, "{before:?}");
     fs.fill();
-    let mut acked = 100;
-    let refusal = loop {
-        assert!(
-            acked < 100_000,
-            "{acked} events acknowledged while the journal cannot commit"
-        );
-        match t.send(TrackBatch(commands(acked, 100))).await.unwrap() {
-            Ok(ack) => {
-                assert_eq!(ack.accepted, 100);
-                acked += 100;
-            }
-            Err(e) => break e,
-        }
-        actix::clock::sleep(Duration::from_millis(10)).await;
-    };
+    let (acked, refusal) = send_until_refused(&t, 100, 100).await;
     let TrackError::JournalUnavailable { reason } = &refusal else {
         panic!("not a journal refusal: {refusal:?}");
     };
@@ -143,21 +154,7 @@ async fn a_journal_deleted_under_a_running_pipeline_is_reported_and_events_are_r
     }
     // acknowledged only until a commit has found the file gone for longer than
     // fsync_interval_ms (as on a full disk): then refused
-    let mut accepted = 10;
-    let refusal = loop {
-        assert!(
-            accepted < 100_000,
-            "{accepted} events acknowledged as durable while the journal file is deleted"
-        );
-        match t.send(TrackBatch(commands(accepted, 10))).await.unwrap() {
-            Ok(ack) => {
-                assert_eq!(ack.accepted, 10);
-                accepted += 10;
-            }
-            Err(e) => break e,
-        }
-        actix::clock::sleep(Duration::from_millis(10)).await;
-    };
+    let (accepted, refusal) = send_until_refused(&t, 10, 10).await;
     let TrackError::JournalUnavailable { reason } = &refusal else {
         panic!("not a journal refusal: {refusal:?}");
     };
