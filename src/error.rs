@@ -374,6 +374,7 @@ pub(crate) const STORE_FAILURES: &[(&str, bool)] = &[
     // PostgreSQL
     ("could not ", false),
     ("deadlock detected", true),
+    ("out of shared memory", false),
     ("canceling statement due to", false),
     ("terminating connection", false),
     ("the database system is", false),
@@ -498,6 +499,7 @@ mod tests {
             ),
             db(K::Unknown, "canceling statement due to statement timeout"),
             db(K::Unknown, "deadlock detected"),
+            db(K::Unknown, "out of shared memory"), // 53200: max_locks_per_transaction
             db(K::ClosedConnection, "refused by policy"),
             // a table changed under the pipeline, SQLite then PostgreSQL
             db(K::Unknown, "table events has no column named duration_ms"),
