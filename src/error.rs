@@ -299,7 +299,10 @@ impl StoreError {
     /// under the pipeline is told by [`SCHEMA_CHANGES`]. Any other error a
     /// statement got from a store that answers is the store refusing the row: SQLite's
     /// CONSTRAINT family (a trigger's `RAISE(ABORT, 'any text')` is
-    /// SQLITE_CONSTRAINT_TRIGGER with the trigger's own text), MISMATCH, TOOBIG, RANGE;
+    /// SQLITE_CONSTRAINT_TRIGGER with the trigger's own text; so are `RAISE(FAIL)` and
+    /// `RAISE(ROLLBACK)`, whose own rollback of the transaction makes diesel's ROLLBACK fail:
+    /// `keeping_error` in `db::backend` returns the trigger's error, not that one), MISMATCH,
+    /// TOOBIG, RANGE;
     /// PostgreSQL's classes 22 and 23 and P0001 (a trigger's `RAISE EXCEPTION`, with its own
     /// text). The rows are then isolated and quarantined, and the quarantine insert itself
     /// must succeed, so a store that fails every write is never taken for one that refuses.

@@ -291,6 +291,84 @@ async fn a_row_a_sqlite_trigger_refuses_is_quarantined_and_the_rest_written() {
     }
 }
 
+/// A trigger refusing `poison` commands with `RAISE(ROLLBACK, ...)`: SQLite rolls back the
+/// whole transaction itself, so diesel's own ROLLBACK fails (`cannot rollback - no
+/// transaction is active`, or `no such savepoint`), which must not hide the refusal.
+const SQLITE_ROLLBACK: &str = "CREATE TRIGGER poison BEFORE INSERT ON events \
+     WHEN NEW.name = 'poison' BEGIN SELECT RAISE(ROLLBACK, 'refused by policy'); END;";
+
+/// `n` good commands at event times `T0 + from ..`.
+fn good_commands(from: i64, n: i64) -> Vec<TrackEvent> {
+    (from..from + n)
+        .map(|i| TrackEvent::command("good").duration_ms(i as f64).at(T0 + i))
+        .collect()
+}
+
+/// 10 events written, then the `RAISE(ROLLBACK)` trigger, then 10 good events with one poison
+/// event among them: the poison row is quarantined, the 10 good ones written once, `Flush`
+/// answers `Ok`. In durable mode a restart on the same journal writes nothing again.
+async fn a_trigger_rolling_back_refuses_one_row(durable: bool) {
+    let db = TempDb::new();
+    let config = Config {
+        durable,
+        journal_path: durable.then(|| db.dir.path().join("journal.db")),
+        store_retry_budget_ms: 1_000,
+        ..quiet_config()
+    };
+    let (t, _) = start_manual(config.clone(), &db);
+    common::send_all(&t, good_commands(0, 10), 10).await;
+    t.send(Flush).await.unwrap().expect("first flush");
+    db.conn().batch_execute(SQLITE_ROLLBACK).unwrap();
+    let mut batch = good_commands(10, 10);
+    batch.insert(5, TrackEvent::command("poison").at(T0 + 15));
+    common::send_all(&t, batch, 11).await;
+    let s = t
+        .send(Flush)
+        .await
+        .unwrap()
+        .expect("a row refused by RAISE(ROLLBACK) does not fail the flush");
+    conservation(&s);
+    assert_eq!(
+        (s.records_written, s.events_quarantined, s.rows_held),
+        (20, 1, 0),
+        "durable {durable}: {s:?}"
+    );
+    let s = t.send(Shutdown).await.unwrap();
+    conservation(&s);
+    assert_eq!(s.events_dropped, 0, "durable {durable}: {s:?}");
+    let stored = || {
+        (
+            db.count("events"),
+            db.count("events WHERE name = 'good'"),
+            db.count("quarantine"),
+            db.count("quarantine WHERE error LIKE '%refused by policy%'"),
+        )
+    };
+    assert_eq!(stored(), (20, 20, 1, 1), "durable {durable}");
+    if durable {
+        // the checkpoint committed with the rows: nothing is replayed into the store again
+        let (t, _) = start_manual(config, &db);
+        let s = t.send(Flush).await.unwrap().expect("flush after restart");
+        assert_eq!((s.records_written, s.events_quarantined), (0, 0), "{s:?}");
+        t.send(Shutdown).await.unwrap();
+        assert_eq!(stored(), (20, 20, 1, 1), "after restart");
+    }
+}
+
+/// A SQLite trigger refusing one command with `RAISE(ROLLBACK, ...)`, durable mode off.
+#[actix_rt::test]
+async fn a_row_a_sqlite_trigger_refuses_with_rollback_is_quarantined_and_the_rest_written() {
+    a_trigger_rolling_back_refuses_one_row(false).await;
+}
+
+/// The same in durable mode: SQLite rolls back the whole checkpoint transaction, not just the
+/// savepoint of the isolating pass, which starts again in a new transaction.
+#[actix_rt::test]
+async fn a_row_a_sqlite_trigger_refuses_with_rollback_is_quarantined_and_the_rest_written_durable()
+{
+    a_trigger_rolling_back_refuses_one_row(true).await;
+}
+
 const PG_REFUSE: &str = "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ \
      BEGIN IF NEW.name = 'refused' THEN RAISE EXCEPTION 'refused by policy'; END IF; \
      RETURN NEW; END $$; \

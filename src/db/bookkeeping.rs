@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 
-use crate::db::backend::WriteTxn;
+use crate::db::backend::{keeping_error, WriteTxn};
 pub(crate) use crate::db::models::ErrorBase;
 use crate::model::{SeriesKey, WriteBatch};
 use crate::stats::window::WindowState;
@@ -171,8 +171,37 @@ pub(crate) fn in_txn<C: WriteTxn, T>(
 ) -> QueryResult<T> {
     match txn {
         Txn::Own => c.write_txn(f),
-        Txn::Savepoint => c.transaction(f),
+        Txn::Savepoint => keeping_error(c, |c, f| c.transaction(f), f),
         Txn::Enclosing => f(c),
+    }
+}
+
+/// Durable mode: the pieces of a checkpoint's batches the store refused in an isolating pass
+/// whose whole transaction the store then rolled back (a SQLite trigger's `RAISE(ROLLBACK)`).
+/// The pass starts again in a new transaction, splitting these without trying them and
+/// quarantining the single rows among them with their error, so each new pass gets further
+/// and none writes a row twice.
+#[derive(Debug, Default)]
+pub(crate) struct Refused {
+    /// By batch (its index in the checkpoint) and piece (1: the batch; `2p`, `2p + 1`: the
+    /// halves of piece `p`), the store's error.
+    pieces: HashMap<(usize, u64), String>,
+}
+
+impl Refused {
+    /// The store's error for `piece`, if it refused it in an earlier pass.
+    pub(crate) fn get(&self, piece: (usize, u64)) -> Option<&str> {
+        self.pieces.get(&piece).map(String::as_str)
+    }
+
+    /// The store refused `piece` with `error` and ended the transaction.
+    pub(crate) fn learn(&mut self, piece: (usize, u64), error: String) {
+        self.pieces.insert(piece, error);
+    }
+
+    /// How many pieces are known refused (each pass that restarts adds one).
+    pub(crate) fn len(&self) -> usize {
+        self.pieces.len()
     }
 }
 

@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 use diesel::Column;
 
-use crate::db::backend::{InsertEvents, WriteTxn};
+use crate::db::backend::{txn_ended, InsertEvents, WriteTxn};
 use crate::db::bookkeeping::*;
 use crate::db::cached::Upsert;
 use crate::db::models::{decode_state, merge_rows, to_patterns};
@@ -216,8 +216,11 @@ macro_rules! backend {
             /// transaction is done again with each batch in a savepoint: one the store refuses
             /// is split until the refused rows are isolated, and those go to `quarantine`,
             /// inside the same transaction (savepoints cost a copy of every page a batch
-            /// changes, so only then). What became of each batch is in `outcomes` (also when
-            /// the COMMIT reports a failure, in case it took effect).
+            /// changes, so only then). If the store rolls back that whole transaction as it
+            /// refuses a row (SQLite's `RAISE(ROLLBACK)`), the pass starts again in a new one,
+            /// knowing the pieces refused so far ([`Refused`]): nothing is written twice or
+            /// taken as written. What became of each batch is in `outcomes` (also when the
+            /// COMMIT reports a failure, in case it took effect).
             pub(crate) fn write_durable(
                 c: &mut $Conn,
                 instance: &str,
@@ -242,15 +245,26 @@ macro_rules! backend {
                     }
                     other => return other,
                 }
-                outcomes.clear();
-                c.write_txn(|c| {
-                    for &(batch, mark) in batches {
-                        let mut outcome = Outcome::default();
-                        write_isolating(c, instance, batch, mark, bases, &mut outcome)?;
-                        outcomes.push(outcome);
+                let mut refused = Refused::default();
+                loop {
+                    outcomes.clear();
+                    let known = refused.len();
+                    let pass = c.write_txn(|c| {
+                        for (i, &(batch, mark)) in batches.iter().enumerate() {
+                            let mut outcome = Outcome::default();
+                            let piece = (i, 1);
+                            write_isolating(c, instance, batch, mark, bases, &mut outcome, piece, &mut refused)?;
+                            outcomes.push(outcome);
+                        }
+                        set_checkpoint(c, instance, checkpoint)
+                    });
+                    match pass {
+                        Err(e) if refused.len() > known => log::warn!(
+                            "the store refused a row of a checkpoint ({e}) and rolled back the whole transaction; isolating it again from the start"
+                        ),
+                        other => return other,
                     }
-                    set_checkpoint(c, instance, checkpoint)
-                })
+                }
             }
 
             /// The `durable_checkpoints` row of `checkpoint`.
@@ -274,8 +288,13 @@ macro_rules! backend {
                     Ok(())
             }
 
-            /// Writes `batch` in a savepoint; if the store refuses it, halves it until the
-            /// refused rows are single, which go to `quarantine` (all in the open transaction).
+            /// Writes `batch` (piece `piece`, see [`Refused`]) in a savepoint; if the store
+            /// refuses it, halves it until the refused rows are single, which go to
+            /// `quarantine` (all in the open transaction). A piece `refused` holds is not
+            /// tried again. If the store refused it and ended the whole transaction (SQLite's
+            /// `RAISE(ROLLBACK)`), the piece goes to `refused` and the error is returned: what
+            /// this transaction wrote is gone, and nothing more may run outside it.
+            #[allow(clippy::too_many_arguments)]
             fn write_isolating(
                 c: &mut $Conn,
                 instance: &str,
@@ -283,17 +302,26 @@ macro_rules! backend {
                 mark: BatchMark,
                 bases: &mut Bases,
                 outcome: &mut Outcome,
+                piece: (usize, u64),
+                refused: &mut Refused,
             ) -> QueryResult<()> {
-                let e = match write_batch(c, instance, batch, mark, bases, Txn::Savepoint) {
-                    Ok(_) => {
-                        outcome.written(batch);
-                        return Ok(());
-                    }
-                    Err(e) if StoreError::refuses(&e) => e,
-                    Err(e) => return Err(e),
+                let e = match refused.get(piece) {
+                    Some(e) => e.to_owned(),
+                    None => match write_batch(c, instance, batch, mark, bases, Txn::Savepoint) {
+                        Ok(_) => {
+                            outcome.written(batch);
+                            return Ok(());
+                        }
+                        Err(e) if StoreError::refuses(&e) && txn_ended(c) => {
+                            refused.learn(piece, e.to_string());
+                            return Err(e);
+                        }
+                        Err(e) if StoreError::refuses(&e) => e.to_string(),
+                        Err(e) => return Err(e),
+                    },
                 };
                 if batch.rows() <= 1 {
-                    quarantine(c, instance, batch, &e.to_string(), mark, Txn::Savepoint)?;
+                    quarantine(c, instance, batch, &e, mark, Txn::Savepoint)?;
                     log::error!(
                         "the store refused a row ({e}); it is in the quarantine table and the rest is written"
                     );
@@ -301,8 +329,9 @@ macro_rules! backend {
                     return Ok(());
                 }
                 let (first, second) = batch.clone().split();
-                write_isolating(c, instance, &first, mark, bases, outcome)?;
-                write_isolating(c, instance, &second, mark, bases, outcome)
+                let (i, p) = piece;
+                write_isolating(c, instance, &first, mark, bases, outcome, (i, 2 * p), refused)?;
+                write_isolating(c, instance, &second, mark, bases, outcome, (i, 2 * p + 1), refused)
             }
 
             /// The position the store holds journal `journal_id` through, if any.
