@@ -53,6 +53,35 @@ fn start_and_stop(db: &TempDb, config: Config) -> Result<Stats, Error> {
     stats
 }
 
+/// After a journal refusal: it checkpointed everything accepted (the store holds `accepted`
+/// events, which no longer depend on the journal), the journal reports failing, a new event is
+/// refused and `Flush` answers the journal's failure, whose reason says `why`. The stats then.
+async fn assert_failing_journal(
+    t: &actix::Addr<eventbatch::Tracker>,
+    db: &TempDb,
+    before: &Stats,
+    accepted: usize,
+    why: &str,
+) -> Stats {
+    let s = wait_for(t, |s| s.checkpoints > before.checkpoints).await;
+    assert_eq!(db.count("events"), accepted as i64);
+    assert!(!s.journal_healthy && s.journal_failing_ms > 0, "{s:?}");
+    assert!(s.journal_errors > 0, "{s:?}");
+    let one = t.send(TrackEvent::command("one").at(T0)).await.unwrap();
+    assert!(
+        matches!(one, Err(TrackError::JournalUnavailable { .. })),
+        "{one:?}"
+    );
+    match t.send(Flush).await.unwrap() {
+        Err(PipelineError::Journal { path, reason }) => {
+            assert!(path.ends_with("events.journal"), "{path}");
+            assert!(reason.contains(why), "{reason}");
+        }
+        other => panic!("Flush with a failing journal answered {other:?}"),
+    }
+    s
+}
+
 /// Sends batches of `n` commands from `from` on, 10 ms apart, until one is refused; returns
 /// how many were acknowledged (counting from `from`'s start) and the refusal. Fails if 100,000
 /// are acknowledged first.
@@ -99,23 +128,7 @@ async fn a_failing_journal_refuses_events_reports_it_and_recovers_when_the_disk_
     };
     assert!(reason.contains("full"), "SQLite's own error: {reason}");
     assert!(!reason.contains("no transaction is active"), "{reason}");
-    // the refusal checkpointed everything acknowledged: it no longer depends on the journal
-    let s = wait_for(&t, |s| s.checkpoints > before.checkpoints).await;
-    assert_eq!(db.count("events"), acked as i64);
-    assert!(!s.journal_healthy && s.journal_failing_ms > 0, "{s:?}");
-    assert!(s.journal_errors > 0, "{s:?}");
-    let one = t.send(TrackEvent::command("one").at(T0)).await.unwrap();
-    assert!(
-        matches!(one, Err(TrackError::JournalUnavailable { .. })),
-        "{one:?}"
-    );
-    match t.send(Flush).await.unwrap() {
-        Err(PipelineError::Journal { path, reason }) => {
-            assert!(path.ends_with("events.journal"), "{path}");
-            assert!(reason.contains("full"), "{reason}");
-        }
-        other => panic!("Flush with a failing journal answered {other:?}"),
-    }
+    assert_failing_journal(&t, &db, &before, acked, "full").await;
     fs.free();
     let s = wait_for(&t, |s| s.journal_healthy).await;
     assert_eq!(s.journal_failing_ms, 0);
@@ -162,23 +175,7 @@ async fn a_journal_deleted_under_a_running_pipeline_is_reported_and_events_are_r
         reason.contains("events.journal") && reason.contains("was deleted"),
         "{reason}"
     );
-    // the refusal checkpointed everything accepted: it no longer depends on the journal
-    let s = wait_for(&t, |s| s.checkpoints > before.checkpoints).await;
-    assert_eq!(db.count("events"), accepted as i64);
-    assert!(!s.journal_healthy && s.journal_failing_ms > 0, "{s:?}");
-    assert!(s.journal_errors > 0, "{s:?}");
-    let one = t.send(TrackEvent::command("one").at(T0)).await.unwrap();
-    assert!(
-        matches!(one, Err(TrackError::JournalUnavailable { .. })),
-        "{one:?}"
-    );
-    match t.send(Flush).await.unwrap() {
-        Err(PipelineError::Journal { path, reason }) => {
-            assert!(path.ends_with("events.journal"), "{path}");
-            assert!(reason.contains("was deleted"), "{reason}");
-        }
-        other => panic!("Flush with a deleted journal answered {other:?}"),
-    }
+    let s = assert_failing_journal(&t, &db, &before, accepted, "was deleted").await;
     // retried every interval, and still failing: the retries do not bring it back
     let errors = s.journal_errors;
     let s = wait_for(&t, |s| s.journal_errors > errors).await;
