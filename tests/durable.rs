@@ -701,3 +701,33 @@ fn a_stop_right_after_a_restart_lets_the_replay_through_on_a_healthy_store() {
     assert_every_command_stored_once(&db);
     assert_eq!(journal_entries(&db.dir.path().join("events.journal")), 0);
 }
+
+/// A restart whose replay waits for room, and `Configure` lowering `max_queued_events`
+/// meanwhile: the replay hands on batches under the new bound (it once kept the size it
+/// started with, larger than the new bound, and never found room: every `Flush` waited for
+/// it forever).
+#[test]
+fn a_replay_goes_on_when_configure_lowers_the_queue_bound() {
+    let db = TempDb::new();
+    drop(a_run_stopped_on_a_locked_store(&db));
+    let sys = actix::System::new();
+    let stopped = sys.block_on(async {
+        let t = start(small_queue_config(&db), db.store()).expect("restart");
+        let patch = ConfigPatch {
+            max_queued_events: Some(200),
+            ..ConfigPatch::default()
+        };
+        t.send(Configure(patch)).await.unwrap().unwrap();
+        let flushed = actix_rt::time::timeout(ANSWERED_WITHIN, t.send(Flush))
+            .await
+            .expect("Flush answered")
+            .unwrap()
+            .expect("the replay through");
+        assert_eq!(flushed.events_replayed, LEFT_IN_THE_JOURNAL as u64);
+        t.send(Shutdown).await.unwrap()
+    });
+    drop(sys);
+    assert_eq!(stopped.events_dropped, 0, "{stopped:?}");
+    conservation(&stopped);
+    assert_every_command_stored_once(&db);
+}

@@ -138,9 +138,15 @@ impl Tracker {
 
     /// Handles the events that waited behind the replay, in the order they came, as if they
     /// came now (refused once shutting down), and answers each.
+    ///
+    /// In a bare stop (the System going, `closing`) they are refused: the context that would
+    /// answer them goes with the tracker, so their callers are told the send failed, and an
+    /// event accepted unseen could be sent again by a caller that retries.
     fn let_in_behind_replay(&mut self) {
         let Some(d) = &mut self.durable else { return };
         let behind = std::mem::take(&mut d.behind);
+        let refusing = self.shutting_down;
+        self.shutting_down |= self.closing;
         for waiting in behind {
             match waiting {
                 BehindReplay::Event(event, answer) => {
@@ -154,6 +160,7 @@ impl Tracker {
                 }
             }
         }
+        self.shutting_down = refusing;
         self.forward_intake();
     }
 

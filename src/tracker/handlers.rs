@@ -145,8 +145,11 @@ impl Handler<Configure> for Tracker {
             || settings.metrics_interval != self.settings.metrics_interval;
         self.settings = Arc::new(settings);
         self.config = next.clone();
-        if let Some(d) = &self.durable {
+        if let Some(d) = &mut self.durable {
             d.journal.set_interval(self.settings.fsync_interval);
+            // a replay under way hands on batches this size: under the new bound, or it could
+            // never find room for them
+            d.records_per_checkpoint = durable::records_per_checkpoint(&self.settings);
         }
         self.send_marker(Control::Settings(self.settings.clone()));
         if interval_changed {
@@ -263,7 +266,7 @@ impl Handler<Shutdown> for Tracker {
     type Result = ResponseActFuture<Self, Stats>;
     /// Durable mode: a replay of an earlier run under way goes on first while the store takes
     /// it; on a failing store that wait ends within the retry budget, and what was not
-    /// replayed stays in the journal for the next start ([`Tracker::end_replay`]).
+    /// replayed stays in the journal for the next start (`Tracker::end_replay`).
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
         if self.shutting_down {
             // A second Shutdown: the first one is under way.
